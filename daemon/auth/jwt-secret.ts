@@ -1,0 +1,50 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { ConfigError } from '../config/errors.js';
+import type { Logger } from '../logger.js';
+
+export const MIN_SECRET_BYTES = 32;
+
+/**
+ * The HS256 signing secret (CONTRACT section 3). From JWT_SECRET when set; in
+ * production a missing or short one stops the daemon. Otherwise it is generated
+ * once into `<data_dir>/jwt-secret` with mode 0600 and reused on every start.
+ */
+export function resolveJwtSecret(options: {
+  provided: string | null;
+  env: 'development' | 'production' | 'test';
+  dataDir: string;
+  logger: Logger;
+}): Buffer {
+  const { provided, env, dataDir, logger } = options;
+  if (provided !== null) {
+    const bytes = Buffer.from(provided, 'utf8');
+    if (bytes.length < MIN_SECRET_BYTES) {
+      if (env === 'production') {
+        throw new ConfigError([`JWT_SECRET: must be at least ${MIN_SECRET_BYTES} bytes in production (got ${bytes.length})`]);
+      }
+      logger.warn(`JWT_SECRET is shorter than ${MIN_SECRET_BYTES} bytes; refuse this in production`);
+    }
+    return bytes;
+  }
+  if (env === 'production') {
+    throw new ConfigError(['JWT_SECRET: is required when KEEN_ENV=production']);
+  }
+  const file = path.join(dataDir, 'jwt-secret');
+  if (existsSync(file)) {
+    const mode = statSync(file).mode & 0o777;
+    if (mode & 0o077) {
+      chmodSync(file, 0o600);
+      logger.warn({ file }, 'jwt-secret was readable by others; mode reset to 0600');
+    }
+    const secret = Buffer.from(readFileSync(file, 'utf8').trim(), 'base64url');
+    if (secret.length >= MIN_SECRET_BYTES) return secret;
+    throw new ConfigError([`${file}: holds a secret shorter than ${MIN_SECRET_BYTES} bytes; delete it to generate a new one`]);
+  }
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const secret = randomBytes(48);
+  writeFileSync(file, secret.toString('base64url') + '\n', { mode: 0o600, flag: 'wx' });
+  logger.warn({ file }, 'JWT_SECRET is not set: generated a signing secret into the data directory (set JWT_SECRET in production)');
+  return secret;
+}

@@ -1,0 +1,30 @@
+import type { AppContext, HttpMethod, Middleware } from './context.js';
+
+/**
+ * A route declared once: the router, the validator and /openapi.json all read it.
+ * Handlers call one domain service and set `ctx.body`; they hold no business rules.
+ */
+export interface RouteSpec {
+  method: HttpMethod;
+  /** Koa-router path, e.g. `/v1/sessions/:id`. */
+  path: string;
+  summary: string;
+  tag: string;
+  /** `none`: public. `any`: JWT or API key. `bearer`: JWT only (account management). */
+  auth: 'none' | 'any' | 'bearer';
+  /** Scope the credential must carry (CONTRACT section 4). */
+  scope?: string;
+  /** Schema name under schemas/api/ for the JSON body. */
+  body?: string;
+  /** Schema name under schemas/api/ for the query string. */
+  query?: string;
+  /** Success status and schema name of the response body. */
+  response: { status: number; schema?: string; description?: string; contentType?: string };
+  /** Error codes this route may answer with, beyond the ones every route can. */
+  errors?: string[];
+  /** Extra middleware between authentication and the handler (rate limits, ...). */
+  use?: Middleware[];
+  handler: (ctx: AppContext) => Promise<void> | void;
+}
+
+export const defineRoutes = (routes: RouteSpec[]): RouteSpec[] => routes;

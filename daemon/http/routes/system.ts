@@ -1,0 +1,83 @@
+import { GatewayError } from '../../errors.js';
+import type { Metrics } from '../../metrics.js';
+import { defineRoutes } from '../routes.js';
+
+/** A dependency readiness depends on. */
+export interface HealthCheck {
+  name: string;
+  check(): Promise<void>;
+}
+
+export function systemRoutes(deps: {
+  checks: HealthCheck[];
+  metrics: Metrics;
+  version: string;
+  openapi: () => Record<string, unknown>;
+}) {
+  return defineRoutes([
+    {
+      method: 'GET',
+      path: '/health/live',
+      summary: 'Liveness: the process answers.',
+      tag: 'health',
+      auth: 'none',
+      response: { status: 200, schema: 'HealthResponse' },
+      handler: (ctx) => {
+        ctx.body = { success: true, status: 'ok', version: deps.version, checks: {} };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/health/ready',
+      summary: 'Readiness: the database and, when configured, Redis answer. 503 names what failed.',
+      tag: 'health',
+      auth: 'none',
+      response: { status: 200, schema: 'HealthResponse' },
+      errors: ['UNAVAILABLE'],
+      handler: async (ctx) => {
+        const results = await Promise.all(
+          deps.checks.map(async (c) => {
+            try {
+              await c.check();
+              return [c.name, 'ok'] as const;
+            } catch {
+              return [c.name, 'fail'] as const;
+            }
+          }),
+        );
+        const checks = Object.fromEntries(results);
+        const failed = results.filter(([, s]) => s === 'fail').map(([n]) => n);
+        if (failed.length > 0) {
+          throw new GatewayError('UNAVAILABLE', `not ready: ${failed.join(', ')} unavailable`, {
+            details: { checks },
+            headers: { 'Retry-After': '1' },
+          });
+        }
+        ctx.body = { success: true, status: 'ok', version: deps.version, checks };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/metrics',
+      summary: 'Prometheus metrics in the text exposition format.',
+      tag: 'health',
+      auth: 'none',
+      response: { status: 200, contentType: 'text/plain; version=0.0.4' },
+      handler: async (ctx) => {
+        ctx.type = deps.metrics.registry.contentType;
+        ctx.body = await deps.metrics.registry.metrics();
+      },
+    },
+    {
+      method: 'GET',
+      path: '/openapi.json',
+      summary: 'This API described in OpenAPI 3.1, built from schemas/.',
+      tag: 'health',
+      auth: 'none',
+      response: { status: 200, description: 'OpenAPI 3.1 document' },
+      handler: (ctx) => {
+        ctx.body = deps.openapi();
+      },
+    },
+  ]);
+}

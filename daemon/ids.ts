@@ -1,0 +1,44 @@
+import { randomBytes } from 'node:crypto';
+
+/** Type prefixes of every public id (CONTRACT section 4). */
+export type IdPrefix = 'usr' | 'ten' | 'key' | 'ses' | 'res' | 'txn' | 'req' | 'aud' | 'rtk' | 'whk' | 'con';
+
+const CROCKFORD = '0123456789abcdefghjkmnpqrstvwxyz';
+
+function encodeTime(ms: number): string {
+  let out = '';
+  let t = ms;
+  for (let i = 0; i < 10; i++) {
+    out = CROCKFORD[t % 32]! + out;
+    t = Math.floor(t / 32);
+  }
+  return out;
+}
+
+function encodeRandom(bytes: Buffer): string {
+  // 16 chars of 5 bits each from 10 random bytes (80 bits).
+  let bits = 0n;
+  for (const b of bytes) bits = (bits << 8n) | BigInt(b);
+  let out = '';
+  for (let i = 0; i < 16; i++) {
+    out = CROCKFORD[Number(bits & 31n)]! + out;
+    bits >>= 5n;
+  }
+  return out;
+}
+
+/**
+ * A new id: prefix, underscore, 26 lowercase Crockford base32 chars (ULID layout:
+ * 48 bits of milliseconds, then 80 random bits). Ids sort by creation time, which
+ * keeps cursor pagination simple; the random part makes them unguessable.
+ */
+export function newId(prefix: IdPrefix, nowMs: number = Date.now()): string {
+  return `${prefix}_${encodeTime(nowMs)}${encodeRandom(randomBytes(10))}`;
+}
+
+const ID_RE = /^[a-z]{3}_[0-9a-hjkmnp-tv-z]{26}$/;
+
+/** True when `value` is a well-formed id of the given prefix. Used to refuse junk before a query. */
+export function isId(value: unknown, prefix: IdPrefix): value is string {
+  return typeof value === 'string' && value.startsWith(`${prefix}_`) && ID_RE.test(value);
+}

@@ -1,0 +1,11 @@
+import type { Migration } from 'kysely';
+import * as m0001 from './0001_foundation.js';
+
+/**
+ * Every migration, in order. Names never change once released; a new migration
+ * is a new entry. They use Kysely's schema builder only, so their effect is the
+ * same on SQLite and Postgres.
+ */
+export const MIGRATIONS: Record<string, Migration> = {
+  '0001_foundation': m0001,
+};

@@ -1,0 +1,36 @@
+import { Migrator, type MigrationResultSet } from 'kysely';
+import type { Database } from './database.js';
+import { MIGRATIONS } from './migrations/index.js';
+
+export interface MigrationReport {
+  applied: string[];
+  current: string | null;
+}
+
+/** Applies every pending migration. Safe to run from several daemons at once: Kysely takes a lock table. */
+export async function migrateToLatest(database: Database): Promise<MigrationReport> {
+  const migrator = new Migrator({
+    db: database.db,
+    provider: { getMigrations: async () => MIGRATIONS },
+  });
+  const result: MigrationResultSet = await migrator.migrateToLatest();
+  if (result.error) {
+    const failed = result.results?.find((r) => r.status === 'Error');
+    const cause = result.error instanceof Error ? result.error : new Error(String(result.error));
+    throw new Error(`migration ${failed?.migrationName ?? '(unknown)'} failed: ${cause.message}`, { cause });
+  }
+  const applied = (result.results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+  return { applied, current: latestMigration() };
+}
+
+/** The pending migrations, without applying them (for `doctor`). */
+export async function pendingMigrations(database: Database): Promise<string[]> {
+  const migrator = new Migrator({ db: database.db, provider: { getMigrations: async () => MIGRATIONS } });
+  const all = await migrator.getMigrations();
+  return all.filter((m) => !m.executedAt).map((m) => m.name);
+}
+
+export function latestMigration(): string | null {
+  const names = Object.keys(MIGRATIONS).sort();
+  return names[names.length - 1] ?? null;
+}
