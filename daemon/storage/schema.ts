@@ -1,17 +1,12 @@
 /**
- * Kysely table types: the shape of every table as the code sees it. Times are
- * integer milliseconds since the epoch, money is integer micro-credits, booleans
- * are 0/1 integers, JSON is text: the same on SQLite and Postgres.
+ * Kysely table types: the shape of every table as the code sees it, one file per
+ * domain under tables/. Times are integer milliseconds since the epoch, money is
+ * integer micro-credits, booleans are 0/1 integers, JSON is text: the same on
+ * SQLite and Postgres.
  */
-import type { Generated } from 'kysely';
+import type { AuditTables } from './tables/audit.js';
+import type { AuthTables } from './tables/auth.js';
+import type { CreditTables } from './tables/credits.js';
+import type { FoundationTables } from './tables/foundation.js';
 
-export interface MetaTable {
-  key: string;
-  value: string;
-}
-
-export interface DB {
-  gateway_meta: MetaTable;
-}
-
-export type { Generated };
+export interface DB extends FoundationTables, AuthTables, CreditTables, AuditTables {}

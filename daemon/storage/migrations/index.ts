@@ -1,5 +1,6 @@
 import type { Migration } from 'kysely';
 import * as m0001 from './0001_foundation.js';
+import * as m0002 from './0002_auth.js';
 
 /**
  * Every migration, in order. Names never change once released; a new migration
@@ -8,4 +9,5 @@ import * as m0001 from './0001_foundation.js';
  */
 export const MIGRATIONS: Record<string, Migration> = {
   '0001_foundation': m0001,
+  '0002_auth': m0002,
 };

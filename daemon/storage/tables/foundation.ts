@@ -1,0 +1,3 @@
+export interface FoundationTables {
+  gateway_meta: { key: string; value: string };
+}
