@@ -14,6 +14,20 @@ import { migrateToLatest } from './storage/migrator.js';
 import { VERSION } from './version.js';
 import type Koa from 'koa';
 import type { AppState } from './http/context.js';
+import { AccessTokens } from './auth/access-tokens.js';
+import { AuthService } from './auth/auth-service.js';
+import { LoginThrottle } from './auth/login-throttle.js';
+import { PasswordHasher } from './auth/passwords.js';
+import { SecretBox } from './auth/secret-box.js';
+import type { AuditLogger } from './audit/types.js';
+import { MemoryAuditLogger } from './audit/types.js';
+import { routeGuards } from './http/middleware/authenticate.js';
+import { adminUserRoutes } from './http/routes/admin-users.js';
+import { apiKeyRoutes } from './http/routes/api-keys.js';
+import { authRoutes } from './http/routes/auth.js';
+import { MemoryRateLimiter } from './limits/memory.js';
+import type { RateLimiter } from './limits/types.js';
+import { UserAdminService } from './users/user-admin.js';
 
 export interface ContainerOptions {
   config: ResolvedConfig;
@@ -36,6 +50,12 @@ export class Container {
   readonly validator: Validator;
   readonly jwtSecret: Buffer;
   readonly routes: RouteSpec[];
+  readonly audit: AuditLogger;
+  readonly limiter: RateLimiter;
+  readonly hasher: PasswordHasher;
+  readonly accessTokens: AccessTokens;
+  readonly auth: AuthService;
+  readonly users: UserAdminService;
   readonly app: Koa<AppState>;
   private openapiDoc: Record<string, unknown> | null = null;
   private readonly stoppers: Array<() => Promise<void>> = [];
@@ -62,8 +82,39 @@ export class Container {
     const schemas = loadSchemas();
     this.validator = new Validator(createAjv());
 
+    this.audit = new MemoryAuditLogger();
+    this.limiter = new MemoryRateLimiter({ clock: this.clock });
+    this.stoppers.push(() => this.limiter.close());
+    this.hasher = new PasswordHasher({ maxConcurrent: this.config.auth.max_concurrent_hashes });
+    const accessTokens = (this.accessTokens = new AccessTokens(this.jwtSecret, {
+      issuer: this.config.auth.issuer,
+      audience: this.config.auth.audience,
+      ttlSeconds: this.config.auth.access_token_ttl_seconds,
+      clock: this.clock,
+    }));
+    const throttle = this.config.auth.login_throttle;
+    this.auth = new AuthService({
+      database: this.database,
+      clock: this.clock,
+      hasher: this.hasher,
+      accessTokens,
+      audit: this.audit,
+      secretBox: new SecretBox(this.jwtSecret, 'totp-secrets'),
+      throttle: new LoginThrottle(this.limiter, {
+        maxFailuresPerEmail: throttle.max_failures_per_email,
+        maxFailuresPerIp: throttle.max_failures_per_ip,
+        windowSeconds: throttle.window_seconds,
+      }),
+      refreshTtlMs: this.config.auth.refresh_token_ttl_days * 86_400_000,
+      issuer: this.config.auth.issuer,
+    });
+    this.users = new UserAdminService({ database: this.database, clock: this.clock, hasher: this.hasher, audit: this.audit });
+
     const checks: HealthCheck[] = [{ name: 'database', check: () => this.database.ping() }];
     this.routes = [
+      ...authRoutes({ auth: this.auth, users: this.users }),
+      ...apiKeyRoutes({ users: this.users }),
+      ...adminUserRoutes({ users: this.users }),
       ...systemRoutes({
         checks,
         metrics: this.metrics,
@@ -78,6 +129,7 @@ export class Container {
       routes: this.routes,
       bodyLimitBytes: this.config.server.body_limit_bytes,
       trustedProxies: this.config.server.trusted_proxies,
+      guards: routeGuards({ auth: this.auth }),
     });
   }
 

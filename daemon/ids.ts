@@ -39,6 +39,6 @@ export function newId(prefix: IdPrefix, nowMs: number = Date.now()): string {
 const ID_RE = /^[a-z]{3}_[0-9a-hjkmnp-tv-z]{26}$/;
 
 /** True when `value` is a well-formed id of the given prefix. Used to refuse junk before a query. */
-export function isId(value: unknown, prefix: IdPrefix): value is string {
+export function isId(value: unknown, prefix: IdPrefix): boolean {
   return typeof value === 'string' && value.startsWith(`${prefix}_`) && ID_RE.test(value);
 }

@@ -12,3 +12,6 @@ export interface AppState {
 export type AppContext = ParameterizedContext<AppState> & { request: { body?: unknown } };
 export type Middleware = KoaMiddleware<AppState>;
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+/** The parsed JSON body, after the route's schema validated it. */
+export const bodyOf = <T>(ctx: { request: unknown }): T => (ctx.request as { body?: unknown }).body as T;

@@ -1,0 +1,48 @@
+import type { AuthService, ClientInfo } from '../../auth/auth-service.js';
+import type { Principal } from '../../auth/principal.js';
+import { GatewayError } from '../../errors.js';
+import type { AppContext, Middleware } from '../context.js';
+import type { RouteSpec } from '../routes.js';
+
+/** The principal of an authenticated request (set by `authenticate`). */
+export function principalOf(ctx: AppContext): Principal {
+  const p = ctx.state.auth as Principal | undefined;
+  if (!p) throw new GatewayError('MISSING_TOKEN', 'authentication required');
+  return p;
+}
+
+export function clientOf(ctx: AppContext): ClientInfo {
+  const ua = ctx.get('User-Agent');
+  return { ip: ctx.state.clientIp, userAgent: ua ? ua.slice(0, 256) : null, requestId: ctx.state.requestId };
+}
+
+/**
+ * The guard chain of a route, from its spec: authenticate, then what runs once
+ * the caller is known (rate limits), then the token-type and scope checks.
+ */
+export function routeGuards(deps: { auth: AuthService; afterAuthentication?: (spec: RouteSpec) => Middleware[] }) {
+  const authenticate: Middleware = async (ctx, next) => {
+    ctx.state.auth = await deps.auth.authenticate(ctx.get('Authorization') || undefined);
+    await next();
+  };
+  const bearerOnly: Middleware = async (ctx, next) => {
+    if (principalOf(ctx as AppContext).via !== 'jwt') {
+      throw new GatewayError('FORBIDDEN', "this endpoint needs a user's access token (Bearer), not an API key");
+    }
+    await next();
+  };
+  const scope = (needed: string): Middleware => async (ctx, next) => {
+    const p = principalOf(ctx as AppContext);
+    if (!(p.scopes as string[]).includes(needed)) {
+      throw new GatewayError('INSUFFICIENT_SCOPE', `this credential lacks the scope ${needed}`, { details: { required: needed } });
+    }
+    await next();
+  };
+  return (spec: RouteSpec): Middleware[] => {
+    if (spec.auth === 'none') return [];
+    const chain: Middleware[] = [authenticate, ...(deps.afterAuthentication?.(spec) ?? [])];
+    if (spec.auth === 'bearer') chain.push(bearerOnly);
+    if (spec.scope) chain.push(scope(spec.scope));
+    return chain;
+  };
+}

@@ -1,0 +1,50 @@
+import type { UserAdminService, CreateKeyInput } from '../../users/user-admin.js';
+import { clientOf, principalOf } from '../middleware/authenticate.js';
+import { bodyOf } from '../context.js';
+import { defineRoutes } from '../routes.js';
+
+/** A user's own API keys (CONTRACT: bearer only, so a leaked key cannot mint more keys). */
+export function apiKeyRoutes(deps: { users: UserAdminService }) {
+  const { users } = deps;
+  return defineRoutes([
+    {
+      method: 'GET',
+      path: '/v1/api-keys',
+      summary: 'List your API keys (never the keys themselves).',
+      tag: 'api-keys',
+      auth: 'bearer',
+      response: { status: 200, schema: 'ApiKeyListResponse' },
+      handler: async (ctx) => {
+        ctx.body = { success: true, api_keys: await users.listApiKeys({ userId: principalOf(ctx).userId }) };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/api-keys',
+      summary: 'Create an API key; the key is in this response only.',
+      tag: 'api-keys',
+      auth: 'bearer',
+      body: 'ApiKeyCreateRequest',
+      response: { status: 201, schema: 'ApiKeyCreatedResponse' },
+      errors: ['INSUFFICIENT_SCOPE', 'FORBIDDEN'],
+      handler: async (ctx) => {
+        const p = principalOf(ctx);
+        const owner = await users.ownUser(p);
+        ctx.status = 201;
+        ctx.body = { success: true, ...(await users.createApiKey(p, owner, bodyOf<CreateKeyInput>(ctx), clientOf(ctx))) };
+      },
+    },
+    {
+      method: 'DELETE',
+      path: '/v1/api-keys/:id',
+      summary: 'Revoke one of your API keys.',
+      tag: 'api-keys',
+      auth: 'bearer',
+      response: { status: 200, schema: 'ApiKeyResponse' },
+      errors: ['NOT_FOUND', 'FORBIDDEN'],
+      handler: async (ctx) => {
+        ctx.body = { success: true, api_key: await users.revokeApiKey(principalOf(ctx), String(ctx.params.id), false, clientOf(ctx)) };
+      },
+    },
+  ]);
+}
