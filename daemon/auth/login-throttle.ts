@@ -2,6 +2,9 @@ import { createHash } from 'node:crypto';
 import { GatewayError } from '../errors.js';
 import type { RateLimiter } from '../limits/types.js';
 
+/** Strikes (attempts while throttled) are counted over a day. */
+const STRIKE_WINDOW_MS = 86_400_000;
+
 export interface LoginThrottleOptions {
   maxFailuresPerEmail: number;
   maxFailuresPerIp: number;
@@ -31,19 +34,26 @@ export class LoginThrottle {
     return this.options.windowSeconds * 1000;
   }
 
-  /** Throws 429 LOGIN_THROTTLED when either budget is spent. */
+  /**
+   * Throws 429 LOGIN_THROTTLED when either budget is spent. Attempts made while
+   * throttled are strikes; once a day's worth of strikes is spent the wait grows
+   * from "until a failure ages out" to "until the strikes age out" (hours).
+   */
   async check(email: string, ip: string): Promise<void> {
     const k = this.keys(email, ip);
-    const [byEmail, byIp] = await Promise.all([
+    const strikeLimit = this.options.maxFailuresPerEmail * 3;
+    const [byEmail, byIp, strikes] = await Promise.all([
       this.limiter.peek(k.email, this.options.maxFailuresPerEmail, this.windowMs),
       this.limiter.peek(k.ip, this.options.maxFailuresPerIp, this.windowMs),
+      this.limiter.peek(k.strikes, strikeLimit, STRIKE_WINDOW_MS),
     ]);
-    const blocked = [byEmail, byIp].filter((d) => !d.allowed);
-    if (blocked.length === 0) return;
-    const strikes = await this.limiter.consume(k.strikes, 1_000_000, this.windowMs);
-    const count = 1_000_000 - strikes.remaining;
-    const base = Math.max(1000, ...blocked.map((d) => d.retryAfterMs));
-    const waitMs = Math.min(this.windowMs, base * 2 ** Math.min(Math.max(count - 1, 0), 10));
+    let waitMs = strikes.allowed ? 0 : strikes.retryAfterMs;
+    if (waitMs === 0) {
+      const blocked = [byEmail, byIp].filter((d) => !d.allowed);
+      if (blocked.length === 0) return;
+      const strike = await this.limiter.consume(k.strikes, strikeLimit, STRIKE_WINDOW_MS);
+      waitMs = Math.max(...blocked.map((d) => d.retryAfterMs), strike.allowed ? 0 : strike.retryAfterMs);
+    }
     const seconds = Math.max(1, Math.ceil(waitMs / 1000));
     throw new GatewayError('LOGIN_THROTTLED', 'too many failed sign-in attempts; retry later', {
       headers: { 'Retry-After': String(seconds) },

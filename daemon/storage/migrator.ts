@@ -1,4 +1,4 @@
-import { Migrator, type MigrationResultSet } from 'kysely';
+import { Migrator, sql, type MigrationResultSet } from 'kysely';
 import type { Database } from './database.js';
 import { MIGRATIONS } from './migrations/index.js';
 
@@ -7,12 +7,27 @@ export interface MigrationReport {
   current: string | null;
 }
 
-/** Applies every pending migration. Safe to run from several daemons at once: Kysely takes a lock table. */
-export async function migrateToLatest(database: Database): Promise<MigrationReport> {
-  const migrator = new Migrator({
+/**
+ * Kysely looks for its bookkeeping tables by name across every schema it can see;
+ * on Postgres we name the schema in use (search_path), so two installations in
+ * one database never mistake each other's tables for their own.
+ */
+async function migratorFor(database: Database): Promise<Migrator> {
+  let migrationTableSchema: string | undefined;
+  if (database.dialect === 'postgres') {
+    const r = await sql<{ schema: string }>`select current_schema() as schema`.execute(database.db);
+    migrationTableSchema = r.rows[0]?.schema ?? undefined;
+  }
+  return new Migrator({
     db: database.db,
     provider: { getMigrations: async () => MIGRATIONS },
+    ...(migrationTableSchema ? { migrationTableSchema } : {}),
   });
+}
+
+/** Applies every pending migration. Safe to run from several daemons at once: Kysely takes a lock table. */
+export async function migrateToLatest(database: Database): Promise<MigrationReport> {
+  const migrator = await migratorFor(database);
   const result: MigrationResultSet = await migrator.migrateToLatest();
   if (result.error) {
     const failed = result.results?.find((r) => r.status === 'Error');
@@ -25,7 +40,7 @@ export async function migrateToLatest(database: Database): Promise<MigrationRepo
 
 /** The pending migrations, without applying them (for `doctor`). */
 export async function pendingMigrations(database: Database): Promise<string[]> {
-  const migrator = new Migrator({ db: database.db, provider: { getMigrations: async () => MIGRATIONS } });
+  const migrator = await migratorFor(database);
   const all = await migrator.getMigrations();
   return all.filter((m) => !m.executedAt).map((m) => m.name);
 }
