@@ -1,0 +1,53 @@
+import type { Counter } from 'prom-client';
+import type { Metrics } from '../metrics.js';
+import type { FailureMode } from './resilient.js';
+
+/** How one policy came out of a check. `skipped`: it had room, but another policy denied the request, so nothing was taken. */
+export type DecisionOutcome = 'allowed' | 'denied' | 'skipped' | 'degraded';
+
+/** One policy's part of a check, as far as metrics care. */
+export interface DecisionRecord {
+  policy: string;
+  outcome: DecisionOutcome;
+}
+
+/**
+ * The limiter's Prometheus counters, registered on the daemon's Metrics. Build
+ * it once per Metrics (in the composition root): registering a name twice on
+ * one registry throws. Labels come from fixed sets (policy names, outcomes,
+ * modes), never from keys.
+ */
+export class RateLimitMetrics {
+  readonly backendFailures: Counter<'mode'>;
+  readonly decisions: Counter<'policy' | 'outcome'>;
+
+  constructor(metrics: Metrics) {
+    this.backendFailures = metrics.counter(
+      'keen_ratelimit_backend_failures_total',
+      'Rate limit decisions the backend (Redis) could not make, by the failure mode applied.',
+      ['mode'],
+    );
+    this.decisions = metrics.counter(
+      'keen_ratelimit_decisions_total',
+      'Rate limit decisions by policy and outcome (allowed, denied, skipped, degraded).',
+      ['policy', 'outcome'],
+    );
+    // Export both series from the start, so an alert on their rate has a baseline.
+    for (const mode of ['fail_open', 'fail_closed'] as const) this.backendFailures.inc({ mode }, 0);
+  }
+
+  /** Counts one backend failure handled with `mode`. */
+  recordBackendFailure(mode: FailureMode): void {
+    this.backendFailures.inc({ mode });
+  }
+
+  /** Counts one policy decision. */
+  recordDecision(policy: string, outcome: DecisionOutcome): void {
+    this.decisions.inc({ policy, outcome });
+  }
+
+  /** Counts every policy of a check (see `decisionRecords` in policy.ts). */
+  recordDecisions(records: DecisionRecord[]): void {
+    for (const r of records) this.recordDecision(r.policy, r.outcome);
+  }
+}
