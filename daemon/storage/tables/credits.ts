@@ -1,3 +1,72 @@
-/** Credit ledger tables (migration 0003_credits). */
-// eslint-disable-next-line @typescript-eslint/no-empty-interface
-export interface CreditTables {}
+/**
+ * Credit ledger tables (migration 0003_credits). Money columns are integer
+ * micro-credits, times epoch milliseconds, all stored as bigint.
+ */
+export type LedgerKind = 'grant' | 'reserve' | 'charge' | 'release' | 'refund' | 'adjustment';
+export type ReservationStatus = 'open' | 'settled' | 'released' | 'expired';
+
+export interface CreditTables {
+  /** One row per user who ever held credits; the row every money transaction locks. */
+  credit_accounts: {
+    user_id: string;
+    tenant_id: string | null;
+    /** Sum of every ledger entry's `amount`. */
+    balance: number;
+    /** Sum of the `amount` of the user's open reservations. */
+    reserved: number;
+    updated_at: number;
+    /** The `seq` of the account's last ledger entry (0 before the first). */
+    version: number;
+  };
+  /** Append-only: an entry is never updated or deleted; corrections are new entries. */
+  credit_ledger: {
+    id: string;
+    user_id: string;
+    tenant_id: string | null;
+    /** 1, 2, 3... per account, in commit order: the order of the balance_after chain. */
+    seq: number;
+    kind: LedgerKind;
+    /** Signed effect on the balance (grant +, charge -, reserve/release 0). */
+    amount: number;
+    /** Signed effect on `reserved` (reserve +, charge and release -). */
+    reserved_delta: number;
+    balance_after: number;
+    reserved_after: number;
+    reason: string | null;
+    actor_type: string;
+    actor_id: string | null;
+    reservation_id: string | null;
+    session_id: string | null;
+    /** Set on grants made with an idempotency key; unique per user. */
+    idempotency_key: string | null;
+    created_at: number;
+  };
+  /** Holds on credits, as leases: open until settled, released, or expired by the reaper. */
+  credit_reservations: {
+    id: string;
+    user_id: string;
+    tenant_id: string | null;
+    amount: number;
+    status: ReservationStatus;
+    /** What settlement charged (0 while open). */
+    charged: number;
+    session_id: string | null;
+    expires_at: number;
+    created_at: number;
+    settled_at: number | null;
+    /** The daemon instance that holds the lease and extends it. */
+    owner: string;
+  };
+  /** Stored responses of requests made with an `Idempotency-Key`, per user. */
+  idempotency_keys: {
+    user_id: string;
+    key: string;
+    request_hash: string;
+    status: 'in_flight' | 'done';
+    response_status: number | null;
+    /** JSON text of the response body. */
+    response_body: string | null;
+    created_at: number;
+    expires_at: number;
+  };
+}

@@ -1,0 +1,828 @@
+import { randomBytes } from 'node:crypto';
+import type { SelectQueryBuilder, Selectable } from 'kysely';
+import type { AuditActorType, AuditLogger } from '../audit/types.js';
+import type { Clock } from '../clock.js';
+import { GatewayError, invalidField, notFound } from '../errors.js';
+import { isId, newId } from '../ids.js';
+import type { Metrics } from '../metrics.js';
+import type { Database, Queryable } from '../storage/database.js';
+import type { DB } from '../storage/schema.js';
+import type { CreditTables, LedgerKind, ReservationStatus } from '../storage/tables/credits.js';
+import { assertIdempotencyKey } from '../idempotency/key.js';
+import { CreditMetrics } from './metrics.js';
+import {
+  MAX_MICROS,
+  ZERO,
+  addMicros,
+  formatCredits,
+  minMicros,
+  negMicros,
+  subMicros,
+  toMicros,
+  type Micros,
+} from './money.js';
+
+type AccountRow = Selectable<CreditTables['credit_accounts']>;
+type EntryRow = Selectable<CreditTables['credit_ledger']>;
+type ReservationRow = Selectable<CreditTables['credit_reservations']>;
+
+/** Who moved the money; recorded on the ledger entry and in the audit log. */
+export interface CreditActor {
+  type: AuditActorType;
+  id: string | null;
+}
+
+export const SYSTEM_ACTOR: CreditActor = { type: 'system', id: null };
+
+export interface Balance {
+  balance: Micros;
+  reserved: Micros;
+  /** balance - reserved; never negative. */
+  available: Micros;
+}
+
+export interface LedgerEntry {
+  id: string;
+  userId: string;
+  tenantId: string | null;
+  seq: number;
+  kind: LedgerKind;
+  /** Signed effect on the balance. */
+  amount: Micros;
+  /** Signed effect on the reserved total. */
+  reservedDelta: Micros;
+  balanceAfter: Micros;
+  reservedAfter: Micros;
+  reason: string | null;
+  actor: CreditActor;
+  reservationId: string | null;
+  sessionId: string | null;
+  idempotencyKey: string | null;
+  createdAt: number;
+}
+
+export interface Reservation {
+  id: string;
+  userId: string;
+  tenantId: string | null;
+  amount: Micros;
+  status: ReservationStatus;
+  charged: Micros;
+  sessionId: string | null;
+  expiresAt: number;
+  createdAt: number;
+  settledAt: number | null;
+  owner: string;
+}
+
+export interface GrantInput {
+  userId: string;
+  amount: Micros;
+  reason: string;
+  actor: CreditActor;
+  /** A grant with a key happens once per (user, key); a retry answers the first grant. */
+  idempotencyKey?: string | null;
+}
+
+export interface GrantResult {
+  entry: LedgerEntry;
+  balance: Balance;
+  /** True when the key had already been used for this same grant: nothing moved this time. */
+  replayed: boolean;
+}
+
+export interface AdjustInput {
+  userId: string;
+  /** Signed: a correction may add or remove credits, never below what is reserved. */
+  amount: Micros;
+  reason: string;
+  actor: CreditActor;
+}
+
+export interface ReserveInput {
+  userId: string;
+  amount: Micros;
+  /** Lease length; the holder extends it with `extend()` while it works. */
+  ttlMs: number;
+  sessionId?: string | null;
+  actor: CreditActor;
+}
+
+export interface SettleOptions {
+  /** When given, a reservation of another user answers NOT_FOUND. */
+  userId?: string;
+  actor?: CreditActor;
+}
+
+export interface SettleResult {
+  reservation: Reservation;
+  charged: Micros;
+  released: Micros;
+  /** What was used beyond the reservation and could not be charged (the cap). */
+  uncovered: Micros;
+  balance: Balance;
+}
+
+export interface TransactionsPage {
+  entries: LedgerEntry[];
+  /** Opaque; pass back as `cursor` for the next (older) page. Null on the last page. */
+  nextCursor: string | null;
+}
+
+/**
+ * Tenant scope of a read: undefined = unscoped (the user's own data, platform
+ * admins); a string = only rows of that tenant; null = only rows of users
+ * without a tenant.
+ */
+export interface TenantScoped {
+  tenantId?: string | null;
+}
+
+export type MismatchCheck = 'balance' | 'reserved' | 'available' | 'chain' | 'version';
+
+/** One disagreement found by `verify()`. Values are micros (or seq numbers for `version`). */
+export interface Mismatch {
+  userId: string;
+  check: MismatchCheck;
+  expected: number;
+  actual: number;
+  /** The ledger entry where a chain check broke. */
+  entryId?: string;
+  message: string;
+}
+
+/** How much an expired reservation's session really used; read inside the reaper's transaction. */
+export type UsedMicros = (reservation: Reservation, trx: Queryable) => Micros | Promise<Micros>;
+
+export interface CreditLedgerOptions {
+  database: Database;
+  clock: Clock;
+  audit: AuditLogger;
+  metrics?: Metrics;
+  /** This daemon's id, recorded as the owner of the reservations it makes. */
+  instanceId?: string;
+}
+
+export const MAX_TTL_MS = 7 * 24 * 3600 * 1000;
+export const DEFAULT_PAGE = 50;
+export const MAX_PAGE = 100;
+
+type Finish = 'settled' | 'released' | 'expired';
+
+/**
+ * The credit ledger: accounts, an append-only list of entries, and reservations
+ * held as leases (two-phase, TigerBeetle style: a pending hold, then exactly one
+ * of settle / release / expire).
+ *
+ * Every operation is one database transaction that first locks the user's
+ * account row (SELECT ... FOR UPDATE on Postgres; SQLite's BEGIN IMMEDIATE
+ * already serializes writers), appends its entries, updates the account with a
+ * version check and records its audit entry with the same transaction. Invariants
+ * at every commit: balance = sum(entries.amount), reserved = sum(open
+ * reservations), balance - reserved >= 0 (also a CHECK constraint).
+ */
+export class CreditLedger {
+  private readonly database: Database;
+  private readonly clock: Clock;
+  private readonly audit: AuditLogger;
+  private readonly metrics: CreditMetrics | null;
+  readonly instanceId: string;
+
+  constructor(options: CreditLedgerOptions) {
+    this.database = options.database;
+    this.clock = options.clock;
+    this.audit = options.audit;
+    this.metrics = options.metrics ? CreditMetrics.for(options.metrics, options.database) : null;
+    this.instanceId = options.instanceId ?? `daemon_${randomBytes(6).toString('hex')}`;
+  }
+
+  /** Adds credits to a user's balance (kind `grant`). Idempotent per (user, key) when a key is given. */
+  async grant(input: GrantInput, trx?: Queryable): Promise<GrantResult> {
+    assertPositive(input.amount, 'amount');
+    const reason = cleanReason(input.reason);
+    const key = input.idempotencyKey ?? null;
+    if (key !== null) assertIdempotencyKey(key);
+    const result = await this.run(trx, async (t) => {
+      const account = await this.lockAccount(t, input.userId, true);
+      if (key !== null) {
+        const previous = await t
+          .selectFrom('credit_ledger')
+          .selectAll()
+          .where('user_id', '=', input.userId)
+          .where('idempotency_key', '=', key)
+          .executeTakeFirst();
+        if (previous) {
+          if (previous.kind !== 'grant' || previous.amount !== input.amount || previous.reason !== reason) {
+            throw new GatewayError('IDEMPOTENCY_KEY_REUSED', 'this idempotency key was used for a different grant');
+          }
+          return { entry: toEntry(previous), balance: toBalance(account), replayed: true };
+        }
+      }
+      const entry = await this.append(t, account, {
+        kind: 'grant',
+        amount: input.amount,
+        reservedDelta: ZERO,
+        reason,
+        actor: input.actor,
+        idempotencyKey: key,
+      });
+      await this.saveAccount(t, account);
+      await this.audit.record(
+        {
+          action: 'credits.grant',
+          outcome: 'success',
+          actor: input.actor,
+          tenantId: account.tenant_id,
+          target: { type: 'user', id: input.userId },
+          details: { amount: formatCredits(input.amount), entry_id: entry.id, reason },
+        },
+        t,
+      );
+      return { entry, balance: toBalance(account), replayed: false };
+    });
+    if (!result.replayed) this.metrics?.grantedMicros.inc(input.amount);
+    return result;
+  }
+
+  /** A signed correction (kind `adjustment`); refused if it would leave less than what is reserved. */
+  async adjust(input: AdjustInput, trx?: Queryable): Promise<{ entry: LedgerEntry; balance: Balance }> {
+    if (!Number.isSafeInteger(input.amount) || input.amount === 0 || Math.abs(input.amount) > MAX_MICROS) {
+      throw invalidField('amount must be a non-zero number of credits', [{ field: 'amount', message: 'must not be zero' }]);
+    }
+    const reason = cleanReason(input.reason);
+    return this.run(trx, async (t) => {
+      const account = await this.lockAccount(t, input.userId, true);
+      if (account.balance + input.amount < account.reserved) {
+        throw this.insufficient(negMicros(input.amount), available(account));
+      }
+      const entry = await this.append(t, account, {
+        kind: 'adjustment',
+        amount: input.amount,
+        reservedDelta: ZERO,
+        reason,
+        actor: input.actor,
+      });
+      await this.saveAccount(t, account);
+      await this.audit.record(
+        {
+          action: 'credits.adjust',
+          outcome: 'success',
+          actor: input.actor,
+          tenantId: account.tenant_id,
+          target: { type: 'user', id: input.userId },
+          details: { amount: formatCredits(input.amount), entry_id: entry.id, reason },
+        },
+        t,
+      );
+      return { entry, balance: toBalance(account) };
+    });
+  }
+
+  /**
+   * Holds `amount` of the user's available credits until `now + ttlMs`. Refuses
+   * with 402 INSUFFICIENT_CREDITS (details in credits: required, available,
+   * shortfall). Pass `trx` to reserve inside the caller's transaction (the execute
+   * path: lock account, count sessions, reserve, insert the session, one commit).
+   */
+  async reserve(input: ReserveInput, trx?: Queryable): Promise<Reservation> {
+    assertPositive(input.amount, 'amount');
+    assertTtl(input.ttlMs);
+    return this.run(trx, async (t) => {
+      const account = await this.lockAccount(t, input.userId, true);
+      const free = available(account);
+      if (input.amount > free) throw this.insufficient(input.amount, free);
+      const now = this.clock.now();
+      const row: ReservationRow = {
+        id: newId('res', now),
+        user_id: account.user_id,
+        tenant_id: account.tenant_id,
+        amount: input.amount,
+        status: 'open',
+        charged: 0,
+        session_id: input.sessionId ?? null,
+        expires_at: now + input.ttlMs,
+        created_at: now,
+        settled_at: null,
+        owner: this.instanceId,
+      };
+      await t.insertInto('credit_reservations').values(row).execute();
+      const entry = await this.append(t, account, {
+        kind: 'reserve',
+        amount: ZERO,
+        reservedDelta: input.amount,
+        reason: null,
+        actor: input.actor,
+        reservationId: row.id,
+        sessionId: row.session_id,
+      });
+      await this.saveAccount(t, account);
+      await this.audit.record(
+        {
+          action: 'credits.reserve',
+          outcome: 'success',
+          actor: input.actor,
+          tenantId: account.tenant_id,
+          target: { type: 'reservation', id: row.id },
+          details: {
+            amount: formatCredits(input.amount),
+            expires_at: row.expires_at,
+            session_id: row.session_id,
+            entry_id: entry.id,
+          },
+        },
+        t,
+      );
+      return toReservation(row);
+    });
+  }
+
+  /** Same as `reserve(input, trx)`: reserves inside a transaction the caller already holds. */
+  reserveInTransaction(trx: Queryable, input: ReserveInput): Promise<Reservation> {
+    return this.reserve(input, trx);
+  }
+
+  /**
+   * The lease heartbeat: moves an open reservation's `expires_at` to `now + ttlMs`.
+   * Allowed while the reservation is open, even just past its expiry if the reaper
+   * has not taken it yet (the hold is still intact); anything else is INVALID_STATE.
+   */
+  async extend(reservationId: string, ttlMs: number, options: { userId?: string } = {}, trx?: Queryable): Promise<Reservation> {
+    assertTtl(ttlMs);
+    return this.run(trx, async (t) => {
+      const { row } = await this.lockReservation(t, reservationId, options.userId);
+      if (row.status !== 'open') throw new GatewayError('INVALID_STATE', `reservation is ${row.status}, not open`);
+      const expiresAt = this.clock.now() + ttlMs;
+      await t.updateTable('credit_reservations').set({ expires_at: expiresAt }).where('id', '=', row.id).execute();
+      return toReservation({ ...row, expires_at: expiresAt });
+    });
+  }
+
+  /**
+   * Settles an open reservation exactly once: charges min(actual, amount),
+   * releases the rest, marks it settled. A reservation that is no longer open is
+   * refused with INVALID_STATE and nothing changes; an unknown id (or another
+   * user's, when `userId` is given) is NOT_FOUND.
+   */
+  async settle(reservationId: string, actual: Micros, options: SettleOptions = {}, trx?: Queryable): Promise<SettleResult> {
+    assertUsage(actual);
+    return required(await this.finish('settled', reservationId, () => actual, options, trx));
+  }
+
+  /** Gives the whole hold back (nothing charged); e.g. the agent never started. */
+  async release(reservationId: string, options: SettleOptions = {}, trx?: Queryable): Promise<SettleResult> {
+    return required(await this.finish('released', reservationId, () => ZERO, options, trx));
+  }
+
+  /**
+   * Settles every open reservation whose lease ran out by `now`, each in its own
+   * transaction, as `expired`: charges what `usedMicros` says was used (default 0:
+   * release all) and releases the rest. Safe to run on several daemons at once: a
+   * reservation settled meanwhile is skipped. Returns how many it settled.
+   */
+  async reapExpired(now: number = this.clock.now(), options: { usedMicros?: UsedMicros; batchSize?: number } = {}): Promise<number> {
+    const used: UsedMicros = options.usedMicros ?? (() => ZERO);
+    const batchSize = options.batchSize ?? 100;
+    let settled = 0;
+    let after = '';
+    for (;;) {
+      const batch = await this.database.db
+        .selectFrom('credit_reservations')
+        .select('id')
+        .where('status', '=', 'open')
+        .where('expires_at', '<=', now)
+        .where('id', '>', after)
+        .orderBy('id')
+        .limit(batchSize)
+        .execute();
+      for (const { id } of batch) {
+        try {
+          const result = await this.finish('expired', id, used, { actor: SYSTEM_ACTOR }, undefined, now);
+          if (result) settled += 1;
+        } catch (err) {
+          // Settled or released by its owner between our read and our lock: nothing to reap.
+          if (!(err instanceof GatewayError && (err.code === 'INVALID_STATE' || err.code === 'NOT_FOUND'))) throw err;
+        }
+      }
+      if (batch.length < batchSize) return settled;
+      after = batch[batch.length - 1]!.id;
+    }
+  }
+
+  /**
+   * The user's balance, reserved total and what is available; zeros for a user
+   * who never had credits. `tenantId` (when not undefined) scopes the read in SQL:
+   * an admin of one tenant sees zeros for another tenant's user.
+   */
+  async balance(userId: string, options: TenantScoped = {}, trx?: Queryable): Promise<Balance> {
+    let q = (trx ?? this.database.db).selectFrom('credit_accounts').selectAll().where('user_id', '=', userId);
+    if (options.tenantId !== undefined) q = scopeTenant(q, options.tenantId);
+    const row = await q.executeTakeFirst();
+    return row ? toBalance(row) : { balance: ZERO, reserved: ZERO, available: ZERO };
+  }
+
+  /** One reservation, or undefined (scoped to `userId` when given). */
+  async reservation(reservationId: string, options: { userId?: string } & TenantScoped = {}): Promise<Reservation | undefined> {
+    if (!isId(reservationId, 'res')) return undefined;
+    let q = this.database.db.selectFrom('credit_reservations').selectAll().where('id', '=', reservationId);
+    if (options.userId !== undefined) q = q.where('user_id', '=', options.userId);
+    if (options.tenantId !== undefined) q = scopeTenant(q, options.tenantId);
+    const row = await q.executeTakeFirst();
+    return row ? toReservation(row) : undefined;
+  }
+
+  /**
+   * The user's ledger, newest first. `limit` 1..100 (default 50); `cursor` from
+   * the previous page; `tenantId` scopes the read in SQL as in `balance()`.
+   */
+  async transactions(
+    userId: string,
+    options: { limit?: number; cursor?: string | null } & TenantScoped = {},
+  ): Promise<TransactionsPage> {
+    const limit = options.limit ?? DEFAULT_PAGE;
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_PAGE) {
+      throw invalidField(`limit must be an integer from 1 to ${MAX_PAGE}`, [{ field: 'limit', message: `must be 1..${MAX_PAGE}` }]);
+    }
+    const before = options.cursor ? decodeCursor(options.cursor) : null;
+    let q = this.database.db
+      .selectFrom('credit_ledger')
+      .selectAll()
+      .where('user_id', '=', userId)
+      .orderBy('seq', 'desc')
+      .limit(limit + 1);
+    if (before !== null) q = q.where('seq', '<', before);
+    if (options.tenantId !== undefined) q = scopeTenant(q, options.tenantId);
+    const rows = await q.execute();
+    const page = rows.slice(0, limit);
+    const last = page[page.length - 1];
+    return {
+      entries: page.map(toEntry),
+      nextCursor: rows.length > limit && last ? encodeCursor(last.seq) : null,
+    };
+  }
+
+  /**
+   * Recomputes every account from its ledger and reservations and lists each
+   * disagreement: balance vs sum of entries, reserved vs sum of open reservations,
+   * available >= 0, the balance_after / reserved_after chain entry by entry, and
+   * the account version vs its last entry. Each account is read under its lock,
+   * so concurrent traffic cannot produce false alarms. An empty list means clean.
+   */
+  async verify(): Promise<Mismatch[]> {
+    const mismatches: Mismatch[] = [];
+    const users = await this.database.db.selectFrom('credit_accounts').select('user_id').orderBy('user_id').execute();
+    for (const { user_id: userId } of users) {
+      await this.database.transaction(async (t) => {
+        const account = await this.lockAccount(t, userId, false);
+        if (!account) return;
+        mismatches.push(...(await this.verifyAccount(t, account)));
+      });
+    }
+    return mismatches;
+  }
+
+  private async verifyAccount(t: Queryable, account: AccountRow): Promise<Mismatch[]> {
+    const out: Mismatch[] = [];
+    const userId = account.user_id;
+    const add = (check: MismatchCheck, expected: number, actual: number, message: string, entryId?: string): void => {
+      out.push({ userId, check, expected, actual, message, ...(entryId ? { entryId } : {}) });
+    };
+
+    const sums = await t
+      .selectFrom('credit_ledger')
+      .select((eb) => eb.cast<number>(eb.fn.coalesce(eb.fn.sum<number>('amount'), eb.lit(0)), 'bigint').as('total'))
+      .where('user_id', '=', userId)
+      .executeTakeFirstOrThrow();
+    const ledgerSum = Number(sums.total);
+    if (ledgerSum !== account.balance) add('balance', ledgerSum, account.balance, 'balance differs from the sum of ledger amounts');
+
+    const open = await t
+      .selectFrom('credit_reservations')
+      .select((eb) => eb.cast<number>(eb.fn.coalesce(eb.fn.sum<number>('amount'), eb.lit(0)), 'bigint').as('total'))
+      .where('user_id', '=', userId)
+      .where('status', '=', 'open')
+      .executeTakeFirstOrThrow();
+    const openSum = Number(open.total);
+    if (openSum !== account.reserved) add('reserved', openSum, account.reserved, 'reserved differs from the sum of open reservations');
+    if (account.balance < account.reserved) add('available', account.reserved, account.balance, 'available is negative');
+
+    // Walk the chain in seq order, in pages, so a long history does not load at once.
+    let prevBalance = 0;
+    let prevReserved = 0;
+    let expectedSeq = 1;
+    let lastSeq = 0;
+    for (;;) {
+      const rows = await t
+        .selectFrom('credit_ledger')
+        .selectAll()
+        .where('user_id', '=', userId)
+        .where('seq', '>=', expectedSeq)
+        .orderBy('seq')
+        .limit(1000)
+        .execute();
+      for (const e of rows) {
+        if (e.seq !== expectedSeq) add('chain', expectedSeq, e.seq, 'ledger sequence has a gap', e.id);
+        if (e.balance_after !== prevBalance + e.amount) {
+          add('chain', prevBalance + e.amount, e.balance_after, 'balance_after does not follow from the previous entry', e.id);
+        }
+        if (e.reserved_after !== prevReserved + e.reserved_delta) {
+          add('chain', prevReserved + e.reserved_delta, e.reserved_after, 'reserved_after does not follow from the previous entry', e.id);
+        }
+        if (e.balance_after < e.reserved_after) add('available', e.reserved_after, e.balance_after, 'entry left available negative', e.id);
+        prevBalance = e.balance_after;
+        prevReserved = e.reserved_after;
+        expectedSeq = e.seq + 1;
+        lastSeq = e.seq;
+      }
+      if (rows.length < 1000) break;
+    }
+    if (prevBalance !== account.balance) add('chain', prevBalance, account.balance, 'balance differs from the last balance_after');
+    if (prevReserved !== account.reserved) add('chain', prevReserved, account.reserved, 'reserved differs from the last reserved_after');
+    if (lastSeq !== account.version) add('version', lastSeq, account.version, 'account version differs from its last ledger seq');
+    return out;
+  }
+
+  // -- internals ------------------------------------------------------------
+
+  private run<T>(trx: Queryable | undefined, fn: (t: Queryable) => Promise<T>): Promise<T> {
+    return trx ? fn(trx) : this.database.transaction(fn);
+  }
+
+  /**
+   * Locks the user's account row for the rest of the transaction, creating it
+   * first when `create` (race-safe: INSERT ... ON CONFLICT DO NOTHING, then the
+   * locking read sees whichever insert won).
+   */
+  private async lockAccount(t: Queryable, userId: string, create: true): Promise<AccountRow>;
+  private async lockAccount(t: Queryable, userId: string, create: false): Promise<AccountRow | undefined>;
+  private async lockAccount(t: Queryable, userId: string, create: boolean): Promise<AccountRow | undefined> {
+    const read = async (): Promise<AccountRow | undefined> => {
+      const q = t.selectFrom('credit_accounts').selectAll().where('user_id', '=', userId);
+      return (this.database.dialect === 'postgres' ? q.forUpdate() : q).executeTakeFirst();
+    };
+    const found = await read();
+    if (found || !create) return found;
+    const user = await t.selectFrom('users').select(['id', 'tenant_id']).where('id', '=', userId).executeTakeFirst();
+    if (!user) throw notFound('user');
+    await t
+      .insertInto('credit_accounts')
+      .values({ user_id: user.id, tenant_id: user.tenant_id, balance: 0, reserved: 0, updated_at: this.clock.now(), version: 0 })
+      .onConflict((oc) => oc.column('user_id').doNothing())
+      .execute();
+    const created = await read();
+    if (!created) throw new Error(`credit account of ${userId} vanished after insert`);
+    return created;
+  }
+
+  /** Finds a reservation (NOT_FOUND when absent or another user's), then locks its account and the row, in that order. */
+  private async lockReservation(
+    t: Queryable,
+    reservationId: string,
+    userId: string | undefined,
+  ): Promise<{ row: ReservationRow; account: AccountRow }> {
+    if (!isId(reservationId, 'res')) throw notFound('reservation');
+    const peek = await t.selectFrom('credit_reservations').select('user_id').where('id', '=', reservationId).executeTakeFirst();
+    if (!peek || (userId !== undefined && peek.user_id !== userId)) throw notFound('reservation');
+    // Always account first, then reservation: one lock order everywhere, so no deadlocks.
+    const account = await this.lockAccount(t, peek.user_id, false);
+    const q = t.selectFrom('credit_reservations').selectAll().where('id', '=', reservationId);
+    const row = await (this.database.dialect === 'postgres' ? q.forUpdate() : q).executeTakeFirst();
+    if (!row || !account) throw notFound('reservation');
+    return { row, account };
+  }
+
+  private async finish(
+    how: Finish,
+    reservationId: string,
+    used: UsedMicros,
+    options: SettleOptions,
+    trx?: Queryable,
+    reapAt?: number,
+  ): Promise<SettleResult | null> {
+    const result = await this.run(trx, async (t) => {
+      const { row, account } = await this.lockReservation(t, reservationId, options.userId);
+      if (row.status !== 'open') throw new GatewayError('INVALID_STATE', `reservation is already ${row.status}`);
+      if (how === 'expired' && reapAt !== undefined && row.expires_at > reapAt) return null; // extended meanwhile
+      const now = this.clock.now();
+      const reservation = toReservation(row);
+      const actual = how === 'released' ? ZERO : await used(reservation, t);
+      assertUsage(actual);
+      const amount = toMicros(row.amount);
+      const charged = minMicros(actual, amount);
+      const released = subMicros(amount, charged);
+      const actor = options.actor ?? SYSTEM_ACTOR;
+      const common = { actor, reservationId: row.id, sessionId: row.session_id, reason: how === 'settled' ? null : how };
+      if (charged > 0) {
+        await this.append(t, account, { ...common, kind: 'charge', amount: negMicros(charged), reservedDelta: negMicros(charged) });
+      }
+      if (released > 0) {
+        await this.append(t, account, { ...common, kind: 'release', amount: ZERO, reservedDelta: negMicros(released) });
+      }
+      const updated = await t
+        .updateTable('credit_reservations')
+        .set({ status: how, charged, settled_at: now })
+        .where('id', '=', row.id)
+        .where('status', '=', 'open')
+        .executeTakeFirst();
+      if (Number(updated.numUpdatedRows) !== 1) throw new Error(`reservation ${row.id} changed under its lock`);
+      await this.saveAccount(t, account);
+      const action = how === 'settled' ? 'credits.settle' : how === 'released' ? 'credits.release' : 'credits.expire';
+      await this.audit.record(
+        {
+          action,
+          outcome: 'success',
+          actor,
+          tenantId: row.tenant_id,
+          target: { type: 'reservation', id: row.id },
+          details: {
+            reserved: formatCredits(amount),
+            charged: formatCredits(charged),
+            released: formatCredits(released),
+            session_id: row.session_id,
+          },
+        },
+        t,
+      );
+      return {
+        reservation: { ...reservation, status: how, charged, settledAt: now },
+        charged,
+        released,
+        uncovered: subMicros(actual, charged),
+        balance: toBalance(account),
+      };
+    });
+    if (result) {
+      this.metrics?.chargedMicros.inc(result.charged);
+      this.metrics?.releasedMicros.inc(result.released);
+    }
+    return result;
+  }
+
+  /** Appends one entry and applies it to the in-memory account (saved by `saveAccount`). */
+  private async append(
+    t: Queryable,
+    account: AccountRow,
+    e: {
+      kind: LedgerKind;
+      amount: Micros;
+      reservedDelta: Micros;
+      reason: string | null;
+      actor: CreditActor;
+      reservationId?: string | null;
+      sessionId?: string | null;
+      idempotencyKey?: string | null;
+    },
+  ): Promise<LedgerEntry> {
+    const now = this.clock.now();
+    const row: EntryRow = {
+      id: newId('txn', now),
+      user_id: account.user_id,
+      tenant_id: account.tenant_id,
+      seq: account.version + 1,
+      kind: e.kind,
+      amount: e.amount,
+      reserved_delta: e.reservedDelta,
+      balance_after: addMicros(toMicros(account.balance), e.amount),
+      reserved_after: addMicros(toMicros(account.reserved), e.reservedDelta),
+      reason: e.reason,
+      actor_type: e.actor.type,
+      actor_id: e.actor.id,
+      reservation_id: e.reservationId ?? null,
+      session_id: e.sessionId ?? null,
+      idempotency_key: e.idempotencyKey ?? null,
+      created_at: now,
+    };
+    if (row.reserved_after < 0 || row.balance_after < row.reserved_after) {
+      throw new Error(`ledger entry would break the account invariants of ${account.user_id}`);
+    }
+    await t.insertInto('credit_ledger').values(row).execute();
+    account.balance = row.balance_after;
+    account.reserved = row.reserved_after;
+    account.version = row.seq;
+    return toEntry(row);
+  }
+
+  /** Writes the account back; the version check makes a missed lock fail loudly instead of losing an update. */
+  private async saveAccount(t: Queryable, account: AccountRow): Promise<void> {
+    const previous = await t
+      .updateTable('credit_accounts')
+      .set({ balance: account.balance, reserved: account.reserved, version: account.version, updated_at: this.clock.now() })
+      .where('user_id', '=', account.user_id)
+      .where('version', '<', account.version)
+      .executeTakeFirst();
+    if (Number(previous.numUpdatedRows) !== 1) throw new Error(`credit account of ${account.user_id} changed under its lock`);
+  }
+
+  private insufficient(required: Micros, free: Micros): GatewayError {
+    const shortfall = subMicros(required, free);
+    return new GatewayError('INSUFFICIENT_CREDITS', 'not enough credits available', {
+      details: {
+        required: formatCredits(required),
+        available: formatCredits(free),
+        shortfall: formatCredits(shortfall),
+      },
+    });
+  }
+}
+
+// -- helpers ------------------------------------------------------------------
+
+type TenantTable = 'credit_accounts' | 'credit_ledger' | 'credit_reservations';
+
+function scopeTenant<Q extends SelectQueryBuilder<DB, TenantTable, object>>(q: Q, tenantId: string | null): Q {
+  return (tenantId === null ? q.where('tenant_id', 'is', null) : q.where('tenant_id', '=', tenantId)) as Q;
+}
+
+function required<T>(value: T | null): T {
+  if (value === null) throw new Error('settlement produced no result');
+  return value;
+}
+
+function assertPositive(amount: number, field: string): asserts amount is Micros {
+  if (!Number.isSafeInteger(amount) || amount <= 0 || amount > MAX_MICROS) {
+    throw invalidField(`${field} must be a positive number of credits`, [{ field, message: 'must be positive and at most 1e9 credits' }]);
+  }
+}
+
+function assertUsage(amount: number): asserts amount is Micros {
+  if (!Number.isSafeInteger(amount) || amount < 0) {
+    throw invalidField('actual usage must be a non-negative integer number of micros', [
+      { field: 'actual', message: 'must be a non-negative integer of micros' },
+    ]);
+  }
+}
+
+function assertTtl(ttlMs: number): void {
+  if (!Number.isSafeInteger(ttlMs) || ttlMs <= 0 || ttlMs > MAX_TTL_MS) {
+    throw invalidField('ttlMs must be a positive integer of at most 7 days', [{ field: 'ttlMs', message: 'must be 1..604800000' }]);
+  }
+}
+
+function cleanReason(reason: string): string {
+  const r = typeof reason === 'string' ? reason.trim() : '';
+  if (r.length === 0 || r.length > 500) {
+    throw invalidField('reason must be 1..500 characters', [{ field: 'reason', message: 'must be 1..500 characters' }]);
+  }
+  return r;
+}
+
+function available(account: AccountRow): Micros {
+  return subMicros(toMicros(account.balance), toMicros(account.reserved));
+}
+
+function toBalance(account: AccountRow): Balance {
+  const balance = toMicros(account.balance);
+  const reserved = toMicros(account.reserved);
+  return { balance, reserved, available: subMicros(balance, reserved) };
+}
+
+function toEntry(r: EntryRow): LedgerEntry {
+  return {
+    id: r.id,
+    userId: r.user_id,
+    tenantId: r.tenant_id,
+    seq: r.seq,
+    kind: r.kind,
+    amount: toMicros(r.amount),
+    reservedDelta: toMicros(r.reserved_delta),
+    balanceAfter: toMicros(r.balance_after),
+    reservedAfter: toMicros(r.reserved_after),
+    reason: r.reason,
+    actor: { type: r.actor_type as AuditActorType, id: r.actor_id },
+    reservationId: r.reservation_id,
+    sessionId: r.session_id,
+    idempotencyKey: r.idempotency_key,
+    createdAt: r.created_at,
+  };
+}
+
+function toReservation(r: ReservationRow): Reservation {
+  return {
+    id: r.id,
+    userId: r.user_id,
+    tenantId: r.tenant_id,
+    amount: toMicros(r.amount),
+    status: r.status,
+    charged: toMicros(r.charged),
+    sessionId: r.session_id,
+    expiresAt: r.expires_at,
+    createdAt: r.created_at,
+    settledAt: r.settled_at,
+    owner: r.owner,
+  };
+}
+
+function encodeCursor(seq: number): string {
+  return Buffer.from(JSON.stringify({ s: seq })).toString('base64url');
+}
+
+function decodeCursor(cursor: string): number {
+  try {
+    if (cursor.length > 100) throw new Error('long');
+    const parsed: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    const s = (parsed as { s?: unknown }).s;
+    if (typeof s === 'number' && Number.isSafeInteger(s) && s > 0) return s;
+  } catch {
+    // fall through
+  }
+  throw invalidField('cursor is not valid', [{ field: 'cursor', message: 'not a cursor from a previous page' }]);
+}

@@ -1,0 +1,68 @@
+import { iso } from '../clock.js';
+import type { Balance, LedgerEntry, Reservation } from './ledger.js';
+import { formatCredits } from './money.js';
+
+/** JSON shapes of the credit endpoints: micros become decimal credits, times ISO 8601. */
+
+export interface BalanceJson {
+  balance: number;
+  reserved: number;
+  available: number;
+}
+
+export function presentBalance(b: Balance): BalanceJson {
+  return { balance: formatCredits(b.balance), reserved: formatCredits(b.reserved), available: formatCredits(b.available) };
+}
+
+export interface TransactionJson {
+  id: string;
+  kind: LedgerEntry['kind'];
+  amount: number;
+  reserved_delta: number;
+  balance_after: number;
+  reserved_after: number;
+  reason: string | null;
+  reservation_id: string | null;
+  session_id: string | null;
+  created_at: string;
+}
+
+/** A ledger entry as the user sees it (no actor ids, no idempotency key). */
+export function presentEntry(e: LedgerEntry): TransactionJson {
+  return {
+    id: e.id,
+    kind: e.kind,
+    amount: formatCredits(e.amount),
+    reserved_delta: formatCredits(e.reservedDelta),
+    balance_after: formatCredits(e.balanceAfter),
+    reserved_after: formatCredits(e.reservedAfter),
+    reason: e.reason,
+    reservation_id: e.reservationId,
+    session_id: e.sessionId,
+    created_at: iso(e.createdAt),
+  };
+}
+
+export interface ReservationJson {
+  id: string;
+  amount: number;
+  status: Reservation['status'];
+  charged: number;
+  session_id: string | null;
+  expires_at: string;
+  created_at: string;
+  settled_at: string | null;
+}
+
+export function presentReservation(r: Reservation): ReservationJson {
+  return {
+    id: r.id,
+    amount: formatCredits(r.amount),
+    status: r.status,
+    charged: formatCredits(r.charged),
+    session_id: r.sessionId,
+    expires_at: iso(r.expiresAt),
+    created_at: iso(r.createdAt),
+    settled_at: r.settledAt === null ? null : iso(r.settledAt),
+  };
+}
