@@ -10,10 +10,9 @@ import { exitCodeFor, printError } from './core/output.js';
 const program = buildProgram();
 try {
   await program.parseAsync(process.argv);
-  process.exitCode ??= 0;
 } catch (err) {
   if (err instanceof CommanderError) {
-    process.exit(err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' ? 0 : 2);
+    process.exit(err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' || err.code === 'commander.executeSubCommandAsync' ? 0 : 2);
   }
   printError(err, program.opts<{ verbose?: boolean; json?: boolean }>());
   process.exit(exitCodeFor(err));

@@ -17,7 +17,7 @@ describeStorage('admin API: users, tenants, keys, tenant isolation', (backend) =
     const created = await d.api.post('/v1/admin/users', { email: uniqueEmail('admin-a'), role: 'admin', tenant_id: tenantA }, { token: root });
     expect(created.status, created.text).to.equal(201);
     expect(created.body.user.role).to.equal('tenant_admin');
-    adminA = mintToken(d, (await d.container.users.findUser({ ...({} as never), role: 'platform_admin', tenantId: null } as never, created.body.user.id)));
+    adminA = mintToken(d, await d.container.users.findUser({ role: 'platform_admin', tenantId: null } as never, created.body.user.id));
   });
   after(async () => d?.stop());
 

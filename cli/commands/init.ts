@@ -1,0 +1,50 @@
+import { Command } from 'commander';
+import { MemoryAuditLogger } from '../../daemon/audit/types.js';
+import { PasswordHasher } from '../../daemon/auth/passwords.js';
+import { systemClock } from '../../daemon/clock.js';
+import { ConfigError } from '../../daemon/config/errors.js';
+import { loadConfig } from '../../daemon/config/load.js';
+import { createLogger } from '../../daemon/logger.js';
+import { Database } from '../../daemon/storage/database.js';
+import { migrateToLatest } from '../../daemon/storage/migrator.js';
+import { UserAdminService } from '../../daemon/users/user-admin.js';
+import { GatewayError } from '../../daemon/errors.js';
+import { globals, readStdinSecret } from '../core/context.js';
+import { CliError, printSecretOnce } from '../core/output.js';
+
+/**
+ * `keen-admin init`: the only command that opens the database itself (same
+ * config and environment as the daemon), to make the first platform admin.
+ */
+export function initCommand(): Command {
+  return new Command('init')
+    .description('first run only: create the platform admin and print an admin API key once')
+    .requiredOption('--email <email>', 'the administrator\'s email')
+    .option('--password-stdin', 'also set a password (for signing in), read from standard input')
+    .option('-c, --config <file>', 'the daemon\'s YAML config (default: $KEEN_CONFIG)')
+    .addHelpText('after', '\nExample:\n  keen-admin init --email ops@example.com\n  export KEEN_API_KEY=ak_live_...   # the key it printed')
+    .action(async (opts, cmd: Command) => {
+      let config;
+      try {
+        config = loadConfig({ file: opts.config, env: process.env });
+      } catch (err) {
+        if (err instanceof ConfigError) throw new CliError(err.message, 1, 'INVALID_CONFIG');
+        throw err;
+      }
+      const logger = createLogger('silent');
+      const database = new Database({ url: config.database.url, poolMax: 2, connectTimeoutMs: config.database.connect_timeout_ms, busyTimeoutMs: config.database.busy_timeout_ms, logger });
+      try {
+        await migrateToLatest(database);
+        const service = new UserAdminService({ database, clock: systemClock, hasher: new PasswordHasher({ maxConcurrent: 1 }), audit: new MemoryAuditLogger() });
+        const password = opts.passwordStdin ? await readStdinSecret() : undefined;
+        const r = await service.bootstrap({ email: opts.email, ...(password !== undefined ? { password } : {}) });
+        if (!globals(cmd).json) process.stdout.write(`created platform admin ${r.user.email} (${r.user.id})\n`);
+        printSecretOnce(globals(cmd), { success: true, user: r.user, api_key: r.api_key, key: r.key }, 'admin API key', r.key);
+      } catch (err) {
+        if (err instanceof GatewayError) throw new CliError(err.message, 1, err.code);
+        throw err;
+      } finally {
+        await database.close().catch(() => undefined);
+      }
+    });
+}
