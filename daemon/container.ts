@@ -20,13 +20,17 @@ import { LoginThrottle } from './auth/login-throttle.js';
 import { PasswordHasher } from './auth/passwords.js';
 import { SecretBox } from './auth/secret-box.js';
 import type { AuditLogger } from './audit/types.js';
-import { MemoryAuditLogger } from './audit/types.js';
 import { routeGuards } from './http/middleware/authenticate.js';
 import { adminUserRoutes } from './http/routes/admin-users.js';
 import { apiKeyRoutes } from './http/routes/api-keys.js';
 import { authRoutes } from './http/routes/auth.js';
-import { MemoryRateLimiter } from './limits/memory.js';
+import { createRateLimiter } from './limits/factory.js';
+import { RateLimitMetrics } from './limits/metrics.js';
 import type { RateLimiter } from './limits/types.js';
+import { createRedis } from './shared/redis.js';
+import type { Redis } from 'ioredis';
+import { rateLimit } from './http/middleware/rate-limit.js';
+import { LogAuditLogger } from './audit/log-audit-logger.js';
 import { UserAdminService } from './users/user-admin.js';
 
 export interface ContainerOptions {
@@ -35,6 +39,8 @@ export interface ContainerOptions {
   clock?: Clock;
   /** Collect process metrics (off in tests that build many daemons in one process). */
   defaultMetrics?: boolean;
+  /** Where audit events go; tests pass a MemoryAuditLogger to inspect them. */
+  audit?: AuditLogger;
 }
 
 /**
@@ -52,6 +58,7 @@ export class Container {
   readonly routes: RouteSpec[];
   readonly audit: AuditLogger;
   readonly limiter: RateLimiter;
+  readonly redis: Redis | null;
   readonly hasher: PasswordHasher;
   readonly accessTokens: AccessTokens;
   readonly auth: AuthService;
@@ -82,8 +89,16 @@ export class Container {
     const schemas = loadSchemas();
     this.validator = new Validator(createAjv());
 
-    this.audit = new MemoryAuditLogger();
-    this.limiter = new MemoryRateLimiter({ clock: this.clock });
+    this.audit = options.audit ?? new LogAuditLogger(this.logger);
+    this.redis = this.config.redis.url ? createRedis(this.config.redis.url, this.logger) : null;
+    if (this.redis) {
+      const redis = this.redis;
+      this.stoppers.push(async () => {
+        await redis.quit().catch(() => redis.disconnect());
+      });
+    }
+    const rateLimitMetrics = new RateLimitMetrics(this.metrics);
+    this.limiter = createRateLimiter({ redis: this.redis, metrics: rateLimitMetrics, clock: this.clock, prefix: `${this.config.redis.key_prefix}rl:` });
     this.stoppers.push(() => this.limiter.close());
     this.hasher = new PasswordHasher({ maxConcurrent: this.config.auth.max_concurrent_hashes });
     const accessTokens = (this.accessTokens = new AccessTokens(this.jwtSecret, {
@@ -111,6 +126,17 @@ export class Container {
     this.users = new UserAdminService({ database: this.database, clock: this.clock, hasher: this.hasher, audit: this.audit });
 
     const checks: HealthCheck[] = [{ name: 'database', check: () => this.database.ping() }];
+    if (this.redis) {
+      const redis = this.redis;
+      checks.push({ name: 'redis', check: async () => void (await redis.ping()) });
+    }
+    const limit = rateLimit({
+      limiter: this.limiter,
+      metrics: rateLimitMetrics,
+      tiers: this.config.tiers,
+      ipRequestsPerHour: this.config.limits.ip_requests_per_hour,
+    });
+    const authGuards = routeGuards({ auth: this.auth, afterAuthentication: () => [limit] });
     this.routes = [
       ...authRoutes({ auth: this.auth, users: this.users }),
       ...apiKeyRoutes({ users: this.users }),
@@ -129,14 +155,34 @@ export class Container {
       routes: this.routes,
       bodyLimitBytes: this.config.server.body_limit_bytes,
       trustedProxies: this.config.server.trusted_proxies,
-      guards: routeGuards({ auth: this.auth }),
+      guards: (spec) => (spec.auth !== 'none' ? authGuards(spec) : spec.path.startsWith('/v1/') ? [limit] : []),
     });
   }
 
   /** Prepares storage (migrations) and starts background work. */
   async start(): Promise<void> {
+    await this.waitForRedis(3000);
     const report = await migrateToLatest(this.database);
     if (report.applied.length > 0) this.logger.info({ applied: report.applied }, 'migrations applied');
+  }
+
+  /**
+   * Lets the Redis connection come up before the first request, so a fresh daemon
+   * does not answer 503 for a connection still in progress. A Redis that is down
+   * does not stop the daemon: the limits' failure policy applies until it returns.
+   */
+  private async waitForRedis(timeoutMs: number): Promise<void> {
+    const redis = this.redis;
+    if (!redis || redis.status === 'ready') return;
+    let timer: NodeJS.Timeout | undefined;
+    const ready = await Promise.race([
+      new Promise<boolean>((resolve) => redis.once('ready', () => resolve(true))),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!ready) this.logger.warn('redis is not reachable yet; limits follow their failure policy until it is');
   }
 
   /** Stops background work and closes connections, newest first. */

@@ -14,7 +14,7 @@ export interface ResolvedConfig extends GatewayConfig {
   env: 'development' | 'production' | 'test';
   server: GatewayConfig['server'] & { public_url: string };
   database: GatewayConfig['database'] & { url: string };
-  redis: { url: string | null };
+  redis: { url: string | null; key_prefix: string };
   workspaces: GatewayConfig['workspaces'] & { root: string };
   /** Folder of the config file (or the working directory): relative paths resolve from here. */
   config_dir: string;
@@ -133,7 +133,7 @@ export function loadConfig(options: LoadConfigOptions): ResolvedConfig {
     data_dir: dataDir,
     server: { ...cfg.server, public_url: publicUrl },
     database: { ...cfg.database, url: sqliteUrlAbsolute(dbUrl, configDir) },
-    redis: { url: redisUrl },
+    redis: { url: redisUrl, key_prefix: cfg.redis.key_prefix },
     agent: { ...cfg.agent, command },
     workspaces: { ...cfg.workspaces, root: path.resolve(configDir, cfg.workspaces.root ?? path.join(dataDir, 'workspaces')) },
     config_dir: configDir,

@@ -8,6 +8,7 @@ import { stringify as toYaml } from 'yaml';
 import type { Clock } from '../../daemon/clock.js';
 import { loadConfig, type ResolvedConfig } from '../../daemon/config/load.js';
 import { Container } from '../../daemon/container.js';
+import { MemoryAuditLogger } from '../../daemon/audit/types.js';
 import { createLogger } from '../../daemon/logger.js';
 import { PROJECT_ROOT } from '../../daemon/paths.js';
 import { listen, type RunningServer } from '../../daemon/server.js';
@@ -70,7 +71,8 @@ function baseConfig(home: DaemonHome, options: DaemonOptions): Record<string, un
       data_dir: home.dataDir,
       server: { host: '127.0.0.1', port: 0, shutdown_timeout_seconds: 2 },
       database: { url: home.databaseUrl },
-      redis: { url: shared === 'redis' ? TEST_REDIS_URL : null },
+      // A prefix per daemon home: Redis outlives test runs, and suites must not see each other's counters.
+      redis: { url: shared === 'redis' ? TEST_REDIS_URL : null, key_prefix: `keen-test:${path.basename(home.dataDir)}:` },
       log: { level: options.logLevel ?? 'info' },
       agent: { command: ['node', path.join(PROJECT_ROOT, 'examples/agent/agent.js')] },
       webhooks: { allow_private_targets: true },
@@ -103,7 +105,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<TestDaem
   });
   const config = loadConfig({ env: { JWT_SECRET: home.jwtSecret }, overrides: baseConfig(home, options) });
   const logger = createLogger(config.log.level, sink);
-  const container = new Container({ config, logger, clock: options.clock, defaultMetrics: false });
+  const container = new Container({ config, logger, clock: options.clock, defaultMetrics: false, audit: new MemoryAuditLogger() });
   try {
     await container.start();
   } catch (err) {

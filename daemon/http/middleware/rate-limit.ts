@@ -1,0 +1,30 @@
+import type { GatewayConfig } from '../../../schemas/types.gen.js';
+import type { Principal } from '../../auth/principal.js';
+import { rateLimitHeaders, rateLimitedError } from '../../limits/headers.js';
+import type { RateLimitMetrics } from '../../limits/metrics.js';
+import { checkAll, decisionRecords, policiesFor } from '../../limits/policy.js';
+import type { RateLimiter } from '../../limits/types.js';
+import type { Middleware } from '../context.js';
+
+/**
+ * Request limits: per user and tier, per API key, or per address before
+ * authentication. All of a request's budgets are decided at once (a denial by
+ * one takes nothing from the others). When the limiter's backend is down,
+ * reads go through (fail open) and writes are refused with 503 (fail closed):
+ * a write may spend credits or start an agent, a read costs little.
+ */
+export function rateLimit(deps: { limiter: RateLimiter; metrics: RateLimitMetrics; tiers: GatewayConfig['tiers']; ipRequestsPerHour: number }): Middleware {
+  return async (ctx, next) => {
+    const policies = policiesFor({
+      tiers: deps.tiers,
+      principal: (ctx.state.auth as Principal | undefined) ?? null,
+      ip: ctx.state.clientIp,
+      anonymousLimitPerHour: deps.ipRequestsPerHour,
+    }).map((p) => ({ ...p, failureMode: ctx.method === 'GET' ? ('fail_open' as const) : ('fail_closed' as const) }));
+    const check = await checkAll(deps.limiter, policies);
+    deps.metrics.recordDecisions(decisionRecords(check));
+    if (!check.allowed) throw rateLimitedError(check);
+    ctx.set(rateLimitHeaders(check.results));
+    await next();
+  };
+}
