@@ -30,7 +30,7 @@ import type { RateLimiter } from './limits/types.js';
 import { createRedis } from './shared/redis.js';
 import type { Redis } from 'ioredis';
 import { rateLimit } from './http/middleware/rate-limit.js';
-import { LogAuditLogger } from './audit/log-audit-logger.js';
+import { DatabaseAuditLogger } from './audit/store.js';
 import { UserAdminService } from './users/user-admin.js';
 
 export interface ContainerOptions {
@@ -89,7 +89,12 @@ export class Container {
     const schemas = loadSchemas();
     this.validator = new Validator(createAjv());
 
-    this.audit = options.audit ?? new LogAuditLogger(this.logger);
+    if (options.audit) this.audit = options.audit;
+    else {
+      const durable = new DatabaseAuditLogger({ database: this.database, clock: this.clock, logger: this.logger, metrics: this.metrics });
+      this.stoppers.push(() => durable.close());
+      this.audit = durable;
+    }
     this.redis = this.config.redis.url ? createRedis(this.config.redis.url, this.logger) : null;
     if (this.redis) {
       const redis = this.redis;

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { MemoryAuditLogger } from '../../daemon/audit/types.js';
+import { DatabaseAuditLogger } from '../../daemon/audit/store.js';
 import { PasswordHasher } from '../../daemon/auth/passwords.js';
 import { systemClock } from '../../daemon/clock.js';
 import { ConfigError } from '../../daemon/config/errors.js';
@@ -33,9 +33,11 @@ export function initCommand(): Command {
       }
       const logger = createLogger('silent');
       const database = new Database({ url: config.database.url, poolMax: 2, connectTimeoutMs: config.database.connect_timeout_ms, busyTimeoutMs: config.database.busy_timeout_ms, logger });
+      let audit: DatabaseAuditLogger | undefined;
       try {
         await migrateToLatest(database);
-        const service = new UserAdminService({ database, clock: systemClock, hasher: new PasswordHasher({ maxConcurrent: 1 }), audit: new MemoryAuditLogger() });
+        audit = new DatabaseAuditLogger({ database, clock: systemClock, logger });
+        const service = new UserAdminService({ database, clock: systemClock, hasher: new PasswordHasher({ maxConcurrent: 1 }), audit });
         const password = opts.passwordStdin ? await readStdinSecret() : undefined;
         const r = await service.bootstrap({ email: opts.email, ...(password !== undefined ? { password } : {}) });
         if (!globals(cmd).json) process.stdout.write(`created platform admin ${r.user.email} (${r.user.id})\n`);
@@ -44,6 +46,7 @@ export function initCommand(): Command {
         if (err instanceof GatewayError) throw new CliError(err.message, 1, err.code);
         throw err;
       } finally {
+        await audit?.close().catch(() => undefined);
         await database.close().catch(() => undefined);
       }
     });

@@ -156,3 +156,34 @@ describeStorage('keen-admin against a real daemon', (backend) => {
     expect((await admin(['keys', 'create', '--help'])).stdout).to.include('Example:');
   });
 });
+
+describe('the daemon records audit entries durably by default', () => {
+  it('init, a failed login and an admin action land in audit_log with a verifying chain', async () => {
+    const { spawnDaemon } = await import('../helpers/daemon.js');
+    const { verifyChain } = await import('../../daemon/audit/verify.js');
+    const { Database } = await import('../../daemon/storage/database.js');
+    const { createLogger } = await import('../../daemon/logger.js');
+    const daemon = await spawnDaemon();
+    try {
+      const cfg = path.join(daemon.home.dataDir, 'gateway.yaml');
+      const init = await admin(['init', '--email', uniqueEmail('root'), '--config', cfg, '--json']);
+      expect(init.code, init.stderr).to.equal(0);
+      const env = { KEEN_URL: daemon.url, KEEN_API_KEY: init.json.key };
+      expect((await admin(['tenants', 'create', 'Durable', '--json'], { env })).code).to.equal(0);
+      await daemon.api.post('/v1/auth/login', { email: uniqueEmail('nobody'), password: 'canary-password-123' });
+      const db = new Database({ url: daemon.home.databaseUrl, poolMax: 1, connectTimeoutMs: 2000, busyTimeoutMs: 2000, logger: createLogger('silent') });
+      try {
+        const rows = await db.db.selectFrom('audit_log').selectAll().orderBy('seq').execute();
+        const actions = rows.map((r) => r.action);
+        expect(actions).to.include.members(['user.create', 'key.create', 'tenant.create', 'auth.login_failed']);
+        expect(JSON.stringify(rows)).not.to.include('canary-password-123').and.not.include(init.json.key);
+        const report = await verifyChain(db);
+        expect(report.ok, JSON.stringify(report)).to.equal(true);
+      } finally {
+        await db.close();
+      }
+    } finally {
+      await daemon.cleanup();
+    }
+  });
+});
