@@ -4,6 +4,9 @@ import { initCommand } from './commands/init.js';
 import { keysCommand } from './commands/keys.js';
 import { tenantsCommand } from './commands/tenants.js';
 import { usersCommand } from './commands/users.js';
+import { creditsCommand } from './commands/credits.js';
+import { auditCommand } from './commands/audit.js';
+import { sessionsCommand } from './commands/sessions.js';
 
 /** Applies the shared settings to a command and all of its subcommands. */
 function harden(cmd: Command): Command {
@@ -26,5 +29,8 @@ export function buildProgram(): Command {
   program.addCommand(usersCommand());
   program.addCommand(tenantsCommand());
   program.addCommand(keysCommand());
+  program.addCommand(creditsCommand());
+  program.addCommand(auditCommand());
+  program.addCommand(sessionsCommand());
   return harden(program);
 }

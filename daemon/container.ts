@@ -31,6 +31,14 @@ import { createRedis } from './shared/redis.js';
 import type { Redis } from 'ioredis';
 import { rateLimit } from './http/middleware/rate-limit.js';
 import { DatabaseAuditLogger } from './audit/store.js';
+import { AuditCheckpointer } from './audit/checkpoints.js';
+import { AuditRetention } from './audit/retention.js';
+import { CreditLedger } from './credits/ledger.js';
+import { CostEstimator } from './credits/estimator.js';
+import { CreditReaper } from './credits/reaper.js';
+import { IdempotencyStore } from './idempotency/store.js';
+import { creditRoutes } from './http/routes/credits.js';
+import { adminAuditRoutes } from './http/routes/admin-audit.js';
 import { UserAdminService } from './users/user-admin.js';
 
 export interface ContainerOptions {
@@ -63,6 +71,12 @@ export class Container {
   readonly accessTokens: AccessTokens;
   readonly auth: AuthService;
   readonly users: UserAdminService;
+  readonly ledger: CreditLedger;
+  readonly idempotency: IdempotencyStore;
+  readonly estimator: CostEstimator;
+  /** The durable audit store (also when tests inspect events through `audit`). */
+  readonly auditStore: DatabaseAuditLogger;
+  private readonly background: Array<{ start(): void; stop(): void }> = [];
   readonly app: Koa<AppState>;
   private openapiDoc: Record<string, unknown> | null = null;
   private readonly stoppers: Array<() => Promise<void>> = [];
@@ -89,12 +103,9 @@ export class Container {
     const schemas = loadSchemas();
     this.validator = new Validator(createAjv());
 
-    if (options.audit) this.audit = options.audit;
-    else {
-      const durable = new DatabaseAuditLogger({ database: this.database, clock: this.clock, logger: this.logger, metrics: this.metrics });
-      this.stoppers.push(() => durable.close());
-      this.audit = durable;
-    }
+    this.auditStore = new DatabaseAuditLogger({ database: this.database, clock: this.clock, logger: this.logger, metrics: this.metrics });
+    this.stoppers.push(() => this.auditStore.close());
+    this.audit = options.audit ?? this.auditStore;
     this.redis = this.config.redis.url ? createRedis(this.config.redis.url, this.logger) : null;
     if (this.redis) {
       const redis = this.redis;
@@ -129,6 +140,34 @@ export class Container {
       issuer: this.config.auth.issuer,
     });
     this.users = new UserAdminService({ database: this.database, clock: this.clock, hasher: this.hasher, audit: this.audit });
+    this.ledger = new CreditLedger({ database: this.database, clock: this.clock, audit: this.audit, metrics: this.metrics });
+    this.idempotency = new IdempotencyStore({ database: this.database, clock: this.clock });
+    this.estimator = new CostEstimator(this.config.pricing);
+    this.background.push(
+      new CreditReaper({ ledger: this.ledger, clock: this.clock, logger: this.logger, intervalMs: this.config.credits.reaper_interval_seconds * 1000 }),
+    );
+    if (this.config.audit.checkpoint_interval_seconds > 0) {
+      this.background.push(
+        new AuditCheckpointer({
+          database: this.database,
+          clock: this.clock,
+          logger: this.logger,
+          dataDir: this.config.audit.archive_dir,
+          intervalMs: this.config.audit.checkpoint_interval_seconds * 1000,
+        }),
+      );
+    }
+    if (this.config.audit.retention_days > 0) {
+      this.background.push(
+        new AuditRetention({
+          database: this.database,
+          clock: this.clock,
+          logger: this.logger,
+          archiveDir: this.config.audit.archive_dir,
+          maxAgeMs: this.config.audit.retention_days * 86_400_000,
+        }),
+      );
+    }
 
     const checks: HealthCheck[] = [{ name: 'database', check: () => this.database.ping() }];
     if (this.redis) {
@@ -146,6 +185,8 @@ export class Container {
       ...authRoutes({ auth: this.auth, users: this.users }),
       ...apiKeyRoutes({ users: this.users }),
       ...adminUserRoutes({ users: this.users }),
+      ...creditRoutes({ ledger: this.ledger, idempotency: this.idempotency, users: this.users }),
+      ...adminAuditRoutes({ audit: this.auditStore, database: this.database, config: this.config }),
       ...systemRoutes({
         checks,
         metrics: this.metrics,
@@ -169,6 +210,10 @@ export class Container {
     await this.waitForRedis(3000);
     const report = await migrateToLatest(this.database);
     if (report.applied.length > 0) this.logger.info({ applied: report.applied }, 'migrations applied');
+    for (const job of this.background) job.start();
+    this.stoppers.push(async () => {
+      for (const job of this.background) await job.stop();
+    });
   }
 
   /**

@@ -401,7 +401,20 @@ export interface GatewayConfig {
      */
     allowed_origins: string[];
   };
-  audit: {};
+  audit: {
+    /**
+     * How often the head of the audit chain is signed and written outside the database (0: never).
+     */
+    checkpoint_interval_seconds: number;
+    /**
+     * Entries older than this are archived to JSON Lines and removed from the table (0: keep forever).
+     */
+    retention_days: number;
+    /**
+     * Where archived entries and checkpoints go. Default: <data_dir>/audit
+     */
+    archive_dir?: string | null;
+  };
   /**
    * Request rate limits beyond the tiers.
    */
@@ -410,5 +423,15 @@ export interface GatewayConfig {
      * Requests per hour from one client address to unauthenticated /v1 routes (login, refresh).
      */
     ip_requests_per_hour: number;
+  };
+  credits: {
+    /**
+     * Lease of a reservation; the daemon running the session extends it while the agent lives. An expired one is settled by the reaper.
+     */
+    reservation_ttl_seconds: number;
+    /**
+     * How often expired reservations are looked for.
+     */
+    reaper_interval_seconds: number;
   };
 }

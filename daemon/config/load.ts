@@ -16,6 +16,7 @@ export interface ResolvedConfig extends GatewayConfig {
   database: GatewayConfig['database'] & { url: string };
   redis: { url: string | null; key_prefix: string };
   workspaces: GatewayConfig['workspaces'] & { root: string };
+  audit: GatewayConfig['audit'] & { archive_dir: string };
   /** Folder of the config file (or the working directory): relative paths resolve from here. */
   config_dir: string;
   /** From the JWT_SECRET variable; never in the file, never logged. */
@@ -136,6 +137,7 @@ export function loadConfig(options: LoadConfigOptions): ResolvedConfig {
     redis: { url: redisUrl, key_prefix: cfg.redis.key_prefix },
     agent: { ...cfg.agent, command },
     workspaces: { ...cfg.workspaces, root: path.resolve(configDir, cfg.workspaces.root ?? path.join(dataDir, 'workspaces')) },
+    audit: { ...cfg.audit, archive_dir: path.resolve(configDir, cfg.audit.archive_dir ?? path.join(dataDir, 'audit')) },
     config_dir: configDir,
     jwt_secret: env.JWT_SECRET && env.JWT_SECRET.length > 0 ? env.JWT_SECRET : null,
   };

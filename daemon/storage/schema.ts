@@ -8,5 +8,7 @@ import type { AuditTables } from './tables/audit.js';
 import type { AuthTables } from './tables/auth.js';
 import type { CreditTables } from './tables/credits.js';
 import type { FoundationTables } from './tables/foundation.js';
+import type { SessionTables } from './tables/sessions.js';
+import type { WebhookTables } from './tables/webhooks.js';
 
-export interface DB extends FoundationTables, AuthTables, CreditTables, AuditTables {}
+export interface DB extends FoundationTables, AuthTables, CreditTables, AuditTables, SessionTables, WebhookTables {}

@@ -1,0 +1,3 @@
+/** Webhook deliveries (migration 0006_webhooks). */
+// eslint-disable-next-line @typescript-eslint/no-empty-interface
+export interface WebhookTables {}
