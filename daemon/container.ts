@@ -179,6 +179,7 @@ export class Container {
       metrics: rateLimitMetrics,
       tiers: this.config.tiers,
       ipRequestsPerHour: this.config.limits.ip_requests_per_hour,
+      onDenied: (event) => this.auditStore.recordDenialAggregated(event),
     });
     const authGuards = routeGuards({ auth: this.auth, afterAuthentication: () => [limit] });
     this.routes = [

@@ -8,7 +8,6 @@ import { stringify as toYaml } from 'yaml';
 import type { Clock } from '../../daemon/clock.js';
 import { loadConfig, type ResolvedConfig } from '../../daemon/config/load.js';
 import { Container } from '../../daemon/container.js';
-import { MemoryAuditLogger } from '../../daemon/audit/types.js';
 import { createLogger } from '../../daemon/logger.js';
 import { PROJECT_ROOT } from '../../daemon/paths.js';
 import { listen, type RunningServer } from '../../daemon/server.js';
@@ -105,7 +104,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<TestDaem
   });
   const config = loadConfig({ env: { JWT_SECRET: home.jwtSecret }, overrides: baseConfig(home, options) });
   const logger = createLogger(config.log.level, sink);
-  const container = new Container({ config, logger, clock: options.clock, defaultMetrics: false, audit: new MemoryAuditLogger() });
+  const container = new Container({ config, logger, clock: options.clock, defaultMetrics: false });
   try {
     await container.start();
   } catch (err) {

@@ -76,3 +76,12 @@ export async function buildApiKey(d: TestDaemon, u: TestUser, body: Record<strin
   if (r.status !== 201) throw new Error(`api key creation failed: ${r.status} ${r.text}`);
   return { id: r.body.api_key.id, key: r.body.key };
 }
+
+/** The audit entries the daemon committed, oldest first, as `action:outcome` plus the rows. */
+export async function auditRows(d: TestDaemon) {
+  return d.container.database.db.selectFrom('audit_log').selectAll().orderBy('seq', 'asc').execute();
+}
+
+export async function auditActions(d: TestDaemon): Promise<string[]> {
+  return (await auditRows(d)).map((r) => `${r.action}:${r.outcome}`);
+}

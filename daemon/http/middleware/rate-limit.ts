@@ -1,4 +1,5 @@
 import type { GatewayConfig } from '../../../schemas/types.gen.js';
+import type { AuditEvent } from '../../audit/types.js';
 import type { Principal } from '../../auth/principal.js';
 import { rateLimitHeaders, rateLimitedError } from '../../limits/headers.js';
 import type { RateLimitMetrics } from '../../limits/metrics.js';
@@ -13,7 +14,14 @@ import type { Middleware } from '../context.js';
  * reads go through (fail open) and writes are refused with 503 (fail closed):
  * a write may spend credits or start an agent, a read costs little.
  */
-export function rateLimit(deps: { limiter: RateLimiter; metrics: RateLimitMetrics; tiers: GatewayConfig['tiers']; ipRequestsPerHour: number }): Middleware {
+export function rateLimit(deps: {
+  limiter: RateLimiter;
+  metrics: RateLimitMetrics;
+  tiers: GatewayConfig['tiers'];
+  ipRequestsPerHour: number;
+  /** Denials go to the audit log aggregated per actor and minute, so a flood cannot flood the log. */
+  onDenied?: (event: AuditEvent) => void;
+}): Middleware {
   return async (ctx, next) => {
     const policies = policiesFor({
       tiers: deps.tiers,
@@ -23,7 +31,19 @@ export function rateLimit(deps: { limiter: RateLimiter; metrics: RateLimitMetric
     }).map((p) => ({ ...p, failureMode: ctx.method === 'GET' ? ('fail_open' as const) : ('fail_closed' as const) }));
     const check = await checkAll(deps.limiter, policies);
     deps.metrics.recordDecisions(decisionRecords(check));
-    if (!check.allowed) throw rateLimitedError(check);
+    if (!check.allowed) {
+      const principal = (ctx.state.auth as Principal | undefined) ?? null;
+      deps.onDenied?.({
+        action: 'ratelimit.denied',
+        outcome: 'denied',
+        actor: principal ? { type: principal.via === 'api_key' ? 'api_key' : 'user', id: principal.apiKeyId ?? principal.userId } : { type: 'anonymous', id: null },
+        tenantId: principal?.tenantId ?? null,
+        ip: ctx.state.clientIp,
+        requestId: ctx.state.requestId,
+        details: { policies: check.results.filter((r) => !r.decision.allowed).map((r) => r.policy.name) },
+      });
+      throw rateLimitedError(check);
+    }
     ctx.set(rateLimitHeaders(check.results));
     await next();
   };

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { describeStorage } from '../../helpers/backends.js';
 import { startDaemon, type TestDaemon } from '../../helpers/daemon.js';
-import { buildApiKey, buildTenant, buildUser, mintToken, platformAdmin, uniqueEmail } from '../../helpers/factories.js';
+import { auditRows, buildApiKey, buildTenant, buildUser, mintToken, platformAdmin, uniqueEmail } from '../../helpers/factories.js';
 
 describeStorage('admin API: users, tenants, keys, tenant isolation', (backend) => {
   let d: TestDaemon;
@@ -81,9 +81,11 @@ describeStorage('admin API: users, tenants, keys, tenant isolation', (backend) =
     expect(tier.body.user.tier).to.equal('enterprise');
     expect((await d.api.post(`/v1/admin/users/${u.user.id}/tier`, { tier: 'platinum' }, { token: adminA })).status).to.equal(400);
     expect((await d.api.post(`/v1/admin/users/${u.user.id}/reset-mfa`, {}, { token: adminA })).body.user.mfa_enabled).to.equal(false);
-    const events = (d.container.audit as unknown as { events: Array<{ action: string; actor: { type: string } }> }).events;
+    const rows = await auditRows(d);
     for (const a of ['user.suspend', 'user.activate', 'user.set_tier', 'user.reset_mfa']) {
-      expect(events.find((e) => e.action === a)?.actor.type, a).to.equal('admin');
+      const row = rows.find((e) => e.action === a && e.target_id === u.user.id);
+      expect(row?.actor_type, a).to.equal('admin');
+      expect(row?.tenant_id, a).to.equal(tenantA);
     }
   });
 

@@ -2,12 +2,7 @@ import { expect } from 'chai';
 import { totpNow } from '../../../daemon/auth/totp.js';
 import { describeStorage } from '../../helpers/backends.js';
 import { startDaemon, type TestDaemon } from '../../helpers/daemon.js';
-import { buildUser, uniqueEmail } from '../../helpers/factories.js';
-import { MemoryAuditLogger } from '../../../daemon/audit/types.js';
-
-function actions(d: TestDaemon): string[] {
-  return (d.container.audit as MemoryAuditLogger).events.map((e) => `${e.action}:${e.outcome}`);
-}
+import { auditActions as actions, buildUser, uniqueEmail } from '../../helpers/factories.js';
 
 describeStorage('authentication: login, tokens, MFA', (backend) => {
   let d: TestDaemon;
@@ -30,7 +25,7 @@ describeStorage('authentication: login, tokens, MFA', (backend) => {
     expect(me.body.user.id).to.equal(u.user.id);
     expect(me.body.auth).to.equal('jwt');
     expect(me.body.scopes).to.include('agents:execute').and.not.include('admin');
-    expect(actions(d)).to.include('auth.login:success');
+    expect(await actions(d)).to.include('auth.login:success');
   });
 
   it('puts sub, iat, exp (15 min), jti, iss, aud, scopes, tier and typ at+jwt in the access token', async () => {
@@ -52,7 +47,7 @@ describeStorage('authentication: login, tokens, MFA', (backend) => {
       expect(r.status).to.equal(401);
       expect(r.body.error).to.deep.include({ type: 'AUTHENTICATION_ERROR', code: 'INVALID_CREDENTIALS', message: 'email or password is incorrect' });
     }
-    expect(actions(d).filter((a) => a === 'auth.login_failed:failure').length).to.be.at.least(2);
+    expect((await actions(d)).filter((a) => a === 'auth.login_failed:failure').length).to.be.at.least(2);
   });
 
   it('normalizes email case and Unicode compatibility forms to one account', async () => {
@@ -150,7 +145,7 @@ describeStorage('authentication: login, tokens, MFA', (backend) => {
     const dis = await d.api.post('/v1/auth/mfa/disable', { token: codes[1] }, { token: rc.body.tokens.access_token });
     expect(dis.status, dis.text).to.equal(200);
     expect((await d.api.post('/v1/auth/login', { email: u.email, password: u.password })).status).to.equal(200);
-    expect(actions(d)).to.include.members(['auth.mfa_setup:success', 'auth.mfa_enable:success', 'auth.mfa_recovery_used:success', 'auth.mfa_disable:success']);
+    expect(await actions(d)).to.include.members(['auth.mfa_setup:success', 'auth.mfa_enable:success', 'auth.mfa_recovery_used:success', 'auth.mfa_disable:success']);
   });
 
   it('refuses MFA enable before setup and setup twice', async () => {
