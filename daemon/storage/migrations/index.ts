@@ -3,6 +3,7 @@ import * as m0001 from './0001_foundation.js';
 import * as m0002 from './0002_auth.js';
 import * as m0003 from './0003_credits.js';
 import * as m0004 from './0004_audit.js';
+import * as m0005 from './0005_sessions.js';
 
 /**
  * Every migration, in order. Names never change once released; a new migration
@@ -14,4 +15,5 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0002_auth': m0002,
   '0003_credits': m0003,
   '0004_audit': m0004,
+  '0005_sessions': m0005,
 };
