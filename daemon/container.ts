@@ -38,6 +38,15 @@ import { CostEstimator } from './credits/estimator.js';
 import { CreditReaper } from './credits/reaper.js';
 import { IdempotencyStore } from './idempotency/store.js';
 import { creditRoutes } from './http/routes/credits.js';
+import { sessionRoutes } from './http/routes/sessions.js';
+import { ProcessRunner } from './agents/process-runner.js';
+import { WorkspaceManager } from './agents/workspaces.js';
+import type { AgentRunner } from './agents/types.js';
+import { MemoryEventBus, type EventBus } from './sessions/bus.js';
+import { loadInstanceId } from './sessions/instance-id.js';
+import { SessionMetrics } from './sessions/metrics.js';
+import { SessionService } from './sessions/session-service.js';
+import { SessionSupervisor } from './sessions/supervisor.js';
 import { adminAuditRoutes } from './http/routes/admin-audit.js';
 import { UserAdminService } from './users/user-admin.js';
 
@@ -49,6 +58,8 @@ export interface ContainerOptions {
   defaultMetrics?: boolean;
   /** Where audit events go; tests pass a MemoryAuditLogger to inspect them. */
   audit?: AuditLogger;
+  /** Replaces the process runner (tests of the execute path with a scripted agent). */
+  runner?: AgentRunner;
 }
 
 /**
@@ -76,6 +87,11 @@ export class Container {
   readonly estimator: CostEstimator;
   /** The durable audit store (also when tests inspect events through `audit`). */
   readonly auditStore: DatabaseAuditLogger;
+  readonly instanceId: string;
+  readonly bus: EventBus;
+  readonly workspaces: WorkspaceManager;
+  readonly supervisor: SessionSupervisor;
+  readonly sessions: SessionService;
   private readonly background: Array<{ start(): void; stop(): void }> = [];
   readonly app: Koa<AppState>;
   private openapiDoc: Record<string, unknown> | null = null;
@@ -143,8 +159,60 @@ export class Container {
     this.ledger = new CreditLedger({ database: this.database, clock: this.clock, audit: this.audit, metrics: this.metrics });
     this.idempotency = new IdempotencyStore({ database: this.database, clock: this.clock });
     this.estimator = new CostEstimator(this.config.pricing);
+    this.instanceId = loadInstanceId(this.config.data_dir);
+    this.bus = new MemoryEventBus();
+    this.stoppers.push(() => this.bus.close());
+    this.workspaces = new WorkspaceManager({
+      root: this.config.workspaces.root,
+      retentionDays: this.config.workspaces.retention_days,
+      clock: this.clock,
+      logger: this.logger,
+    });
+    const sessionMetrics = new SessionMetrics(this.metrics);
+    this.supervisor = new SessionSupervisor({
+      database: this.database,
+      clock: this.clock,
+      logger: this.logger,
+      ledger: this.ledger,
+      estimator: this.estimator,
+      runner:
+        options.runner ??
+        new ProcessRunner({
+          command: this.config.agent.command,
+          envPassthrough: this.config.agent.env_passthrough,
+          timeoutMs: this.config.agent.timeout_seconds * 1000,
+          killGraceMs: this.config.agent.kill_grace_seconds * 1000,
+          logger: this.logger,
+          baseEnv: this.config.agent_env,
+          workspacesRoot: this.config.workspaces.root,
+        }),
+      workspaces: this.workspaces,
+      bus: this.bus,
+      audit: this.audit,
+      metrics: sessionMetrics,
+      instanceId: this.instanceId,
+      reservationTtlMs: this.config.credits.reservation_ttl_seconds * 1000,
+    });
+    this.sessions = new SessionService({
+      database: this.database,
+      clock: this.clock,
+      config: this.config,
+      ledger: this.ledger,
+      estimator: this.estimator,
+      supervisor: this.supervisor,
+      audit: this.audit,
+      metrics: sessionMetrics,
+      instanceId: this.instanceId,
+      validateWebhookUrl: (url) => void url,
+    });
     this.background.push(
-      new CreditReaper({ ledger: this.ledger, clock: this.clock, logger: this.logger, intervalMs: this.config.credits.reaper_interval_seconds * 1000 }),
+      new CreditReaper({
+        ledger: this.ledger,
+        clock: this.clock,
+        logger: this.logger,
+        intervalMs: this.config.credits.reaper_interval_seconds * 1000,
+        usedMicros: (reservation, trx) => this.supervisor.usedByExpired(reservation, trx),
+      }),
     );
     if (this.config.audit.checkpoint_interval_seconds > 0) {
       this.background.push(
@@ -187,6 +255,7 @@ export class Container {
       ...apiKeyRoutes({ users: this.users }),
       ...adminUserRoutes({ users: this.users }),
       ...creditRoutes({ ledger: this.ledger, idempotency: this.idempotency, users: this.users }),
+      ...sessionRoutes({ sessions: this.sessions, idempotency: this.idempotency, users: this.users }),
       ...adminAuditRoutes({ audit: this.auditStore, database: this.database, config: this.config }),
       ...systemRoutes({
         checks,
@@ -211,10 +280,13 @@ export class Container {
     await this.waitForRedis(3000);
     const report = await migrateToLatest(this.database);
     if (report.applied.length > 0) this.logger.info({ applied: report.applied }, 'migrations applied');
+    await this.supervisor.recoverOwned();
     for (const job of this.background) job.start();
     this.stoppers.push(async () => {
       for (const job of this.background) await job.stop();
     });
+    // Stopped first on shutdown: agents end as interrupted, charged what they used.
+    this.stoppers.push(() => this.supervisor.stopAll());
   }
 
   /**

@@ -25,6 +25,8 @@ export async function listen(container: Container, overrides: { port?: number; h
   });
   const port = (server.address() as AddressInfo).port;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  // With port 0 the real port is known only now.
+  if (config.server.public_url_auto) config.server.public_url = url;
   logger.info({ host, port, database: container.database.dialect }, 'listening');
 
   let closing: Promise<void> | null = null;

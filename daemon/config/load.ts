@@ -12,7 +12,8 @@ import { ConfigError } from './errors.js';
  */
 export interface ResolvedConfig extends GatewayConfig {
   env: 'development' | 'production' | 'test';
-  server: GatewayConfig['server'] & { public_url: string };
+  /** `public_url_auto`: no public URL was configured, so it follows the address actually listened on. */
+  server: GatewayConfig['server'] & { public_url: string; public_url_auto: boolean };
   database: GatewayConfig['database'] & { url: string };
   redis: { url: string | null; key_prefix: string };
   workspaces: GatewayConfig['workspaces'] & { root: string };
@@ -21,6 +22,8 @@ export interface ResolvedConfig extends GatewayConfig {
   config_dir: string;
   /** From the JWT_SECRET variable; never in the file, never logged. */
   jwt_secret: string | null;
+  /** What agents may inherit from the daemon's environment: PATH, LANG and the `agent.env_passthrough` names. */
+  agent_env: Record<string, string>;
 }
 
 export interface LoadConfigOptions {
@@ -132,7 +135,7 @@ export function loadConfig(options: LoadConfigOptions): ResolvedConfig {
     ...cfg,
     env: cfg.env ?? 'development',
     data_dir: dataDir,
-    server: { ...cfg.server, public_url: publicUrl },
+    server: { ...cfg.server, public_url: publicUrl, public_url_auto: !cfg.server.public_url },
     database: { ...cfg.database, url: sqliteUrlAbsolute(dbUrl, configDir) },
     redis: { url: redisUrl, key_prefix: cfg.redis.key_prefix },
     agent: { ...cfg.agent, command },
@@ -140,6 +143,9 @@ export function loadConfig(options: LoadConfigOptions): ResolvedConfig {
     audit: { ...cfg.audit, archive_dir: path.resolve(configDir, cfg.audit.archive_dir ?? path.join(dataDir, 'audit')) },
     config_dir: configDir,
     jwt_secret: env.JWT_SECRET && env.JWT_SECRET.length > 0 ? env.JWT_SECRET : null,
+    agent_env: Object.fromEntries(
+      ['PATH', 'LANG', ...cfg.agent.env_passthrough].flatMap((name) => (env[name] !== undefined ? [[name, env[name]!]] : [])),
+    ),
   };
 }
 

@@ -102,7 +102,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<TestDaem
       cb();
     },
   });
-  const config = loadConfig({ env: { JWT_SECRET: home.jwtSecret }, overrides: baseConfig(home, options) });
+  const config = loadConfig({ env: { JWT_SECRET: home.jwtSecret, PATH: process.env.PATH, LANG: process.env.LANG }, overrides: baseConfig(home, options) });
   const logger = createLogger(config.log.level, sink);
   const container = new Container({ config, logger, clock: options.clock, defaultMetrics: false });
   try {

@@ -1,0 +1,148 @@
+import { GatewayError } from '../../errors.js';
+import { assertIdempotencyKey, hashRequest } from '../../idempotency/key.js';
+import type { IdempotencyStore } from '../../idempotency/store.js';
+import type { ExecuteInput, SessionService } from '../../sessions/session-service.js';
+import type { UserAdminService } from '../../users/user-admin.js';
+import { bodyOf, type AppContext } from '../context.js';
+import { clientOf, principalOf } from '../middleware/authenticate.js';
+import { defineRoutes } from '../routes.js';
+
+const limitOf = (ctx: AppContext, fallback: number): number => Number(ctx.query.limit ?? fallback);
+const cursorOf = (ctx: AppContext): string | null => (typeof ctx.query.cursor === 'string' ? ctx.query.cursor : null);
+const statusOf = (ctx: AppContext): string | undefined => (typeof ctx.query.status === 'string' ? ctx.query.status : undefined);
+
+/** Execute and quote, the user's sessions, and the admin's view of them. */
+export function sessionRoutes(deps: { sessions: SessionService; idempotency: IdempotencyStore; users: UserAdminService }) {
+  const { sessions, idempotency, users } = deps;
+  return defineRoutes([
+    {
+      method: 'POST',
+      path: '/v1/agents/execute',
+      summary: 'Start an agent run: validates, reserves credits and a session slot in one transaction, starts the agent.',
+      tag: 'agents',
+      auth: 'any',
+      scope: 'agents:execute',
+      body: 'ExecuteRequest',
+      response: { status: 200, schema: 'ExecuteResponse' },
+      errors: ['INSUFFICIENT_CREDITS', 'CONCURRENCY_LIMIT', 'IDEMPOTENCY_KEY_REUSED', 'IDEMPOTENCY_KEY_IN_USE', 'UNAVAILABLE'],
+      handler: async (ctx) => {
+        const p = principalOf(ctx);
+        const input = bodyOf<ExecuteInput>(ctx);
+        const key = ctx.get('Idempotency-Key');
+        if (!key) {
+          ctx.body = { success: true, ...(await sessions.execute(p, input, clientOf(ctx))) };
+          return;
+        }
+        assertIdempotencyKey(key);
+        const r = await idempotency.run(p.userId, key, hashRequest({ route: 'execute', body: input }), async () => ({
+          status: 200,
+          body: { success: true, ...(await sessions.execute(p, input, clientOf(ctx))) },
+        }));
+        if (r.replayed) ctx.set('Idempotent-Replayed', 'true');
+        ctx.status = r.status;
+        ctx.body = r.body;
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/agents/quote',
+      summary: 'What execute would decide now, and why (cost estimate, reservation, admission); no side effects.',
+      tag: 'agents',
+      auth: 'any',
+      scope: 'agents:execute',
+      body: 'ExecuteRequest',
+      response: { status: 200, schema: 'QuoteResponse' },
+      handler: async (ctx) => {
+        ctx.body = { success: true, ...(await sessions.quote(principalOf(ctx), bodyOf<ExecuteInput>(ctx))) };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/sessions',
+      summary: 'Your sessions, newest first (tenant admins: their tenant\'s).',
+      tag: 'sessions',
+      auth: 'any',
+      scope: 'sessions:read',
+      query: 'SessionListQuery',
+      response: { status: 200, schema: 'SessionListResponse' },
+      handler: async (ctx) => {
+        ctx.body = { success: true, ...(await sessions.list(principalOf(ctx), { limit: limitOf(ctx, 20), cursor: cursorOf(ctx), status: statusOf(ctx) })) };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/sessions/:id',
+      summary: 'One session: status, phase, cost so far, final cost, timings.',
+      tag: 'sessions',
+      auth: 'any',
+      scope: 'sessions:read',
+      response: { status: 200, schema: 'SessionResponse' },
+      errors: ['NOT_FOUND'],
+      handler: async (ctx) => {
+        ctx.body = { success: true, session: await sessions.get(principalOf(ctx), String(ctx.params.id)) };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/sessions/:id/events',
+      summary: 'Stored events of a session after a seq, for replay.',
+      tag: 'sessions',
+      auth: 'any',
+      scope: 'sessions:read',
+      query: 'SessionEventsQuery',
+      response: { status: 200, schema: 'SessionEventsResponse' },
+      errors: ['NOT_FOUND'],
+      handler: async (ctx) => {
+        ctx.body = { success: true, ...(await sessions.events(principalOf(ctx), String(ctx.params.id), Number(ctx.query.after ?? 0), limitOf(ctx, 500))) };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/sessions/:id/cancel',
+      summary: 'Stop the agent; charge what it used and release the rest.',
+      tag: 'sessions',
+      auth: 'any',
+      scope: 'agents:execute',
+      response: { status: 200, schema: 'SessionResponse' },
+      errors: ['NOT_FOUND', 'INVALID_STATE'],
+      handler: async (ctx) => {
+        ctx.body = { success: true, session: await sessions.cancel(principalOf(ctx), String(ctx.params.id), clientOf(ctx)) };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/admin/sessions',
+      summary: 'Sessions of everyone in scope; filter by user (id or email) and status.',
+      tag: 'admin',
+      auth: 'any',
+      scope: 'admin',
+      query: 'SessionListQuery',
+      response: { status: 200, schema: 'SessionListResponse' },
+      errors: ['NOT_FOUND', 'FORBIDDEN'],
+      handler: async (ctx) => {
+        const p = principalOf(ctx);
+        if (p.role === 'member') throw new GatewayError('FORBIDDEN', 'administrator role required');
+        const who = typeof ctx.query.user_id === 'string' ? await users.findUser(p, ctx.query.user_id, clientOf(ctx)) : null;
+        ctx.body = {
+          success: true,
+          ...(await sessions.list(p, { limit: limitOf(ctx, 50), cursor: cursorOf(ctx), status: statusOf(ctx), ...(who ? { userId: who.id } : {}) }, true)),
+        };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/admin/sessions/:id/cancel',
+      summary: 'Cancel any session in scope.',
+      tag: 'admin',
+      auth: 'any',
+      scope: 'admin',
+      response: { status: 200, schema: 'SessionResponse' },
+      errors: ['NOT_FOUND', 'INVALID_STATE', 'FORBIDDEN'],
+      handler: async (ctx) => {
+        const p = principalOf(ctx);
+        if (p.role === 'member') throw new GatewayError('FORBIDDEN', 'administrator role required');
+        ctx.body = { success: true, session: await sessions.cancel(p, String(ctx.params.id), clientOf(ctx), true) };
+      },
+    },
+  ]);
+}

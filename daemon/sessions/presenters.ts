@@ -1,0 +1,37 @@
+import { iso } from '../clock.js';
+import { formatCredits } from '../credits/money.js';
+import type { SessionEventRow, SessionRow } from '../storage/repos/sessions.js';
+import type { SessionEvent } from './bus.js';
+
+/** The stream URL of a session: the public URL with a ws scheme. */
+export function streamingUrl(publicUrl: string, sessionId: string): string {
+  return `${publicUrl.replace(/^http/, 'ws')}/v1/stream?sessions=${sessionId}`;
+}
+
+export function presentSession(s: SessionRow, publicUrl: string) {
+  return {
+    id: s.id,
+    session_id: s.id,
+    user_id: s.user_id,
+    status: s.status,
+    current_phase: s.current_phase,
+    streaming_url: streamingUrl(publicUrl, s.id),
+    options: JSON.parse(s.options) as Record<string, unknown>,
+    estimated_cost: formatCredits(s.estimated_cost),
+    credit_reserved: formatCredits(s.reserved),
+    cost_so_far: formatCredits(s.cost_so_far),
+    final_cost: s.final_cost === null ? null : formatCredits(s.final_cost),
+    usage: { input_tokens: s.input_tokens, output_tokens: s.output_tokens, web_searches: s.web_searches },
+    end_reason: s.end_reason,
+    summary: s.summary,
+    last_seq: s.last_seq,
+    created_at: iso(s.created_at),
+    updated_at: iso(s.updated_at),
+    ended_at: s.ended_at === null ? null : iso(s.ended_at),
+    duration_ms: s.ended_at === null ? null : s.ended_at - s.created_at,
+  };
+}
+
+export function presentEvent(e: SessionEventRow): SessionEvent {
+  return { type: e.type, session_id: e.session_id, seq: e.seq, ts: iso(e.ts), data: JSON.parse(e.data) as Record<string, unknown> };
+}

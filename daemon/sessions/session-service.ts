@@ -1,0 +1,264 @@
+import { buildPureRequest, sanitizeVision } from '../agents/pure-request.js';
+import type { AuditLogger } from '../audit/types.js';
+import type { ClientInfo } from '../auth/auth-service.js';
+import type { Principal } from '../auth/principal.js';
+import type { Clock } from '../clock.js';
+import type { ResolvedConfig } from '../config/load.js';
+import type { CostEstimator } from '../credits/estimator.js';
+import type { CreditLedger } from '../credits/ledger.js';
+import { formatCredits, parseCredits } from '../credits/money.js';
+import { GatewayError, invalidField, notFound } from '../errors.js';
+import { isId, newId } from '../ids.js';
+import type { Database } from '../storage/database.js';
+import { FINAL_STATUSES, SessionRepository, type SessionRow, type SessionScope } from '../storage/repos/sessions.js';
+import type { SessionStatus } from '../storage/tables/sessions.js';
+import type { SessionMetrics } from './metrics.js';
+import { presentEvent, presentSession } from './presenters.js';
+import type { SessionSupervisor } from './supervisor.js';
+
+/** The execute body after schema validation (CONTRACT section 4). */
+export interface ExecuteInput {
+  vision: string;
+  options?: { maxIterations?: number; costBudget?: number; enableWebSearch?: boolean; enableStreaming?: boolean; showProgress?: boolean };
+  webhook_url?: string;
+}
+
+export interface SessionServiceDeps {
+  database: Database;
+  clock: Clock;
+  config: ResolvedConfig;
+  ledger: CreditLedger;
+  estimator: CostEstimator;
+  supervisor: SessionSupervisor;
+  audit: AuditLogger;
+  metrics: SessionMetrics;
+  instanceId: string;
+  /** Checks a webhook URL (scheme, host, address policy); throws INVALID_FIELD. */
+  validateWebhookUrl: (url: string) => void;
+}
+
+const CONCURRENCY_RETRY_AFTER_S = 5;
+
+/** Whose sessions a principal may see: its own; a tenant admin its tenant's; a platform admin all (admin routes only). */
+export function sessionScope(p: Principal, asAdmin = false): SessionScope {
+  if (asAdmin && p.role === 'platform_admin') return null;
+  if (asAdmin && p.role === 'tenant_admin' && p.tenantId) return { tenantId: p.tenantId };
+  if (!asAdmin && p.role === 'tenant_admin' && p.tenantId) return { tenantId: p.tenantId };
+  return { userId: p.userId };
+}
+
+/**
+ * Execute and quote, and reading and cancelling sessions. Execute's admission
+ * is one transaction: lock the user, count running sessions against the tier,
+ * reserve the credits, insert the session. Two requests racing for the last
+ * slot or the last credit: exactly one wins, on SQLite and on Postgres.
+ */
+export class SessionService {
+  private readonly sessions: SessionRepository;
+
+  constructor(private readonly deps: SessionServiceDeps) {
+    this.sessions = new SessionRepository(deps.database.db);
+  }
+
+  private prepare(principal: Principal, input: ExecuteInput) {
+    const vision = sanitizeVision(input.vision);
+    if ([...vision].length < 10) throw invalidField('vision must be at least 10 characters after removing control characters', [{ field: 'vision', message: 'must be at least 10 characters' }]);
+    if ([...vision].length > 32_000) throw invalidField('vision must be at most 32,000 characters', [{ field: 'vision', message: 'must be at most 32000 characters' }]);
+    const o = input.options ?? {};
+    if (o.costBudget !== undefined) parseCredits(o.costBudget, 'options.costBudget');
+    if (input.webhook_url !== undefined) this.deps.validateWebhookUrl(input.webhook_url);
+    const tier = this.deps.config.tiers[principal.tier];
+    const request = buildPureRequest({
+      vision,
+      workingDirectory: '',
+      options: {
+        ...(o.maxIterations !== undefined ? { maxIterations: o.maxIterations } : {}),
+        ...(o.enableWebSearch !== undefined ? { enableWebSearch: o.enableWebSearch } : {}),
+        ...(o.enableStreaming !== undefined ? { enableStreaming: o.enableStreaming } : {}),
+        ...(o.showProgress !== undefined ? { showProgress: o.showProgress } : {}),
+      },
+      maxAgents: tier.max_agents_per_session,
+    });
+    const costInput = { vision, options: { maxIterations: request.options.maxIterations, enableWebSearch: request.options.enableWebSearch, ...(o.costBudget !== undefined ? { costBudget: o.costBudget } : {}) } };
+    return { vision, request, tier, estimate: this.deps.estimator.estimate(costInput), reservation: this.deps.estimator.reservationFor(costInput) };
+  }
+
+  /** POST /v1/agents/quote: what execute would decide now, and why; no side effects. */
+  async quote(principal: Principal, input: ExecuteInput) {
+    const { estimate, reservation, tier } = this.prepare(principal, input);
+    const [balance, running] = await Promise.all([this.deps.ledger.balance(principal.userId), this.sessions.countRunning(principal.userId)]);
+    const reasons: Array<{ limit: string; current: number; max: number; retry_after?: number }> = [];
+    if (running >= tier.max_concurrent_sessions) {
+      reasons.push({ limit: 'concurrent_sessions', current: running, max: tier.max_concurrent_sessions, retry_after: CONCURRENCY_RETRY_AFTER_S });
+    }
+    if (balance.available < reservation) reasons.push({ limit: 'credits', current: formatCredits(balance.available), max: formatCredits(reservation) });
+    return {
+      estimated_cost: formatCredits(estimate),
+      reservation: formatCredits(reservation),
+      available: formatCredits(balance.available),
+      admission: { allowed: reasons.length === 0, reasons },
+    };
+  }
+
+  /** POST /v1/agents/execute. */
+  async execute(principal: Principal, input: ExecuteInput, client: ClientInfo) {
+    let prepared: ReturnType<SessionService['prepare']>;
+    try {
+      prepared = this.prepare(principal, input);
+    } catch (err) {
+      this.deps.metrics.executes.inc({ outcome: 'invalid' });
+      throw err;
+    }
+    const { vision, request, tier, estimate, reservation } = prepared;
+    const now = this.deps.clock.now();
+    const sessionId = newId('ses', now);
+    let row: SessionRow;
+    try {
+      row = await this.deps.database.transaction(async (trx) => {
+        const repo = this.sessions.with(trx);
+        await repo.lockUser(principal.userId, this.deps.database.dialect);
+        const running = await repo.countRunning(principal.userId);
+        if (running >= tier.max_concurrent_sessions) {
+          throw new GatewayError('CONCURRENCY_LIMIT', `your tier allows ${tier.max_concurrent_sessions} concurrent sessions; ${running} are running`, {
+            headers: { 'Retry-After': String(CONCURRENCY_RETRY_AFTER_S) },
+            details: { limit: 'concurrent_sessions', current: running, max: tier.max_concurrent_sessions, retry_after: CONCURRENCY_RETRY_AFTER_S },
+          });
+        }
+        const held = await this.deps.ledger.reserveInTransaction(trx, {
+          userId: principal.userId,
+          amount: reservation,
+          ttlMs: this.deps.config.credits.reservation_ttl_seconds * 1000,
+          sessionId,
+          actor: { type: principal.via === 'api_key' ? 'api_key' : 'user', id: principal.apiKeyId ?? principal.userId },
+        });
+        const r: SessionRow = {
+          id: sessionId,
+          user_id: principal.userId,
+          tenant_id: principal.tenantId,
+          status: 'running',
+          current_phase: null,
+          vision,
+          options: JSON.stringify(request.options),
+          webhook_url: input.webhook_url ?? null,
+          reservation_id: held.id,
+          reserved: held.amount,
+          estimated_cost: estimate,
+          cost_so_far: 0,
+          final_cost: null,
+          input_tokens: 0,
+          output_tokens: 0,
+          web_searches: 0,
+          owner: this.deps.instanceId,
+          last_seq: 0,
+          cancel_requested_at: null,
+          end_reason: null,
+          summary: null,
+          request_id: client.requestId,
+          created_at: now,
+          updated_at: now,
+          ended_at: null,
+        };
+        await repo.insert(r);
+        await this.deps.audit.record(
+          {
+            action: 'session.execute',
+            outcome: 'success',
+            actor: { type: principal.via === 'api_key' ? 'api_key' : 'user', id: principal.apiKeyId ?? principal.userId },
+            tenantId: principal.tenantId,
+            target: { type: 'session', id: sessionId },
+            ip: client.ip,
+            userAgent: client.userAgent,
+            requestId: client.requestId,
+            details: { user_id: principal.userId, reserved: formatCredits(held.amount), vision_chars: [...vision].length },
+          },
+          trx,
+        );
+        return r;
+      });
+    } catch (err) {
+      if (err instanceof GatewayError) {
+        const outcome = err.code === 'CONCURRENCY_LIMIT' ? 'concurrency_limit' : err.code === 'INSUFFICIENT_CREDITS' ? 'insufficient_credits' : 'refused';
+        this.deps.metrics.executes.inc({ outcome });
+        if (err.code === 'CONCURRENCY_LIMIT' || err.code === 'INSUFFICIENT_CREDITS') {
+          await this.deps.audit.record({
+            action: err.code === 'CONCURRENCY_LIMIT' ? 'concurrency.denied' : 'credits.insufficient',
+            outcome: 'denied',
+            actor: { type: principal.via === 'api_key' ? 'api_key' : 'user', id: principal.apiKeyId ?? principal.userId },
+            tenantId: principal.tenantId,
+            ip: client.ip,
+            requestId: client.requestId,
+            details: err.details as Record<string, unknown>,
+          });
+        }
+      }
+      throw err;
+    }
+    this.deps.metrics.executes.inc({ outcome: 'accepted' });
+    void this.deps.supervisor.launch(row, request);
+    const session = presentSession(row, this.deps.config.server.public_url);
+    return {
+      session: {
+        id: session.id,
+        session_id: session.session_id,
+        status: session.status,
+        current_phase: 'EXPLORE',
+        streaming_url: session.streaming_url,
+        estimated_cost: session.estimated_cost,
+        created_at: session.created_at,
+      },
+      credit_reserved: formatCredits(row.reserved),
+      request_id: client.requestId,
+    };
+  }
+
+  private async find(principal: Principal, id: string, asAdmin: boolean): Promise<SessionRow> {
+    const row = isId(id, 'ses') ? await this.sessions.find(id, sessionScope(principal, asAdmin)) : undefined;
+    if (!row) {
+      await this.deps.audit.record({
+        action: 'access.not_found',
+        outcome: 'denied',
+        actor: { type: principal.via === 'api_key' ? 'api_key' : 'user', id: principal.apiKeyId ?? principal.userId },
+        tenantId: principal.tenantId,
+        target: { type: 'session', id: id.slice(0, 64) },
+      });
+      throw notFound('session');
+    }
+    return row;
+  }
+
+  async get(principal: Principal, id: string, asAdmin = false) {
+    return presentSession(await this.find(principal, id, asAdmin), this.deps.config.server.public_url);
+  }
+
+  async list(principal: Principal, options: { limit: number; cursor?: string | null; status?: string; userId?: string }, asAdmin = false) {
+    const status = options.status as SessionStatus | undefined;
+    if (status && status !== 'running' && !FINAL_STATUSES.includes(status)) throw invalidField('status is not a session status', [{ field: 'status', message: 'unknown status' }]);
+    const rows = await this.sessions.list(sessionScope(principal, asAdmin), { limit: options.limit + 1, before: options.cursor ?? null, ...(status ? { status } : {}), ...(options.userId ? { userId: options.userId } : {}) });
+    const page = rows.slice(0, options.limit);
+    return { sessions: page.map((r) => presentSession(r, this.deps.config.server.public_url)), next_cursor: rows.length > options.limit ? page[page.length - 1]!.id : null };
+  }
+
+  async events(principal: Principal, id: string, after: number, limit: number) {
+    const row = await this.find(principal, id, false);
+    const events = (await this.sessions.events(row.id, after, limit)).map(presentEvent);
+    return { events, last_seq: row.last_seq, status: row.status };
+  }
+
+  /** Stops the agent (on whichever daemon runs it), charges what it used, releases the rest. */
+  async cancel(principal: Principal, id: string, client: ClientInfo, asAdmin = false) {
+    const row = await this.find(principal, id, asAdmin);
+    if (row.status !== 'running') throw new GatewayError('INVALID_STATE', `session is ${row.status}`);
+    await this.sessions.update(row.id, { cancel_requested_at: this.deps.clock.now() });
+    await this.deps.audit.record({
+      action: 'session.cancel_requested',
+      outcome: 'success',
+      actor: { type: asAdmin ? 'admin' : principal.via === 'api_key' ? 'api_key' : 'user', id: principal.apiKeyId ?? principal.userId },
+      tenantId: row.tenant_id,
+      target: { type: 'session', id: row.id },
+      ip: client.ip,
+      requestId: client.requestId,
+    });
+    if (this.deps.supervisor.cancelLocal(row.id)) await this.deps.supervisor.settled(row.id);
+    return this.get(principal, id, asAdmin);
+  }
+}

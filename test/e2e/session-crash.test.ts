@@ -1,0 +1,69 @@
+import { expect } from 'chai';
+import { AccessTokens } from '../../daemon/auth/access-tokens.js';
+import { MemoryAuditLogger } from '../../daemon/audit/types.js';
+import { PasswordHasher } from '../../daemon/auth/passwords.js';
+import { systemClock } from '../../daemon/clock.js';
+import { CreditLedger } from '../../daemon/credits/ledger.js';
+import { createLogger } from '../../daemon/logger.js';
+import { Database } from '../../daemon/storage/database.js';
+import { migrateToLatest } from '../../daemon/storage/migrator.js';
+import { UserAdminService } from '../../daemon/users/user-admin.js';
+import { describeStorage } from '../helpers/backends.js';
+import { makeHome, spawnDaemon, type ChildDaemon, type DaemonHome } from '../helpers/daemon.js';
+import { uniqueEmail } from '../helpers/factories.js';
+import { waitForEnd } from '../helpers/sessions.js';
+
+async function prepare(home: DaemonHome) {
+  const database = new Database({ url: home.databaseUrl, poolMax: 2, connectTimeoutMs: 3000, busyTimeoutMs: 3000, logger: createLogger('silent') });
+  await migrateToLatest(database);
+  const audit = new MemoryAuditLogger();
+  const users = new UserAdminService({ database, clock: systemClock, hasher: new PasswordHasher({ maxConcurrent: 1 }), audit });
+  const user = await users.createUser(null, { email: uniqueEmail('crash'), tier: 'team' });
+  const ledger = new CreditLedger({ database, clock: systemClock, audit });
+  await ledger.grant({ userId: user.id, amount: 20_000_000 as never, reason: 'test', actor: { type: 'system', id: null } });
+  const tokens = new AccessTokens(Buffer.from(home.jwtSecret, 'utf8'), { issuer: 'keen-gateway', audience: 'keen-api', ttlSeconds: 900, clock: systemClock });
+  return { database, ledger, user, token: tokens.sign({ id: user.id, scopes: ['agents:execute', 'sessions:read', 'credits:read'], tier: user.tier, role: user.role, tenantId: null }) };
+}
+
+describeStorage('a daemon killed while its agent runs', (backend) => {
+  let home: DaemonHome;
+  let d: ChildDaemon | undefined;
+  afterEach(async () => {
+    await d?.cleanup();
+    await home?.cleanup();
+  });
+
+  it('after restart the session is interrupted, charged what it used, nothing held, verify clean', async function () {
+    this.timeout(90_000);
+    home = await makeHome({ backend });
+    const { database, ledger, user, token } = await prepare(home);
+    try {
+      d = await spawnDaemon({ backend, home, config: { credits: { reservation_ttl_seconds: 60 } } });
+      const r = await d.api.post('/v1/agents/execute', { vision: 'A long job that will be cut short [slow:200] [iterations:200]', options: { costBudget: 5 } }, { token });
+      expect(r.status, r.text).to.equal(200);
+      const id = r.body.session.id;
+      // Let it use some credits first.
+      for (let i = 0; i < 100; i++) {
+        const s = await d.api.get(`/v1/sessions/${id}`, { token });
+        if (s.body.session.cost_so_far > 0) break;
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      await d.kill('SIGKILL');
+      const held = await ledger.balance(user.id);
+      expect(held.reserved).to.equal(5_000_000);
+      d = await spawnDaemon({ backend, home });
+      const end = await waitForEnd(d, { token }, id);
+      expect(end.status).to.equal('interrupted');
+      expect(end.end_reason).to.equal('gateway_restart');
+      expect(end.final_cost).to.equal(end.cost_so_far);
+      const b = await ledger.balance(user.id);
+      expect(b.reserved).to.equal(0);
+      expect(b.balance).to.equal(20_000_000 - Math.round(end.final_cost * 1_000_000));
+      expect(await ledger.verify()).to.deep.equal([]);
+      const events = (await d.api.get(`/v1/sessions/${id}/events`, { token })).body.events;
+      expect(events[events.length - 1].data.status).to.equal('interrupted');
+    } finally {
+      await database.close();
+    }
+  });
+});
