@@ -47,6 +47,8 @@ import { loadInstanceId } from './sessions/instance-id.js';
 import { SessionMetrics } from './sessions/metrics.js';
 import { SessionService } from './sessions/session-service.js';
 import { SessionSupervisor } from './sessions/supervisor.js';
+import { StreamServer } from './ws/stream-server.js';
+import { streamTicketRoutes } from './http/routes/stream-tickets.js';
 import { adminAuditRoutes } from './http/routes/admin-audit.js';
 import { UserAdminService } from './users/user-admin.js';
 
@@ -92,6 +94,7 @@ export class Container {
   readonly workspaces: WorkspaceManager;
   readonly supervisor: SessionSupervisor;
   readonly sessions: SessionService;
+  readonly stream: StreamServer;
   private readonly background: Array<{ start(): void; stop(): void }> = [];
   readonly app: Koa<AppState>;
   private openapiDoc: Record<string, unknown> | null = null;
@@ -205,6 +208,16 @@ export class Container {
       instanceId: this.instanceId,
       validateWebhookUrl: (url) => void url,
     });
+    this.stream = new StreamServer({
+      auth: this.auth,
+      database: this.database,
+      bus: this.bus,
+      config: this.config,
+      logger: this.logger,
+      metrics: this.metrics,
+      clock: this.clock,
+      audit: this.audit,
+    });
     this.background.push(
       new CreditReaper({
         ledger: this.ledger,
@@ -256,6 +269,7 @@ export class Container {
       ...adminUserRoutes({ users: this.users }),
       ...creditRoutes({ ledger: this.ledger, idempotency: this.idempotency, users: this.users }),
       ...sessionRoutes({ sessions: this.sessions, idempotency: this.idempotency, users: this.users }),
+      ...streamTicketRoutes({ stream: this.stream }),
       ...adminAuditRoutes({ audit: this.auditStore, database: this.database, config: this.config }),
       ...systemRoutes({
         checks,

@@ -15,6 +15,7 @@ export async function listen(container: Container, overrides: { port?: number; h
   const { config, logger } = container;
   const server = http.createServer({ requestTimeout: 60_000, headersTimeout: 20_000, keepAliveTimeout: 5_000 }, container.app.callback());
   server.maxHeadersCount = 200;
+  container.stream.attach(server);
   const host = overrides.host ?? config.server.host;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -34,6 +35,8 @@ export async function listen(container: Container, overrides: { port?: number; h
     (closing ??= (async () => {
       const deadlineMs = config.server.shutdown_timeout_seconds * 1000;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Stream clients get 1001 (going away) and resume on another daemon.
+      await container.stream.close();
       server.closeIdleConnections();
       // Keep-alive sockets that finish a request while we wait are closed as they go idle.
       const idleSweep = setInterval(() => server.closeIdleConnections(), 100);
