@@ -47,6 +47,7 @@ import { loadInstanceId } from './sessions/instance-id.js';
 import { SessionMetrics } from './sessions/metrics.js';
 import { SessionService } from './sessions/session-service.js';
 import { SessionSupervisor } from './sessions/supervisor.js';
+import { WorkspaceJanitor } from './sessions/workspace-janitor.js';
 import { StreamServer } from './ws/stream-server.js';
 import { streamTicketRoutes } from './http/routes/stream-tickets.js';
 import { adminAuditRoutes } from './http/routes/admin-audit.js';
@@ -218,6 +219,7 @@ export class Container {
       clock: this.clock,
       audit: this.audit,
     });
+    this.background.push(new WorkspaceJanitor({ workspaces: this.workspaces, database: this.database, logger: this.logger }));
     this.background.push(
       new CreditReaper({
         ledger: this.ledger,

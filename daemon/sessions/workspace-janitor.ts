@@ -1,0 +1,39 @@
+import type { WorkspaceManager } from '../agents/workspaces.js';
+import type { Logger } from '../logger.js';
+import { SessionRepository } from '../storage/repos/sessions.js';
+import type { Database } from '../storage/database.js';
+
+/**
+ * Removes workspaces of sessions that ended more than `workspaces.retention_days`
+ * ago (never a running session's), once an hour.
+ */
+export class WorkspaceJanitor {
+  private timer: NodeJS.Timeout | null = null;
+  private readonly sessions: SessionRepository;
+
+  constructor(private readonly deps: { workspaces: WorkspaceManager; database: Database; logger: Logger; intervalMs?: number }) {
+    this.sessions = new SessionRepository(deps.database.db);
+  }
+
+  async runOnce(): Promise<string[]> {
+    const removed = await this.deps.workspaces.sweep(async (sessionId, cutoffMs) => {
+      const row = await this.sessions.find(sessionId, null);
+      // A workspace whose session is unknown (a failed insert, another installation) is left alone.
+      return row !== undefined && row.status !== 'running' && row.ended_at !== null && row.ended_at < cutoffMs;
+    });
+    if (removed.length > 0) this.deps.logger.info({ removed: removed.length }, 'removed old session workspaces');
+    return removed;
+  }
+
+  start(): void {
+    this.timer = setInterval(() => {
+      void this.runOnce().catch((err: Error) => this.deps.logger.warn({ err: { message: err.message } }, 'workspace cleanup failed'));
+    }, this.deps.intervalMs ?? 3_600_000);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+}
