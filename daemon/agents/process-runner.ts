@@ -1,0 +1,403 @@
+/**
+ * The shipped AgentRunner: one child process per session (CONTRACT section 5).
+ *
+ * Purity is enforced here, at the last step before the agent: the request is
+ * re-copied by allow-list and validated, the environment is built from nothing
+ * (PATH, HOME = workspace, LANG, and vetted passthrough names), and the agent's
+ * stdout is read as untrusted input, validated line by line.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, constants as fsConstants, lstatSync, mkdirSync, openSync, realpathSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from '../logger.js';
+import { LineSplitter } from './line-splitter.js';
+import { copyPureRequest } from './pure-request.js';
+import { createAgentProtocol, type AgentProtocol } from './protocol.js';
+import type { AgentEvent, AgentExit, AgentExitReason, AgentHooks, AgentRun, AgentRunner, PureAgentRequest } from './types.js';
+import { SESSION_ID_RE } from './workspaces.js';
+
+export interface ProcessRunnerOptions {
+  /** argv of the agent (`agent.command`); run without a shell. */
+  command: string[];
+  /** Names of variables the agent may see (`agent.env_passthrough`); secret-looking names are refused. */
+  envPassthrough: string[];
+  /** Wall-clock limit of one run (`agent.timeout_seconds` * 1000). */
+  timeoutMs: number;
+  /** Time between SIGTERM and SIGKILL (`agent.kill_grace_seconds` * 1000). */
+  killGraceMs: number;
+  logger: Logger;
+  /** The daemon's environment (the composition root passes `process.env`); only vetted names are copied. */
+  baseEnv: Record<string, string | undefined>;
+  /** `workspaces.root`: every run's working directory must be `<root>/<sessionId>`. */
+  workspacesRoot: string;
+  /** Longest stdout line kept; longer lines are dropped and counted invalid. Default 64 KiB. */
+  maxLineBytes?: number;
+  /** Bytes of stderr kept in `<workspace>/.keen/agent.stderr.log`. Default 1 MiB. */
+  maxStderrBytes?: number;
+  /** Shared validators; built from schemas/ when omitted. */
+  protocol?: AgentProtocol;
+}
+
+/** Variables the agent never receives, even when listed in `agent.env_passthrough`. */
+const FORBIDDEN_ENV = [/^JWT_SECRET$/i, /^KEEN_/i, /^DATABASE_URL$/i, /^REDIS_URL$/i, /_SECRET$/i, /_PASSWORD$/i, /_TOKEN$/i, /_KEY$/i];
+/** Built by the runner itself; a passthrough entry cannot replace them (HOME is always the workspace). */
+const FIXED_ENV = new Set(['PATH', 'HOME', 'LANG']);
+
+/** True when a variable name may never reach an agent. */
+export function isForbiddenEnvName(name: string): boolean {
+  return FORBIDDEN_ENV.some((re) => re.test(name));
+}
+
+const STDERR_LOG = path.join('.keen', 'agent.stderr.log');
+/** Above this many undelivered lines stdout is paused, so a fast agent cannot outrun a slow consumer. */
+const QUEUE_HIGH = 256;
+const QUEUE_LOW = 32;
+
+export class ProcessRunner implements AgentRunner {
+  private readonly passthrough: string[];
+  private readonly protocol: AgentProtocol;
+
+  constructor(private readonly opts: ProcessRunnerOptions) {
+    if (opts.command.length === 0 || !opts.command[0]) throw new Error('agent.command is empty');
+    this.protocol = opts.protocol ?? createAgentProtocol();
+    this.passthrough = [];
+    for (const name of new Set(opts.envPassthrough)) {
+      if (isForbiddenEnvName(name)) {
+        // Once, at construction: the daemon builds one runner.
+        opts.logger.warn({ name }, 'agent.env_passthrough names a secret-looking variable; it is never passed to agents');
+      } else if (!FIXED_ENV.has(name)) {
+        this.passthrough.push(name);
+      }
+    }
+  }
+
+  /** The agent's whole environment: built from nothing, never copied from the daemon's. */
+  agentEnv(workspace: string): Record<string, string> {
+    const base = this.opts.baseEnv;
+    const env: Record<string, string> = {
+      PATH: base.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+      HOME: workspace,
+      LANG: base.LANG || 'C.UTF-8',
+    };
+    for (const name of this.passthrough) {
+      const value = base[name];
+      if (value !== undefined) env[name] = value;
+    }
+    return env;
+  }
+
+  /** Starts the agent. Never throws: a run that cannot start resolves `done` with `spawn_failed`. */
+  start(sessionId: string, request: PureAgentRequest, hooks: AgentHooks): AgentRun {
+    const log = this.opts.logger.child({ session_id: sessionId, component: 'agent' });
+    let prepared: { workspace: string; line: string; stderrFd: number };
+    try {
+      prepared = this.prepare(sessionId, request);
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'agent not started');
+      return failedRun();
+    }
+    return new ProcessRun(this.opts, this.protocol, log, hooks, prepared, this.agentEnv(prepared.workspace)).run;
+  }
+
+  /** Checks the workspace and the request, opens the stderr log. Throws on anything wrong. */
+  private prepare(sessionId: string, request: PureAgentRequest): { workspace: string; line: string; stderrFd: number } {
+    if (!SESSION_ID_RE.test(sessionId)) throw new Error('invalid session id');
+    const workspace = path.join(realpathSync(this.opts.workspacesRoot), sessionId);
+    if (realpathSync(request.workingDirectory) !== workspace) {
+      throw new Error('request.workingDirectory is not the session workspace');
+    }
+    const pure = copyPureRequest(request);
+    pure.workingDirectory = workspace;
+    if (!this.protocol.isPureRequest(pure)) throw new Error('request does not match the agent protocol');
+    const keenDir = path.join(workspace, '.keen');
+    mkdirSync(keenDir, { mode: 0o700, recursive: true });
+    if (!lstatSync(keenDir).isDirectory()) throw new Error('workspace .keen is not a directory');
+    // O_NOFOLLOW: a symlink planted by an earlier run cannot redirect the log outside the workspace.
+    const stderrFd = openSync(
+      path.join(workspace, STDERR_LOG),
+      fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT | fsConstants.O_NOFOLLOW,
+      0o600,
+    );
+    return { workspace, line: `${JSON.stringify(pure)}\n`, stderrFd };
+  }
+}
+
+function failedRun(): AgentRun {
+  const exit: AgentExit = {
+    reason: 'spawn_failed',
+    exitCode: null,
+    signal: null,
+    result: null,
+    invalidLines: 0,
+    stopReason: null,
+  };
+  return { pid: undefined, stop: async () => {}, done: Promise.resolve(exit) };
+}
+
+/** The state of one child process. */
+class ProcessRun {
+  readonly run: AgentRun;
+  private child: ChildProcess | undefined;
+  private exited = false;
+  private exitCode: number | null = null;
+  private exitSignal: string | null = null;
+  private spawnFailed = false;
+  private stopReason: string | null = null;
+  private stopKind: AgentExitReason | null = null;
+  private stopping: Promise<void> | null = null;
+  private result: AgentExit['result'] = null;
+  private invalidLines = 0;
+  private queue: Promise<void> = Promise.resolve();
+  private pending = 0;
+  private paused = false;
+  private stderrBytes = 0;
+  private stderrTruncated = false;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly exitWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly opts: ProcessRunnerOptions,
+    private readonly protocol: AgentProtocol,
+    private readonly log: Logger,
+    private readonly hooks: AgentHooks,
+    private readonly prepared: { workspace: string; line: string; stderrFd: number },
+    env: Record<string, string>,
+  ) {
+    const done = this.spawn(env);
+    this.run = {
+      pid: this.child?.pid,
+      stop: (why: string) => this.stop(why, 'stopped'),
+      done,
+    };
+  }
+
+  private spawn(env: Record<string, string>): Promise<AgentExit> {
+    const [program, ...args] = this.opts.command as [string, ...string[]];
+    let child: ChildProcess;
+    try {
+      child = spawn(program, args, {
+        cwd: this.prepared.workspace,
+        env,
+        stdio: ['pipe', 'pipe', 'pipe'],
+        // Own process group: the stop signal goes to -pid and reaches the agent's children.
+        detached: true,
+        shell: false,
+        windowsHide: true,
+      });
+    } catch (err) {
+      this.log.error({ err: (err as Error).message, command: program }, 'agent spawn failed');
+      this.closeStderr();
+      return Promise.resolve(this.exitValue('spawn_failed'));
+    }
+    this.child = child;
+
+    const exited = new Promise<void>((resolve) => {
+      child.once('exit', (code, signal) => {
+        this.exited = true;
+        this.exitCode = code;
+        this.exitSignal = signal;
+        this.clearTimers();
+        // Whatever the agent left behind in its group goes with it.
+        this.killGroup('SIGKILL');
+        for (const w of this.exitWaiters.splice(0)) w();
+        resolve();
+      });
+    });
+    const spawnError = new Promise<'spawn_failed'>((resolve) => {
+      child.once('error', (err) => {
+        if (child.pid === undefined) {
+          this.spawnFailed = true;
+          this.log.error({ err: err.message, command: program }, 'agent spawn failed');
+          for (const w of this.exitWaiters.splice(0)) w();
+          resolve('spawn_failed');
+        } else {
+          this.log.warn({ err: err.message }, 'agent process error');
+        }
+      });
+    });
+
+    // stdin: exactly one line, then EOF. An agent that exits without reading gives EPIPE: not our problem.
+    child.stdin!.on('error', () => {});
+    child.stdin!.end(this.prepared.line);
+
+    const splitter = new LineSplitter(
+      this.opts.maxLineBytes ?? 64 * 1024,
+      (line) => this.onLine(line),
+      (prefix) => this.onInvalid(prefix, 'line too long'),
+    );
+    const stdoutDone = new Promise<void>((resolve) => {
+      child.stdout!.on('data', (chunk: Buffer) => splitter.push(chunk));
+      child.stdout!.once('close', () => {
+        splitter.end();
+        resolve();
+      });
+      child.stdout!.on('error', () => {});
+    });
+    const stderrDone = new Promise<void>((resolve) => {
+      child.stderr!.on('data', (chunk: Buffer) => this.onStderr(chunk));
+      child.stderr!.once('close', () => resolve());
+      child.stderr!.on('error', () => {});
+    });
+
+    if (child.pid !== undefined) {
+      this.log.info({ pid: child.pid }, 'agent started');
+      this.timers.push(setTimeout(() => void this.stop('timeout', 'timeout'), this.opts.timeoutMs));
+    }
+
+    const finished = Promise.race([
+      spawnError,
+      exited.then(async () => {
+        // A process that escaped the group (setsid) may still hold our pipes: do not wait for it forever.
+        const fallback = setTimeout(() => {
+          child.stdout?.destroy();
+          child.stderr?.destroy();
+        }, Math.max(this.opts.killGraceMs, 1000) + 2000);
+        await Promise.all([stdoutDone, stderrDone]);
+        clearTimeout(fallback);
+        return 'exited' as const;
+      }),
+    ]);
+
+    return finished.then(async (how) => {
+      await this.queue;
+      this.closeStderr();
+      const reason: AgentExitReason = how === 'spawn_failed' ? 'spawn_failed' : (this.stopKind ?? 'exited');
+      const exit = this.exitValue(reason);
+      this.log.info(
+        { reason, exit_code: exit.exitCode, signal: exit.signal, invalid_lines: exit.invalidLines, result: exit.result?.status ?? null },
+        'agent ended',
+      );
+      return exit;
+    });
+  }
+
+  private exitValue(reason: AgentExitReason): AgentExit {
+    const failed = reason === 'spawn_failed';
+    return {
+      reason,
+      exitCode: failed ? null : this.exitCode,
+      signal: failed ? null : this.exitSignal,
+      result: failed ? null : this.result,
+      invalidLines: this.invalidLines,
+      stopReason: failed ? null : this.stopReason,
+    };
+  }
+
+  private onLine(line: string): void {
+    if (line.trim() === '') return;
+    const event = this.protocol.parseEventLine(line);
+    if (!event) {
+      this.onInvalid(line.length > 200 ? `${line.slice(0, 200)}...` : line, 'not a protocol event');
+      return;
+    }
+    if (event.type === 'result') this.result = { status: event.status, summary: event.summary };
+    this.enqueue(() => this.hooks.onEvent(event), event);
+  }
+
+  private onInvalid(line: string, why: string): void {
+    this.invalidLines += 1;
+    this.log.debug({ line, why }, 'agent stdout line ignored');
+    if (this.hooks.onInvalidLine) this.enqueue(() => this.hooks.onInvalidLine?.(line), null);
+  }
+
+  /** Runs hook calls one after the other, in stdout order; a failing hook is logged and does not stop the stream. */
+  private enqueue(task: () => void | Promise<void>, event: AgentEvent | null): void {
+    this.pending += 1;
+    if (this.pending >= QUEUE_HIGH && !this.paused && this.child?.stdout) {
+      this.paused = true;
+      this.child.stdout.pause();
+    }
+    this.queue = this.queue.then(async () => {
+      try {
+        await task();
+      } catch (err) {
+        this.log.error({ err: (err as Error).message, event_type: event?.type ?? 'invalid_line' }, 'agent event hook failed');
+      } finally {
+        this.pending -= 1;
+        if (this.paused && this.pending <= QUEUE_LOW) {
+          this.paused = false;
+          this.child?.stdout?.resume();
+        }
+      }
+    });
+  }
+
+  private onStderr(chunk: Buffer): void {
+    const max = this.opts.maxStderrBytes ?? 1024 * 1024;
+    if (this.stderrTruncated) return; // keep reading so the agent never blocks on a full pipe
+    const room = max - this.stderrBytes;
+    const part = chunk.length <= room ? chunk : chunk.subarray(0, Math.max(room, 0));
+    this.writeStderr(part);
+    this.stderrBytes += part.length;
+    if (chunk.length > room) {
+      this.stderrTruncated = true;
+      this.writeStderr(Buffer.from(`\n[keen-gateway: stderr truncated after ${max} bytes]\n`));
+    }
+  }
+
+  private writeStderr(buf: Buffer): void {
+    if (buf.length === 0 || this.prepared.stderrFd < 0) return;
+    try {
+      // Synchronous and small (bounded in total): keeps the order without a stream to drain at exit.
+      writeSync(this.prepared.stderrFd, buf);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'agent stderr log write failed');
+      this.closeStderr();
+    }
+  }
+
+  private closeStderr(): void {
+    if (this.prepared.stderrFd < 0) return;
+    try {
+      closeSync(this.prepared.stderrFd);
+    } catch {
+      // already closed
+    }
+    this.prepared.stderrFd = -1;
+  }
+
+  /** SIGTERM to the group, SIGKILL after the grace; resolves once the agent process has exited. */
+  private stop(why: string, kind: AgentExitReason): Promise<void> {
+    if (this.stopping) return this.stopping;
+    if (this.exited || this.spawnFailed || this.child?.pid === undefined) {
+      this.stopping = Promise.resolve();
+      return this.stopping;
+    }
+    this.stopReason = why;
+    this.stopKind = kind;
+    this.log.info({ why }, 'stopping agent');
+    const gone = new Promise<void>((resolve) => this.exitWaiters.push(resolve));
+    this.killGroup('SIGTERM');
+    this.timers.push(
+      setTimeout(() => {
+        if (!this.exited) {
+          this.log.warn({ grace_ms: this.opts.killGraceMs }, 'agent ignored SIGTERM; sending SIGKILL');
+          this.killGroup('SIGKILL');
+        }
+      }, this.opts.killGraceMs),
+    );
+    this.stopping = gone;
+    return gone;
+  }
+
+  private killGroup(signal: NodeJS.Signals): void {
+    const pid = this.child?.pid;
+    if (pid === undefined) return;
+    try {
+      process.kill(-pid, signal);
+    } catch {
+      // ESRCH: the group is already empty. Fall back to the process itself in case it left its group.
+      if (!this.exited) {
+        try {
+          this.child?.kill(signal);
+        } catch {
+          // gone
+        }
+      }
+    }
+  }
+
+  private clearTimers(): void {
+    for (const t of this.timers.splice(0)) clearTimeout(t);
+  }
+}

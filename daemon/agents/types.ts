@@ -1,0 +1,67 @@
+/**
+ * The agent side of the gateway (CONTRACT section 5). The wire shapes come from
+ * schemas/agent-protocol.schema.json; this file adds the runner's own interfaces.
+ */
+import type {
+  AgentEvent,
+  AgentLogEvent,
+  AgentPhaseEvent,
+  AgentProgressEvent,
+  AgentResultEvent,
+  AgentUsageEvent,
+  PureAgentOptions,
+  PureAgentRequest,
+} from '../../schemas/types.gen.js';
+
+export type {
+  AgentEvent,
+  AgentLogEvent,
+  AgentPhaseEvent,
+  AgentProgressEvent,
+  AgentResultEvent,
+  AgentUsageEvent,
+  PureAgentOptions,
+  PureAgentRequest,
+};
+
+/**
+ * Why a run ended.
+ * - `exited`: the process ended on its own (any exit code or signal not sent by us);
+ * - `timeout`: the wall-clock limit stopped it;
+ * - `stopped`: `stop()` was called (budget, cancel, shutdown: the caller knows which);
+ * - `spawn_failed`: the command could not be started (missing file, no permission, bad cwd).
+ */
+export type AgentExitReason = 'exited' | 'timeout' | 'stopped' | 'spawn_failed';
+
+/** How a run ended. `result` is the last valid `result` line, if any; a crash leaves it null. */
+export interface AgentExit {
+  reason: AgentExitReason;
+  exitCode: number | null;
+  signal: string | null;
+  result: { status: AgentResultEvent['status']; summary: string } | null;
+  /** Lines on stdout that were not a valid protocol event (dropped, never delivered). */
+  invalidLines: number;
+  /** The `why` given to the first `stop()` call (or 'timeout'); null when nobody stopped it. */
+  stopReason: string | null;
+}
+
+/** Callbacks of one run. `onEvent` is awaited: the next event waits until it settles. */
+export interface AgentHooks {
+  onEvent(e: AgentEvent): void | Promise<void>;
+  onInvalidLine?(line: string): void;
+}
+
+/** One running agent. */
+export interface AgentRun {
+  /** Process id (also the process group id); undefined when the spawn failed. */
+  pid: number | undefined;
+  /** SIGTERM to the process group, SIGKILL after the grace if still alive. Idempotent; resolves when the process is gone. */
+  stop(why: string): Promise<void>;
+  /** Resolves (never rejects) once the process has exited and its stdout is drained and delivered. */
+  done: Promise<AgentExit>;
+}
+
+/** Starts agents. `ProcessRunner` is the shipped implementation; tests may fake it. */
+export interface AgentRunner {
+  start(sessionId: string, request: PureAgentRequest, hooks: AgentHooks): AgentRun;
+}
