@@ -1,6 +1,280 @@
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
+import { ConnectionError, errorFromResponse } from '../../sdk/src/index.js';
+import { clientFor, globals, parsePositiveInt, type GlobalOptions } from '../core/context.js';
+import { CliError } from '../core/output.js';
+
+/** An audit entry as the API returns it (schemas/api/AuditEntry.json). */
+interface AuditEntry {
+  seq: number;
+  id: string;
+  ts: number;
+  actor_type: string;
+  actor_id: string | null;
+  tenant_id: string | null;
+  action: string;
+  target_type: string | null;
+  target_id: string | null;
+  outcome: string;
+  ip: string | null;
+  request_id: string | null;
+  details: Record<string, unknown>;
+}
+
+interface VerifyResponse {
+  ok: boolean;
+  entries: number;
+  archived_entries: number;
+  last_seq: number | null;
+  first_bad: { seq: number; id: string | null; reason: string; message: string } | null;
+  checkpoints: { available: boolean; ok: boolean; checked: number; skipped: number };
+}
+
+/** A stream line that is not an entry. */
+interface Heartbeat {
+  type: 'heartbeat';
+  after_seq: number;
+}
+
+/** No line (heartbeats included) for this long: the connection is dead, reconnect. */
+const STALL_MS = 45_000;
+const BACKOFF_MAX_MS = 15_000;
+
+/**
+ * Escapes what could let a value rewrite the terminal or forge a line: C0/C1
+ * control characters (newline, ESC, ...), line and paragraph separators and
+ * bidirectional overrides.
+ */
+export function escapeText(value: string): string {
+  // eslint-disable-next-line no-control-regex
+  return value.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** One line per entry for people: time, seq, outcome, action, actor, target, tenant, details. */
+export function formatEntry(e: AuditEntry): string {
+  const who = (type: string | null, id: string | null) => (type ? (id ? `${type}:${id}` : type) : '-');
+  const details = Object.keys(e.details ?? {}).length > 0 ? JSON.stringify(e.details) : '';
+  const fields = [new Date(e.ts).toISOString(), `#${e.seq}`, e.outcome.padEnd(7), e.action, who(e.actor_type, e.actor_id), '->', who(e.target_type, e.target_id), `tenant=${e.tenant_id ?? '-'}`, details];
+  return escapeText(fields.join(' ').trimEnd()) + '\n';
+}
+
+/** `2h`, `30m`, `7d` (that long ago) or an ISO date -> ISO date-time. */
+export function parseSince(value: string): string {
+  const m = /^(\d+)([smhd])$/.exec(value);
+  if (m) {
+    const ms = Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 's' | 'm' | 'h' | 'd'];
+    return new Date(Date.now() - ms).toISOString();
+  }
+  const t = Date.parse(value);
+  if (!Number.isFinite(t)) throw new CliError(`expected a time like 2h, 30m, 7d or an ISO date, got "${value}"`, 2);
+  return new Date(t).toISOString();
+}
+
+/** --user: an id or an email, resolved to the user's id (404 when out of the caller's scope). */
+async function resolveUser(cmd: Command, user: string): Promise<string> {
+  const r = await clientFor(cmd).request<{ user: { id: string } }>('GET', `/v1/admin/users/${encodeURIComponent(user)}`);
+  return r.user.id;
+}
+
+/**
+ * Opens a streaming (JSON Lines) response. The SDK's request() reads whole
+ * bodies; this is the one streaming call keen-admin needs.
+ */
+async function openStream(g: GlobalOptions, path: string, query: Record<string, string | undefined>, signal: AbortSignal): Promise<Response> {
+  const apiKey = g.apiKey ?? process.env.KEEN_API_KEY;
+  if (!apiKey) throw new CliError('no API key: set KEEN_API_KEY (or pass --api-key)', 2);
+  const base = g.url.replace(/\/+$/, '');
+  const url = new URL(base + path);
+  for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, v);
+  let res: Response;
+  try {
+    res = await fetch(url, { headers: { authorization: `ApiKey ${apiKey}`, accept: 'application/x-ndjson', 'user-agent': 'keen-admin' }, signal });
+  } catch (err) {
+    if (signal.aborted) throw err;
+    const cause = (err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message;
+    throw new ConnectionError({ type: 'CONNECTION_ERROR', code: 'CONNECTION_FAILED', message: `cannot reach ${base}: ${cause}` });
+  }
+  if (!res.ok) {
+    const text = await res.text();
+    let parsed: unknown = null;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = null;
+    }
+    throw errorFromResponse(res.status, parsed, res.headers);
+  }
+  return res;
+}
+
+/** The lines of a streaming body, without their newline. */
+async function* linesOf(res: Response): AsyncGenerator<string> {
+  if (!res.body) return;
+  const decoder = new TextDecoder();
+  let buf = '';
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    buf += decoder.decode(chunk, { stream: true });
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (line.trim() !== '') yield line;
+    }
+  }
+  if (buf.trim() !== '') yield buf;
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+  });
+
+/** Aborts on Ctrl-C or SIGTERM, so a follow ends cleanly with exit code 0. */
+function interruptSignal(): AbortController {
+  const ac = new AbortController();
+  const stop = () => ac.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  ac.signal.addEventListener('abort', () => {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  });
+  return ac;
+}
+
+/**
+ * Follows the live feed after `afterSeq` until interrupted, reconnecting with
+ * jittered exponential backoff from the last seq seen; a refused request
+ * (authentication, scope, validation) is not retried.
+ */
+async function follow(g: GlobalOptions, filters: Record<string, string | undefined>, afterSeq: number | null, print: (e: AuditEntry) => void): Promise<void> {
+  const interrupt = interruptSignal();
+  let last = afterSeq;
+  let attempt = 0;
+  try {
+    while (!interrupt.signal.aborted) {
+      const conn = new AbortController();
+      const onInterrupt = () => conn.abort();
+      interrupt.signal.addEventListener('abort', onInterrupt, { once: true });
+      let stall: NodeJS.Timeout | undefined;
+      const armStall = () => {
+        clearTimeout(stall);
+        stall = setTimeout(() => conn.abort(), STALL_MS);
+      };
+      try {
+        armStall();
+        const res = await openStream(g, '/v1/admin/audit/stream', { ...filters, after_seq: last === null ? undefined : String(last) }, conn.signal);
+        for await (const line of linesOf(res)) {
+          armStall();
+          attempt = 0;
+          const item = JSON.parse(line) as AuditEntry | Heartbeat;
+          if ('type' in item && item.type === 'heartbeat') {
+            last = Math.max(last ?? 0, item.after_seq);
+            continue;
+          }
+          const entry = item as AuditEntry;
+          if (last !== null && entry.seq <= last) continue;
+          last = entry.seq;
+          print(entry);
+        }
+      } catch (err) {
+        if (interrupt.signal.aborted) break;
+        const status = (err as { status?: number | null }).status;
+        if (err instanceof CliError || (typeof status === 'number' && status < 500 && status !== 429)) throw err;
+        if (g.verbose) process.stderr.write(`keen-admin: stream interrupted: ${(err as Error).message}\n`);
+      } finally {
+        clearTimeout(stall);
+        interrupt.signal.removeEventListener('abort', onInterrupt);
+      }
+      if (interrupt.signal.aborted) break;
+      const delay = Math.min(BACKOFF_MAX_MS, 250 * 2 ** attempt++) * (0.5 + Math.random() / 2);
+      process.stderr.write(`keen-admin: audit stream closed; reconnecting after seq ${last ?? 'head'} in ${Math.round(delay)} ms\n`);
+      await sleep(delay, interrupt.signal);
+    }
+  } finally {
+    interrupt.abort();
+  }
+}
 
 /** `keen-admin audit ...` */
 export function auditCommand(): Command {
-  return new Command('audit').description('audit (not available yet)');
+  const audit = new Command('audit').description('read, follow, verify and export the audit log');
+
+  audit
+    .command('tail')
+    .description('print the latest audit entries (oldest first); with --follow, keep printing new ones until interrupted')
+    .option('--follow', 'stream new entries as they are written (reconnects by itself)')
+    .option('--type <action>', 'only this action (auth.login) or resource (auth.*)')
+    .option('--user <user>', 'only entries by or about this user (id or email)')
+    .option('--since <time>', 'only entries since this time: 2h, 30m, 7d or an ISO date')
+    .addOption(new Option('--outcome <outcome>', 'only this outcome').choices(['success', 'failure', 'denied']))
+    .option('--tenant <id>', 'only this tenant (platform admins)')
+    .option('--limit <n>', 'how many of the latest entries to print first (1-500)', parsePositiveInt('--limit'), 20)
+    .addHelpText('after', '\nExamples:\n  keen-admin audit tail --type "auth.*" --since 2h\n  keen-admin audit tail --follow --user ana@example.com --json | jq .action')
+    .action(async (opts, cmd: Command) => {
+      const g = globals(cmd);
+      const filters: Record<string, string | undefined> = {
+        action: opts.type,
+        user_id: opts.user ? await resolveUser(cmd, opts.user) : undefined,
+        since: opts.since ? parseSince(opts.since) : undefined,
+        outcome: opts.outcome,
+        tenant_id: opts.tenant,
+      };
+      const print = (e: AuditEntry) => process.stdout.write(g.json ? `${JSON.stringify(e)}\n` : formatEntry(e));
+      const r = await clientFor(cmd).request<{ entries: AuditEntry[] }>('GET', '/v1/admin/audit', {
+        query: { ...filters, limit: Math.min(500, opts.limit), order: 'desc' },
+      });
+      const latest = [...r.entries].reverse();
+      for (const e of latest) print(e);
+      if (!g.json && latest.length === 0 && !opts.follow) process.stdout.write('(no entries)\n');
+      if (opts.follow) await follow(g, filters, latest.at(-1)?.seq ?? null, print);
+    });
+
+  audit
+    .command('verify')
+    .description('recompute the hash chain and check the signed checkpoints; exit 1 naming the first broken entry')
+    .addHelpText('after', '\nExample:\n  keen-admin audit verify || echo "audit log tampered with"')
+    .action(async (_opts, cmd: Command) => {
+      const g = globals(cmd);
+      const r = await clientFor(cmd).request<VerifyResponse>('POST', '/v1/admin/audit/verify', { body: {} });
+      if (g.json) process.stdout.write(`${JSON.stringify(r)}\n`);
+      if (!r.ok) {
+        const bad = r.first_bad;
+        const where = bad ? `seq ${bad.seq}${bad.id ? ` (${bad.id})` : ''}: ${bad.reason}: ${bad.message}` : 'unknown entry';
+        throw new CliError(escapeText(`audit chain broken at ${where}`), 1, 'CHAIN_BROKEN');
+      }
+      if (!g.json) {
+        const cp = r.checkpoints.available ? `, ${r.checkpoints.checked} checkpoints verified${r.checkpoints.skipped ? ` (${r.checkpoints.skipped} skipped: archived)` : ''}` : ', no checkpoints on this daemon';
+        const archived = r.archived_entries ? ` + ${r.archived_entries} archived` : '';
+        process.stdout.write(`chain intact: ${r.entries} entries${archived} (last seq ${r.last_seq ?? '-'})${cp}\n`);
+      }
+    });
+
+  audit
+    .command('export')
+    .description('write the entries of a time range to standard output as JSON Lines (oldest first)')
+    .requiredOption('--since <time>', 'from this time (inclusive): 2h, 30m, 7d or an ISO date')
+    .option('--until <time>', 'to this time (exclusive): 2h, 30m, 7d or an ISO date (default: now)')
+    .option('--type <action>', 'only this action or resource (auth.*)')
+    .option('--tenant <id>', 'only this tenant (platform admins)')
+    .addHelpText('after', '\nExample:\n  keen-admin audit export --since 2026-01-01 --until 2026-02-01 > audit-january.jsonl')
+    .action(async (opts, cmd: Command) => {
+      const g = globals(cmd);
+      const ac = interruptSignal();
+      try {
+        const res = await openStream(g, '/v1/admin/audit/export', {
+          since: parseSince(opts.since),
+          until: opts.until ? parseSince(opts.until) : undefined,
+          action: opts.type,
+          tenant_id: opts.tenant,
+        }, ac.signal);
+        for await (const line of linesOf(res)) {
+          if (!process.stdout.write(`${line}\n`)) await new Promise((r) => process.stdout.once('drain', r));
+        }
+      } finally {
+        ac.abort();
+      }
+    });
+
+  return audit;
 }
