@@ -27,10 +27,8 @@ const SECRETS = {
   KEEN_JWT_SECRET: 'keen-jwt-secret-1234567',
   DATABASE_URL: 'postgres://app:other-db-pass@db2/app',
   REDIS_URL: 'redis://cache2:6379/9',
-  STRIPE_SECRET: 'sk_live_stripe_secret_value',
-  DB_PASSWORD: 'db-password-value',
-  GITHUB_TOKEN: 'ghp_token_value_123',
-  OPENAI_API_KEY: 'sk-openai-key-value',
+  APP_DATABASE_URL: 'postgres://app:app-db-pass@db3/app',
+  PGPASSWORD: 'libpq-password-value',
   KEEN_USER_ID: 'usr_01hzzzzzzzzzzzzzzzzzzzzzzz',
 };
 const USER = {
@@ -55,10 +53,10 @@ describe('agents/ProcessRunner purity (security)', function () {
   function daemonLikeRunner(logLines: string[] = []): { runner: ProcessRunner; workspaces: WorkspaceManager } {
     const logger = createLogger('info', { write: (s: string) => void logLines.push(s) });
     const root = path.join(base, 'data', 'workspaces');
-    const baseEnv = { ...process.env, ...SECRETS, LANG: 'en_US.UTF-8', SAFE_SETTING: 'visible-to-agent', NOT_LISTED: 'hidden-value' };
+    const baseEnv = { ...process.env, ...SECRETS, LANG: 'en_US.UTF-8', SAFE_SETTING: 'visible-to-agent', MODEL_API_KEY: 'listed-provider-key', NOT_LISTED: 'hidden-value', OTHER_API_KEY: 'unlisted-key' };
     const runner = new ProcessRunner({
       command: ['node', AGENT], // a bare name: found through the agent's own PATH
-      envPassthrough: ['SAFE_SETTING', 'HOME', 'PATH', 'UNSET_VAR', ...Object.keys(SECRETS), 'jwt_secret'],
+      envPassthrough: ['SAFE_SETTING', 'MODEL_API_KEY', 'HOME', 'PATH', 'UNSET_VAR', ...Object.keys(SECRETS), 'jwt_secret'],
       timeoutMs: 30_000,
       killGraceMs: 1000,
       logger,
@@ -98,7 +96,8 @@ describe('agents/ProcessRunner purity (security)', function () {
     expect(Object.keys(sent)).to.deep.equal(['vision', 'workingDirectory', 'options']);
 
     // environment: built from nothing.
-    expect(dump.env).to.deep.equal({ PATH: process.env.PATH, HOME: workspace, LANG: 'en_US.UTF-8', SAFE_SETTING: 'visible-to-agent' });
+    // A name the operator listed passes (an LLM agent needs its provider's key); nothing else does.
+    expect(dump.env).to.deep.equal({ PATH: process.env.PATH, HOME: workspace, LANG: 'en_US.UTF-8', SAFE_SETTING: 'visible-to-agent', MODEL_API_KEY: 'listed-provider-key' });
     expect(dump.cwd).to.equal(workspace);
     expect(dump.argv.slice(1)).to.deep.equal([AGENT]);
 

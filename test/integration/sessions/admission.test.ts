@@ -20,7 +20,7 @@ describeStorage('execute admission: credits, concurrency, validation, idempotenc
     const users = [await buildUser(d, { tier: 'enterprise' }), await buildUser(d, { tier: 'enterprise' })];
     for (const u of users) await grant(d, u, N);
     const results = await Promise.all(
-      users.flatMap((u) => Array.from({ length: 4 * N }, () => execute(d, u, 'Race for the last credit [slow:50]', { costBudget: 1 }))),
+      users.flatMap((u) => Array.from({ length: 4 * N }, () => execute(d, u, 'Race for the last credit [slow:1000] [iterations:2]', { costBudget: 1 }))),
     );
     for (const u of users) {
       const mine = results.filter((r, i) => Math.floor(i / (4 * N)) === users.indexOf(u));
