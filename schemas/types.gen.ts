@@ -353,6 +353,178 @@ export interface AuditVerifyResponse {
   };
 }
 
+export interface CreditAdminBalanceQuery {
+  /**
+   * A user id or email.
+   */
+  user_id: string;
+}
+
+export interface CreditAdminTransactionsQuery {
+  /**
+   * A user id or email.
+   */
+  user_id: string;
+  /**
+   * Page size, 1 to 100 (default 50).
+   */
+  limit?: string;
+  /**
+   * `next_cursor` of the previous page.
+   */
+  cursor?: string;
+}
+
+/**
+ * A user's credits, as decimals (1 credit = 1,000,000 micro-credits).
+ */
+export interface CreditBalance {
+  /**
+   * Credits held: the sum of the ledger.
+   */
+  balance: number;
+  /**
+   * Credits held for running sessions.
+   */
+  reserved: number;
+  /**
+   * balance - reserved: what a new session may reserve; never negative.
+   */
+  available: number;
+}
+
+export interface CreditBalanceResponse {
+  success: true;
+  /**
+   * The user (admin reads only).
+   */
+  user_id?: string;
+  /**
+   * Credits held: the sum of the ledger.
+   */
+  balance: number;
+  /**
+   * Credits held for running sessions.
+   */
+  reserved: number;
+  /**
+   * balance - reserved; never negative.
+   */
+  available: number;
+}
+
+/**
+ * Send an `Idempotency-Key` header to make a retry safe: the same key and body within 24 h answers the first grant.
+ */
+export interface CreditGrantRequest {
+  /**
+   * A user id or email.
+   */
+  user_id: string;
+  /**
+   * Credits to add, a decimal with at most 6 decimal places.
+   */
+  amount: number;
+  /**
+   * Why; recorded on the ledger entry and in the audit log.
+   */
+  reason: string;
+}
+
+export interface CreditGrantResponse {
+  success: true;
+  transaction: CreditTransaction;
+  balance: CreditBalance;
+}
+/**
+ * One ledger entry, newest first in lists. Amounts are signed decimals.
+ */
+export interface CreditTransaction {
+  id: string;
+  kind: 'grant' | 'adjustment' | 'reserve' | 'charge' | 'release' | 'refund';
+  /**
+   * Signed effect on the balance.
+   */
+  amount: number;
+  /**
+   * Signed effect on the reserved total.
+   */
+  reserved_delta: number;
+  /**
+   * The balance after this entry.
+   */
+  balance_after: number;
+  /**
+   * The reserved total after this entry.
+   */
+  reserved_after: number;
+  reason: string | null;
+  reservation_id: string | null;
+  session_id: string | null;
+  created_at: string;
+}
+/**
+ * A user's credits, as decimals (1 credit = 1,000,000 micro-credits).
+ */
+export interface CreditMismatch {
+  user_id: string;
+  check: 'balance' | 'reserved' | 'available' | 'chain' | 'version';
+  /**
+   * What the ledger says (credits, or a sequence number when `unit` is `seq`).
+   */
+  expected: number;
+  /**
+   * What is stored.
+   */
+  actual: number;
+  unit: 'credits' | 'seq';
+  /**
+   * The ledger entry where a chain check broke.
+   */
+  entry_id?: string;
+  message: string;
+}
+
+/**
+ * One ledger entry, newest first in lists. Amounts are signed decimals.
+ */
+export interface CreditTransactionListResponse {
+  success: true;
+  /**
+   * The user (admin reads only).
+   */
+  user_id?: string;
+  transactions: CreditTransaction[];
+  /**
+   * Pass as `cursor` for the next (older) page; null on the last page.
+   */
+  next_cursor: string | null;
+}
+/**
+ * One ledger entry, newest first in lists. Amounts are signed decimals.
+ */
+export interface CreditTransactionsQuery {
+  /**
+   * Page size, 1 to 100 (default 50).
+   */
+  limit?: string;
+  /**
+   * `next_cursor` of the previous page.
+   */
+  cursor?: string;
+}
+
+export interface CreditVerifyResponse {
+  success: true;
+  /**
+   * True when every account agrees with its ledger.
+   */
+  ok: boolean;
+  mismatches: CreditMismatch[];
+}
+/**
+ * One disagreement found by the ledger check.
+ */
 export interface ErrorEnvelope {
   success: false;
   error: {

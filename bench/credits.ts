@@ -1,0 +1,115 @@
+/**
+ * `node --import tsx bench/credits.ts`: reservations per second through the
+ * CreditLedger service (reserve + settle pairs, each its own transaction, the
+ * account row locked each time), at a fixed concurrency, on SQLite and on
+ * Postgres (when KEEN_TEST_POSTGRES_URL is set). Bounded in time; prints a
+ * Markdown table.
+ *
+ * Two cases per backend: every worker on one account (the worst case: all pairs
+ * serialize on that account's lock) and one account per worker (only the
+ * database's own limits apply).
+ */
+import { DatabaseAuditLogger } from '../daemon/audit/store.js';
+import { systemClock } from '../daemon/clock.js';
+import { CreditLedger } from '../daemon/credits/ledger.js';
+import { createLogger } from '../daemon/logger.js';
+import { credits, toMicros } from '../daemon/credits/money.js';
+import { newId } from '../daemon/ids.js';
+import { Metrics } from '../daemon/metrics.js';
+import type { Database } from '../daemon/storage/database.js';
+import type { StorageBackend } from '../test/helpers/backends.js';
+import { openTestDatabase } from '../test/helpers/database.js';
+import { TEST_POSTGRES_URL } from '../test/helpers/env.js';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
+
+interface Result {
+  backend: StorageBackend;
+  accounts: string;
+  pairs: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  clean: boolean;
+}
+
+/** A user row, inserted directly as the credits tests do (the credit tables reference users). */
+async function insertUser(database: Database): Promise<string> {
+  const now = Date.now();
+  const id = newId('usr');
+  await database.db
+    .insertInto('users')
+    .values({
+      id,
+      tenant_id: null,
+      email: `bench-${id}@example.test`,
+      password_hash: null,
+      status: 'active',
+      tier: 'individual',
+      role: 'member',
+      mfa_enabled: 0,
+      mfa_secret_enc: null,
+      mfa_last_step: null,
+      tokens_not_before: 0,
+      created_at: now,
+      updated_at: now,
+      last_login_at: null,
+    })
+    .execute();
+  return id;
+}
+
+async function run(backend: StorageBackend, sharedAccount: boolean): Promise<Result> {
+  // One connection per worker on Postgres, so the pool is not the bottleneck.
+  const tdb = await openTestDatabase(backend, { poolMax: CONCURRENCY });
+  // The daemon's own audit store: each operation appends to the hash chain in its transaction, as in production.
+  const audit = new DatabaseAuditLogger({ database: tdb.database, clock: systemClock, logger: createLogger('silent') });
+  try {
+    const ledger = new CreditLedger({ database: tdb.database, clock: systemClock, audit, metrics: new Metrics({ defaultMetrics: false }) });
+    const actor = { type: 'system' as const, id: null };
+    const users = sharedAccount ? [await insertUser(tdb.database)] : await Promise.all(Array.from({ length: CONCURRENCY }, () => insertUser(tdb.database)));
+    for (const userId of users) await ledger.grant({ userId, amount: credits(1_000_000), reason: 'bench', actor });
+
+    const latencies: number[] = [];
+    let errors = 0;
+    const end = Date.now() + SECONDS * 1000;
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async (_, worker) => {
+        const userId = users[worker % users.length]!;
+        while (Date.now() < end) {
+          const t = process.hrtime.bigint();
+          try {
+            const r = await ledger.reserve({ userId, amount: credits(1), ttlMs: 60_000, actor });
+            await ledger.settle(r.id, toMicros(250_000), { actor });
+            latencies.push(Number(process.hrtime.bigint() - t) / 1e6);
+          } catch {
+            errors++;
+          }
+        }
+      }),
+    );
+    latencies.sort((a, b) => a - b);
+    const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? 0;
+    const clean = (await ledger.verify()).length === 0;
+    return { backend, accounts: sharedAccount ? '1 shared' : `${CONCURRENCY} (one per worker)`, pairs: latencies.length, p50: q(0.5), p99: q(0.99), errors, clean };
+  } finally {
+    await audit.close();
+    await tdb.close();
+  }
+}
+
+const backends: StorageBackend[] = TEST_POSTGRES_URL ? ['sqlite', 'postgres'] : ['sqlite'];
+const results: Result[] = [];
+for (const backend of backends) {
+  for (const shared of [true, false]) results.push(await run(backend, shared));
+}
+console.log(`\nreserve + settle pairs through CreditLedger, concurrency ${CONCURRENCY}, ${SECONDS} s per case, node ${process.version}\n`);
+console.log('| backend | accounts | reservations/s | p50 ms (pair) | p99 ms (pair) | errors | verify |');
+console.log('|---|---|---|---|---|---|---|');
+for (const r of results) {
+  console.log(
+    `| ${r.backend} | ${r.accounts} | ${(r.pairs / SECONDS).toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.errors} | ${r.clean ? 'clean' : 'MISMATCH'} |`,
+  );
+}
+if (!TEST_POSTGRES_URL) console.log('\nPostgres skipped: set KEEN_TEST_POSTGRES_URL to include it.');
