@@ -10,6 +10,7 @@
  * database's own limits apply).
  */
 import { DatabaseAuditLogger } from '../daemon/audit/store.js';
+import { MemoryAuditLogger } from '../daemon/audit/types.js';
 import { systemClock } from '../daemon/clock.js';
 import { CreditLedger } from '../daemon/credits/ledger.js';
 import { createLogger } from '../daemon/logger.js';
@@ -23,6 +24,8 @@ import { TEST_POSTGRES_URL } from '../test/helpers/env.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
+/** `database` (default): the hash-chained audit store, as the daemon runs. `memory`: no audit writes, to see what the chain costs. */
+const AUDIT = process.env.BENCH_AUDIT === 'memory' ? 'memory' : 'database';
 
 interface Result {
   backend: StorageBackend;
@@ -64,7 +67,8 @@ async function run(backend: StorageBackend, sharedAccount: boolean): Promise<Res
   // One connection per worker on Postgres, so the pool is not the bottleneck.
   const tdb = await openTestDatabase(backend, { poolMax: CONCURRENCY });
   // The daemon's own audit store: each operation appends to the hash chain in its transaction, as in production.
-  const audit = new DatabaseAuditLogger({ database: tdb.database, clock: systemClock, logger: createLogger('silent') });
+  const audit =
+    AUDIT === 'memory' ? Object.assign(new MemoryAuditLogger(), { close: async () => undefined }) : new DatabaseAuditLogger({ database: tdb.database, clock: systemClock, logger: createLogger('silent') });
   try {
     const ledger = new CreditLedger({ database: tdb.database, clock: systemClock, audit, metrics: new Metrics({ defaultMetrics: false }) });
     const actor = { type: 'system' as const, id: null };
@@ -104,7 +108,7 @@ const results: Result[] = [];
 for (const backend of backends) {
   for (const shared of [true, false]) results.push(await run(backend, shared));
 }
-console.log(`\nreserve + settle pairs through CreditLedger, concurrency ${CONCURRENCY}, ${SECONDS} s per case, node ${process.version}\n`);
+console.log(`\nreserve + settle pairs through CreditLedger, concurrency ${CONCURRENCY}, ${SECONDS} s per case, audit: ${AUDIT}, node ${process.version}\n`);
 console.log('| backend | accounts | reservations/s | p50 ms (pair) | p99 ms (pair) | errors | verify |');
 console.log('|---|---|---|---|---|---|---|');
 for (const r of results) {
