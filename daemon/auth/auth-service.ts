@@ -161,15 +161,15 @@ export class AuthService {
     const row = await this.creds.findRefreshToken(hashSecret(refreshToken));
     if (!row) throw invalid;
     const now = this.deps.clock.now();
+    const user = await this.users.findById(row.user_id);
     const reused = async (): Promise<never> => {
       await this.creds.revokeFamily(row.family_id);
-      await this.audit({ action: 'auth.refresh_reused', outcome: 'denied', actor: { type: 'user', id: row.user_id }, tenantId: null, target: { type: 'user', id: row.user_id }, details: { family_id: row.family_id } }, client);
+      await this.audit({ action: 'auth.refresh_reused', outcome: 'denied', actor: { type: 'user', id: row.user_id }, tenantId: user?.tenant_id ?? null, target: { type: 'user', id: row.user_id }, details: { family_id: row.family_id } }, client);
       throw new GatewayError('REFRESH_TOKEN_REUSED', 'refresh token was already used; every session of this sign-in is revoked');
     };
     if (row.status === 'used') return reused();
     if (row.status === 'revoked') throw invalid;
     if (row.expires_at <= now) throw new GatewayError('TOKEN_EXPIRED', 'refresh token has expired');
-    const user = await this.users.findById(row.user_id);
     if (!user) throw invalid;
     if (user.status !== 'active') throw new GatewayError('ACCOUNT_SUSPENDED', 'this account is suspended');
     if (row.created_at < user.tokens_not_before) throw invalid;
