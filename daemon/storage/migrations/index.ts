@@ -4,6 +4,7 @@ import * as m0002 from './0002_auth.js';
 import * as m0003 from './0003_credits.js';
 import * as m0004 from './0004_audit.js';
 import * as m0005 from './0005_sessions.js';
+import * as m0006 from './0006_webhooks.js';
 
 /**
  * Every migration, in order. Names never change once released; a new migration
@@ -16,4 +17,5 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0003_credits': m0003,
   '0004_audit': m0004,
   '0005_sessions': m0005,
+  '0006_webhooks': m0006,
 };
