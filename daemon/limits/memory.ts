@@ -71,6 +71,20 @@ export class MemoryRateLimiter implements BatchRateLimiter {
     this.entries.delete(key);
   }
 
+  async refund(key: string, _windowMs: number, cost = 1): Promise<void> {
+    const entry = this.entries.get(key);
+    if (!entry) return;
+    let left = cost;
+    for (const index of [...entry.buckets.keys()].sort((a, b) => b - a)) {
+      if (left <= 0) break;
+      const units = entry.buckets.get(index)!;
+      const back = Math.min(units, left);
+      left -= back;
+      if (units - back > 0) entry.buckets.set(index, units - back);
+      else entry.buckets.delete(index);
+    }
+  }
+
   async close(): Promise<void> {
     this.entries.clear();
   }

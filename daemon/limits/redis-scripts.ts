@@ -116,3 +116,28 @@ return out
 export const CONSUME_SCRIPT = script(true);
 /** The same check, never writing. */
 export const PEEK_SCRIPT = script(false);
+
+/**
+ * Gives back up to ARGV[1] units, newest bucket first, never below zero.
+ * KEYS[1]: the prefixed key. Reply: units given back.
+ */
+export const REFUND_SCRIPT = `
+local left = tonumber(ARGV[1])
+local raw = redis.call('HGETALL', KEYS[1])
+local idx = {}
+for i = 1, #raw, 2 do
+  if raw[i] ~= 's' then table.insert(idx, tonumber(raw[i])) end
+end
+table.sort(idx, function(a, b) return a > b end)
+local given = 0
+for _, i in ipairs(idx) do
+  if left <= 0 then break end
+  local field = string.format('%d', i)
+  local units = tonumber(redis.call('HGET', KEYS[1], field))
+  local back = math.min(units, left)
+  left = left - back
+  given = given + back
+  if units - back > 0 then redis.call('HSET', KEYS[1], field, units - back) else redis.call('HDEL', KEYS[1], field) end
+end
+return given
+`;

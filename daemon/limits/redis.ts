@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Clock } from '../clock.js';
 import { RateLimitBackendError } from './errors.js';
-import { CONSUME_SCRIPT, PEEK_SCRIPT } from './redis-scripts.js';
+import { CONSUME_SCRIPT, PEEK_SCRIPT, REFUND_SCRIPT } from './redis-scripts.js';
 import type { BatchDecision, BatchRateLimiter, BatchRequest, RateLimitDecision } from './types.js';
 import { DEFAULT_BUCKETS, assertDistinctKeys, validateBuckets, validateRequest } from './window.js';
 
@@ -25,6 +25,7 @@ type ScriptFn = (numKeys: number, ...args: (string | number)[]) => Promise<numbe
 // ioredis adds a method per defineCommand; these names are ours alone.
 const CONSUME = 'keenRateLimitConsume';
 const PEEK = 'keenRateLimitPeek';
+const REFUND = 'keenRateLimitRefund';
 
 /**
  * The shared sliding-window limiter: the same decisions as MemoryRateLimiter,
@@ -41,6 +42,7 @@ export class RedisRateLimiter implements BatchRateLimiter {
   private readonly clock: Clock | undefined;
   private readonly consumeScript: ScriptFn;
   private readonly peekScript: ScriptFn;
+  private readonly refundScript: ScriptFn;
 
   constructor(options: RedisRateLimiterOptions) {
     this.redis = options.redis;
@@ -51,9 +53,11 @@ export class RedisRateLimiter implements BatchRateLimiter {
     // script cache (a restart), so recovery needs nothing from us.
     this.redis.defineCommand(CONSUME, { lua: CONSUME_SCRIPT });
     this.redis.defineCommand(PEEK, { lua: PEEK_SCRIPT });
+    this.redis.defineCommand(REFUND, { lua: REFUND_SCRIPT });
     const commands = this.redis as unknown as Record<string, ScriptFn>;
     this.consumeScript = commands[CONSUME]!.bind(this.redis);
     this.peekScript = commands[PEEK]!.bind(this.redis);
+    this.refundScript = commands[REFUND]!.bind(this.redis);
   }
 
   /** The Redis key holding `key`'s buckets. */
@@ -79,6 +83,14 @@ export class RedisRateLimiter implements BatchRateLimiter {
       await this.redis.del(this.redisKey(key));
     } catch (err) {
       throw new RateLimitBackendError('rate limit backend failed to reset a key', err);
+    }
+  }
+
+  async refund(key: string, _windowMs: number, cost = 1): Promise<void> {
+    try {
+      await this.refundScript(1, this.redisKey(key), cost);
+    } catch (err) {
+      throw new RateLimitBackendError('rate limit backend failed to refund', err);
     }
   }
 

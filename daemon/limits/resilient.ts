@@ -77,6 +77,15 @@ export class ResilientRateLimiter implements BatchRateLimiter {
     }
   }
 
+  /** Best effort: a refund that cannot happen leaves the unit spent (the safe side). */
+  async refund(key: string, windowMs: number, cost = 1): Promise<void> {
+    try {
+      await this.inner.refund?.(key, windowMs, cost);
+    } catch (err) {
+      this.handle(err, 'fail_open');
+    }
+  }
+
   async close(): Promise<void> {
     await this.inner.close();
   }

@@ -26,6 +26,12 @@ export interface RateLimiter {
   peek(key: string, limit: number, windowMs: number, cost?: number): Promise<RateLimitDecision>;
   /** Forgets everything about `key` (a successful login resets its failure counter). */
   reset(key: string): Promise<void>;
+  /**
+   * Gives back up to `cost` units most recently taken from `key` (never below
+   * zero): a request refused for another reason (a concurrency limit) does not
+   * spend request quota.
+   */
+  refund?(key: string, windowMs: number, cost?: number): Promise<void>;
   close(): Promise<void>;
 }
 

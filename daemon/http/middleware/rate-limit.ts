@@ -1,6 +1,7 @@
 import type { GatewayConfig } from '../../../schemas/types.gen.js';
 import type { AuditEvent } from '../../audit/types.js';
 import type { Principal } from '../../auth/principal.js';
+import { GatewayError } from '../../errors.js';
 import { rateLimitHeaders, rateLimitedError } from '../../limits/headers.js';
 import type { RateLimitMetrics } from '../../limits/metrics.js';
 import { checkAll, decisionRecords, policiesFor } from '../../limits/policy.js';
@@ -45,6 +46,14 @@ export function rateLimit(deps: {
       throw rateLimitedError(check);
     }
     ctx.set(rateLimitHeaders(check.results));
-    await next();
+    try {
+      await next();
+    } catch (err) {
+      // A denial by a concurrency limit does not spend request quota.
+      if (err instanceof GatewayError && err.code === 'CONCURRENCY_LIMIT' && !check.degraded) {
+        await Promise.all(policies.map((p) => deps.limiter.refund?.(p.key, p.windowMs, 1)));
+      }
+      throw err;
+    }
   };
 }
