@@ -43,11 +43,16 @@ import { ProcessRunner } from './agents/process-runner.js';
 import { WorkspaceManager } from './agents/workspaces.js';
 import type { AgentRunner } from './agents/types.js';
 import { MemoryEventBus, type EventBus } from './sessions/bus.js';
+import { RedisEventBus } from './sessions/redis-bus.js';
 import { loadInstanceId } from './sessions/instance-id.js';
 import { SessionMetrics } from './sessions/metrics.js';
 import { SessionService } from './sessions/session-service.js';
 import { SessionSupervisor } from './sessions/supervisor.js';
 import { WorkspaceJanitor } from './sessions/workspace-janitor.js';
+import { WebhookService, type WebhookEventType } from './webhooks/service.js';
+import { validateWebhookUrl } from './webhooks/url.js';
+import { presentSession } from './sessions/presenters.js';
+import { webhookRoutes } from './http/routes/webhooks.js';
 import { StreamServer } from './ws/stream-server.js';
 import { streamTicketRoutes } from './http/routes/stream-tickets.js';
 import { adminAuditRoutes } from './http/routes/admin-audit.js';
@@ -96,6 +101,7 @@ export class Container {
   readonly supervisor: SessionSupervisor;
   readonly sessions: SessionService;
   readonly stream: StreamServer;
+  readonly webhooks: WebhookService;
   private readonly background: Array<{ start(): void; stop(): void }> = [];
   readonly app: Koa<AppState>;
   private openapiDoc: Record<string, unknown> | null = null;
@@ -164,7 +170,7 @@ export class Container {
     this.idempotency = new IdempotencyStore({ database: this.database, clock: this.clock });
     this.estimator = new CostEstimator(this.config.pricing);
     this.instanceId = loadInstanceId(this.config.data_dir);
-    this.bus = new MemoryEventBus();
+    this.bus = this.redis ? new RedisEventBus({ redis: this.redis, url: this.config.redis.url!, prefix: this.config.redis.key_prefix, logger: this.logger }) : new MemoryEventBus();
     this.stoppers.push(() => this.bus.close());
     this.workspaces = new WorkspaceManager({
       root: this.config.workspaces.root,
@@ -173,6 +179,16 @@ export class Container {
       logger: this.logger,
     });
     const sessionMetrics = new SessionMetrics(this.metrics);
+    const allowPrivateTargets = this.config.webhooks.allow_private_targets;
+    this.webhooks = new WebhookService({
+      database: this.database,
+      clock: this.clock,
+      logger: this.logger,
+      metrics: this.metrics,
+      serverSecret: this.jwtSecret,
+      allowPrivateTargets,
+    });
+    this.background.push(this.webhooks);
     this.supervisor = new SessionSupervisor({
       database: this.database,
       clock: this.clock,
@@ -196,6 +212,21 @@ export class Container {
       metrics: sessionMetrics,
       instanceId: this.instanceId,
       reservationTtlMs: this.config.credits.reservation_ttl_seconds * 1000,
+      // The final event goes out signed, committed with the session's end.
+      onSessionEnd: async (session, _event, trx) => {
+        if (!session.webhook_url) return;
+        await this.webhooks.enqueue(
+          {
+            userId: session.user_id,
+            tenantId: session.tenant_id,
+            sessionId: session.id,
+            url: session.webhook_url,
+            eventType: `session.${session.status}` as WebhookEventType,
+            data: presentSession(session, this.config.server.public_url),
+          },
+          trx,
+        );
+      },
     });
     this.sessions = new SessionService({
       database: this.database,
@@ -207,7 +238,7 @@ export class Container {
       audit: this.audit,
       metrics: sessionMetrics,
       instanceId: this.instanceId,
-      validateWebhookUrl: (url) => void url,
+      validateWebhookUrl: (url) => void validateWebhookUrl(url, { allowPrivateTargets }),
     });
     this.stream = new StreamServer({
       auth: this.auth,
@@ -272,6 +303,7 @@ export class Container {
       ...creditRoutes({ ledger: this.ledger, idempotency: this.idempotency, users: this.users }),
       ...sessionRoutes({ sessions: this.sessions, idempotency: this.idempotency, users: this.users }),
       ...streamTicketRoutes({ stream: this.stream }),
+      ...webhookRoutes({ webhooks: this.webhooks }),
       ...adminAuditRoutes({ audit: this.auditStore, database: this.database, config: this.config }),
       ...systemRoutes({
         checks,

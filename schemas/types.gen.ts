@@ -781,6 +781,15 @@ export interface SetTierRequest {
   tier: 'individual' | 'team' | 'enterprise';
 }
 
+/**
+ * A single-use ticket for opening the stream from a browser: GET /v1/stream?ticket=<ticket>, within 30 s.
+ */
+export interface StreamTicketResponse {
+  success: true;
+  ticket: string;
+  expires_at: string;
+}
+
 export interface Tenant {
   id: string;
   name: string;
@@ -809,6 +818,17 @@ export interface UserResponse {
   success: true;
   user: User;
 }
+export interface WebhookSecretResponse {
+  success: true;
+  /**
+   * Derived from the server secret for this user; rotating the server secret changes it.
+   */
+  secret: string;
+}
+
+/**
+ * keen-gateway configuration. Every key has a default; config.example.yaml documents them. Environment variables (KEEN_*) override the file.
+ */
 export interface GatewayConfig {
   /**
    * development or production; production refuses a missing or weak JWT secret.
