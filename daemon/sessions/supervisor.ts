@@ -285,9 +285,15 @@ export class SessionSupervisor {
   async recoverOwned(): Promise<number> {
     const rows = await this.sessions.listRunningOwnedBy(this.deps.instanceId);
     for (const row of rows) {
-      const live: LiveSession = { row, seq: row.last_seq, cost: row.cost_so_far, input: 0, output: 0, searches: 0, result: null, stopReason: null, run: null, heartbeat: null, chain: Promise.resolve(), finished: Promise.resolve() };
-      const event = await this.settle(live, 'interrupted', 'gateway_restart', null, row.cost_so_far);
-      if (event) await this.publish(live, event);
+      try {
+        const seq = await this.sessions.maxSeq(row.id);
+        const live: LiveSession = { row, seq, cost: row.cost_so_far, input: 0, output: 0, searches: 0, result: null, stopReason: null, run: null, heartbeat: null, chain: Promise.resolve(), finished: Promise.resolve() };
+        const event = await this.settle(live, 'interrupted', 'gateway_restart', null, row.cost_so_far);
+        if (event) await this.publish(live, event);
+      } catch (err) {
+        // Never block start-up on one session: its lease runs out and the reaper settles it.
+        this.deps.logger.error({ err, session_id: row.id }, 'could not end a lost session; the reaper will');
+      }
     }
     if (rows.length > 0) this.deps.logger.warn({ sessions: rows.length }, 'sessions lost by a previous run of this daemon ended as interrupted');
     return rows.length;
@@ -300,7 +306,7 @@ export class SessionSupervisor {
     const now = this.deps.clock.now();
     const charge = Math.min(row.cost_so_far, reservation.amount);
     if (await this.sessions.with(trx).finish(row.id, { status: 'interrupted', end_reason: 'lease_expired', final_cost: charge, ended_at: now, updated_at: now })) {
-      const seq = row.last_seq + 1;
+      const seq = (await this.sessions.with(trx).maxSeq(row.id)) + 1;
       await this.sessions.with(trx).appendEvent({ session_id: row.id, seq, ts: now, type: 'session.status', data: JSON.stringify({ status: 'interrupted', final_cost: formatCredits(charge), reason: 'lease_expired' }) });
     }
     return charge as Micros;

@@ -63,6 +63,16 @@ export class SessionRepository {
     await this.db.updateTable('sessions').set({ last_seq: row.seq, updated_at: row.ts }).where('id', '=', row.session_id).execute();
   }
 
+  /** The highest stored seq: the truth when a crash came between storing an event and bumping `last_seq`. */
+  async maxSeq(sessionId: string): Promise<number> {
+    const r = await this.db
+      .selectFrom('session_events')
+      .select((eb) => eb.fn.max('seq').as('m'))
+      .where('session_id', '=', sessionId)
+      .executeTakeFirst();
+    return Number(r?.m ?? 0);
+  }
+
   async events(sessionId: string, after: number, limit: number): Promise<SessionEventRow[]> {
     return this.db
       .selectFrom('session_events')
