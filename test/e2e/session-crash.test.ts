@@ -66,4 +66,36 @@ describeStorage('a daemon killed while its agent runs', (backend) => {
       await database.close();
     }
   });
+
+  it('when the daemon never comes back, another daemon\'s reaper settles the session once its lease runs out', async function () {
+    this.timeout(90_000);
+    home = await makeHome({ backend });
+    const { database, ledger, user, token } = await prepare(home);
+    let other: DaemonHome | undefined;
+    try {
+      d = await spawnDaemon({ backend, home, config: { credits: { reservation_ttl_seconds: 5 } } });
+      const r = await d.api.post('/v1/agents/execute', { vision: 'A long job on a daemon that will die [slow:200] [iterations:200]', options: { costBudget: 5 } }, { token });
+      expect(r.status, r.text).to.equal(200);
+      const id = r.body.session.id;
+      await new Promise((res) => setTimeout(res, 800));
+      await d.kill('SIGKILL');
+      other = await makeHome({ backend, databaseUrl: home.databaseUrl, jwtSecret: home.jwtSecret });
+      d = await spawnDaemon({ backend, home: other, config: { credits: { reservation_ttl_seconds: 5, reaper_interval_seconds: 1 } } });
+      const end = await waitForEnd(d, { token }, id, 40_000);
+      expect(end.status).to.equal('interrupted');
+      expect(end.end_reason).to.equal('lease_expired');
+      const b = await ledger.balance(user.id);
+      expect(b.reserved).to.equal(0);
+      expect(b.balance).to.equal(20_000_000 - Math.round(end.final_cost * 1_000_000));
+      expect(await ledger.verify()).to.deep.equal([]);
+    } finally {
+      await d?.cleanup();
+      d = undefined;
+      if (other) {
+        const { rmSync } = await import('node:fs');
+        rmSync(other.dataDir, { recursive: true, force: true });
+      }
+      await database.close();
+    }
+  });
 });
