@@ -1,0 +1,73 @@
+import { expect } from 'chai';
+import { rmSync } from 'node:fs';
+import { AccessTokens } from '../../daemon/auth/access-tokens.js';
+import { MemoryAuditLogger } from '../../daemon/audit/types.js';
+import { PasswordHasher } from '../../daemon/auth/passwords.js';
+import { systemClock } from '../../daemon/clock.js';
+import { CreditLedger } from '../../daemon/credits/ledger.js';
+import { createLogger } from '../../daemon/logger.js';
+import { Database } from '../../daemon/storage/database.js';
+import { migrateToLatest } from '../../daemon/storage/migrator.js';
+import { UserAdminService } from '../../daemon/users/user-admin.js';
+import { IN_CI, TEST_POSTGRES_URL } from '../helpers/env.js';
+import { makeHome, spawnDaemon, type ChildDaemon, type DaemonHome } from '../helpers/daemon.js';
+import { uniqueEmail } from '../helpers/factories.js';
+
+(TEST_POSTGRES_URL || IN_CI ? describe : describe.skip)('the last credit, raced from two daemon processes on one Postgres [postgres]', () => {
+  let homeA: DaemonHome;
+  let homeB: DaemonHome;
+  const daemons: ChildDaemon[] = [];
+  after(async () => {
+    for (const d of daemons) await d.cleanup();
+    rmSync(homeB?.dataDir ?? '/nonexistent', { recursive: true, force: true });
+    await homeA?.cleanup();
+  });
+
+  it('balance 50, 200 concurrent executes of 1 credit split across both: exactly 50 run, 150 get 402, the ledger verifies', async function () {
+    this.timeout(120_000);
+    if (!TEST_POSTGRES_URL) throw new Error('KEEN_TEST_POSTGRES_URL is not set');
+    homeA = await makeHome({ backend: 'postgres' });
+    homeB = await makeHome({ backend: 'postgres', databaseUrl: homeA.databaseUrl, jwtSecret: homeA.jwtSecret });
+    const database = new Database({ url: homeA.databaseUrl, poolMax: 2, connectTimeoutMs: 3000, busyTimeoutMs: 3000, logger: createLogger('silent') });
+    await migrateToLatest(database);
+    const audit = new MemoryAuditLogger();
+    const users = new UserAdminService({ database, clock: systemClock, hasher: new PasswordHasher({ maxConcurrent: 1 }), audit });
+    const user = await users.createUser(null, { email: uniqueEmail('race'), tier: 'enterprise' });
+    const ledger = new CreditLedger({ database, clock: systemClock, audit });
+    await ledger.grant({ userId: user.id, amount: 50_000_000 as never, reason: 'race', actor: { type: 'system', id: null } });
+    const token = new AccessTokens(Buffer.from(homeA.jwtSecret, 'utf8'), { issuer: 'keen-gateway', audience: 'keen-api', ttlSeconds: 900, clock: systemClock }).sign({
+      id: user.id,
+      scopes: ['agents:execute', 'sessions:read'],
+      tier: 'enterprise',
+      role: 'member',
+      tenantId: null,
+    });
+    // A silent agent that just waits: the race is about admission, not about what runs.
+    const config = { agent: { command: ['sleep', '3'] }, tiers: { enterprise: { max_concurrent_sessions: 1000, requests_per_hour: 100_000 } } };
+    daemons.push(await spawnDaemon({ backend: 'postgres', home: homeA, config }));
+    daemons.push(await spawnDaemon({ backend: 'postgres', home: homeB, config }));
+    try {
+      const results = await Promise.all(
+        Array.from({ length: 200 }, (_, i) =>
+          daemons[i % 2]!.api.post('/v1/agents/execute', { vision: `Race number ${i} for the last credit`, options: { costBudget: 1 } }, { token }),
+        ),
+      );
+      const statuses = results.map((r) => r.status);
+      expect(statuses.filter((s) => s === 200), JSON.stringify(results.find((r) => ![200, 402].includes(r.status))?.body ?? null)).to.have.length(50);
+      expect(statuses.filter((s) => s === 402)).to.have.length(150);
+      const b = await ledger.balance(user.id);
+      expect(b.reserved).to.equal(50_000_000);
+      expect(b.available).to.equal(0);
+      expect(await ledger.verify()).to.deep.equal([]);
+      // Every session ends (the agent says nothing: failed, charged nothing) and releases its hold.
+      for (let i = 0; i < 100; i++) {
+        if ((await ledger.balance(user.id)).reserved === 0) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      expect((await ledger.balance(user.id)).reserved).to.equal(0);
+      expect(await ledger.verify()).to.deep.equal([]);
+    } finally {
+      await database.close();
+    }
+  });
+});
