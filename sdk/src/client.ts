@@ -1,65 +1,178 @@
-import { ConnectionError, KeenError, RateLimitError, TimeoutError, errorFromResponse } from './errors.js';
+import { ConnectionError, KeenError, TimeoutError, errorFromResponse, parseRetryAfter } from './errors.js';
+import { backoffDelay, sleep } from './internal/backoff.js';
+import { resolveWebSocket, type WebSocketConstructor } from './internal/websocket.js';
+import { ApiKeys } from './resources/api-keys.js';
+import { Credits } from './resources/credits.js';
+import { Sessions } from './resources/sessions.js';
+import { followAll, followSession, type StreamAllOptions, type StreamContext, type StreamOptions } from './stream.js';
+import type { ExecuteRequest, ExecuteResponse, MeResponse, QuoteResponse, RefreshResponse } from './types.gen.js';
+import type { Session, StreamEvent, TokensListener } from './types.js';
 
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
 
-export interface KeenClientOptions {
+interface CommonOptions {
+  /** The gateway, e.g. `https://keen.example.com` (no `/v1`). */
   baseUrl: string;
-  /** `ak_live_...`: sent as `Authorization: ApiKey ...`. */
-  apiKey?: string;
-  /** A JWT access token: sent as `Authorization: Bearer ...`. */
-  accessToken?: string;
   /** Milliseconds per attempt (default 30 s). */
   timeout?: number;
-  /** Retries of network errors, 429 and 5xx (default 2). */
+  /** Retries of network errors, timeouts, 429 and 5xx (default 2). */
   maxRetries?: number;
+  /** A fetch implementation (default: the global one). */
   fetch?: FetchLike;
+  /** A WebSocket class for streams (default: the global one, else the `ws` package). */
+  WebSocket?: WebSocketConstructor;
 }
+
+/** Authenticates with an API key (`ak_live_...`), sent as `Authorization: ApiKey ...`. */
+export interface ApiKeyAuth {
+  apiKey: string;
+  accessToken?: never;
+  refreshToken?: never;
+  onTokens?: never;
+}
+
+/** Authenticates as a signed-in user: `Authorization: Bearer <access token>`. */
+export interface TokenAuth {
+  apiKey?: never;
+  /** A JWT access token (valid 15 minutes). */
+  accessToken: string;
+  /** With it the client trades an expired access token for a new pair by itself. */
+  refreshToken?: string;
+  /** Receives every rotated pair: the old refresh token is dead once it is used, so persist the new one. */
+  onTokens?: TokensListener;
+}
+
+export type KeenClientOptions = CommonOptions & (ApiKeyAuth | TokenAuth);
 
 export interface RequestOptions {
   body?: unknown;
-  query?: Record<string, string | number | undefined | null>;
+  query?: Record<string, string | number | boolean | undefined | null>;
   /** Reused across retries; one is generated for every POST when not given. */
   idempotencyKey?: string;
+  /** Aborts the request (and its retries); the promise rejects with the signal's reason. */
+  signal?: AbortSignal;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Options of `client.execute()`. */
+export interface ExecuteOptions {
+  /**
+   * Makes the run happen at most once for this key (24 h, per user): a retry with
+   * the same key and body answers the first run instead of starting and charging
+   * another. Default: a new key per call, reused by the client's own retries.
+   */
+  idempotencyKey?: string;
+  signal?: AbortSignal;
+}
+
+/** A Retry-After longer than this is not waited for: the error is thrown at once so the caller decides. */
+const MAX_RETRY_AFTER_MS = 60_000;
 
 /**
- * The keen-gateway client. Every POST carries an idempotency key that its
- * retries reuse, so a retried request never takes effect twice.
+ * The keen-gateway client.
+ *
+ * Every POST carries an idempotency key that its retries reuse, so a retried
+ * request never takes effect twice; network errors, timeouts, 429 and 5xx are
+ * retried with jittered exponential backoff that honors Retry-After.
  */
 export class KeenClient {
   readonly baseUrl: string;
-  private readonly options: Required<Pick<KeenClientOptions, 'timeout' | 'maxRetries'>> & KeenClientOptions;
+  /** List, read and cancel your sessions. */
+  readonly sessions: Sessions;
+  /** Balance and ledger. */
+  readonly credits: Credits;
+  /** Your API keys (token auth only). */
+  readonly apiKeys: ApiKeys;
+
+  private readonly timeout: number;
+  private readonly maxRetries: number;
   private readonly fetchImpl: FetchLike;
+  private readonly webSocketClass: WebSocketConstructor | undefined;
+  private readonly apiKey: string | null;
+  private accessToken: string | null;
+  private refreshToken: string | null;
+  private readonly onTokens: TokensListener | undefined;
+  private refreshing: Promise<void> | null = null;
 
   constructor(options: KeenClientOptions) {
-    if (!options.baseUrl) throw new TypeError('baseUrl is required');
+    if (!options?.baseUrl) throw new TypeError('baseUrl is required');
+    if (!options.apiKey && !options.accessToken) throw new TypeError('apiKey or accessToken is required');
     this.baseUrl = options.baseUrl.replace(/\/+$/, '');
-    this.options = { timeout: 30_000, maxRetries: 2, ...options };
+    this.timeout = options.timeout ?? 30_000;
+    this.maxRetries = options.maxRetries ?? 2;
     this.fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
+    this.webSocketClass = options.WebSocket;
+    this.apiKey = options.apiKey ?? null;
+    this.accessToken = options.accessToken ?? null;
+    this.refreshToken = options.refreshToken ?? null;
+    this.onTokens = options.onTokens;
+    this.sessions = new Sessions(this);
+    this.credits = new Credits(this);
+    this.apiKeys = new ApiKeys(this);
   }
 
-  private authorization(): string | undefined {
-    if (this.options.apiKey) return `ApiKey ${this.options.apiKey}`;
-    if (this.options.accessToken) return `Bearer ${this.options.accessToken}`;
-    return undefined;
+  /**
+   * Starts an agent run: validates, reserves credits and a session slot, starts
+   * the agent. Follow it with `stream(response.session.id)`.
+   * @throws InsufficientCreditsError (402, with `shortfall`), RateLimitError (429), ValidationError (400)...
+   */
+  execute(request: ExecuteRequest, options: ExecuteOptions = {}): Promise<ExecuteResponse> {
+    return this.request<ExecuteResponse>('POST', '/v1/agents/execute', { body: request, ...options });
   }
 
-  /** Sends one API request with retries; resolves with the parsed success body. */
-  async request<T = Record<string, unknown>>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
+  /** What `execute` would decide now, and why (cost estimate, reservation, admission); no side effects. */
+  quote(request: ExecuteRequest, options: { signal?: AbortSignal } = {}): Promise<QuoteResponse> {
+    return this.request<QuoteResponse>('POST', '/v1/agents/quote', { body: request, ...options });
+  }
+
+  /** The authenticated user, the scopes in effect and how they authenticated. */
+  me(): Promise<MeResponse> {
+    return this.request<MeResponse>('GET', '/v1/me');
+  }
+
+  /**
+   * The events of one session over the WebSocket stream: the stored ones after
+   * `after`, then live ones. It reconnects with backoff and resumes after the
+   * last `seq` it yielded (no gap, no duplicate), and ends after the final
+   * `session.status`.
+   *
+   * ```ts
+   * for await (const e of client.stream(id)) if (e.type === 'agent.phase') console.log(e.data.phase);
+   * ```
+   */
+  stream(sessionId: string, options: StreamOptions = {}): AsyncGenerator<StreamEvent, void, undefined> {
+    return followSession(this.streamContext(), sessionId, options);
+  }
+
+  /** The events of every session of yours, as they happen, until `signal` aborts. */
+  streamAll(options: StreamAllOptions = {}): AsyncGenerator<StreamEvent, void, undefined> {
+    return followAll(this.streamContext(), options);
+  }
+
+  /**
+   * Sends one API request with retries; resolves with the parsed success body.
+   * The escape hatch for endpoints without a method (the operator CLI's admin calls).
+   */
+  request<T = Record<string, unknown>>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+    return this.send<T>(method, path, options, true, this.maxRetries);
+  }
+
+  private async send<T>(method: string, path: string, options: RequestOptions, authenticated: boolean, maxRetries: number): Promise<T> {
     const url = new URL(this.baseUrl + path);
-    for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined && v !== null) url.searchParams.set(k, String(v));
-    const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'keen-sdk/0.1' };
-    const auth = this.authorization();
-    if (auth) headers.authorization = auth;
-    if (opts.body !== undefined) headers['content-type'] = 'application/json';
-    if (method === 'POST') headers['idempotency-key'] = opts.idempotencyKey ?? crypto.randomUUID();
-    const body = opts.body === undefined ? undefined : JSON.stringify(opts.body);
-    for (let attempt = 0; ; attempt++) {
+    for (const [k, v] of Object.entries(options.query ?? {})) if (v !== undefined && v !== null) url.searchParams.set(k, String(v));
+    const body = options.body === undefined ? undefined : JSON.stringify(options.body);
+    // Generated once, before the first attempt: every retry carries the same key.
+    const idempotencyKey = options.idempotencyKey ?? (method === 'POST' ? crypto.randomUUID() : undefined);
+    let renewed = false;
+    for (let attempt = 0; ; ) {
+      const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'keen-sdk/0.1' };
+      const auth = authenticated ? this.authorization() : null;
+      if (auth) headers.authorization = auth;
+      if (body !== undefined) headers['content-type'] = 'application/json';
+      if (idempotencyKey) headers['idempotency-key'] = idempotencyKey;
       let err: KeenError;
+      let retryAfter: number | null = null;
       try {
-        const res = await this.fetchImpl(url.toString(), { method, headers, body, signal: AbortSignal.timeout(this.options.timeout) });
+        const res = await this.fetchImpl(url.toString(), { method, headers, body, signal: this.attemptSignal(options.signal) });
         const text = await res.text();
         let parsed: unknown = null;
         try {
@@ -69,24 +182,96 @@ export class KeenClient {
         }
         if (res.ok) return parsed as T;
         err = errorFromResponse(res.status, parsed, res.headers);
+        retryAfter = parseRetryAfter(res.headers.get('retry-after'));
       } catch (thrown) {
-        if (thrown instanceof KeenError) throw thrown;
-        const name = (thrown as Error)?.name;
-        err =
-          name === 'TimeoutError' || name === 'AbortError'
-            ? new TimeoutError({ type: 'CONNECTION_ERROR', code: 'TIMEOUT', message: `no answer from ${this.baseUrl} within ${this.options.timeout} ms` })
-            : new ConnectionError({ type: 'CONNECTION_ERROR', code: 'CONNECTION_FAILED', message: `cannot reach ${this.baseUrl}: ${(thrown as Error)?.cause instanceof Error ? ((thrown as Error).cause as Error).message : (thrown as Error)?.message}` });
+        // The caller's own abort is not a failure to retry.
+        if (options.signal?.aborted) throw options.signal.reason ?? thrown;
+        err = this.transportError(thrown);
       }
-      const retryable = err instanceof ConnectionError || err instanceof TimeoutError || err.status === 429 || (err.status !== null && err.status >= 500);
-      if (!retryable || attempt >= this.options.maxRetries) throw err;
-      const retryAfter = err instanceof RateLimitError && err.retryAfter !== null ? err.retryAfter * 1000 : null;
-      const backoff = Math.min(8000, 250 * 2 ** attempt) * (0.5 + Math.random() / 2);
-      await sleep(retryAfter ?? backoff);
+      if (err.code === 'TOKEN_EXPIRED' && auth?.startsWith('Bearer ') && !renewed && (await this.renew(auth.slice(7)))) {
+        // One refresh per request, not counted as a retry.
+        renewed = true;
+        continue;
+      }
+      const delay = attempt < maxRetries ? retryDelay(err, retryAfter, attempt) : null;
+      if (delay === null) throw err;
+      attempt++;
+      await sleep(delay, options.signal);
+      if (options.signal?.aborted) throw options.signal.reason;
     }
   }
 
-  /** The authenticated user. */
-  me() {
-    return this.request<{ user: Record<string, unknown>; scopes: string[] }>('GET', '/v1/me');
+  private attemptSignal(signal?: AbortSignal): AbortSignal {
+    const timeout = AbortSignal.timeout(this.timeout);
+    return signal ? AbortSignal.any([signal, timeout]) : timeout;
   }
+
+  private transportError(thrown: unknown): KeenError {
+    if (thrown instanceof KeenError) return thrown;
+    const e = thrown as Error | undefined;
+    if (e?.name === 'TimeoutError') {
+      return new TimeoutError({ type: 'CONNECTION_ERROR', code: 'TIMEOUT', message: `no answer from ${this.baseUrl} within ${this.timeout} ms`, cause: thrown });
+    }
+    const cause = e?.cause instanceof Error ? e.cause.message : e?.message;
+    return new ConnectionError({ type: 'CONNECTION_ERROR', code: 'CONNECTION_FAILED', message: `cannot reach ${this.baseUrl}: ${cause}`, cause: thrown });
+  }
+
+  private authorization(): string | null {
+    if (this.apiKey) return `ApiKey ${this.apiKey}`;
+    if (this.accessToken) return `Bearer ${this.accessToken}`;
+    return null;
+  }
+
+  /**
+   * Trades the refresh token for a new pair when `expired` is still the current
+   * access token. Concurrent callers share one refresh: a refresh token works
+   * once, and presenting it twice would revoke the whole family.
+   */
+  private async renew(expired: string): Promise<boolean> {
+    if (!this.refreshToken) return false;
+    if (this.accessToken !== expired && !this.refreshing) return true; // already rotated by another request
+    this.refreshing ??= (async () => {
+      try {
+        // Never retried: had the first answer been lost, a second try would present a dead token.
+        const r = await this.send<RefreshResponse>('POST', '/v1/auth/refresh', { body: { refresh_token: this.refreshToken } }, false, 0);
+        this.accessToken = r.tokens.access_token;
+        this.refreshToken = r.tokens.refresh_token;
+        await this.onTokens?.(r.tokens);
+      } finally {
+        this.refreshing = null;
+      }
+    })();
+    await this.refreshing;
+    return true;
+  }
+
+  private streamContext(): StreamContext {
+    return {
+      baseUrl: this.baseUrl,
+      timeout: this.timeout,
+      authorization: () => this.authorization(),
+      renew: async () => {
+        const auth = this.authorization();
+        return auth?.startsWith('Bearer ') ? this.renew(auth.slice(7)) : false;
+      },
+      webSocket: () => resolveWebSocket(this.webSocketClass),
+      session: (id, signal) => this.sessions.get(id, signal ? { signal } : {}),
+      events: (id, after, signal) => this.sessions.events(id, { after, limit: 1000, ...(signal ? { signal } : {}) }),
+      running: async (signal) => (await this.request<{ sessions: Session[] }>('GET', '/v1/sessions', { query: { status: 'running', limit: 100 }, ...(signal ? { signal } : {}) })).sessions,
+    };
+  }
+}
+
+/** How long to wait before retrying after `err`, or null when it is not worth retrying. */
+function retryDelay(err: KeenError, retryAfterSeconds: number | null, attempt: number): number | null {
+  const retryable =
+    err instanceof ConnectionError ||
+    err instanceof TimeoutError ||
+    err.status === 429 ||
+    (err.status !== null && err.status >= 500) ||
+    // The first attempt is still running on the server (its answer was lost): wait for it.
+    err.code === 'IDEMPOTENCY_KEY_IN_USE';
+  if (!retryable) return null;
+  if (retryAfterSeconds !== null) return retryAfterSeconds * 1000 <= MAX_RETRY_AFTER_MS ? retryAfterSeconds * 1000 : null;
+  return backoffDelay(attempt);
 }

@@ -1,11 +1,25 @@
-/** The error envelope every failing keen-gateway response carries. */
-export interface ErrorEnvelope {
-  success: false;
-  error: { type: string; code: string; message: string; details: unknown };
-  request_id: string;
+import type { ErrorEnvelope } from './types.gen.js';
+
+/** The error envelope every failing keen-gateway response carries (CONTRACT section 4). */
+export type { ErrorEnvelope };
+
+/** What every error is built from. */
+export interface KeenErrorInit {
+  type: string;
+  code: string;
+  message: string;
+  status?: number | null;
+  requestId?: string | null;
+  details?: unknown;
+  /** The underlying failure (a network error), when there is one. */
+  cause?: unknown;
 }
 
-/** Base of every error the SDK throws: `type`, `code`, HTTP `status` and the `requestId` to quote to support. */
+/**
+ * Base of every error the SDK throws: the contract's `type` and `code`, the HTTP
+ * `status` (null when no response came back), the `requestId` to quote to
+ * support, and the envelope's `details`.
+ */
 export class KeenError extends Error {
   readonly type: string;
   readonly code: string;
@@ -13,8 +27,8 @@ export class KeenError extends Error {
   readonly requestId: string | null;
   readonly details: unknown;
 
-  constructor(init: { type: string; code: string; message: string; status?: number | null; requestId?: string | null; details?: unknown }) {
-    super(init.message);
+  constructor(init: KeenErrorInit) {
+    super(init.message, init.cause === undefined ? undefined : { cause: init.cause });
     this.name = new.target.name;
     this.type = init.type;
     this.code = init.code;
@@ -24,37 +38,53 @@ export class KeenError extends Error {
   }
 }
 
+/** 401: missing, malformed, expired or revoked credentials. */
 export class AuthenticationError extends KeenError {}
+/** 403: the credentials lack a scope or a role. */
 export class AuthorizationError extends KeenError {}
+/** 400 (and 413): the request does not match its schema; `details` lists the fields. */
 export class ValidationError extends KeenError {}
+/** 404: no such resource, or one that belongs to someone else. */
 export class NotFoundError extends KeenError {}
+/** 409: an idempotency key reused with another body, or a resource that already exists. */
 export class ConflictError extends KeenError {}
+/** 5xx: the gateway failed or is unavailable (its database, Redis). */
 export class ServerError extends KeenError {}
 
-/** 402: `required`, `available` and `shortfall` in credits. */
+const numberIn = (details: unknown, key: string): number | null => {
+  const v = details && typeof details === 'object' ? (details as Record<string, unknown>)[key] : undefined;
+  return typeof v === 'number' ? v : null;
+};
+
+/** 402: the run needs more credits than are available; amounts in credits. */
 export class InsufficientCreditsError extends KeenError {
+  /** What the run would reserve. */
   get required(): number | null {
-    return (this.details as { required?: number } | null)?.required ?? null;
+    return numberIn(this.details, 'required');
   }
+  /** What the user has available now. */
   get available(): number | null {
-    return (this.details as { available?: number } | null)?.available ?? null;
+    return numberIn(this.details, 'available');
   }
+  /** How many credits are missing: `required - available`. */
   get shortfall(): number | null {
-    return (this.details as { shortfall?: number } | null)?.shortfall ?? null;
+    return numberIn(this.details, 'shortfall');
   }
 }
 
-/** 429: `retryAfter` in seconds, from the Retry-After header. */
+/** 429: a rate or concurrency limit; `retryAfter` is the server's Retry-After, in seconds. */
 export class RateLimitError extends KeenError {
   retryAfter: number | null = null;
 }
 
-/** The daemon could not be reached (refused, reset, DNS). */
+/** The gateway could not be reached, or the connection broke before an answer (refused, reset, DNS). */
 export class ConnectionError extends KeenError {}
-/** No answer within the client's timeout. */
+/** No answer within the client's `timeout`. */
 export class TimeoutError extends KeenError {}
 
-const BY_TYPE: Record<string, new (init: ConstructorParameters<typeof KeenError>[0]) => KeenError> = {
+type ErrorClass = new (init: KeenErrorInit) => KeenError;
+
+const BY_TYPE: Record<string, ErrorClass> = {
   AUTHENTICATION_ERROR: AuthenticationError,
   AUTHORIZATION_ERROR: AuthorizationError,
   VALIDATION_ERROR: ValidationError,
@@ -65,23 +95,45 @@ const BY_TYPE: Record<string, new (init: ConstructorParameters<typeof KeenError>
   SYSTEM_ERROR: ServerError,
 };
 
+/** When the body is not the contract's envelope (a proxy, a load balancer), the status decides. */
+const BY_STATUS: Record<number, [string, ErrorClass]> = {
+  400: ['VALIDATION_ERROR', ValidationError],
+  401: ['AUTHENTICATION_ERROR', AuthenticationError],
+  402: ['INSUFFICIENT_CREDITS', InsufficientCreditsError],
+  403: ['AUTHORIZATION_ERROR', AuthorizationError],
+  404: ['NOT_FOUND', NotFoundError],
+  409: ['CONFLICT', ConflictError],
+  413: ['VALIDATION_ERROR', ValidationError],
+  429: ['RATE_LIMIT_ERROR', RateLimitError],
+};
+
+/**
+ * Seconds from a Retry-After header: delta-seconds or an HTTP date
+ * (RFC 9110 section 10.2.3); null when absent or unreadable.
+ */
+export function parseRetryAfter(value: string | null, now = Date.now()): number | null {
+  if (value === null || value.trim() === '') return null;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return seconds >= 0 ? seconds : null;
+  const date = Date.parse(value);
+  return Number.isFinite(date) ? Math.max(0, Math.ceil((date - now) / 1000)) : null;
+}
+
 /** The one factory that turns a failed response into the right error class. */
 export function errorFromResponse(status: number, body: unknown, headers: { get(name: string): string | null }): KeenError {
-  const env = body as Partial<ErrorEnvelope> | null;
-  const e = env && typeof env === 'object' && env.error && typeof env.error === 'object' ? env.error : null;
-  const type = e?.type ?? (status >= 500 ? 'SYSTEM_ERROR' : 'UNKNOWN_ERROR');
-  const Cls = BY_TYPE[type] ?? (status >= 500 ? ServerError : KeenError);
+  const env = body && typeof body === 'object' ? (body as Partial<ErrorEnvelope>) : null;
+  const e = env?.error && typeof env.error === 'object' ? env.error : null;
+  const fallback = BY_STATUS[status] ?? (status >= 500 ? (['SYSTEM_ERROR', ServerError] as [string, ErrorClass]) : (['UNKNOWN_ERROR', KeenError] as [string, ErrorClass]));
+  const type = typeof e?.type === 'string' ? e.type : fallback[0];
+  const Cls = BY_TYPE[type] ?? fallback[1];
   const err = new Cls({
     type,
-    code: e?.code ?? `HTTP_${status}`,
-    message: e?.message ?? `HTTP ${status}`,
+    code: typeof e?.code === 'string' ? e.code : `HTTP_${status}`,
+    message: typeof e?.message === 'string' ? e.message : `HTTP ${status}`,
     status,
-    requestId: env?.request_id ?? headers.get('x-request-id'),
+    requestId: (typeof env?.request_id === 'string' ? env.request_id : null) ?? headers.get('x-request-id'),
     details: e?.details ?? null,
   });
-  if (err instanceof RateLimitError) {
-    const ra = Number(headers.get('retry-after'));
-    err.retryAfter = Number.isFinite(ra) && ra >= 0 ? ra : null;
-  }
+  if (err instanceof RateLimitError) err.retryAfter = parseRetryAfter(headers.get('retry-after'));
   return err;
 }

@@ -1,4 +1,4 @@
-export { KeenClient, type KeenClientOptions, type RequestOptions, type FetchLike } from './client.js';
+export { KeenClient, type KeenClientOptions, type ApiKeyAuth, type TokenAuth, type RequestOptions, type ExecuteOptions, type FetchLike } from './client.js';
 export {
   KeenError,
   AuthenticationError,
@@ -13,4 +13,11 @@ export {
   TimeoutError,
   errorFromResponse,
   type ErrorEnvelope,
+  type KeenErrorInit,
 } from './errors.js';
+export type { StreamOptions, StreamAllOptions } from './stream.js';
+export type { WebSocketConstructor, WebSocketLike } from './internal/websocket.js';
+export type { Sessions, SessionListParams } from './resources/sessions.js';
+export type { Credits } from './resources/credits.js';
+export type { ApiKeys } from './resources/api-keys.js';
+export type * from './types.js';
