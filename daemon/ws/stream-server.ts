@@ -1,12 +1,24 @@
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type http from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Redis } from 'ioredis';
+import { WebSocketServer, type WebSocket } from 'ws';
 import type { AuthService } from '../auth/auth-service.js';
 import type { AuditLogger } from '../audit/types.js';
 import type { Clock } from '../clock.js';
 import type { ResolvedConfig } from '../config/load.js';
+import { GatewayError, toEnvelope } from '../errors.js';
+import { newId } from '../ids.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
-import type { EventBus } from '../sessions/bus.js';
+import type { BusEnvelope, EventBus } from '../sessions/bus.js';
+import { createRedis } from '../shared/redis.js';
 import type { Database } from '../storage/database.js';
+import { SessionRepository } from '../storage/repos/sessions.js';
+import { GrantChecker, grantKey, type StreamGrant } from './grants.js';
+import { StreamMetrics } from './metrics.js';
+import { CLOSE, StreamConnection, type StreamHub } from './stream-connection.js';
+import { MemoryTicketStore, RedisTicketStore, StreamTickets } from './tickets.js';
 
 export interface StreamServerDeps {
   auth: AuthService;
@@ -19,18 +31,354 @@ export interface StreamServerDeps {
   audit: AuditLogger;
 }
 
-/** The WebSocket stream on the HTTP server's port (`GET /v1/stream`). Not built yet: upgrades are refused. */
+/** Limits and timers of the stream; the defaults are the documented ones (docs/stream.md). */
+export interface StreamServerOptions {
+  /** Heartbeat: a ping this often; a peer that has not answered the previous one is dropped. */
+  pingIntervalMs: number;
+  /** How often every connection's credential is checked again (suspension, expiry, revocation). */
+  recheckIntervalMs: number;
+  /** Open connections per user on one daemon. */
+  maxConnectionsPerUser: number;
+  /** Subscriptions per connection. */
+  maxSubscriptions: number;
+  /** Bytes queued for a peer before it is closed with 1013. */
+  maxBufferedBytes: number;
+  /** Client messages: steady rate and burst (token bucket). */
+  messagesPerSecond: number;
+  messageBurst: number;
+  /** How long `close()` waits for clients to answer 1001 before cutting them off. */
+  shutdownGraceMs: number;
+  /** How long a slow peer closed with 1013 keeps its socket (to read the close frame) before it is cut. */
+  slowCloseGraceMs: number;
+}
+
+export const DEFAULT_STREAM_OPTIONS: StreamServerOptions = {
+  pingIntervalMs: 30_000,
+  recheckIntervalMs: 5_000,
+  maxConnectionsPerUser: 20,
+  maxSubscriptions: 100,
+  maxBufferedBytes: 1024 * 1024,
+  messagesPerSecond: 20,
+  messageBurst: 50,
+  shutdownGraceMs: 1_000,
+  slowCloseGraceMs: 5_000,
+};
+
+const STREAM_PATH = '/v1/stream';
+/** Largest client frame (a subscribe message is well under 1 KiB). */
+const MAX_PAYLOAD = 64 * 1024;
+/** Fragments of one client message. */
+const MAX_FRAGMENTS = 256;
+/** An upgrade request with more headers than this is refused (Node keeps at most `maxHeadersCount`). */
+const MAX_UPGRADE_HEADERS = 100;
+
+/**
+ * The WebSocket stream on the HTTP server's port (`GET /v1/stream`, CONTRACT
+ * section 7). Everything that can refuse a client (path, origin, credential,
+ * scope, connection limit) is decided before the handshake and answered as a
+ * plain HTTP response, so a refused client never gets a socket.
+ */
 export class StreamServer {
-  constructor(private readonly deps: StreamServerDeps) {}
+  private readonly options: StreamServerOptions;
+  private readonly wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: MAX_PAYLOAD,
+    // A client message is one small frame; a flood of fragments is closed with 1008 long before maxPayload.
+    maxFragments: MAX_FRAGMENTS,
+    perMessageDeflate: false,
+    clientTracking: false,
+  });
+  private readonly streamMetrics: StreamMetrics;
+  private readonly grants: GrantChecker;
+  private readonly tickets: StreamTickets;
+  private readonly allowedOrigins: Set<string>;
+  private readonly connections = new Set<StreamConnection>();
+  private readonly perUser = new Map<string, number>();
+  /** Session id -> the connections following it: one lookup per published event. */
+  private readonly watchers = new Map<string, Set<StreamConnection>>();
+  private readonly hub: StreamHub;
+  private unsubscribeBus: (() => void) | null = null;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private recheck: NodeJS.Timeout | null = null;
+  private rechecking = false;
+  private closing = false;
+
+  constructor(
+    private readonly deps: StreamServerDeps,
+    options: Partial<StreamServerOptions> = {},
+  ) {
+    this.options = { ...DEFAULT_STREAM_OPTIONS, ...options };
+    this.streamMetrics = new StreamMetrics(deps.metrics);
+    this.grants = new GrantChecker({ auth: deps.auth, database: deps.database, clock: deps.clock });
+    this.allowedOrigins = new Set(deps.config.stream.allowed_origins);
+    const { redis } = deps.config;
+    this.tickets = new StreamTickets(
+      redis.url
+        ? new RedisTicketStore(createTicketRedis(redis.url, deps.logger), `${redis.key_prefix}stream-ticket:`, true)
+        : new MemoryTicketStore(deps.clock),
+      deps.clock,
+    );
+    this.hub = {
+      sessions: new SessionRepository(deps.database.db),
+      metrics: this.streamMetrics,
+      logger: deps.logger,
+      clock: deps.clock,
+      // The same object `tune` changes.
+      limits: this.options,
+      watch: (id, conn) => {
+        let set = this.watchers.get(id);
+        if (!set) this.watchers.set(id, (set = new Set()));
+        set.add(conn);
+      },
+      unwatch: (id, conn) => {
+        const set = this.watchers.get(id);
+        if (set?.delete(conn) && set.size === 0) this.watchers.delete(id);
+      },
+      notFound: (conn, sessionId) => {
+        const p = conn.grant.principal;
+        void this.deps.audit
+          .record({
+            action: 'access.not_found',
+            outcome: 'denied',
+            actor: { type: p.via === 'api_key' ? 'api_key' : 'user', id: p.apiKeyId ?? p.userId },
+            tenantId: p.tenantId,
+            target: { type: 'session', id: sessionId.slice(0, 64) },
+            details: { via: 'stream' },
+          })
+          .catch(() => undefined);
+      },
+    };
+  }
+
+  /** Changes limits and timers of a running server (tests shorten the heartbeat and the re-check). */
+  tune(options: Partial<StreamServerOptions>): void {
+    Object.assign(this.options, options);
+    if (this.unsubscribeBus) this.startTimers();
+  }
 
   /** Takes over `upgrade` events of the HTTP server. */
   attach(server: http.Server): void {
-    server.on('upgrade', (_req, socket) => {
-      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      // A reset socket must not become an unhandled 'error' event.
+      socket.on('error', () => socket.destroy());
+      this.onUpgrade(req, socket, head).catch((err: unknown) => {
+        this.deps.logger.error({ err }, 'stream upgrade failed');
+        this.reject(socket, newId('req'), new GatewayError('INTERNAL', 'internal error'));
+      });
     });
-    void this.deps;
+    this.unsubscribeBus = this.deps.bus.subscribe((envelope) => this.dispatch(envelope));
+    this.startTimers();
+  }
+
+  /** `POST /v1/stream/tickets`: a single-use ticket standing for the caller's credential. */
+  async issueTicket(authorization: string | undefined): Promise<{ ticket: string; expires_at: string }> {
+    return this.tickets.issue(await this.grants.authenticate(authorization));
   }
 
   /** Closes every stream connection with 1001 (going away) so clients resume elsewhere. */
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    this.stopTimers();
+    this.unsubscribeBus?.();
+    this.unsubscribeBus = null;
+    const open = [...this.connections];
+    for (const conn of open) conn.close(CLOSE.GOING_AWAY, 'server shutting down');
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(open.map((c) => c.closedPromise)),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.options.shutdownGraceMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    for (const conn of this.connections) conn.ws.terminate();
+    await this.tickets.close().catch(() => undefined);
+    this.wss.close();
+  }
+
+  private startTimers(): void {
+    this.stopTimers();
+    this.heartbeat = setInterval(() => this.ping(), this.options.pingIntervalMs);
+    this.heartbeat.unref();
+    this.recheck = setInterval(() => void this.recheckGrants(), this.options.recheckIntervalMs);
+    this.recheck.unref();
+  }
+
+  private stopTimers(): void {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.recheck) clearInterval(this.recheck);
+    this.heartbeat = this.recheck = null;
+  }
+
+  private ping(): void {
+    for (const conn of this.connections) {
+      if (!conn.alive) {
+        conn.ws.terminate();
+        continue;
+      }
+      conn.alive = false;
+      conn.ws.ping();
+    }
+  }
+
+  /**
+   * Suspended users, expired tokens, revoked keys: their open connections are
+   * closed with 1008. One check per credential, however many connections share it.
+   */
+  private async recheckGrants(): Promise<void> {
+    if (this.rechecking || this.connections.size === 0) return;
+    this.rechecking = true;
+    try {
+      const groups = new Map<string, { grant: StreamGrant; conns: StreamConnection[] }>();
+      for (const conn of this.connections) {
+        const key = grantKey(conn.grant);
+        const g = groups.get(key);
+        if (g) g.conns.push(conn);
+        else groups.set(key, { grant: conn.grant, conns: [conn] });
+      }
+      for (const { grant, conns } of groups.values()) {
+        let why;
+        try {
+          why = await this.grants.revoked(grant);
+        } catch (err) {
+          // The database is away: keep the connections rather than drop every client at once.
+          this.deps.logger.warn({ err: { message: (err as Error).message } }, 'stream credential re-check failed');
+          return;
+        }
+        if (!why) continue;
+        for (const conn of conns) {
+          this.deps.logger.info({ connection_id: conn.id, reason: why }, 'stream credential no longer valid: closing with 1008');
+          conn.close(CLOSE.POLICY_VIOLATION, why);
+        }
+      }
+    } finally {
+      this.rechecking = false;
+    }
+  }
+
+  private dispatch(envelope: BusEnvelope): void {
+    const set = this.watchers.get(envelope.event.session_id);
+    if (!set) return;
+    // Serialized and encoded once, sent to every watcher.
+    let encoded: Buffer | null = null;
+    const serialize = () => (encoded ??= Buffer.from(JSON.stringify(envelope.event)));
+    for (const conn of [...set]) conn.onLive(envelope.event, envelope.userId, serialize);
+  }
+
+  private async onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const requestId = newId('req');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://stream.invalid');
+    } catch {
+      return this.reject(socket, requestId, new GatewayError('INVALID_FIELD', 'malformed request target'));
+    }
+    // Logs name the path only: the query string may hold a token or a ticket.
+    const log = { request_id: requestId, path: url.pathname, ip: req.socket.remoteAddress };
+    if (url.pathname !== STREAM_PATH) return this.reject(socket, requestId, new GatewayError('NOT_FOUND', 'route not found'));
+    if (this.closing) return this.reject(socket, requestId, new GatewayError('UNAVAILABLE', 'server shutting down', { headers: { 'Retry-After': '1' } }));
+    if (req.rawHeaders.length / 2 > MAX_UPGRADE_HEADERS) {
+      return this.reject(socket, requestId, new GatewayError('INVALID_FIELD', 'too many request headers'), 431);
+    }
+    const origin = req.headers.origin;
+    if (origin !== undefined && !this.allowedOrigins.has(origin)) {
+      this.deps.logger.info(log, 'stream upgrade refused: origin not allowed');
+      return this.reject(socket, requestId, new GatewayError('FORBIDDEN', 'origin not allowed'));
+    }
+    let grant: StreamGrant;
+    try {
+      grant = await this.authenticate(req, url);
+    } catch (err) {
+      if (!(err instanceof GatewayError)) throw err;
+      this.deps.logger.info({ ...log, code: err.code }, 'stream upgrade refused');
+      return this.reject(socket, requestId, err);
+    }
+    if (!grant.principal.scopes.includes('sessions:read')) {
+      return this.reject(socket, requestId, new GatewayError('INSUFFICIENT_SCOPE', 'this credential lacks the scope sessions:read', { details: { required: 'sessions:read' } }));
+    }
+    const sessions = (url.searchParams.get('sessions') ?? '').split(',').filter((s) => s.length > 0);
+    if (sessions.length > this.options.maxSubscriptions || sessions.some((s) => s.length > 64)) {
+      return this.reject(socket, requestId, new GatewayError('INVALID_FIELD', `sessions: at most ${this.options.maxSubscriptions} session ids`));
+    }
+    const afterParam = url.searchParams.get('after');
+    const after = afterParam === null ? null : /^\d{1,15}$/.test(afterParam) ? Number(afterParam) : NaN;
+    if (Number.isNaN(after)) return this.reject(socket, requestId, new GatewayError('INVALID_FIELD', 'after must be a non-negative integer'));
+    const userId = grant.principal.userId;
+    if ((this.perUser.get(userId) ?? 0) >= this.options.maxConnectionsPerUser) {
+      return this.reject(
+        socket,
+        requestId,
+        new GatewayError('CONCURRENCY_LIMIT', `at most ${this.options.maxConnectionsPerUser} stream connections per user`, { headers: { 'Retry-After': '5' } }),
+      );
+    }
+    if (this.closing) return this.reject(socket, requestId, new GatewayError('UNAVAILABLE', 'server shutting down', { headers: { 'Retry-After': '1' } }));
+    // No await from the limit check to here: handleUpgrade completes synchronously (no extensions, no verifyClient).
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, grant, sessions, after));
+  }
+
+  /** `Authorization` header, else `?ticket=`, else `?token=` (the seed's browser fallback). */
+  private async authenticate(req: IncomingMessage, url: URL): Promise<StreamGrant> {
+    const header = req.headers.authorization;
+    if (header !== undefined) return this.grants.authenticate(header);
+    const ticket = url.searchParams.get('ticket');
+    if (ticket !== null) {
+      const grant = await this.tickets.redeem(ticket);
+      if (!grant) throw new GatewayError('INVALID_TOKEN', 'stream ticket is invalid, used or expired');
+      // The credential behind the ticket may have died in the meantime.
+      const why = await this.grants.revoked(grant);
+      if (why) throw new GatewayError(why, 'the credential behind this ticket is no longer valid');
+      return grant;
+    }
+    const token = url.searchParams.get('token');
+    if (token !== null) return this.grants.authenticate(`Bearer ${token}`);
+    throw new GatewayError('MISSING_TOKEN', 'credentials required: an Authorization header, ?ticket= or ?token=');
+  }
+
+  private onConnection(ws: WebSocket, grant: StreamGrant, sessions: string[], after: number | null): void {
+    const conn = new StreamConnection(newId('con'), ws, grant, this.hub);
+    const userId = grant.principal.userId;
+    this.connections.add(conn);
+    this.perUser.set(userId, (this.perUser.get(userId) ?? 0) + 1);
+    this.streamMetrics.connections.inc();
+    ws.on('error', (err) => this.deps.logger.debug({ connection_id: conn.id, err: { message: err.message } }, 'stream connection error'));
+    ws.once('close', (code) => {
+      this.connections.delete(conn);
+      const n = (this.perUser.get(userId) ?? 1) - 1;
+      if (n > 0) this.perUser.set(userId, n);
+      else this.perUser.delete(userId);
+      this.streamMetrics.connections.dec();
+      this.deps.logger.debug({ connection_id: conn.id, code }, 'stream connection closed');
+    });
+    this.deps.logger.debug({ connection_id: conn.id, user_id: userId }, 'stream connection opened');
+    if (this.closing) return conn.close(CLOSE.GOING_AWAY, 'server shutting down');
+    conn.start(sessions, after);
+  }
+
+  /** A real HTTP response on the raw socket, then the socket is closed: no upgrade. */
+  private reject(socket: Duplex, requestId: string, err: GatewayError, status = err.status): void {
+    this.streamMetrics.rejectedUpgrades.inc({ status: String(status) });
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const body = JSON.stringify(toEnvelope(err, requestId));
+    const head = [
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}`,
+      'Content-Type: application/json',
+      `Content-Length: ${Buffer.byteLength(body)}`,
+      'Connection: close',
+      `X-Request-Id: ${requestId}`,
+      ...Object.entries(err.headers).map(([k, v]) => `${k}: ${v}`),
+    ];
+    socket.once('finish', () => socket.destroy());
+    socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
+    // A peer that never reads would keep 'finish' from firing.
+    setTimeout(() => socket.destroy(), 2000).unref();
+  }
+}
+
+/** The ticket store's own command connection (the container's is not handed to the stream). */
+function createTicketRedis(url: string, logger: Logger): Redis {
+  return createRedis(url, logger, { connectionName: 'keen-gateway:stream-tickets' });
 }

@@ -3,6 +3,20 @@ import { defineRoutes } from '../routes.js';
 
 /** `POST /v1/stream/tickets`: single-use tickets for browsers opening the stream. */
 export function streamTicketRoutes(deps: { stream: StreamServer }) {
-  void deps;
-  return defineRoutes([]);
+  const { stream } = deps;
+  return defineRoutes([
+    {
+      method: 'POST',
+      path: '/v1/stream/tickets',
+      summary: 'A single-use ticket (30 s) to open GET /v1/stream?ticket=... where an Authorization header cannot be set (browsers).',
+      tag: 'stream',
+      auth: 'any',
+      scope: 'sessions:read',
+      response: { status: 201, schema: 'StreamTicketResponse' },
+      errors: ['UNAVAILABLE'],
+      handler: async (ctx) => {
+        ctx.body = { success: true, ...(await stream.issueTicket(ctx.get('Authorization') || undefined)) };
+      },
+    },
+  ]);
 }
