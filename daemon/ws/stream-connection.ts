@@ -47,6 +47,8 @@ interface Subscription {
   catchingUp: boolean;
   buffer: SessionEvent[];
   overflowed: boolean;
+  /** Made by the connection itself (no `?sessions=`: every session of the user), not by a subscribe message. */
+  auto?: boolean;
 }
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -88,8 +90,12 @@ export class StreamConnection {
     return this.grant.principal.userId;
   }
 
-  /** Greets the client, then subscribes to the sessions named in the URL. */
+  /** No `?sessions=` in the URL: the connection carries every session of its user as it happens. */
+  followsAll = false;
+
+  /** Greets the client, then subscribes to the sessions named in the URL (none named: all of the user's, live). */
   start(sessions: string[], after: number | null): void {
+    this.followsAll = sessions.length === 0;
     this.sendControl({ type: 'connection_established', data: { connection_id: this.id } });
     this.ws.on('message', (data, isBinary) => this.onMessage(data, isBinary));
     this.ws.on('pong', () => {
@@ -125,6 +131,22 @@ export class StreamConnection {
       return;
     }
     this.sendEvent(sub, event, encoded());
+  }
+
+  /**
+   * All-sessions mode: a session of the user that starts while the connection is
+   * open is followed from its first event (seq 1), so nothing of it is missed.
+   * Sessions already running when the client connected are followed by
+   * subscribing to them, with `after` when resuming.
+   */
+  onUserEvent(event: SessionEvent, ownerId: string, encoded: () => Buffer): void {
+    if (!this.followsAll || this.closed || ownerId !== this.userId || event.seq !== 1) return;
+    if (this.subs.has(event.session_id) || this.pending.has(event.session_id)) return;
+    if (this.subs.size >= this.hub.limits.maxSubscriptions) return;
+    const sub: Subscription = { sessionId: event.session_id, ownerId, lastSeq: event.seq - 1, catchingUp: false, buffer: [], overflowed: false, auto: true };
+    this.subs.set(sub.sessionId, sub);
+    this.hub.watch(sub.sessionId, this);
+    this.onLive(event, ownerId, encoded);
   }
 
   private onMessage(data: RawData, isBinary: boolean): void {
@@ -181,6 +203,13 @@ export class StreamConnection {
    * next is sent (and, for a session that has ended, its final status).
    */
   async subscribe(sessionId: string, after: number | null): Promise<void> {
+    const existing = this.subs.get(sessionId);
+    if (existing?.auto) {
+      // Followed since its first event: everything up to lastSeq is on this connection already.
+      existing.auto = false;
+      if (after !== null && after > existing.lastSeq) existing.lastSeq = after;
+      return;
+    }
     if (this.subs.has(sessionId) || this.pending.has(sessionId)) {
       return this.sendError('INVALID_STATE', 'already subscribed to this session; unsubscribe first', sessionId);
     }

@@ -96,6 +96,8 @@ export class StreamServer {
   private readonly perUser = new Map<string, number>();
   /** Session id -> the connections following it: one lookup per published event. */
   private readonly watchers = new Map<string, Set<StreamConnection>>();
+  /** Connections that follow every session of their user, by user id. */
+  private readonly followers = new Map<string, Set<StreamConnection>>();
   private readonly hub: StreamHub;
   private unsubscribeBus: (() => void) | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
@@ -259,11 +261,15 @@ export class StreamServer {
 
   private dispatch(envelope: BusEnvelope): void {
     const set = this.watchers.get(envelope.event.session_id);
-    if (!set) return;
     // Serialized and encoded once, sent to every watcher.
     let encoded: Buffer | null = null;
     const serialize = () => (encoded ??= Buffer.from(JSON.stringify(envelope.event)));
-    for (const conn of [...set]) conn.onLive(envelope.event, envelope.userId, serialize);
+    // A snapshot: a watcher that drops its subscription on the final event must not get it again below.
+    const watching = new Set(set ?? []);
+    for (const conn of watching) conn.onLive(envelope.event, envelope.userId, serialize);
+    // Connections without a sessions filter follow every session of their user.
+    const all = this.followers.get(envelope.userId);
+    if (all) for (const conn of [...all]) if (!watching.has(conn)) conn.onUserEvent(envelope.event, envelope.userId, serialize);
   }
 
   private async onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
@@ -344,6 +350,8 @@ export class StreamServer {
     ws.on('error', (err) => this.deps.logger.debug({ connection_id: conn.id, err: { message: err.message } }, 'stream connection error'));
     ws.once('close', (code) => {
       this.connections.delete(conn);
+      const mine = this.followers.get(userId);
+      if (mine?.delete(conn) && mine.size === 0) this.followers.delete(userId);
       const n = (this.perUser.get(userId) ?? 1) - 1;
       if (n > 0) this.perUser.set(userId, n);
       else this.perUser.delete(userId);
@@ -353,6 +361,11 @@ export class StreamServer {
     this.deps.logger.debug({ connection_id: conn.id, user_id: userId }, 'stream connection opened');
     if (this.closing) return conn.close(CLOSE.GOING_AWAY, 'server shutting down');
     conn.start(sessions, after);
+    if (conn.followsAll) {
+      let mine = this.followers.get(userId);
+      if (!mine) this.followers.set(userId, (mine = new Set()));
+      mine.add(conn);
+    }
   }
 
   /** A real HTTP response on the raw socket, then the socket is closed: no upgrade. */

@@ -1,42 +1,11 @@
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import { sql } from 'kysely';
-import { PROJECT_ROOT } from '../../daemon/paths.js';
 import { describeStorage } from '../helpers/backends.js';
-import { ADMIN, NODE_ARGS, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { runAdmin } from '../helpers/cli.js';
 import { buildApiKey, buildUser, type TestUser } from '../helpers/factories.js';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  json: any;
-}
-
-/** Runs the built keen-admin (dist/: `npm run build` first), as operators do. */
-function admin(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...NODE_ARGS, ADMIN, ...args], {
-      cwd: PROJECT_ROOT,
-      env: { ...process.env, KEEN_API_KEY: '', KEEN_URL: '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => (stdout += String(c)));
-    child.stderr.on('data', (c) => (stderr += String(c)));
-    child.on('error', reject);
-    child.on('exit', (code) => {
-      let json: unknown = null;
-      try {
-        json = JSON.parse(stdout);
-      } catch {
-        json = null;
-      }
-      resolve({ code, stdout, stderr, json });
-    });
-  });
-}
+const admin = (args: string[], env: Record<string, string> = {}) => runAdmin(args, { env });
 
 /** Each CLI run is a fresh Node process: allow for a busy machine. */
 const SPAWN_TIMEOUT = 120_000;

@@ -1,44 +1,13 @@
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { PROJECT_ROOT } from '../../daemon/paths.js';
 import { describeStorage } from '../helpers/backends.js';
-import { ADMIN, NODE_ARGS, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { runAdmin } from '../helpers/cli.js';
 import { buildUser, uniqueEmail } from '../helpers/factories.js';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  json: any;
-}
-
-function admin(args: string[], options: { env?: Record<string, string>; stdin?: string } = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...NODE_ARGS, ADMIN, ...args], {
-      cwd: PROJECT_ROOT,
-      env: { ...process.env, KEEN_API_KEY: '', KEEN_URL: '', ...options.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => (stdout += String(c)));
-    child.stderr.on('data', (c) => (stderr += String(c)));
-    child.on('error', reject);
-    child.on('exit', (code) => {
-      let json: unknown = null;
-      try {
-        json = JSON.parse(stdout);
-      } catch {
-        json = null;
-      }
-      resolve({ code, stdout, stderr, json });
-    });
-    child.stdin.end(options.stdin ?? '');
-  });
-}
+const admin = runAdmin;
 
 describeStorage('keen-admin against a real daemon', (backend) => {
   let d: TestDaemon;

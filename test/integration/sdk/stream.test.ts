@@ -165,4 +165,25 @@ describe('SDK stream (GET /v1/stream)', () => {
       expect(seqs.length).to.be.greaterThan(1);
     }
   });
+
+  it('streamAll: a session started after the stream opened arrives whole, from seq 1', async () => {
+    const { u, client } = await runner('enterprise');
+    const ac = new AbortController();
+    const bySession = new Map<string, number[]>();
+    let target: string | null = null;
+    const started = (async () => {
+      await new Promise((r) => setTimeout(r, 300));
+      target = (await client.execute({ vision: 'Started once the stream is open [slow:50] [iterations:3]', options: { costBudget: 2 } })).session.id;
+    })();
+    for await (const e of client.streamAll({ signal: ac.signal })) {
+      // Its first events may arrive before execute has answered with its id.
+      bySession.set(e.session_id, [...(bySession.get(e.session_id) ?? []), e.seq]);
+      if (e.type === 'session.status' && e.data.status !== 'running' && e.session_id === target) ac.abort();
+    }
+    await started;
+    const seen = bySession.get(target!) ?? [];
+    const stored = (await storedEvents(d, u, target!)).map((e) => e.seq);
+    expect(seen).to.deep.equal(stored);
+    expect(seen[0]).to.equal(1);
+  });
 });

@@ -92,8 +92,8 @@ describeShared('stream: delivery and resume', (shared) => {
     const u = await buildUser(d, { tier: 'team' });
     await grant(d, u, 20);
     const ended = await seedSession(d, u, 12);
-    const c = await connect(d, { token: u.token });
-    c.send({ type: 'subscribe', session_id: ended });
+    // A sessions filter: the connection follows what it names and subscribes to, not every new session.
+    const c = await connect(d, { token: u.token, query: `sessions=${ended}` });
     await c.untilEnd(ended);
     expect(c.events(ended).map((e) => e.seq)).to.deep.equal([12]);
 
