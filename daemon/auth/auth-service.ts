@@ -41,6 +41,16 @@ export interface AuthServiceDeps {
   issuer: string;
 }
 
+/** How a credential was presented, for the auth outcome metric (a fixed set). */
+export type AuthMethod = 'jwt' | 'api_key' | 'password' | 'refresh' | 'none';
+
+/**
+ * Sees every authentication, sign-in and refresh: the method and `success` or
+ * the error code it failed with (`ERROR` for anything that is not a
+ * GatewayError). Set by daemon/monitoring; never sees the credential.
+ */
+export type AuthObserver = (method: AuthMethod, outcome: string) => void;
+
 /** Only recompute last_used_at this often: a write per request would cost more than the lookup. */
 const KEY_TOUCH_INTERVAL_MS = 60_000;
 
@@ -51,10 +61,29 @@ const KEY_TOUCH_INTERVAL_MS = 60_000;
 export class AuthService {
   private readonly users: UserRepository;
   private readonly creds: CredentialRepository;
+  private observer: AuthObserver | null = null;
 
   constructor(private readonly deps: AuthServiceDeps) {
     this.users = new UserRepository(deps.database.db);
     this.creds = new CredentialRepository(deps.database.db);
+  }
+
+  /** Reports each outcome of `authenticate`, `login` and `refresh` to `observer`. */
+  observe(observer: AuthObserver): void {
+    this.observer = observer;
+  }
+
+  private async observed<T>(method: AuthMethod, work: Promise<T>): Promise<T> {
+    const observer = this.observer;
+    if (!observer) return work;
+    try {
+      const result = await work;
+      observer(method, 'success');
+      return result;
+    } catch (err) {
+      observer(method, err instanceof GatewayError ? err.code : 'ERROR');
+      throw err;
+    }
   }
 
   private audit(event: Omit<AuditEvent, 'ip' | 'userAgent' | 'requestId'>, client?: ClientInfo): Promise<void> {
@@ -78,7 +107,11 @@ export class AuthService {
   }
 
   /** POST /v1/auth/login. */
-  async login(input: { email: string; password: string; mfa_token?: string }, client: ClientInfo) {
+  login(input: { email: string; password: string; mfa_token?: string }, client: ClientInfo) {
+    return this.observed('password', this.signIn(input, client));
+  }
+
+  private async signIn(input: { email: string; password: string; mfa_token?: string }, client: ClientInfo) {
     const email = normalizeEmail(input.email);
     if (Buffer.byteLength(input.password, 'utf8') > MAX_PASSWORD_BYTES) {
       throw new GatewayError('INVALID_FIELD', `password must be at most ${MAX_PASSWORD_BYTES} bytes`, {
@@ -155,7 +188,11 @@ export class AuthService {
    * POST /v1/auth/refresh: rotates. A token that was already used (or lost a
    * race to be used) is a sign of theft: its whole family is revoked.
    */
-  async refresh(refreshToken: string, client: ClientInfo): Promise<{ tokens: TokenPair }> {
+  refresh(refreshToken: string, client: ClientInfo): Promise<{ tokens: TokenPair }> {
+    return this.observed('refresh', this.rotate(refreshToken, client));
+  }
+
+  private async rotate(refreshToken: string, client: ClientInfo): Promise<{ tokens: TokenPair }> {
     const invalid = new GatewayError('INVALID_TOKEN', 'refresh token is invalid');
     if (!/^rt_[A-Za-z0-9_-]{43}$/.test(refreshToken)) throw invalid;
     const row = await this.creds.findRefreshToken(hashSecret(refreshToken));
@@ -275,7 +312,13 @@ export class AuthService {
    * time is after the user's not-before. ApiKey: a well-formed key (checked
    * before any read), not revoked, not expired, of an active user.
    */
-  async authenticate(header: string | undefined): Promise<Principal> {
+  authenticate(header: string | undefined): Promise<Principal> {
+    if (!this.observer) return this.authenticateHeader(header);
+    const method: AuthMethod = header?.startsWith('Bearer ') ? 'jwt' : header?.startsWith('ApiKey ') ? 'api_key' : 'none';
+    return this.observed(method, this.authenticateHeader(header));
+  }
+
+  private async authenticateHeader(header: string | undefined): Promise<Principal> {
     if (!header) throw new GatewayError('MISSING_TOKEN', 'Authorization header required: "Bearer <token>" or "ApiKey <key>"');
     const space = header.indexOf(' ');
     const scheme = space > 0 ? header.slice(0, space) : header;

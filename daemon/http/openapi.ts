@@ -82,6 +82,13 @@ export function buildOpenApi(routes: RouteSpec[], schemas: Map<string, SchemaDoc
       responses,
     };
   }
+  // Query-string schemas are expanded into `parameters` above; as components nothing
+  // would reference them (the lint's no-unused-components). Kept when something does.
+  const queryNames = new Set([...routes.flatMap((r) => (r.query ? [r.query] : [])), ...Object.keys(components).filter((n) => n.endsWith('Query'))]);
+  const referenced = JSON.stringify({ paths, components });
+  for (const name of queryNames) {
+    if (!referenced.includes(`"#/components/schemas/${name}"`)) delete components[name];
+  }
   return {
     openapi: '3.1.0',
     info: {

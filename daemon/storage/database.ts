@@ -12,6 +12,13 @@ export type Dialect = 'sqlite' | 'postgres';
 export type Queryable = Kysely<DB>;
 export type Transaction = KyselyTransaction<DB> | Kysely<DB>;
 
+/**
+ * Sees each transaction and ping: which, how long it took, and the error it
+ * ended with (null when it committed). Set by daemon/monitoring; the cost per
+ * call is one clock read and a function call.
+ */
+export type QueryObserver = (operation: 'transaction' | 'ping', seconds: number, error: unknown) => void;
+
 export interface DatabaseOptions {
   url: string;
   poolMax: number;
@@ -31,6 +38,7 @@ export class Database {
   readonly dialect: Dialect;
   private readonly pool: pg.Pool | null = null;
   private readonly sqlite: BetterSqlite3.Database | null = null;
+  private observer: QueryObserver | null = null;
 
   constructor(private readonly options: DatabaseOptions) {
     if (options.url.startsWith('sqlite:')) {
@@ -68,8 +76,31 @@ export class Database {
     }
   }
 
+  /** Reports every transaction and ping to `observer` (one observer; the last one set wins). */
+  observe(observer: QueryObserver): void {
+    this.observer = observer;
+  }
+
   /** Runs `fn` in one transaction; commits when it resolves, rolls back when it throws. */
   async transaction<T>(fn: (trx: Queryable) => Promise<T>): Promise<T> {
+    return this.observed('transaction', () => this.runTransaction(fn));
+  }
+
+  private async observed<T>(operation: 'transaction' | 'ping', work: () => Promise<T>): Promise<T> {
+    const observer = this.observer;
+    if (!observer) return work();
+    const start = performance.now();
+    try {
+      const result = await work();
+      observer(operation, (performance.now() - start) / 1000, null);
+      return result;
+    } catch (err) {
+      observer(operation, (performance.now() - start) / 1000, err);
+      throw err;
+    }
+  }
+
+  private async runTransaction<T>(fn: (trx: Queryable) => Promise<T>): Promise<T> {
     if (this.dialect === 'postgres') return this.db.transaction().execute((trx) => fn(trx));
     return this.db.connection().execute(async (conn) => {
       await sql`begin immediate`.execute(conn);
@@ -88,12 +119,12 @@ export class Database {
   async ping(timeoutMs = 2000): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     try {
-      await Promise.race([
+      await this.observed('ping', () => Promise.race([
         sql`select 1`.execute(this.db),
         new Promise((_, reject) => {
           timer = setTimeout(() => reject(new Error(`database did not answer within ${timeoutMs} ms`)), timeoutMs);
         }),
-      ]);
+      ]));
     } finally {
       clearTimeout(timer);
     }
