@@ -53,6 +53,7 @@ import { WebhookService, type WebhookEventType } from './webhooks/service.js';
 import { validateWebhookUrl } from './webhooks/url.js';
 import { presentSession } from './sessions/presenters.js';
 import { webhookRoutes } from './http/routes/webhooks.js';
+import { Monitoring } from './monitoring/index.js';
 import { StreamServer } from './ws/stream-server.js';
 import { streamTicketRoutes } from './http/routes/stream-tickets.js';
 import { adminAuditRoutes } from './http/routes/admin-audit.js';
@@ -102,6 +103,7 @@ export class Container {
   readonly sessions: SessionService;
   readonly stream: StreamServer;
   readonly webhooks: WebhookService;
+  readonly monitoring: Monitoring;
   private readonly background: Array<{ start(): void; stop(): void }> = [];
   readonly app: Koa<AppState>;
   private openapiDoc: Record<string, unknown> | null = null;
@@ -250,6 +252,16 @@ export class Container {
       clock: this.clock,
       audit: this.audit,
     });
+    this.monitoring = new Monitoring({
+      metrics: this.metrics,
+      database: this.database,
+      ledger: this.ledger,
+      auth: this.auth,
+      redis: this.redis,
+      clock: this.clock,
+      logger: this.logger,
+    });
+    this.background.push(this.monitoring);
     this.background.push(new WorkspaceJanitor({ workspaces: this.workspaces, database: this.database, logger: this.logger }));
     this.background.push(
       new CreditReaper({
