@@ -18,7 +18,7 @@ import { ensureMonitoring, parseExposition, readCatalogue, suspiciousLabelValue,
 describe('metrics catalogue (docs/METRICS.md against GET /metrics)', function () {
   this.timeout(60_000);
   let d: TestDaemon;
-  let monitoring: Monitoring | null = null;
+  let monitoring: { monitoring: Monitoring; owned: boolean } | null = null;
   let scrape: Scrape;
   let raw: string;
   const catalogue = readCatalogue();
@@ -53,8 +53,8 @@ describe('metrics catalogue (docs/METRICS.md against GET /metrics)', function ()
     // The ledger drift job, once.
     const drift = d.container.metrics.registry.getSingleMetric('keen_ledger_drift_accounts');
     expect(drift).to.not.equal(undefined);
-    if (monitoring) expect(await monitoring.ledgerDrift.tick()).to.equal(0);
-    if (monitoring) await monitoring.redisProbe.tick();
+    expect(await monitoring.monitoring.ledgerDrift.tick()).to.equal(0);
+    await monitoring.monitoring.redisProbe.tick();
 
     const r = await d.api.get('/metrics');
     expect(r.status).to.equal(200);
@@ -63,7 +63,7 @@ describe('metrics catalogue (docs/METRICS.md against GET /metrics)', function ()
   });
 
   after(async () => {
-    await monitoring?.stop();
+    if (monitoring?.owned) await monitoring.monitoring.stop();
     await d?.stop();
   });
 

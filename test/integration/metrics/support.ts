@@ -76,14 +76,21 @@ export function suspiciousLabelValue(value: string): string | null {
 }
 
 /**
- * The daemon's Monitoring, as the composition root builds it. Until
- * daemon/container.ts wires it, the test daemon gets it here, built from the
- * container's own services, so the scrape shows what production will.
+ * The daemon's Monitoring: the one the composition root built (`container.monitoring`),
+ * or, on a container that does not wire it, one built here from the container's own
+ * services (`owned`: the caller stops it).
  */
-export function ensureMonitoring(d: TestDaemon): Monitoring | null {
+export function ensureMonitoring(d: TestDaemon): { monitoring: Monitoring; owned: boolean } {
   const c = d.container;
-  if (c.metrics.registry.getSingleMetric('keen_ledger_drift_accounts')) return null;
-  const m = new Monitoring({ metrics: c.metrics, database: c.database, ledger: c.ledger, auth: c.auth, redis: c.redis, clock: c.clock, logger: c.logger });
-  m.start();
-  return m;
+  const wired = (c as { monitoring?: Monitoring }).monitoring;
+  if (wired) return { monitoring: wired, owned: false };
+  let m = built.get(d);
+  if (!m) {
+    m = new Monitoring({ metrics: c.metrics, database: c.database, ledger: c.ledger, auth: c.auth, redis: c.redis, clock: c.clock, logger: c.logger });
+    m.start();
+    built.set(d, m);
+  }
+  return { monitoring: m, owned: true };
 }
+
+const built = new WeakMap<TestDaemon, Monitoring>();
