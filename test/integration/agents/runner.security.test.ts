@@ -19,6 +19,15 @@ import { PROJECT_ROOT } from '../../../daemon/paths.js';
 
 const AGENT = path.join(PROJECT_ROOT, 'examples', 'agent', 'agent.js');
 
+/**
+ * The agent's environment as the runner built it. Node itself adds NODE_V8_COVERAGE to
+ * every child while coverage is collected (c8 runs the tests); it is the only exception.
+ */
+function agentEnv(env: Record<string, string>): Record<string, string> {
+  const { NODE_V8_COVERAGE: coverage, ...rest } = env;
+  return coverage !== undefined && process.env.NODE_V8_COVERAGE ? rest : env;
+}
+
 /** What a daemon's environment may hold; none of these values may reach an agent. */
 const SECRETS = {
   JWT_SECRET: 'jwt-secret-9f8e7d6c5b4a',
@@ -97,7 +106,7 @@ describe('agents/ProcessRunner purity (security)', function () {
 
     // environment: built from nothing.
     // A name the operator listed passes (an LLM agent needs its provider's key); nothing else does.
-    expect(dump.env).to.deep.equal({ PATH: process.env.PATH, HOME: workspace, LANG: 'en_US.UTF-8', SAFE_SETTING: 'visible-to-agent', MODEL_API_KEY: 'listed-provider-key' });
+    expect(agentEnv(dump.env)).to.deep.equal({ PATH: process.env.PATH, HOME: workspace, LANG: 'en_US.UTF-8', SAFE_SETTING: 'visible-to-agent', MODEL_API_KEY: 'listed-provider-key' });
     expect(dump.cwd).to.equal(workspace);
     expect(dump.argv.slice(1)).to.deep.equal([AGENT]);
 
@@ -136,6 +145,6 @@ describe('agents/ProcessRunner purity (security)', function () {
     const workspace = await workspaces.create(sessionId);
     await runner.start(sessionId, buildPureRequest({ vision: 'x [dump]', workingDirectory: workspace, options: {}, maxAgents: 1 }), { onEvent() {} }).done;
     const dump = JSON.parse(readFileSync(path.join(workspace, 'dump.json'), 'utf8')) as { env: Record<string, string> };
-    expect(dump.env).to.deep.equal({ PATH: process.env.PATH, HOME: workspace, LANG: 'C.UTF-8' });
+    expect(agentEnv(dump.env)).to.deep.equal({ PATH: process.env.PATH, HOME: workspace, LANG: 'C.UTF-8' });
   });
 });
