@@ -27,13 +27,28 @@ function encodeRandom(bytes: Buffer): string {
   return out;
 }
 
+/** Random bytes drawn in blocks: one system call per 409 ids instead of one per id. */
+const POOL_SIZE = 4096;
+let pool = Buffer.alloc(0);
+let poolOffset = POOL_SIZE;
+
+function random10(): Buffer {
+  if (poolOffset + 10 > pool.length) {
+    pool = randomBytes(POOL_SIZE);
+    poolOffset = 0;
+  }
+  const out = pool.subarray(poolOffset, poolOffset + 10);
+  poolOffset += 10;
+  return out;
+}
+
 /**
  * A new id: prefix, underscore, 26 lowercase Crockford base32 chars (ULID layout:
  * 48 bits of milliseconds, then 80 random bits). Ids sort by creation time, which
  * keeps cursor pagination simple; the random part makes them unguessable.
  */
 export function newId(prefix: IdPrefix, nowMs: number = Date.now()): string {
-  return `${prefix}_${encodeTime(nowMs)}${encodeRandom(randomBytes(10))}`;
+  return `${prefix}_${encodeTime(nowMs)}${encodeRandom(random10())}`;
 }
 
 const ID_RE = /^[a-z]{3}_[0-9a-hjkmnp-tv-z]{26}$/;

@@ -51,7 +51,7 @@ export class Database {
       sqlite.pragma('synchronous = NORMAL');
       sqlite.pragma(`busy_timeout = ${Math.trunc(options.busyTimeoutMs)}`);
       this.sqlite = sqlite;
-      this.db = new Kysely<DB>({ dialect: new SqliteDialect({ database: sqlite }) });
+      this.db = new Kysely<DB>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
     } else {
       this.dialect = 'postgres';
       const int8 = (value: string): number => {
@@ -133,6 +133,35 @@ export class Database {
   async close(): Promise<void> {
     await this.db.destroy();
   }
+}
+
+/** Statements kept prepared; the daemon's queries are a few hundred distinct SQL texts. */
+const STATEMENT_CACHE_SIZE = 500;
+
+/**
+ * Kysely's SQLite driver prepares every statement again on every query (about a
+ * tenth of an authenticated read's CPU). better-sqlite3 statements are reusable,
+ * and Kysely runs one query at a time on its single connection, so the same SQL
+ * text can share one prepared statement. Bounded, oldest-first eviction.
+ */
+function withStatementCache(sqlite: BetterSqlite3.Database): BetterSqlite3.Database {
+  const cache = new Map<string, BetterSqlite3.Statement>();
+  const prepare = (source: string): BetterSqlite3.Statement => {
+    let stmt = cache.get(source);
+    if (!stmt) {
+      stmt = sqlite.prepare(source);
+      if (cache.size >= STATEMENT_CACHE_SIZE) cache.delete(cache.keys().next().value as string);
+      cache.set(source, stmt);
+    }
+    return stmt;
+  };
+  return new Proxy(sqlite, {
+    get(target, prop, receiver) {
+      if (prop === 'prepare') return prepare;
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
 }
 
 const UNAVAILABLE_CODES = new Set([
