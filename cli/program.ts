@@ -7,10 +7,32 @@ import { usersCommand } from './commands/users.js';
 import { creditsCommand } from './commands/credits.js';
 import { auditCommand } from './commands/audit.js';
 import { sessionsCommand } from './commands/sessions.js';
+import { loginCommand, logoutCommand } from './commands/login.js';
+import { doctorCommand } from './commands/doctor.js';
+import { completionCommand } from './commands/completion.js';
+import { warnIfKeyInArguments } from './core/context.js';
+
+/** A value glued to a secret option (`--password=...`): commander would echo it in its error. */
+const SECRET_VALUE = /(--[\w-]*(?:password|api-key|secret)[\w-]*=)[^\s']*/gi;
+
+/** Commander's usage errors, without secrets, and with a hint where a password was given as an argument. */
+function usageError(cmd: Command) {
+  return (message: string, write: (text: string) => void) => {
+    let m = message.replace(SECRET_VALUE, '$1***');
+    if (/too many arguments/.test(m) && cmd.options.some((o) => o.long === '--password')) {
+      m += '--password takes no value (arguments show in ps and shell history): it asks at a hidden prompt; or pipe the password with --password-stdin\n';
+    }
+    write(m);
+  };
+}
 
 /** Applies the shared settings to a command and all of its subcommands. */
 function harden(cmd: Command): Command {
-  cmd.exitOverride().showHelpAfterError('(add --help for usage)');
+  cmd
+    .exitOverride()
+    .showHelpAfterError('(add --help for usage)')
+    .configureHelp({ showGlobalOptions: true })
+    .configureOutput({ outputError: usageError(cmd) });
   for (const sub of cmd.commands) harden(sub);
   return cmd;
 }
@@ -20,17 +42,29 @@ export function buildProgram(): Command {
   const program = new Command('keen-admin')
     .description('keen-admin: operate a keen-gateway daemon (users, tenants, keys, credits, audit, sessions)')
     .version(VERSION)
-    .option('--url <url>', 'daemon URL (env KEEN_URL)', process.env.KEEN_URL ?? 'http://127.0.0.1:8080')
-    .option('--api-key <key>', 'admin API key (prefer the KEEN_API_KEY variable: arguments show in ps)')
+    .option('--url <url>', 'daemon URL (env KEEN_URL; default: the profile\'s, else http://127.0.0.1:8080)')
+    .option('--api-key <key>', 'admin API key (prefer KEEN_API_KEY or keen-admin login: arguments show in ps)')
+    .option('--profile <name>', 'use this saved profile (env KEEN_PROFILE; default: the file\'s default profile)')
     .option('--json', 'print one JSON document (JSON Lines when streaming)')
     .option('--verbose', 'print stack traces of errors')
-    .addHelpText('after', '\nConnection: --url / KEEN_URL, and the admin API key in KEEN_API_KEY.\nExit codes: 0 ok, 1 operation failed, 2 usage error, 3 daemon unreachable.');
+    .addHelpText(
+      'after',
+      '\nConnection, first match wins: --url/--api-key/--profile, then KEEN_URL/KEEN_API_KEY/KEEN_PROFILE,\n' +
+        'then the default profile saved by keen-admin login ($XDG_CONFIG_HOME/keen/admin.json), then http://127.0.0.1:8080.\n' +
+        'Exit codes: 0 ok, 1 operation failed, 2 usage error, 3 daemon unreachable.\n' +
+        '\nExample:\n  keen-admin login --url https://keen.example.com\n  keen-admin users list',
+    )
+    .hook('preAction', (root) => warnIfKeyInArguments(root));
   program.addCommand(initCommand());
+  program.addCommand(loginCommand());
+  program.addCommand(logoutCommand());
   program.addCommand(usersCommand());
   program.addCommand(tenantsCommand());
   program.addCommand(keysCommand());
   program.addCommand(creditsCommand());
   program.addCommand(auditCommand());
   program.addCommand(sessionsCommand());
+  program.addCommand(doctorCommand());
+  program.addCommand(completionCommand());
   return harden(program);
 }

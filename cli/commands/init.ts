@@ -11,6 +11,7 @@ import { UserAdminService } from '../../daemon/users/user-admin.js';
 import { GatewayError } from '../../daemon/errors.js';
 import { globals, readStdinSecret } from '../core/context.js';
 import { CliError, printSecretOnce } from '../core/output.js';
+import { passwordFromOptions } from '../core/prompt.js';
 
 /**
  * `keen-admin init`: the only command that opens the database itself (same
@@ -21,6 +22,7 @@ export function initCommand(): Command {
     .description('first run only: create the platform admin and print an admin API key once')
     .requiredOption('--email <email>', 'the administrator\'s email')
     .option('--password-stdin', 'also set a password (for signing in), read from standard input')
+    .option('--password', 'also set a password, asked at a hidden prompt, twice (a flag: it takes no value)')
     .option('-c, --config <file>', 'the daemon\'s YAML config (default: $KEEN_CONFIG)')
     .addHelpText('after', '\nExample:\n  keen-admin init --email ops@example.com\n  export KEEN_API_KEY=ak_live_...   # the key it printed')
     .action(async (opts, cmd: Command) => {
@@ -31,6 +33,8 @@ export function initCommand(): Command {
         if (err instanceof ConfigError) throw new CliError(err.message, 1, 'INVALID_CONFIG');
         throw err;
       }
+      // Asked before the database is opened, so a cancelled prompt leaves no trace.
+      const password = await passwordFromOptions(opts, readStdinSecret);
       const logger = createLogger('silent');
       const database = new Database({ url: config.database.url, poolMax: 2, connectTimeoutMs: config.database.connect_timeout_ms, busyTimeoutMs: config.database.busy_timeout_ms, logger });
       let audit: DatabaseAuditLogger | undefined;
@@ -38,7 +42,6 @@ export function initCommand(): Command {
         await migrateToLatest(database);
         audit = new DatabaseAuditLogger({ database, clock: systemClock, logger });
         const service = new UserAdminService({ database, clock: systemClock, hasher: new PasswordHasher({ maxConcurrent: 1 }), audit });
-        const password = opts.passwordStdin ? await readStdinSecret() : undefined;
         const r = await service.bootstrap({ email: opts.email, ...(password !== undefined ? { password } : {}) });
         if (!globals(cmd).json) process.stdout.write(`created platform admin ${r.user.email} (${r.user.id})\n`);
         printSecretOnce(globals(cmd), { success: true, user: r.user, api_key: r.api_key, key: r.key }, 'admin API key', r.key);

@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { clientFor, globals, readStdinSecret } from '../core/context.js';
 import { printResult } from '../core/output.js';
+import { passwordFromOptions } from '../core/prompt.js';
 
 type User = Record<string, unknown>;
 const COLUMNS = ['id', 'email', 'tenant_id', 'role', 'tier', 'status', 'mfa_enabled', 'created_at'];
@@ -16,12 +17,15 @@ export function usersCommand(): Command {
     .option('--tenant <id>', 'tenant id (tenant admins: always their own)')
     .addOption(new Option('--role <role>', 'member, or admin (tenant admin with --tenant, platform admin without)').choices(['member', 'admin']).default('member'))
     .option('--password-stdin', 'read the password from standard input (never pass it as an argument)')
-    .addHelpText('after', '\nExample:\n  printf %s "$PASSWORD" | keen-admin users create --email ana@example.com --tier team --password-stdin')
+    .option('--password', 'ask for the password at a hidden prompt, twice (a flag: it takes no value)')
+    .addHelpText('after', '\nExample:\n  printf %s "$PASSWORD" | keen-admin users create --email ana@example.com --tier team --password-stdin\n  keen-admin users create --email ana@example.com --password   # prompts')
     .action(async (opts, cmd: Command) => {
       const body: Record<string, unknown> = { email: opts.email, tier: opts.tier, role: opts.role };
       if (opts.tenant) body.tenant_id = opts.tenant;
-      if (opts.passwordStdin) body.password = await readStdinSecret();
-      const r = await clientFor(cmd).request<{ user: User }>('POST', '/v1/admin/users', { body });
+      const client = clientFor(cmd); // before any prompt: a missing key is said at once
+      const password = await passwordFromOptions(opts, readStdinSecret);
+      if (password !== undefined) body.password = password;
+      const r = await client.request<{ user: User }>('POST', '/v1/admin/users', { body });
       printResult(globals(cmd), r, [r.user], COLUMNS);
     });
   users

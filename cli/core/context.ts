@@ -1,28 +1,86 @@
 import type { Command } from 'commander';
 import { KeenClient } from '../../sdk/src/index.js';
 import { CliError } from './output.js';
+import { profilePath, readProfiles, resolveConnection, type Connection } from './profile.js';
 
 export interface GlobalOptions {
-  url: string;
-  apiKey?: string;
+  /** Resolved on first read: flags, environment, the default profile, the built-in URL. */
+  readonly url: string;
+  /** Resolved on first read like `url`; undefined when nothing provides one. */
+  readonly apiKey: string | undefined;
+  profile?: string;
   json?: boolean;
   verbose?: boolean;
 }
 
-/** The root options, from any subcommand. */
-export function globals(cmd: Command): GlobalOptions {
-  return cmd.optsWithGlobals<GlobalOptions>();
+interface RawGlobals {
+  url?: string;
+  apiKey?: string;
+  profile?: string;
+  json?: boolean;
+  verbose?: boolean;
+}
+
+const connections = new WeakMap<Command, Connection>();
+
+function rootOf(cmd: Command): Command {
+  let c = cmd;
+  while (c.parent) c = c.parent;
+  return c;
 }
 
 /**
- * The admin API client. The key comes from KEEN_API_KEY (preferred: it stays out
- * of `ps` and shell history) or --api-key.
+ * Where this invocation connects, resolved once per process (see
+ * resolveConnection for the order). Reads the profile file only when flags and
+ * environment leave a setting open.
+ */
+export function connectionFor(cmd: Command): Connection {
+  const root = rootOf(cmd);
+  let conn = connections.get(root);
+  if (!conn) {
+    const o = cmd.optsWithGlobals<RawGlobals>();
+    const file = profilePath(process.env);
+    conn = resolveConnection({ url: o.url, apiKey: o.apiKey, profile: o.profile }, process.env, () => readProfiles(file), file);
+    connections.set(root, conn);
+  }
+  return conn;
+}
+
+/**
+ * The root options, from any subcommand. `url` and `apiKey` are resolved when
+ * first read, so commands that never connect (init, doctor, completion) are
+ * not stopped by a broken profile file.
+ */
+export function globals(cmd: Command): GlobalOptions {
+  const o = cmd.optsWithGlobals<RawGlobals>();
+  return {
+    ...(o.profile !== undefined ? { profile: o.profile } : {}),
+    ...(o.json !== undefined ? { json: o.json } : {}),
+    ...(o.verbose !== undefined ? { verbose: o.verbose } : {}),
+    get url() {
+      return connectionFor(cmd).url;
+    },
+    get apiKey() {
+      return connectionFor(cmd).apiKey;
+    },
+  };
+}
+
+/**
+ * The admin API client, with the key from --api-key, KEEN_API_KEY or a saved
+ * profile (`keen-admin login`).
  */
 export function clientFor(cmd: Command): KeenClient {
-  const g = globals(cmd);
-  const apiKey = g.apiKey ?? process.env.KEEN_API_KEY;
-  if (!apiKey) throw new CliError('no API key: set KEEN_API_KEY (or pass --api-key)', 2);
-  return new KeenClient({ baseUrl: g.url, apiKey, maxRetries: 1, timeout: 15_000 });
+  const { url, apiKey } = connectionFor(cmd);
+  if (!apiKey) throw new CliError('no API key: run keen-admin login, or set KEEN_API_KEY', 2);
+  return new KeenClient({ baseUrl: url, apiKey, maxRetries: 1, timeout: 15_000 });
+}
+
+/** Said once when the key was passed as an argument: anyone on the machine can read it from `ps`, and it stays in shell history. */
+export function warnIfKeyInArguments(root: Command): void {
+  if (root.getOptionValueSource('apiKey') === 'cli') {
+    process.stderr.write('keen-admin: warning: --api-key is visible in ps and shell history; use KEEN_API_KEY or keen-admin login instead\n');
+  }
 }
 
 /** Reads a password from standard input (`--password-stdin`): the whole input, without the final newline. */

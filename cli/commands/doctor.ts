@@ -1,0 +1,304 @@
+import { randomBytes } from 'node:crypto';
+import { accessSync, constants, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Command } from 'commander';
+import { sql } from 'kysely';
+import { MIN_SECRET_BYTES } from '../../daemon/auth/jwt-secret.js';
+import { loadConfig, type ResolvedConfig } from '../../daemon/config/load.js';
+import { createLogger } from '../../daemon/logger.js';
+import { Database } from '../../daemon/storage/database.js';
+import { pendingMigrations } from '../../daemon/storage/migrator.js';
+import { globals } from '../core/context.js';
+import { CliError } from '../core/output.js';
+import { DEFAULT_URL, shownUrl } from '../core/profile.js';
+
+export type CheckStatus = 'ok' | 'warn' | 'fail';
+
+/** One line of the report. */
+export interface Check {
+  name: string;
+  status: CheckStatus;
+  message: string;
+}
+
+/** Every network step of a check gives up after this long. */
+const TIMEOUT_MS = 3000;
+/** Clocks further apart than this break token expiry, leases and audit order: warn. */
+const MAX_SKEW_MS = 5000;
+
+/** Rejects when `work` has not settled within `ms`. */
+async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([work, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const messageOf = (err: unknown): string => {
+  const e = err as NodeJS.ErrnoException;
+  const text = e?.message || (e instanceof AggregateError ? e.errors.map((x) => (x as Error).message).join('; ') : '') || String(err);
+  return e?.code && !text.includes(e.code) ? `${e.code}: ${text}` : text;
+};
+
+const octal = (mode: number) => (mode & 0o777).toString(8).padStart(4, '0');
+
+/** The passwords of the configured URLs and the JWT secret: removed from every message, whatever a driver put in it. */
+function secretsOf(config: ResolvedConfig | null, env: Record<string, string | undefined>): string[] {
+  const out: string[] = [];
+  for (const url of [config?.database.url, config?.redis.url, env.KEEN_DATABASE_URL, env.KEEN_REDIS_URL]) {
+    if (!url) continue;
+    try {
+      const p = new URL(url).password;
+      if (p) out.push(p, decodeURIComponent(p));
+    } catch {
+      // Not a URL: shownUrl handles the display.
+    }
+  }
+  if (env.JWT_SECRET) out.push(env.JWT_SECRET);
+  return out.filter((s) => s.length >= 3);
+}
+
+/** One printable line: no control characters (a hostile value cannot rewrite the terminal), no secret. */
+function clean(message: string, secrets: string[]): string {
+  let m = message.replace(/\s*[\r\n]+\s*/g, ' ');
+  for (const s of secrets) m = m.split(s).join('***');
+  // eslint-disable-next-line no-control-regex
+  return m.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+function checkDataDir(config: ResolvedConfig): Check {
+  const dir = config.data_dir;
+  if (!existsSync(dir)) return { name: 'data_dir', status: 'warn', message: `${dir} does not exist yet; the daemon creates it (mode 0700) at start` };
+  const st = statSync(dir);
+  if (!st.isDirectory()) return { name: 'data_dir', status: 'fail', message: `${dir} is not a directory` };
+  // A real write: access(W_OK) says yes to root and no to nothing else (read-only mounts, full disks).
+  const probe = path.join(dir, `.keen-doctor-${randomBytes(6).toString('hex')}`);
+  try {
+    writeFileSync(probe, '', { flag: 'wx', mode: 0o600 });
+    rmSync(probe, { force: true });
+  } catch (err) {
+    return { name: 'data_dir', status: 'fail', message: `${dir} is not writable: ${messageOf(err)}` };
+  }
+  if ((st.mode & 0o077) !== 0) {
+    return { name: 'data_dir', status: 'warn', message: `${dir} has mode ${octal(st.mode)}: others can reach the database and secrets in it (run: chmod 700 ${dir})` };
+  }
+  return { name: 'data_dir', status: 'ok', message: `${dir} (mode ${octal(st.mode)}, writable)` };
+}
+
+/** Database reachable, schema migrated, and its clock (measured from the middle of the round trip). */
+async function checkDatabase(config: ResolvedConfig): Promise<{ checks: Check[]; skewMs: number | null }> {
+  const url = config.database.url;
+  const shown = shownUrl(url);
+  if (url.startsWith('sqlite:')) {
+    const file = url.slice('sqlite:'.length);
+    if (file !== ':memory:' && !existsSync(file)) {
+      // Opening it would create it: doctor only looks.
+      return {
+        checks: [{ name: 'database', status: 'warn', message: `${shown} does not exist yet; the daemon creates it at start (or run keen-gateway migrate)` }],
+        skewMs: null,
+      };
+    }
+  }
+  const database = new Database({
+    url,
+    poolMax: 1,
+    connectTimeoutMs: Math.min(config.database.connect_timeout_ms, TIMEOUT_MS),
+    busyTimeoutMs: Math.min(config.database.busy_timeout_ms, TIMEOUT_MS),
+    logger: createLogger('silent'),
+  });
+  const checks: Check[] = [];
+  let skewMs: number | null = null;
+  try {
+    try {
+      await withTimeout(database.ping(TIMEOUT_MS), TIMEOUT_MS + 500, 'database');
+    } catch (err) {
+      checks.push({ name: 'database', status: 'fail', message: `cannot reach ${shown}: ${messageOf(err)}` });
+      return { checks, skewMs };
+    }
+    checks.push({ name: 'database', status: 'ok', message: `${shown} (${database.dialect}) answers` });
+    try {
+      const pending = await withTimeout(pendingMigrations(database), TIMEOUT_MS, 'migrations');
+      checks.push(
+        pending.length === 0
+          ? { name: 'migrations', status: 'ok', message: 'schema up to date' }
+          : { name: 'migrations', status: 'warn', message: `${pending.length} pending: ${pending.join(', ')} (run keen-gateway migrate, or start the daemon)` },
+      );
+    } catch (err) {
+      checks.push({ name: 'migrations', status: 'fail', message: `cannot read the migration state: ${messageOf(err)}` });
+    }
+    try {
+      const before = Date.now();
+      const query = database.dialect === 'postgres' ? sql<{ now: Date | string }>`select now() as now` : sql<{ now: string }>`select datetime('now') as now`;
+      const r = await withTimeout(query.execute(database.db), TIMEOUT_MS, 'database clock');
+      const after = Date.now();
+      const raw = r.rows[0]?.now;
+      // SQLite's datetime('now') is UTC without a zone: 'YYYY-MM-DD HH:MM:SS'.
+      const serverMs = raw instanceof Date ? raw.getTime() : Date.parse(String(raw).replace(' ', 'T') + (database.dialect === 'sqlite' ? 'Z' : ''));
+      if (Number.isFinite(serverMs)) skewMs = serverMs - (before + after) / 2;
+    } catch {
+      skewMs = null;
+    }
+  } finally {
+    await withTimeout(database.close(), TIMEOUT_MS, 'close').catch(() => undefined);
+  }
+  return { checks, skewMs };
+}
+
+async function checkRedis(config: ResolvedConfig): Promise<Check> {
+  const url = config.redis.url;
+  if (!url) return { name: 'redis', status: 'ok', message: 'not configured (limits and the event bus are in-process: run one daemon only)' };
+  const shown = shownUrl(url);
+  let lastError: string | null = null;
+  // Loaded here: ioredis would add to the start-up time of every other command.
+  const { createRedis } = await import('../../daemon/shared/redis.js');
+  const client = createRedis(
+    url,
+    { warn: (obj) => (lastError = (obj as { err?: { message?: string } }).err?.message ?? lastError), info: () => undefined },
+    { connectionName: 'keen-doctor', connectTimeoutMs: TIMEOUT_MS, commandTimeoutMs: TIMEOUT_MS },
+  );
+  try {
+    await withTimeout(new Promise<void>((resolve) => client.once('ready', () => resolve())), TIMEOUT_MS, 'redis').catch((err: Error) => {
+      throw new Error(lastError ?? err.message);
+    });
+    const pong = await withTimeout(client.ping(), TIMEOUT_MS, 'redis PING');
+    return { name: 'redis', status: 'ok', message: `${shown} answers PING (${pong})` };
+  } catch (err) {
+    return { name: 'redis', status: 'fail', message: `cannot reach ${shown}: ${messageOf(err)}` };
+  } finally {
+    client.disconnect();
+  }
+}
+
+const isExecutable = (file: string): boolean => {
+  try {
+    if (!statSync(file).isFile()) return false;
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** The agent's program runs (on PATH or as a path), and its arguments that are paths exist. */
+function checkAgent(config: ResolvedConfig, env: Record<string, string | undefined>): Check {
+  const [program, ...args] = config.agent.command;
+  if (!program) return { name: 'agent', status: 'fail', message: 'agent.command: is empty' };
+  let found: string | null = null;
+  if (program.includes('/')) {
+    const file = path.resolve(config.config_dir, program);
+    if (!existsSync(file)) return { name: 'agent', status: 'fail', message: `agent.command: ${file} does not exist` };
+    if (!isExecutable(file)) return { name: 'agent', status: 'fail', message: `agent.command: ${file} is not an executable file` };
+    found = file;
+  } else {
+    // The runner gives the agent the daemon's PATH.
+    const dirs = (config.agent_env.PATH ?? env.PATH ?? '').split(path.delimiter).filter(Boolean);
+    found = dirs.map((d) => path.join(d, program)).find(isExecutable) ?? null;
+    if (!found) return { name: 'agent', status: 'fail', message: `agent.command: program "${program}" is not found on PATH` };
+  }
+  const missing = args
+    .filter((a) => !a.startsWith('-') && (path.isAbsolute(a) || a.startsWith('./') || a.startsWith('../')))
+    .map((a) => path.resolve(config.config_dir, a))
+    .filter((a) => !existsSync(a));
+  if (missing.length > 0) return { name: 'agent', status: 'fail', message: `agent.command: ${missing.join(', ')} does not exist` };
+  return { name: 'agent', status: 'ok', message: `${found}${args.length ? ` ${args.join(' ')}` : ''}` };
+}
+
+/** JWT_SECRET strength (CONTRACT section 3): production refuses a missing or short one, so doctor fails there. */
+function checkJwtSecret(config: ResolvedConfig): Check {
+  const production = config.env === 'production';
+  const weak: CheckStatus = production ? 'fail' : 'warn';
+  if (config.jwt_secret !== null) {
+    const bytes = Buffer.byteLength(config.jwt_secret, 'utf8');
+    if (bytes >= MIN_SECRET_BYTES) return { name: 'jwt_secret', status: 'ok', message: `JWT_SECRET is set (${bytes} bytes)` };
+    return { name: 'jwt_secret', status: weak, message: `JWT_SECRET is ${bytes} bytes; at least ${MIN_SECRET_BYTES} are required${production ? ' in production' : ' (refused in production)'}` };
+  }
+  const file = path.join(config.data_dir, 'jwt-secret');
+  if (production) return { name: 'jwt_secret', status: 'fail', message: 'JWT_SECRET is not set; it is required when KEEN_ENV=production' };
+  if (!existsSync(file)) return { name: 'jwt_secret', status: 'warn', message: `JWT_SECRET is not set; the daemon will generate one into ${file} (set JWT_SECRET in production)` };
+  const mode = statSync(file).mode;
+  const length = Buffer.from(readFileSync(file, 'utf8').trim(), 'base64url').length;
+  if (length < MIN_SECRET_BYTES) return { name: 'jwt_secret', status: 'fail', message: `${file} holds a secret shorter than ${MIN_SECRET_BYTES} bytes; delete it to generate a new one` };
+  if ((mode & 0o077) !== 0) return { name: 'jwt_secret', status: 'warn', message: `JWT_SECRET is not set, and ${file} has mode ${octal(mode)} (the daemon resets it to 0600; set JWT_SECRET in production)` };
+  return { name: 'jwt_secret', status: 'warn', message: `JWT_SECRET is not set; using the generated ${file} (mode 0600; set JWT_SECRET in production)` };
+}
+
+/** The daemon's clock from its Date header (whole seconds); null when it does not answer. */
+async function daemonSkew(url: string): Promise<number | null> {
+  try {
+    const before = Date.now();
+    const res = await fetch(`${url.replace(/\/+$/, '')}/health/live`, { signal: AbortSignal.timeout(TIMEOUT_MS) });
+    const after = Date.now();
+    await res.body?.cancel();
+    const date = Date.parse(res.headers.get('date') ?? '');
+    if (!Number.isFinite(date)) return null;
+    // The header has whole seconds, truncated: compare with the middle of that second.
+    return date + 500 - (before + after) / 2;
+  } catch {
+    return null;
+  }
+}
+
+function checkClock(databaseSkew: number | null, daemon: { url: string; skewMs: number | null }): Check {
+  const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+  const parts: string[] = [];
+  let status = 'ok' as CheckStatus;
+  const compare = (what: string, skew: number, resolution: number) => {
+    const off = Math.abs(skew) > MAX_SKEW_MS + resolution;
+    if (off) status = 'warn';
+    parts.push(`${what} is ${off ? `${seconds(Math.abs(skew))} ${skew > 0 ? 'ahead of' : 'behind'}` : `within ${seconds(Math.max(Math.abs(skew), 0))} of`} this machine`);
+  };
+  if (databaseSkew !== null) compare('the database clock', databaseSkew, 0);
+  else parts.push('the database clock was not read');
+  if (daemon.skewMs !== null) compare(`the daemon at ${shownUrl(daemon.url)}`, daemon.skewMs, 500);
+  else parts.push(`the daemon at ${shownUrl(daemon.url)} did not answer (not compared)`);
+  return { name: 'clock', status, message: parts.join('; ') + (status === 'warn' ? ` (more than ${MAX_SKEW_MS / 1000} s breaks token expiry and leases: sync with NTP)` : '') };
+}
+
+/** Runs every check, in order; a config that does not load stops the rest. */
+export async function runChecks(options: { file?: string | undefined; env: Record<string, string | undefined>; daemonUrl: string }): Promise<Check[]> {
+  let config: ResolvedConfig;
+  try {
+    config = loadConfig({ file: options.file, env: options.env });
+  } catch (err) {
+    return [{ name: 'config', status: 'fail', message: clean(messageOf(err), secretsOf(null, options.env)) }];
+  }
+  const source = options.file ?? options.env.KEEN_CONFIG;
+  const checks: Check[] = [{ name: 'config', status: 'ok', message: `${source ? path.resolve(source) : 'no file: defaults and environment'} (env ${config.env})` }];
+  checks.push(checkDataDir(config));
+  const [db, redis, daemon] = await Promise.all([checkDatabase(config), checkRedis(config), daemonSkew(options.daemonUrl)]);
+  checks.push(...db.checks, redis, checkAgent(config, options.env), checkJwtSecret(config), checkClock(db.skewMs, { url: options.daemonUrl, skewMs: daemon }));
+  const secrets = secretsOf(config, options.env);
+  return checks.map((c) => ({ ...c, message: clean(c.message, secrets) }));
+}
+
+/** `keen-admin doctor`: checks what the daemon needs, with its own config and environment, one line each. */
+export function doctorCommand(): Command {
+  return new Command('doctor')
+    .description('check the daemon\'s config, data directory, database, Redis, agent, JWT secret and clocks')
+    .option('-c, --config <file>', 'the daemon\'s YAML config (default: $KEEN_CONFIG)')
+    .addHelpText(
+      'after',
+      '\nRun it where the daemon runs, with the same environment. Each line is ok, warn or fail;\nthe exit code is 1 when any check fails (warnings do not fail).\n' +
+        '\nExample:\n  KEEN_ENV=production keen-admin doctor --config /etc/keen/gateway.yaml\n  keen-admin doctor --json | jq \'.checks[] | select(.status != "ok")\'',
+    )
+    .action(async (opts: { config?: string }, cmd: Command) => {
+      const g = globals(cmd);
+      let daemonUrl: string;
+      try {
+        daemonUrl = g.url;
+      } catch {
+        // A broken profile file is no reason to skip the local checks.
+        daemonUrl = process.env.KEEN_URL || DEFAULT_URL;
+      }
+      const checks = await runChecks({ file: opts.config, env: process.env, daemonUrl });
+      const failed = checks.filter((c) => c.status === 'fail').length;
+      if (g.json) process.stdout.write(JSON.stringify({ ok: failed === 0, checks }) + '\n');
+      else {
+        const width = Math.max(...checks.map((c) => c.name.length));
+        for (const c of checks) process.stdout.write(`${c.status.padEnd(4)}  ${c.name.padEnd(width)}  ${c.message}\n`);
+      }
+      if (failed > 0) throw new CliError(`${failed} check${failed === 1 ? '' : 's'} failed`, 1, 'CHECK_FAILED');
+    });
+}
