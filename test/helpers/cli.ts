@@ -1,4 +1,7 @@
 import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { PROJECT_ROOT } from '../../daemon/paths.js';
 import { ADMIN, NODE_ARGS } from './daemon.js';
 
@@ -10,6 +13,11 @@ export interface CliRun {
   json: any;
 }
 
+let configHome: string | null = null;
+function emptyConfigHome(): string {
+  return (configHome ??= mkdtempSync(path.join(tmpdir(), 'keen-cli-config-')));
+}
+
 /**
  * Runs the built keen-admin (dist/: `npm run build` first) as operators do: a
  * fresh process with only the connection settings given here (KEEN_URL and
@@ -19,7 +27,8 @@ export function runAdmin(args: string[], options: { env?: Record<string, string>
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...NODE_ARGS, ADMIN, ...args], {
       cwd: PROJECT_ROOT,
-      env: { ...process.env, KEEN_API_KEY: '', KEEN_URL: '', ...options.env },
+      // An empty config home: a developer's own ~/.config/keen/admin.json never leaks into a test.
+      env: { ...process.env, KEEN_API_KEY: '', KEEN_URL: '', KEEN_PROFILE: '', XDG_CONFIG_HOME: emptyConfigHome(), ...options.env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stdout = '';

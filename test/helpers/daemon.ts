@@ -8,6 +8,7 @@ import { stringify as toYaml } from 'yaml';
 import type { Clock } from '../../daemon/clock.js';
 import { loadConfig, type ResolvedConfig } from '../../daemon/config/load.js';
 import { Container } from '../../daemon/container.js';
+import type { AuditLogger } from '../../daemon/audit/types.js';
 import { createLogger } from '../../daemon/logger.js';
 import { PROJECT_ROOT } from '../../daemon/paths.js';
 import { listen, type RunningServer } from '../../daemon/server.js';
@@ -26,6 +27,8 @@ export interface DaemonOptions {
   jwtSecret?: string;
   clock?: Clock;
   logLevel?: string;
+  /** Replaces the durable audit store (benchmarks comparing its cost). */
+  audit?: AuditLogger;
 }
 
 /** Where a test daemon keeps its files and which database it uses. */
@@ -104,7 +107,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<TestDaem
   });
   const config = loadConfig({ env: { JWT_SECRET: home.jwtSecret, PATH: process.env.PATH, LANG: process.env.LANG }, overrides: baseConfig(home, options) });
   const logger = createLogger(config.log.level, sink);
-  const container = new Container({ config, logger, clock: options.clock, defaultMetrics: false });
+  const container = new Container({ config, logger, clock: options.clock, defaultMetrics: false, ...(options.audit ? { audit: options.audit } : {}) });
   try {
     await container.start();
   } catch (err) {
