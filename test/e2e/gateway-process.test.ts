@@ -7,6 +7,7 @@ import path from 'node:path';
 import { PROJECT_ROOT } from '../../daemon/paths.js';
 import { ADMIN, MAIN, NODE_ARGS, spawnDaemon, type ChildDaemon } from '../helpers/daemon.js';
 import { TEST_POSTGRES_URL } from '../helpers/env.js';
+import { createTestSchema } from '../helpers/postgres.js';
 
 function run(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000) {
   const r = spawnSync(process.execPath, [...NODE_ARGS, MAIN, ...args], {
@@ -88,7 +89,6 @@ describe('keen-gateway executable', function () {
 
   if (TEST_POSTGRES_URL) {
     it('`migrate` works on Postgres too', async () => {
-      const { createTestSchema } = await import('../helpers/postgres.js');
       const schema = await createTestSchema();
       try {
         const r = run(['migrate'], { KEEN_DATABASE_URL: schema.url, KEEN_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'keen-e2e-')) });

@@ -3,7 +3,10 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { describeStorage } from '../helpers/backends.js';
-import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { spawnDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { verifyChain } from '../../daemon/audit/verify.js';
+import { Database } from '../../daemon/storage/database.js';
+import { createLogger } from '../../daemon/logger.js';
 import { runAdmin } from '../helpers/cli.js';
 import { buildUser, uniqueEmail } from '../helpers/factories.js';
 
@@ -128,10 +131,6 @@ describeStorage('keen-admin against a real daemon', (backend) => {
 
 describe('the daemon records audit entries durably by default', () => {
   it('init, a failed login and an admin action land in audit_log with a verifying chain', async () => {
-    const { spawnDaemon } = await import('../helpers/daemon.js');
-    const { verifyChain } = await import('../../daemon/audit/verify.js');
-    const { Database } = await import('../../daemon/storage/database.js');
-    const { createLogger } = await import('../../daemon/logger.js');
     const daemon = await spawnDaemon();
     try {
       const cfg = path.join(daemon.home.dataDir, 'gateway.yaml');

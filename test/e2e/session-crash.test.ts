@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { rmSync } from 'node:fs';
 import { AccessTokens } from '../../daemon/auth/access-tokens.js';
 import { MemoryAuditLogger } from '../../daemon/audit/types.js';
 import { PasswordHasher } from '../../daemon/auth/passwords.js';
@@ -92,7 +93,6 @@ describeStorage('a daemon killed while its agent runs', (backend) => {
       await d?.cleanup();
       d = undefined;
       if (other) {
-        const { rmSync } = await import('node:fs');
         rmSync(other.dataDir, { recursive: true, force: true });
       }
       await database.close();
