@@ -333,18 +333,7 @@ export class AuthService {
     const user = await this.users.findById(claims.sub);
     if (!user || claims.iat_ms < user.tokens_not_before) throw new GatewayError('INVALID_TOKEN', 'access token is invalid');
     if (user.status !== 'active') throw new GatewayError('ACCOUNT_SUSPENDED', 'this account is suspended');
-    const allowed = new Set(scopesForRole(user.role));
-    return {
-      userId: user.id,
-      tenantId: user.tenant_id,
-      email: user.email,
-      role: user.role,
-      tier: user.tier,
-      scopes: claims.scopes.filter((s): s is Scope => allowed.has(s as Scope)),
-      via: 'jwt',
-      apiKeyId: null,
-      apiKeyRateLimitPerHour: null,
-    };
+    return principalOf(user, claims.scopes, null);
   }
 
   private async authenticateApiKey(key: string): Promise<Principal> {
@@ -359,17 +348,25 @@ export class AuthService {
     if (!user) throw invalid;
     if (user.status !== 'active') throw new GatewayError('ACCOUNT_SUSPENDED', 'this account is suspended');
     if (row.last_used_at === null || now - row.last_used_at > KEY_TOUCH_INTERVAL_MS) await this.creds.touchApiKey(row.id, now);
-    const allowed = new Set(scopesForRole(user.role));
-    return {
-      userId: user.id,
-      tenantId: user.tenant_id,
-      email: user.email,
-      role: user.role,
-      tier: user.tier,
-      scopes: (JSON.parse(row.scopes) as Scope[]).filter((s) => allowed.has(s)),
-      via: 'api_key',
-      apiKeyId: row.id,
-      apiKeyRateLimitPerHour: row.rate_limit_per_hour,
-    };
+    return principalOf(user, JSON.parse(row.scopes) as string[], row);
   }
+}
+
+/**
+ * The principal of an active user: the credential's scopes cut down to what the
+ * user's role holds now (a demoted user's old token or key loses the rest at once).
+ */
+function principalOf(user: UserRow, credentialScopes: string[], key: { id: string; rate_limit_per_hour: number } | null): Principal {
+  const allowed = new Set<string>(scopesForRole(user.role));
+  return {
+    userId: user.id,
+    tenantId: user.tenant_id,
+    email: user.email,
+    role: user.role,
+    tier: user.tier,
+    scopes: credentialScopes.filter((s): s is Scope => allowed.has(s)),
+    via: key ? 'api_key' : 'jwt',
+    apiKeyId: key?.id ?? null,
+    apiKeyRateLimitPerHour: key?.rate_limit_per_hour ?? null,
+  };
 }
