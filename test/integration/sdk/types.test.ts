@@ -1,7 +1,14 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { startDaemon, type TestDaemon } from '../../helpers/daemon.js';
-import { SDK_SCHEMAS, TYPES_FILE, generateTypes } from '../../../sdk/scripts/gen-types.mjs';
+
+/**
+ * The generator is an ES module script (.mjs). A static import of it would make mocha load
+ * this whole file as ESM, and with it a second copy of the daemon next to the one the other
+ * test files share; a dynamic import of the script alone (it imports no project module) does not.
+ */
+const generator = () =>
+  import('../../../sdk/scripts/gen-types.mjs') as Promise<{ SDK_SCHEMAS: string[]; TYPES_FILE: string; generateTypes(): Promise<string> }>;
 
 /** Every endpoint the SDK wraps, with the schemas its types are generated from. */
 const ENDPOINTS: Array<[method: string, path: string, request: string | null, response: string]> = [
@@ -22,6 +29,7 @@ const ENDPOINTS: Array<[method: string, path: string, request: string | null, re
 
 describe('SDK types and the daemon cannot drift', () => {
   it('sdk/src/types.gen.ts is what schemas/api generates now (run `node sdk/scripts/gen-types.mjs`)', async () => {
+    const { TYPES_FILE, generateTypes } = await generator();
     const fresh = await generateTypes();
     expect(readFileSync(TYPES_FILE, 'utf8') === fresh, 'sdk/src/types.gen.ts is stale: run `node sdk/scripts/gen-types.mjs`').to.equal(true);
   });
@@ -34,6 +42,7 @@ describe('SDK types and the daemon cannot drift', () => {
     after(async () => d?.stop());
 
     it('declares the request and response schemas the SDK is generated from, for every endpoint it wraps', async () => {
+      const { SDK_SCHEMAS } = await generator();
       const spec = (await d.api.get('/openapi.json')).body;
       const ref = (s: { $ref?: string } | undefined) => s?.$ref?.replace('#/components/schemas/', '');
       for (const [method, path, request, response] of ENDPOINTS) {
