@@ -126,6 +126,7 @@ export class Container {
       connectTimeoutMs: this.config.database.connect_timeout_ms,
       busyTimeoutMs: this.config.database.busy_timeout_ms,
       logger: this.logger,
+      keepReads: true,
     });
     this.stoppers.push(() => this.database.close());
     const schemas = loadSchemas();

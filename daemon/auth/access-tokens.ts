@@ -22,6 +22,9 @@ export interface AccessClaims {
 
 export const ACCESS_TOKEN_TYPE = 'at+jwt';
 
+/** Tokens whose signature and claims were checked, kept so a client's next request skips the work. */
+const VERIFIED_CACHE_SIZE = 10_000;
+
 /**
  * HS256 access tokens (RFC 9068 shape). The secret is a KeyObject: jsonwebtoken
  * re-imports a string secret on every call, which costs an order of magnitude in
@@ -31,6 +34,14 @@ export const ACCESS_TOKEN_TYPE = 'at+jwt';
  */
 export class AccessTokens {
   private readonly key: KeyObject;
+  /**
+   * Token text -> its checked claims, oldest first. Verification is a pure
+   * function of the text, the key and the clock, so a hit only re-checks `exp`
+   * (a token's claims cannot change; revocation is decided per user after
+   * this, from the database). Bounded, and only tokens that passed
+   * verification are stored, so garbage cannot fill it.
+   */
+  private readonly verified = new Map<string, AccessClaims>();
 
   constructor(
     secret: Buffer,
@@ -64,6 +75,19 @@ export class AccessTokens {
 
   /** Verifies and returns the claims, or throws INVALID_TOKEN / TOKEN_EXPIRED. */
   verify(token: string): AccessClaims {
+    const known = this.verified.get(token);
+    if (known) {
+      if (Math.floor(this.options.clock.now() / 1000) < known.exp) return known;
+      this.verified.delete(token);
+      throw new GatewayError('TOKEN_EXPIRED', 'access token has expired');
+    }
+    const claims = this.check(token);
+    if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value as string);
+    this.verified.set(token, claims);
+    return claims;
+  }
+
+  private check(token: string): AccessClaims {
     let decoded: jwt.Jwt;
     try {
       decoded = jwt.verify(token, this.key, {
@@ -90,7 +114,8 @@ export class AccessTokens {
     ) {
       throw new GatewayError('INVALID_TOKEN', 'access token is invalid');
     }
-    return p as AccessClaims;
+    Object.freeze(p.scopes);
+    return Object.freeze(p) as AccessClaims;
   }
 }
 

@@ -3,6 +3,7 @@ import type { Clock } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import { newId } from '../ids.js';
 import type { Database } from '../storage/database.js';
+import { prepareAuthReads, type AuthReads, type AuthSubject } from '../storage/repos/auth-reads.js';
 import { CredentialRepository } from '../storage/repos/credentials.js';
 import { UserRepository, type UserRow } from '../storage/repos/users.js';
 import { AccessTokens, generateRefreshToken } from './access-tokens.js';
@@ -61,11 +62,13 @@ const KEY_TOUCH_INTERVAL_MS = 60_000;
 export class AuthService {
   private readonly users: UserRepository;
   private readonly creds: CredentialRepository;
+  private readonly reads: AuthReads;
   private observer: AuthObserver | null = null;
 
   constructor(private readonly deps: AuthServiceDeps) {
     this.users = new UserRepository(deps.database.db);
     this.creds = new CredentialRepository(deps.database.db);
+    this.reads = prepareAuthReads(deps.database);
   }
 
   /** Reports each outcome of `authenticate`, `login` and `refresh` to `observer`. */
@@ -330,25 +333,22 @@ export class AuthService {
 
   private async authenticateJwt(token: string): Promise<Principal> {
     const claims = this.deps.accessTokens.verify(token);
-    const user = await this.users.findById(claims.sub);
+    const user = await this.reads.subject.first({ id: claims.sub });
     if (!user || claims.iat_ms < user.tokens_not_before) throw new GatewayError('INVALID_TOKEN', 'access token is invalid');
     if (user.status !== 'active') throw new GatewayError('ACCOUNT_SUSPENDED', 'this account is suspended');
     return principalOf(user, claims.scopes, null);
   }
 
   private async authenticateApiKey(key: string): Promise<Principal> {
-    const invalid = new GatewayError('INVALID_TOKEN', 'API key is invalid');
-    if (!isWellFormedApiKey(key)) throw invalid;
-    const row = await this.creds.findApiKeyByHash(hashSecret(key));
-    if (!row) throw invalid;
+    if (!isWellFormedApiKey(key)) throw new GatewayError('INVALID_TOKEN', 'API key is invalid');
+    const row = await this.reads.apiKey.first({ hash: hashSecret(key) });
+    if (!row) throw new GatewayError('INVALID_TOKEN', 'API key is invalid');
     const now = this.deps.clock.now();
     if (row.revoked_at !== null) throw new GatewayError('API_KEY_REVOKED', 'API key has been revoked');
     if (row.expires_at !== null && row.expires_at <= now) throw new GatewayError('API_KEY_EXPIRED', 'API key has expired');
-    const user = await this.users.findById(row.user_id);
-    if (!user) throw invalid;
-    if (user.status !== 'active') throw new GatewayError('ACCOUNT_SUSPENDED', 'this account is suspended');
-    if (row.last_used_at === null || now - row.last_used_at > KEY_TOUCH_INTERVAL_MS) await this.creds.touchApiKey(row.id, now);
-    return principalOf(user, JSON.parse(row.scopes) as string[], row);
+    if (row.status !== 'active') throw new GatewayError('ACCOUNT_SUSPENDED', 'this account is suspended');
+    if (row.last_used_at === null || now - row.last_used_at > KEY_TOUCH_INTERVAL_MS) await this.creds.touchApiKey(row.key_id, now);
+    return principalOf({ ...row, id: row.user_id }, JSON.parse(row.scopes) as string[], { id: row.key_id, rate_limit_per_hour: row.rate_limit_per_hour });
   }
 }
 
@@ -356,7 +356,7 @@ export class AuthService {
  * The principal of an active user: the credential's scopes cut down to what the
  * user's role holds now (a demoted user's old token or key loses the rest at once).
  */
-function principalOf(user: UserRow, credentialScopes: string[], key: { id: string; rate_limit_per_hour: number } | null): Principal {
+function principalOf(user: Omit<AuthSubject, 'tokens_not_before'>, credentialScopes: string[], key: { id: string; rate_limit_per_hour: number } | null): Principal {
   const allowed = new Set<string>(scopesForRole(user.role));
   return {
     userId: user.id,

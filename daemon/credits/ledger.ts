@@ -5,7 +5,7 @@ import type { Clock } from '../clock.js';
 import { GatewayError, invalidField, notFound } from '../errors.js';
 import { isId, newId } from '../ids.js';
 import type { Metrics } from '../metrics.js';
-import type { Database, Queryable } from '../storage/database.js';
+import type { Database, PreparedRead, Queryable } from '../storage/database.js';
 import type { DB } from '../storage/schema.js';
 import type { CreditTables, LedgerKind, ReservationStatus } from '../storage/tables/credits.js';
 import { assertIdempotencyKey } from '../idempotency/key.js';
@@ -187,9 +187,15 @@ export class CreditLedger {
   private readonly audit: AuditLogger;
   private readonly metrics: CreditMetrics | null;
   readonly instanceId: string;
+  /** `balance()` of a user's own account, the hot read: compiled once, kept in memory on SQLite until the next credit write. */
+  private readonly ownBalance: PreparedRead<{ userId: string }, Pick<AccountRow, 'balance' | 'reserved'>>;
 
   constructor(options: CreditLedgerOptions) {
     this.database = options.database;
+    this.ownBalance = options.database.prepareRead(
+      (db, p: { userId: string }) => db.selectFrom('credit_accounts').select(['balance', 'reserved']).where('user_id', '=', p.userId),
+      { cache: { tables: ['credit_accounts'], ttlMs: 1000, maxEntries: 10_000 } },
+    );
     this.clock = options.clock;
     this.audit = options.audit;
     this.metrics = options.metrics ? CreditMetrics.for(options.metrics, options.database) : null;
@@ -414,6 +420,10 @@ export class CreditLedger {
    * an admin of one tenant sees zeros for another tenant's user.
    */
   async balance(userId: string, options: TenantScoped = {}, trx?: Queryable): Promise<Balance> {
+    if (options.tenantId === undefined) {
+      const own = await this.ownBalance.first({ userId }, trx);
+      return own ? toBalance(own) : { balance: ZERO, reserved: ZERO, available: ZERO };
+    }
     let q = (trx ?? this.database.db).selectFrom('credit_accounts').selectAll().where('user_id', '=', userId);
     if (options.tenantId !== undefined) q = scopeTenant(q, options.tenantId);
     const row = await q.executeTakeFirst();
@@ -769,7 +779,7 @@ function available(account: AccountRow): Micros {
   return subMicros(toMicros(account.balance), toMicros(account.reserved));
 }
 
-function toBalance(account: AccountRow): Balance {
+function toBalance(account: Pick<AccountRow, 'balance' | 'reserved'>): Balance {
   const balance = toMicros(account.balance);
   const reserved = toMicros(account.reserved);
   return { balance, reserved, available: subMicros(balance, reserved) };

@@ -1,10 +1,11 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, PostgresDialect, SqliteDialect, sql, type Transaction as KyselyTransaction } from 'kysely';
+import { CompiledQuery, Kysely, PostgresDialect, SqliteDialect, sql, type Compilable, type Transaction as KyselyTransaction } from 'kysely';
 import pg from 'pg';
 import type { Logger } from '../logger.js';
 import type { DB } from './schema.js';
+import { WriteGenerations } from './write-generations.js';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -19,12 +20,45 @@ export type Transaction = KyselyTransaction<DB> | Kysely<DB>;
  */
 export type QueryObserver = (operation: 'transaction' | 'ping', seconds: number, error: unknown) => void;
 
+/** A single-row read compiled once (see `Database.prepareRead`): `first()` binds new values and runs it, in `trx` when given. */
+export interface PreparedRead<P, R> {
+  first(params: P, trx?: Queryable): Promise<R | undefined>;
+}
+
+/**
+ * Keeps a prepared read's rows in memory on SQLite (see `Database.prepareRead`).
+ * `tables`: every table the read looks at; a write to any of them drops what is kept.
+ */
+export interface ReadCacheOptions {
+  tables: ReadonlyArray<keyof DB & string>;
+  /** How long a row may be kept at most: what an edit made outside this daemon (another process on the file) can go unseen. */
+  ttlMs: number;
+  maxEntries: number;
+}
+
+interface KeptRow {
+  value: unknown;
+  generation: number;
+  until: number;
+}
+
+/** Stands for a named parameter while a prepared read is compiled. */
+class ParamRef {
+  constructor(readonly name: string) {}
+}
+
 export interface DatabaseOptions {
   url: string;
   poolMax: number;
   connectTimeoutMs: number;
   busyTimeoutMs: number;
   logger: Logger;
+  /**
+   * Let prepared reads with a `cache` keep rows in memory (SQLite only). For the
+   * daemon, which owns its SQLite file; a tool that opens the file beside a
+   * running daemon leaves it off and always reads what is committed.
+   */
+  keepReads?: boolean;
 }
 
 /**
@@ -38,6 +72,9 @@ export class Database {
   readonly dialect: Dialect;
   private readonly pool: pg.Pool | null = null;
   private readonly sqlite: BetterSqlite3.Database | null = null;
+  private readonly statement: ((source: string) => BetterSqlite3.Statement) | null = null;
+  /** Write counters per table, seen by every query through `db` (SQLite only: there this daemon is the one writer). */
+  private readonly writes: WriteGenerations | null = null;
   private observer: QueryObserver | null = null;
 
   constructor(private readonly options: DatabaseOptions) {
@@ -51,7 +88,9 @@ export class Database {
       sqlite.pragma('synchronous = NORMAL');
       sqlite.pragma(`busy_timeout = ${Math.trunc(options.busyTimeoutMs)}`);
       this.sqlite = sqlite;
-      this.db = new Kysely<DB>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+      this.statement = statementCache(sqlite);
+      this.writes = options.keepReads ? new WriteGenerations() : null;
+      this.db = new Kysely<DB>({ dialect: new SqliteDialect({ database: withPrepare(sqlite, this.statement) }), plugins: this.writes ? [this.writes] : [] });
     } else {
       this.dialect = 'postgres';
       const int8 = (value: string): number => {
@@ -74,6 +113,64 @@ export class Database {
       this.pool = pool;
       this.db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
     }
+  }
+
+  /**
+   * A hot-path read, built and compiled once: `build` gets stand-ins for the
+   * named parameters, and each `first()` binds the real values to the compiled
+   * SQL, skipping the query builder. On SQLite, outside any transaction, the
+   * prepared statement runs at once (better-sqlite3 is synchronous) instead of
+   * queueing for Kysely's one connection; while a transaction is open on that
+   * connection the read waits behind it as any other query does, so it never
+   * sees uncommitted rows. Postgres runs it through the pool as usual.
+   *
+   * With `cache`, on SQLite, a row found outside a transaction is kept in
+   * memory until a statement writes to one of `cache.tables` (WriteGenerations
+   * counts each write before and after it runs) or `ttlMs` passes. The daemon
+   * is the only writer of its SQLite file, so a kept row is never older than
+   * the last commit; `ttlMs` bounds how long an operator's edit from another
+   * process can go unseen. Postgres, shared by several daemons, keeps nothing.
+   * Misses (no row) are not kept.
+   */
+  prepareRead<P extends Record<string, unknown>, R>(
+    build: (db: Kysely<DB>, params: P) => Compilable<R>,
+    options: { cache?: ReadCacheOptions } = {},
+  ): PreparedRead<P, R> {
+    const stand = new Proxy({}, { get: (_t, name) => new ParamRef(String(name)) }) as P;
+    const compiled = build(this.db, stand).compile();
+    const slots = compiled.parameters.map((v) => (v instanceof ParamRef ? v.name : null));
+    const named = slots.filter((n): n is string => n !== null);
+    const bind = (params: P): unknown[] => compiled.parameters.map((v, i) => (slots[i] === null ? v : params[slots[i]!]));
+    const { statement, sqlite, db, writes } = this;
+    const run = async (params: P, trx?: Queryable): Promise<R | undefined> => {
+      const values = bind(params);
+      if (statement && sqlite && (trx === undefined || trx === db) && !sqlite.inTransaction) {
+        return statement(compiled.sql).get(values) as R | undefined;
+      }
+      const result = await (trx ?? db).executeQuery<R>(CompiledQuery.raw(compiled.sql, values) as CompiledQuery<R>);
+      return result.rows[0];
+    };
+    const cache = options.cache;
+    if (!cache || !writes) return { first: run };
+    const kept = new Map<string, KeptRow>();
+    return {
+      async first(params, trx) {
+        if (trx !== undefined && trx !== db) return run(params, trx);
+        const key = named.length === 1 ? String(params[named[0]!]) : named.map((n) => String(params[n])).join('\u0000');
+        const generation = writes.generation(cache.tables);
+        const now = Date.now();
+        const hit = kept.get(key);
+        if (hit && hit.generation === generation && hit.until > now) return hit.value as R;
+        const value = await run(params);
+        if (value !== undefined && writes.generation(cache.tables) === generation) {
+          if (!hit && kept.size >= cache.maxEntries) kept.delete(kept.keys().next().value as string);
+          kept.set(key, { value: Object.freeze(value), generation, until: now + cache.ttlMs });
+        } else if (hit) {
+          kept.delete(key);
+        }
+        return value;
+      },
+    };
   }
 
   /** Reports every transaction and ping to `observer` (one observer; the last one set wins). */
@@ -144,9 +241,9 @@ const STATEMENT_CACHE_SIZE = 500;
  * and Kysely runs one query at a time on its single connection, so the same SQL
  * text can share one prepared statement. Bounded, oldest-first eviction.
  */
-function withStatementCache(sqlite: BetterSqlite3.Database): BetterSqlite3.Database {
+function statementCache(sqlite: BetterSqlite3.Database): (source: string) => BetterSqlite3.Statement {
   const cache = new Map<string, BetterSqlite3.Statement>();
-  const prepare = (source: string): BetterSqlite3.Statement => {
+  return (source) => {
     let stmt = cache.get(source);
     if (!stmt) {
       stmt = sqlite.prepare(source);
@@ -155,6 +252,10 @@ function withStatementCache(sqlite: BetterSqlite3.Database): BetterSqlite3.Datab
     }
     return stmt;
   };
+}
+
+/** The connection as Kysely's dialect sees it, with `prepare` served from the statement cache. */
+function withPrepare(sqlite: BetterSqlite3.Database, prepare: (source: string) => BetterSqlite3.Statement): BetterSqlite3.Database {
   return new Proxy(sqlite, {
     get(target, prop, receiver) {
       if (prop === 'prepare') return prepare;

@@ -11,7 +11,7 @@ export interface TestDatabase {
   close(): Promise<void>;
 }
 
-export async function openTestDatabase(backend: StorageBackend, options: { poolMax?: number } = {}): Promise<TestDatabase> {
+export async function openTestDatabase(backend: StorageBackend, options: { poolMax?: number; keepReads?: boolean } = {}): Promise<TestDatabase> {
   const home = await makeHome({ backend });
   const database = new Database({
     url: home.databaseUrl,
@@ -19,6 +19,7 @@ export async function openTestDatabase(backend: StorageBackend, options: { poolM
     connectTimeoutMs: 5000,
     busyTimeoutMs: 5000,
     logger: createLogger('silent'),
+    keepReads: options.keepReads ?? false,
   });
   await migrateToLatest(database);
   return {
