@@ -2,11 +2,13 @@ import { expect } from 'chai';
 import { createHmac, generateKeyPairSync } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import sinon from 'sinon';
+import { createLogger } from '../../../daemon/logger.js';
+import { Database } from '../../../daemon/storage/database.js';
 import { CredentialRepository } from '../../../daemon/storage/repos/credentials.js';
 import { ManualClock } from '../../../daemon/clock.js';
 import { describeStorage } from '../../helpers/backends.js';
 import { startDaemon, type TestDaemon } from '../../helpers/daemon.js';
-import { buildApiKey, buildUser, uniqueEmail } from '../../helpers/factories.js';
+import { buildApiKey, buildUser, mintToken, uniqueEmail } from '../../helpers/factories.js';
 
 const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
 
@@ -205,6 +207,67 @@ describeStorage('authentication attacks', (backend) => {
       expect((await flood.api.get('/health/live')).status).to.equal(200);
     } finally {
       await flood.stop();
+    }
+  });
+
+  it('refuses a tampered token even while the genuine one is kept as verified', async () => {
+    const u = await buildUser(d);
+    expect((await meWith(u.token)).status).to.equal(200);
+    const [h, p, sig] = u.token.split('.');
+    const flipped = sig!.slice(0, -2) + (sig!.slice(-2) === 'AA' ? 'AB' : 'AA');
+    expect((await meWith(`${h}.${p}.${flipped}`)).body.error.code).to.equal('INVALID_TOKEN');
+    const claims = JSON.parse(Buffer.from(p!, 'base64url').toString());
+    const promoted = b64({ ...claims, role: 'platform_admin', scopes: [...claims.scopes, 'admin'] });
+    expect((await meWith(`${h}.${promoted}.${sig}`)).body.error.code).to.equal('INVALID_TOKEN');
+    expect((await meWith(`${u.token} `)).status).to.equal(200); // the header's trailing space is not part of the token
+    expect((await meWith(u.token + 'x')).body.error.code).to.equal('INVALID_TOKEN');
+  });
+
+  it('applies a suspension, reactivation, logout-everywhere and demotion to the very next request, kept rows or not', async () => {
+    const admin = await buildUser(d, { role: 'admin', tier: 'enterprise' });
+    const u = await buildUser(d);
+    const key = await buildApiKey(d, u);
+    // Warm every kept row: the token, the user, the key.
+    for (let i = 0; i < 3; i++) {
+      expect((await meWith(u.token)).status).to.equal(200);
+      expect((await d.api.get('/v1/me', { apiKey: key.key })).status).to.equal(200);
+    }
+    expect((await d.api.post(`/v1/admin/users/${u.user.id}/suspend`, {}, { token: admin.token })).status).to.equal(200);
+    // Suspension also revokes every token issued so far; the key answers with the account's state.
+    expect((await meWith(u.token)).body.error.code).to.equal('INVALID_TOKEN');
+    expect((await d.api.get('/v1/me', { apiKey: key.key })).body.error.code).to.equal('ACCOUNT_SUSPENDED');
+    expect((await d.api.post(`/v1/admin/users/${u.user.id}/activate`, {}, { token: admin.token })).status).to.equal(200);
+    expect((await d.api.get('/v1/me', { apiKey: key.key })).status).to.equal(200);
+    expect((await meWith(u.token)).body.error.code).to.equal('INVALID_TOKEN');
+    await new Promise((r) => setTimeout(r, 5));
+    const fresh = mintToken(d, u.user);
+    expect((await meWith(fresh)).status).to.equal(200);
+    expect((await d.api.post('/v1/auth/logout-all', {}, { token: fresh })).status).to.equal(200);
+    expect((await meWith(fresh)).body.error.code).to.equal('INVALID_TOKEN');
+    // An admin demoted to member loses the admin scope on the token it already holds.
+    expect((await d.api.get('/v1/admin/users', { token: admin.token })).status).to.equal(200);
+    await d.container.database.db.updateTable('users').set({ role: 'member' }).where('id', '=', admin.user.id).execute();
+    expect((await d.api.get('/v1/admin/users', { token: admin.token })).body.error.code).to.equal('INSUFFICIENT_SCOPE');
+  });
+
+  it('sees a suspension written by another process within a second', async () => {
+    const u = await buildUser(d);
+    expect((await meWith(u.token)).status).to.equal(200);
+    const outside = new Database({ url: d.home.databaseUrl, poolMax: 1, connectTimeoutMs: 2000, busyTimeoutMs: 5000, logger: createLogger('silent') });
+    try {
+      await outside.db.updateTable('users').set({ status: 'suspended' }).where('id', '=', u.user.id).execute();
+      const started = Date.now();
+      let code: string | undefined;
+      while (Date.now() - started < 3000) {
+        code = (await meWith(u.token)).body.error?.code;
+        if (code) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(code).to.equal('ACCOUNT_SUSPENDED');
+      // SQLite keeps the row at most 1 s; Postgres, shared by several daemons, keeps nothing.
+      expect(Date.now() - started).to.be.lessThan(backend === 'postgres' ? 500 : 2000);
+    } finally {
+      await outside.close();
     }
   });
 
