@@ -16,13 +16,17 @@ function encodeTime(ms: number): string {
 }
 
 function encodeRandom(bytes: Buffer): string {
-  // 16 chars of 5 bits each from 10 random bytes (80 bits).
-  let bits = 0n;
-  for (const b of bytes) bits = (bits << 8n) | BigInt(b);
+  // 16 chars of 5 bits each from 10 random bytes (80 bits), as two 40-bit halves
+  // (exact in a double; no BigInt on the per-request path).
+  return encode40(bytes, 0) + encode40(bytes, 5);
+}
+
+function encode40(bytes: Buffer, at: number): string {
+  let v = bytes[at]! * 2 ** 32 + ((bytes[at + 1]! << 24) >>> 0) + (bytes[at + 2]! << 16) + (bytes[at + 3]! << 8) + bytes[at + 4]!;
   let out = '';
-  for (let i = 0; i < 16; i++) {
-    out = CROCKFORD[Number(bits & 31n)]! + out;
-    bits >>= 5n;
+  for (let i = 0; i < 8; i++) {
+    out = CROCKFORD[v % 32]! + out;
+    v = Math.floor(v / 32);
   }
   return out;
 }

@@ -6,12 +6,18 @@ const BODY_CHARS = 43; // 32 bytes of entropy in base62 (log62(2^256) = 42.99)
 const CHECK_CHARS = 6;
 const KEY_RE = new RegExp(`^${API_KEY_PREFIX}[0-9A-Za-z]{${BODY_CHARS}}[0-9A-Za-z]{${CHECK_CHARS}}$`);
 
+/** The last `width` base62 digits of the big-endian number in `buf`, by long division over its bytes (no BigInt). */
 function base62(buf: Buffer, width: number): string {
-  let n = BigInt('0x' + buf.toString('hex'));
+  const digits = Array.from(buf);
   let out = '';
   while (out.length < width) {
-    out = BASE62[Number(n % 62n)]! + out;
-    n /= 62n;
+    let rem = 0;
+    for (let i = 0; i < digits.length; i++) {
+      const cur = rem * 256 + digits[i]!;
+      digits[i] = Math.floor(cur / 62);
+      rem = cur % 62;
+    }
+    out = BASE62[rem]! + out;
   }
   return out;
 }

@@ -63,6 +63,12 @@ export class AuthService {
   private readonly users: UserRepository;
   private readonly creds: CredentialRepository;
   private readonly reads: AuthReads;
+  /**
+   * Principals already built, per credential: kept rows and verified claims are
+   * frozen and replaced rather than changed, so the same objects mean the same
+   * principal. Weak: nothing here outlives the rows it was built from.
+   */
+  private readonly principals = new WeakMap<object, { user: object; principal: Principal }>();
   private observer: AuthObserver | null = null;
 
   constructor(private readonly deps: AuthServiceDeps) {
@@ -336,7 +342,11 @@ export class AuthService {
     const user = await this.reads.subject.first({ id: claims.sub });
     if (!user || claims.iat_ms < user.tokens_not_before) throw new GatewayError('INVALID_TOKEN', 'access token is invalid');
     if (user.status !== 'active') throw new GatewayError('ACCOUNT_SUSPENDED', 'this account is suspended');
-    return principalOf(user, claims.scopes, null);
+    const built = this.principals.get(claims);
+    if (built?.user === user) return built.principal;
+    const principal = principalOf(user, claims.scopes, null);
+    if (Object.isFrozen(user)) this.principals.set(claims, { user, principal });
+    return principal;
   }
 
   private async authenticateApiKey(key: string): Promise<Principal> {
@@ -348,7 +358,11 @@ export class AuthService {
     if (row.expires_at !== null && row.expires_at <= now) throw new GatewayError('API_KEY_EXPIRED', 'API key has expired');
     if (row.status !== 'active') throw new GatewayError('ACCOUNT_SUSPENDED', 'this account is suspended');
     if (row.last_used_at === null || now - row.last_used_at > KEY_TOUCH_INTERVAL_MS) await this.creds.touchApiKey(row.key_id, now);
-    return principalOf({ ...row, id: row.user_id }, JSON.parse(row.scopes) as string[], { id: row.key_id, rate_limit_per_hour: row.rate_limit_per_hour });
+    const built = this.principals.get(row);
+    if (built) return built.principal;
+    const principal = principalOf({ ...row, id: row.user_id }, JSON.parse(row.scopes) as string[], { id: row.key_id, rate_limit_per_hour: row.rate_limit_per_hour });
+    if (Object.isFrozen(row)) this.principals.set(row, { user: row, principal });
+    return principal;
   }
 }
 
@@ -358,7 +372,7 @@ export class AuthService {
  */
 function principalOf(user: Omit<AuthSubject, 'tokens_not_before'>, credentialScopes: string[], key: { id: string; rate_limit_per_hour: number } | null): Principal {
   const allowed = new Set<string>(scopesForRole(user.role));
-  return {
+  return Object.freeze({
     userId: user.id,
     tenantId: user.tenant_id,
     email: user.email,
@@ -368,5 +382,5 @@ function principalOf(user: Omit<AuthSubject, 'tokens_not_before'>, credentialSco
     via: key ? 'api_key' : 'jwt',
     apiKeyId: key?.id ?? null,
     apiKeyRateLimitPerHour: key?.rate_limit_per_hour ?? null,
-  };
+  });
 }
