@@ -54,6 +54,8 @@ export type AuthObserver = (method: AuthMethod, outcome: string) => void;
 
 /** Only recompute last_used_at this often: a write per request would cost more than the lookup. */
 const KEY_TOUCH_INTERVAL_MS = 60_000;
+/** API keys whose hash is kept (see AuthService.keyHashes). */
+const KNOWN_KEYS = 10_000;
 
 /**
  * Sign-in, tokens, MFA and request authentication. Every outcome goes to the
@@ -69,6 +71,13 @@ export class AuthService {
    * principal. Weak: nothing here outlives the rows it was built from.
    */
   private readonly principals = new WeakMap<object, { user: object; principal: Principal }>();
+  /**
+   * API key -> its sha256, for keys that were well formed and found: the format
+   * check and the hash are skipped on the key's next request. Bounded, oldest
+   * first; only keys that exist are stored, so guesses cannot fill it (an
+   * access token is kept the same way in AccessTokens).
+   */
+  private readonly keyHashes = new Map<string, string>();
   private observer: AuthObserver | null = null;
 
   constructor(private readonly deps: AuthServiceDeps) {
@@ -350,9 +359,18 @@ export class AuthService {
   }
 
   private async authenticateApiKey(key: string): Promise<Principal> {
-    if (!isWellFormedApiKey(key)) throw new GatewayError('INVALID_TOKEN', 'API key is invalid');
-    const row = await this.reads.apiKey.first({ hash: hashSecret(key) });
+    let hash = this.keyHashes.get(key);
+    const known = hash !== undefined;
+    if (!known) {
+      if (!isWellFormedApiKey(key)) throw new GatewayError('INVALID_TOKEN', 'API key is invalid');
+      hash = hashSecret(key);
+    }
+    const row = await this.reads.apiKey.first({ hash: hash! });
     if (!row) throw new GatewayError('INVALID_TOKEN', 'API key is invalid');
+    if (!known) {
+      if (this.keyHashes.size >= KNOWN_KEYS) this.keyHashes.delete(this.keyHashes.keys().next().value as string);
+      this.keyHashes.set(key, hash!);
+    }
     const now = this.deps.clock.now();
     if (row.revoked_at !== null) throw new GatewayError('API_KEY_REVOKED', 'API key has been revoked');
     if (row.expires_at !== null && row.expires_at <= now) throw new GatewayError('API_KEY_EXPIRED', 'API key has expired');
