@@ -17,7 +17,7 @@
  *
  * Every figure is also given as a ratio to (a); (b) also as a ratio to (f).
  * BENCH_SECONDS (5), BENCH_CONNECTIONS (100), BENCH_STREAM=0 skips the stream run,
- * BENCH_ONLY=b|c|d|e measures that daemon case alone (SQLite), BENCH_CPU_PROF=DIR runs the
+ * BENCH_ONLY=a|b|c|d|e measures that daemon case alone (on SQLite, or on Postgres with BENCH_BACKEND=postgres), BENCH_CPU_PROF=DIR runs the
  * daemon with `node --cpu-prof` writing its profile to DIR, BENCH_DAEMON_LOG=FILE keeps its log.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -288,7 +288,7 @@ if (!existsSync(MAIN)) {
 const agentDir = mkdtempSync(path.join(os.tmpdir(), 'keen-bench-agent-'));
 try {
   const agent = noopAgent(agentDir);
-  const rows = await daemonCases('sqlite', agent, true);
+  const rows = await daemonCases(process.env.BENCH_ONLY && process.env.BENCH_BACKEND === 'postgres' ? 'postgres' : 'sqlite', agent, true);
   if (process.env.BENCH_ONLY) {
     for (const r of rows) console.log(`${r.name}: ${r.rps.toFixed(1)}/s p50 ${r.p50} ms p99 ${r.p99} ms (${r.statuses})`);
     process.exit(0);

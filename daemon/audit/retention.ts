@@ -128,7 +128,7 @@ export class AuditRetention {
       await database.transaction(async (trx) => {
         // Same lock as appends, so two daemons' retention runs (and appends) take turns.
         let head = trx.selectFrom('audit_head').select('seq').where('id', '=', 'chain');
-        if (database.dialect === 'postgres') head = head.forUpdate();
+        if (database.dialect === 'postgres') head = head.forNoKeyUpdate();
         await head.executeTakeFirstOrThrow();
         await trx
           .insertInto('audit_archive')

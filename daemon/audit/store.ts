@@ -246,7 +246,7 @@ export class DatabaseAuditLogger implements AuditLogger {
   private async appendIn(db: Queryable, prepared: ReturnType<DatabaseAuditLogger['prepare']>): Promise<AuditRecord> {
     let headQuery = db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 'chain');
     // Postgres: lock the head row until commit. SQLite: the transaction already holds the write lock.
-    if (this.database.dialect === 'postgres') headQuery = headQuery.forUpdate();
+    if (this.database.dialect === 'postgres') headQuery = headQuery.forNoKeyUpdate();
     const head = await headQuery.executeTakeFirstOrThrow();
     const ts = this.clock.now();
     const { detailsText, ...fields } = prepared;

@@ -567,7 +567,9 @@ export class CreditLedger {
   private async lockAccount(t: Queryable, userId: string, create: boolean): Promise<AccountRow | undefined> {
     const read = async (): Promise<AccountRow | undefined> => {
       const q = t.selectFrom('credit_accounts').selectAll().where('user_id', '=', userId);
-      return (this.database.dialect === 'postgres' ? q.forUpdate() : q).executeTakeFirst();
+      // NO KEY UPDATE: serializes writers of the account, yet lets foreign-key checks of rows
+      // that reference it (ledger entries, reservations) through, so they cannot deadlock with it.
+      return (this.database.dialect === 'postgres' ? q.forNoKeyUpdate() : q).executeTakeFirst();
     };
     const found = await read();
     if (found || !create) return found;
@@ -595,7 +597,7 @@ export class CreditLedger {
     // Always account first, then reservation: one lock order everywhere, so no deadlocks.
     const account = await this.lockAccount(t, peek.user_id, false);
     const q = t.selectFrom('credit_reservations').selectAll().where('id', '=', reservationId);
-    const row = await (this.database.dialect === 'postgres' ? q.forUpdate() : q).executeTakeFirst();
+    const row = await (this.database.dialect === 'postgres' ? q.forNoKeyUpdate() : q).executeTakeFirst();
     if (!row || !account) throw notFound('reservation');
     return { row, account };
   }

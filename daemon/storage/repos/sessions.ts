@@ -109,9 +109,14 @@ export class SessionRepository {
       .execute();
   }
 
-  /** Locks the user's row for the rest of the transaction, serializing their executes (Postgres; SQLite's write lock already does). */
+  /**
+   * Locks the user's row for the rest of the transaction, serializing their executes (Postgres;
+   * SQLite's write lock already does). FOR NO KEY UPDATE, not FOR UPDATE: inserts that reference
+   * the user (session events, audit rows) take KEY SHARE for their foreign-key check, and
+   * FOR UPDATE would make a settling session and a new execute of the same user deadlock.
+   */
   async lockUser(userId: string, dialect: 'sqlite' | 'postgres'): Promise<void> {
     const q = this.db.selectFrom('users').select('id').where('id', '=', userId);
-    await (dialect === 'postgres' ? q.forUpdate() : q).executeTakeFirst();
+    await (dialect === 'postgres' ? q.forNoKeyUpdate() : q).executeTakeFirst();
   }
 }
