@@ -15,12 +15,11 @@ import { systemClock } from '../daemon/clock.js';
 import { CreditLedger } from '../daemon/credits/ledger.js';
 import { createLogger } from '../daemon/logger.js';
 import { credits, toMicros } from '../daemon/credits/money.js';
-import { newId } from '../daemon/ids.js';
 import { Metrics } from '../daemon/metrics.js';
-import type { Database } from '../daemon/storage/database.js';
 import type { StorageBackend } from '../test/helpers/backends.js';
 import { openTestDatabase } from '../test/helpers/database.js';
 import { TEST_POSTGRES_URL } from '../test/helpers/env.js';
+import { insertTestUser } from '../test/helpers/users.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
@@ -37,32 +36,6 @@ interface Result {
   clean: boolean;
 }
 
-/** A user row, inserted directly as the credits tests do (the credit tables reference users). */
-async function insertUser(database: Database): Promise<string> {
-  const now = Date.now();
-  const id = newId('usr');
-  await database.db
-    .insertInto('users')
-    .values({
-      id,
-      tenant_id: null,
-      email: `bench-${id}@example.test`,
-      password_hash: null,
-      status: 'active',
-      tier: 'individual',
-      role: 'member',
-      mfa_enabled: 0,
-      mfa_secret_enc: null,
-      mfa_last_step: null,
-      tokens_not_before: 0,
-      created_at: now,
-      updated_at: now,
-      last_login_at: null,
-    })
-    .execute();
-  return id;
-}
-
 async function run(backend: StorageBackend, sharedAccount: boolean): Promise<Result> {
   // One connection per worker on Postgres, so the pool is not the bottleneck.
   const tdb = await openTestDatabase(backend, { poolMax: CONCURRENCY });
@@ -72,7 +45,9 @@ async function run(backend: StorageBackend, sharedAccount: boolean): Promise<Res
   try {
     const ledger = new CreditLedger({ database: tdb.database, clock: systemClock, audit, metrics: new Metrics({ defaultMetrics: false }) });
     const actor = { type: 'system' as const, id: null };
-    const users = sharedAccount ? [await insertUser(tdb.database)] : await Promise.all(Array.from({ length: CONCURRENCY }, () => insertUser(tdb.database)));
+    // Plain user rows, inserted directly as the credits tests do (the credit tables reference users).
+    const insertUser = async () => (await insertTestUser(tdb.database)).id;
+    const users = sharedAccount ? [await insertUser()] : await Promise.all(Array.from({ length: CONCURRENCY }, () => insertUser()));
     for (const userId of users) await ledger.grant({ userId, amount: credits(1_000_000), reason: 'bench', actor });
 
     const latencies: number[] = [];

@@ -26,6 +26,18 @@ type AccountRow = Selectable<CreditTables['credit_accounts']>;
 type EntryRow = Selectable<CreditTables['credit_ledger']>;
 type ReservationRow = Selectable<CreditTables['credit_reservations']>;
 
+/** One ledger entry to append: its signed effects on the balance and on the reserved total, and why. */
+interface EntryChange {
+  kind: LedgerKind;
+  amount: Micros;
+  reservedDelta: Micros;
+  reason: string | null;
+  actor: CreditActor;
+  reservationId?: string | null;
+  sessionId?: string | null;
+  idempotencyKey?: string | null;
+}
+
 /** Who moved the money; recorded on the ledger entry and in the audit log. */
 export interface CreditActor {
   type: AuditActorType;
@@ -224,15 +236,9 @@ export class CreditLedger {
           return { entry: toEntry(previous), balance: toBalance(account), replayed: true };
         }
       }
-      const entry = await this.append(t, account, {
-        kind: 'grant',
-        amount: input.amount,
-        reservedDelta: ZERO,
-        reason,
-        actor: input.actor,
-        idempotencyKey: key,
-      });
-      await this.saveAccount(t, account);
+      const [entry] = await this.applyEntries(t, account, [
+        { kind: 'grant', amount: input.amount, reservedDelta: ZERO, reason, actor: input.actor, idempotencyKey: key },
+      ]);
       await this.audit.record(
         {
           action: 'credits.grant',
@@ -261,14 +267,9 @@ export class CreditLedger {
       if (account.balance + input.amount < account.reserved) {
         throw this.insufficient(negMicros(input.amount), available(account));
       }
-      const entry = await this.append(t, account, {
-        kind: 'adjustment',
-        amount: input.amount,
-        reservedDelta: ZERO,
-        reason,
-        actor: input.actor,
-      });
-      await this.saveAccount(t, account);
+      const [entry] = await this.applyEntries(t, account, [
+        { kind: 'adjustment', amount: input.amount, reservedDelta: ZERO, reason, actor: input.actor },
+      ]);
       await this.audit.record(
         {
           action: 'credits.adjust',
@@ -312,16 +313,17 @@ export class CreditLedger {
         owner: this.instanceId,
       };
       await t.insertInto('credit_reservations').values(row).execute();
-      const entry = await this.append(t, account, {
-        kind: 'reserve',
-        amount: ZERO,
-        reservedDelta: input.amount,
-        reason: null,
-        actor: input.actor,
-        reservationId: row.id,
-        sessionId: row.session_id,
-      });
-      await this.saveAccount(t, account);
+      const [entry] = await this.applyEntries(t, account, [
+        {
+          kind: 'reserve',
+          amount: ZERO,
+          reservedDelta: input.amount,
+          reason: null,
+          actor: input.actor,
+          reservationId: row.id,
+          sessionId: row.session_id,
+        },
+      ]);
       await this.audit.record(
         {
           action: 'credits.reserve',
@@ -622,13 +624,6 @@ export class CreditLedger {
       const charged = minMicros(actual, amount);
       const released = subMicros(amount, charged);
       const actor = options.actor ?? SYSTEM_ACTOR;
-      const common = { actor, reservationId: row.id, sessionId: row.session_id, reason: how === 'settled' ? null : how };
-      if (charged > 0) {
-        await this.append(t, account, { ...common, kind: 'charge', amount: negMicros(charged), reservedDelta: negMicros(charged) });
-      }
-      if (released > 0) {
-        await this.append(t, account, { ...common, kind: 'release', amount: ZERO, reservedDelta: negMicros(released) });
-      }
       const updated = await t
         .updateTable('credit_reservations')
         .set({ status: how, charged, settled_at: now })
@@ -636,7 +631,12 @@ export class CreditLedger {
         .where('status', '=', 'open')
         .executeTakeFirst();
       if (Number(updated.numUpdatedRows) !== 1) throw new Error(`reservation ${row.id} changed under its lock`);
-      await this.saveAccount(t, account);
+      // A charge and/or a release (the reservation amount is positive, so at least one), then one account write.
+      const common = { actor, reservationId: row.id, sessionId: row.session_id, reason: how === 'settled' ? null : how };
+      const changes: EntryChange[] = [];
+      if (charged > 0) changes.push({ ...common, kind: 'charge', amount: negMicros(charged), reservedDelta: negMicros(charged) });
+      if (released > 0) changes.push({ ...common, kind: 'release', amount: ZERO, reservedDelta: negMicros(released) });
+      await this.applyEntries(t, account, changes);
       const action = how === 'settled' ? 'credits.settle' : how === 'released' ? 'credits.release' : 'credits.expire';
       await this.audit.record(
         {
@@ -669,59 +669,56 @@ export class CreditLedger {
     return result;
   }
 
-  /** Appends one entry and applies it to the in-memory account (saved by `saveAccount`). */
-  private async append(
+  /**
+   * Applies a change to the locked account: appends its entries in order (the
+   * next seq numbers, each balance_after / reserved_after following from the one
+   * before), applies them to the in-memory account, then writes the account back
+   * once; the version check makes a missed lock fail loudly instead of losing an
+   * update.
+   */
+  private async applyEntries<const C extends readonly EntryChange[]>(
     t: Queryable,
     account: AccountRow,
-    e: {
-      kind: LedgerKind;
-      amount: Micros;
-      reservedDelta: Micros;
-      reason: string | null;
-      actor: CreditActor;
-      reservationId?: string | null;
-      sessionId?: string | null;
-      idempotencyKey?: string | null;
-    },
-  ): Promise<LedgerEntry> {
-    const now = this.clock.now();
-    const row: EntryRow = {
-      id: newId('txn', now),
-      user_id: account.user_id,
-      tenant_id: account.tenant_id,
-      seq: account.version + 1,
-      kind: e.kind,
-      amount: e.amount,
-      reserved_delta: e.reservedDelta,
-      balance_after: addMicros(toMicros(account.balance), e.amount),
-      reserved_after: addMicros(toMicros(account.reserved), e.reservedDelta),
-      reason: e.reason,
-      actor_type: e.actor.type,
-      actor_id: e.actor.id,
-      reservation_id: e.reservationId ?? null,
-      session_id: e.sessionId ?? null,
-      idempotency_key: e.idempotencyKey ?? null,
-      created_at: now,
-    };
-    if (row.reserved_after < 0 || row.balance_after < row.reserved_after) {
-      throw new Error(`ledger entry would break the account invariants of ${account.user_id}`);
+    changes: C,
+  ): Promise<{ -readonly [K in keyof C]: LedgerEntry }> {
+    const entries: LedgerEntry[] = [];
+    for (const e of changes) {
+      const now = this.clock.now();
+      const row: EntryRow = {
+        id: newId('txn', now),
+        user_id: account.user_id,
+        tenant_id: account.tenant_id,
+        seq: account.version + 1,
+        kind: e.kind,
+        amount: e.amount,
+        reserved_delta: e.reservedDelta,
+        balance_after: addMicros(toMicros(account.balance), e.amount),
+        reserved_after: addMicros(toMicros(account.reserved), e.reservedDelta),
+        reason: e.reason,
+        actor_type: e.actor.type,
+        actor_id: e.actor.id,
+        reservation_id: e.reservationId ?? null,
+        session_id: e.sessionId ?? null,
+        idempotency_key: e.idempotencyKey ?? null,
+        created_at: now,
+      };
+      if (row.reserved_after < 0 || row.balance_after < row.reserved_after) {
+        throw new Error(`ledger entry would break the account invariants of ${account.user_id}`);
+      }
+      await t.insertInto('credit_ledger').values(row).execute();
+      account.balance = row.balance_after;
+      account.reserved = row.reserved_after;
+      account.version = row.seq;
+      entries.push(toEntry(row));
     }
-    await t.insertInto('credit_ledger').values(row).execute();
-    account.balance = row.balance_after;
-    account.reserved = row.reserved_after;
-    account.version = row.seq;
-    return toEntry(row);
-  }
-
-  /** Writes the account back; the version check makes a missed lock fail loudly instead of losing an update. */
-  private async saveAccount(t: Queryable, account: AccountRow): Promise<void> {
-    const previous = await t
+    const saved = await t
       .updateTable('credit_accounts')
       .set({ balance: account.balance, reserved: account.reserved, version: account.version, updated_at: this.clock.now() })
       .where('user_id', '=', account.user_id)
       .where('version', '<', account.version)
       .executeTakeFirst();
-    if (Number(previous.numUpdatedRows) !== 1) throw new Error(`credit account of ${account.user_id} changed under its lock`);
+    if (Number(saved.numUpdatedRows) !== 1) throw new Error(`credit account of ${account.user_id} changed under its lock`);
+    return entries as { -readonly [K in keyof C]: LedgerEntry };
   }
 
   private insufficient(required: Micros, free: Micros): GatewayError {

@@ -6,6 +6,7 @@ import { newId } from '../../../daemon/ids.js';
 import { createLogger } from '../../../daemon/logger.js';
 import { Metrics } from '../../../daemon/metrics.js';
 import { Database, type Queryable } from '../../../daemon/storage/database.js';
+import { insertTestUser } from '../../helpers/users.js';
 
 /** An audit logger that remembers each event and whether it was given the action's transaction. */
 export class RecordingAuditLogger implements AuditLogger {
@@ -18,38 +19,15 @@ export class RecordingAuditLogger implements AuditLogger {
   }
 }
 
-let counter = 0;
-
-/** Inserts a user row directly (the credit tables reference users). */
+/** Inserts a user row directly (the credit tables reference users), in a new tenant unless `tenantId` is given. */
 export async function buildUser(database: Database, overrides: { tenantId?: string | null } = {}): Promise<string> {
-  const now = Date.now();
   let tenantId = overrides.tenantId ?? null;
   if (overrides.tenantId === undefined) {
     tenantId = newId('ten');
-    await database.db.insertInto('tenants').values({ id: tenantId, name: `tenant-${tenantId}`, created_at: now }).execute();
+    await database.db.insertInto('tenants').values({ id: tenantId, name: `tenant-${tenantId}`, created_at: Date.now() }).execute();
   }
-  const id = newId('usr');
-  counter += 1;
-  await database.db
-    .insertInto('users')
-    .values({
-      id,
-      tenant_id: tenantId,
-      email: `user${counter}-${id}@example.test`,
-      password_hash: null,
-      status: 'active',
-      tier: 'individual',
-      role: 'member',
-      mfa_enabled: 0,
-      mfa_secret_enc: null,
-      mfa_last_step: null,
-      tokens_not_before: 0,
-      created_at: now,
-      updated_at: now,
-      last_login_at: null,
-    })
-    .execute();
-  return id;
+  const user = await insertTestUser(database, { tenant_id: tenantId });
+  return user.id;
 }
 
 export interface LedgerFixture {
