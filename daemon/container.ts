@@ -1,6 +1,6 @@
 import type { ResolvedConfig } from './config/load.js';
 import { systemClock, type Clock } from './clock.js';
-import { resolveJwtSecret } from './auth/jwt-secret.js';
+import { resolveJwtSecret, resolvePreviousSecrets } from './auth/jwt-secret.js';
 import { buildOpenApi } from './http/openapi.js';
 import { createApp } from './http/app.js';
 import type { RouteSpec } from './http/routes.js';
@@ -83,6 +83,8 @@ export class Container {
   readonly database: Database;
   readonly validator: Validator;
   readonly jwtSecret: Buffer;
+  /** Rotated-out secrets still accepted (JWT_PREVIOUS_SECRETS). */
+  readonly previousJwtSecrets: Buffer[];
   readonly routes: RouteSpec[];
   readonly audit: AuditLogger;
   readonly limiter: RateLimiter;
@@ -120,6 +122,7 @@ export class Container {
       dataDir: this.config.data_dir,
       logger: this.logger,
     });
+    this.previousJwtSecrets = resolvePreviousSecrets({ provided: this.config.jwt_previous_secrets, current: this.jwtSecret, env: this.config.env, logger: this.logger });
     this.database = new Database({
       url: this.config.database.url,
       poolMax: this.config.database.pool_max,
@@ -151,6 +154,7 @@ export class Container {
       audience: this.config.auth.audience,
       ttlSeconds: this.config.auth.access_token_ttl_seconds,
       clock: this.clock,
+      previousSecrets: this.previousJwtSecrets,
     }));
     const throttle = this.config.auth.login_throttle;
     this.auth = new AuthService({
@@ -159,7 +163,7 @@ export class Container {
       hasher: this.hasher,
       accessTokens,
       audit: this.audit,
-      secretBox: new SecretBox(this.jwtSecret, 'totp-secrets'),
+      secretBox: new SecretBox(this.jwtSecret, 'totp-secrets', this.previousJwtSecrets),
       throttle: new LoginThrottle(this.limiter, {
         maxFailuresPerEmail: throttle.max_failures_per_email,
         maxFailuresPerIp: throttle.max_failures_per_ip,
@@ -189,6 +193,7 @@ export class Container {
       logger: this.logger,
       metrics: this.metrics,
       serverSecret: this.jwtSecret,
+      previousServerSecrets: this.previousJwtSecrets,
       allowPrivateTargets,
     });
     this.background.push(this.webhooks);
@@ -341,6 +346,8 @@ export class Container {
     await this.waitForRedis(3000);
     const report = await migrateToLatest(this.database);
     if (report.applied.length > 0) this.logger.info({ applied: report.applied }, 'migrations applied');
+    const resealed = await this.auth.resealSecrets();
+    if (resealed.resealed > 0 || resealed.unreadable > 0) this.logger.warn(resealed, 'MFA secrets moved to the current JWT_SECRET after a rotation');
     await this.supervisor.recoverOwned();
     for (const job of this.background) job.start();
     this.stoppers.push(async () => {

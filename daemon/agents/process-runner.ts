@@ -38,13 +38,12 @@ export interface ProcessRunnerOptions {
   protocol?: AgentProtocol;
 }
 
-/** Variables the agent never receives, even when listed in `agent.env_passthrough`. */
 /**
  * Never passed, even when listed (CONTRACT section 5): the gateway's own secrets and
  * the addresses of its stores. Other names pass only when the operator lists them in
  * `agent.env_passthrough` (an LLM agent needs its model provider's key, for example).
  */
-const FORBIDDEN_ENV = [/^JWT_SECRET$/i, /^KEEN_/i, /(^|_)DATABASE_URL$/i, /(^|_)REDIS_URL$/i, /^PG[A-Z]+$/, /^REDISCLI_AUTH$/i];
+const FORBIDDEN_ENV = [/^JWT_SECRET$/i, /^JWT_PREVIOUS_SECRETS$/i, /^KEEN_/i, /(^|_)DATABASE_URL$/i, /(^|_)REDIS_URL$/i, /^PG[A-Z]+$/, /^REDISCLI_AUTH$/i];
 /** Built by the runner itself; a passthrough entry cannot replace them (HOME is always the workspace). */
 const FIXED_ENV = new Set(['PATH', 'HOME', 'LANG']);
 

@@ -1,4 +1,4 @@
-import { createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
+import { createSecretKey, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import { GatewayError } from '../errors.js';
 import { newId } from '../ids.js';
@@ -34,6 +34,10 @@ const VERIFIED_CACHE_SIZE = 10_000;
  */
 export class AccessTokens {
   private readonly key: KeyObject;
+  /** The key id in the header of every token signed here: derived from the secret, so every daemon with it agrees. */
+  readonly kid: string;
+  /** kid -> key, for the current secret and every rotated-out one still accepted. */
+  private readonly keys = new Map<string, KeyObject>();
   /**
    * Token text -> its checked claims, oldest first. Verification is a pure
    * function of the text, the key and the clock, so a hit only re-checks `exp`
@@ -45,9 +49,12 @@ export class AccessTokens {
 
   constructor(
     secret: Buffer,
-    private readonly options: { issuer: string; audience: string; ttlSeconds: number; clock: Clock },
+    private readonly options: { issuer: string; audience: string; ttlSeconds: number; clock: Clock; previousSecrets?: Buffer[] },
   ) {
     this.key = createSecretKey(secret);
+    this.kid = keyId(secret);
+    for (const old of options.previousSecrets ?? []) this.keys.set(keyId(old), createSecretKey(old));
+    this.keys.set(this.kid, this.key);
   }
 
   get ttlSeconds(): number {
@@ -70,7 +77,7 @@ export class AccessTokens {
       role: user.role,
       tid: user.tenantId,
     };
-    return jwt.sign(claims, this.key, { algorithm: 'HS256', header: { alg: 'HS256', typ: ACCESS_TOKEN_TYPE } });
+    return jwt.sign(claims, this.key, { algorithm: 'HS256', header: { alg: 'HS256', typ: ACCESS_TOKEN_TYPE, kid: this.kid } });
   }
 
   /** Verifies and returns the claims, or throws INVALID_TOKEN / TOKEN_EXPIRED. */
@@ -87,10 +94,30 @@ export class AccessTokens {
     return claims;
   }
 
+  /**
+   * The key a token names in its `kid`: the current secret's or a rotated-out
+   * one's. A token without `kid` (signed before key ids) is checked against the
+   * current secret only; an unknown `kid` is refused without trying any key.
+   */
+  private keyFor(token: string): KeyObject {
+    let header: { kid?: unknown };
+    try {
+      header = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8')) as { kid?: unknown };
+    } catch {
+      throw new GatewayError('INVALID_TOKEN', 'access token is invalid');
+    }
+    if (header === null || typeof header !== 'object') throw new GatewayError('INVALID_TOKEN', 'access token is invalid');
+    if (header.kid === undefined) return this.key;
+    const key = typeof header.kid === 'string' ? this.keys.get(header.kid) : undefined;
+    if (!key) throw new GatewayError('INVALID_TOKEN', 'access token is invalid');
+    return key;
+  }
+
   private check(token: string): AccessClaims {
+    const key = this.keyFor(token);
     let decoded: jwt.Jwt;
     try {
-      decoded = jwt.verify(token, this.key, {
+      decoded = jwt.verify(token, key, {
         algorithms: ['HS256'],
         issuer: this.options.issuer,
         audience: this.options.audience,
@@ -117,6 +144,11 @@ export class AccessTokens {
     Object.freeze(p.scopes);
     return Object.freeze(p) as AccessClaims;
   }
+}
+
+/** The `kid` of a secret: 9 bytes of HKDF-SHA256 of it, base64url; says nothing about the secret itself. */
+export function keyId(secret: Buffer): string {
+  return Buffer.from(hkdfSync('sha256', secret, Buffer.alloc(0), 'keen-gateway:jwt-kid', 9)).toString('base64url');
 }
 
 /** An opaque refresh token: 32 random bytes. Only its sha256 is stored. */

@@ -124,6 +124,35 @@ export class AuthService {
     throw error;
   }
 
+  /**
+   * After a JWT_SECRET rotation: re-encrypts every MFA secret still sealed
+   * under a rotated-out secret with the current one (compare-and-set, so an
+   * enrolment racing this is never overwritten). Run at start; nothing to do
+   * without JWT_PREVIOUS_SECRETS. `unreadable`: sealed under no known secret
+   * (those users need `keen-admin users reset-mfa`).
+   */
+  async resealSecrets(): Promise<{ resealed: number; unreadable: number }> {
+    const box = this.deps.secretBox;
+    if (!box.rotating) return { resealed: 0, unreadable: 0 };
+    const db = this.deps.database.db;
+    const rows = await db.selectFrom('users').select(['id', 'mfa_secret_enc']).where('mfa_secret_enc', 'is not', null).execute();
+    let resealed = 0;
+    let unreadable = 0;
+    for (const row of rows) {
+      let next: string | null;
+      try {
+        next = box.reseal(row.mfa_secret_enc!);
+      } catch {
+        unreadable++;
+        continue;
+      }
+      if (next === null) continue;
+      const r = await db.updateTable('users').set({ mfa_secret_enc: next }).where('id', '=', row.id).where('mfa_secret_enc', '=', row.mfa_secret_enc).executeTakeFirst();
+      resealed += Number(r.numUpdatedRows);
+    }
+    return { resealed, unreadable };
+  }
+
   /** POST /v1/auth/login. */
   login(input: { email: string; password: string; mfa_token?: string }, client: ClientInfo) {
     return this.observed('password', this.signIn(input, client));

@@ -7,6 +7,27 @@ import type { Logger } from '../logger.js';
 export const MIN_SECRET_BYTES = 32;
 
 /**
+ * The rotated-out secrets still accepted (JWT_PREVIOUS_SECRETS): for verifying
+ * tokens they signed, opening what was sealed under them and signing webhooks
+ * with their derived secrets too, never for signing tokens. Held to the same
+ * length rule as JWT_SECRET; the current secret among them is dropped.
+ */
+export function resolvePreviousSecrets(options: { provided: string[]; current: Buffer; env: 'development' | 'production' | 'test'; logger: Logger }): Buffer[] {
+  const out: Buffer[] = [];
+  options.provided.forEach((value, i) => {
+    const bytes = Buffer.from(value, 'utf8');
+    if (bytes.length < MIN_SECRET_BYTES) {
+      if (options.env === 'production') {
+        throw new ConfigError([`JWT_PREVIOUS_SECRETS: entry ${i + 1} must be at least ${MIN_SECRET_BYTES} bytes in production (got ${bytes.length})`]);
+      }
+      options.logger.warn(`JWT_PREVIOUS_SECRETS: entry ${i + 1} is shorter than ${MIN_SECRET_BYTES} bytes; refuse this in production`);
+    }
+    if (!bytes.equals(options.current) && !out.some((b) => b.equals(bytes))) out.push(bytes);
+  });
+  return out;
+}
+
+/**
  * The HS256 signing secret (CONTRACT section 3). From JWT_SECRET when set; in
  * production a missing or short one stops the daemon. Otherwise it is generated
  * once into `<data_dir>/jwt-secret` with mode 0600 and reused on every start.

@@ -4,12 +4,25 @@ import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:cr
  * Encrypts small secrets at rest (TOTP secrets) with AES-256-GCM under a key
  * derived from the server secret by HKDF, so a copy of the database alone does
  * not reveal them. Format: v1.<iv>.<tag>.<ciphertext>, base64url parts.
+ *
+ * Rotation: seals with the current server secret's key; opens with it or with a
+ * rotated-out one's (`previousSecrets`; GCM's tag tells which key sealed a
+ * value). `reseal` re-encrypts a value sealed under an old key, so the daemon
+ * can move everything to the current key before the old secret is dropped.
  */
 export class SecretBox {
   private readonly key: Buffer;
+  private readonly previous: Buffer[];
 
-  constructor(serverSecret: Buffer, purpose: string) {
-    this.key = Buffer.from(hkdfSync('sha256', serverSecret, Buffer.alloc(0), `keen-gateway:${purpose}`, 32));
+  constructor(serverSecret: Buffer, purpose: string, previousSecrets: Buffer[] = []) {
+    const derive = (secret: Buffer) => Buffer.from(hkdfSync('sha256', secret, Buffer.alloc(0), `keen-gateway:${purpose}`, 32));
+    this.key = derive(serverSecret);
+    this.previous = previousSecrets.map(derive);
+  }
+
+  /** True when rotated-out secrets are configured, so values may need `reseal`. */
+  get rotating(): boolean {
+    return this.previous.length > 0;
   }
 
   seal(plain: string): string {
@@ -20,10 +33,29 @@ export class SecretBox {
   }
 
   open(sealed: string): string {
+    return this.openWithAny(sealed).plain;
+  }
+
+  /** The value sealed again under the current key when an old key had sealed it; null when it already is current. */
+  reseal(sealed: string): string | null {
+    const { plain, current } = this.openWithAny(sealed);
+    return current ? null : this.seal(plain);
+  }
+
+  private openWithAny(sealed: string): { plain: string; current: boolean } {
     const [v, iv, tag, ct] = sealed.split('.');
     if (v !== 'v1' || !iv || !tag || ct === undefined) throw new Error('sealed value has an unknown format');
-    const decipher = createDecipheriv('aes-256-gcm', this.key, Buffer.from(iv, 'base64url'));
-    decipher.setAuthTag(Buffer.from(tag, 'base64url'));
-    return Buffer.concat([decipher.update(Buffer.from(ct, 'base64url')), decipher.final()]).toString('utf8');
+    const keys = [this.key, ...this.previous];
+    for (let i = 0; i < keys.length; i++) {
+      try {
+        const decipher = createDecipheriv('aes-256-gcm', keys[i]!, Buffer.from(iv, 'base64url'));
+        decipher.setAuthTag(Buffer.from(tag, 'base64url'));
+        const plain = Buffer.concat([decipher.update(Buffer.from(ct, 'base64url')), decipher.final()]).toString('utf8');
+        return { plain, current: i === 0 };
+      } catch {
+        // Not this key (the authentication tag did not match): try the next one.
+      }
+    }
+    throw new Error('sealed value does not open with the current or a previous server secret');
   }
 }

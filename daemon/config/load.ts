@@ -22,6 +22,12 @@ export interface ResolvedConfig extends GatewayConfig {
   config_dir: string;
   /** From the JWT_SECRET variable; never in the file, never logged. */
   jwt_secret: string | null;
+  /**
+   * From JWT_PREVIOUS_SECRETS (separated by commas or white space): secrets
+   * rotated out that are still accepted for verifying and decrypting, never used
+   * to sign. Never in the file, never logged.
+   */
+  jwt_previous_secrets: string[];
   /** What agents may inherit from the daemon's environment: PATH, LANG and the `agent.env_passthrough` names. */
   agent_env: Record<string, string>;
 }
@@ -143,6 +149,7 @@ export function loadConfig(options: LoadConfigOptions): ResolvedConfig {
     audit: { ...cfg.audit, archive_dir: path.resolve(configDir, cfg.audit.archive_dir ?? path.join(dataDir, 'audit')) },
     config_dir: configDir,
     jwt_secret: env.JWT_SECRET && env.JWT_SECRET.length > 0 ? env.JWT_SECRET : null,
+    jwt_previous_secrets: (env.JWT_PREVIOUS_SECRETS ?? '').split(/[\s,]+/).filter((s) => s.length > 0),
     agent_env: Object.fromEntries(
       ['PATH', 'LANG', ...cfg.agent.env_passthrough].flatMap((name) => (env[name] !== undefined ? [[name, env[name]!]] : [])),
     ),

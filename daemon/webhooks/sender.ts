@@ -34,6 +34,8 @@ export interface WebhookRequest {
   timestampSeconds: number;
   body: string;
   secret: string;
+  /** Secrets derived from rotated-out server secrets: the message is signed with these too. */
+  previousSecrets?: string[];
 }
 
 /**
@@ -132,7 +134,9 @@ export class WebhookSender {
           'user-agent': WEBHOOK_USER_AGENT,
           'webhook-id': request.id,
           'webhook-timestamp': String(request.timestampSeconds),
-          'webhook-signature': signWebhook(request.secret, request.id, request.timestampSeconds, body),
+          // One signature per secret, space-separated (Standard Webhooks): receivers holding the
+          // secret from before a JWT_SECRET rotation keep verifying during the overlap.
+          'webhook-signature': [request.secret, ...(request.previousSecrets ?? [])].map((s) => signWebhook(s, request.id, request.timestampSeconds, body)).join(' '),
         },
       });
 

@@ -39,6 +39,8 @@ export interface WebhookServiceOptions {
   metrics: Metrics;
   /** The server secret signing secrets are derived from (the JWT secret). */
   serverSecret: Buffer;
+  /** Rotated-out server secrets (JWT_PREVIOUS_SECRETS): deliveries are signed with their derived secrets too. */
+  previousServerSecrets?: Buffer[];
   /** `webhooks.allow_private_targets`. */
   allowPrivateTargets: boolean;
   /** Attempts before a delivery is `failed`. Default 6. */
@@ -232,6 +234,7 @@ export class WebhookService {
         timestampSeconds: Math.floor(clock.now() / 1000),
         body: row.payload,
         secret: this.signingSecretFor(row.user_id),
+        previousSecrets: (this.options.previousServerSecrets ?? []).map((s) => deriveSigningSecret(s, row.user_id)),
       });
     } catch (err) {
       // send() does not throw; if it ever does, count it as a failed attempt rather than lose the row.

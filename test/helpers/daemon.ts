@@ -25,6 +25,8 @@ export interface DaemonOptions {
   /** Reuse another daemon's database (several daemons on one store). */
   databaseUrl?: string;
   jwtSecret?: string;
+  /** JWT_PREVIOUS_SECRETS: rotated-out secrets still accepted. */
+  previousJwtSecrets?: string[];
   clock?: Clock;
   logLevel?: string;
   /** Replaces the durable audit store (benchmarks comparing its cost). */
@@ -105,7 +107,8 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<TestDaem
       cb();
     },
   });
-  const config = loadConfig({ env: { JWT_SECRET: home.jwtSecret, PATH: process.env.PATH, LANG: process.env.LANG }, overrides: baseConfig(home, options) });
+  const env = { JWT_SECRET: home.jwtSecret, PATH: process.env.PATH, LANG: process.env.LANG, ...(options.previousJwtSecrets ? { JWT_PREVIOUS_SECRETS: options.previousJwtSecrets.join(',') } : {}) };
+  const config = loadConfig({ env, overrides: baseConfig(home, options) });
   const logger = createLogger(config.log.level, sink);
   const container = new Container({ config, logger, clock: options.clock, defaultMetrics: false, ...(options.audit ? { audit: options.audit } : {}) });
   try {
