@@ -6,14 +6,14 @@ import { PassThrough, Readable } from 'node:stream';
 import { createPublicKey } from 'node:crypto';
 import { CHECKPOINT_FILE, SIGNING_KEY_FILE, loadOrCreateSigningKey, verifyCheckpoints, type Checkpoint } from '../../audit/checkpoints.js';
 import { toJsonLine, type AuditRecord } from '../../audit/entry.js';
-import { AuditQuery, AuditQueryError, type AuditFilters, type TenantScope } from '../../audit/query.js';
+import { AuditQuery, AuditQueryError, DEFAULT_PAGE_SIZE, type AuditFilters, type TenantScope } from '../../audit/query.js';
 import type { DatabaseAuditLogger } from '../../audit/store.js';
 import { verifyChain } from '../../audit/verify.js';
 import type { ResolvedConfig } from '../../config/load.js';
 import { GatewayError } from '../../errors.js';
 import type { Database } from '../../storage/database.js';
 import { adminScope } from '../../users/user-admin.js';
-import type { AppContext } from '../context.js';
+import { cursorOf, limitOf, type AppContext } from '../context.js';
 import { principalOf } from '../middleware/authenticate.js';
 import { defineRoutes } from '../routes.js';
 
@@ -123,8 +123,8 @@ export function adminAuditRoutes(deps: AdminAuditDeps) {
         const scope = scopeOf(ctx);
         const page = await asHttp(() =>
           query.list(scope, filtersOf(ctx), {
-            cursor: str(ctx.query.cursor) ?? null,
-            limit: str(ctx.query.limit) ? Number(ctx.query.limit) : null,
+            cursor: cursorOf(ctx),
+            limit: limitOf(ctx, DEFAULT_PAGE_SIZE),
             order: ctx.query.order === 'asc' ? 'asc' : 'desc',
           }),
         );

@@ -3,11 +3,8 @@ import { presentUser } from '../../auth/presenters.js';
 import type { CreateKeyInput, CreateUserInput, UserAdminService } from '../../users/user-admin.js';
 import { adminScope } from '../../users/user-admin.js';
 import { clientOf, principalOf } from '../middleware/authenticate.js';
-import { bodyOf, type AppContext } from '../context.js';
+import { bodyOf, cursorOf, limitOf, type AppContext } from '../context.js';
 import { defineRoutes } from '../routes.js';
-
-const limitOf = (ctx: AppContext): number => Number(ctx.query.limit ?? 50);
-const cursorOf = (ctx: AppContext): string | null => (typeof ctx.query.cursor === 'string' ? ctx.query.cursor : null);
 
 /** Users, tenants and keys for administrators: platform admins see all, tenant admins their tenant. */
 export function adminUserRoutes(deps: { users: UserAdminService }) {
@@ -55,7 +52,7 @@ export function adminUserRoutes(deps: { users: UserAdminService }) {
       errors: ['FORBIDDEN'],
       handler: async (ctx) => {
         const email = typeof ctx.query.email === 'string' ? ctx.query.email : undefined;
-        ctx.body = { success: true, ...(await users.listUsers(principalOf(ctx), { limit: limitOf(ctx), cursor: cursorOf(ctx), email })) };
+        ctx.body = { success: true, ...(await users.listUsers(principalOf(ctx), { limit: limitOf(ctx, 50), cursor: cursorOf(ctx), email })) };
       },
     },
     {
@@ -110,7 +107,7 @@ export function adminUserRoutes(deps: { users: UserAdminService }) {
       response: { status: 200, schema: 'TenantListResponse' },
       errors: ['FORBIDDEN'],
       handler: async (ctx) => {
-        ctx.body = { success: true, ...(await users.listTenants(principalOf(ctx), { limit: limitOf(ctx), cursor: cursorOf(ctx) })) };
+        ctx.body = { success: true, ...(await users.listTenants(principalOf(ctx), { limit: limitOf(ctx, 50), cursor: cursorOf(ctx) })) };
       },
     },
     {
@@ -146,7 +143,7 @@ export function adminUserRoutes(deps: { users: UserAdminService }) {
         const scope = adminScope(p);
         const who = typeof ctx.query.user_id === 'string' ? await users.findUser(p, ctx.query.user_id, clientOf(ctx)) : null;
         const filter = who ? { userId: who.id } : scope ? { userId: null, tenantId: scope.tenantId } : { userId: null };
-        ctx.body = { success: true, api_keys: await users.listApiKeys(filter, limitOf(ctx)) };
+        ctx.body = { success: true, api_keys: await users.listApiKeys(filter, limitOf(ctx, 50)) };
       },
     },
     {

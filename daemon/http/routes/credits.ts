@@ -1,5 +1,5 @@
 import type { Principal } from '../../auth/principal.js';
-import type { CreditLedger, Mismatch, TenantScoped } from '../../credits/ledger.js';
+import { DEFAULT_PAGE, type CreditLedger, type Mismatch, type TenantScoped } from '../../credits/ledger.js';
 import { formatCredits, parseCredits, toMicros } from '../../credits/money.js';
 import { presentBalance, presentEntry } from '../../credits/present.js';
 import { GatewayError } from '../../errors.js';
@@ -7,7 +7,7 @@ import { hashRequest } from '../../idempotency/key.js';
 import type { IdempotencyStore } from '../../idempotency/store.js';
 import { adminScope, type UserAdminService } from '../../users/user-admin.js';
 import { clientOf, principalOf } from '../middleware/authenticate.js';
-import { bodyOf, type AppContext } from '../context.js';
+import { bodyOf, cursorOf, limitOf } from '../context.js';
 import { defineRoutes } from '../routes.js';
 
 const GRANT_PATH = '/v1/admin/credits/grant';
@@ -17,9 +17,6 @@ interface GrantBody {
   amount: number;
   reason: string;
 }
-
-const limitOf = (ctx: AppContext): number | undefined => (typeof ctx.query.limit === 'string' ? Number(ctx.query.limit) : undefined);
-const cursorOf = (ctx: AppContext): string | null => (typeof ctx.query.cursor === 'string' ? ctx.query.cursor : null);
 
 /** How a tenant admin's reads are scoped in SQL too (the user was already found in scope). */
 const tenantScopeOf = (p: Principal): TenantScoped => {
@@ -70,7 +67,7 @@ export function creditRoutes(deps: { ledger: CreditLedger; idempotency: Idempote
       query: 'CreditTransactionsQuery',
       response: { status: 200, schema: 'CreditTransactionListResponse' },
       handler: async (ctx) => {
-        const page = await ledger.transactions(principalOf(ctx).userId, { limit: limitOf(ctx), cursor: cursorOf(ctx) });
+        const page = await ledger.transactions(principalOf(ctx).userId, { limit: limitOf(ctx, DEFAULT_PAGE), cursor: cursorOf(ctx) });
         ctx.body = { success: true, transactions: page.entries.map(presentEntry), next_cursor: page.nextCursor };
       },
     },
@@ -144,7 +141,7 @@ export function creditRoutes(deps: { ledger: CreditLedger; idempotency: Idempote
       handler: async (ctx) => {
         const p = principalOf(ctx);
         const user = await users.findUser(p, String(ctx.query.user_id), clientOf(ctx));
-        const page = await ledger.transactions(user.id, { limit: limitOf(ctx), cursor: cursorOf(ctx), ...tenantScopeOf(p) });
+        const page = await ledger.transactions(user.id, { limit: limitOf(ctx, DEFAULT_PAGE), cursor: cursorOf(ctx), ...tenantScopeOf(p) });
         ctx.body = { success: true, user_id: user.id, transactions: page.entries.map(presentEntry), next_cursor: page.nextCursor };
       },
     },

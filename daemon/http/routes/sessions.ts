@@ -3,12 +3,10 @@ import { assertIdempotencyKey, hashRequest } from '../../idempotency/key.js';
 import type { IdempotencyStore } from '../../idempotency/store.js';
 import type { ExecuteInput, SessionService } from '../../sessions/session-service.js';
 import type { UserAdminService } from '../../users/user-admin.js';
-import { bodyOf, type AppContext } from '../context.js';
+import { bodyOf, cursorOf, limitOf, type AppContext } from '../context.js';
 import { clientOf, principalOf } from '../middleware/authenticate.js';
 import { defineRoutes } from '../routes.js';
 
-const limitOf = (ctx: AppContext, fallback: number): number => Number(ctx.query.limit ?? fallback);
-const cursorOf = (ctx: AppContext): string | null => (typeof ctx.query.cursor === 'string' ? ctx.query.cursor : null);
 const statusOf = (ctx: AppContext): string | undefined => (typeof ctx.query.status === 'string' ? ctx.query.status : undefined);
 
 /** Execute and quote, the user's sessions, and the admin's view of them. */
