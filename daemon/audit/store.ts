@@ -80,6 +80,8 @@ export class DatabaseAuditLogger implements AuditLogger {
   private readonly tailPollMs: number;
 
   private readonly denials = new Map<string, DenialBucket>();
+  /** The last denial write queued: each waits for the one before (see queueDenial). */
+  private denialQueue: Promise<void> = Promise.resolve();
   private denialTimer: NodeJS.Timeout | null = null;
   private readonly pendingWrites = new Set<Promise<void>>();
 
@@ -158,7 +160,7 @@ export class DatabaseAuditLogger implements AuditLogger {
     let bucket = this.denials.get(key);
     if (bucket && bucket.minute !== minute) {
       this.denials.delete(key);
-      this.track(this.writeDenial(bucket));
+      this.queueDenial(bucket);
       bucket = undefined;
     }
     if (!bucket && this.denials.size >= this.maxDenialKeys) {
@@ -185,7 +187,7 @@ export class DatabaseAuditLogger implements AuditLogger {
   async flush(): Promise<void> {
     const buckets = [...this.denials.values()];
     this.denials.clear();
-    for (const b of buckets) this.track(this.writeDenial(b));
+    for (const b of buckets) this.queueDenial(b);
     while (this.pendingWrites.size > 0) await Promise.all([...this.pendingWrites]);
   }
 
@@ -272,9 +274,16 @@ export class DatabaseAuditLogger implements AuditLogger {
     for (const [key, b] of this.denials) {
       if (b.minute < minute) {
         this.denials.delete(key);
-        this.track(this.writeDenial(b));
+        this.queueDenial(b);
       }
     }
+  }
+
+  /** Denial entries are written one after another, in the order their buckets closed. */
+  private queueDenial(b: DenialBucket): void {
+    const write = this.denialQueue.then(() => this.writeDenial(b));
+    this.denialQueue = write;
+    this.track(write);
   }
 
   private async writeDenial(b: DenialBucket): Promise<void> {
