@@ -1,24 +1,8 @@
 import { Command, Option } from 'commander';
-import { ConnectionError, errorFromResponse } from '../../sdk/src/index.js';
+import type { AuditEntry } from '../../schemas/types.gen.js';
+import type { AuditFilters, KeenClient } from '../../sdk/src/index.js';
 import { clientFor, globals, parsePositiveInt, type GlobalOptions } from '../core/context.js';
 import { CliError } from '../core/output.js';
-
-/** An audit entry as the API returns it (schemas/api/AuditEntry.json). */
-interface AuditEntry {
-  seq: number;
-  id: string;
-  ts: number;
-  actor_type: string;
-  actor_id: string | null;
-  tenant_id: string | null;
-  action: string;
-  target_type: string | null;
-  target_id: string | null;
-  outcome: string;
-  ip: string | null;
-  request_id: string | null;
-  details: Record<string, unknown>;
-}
 
 interface VerifyResponse {
   ok: boolean;
@@ -27,12 +11,6 @@ interface VerifyResponse {
   last_seq: number | null;
   first_bad: { seq: number; id: string | null; reason: string; message: string } | null;
   checkpoints: { available: boolean; ok: boolean; checked: number; skipped: number };
-}
-
-/** A stream line that is not an entry. */
-interface Heartbeat {
-  type: 'heartbeat';
-  after_seq: number;
 }
 
 /** No line (heartbeats included) for this long: the connection is dead, reconnect. */
@@ -75,52 +53,10 @@ async function resolveUser(cmd: Command, user: string): Promise<string> {
   return r.user.id;
 }
 
-/**
- * Opens a streaming (JSON Lines) response. The SDK's request() reads whole
- * bodies; this is the one streaming call keen-admin needs.
- */
-async function openStream(g: GlobalOptions, path: string, query: Record<string, string | undefined>, signal: AbortSignal): Promise<Response> {
-  const apiKey = g.apiKey ?? process.env.KEEN_API_KEY;
-  if (!apiKey) throw new CliError('no API key: set KEEN_API_KEY (or pass --api-key)', 2);
-  const base = g.url.replace(/\/+$/, '');
-  const url = new URL(base + path);
-  for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, v);
-  let res: Response;
-  try {
-    res = await fetch(url, { headers: { authorization: `ApiKey ${apiKey}`, accept: 'application/x-ndjson', 'user-agent': 'keen-admin' }, signal });
-  } catch (err) {
-    if (signal.aborted) throw err;
-    const cause = (err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message;
-    throw new ConnectionError({ type: 'CONNECTION_ERROR', code: 'CONNECTION_FAILED', message: `cannot reach ${base}: ${cause}` });
-  }
-  if (!res.ok) {
-    const text = await res.text();
-    let parsed: unknown = null;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      parsed = null;
-    }
-    throw errorFromResponse(res.status, parsed, res.headers);
-  }
-  return res;
-}
-
-/** The lines of a streaming body, without their newline. */
-async function* linesOf(res: Response): AsyncGenerator<string> {
-  if (!res.body) return;
-  const decoder = new TextDecoder();
-  let buf = '';
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    buf += decoder.decode(chunk, { stream: true });
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      if (line.trim() !== '') yield line;
-    }
-  }
-  if (buf.trim() !== '') yield buf;
+/** The client of the JSON Lines calls (SDK `client.audit`); without a key they keep their own message. */
+function streamClient(cmd: Command): KeenClient {
+  if (!globals(cmd).apiKey) throw new CliError('no API key: set KEEN_API_KEY (or pass --api-key)', 2);
+  return clientFor(cmd);
 }
 
 const sleep = (ms: number, signal: AbortSignal) =>
@@ -147,7 +83,7 @@ function interruptSignal(): AbortController {
  * jittered exponential backoff from the last seq seen; a refused request
  * (authentication, scope, validation) is not retried.
  */
-async function follow(g: GlobalOptions, filters: Record<string, string | undefined>, afterSeq: number | null, print: (e: AuditEntry) => void): Promise<void> {
+async function follow(g: GlobalOptions, client: KeenClient, filters: AuditFilters, afterSeq: number | null, print: (e: AuditEntry) => void): Promise<void> {
   const interrupt = interruptSignal();
   let last = afterSeq;
   let attempt = 0;
@@ -163,11 +99,9 @@ async function follow(g: GlobalOptions, filters: Record<string, string | undefin
       };
       try {
         armStall();
-        const res = await openStream(g, '/v1/admin/audit/stream', { ...filters, after_seq: last === null ? undefined : String(last) }, conn.signal);
-        for await (const line of linesOf(res)) {
+        for await (const item of client.audit.stream<AuditEntry>({ ...filters, after_seq: last === null ? undefined : last }, { signal: conn.signal })) {
           armStall();
           attempt = 0;
-          const item = JSON.parse(line) as AuditEntry | Heartbeat;
           if ('type' in item && item.type === 'heartbeat') {
             last = Math.max(last ?? 0, item.after_seq);
             continue;
@@ -213,7 +147,7 @@ export function auditCommand(): Command {
     .addHelpText('after', '\nExamples:\n  keen-admin audit tail --type "auth.*" --since 2h\n  keen-admin audit tail --follow --user ana@example.com --json | jq .action')
     .action(async (opts, cmd: Command) => {
       const g = globals(cmd);
-      const filters: Record<string, string | undefined> = {
+      const filters: AuditFilters = {
         action: opts.type,
         user_id: opts.user ? await resolveUser(cmd, opts.user) : undefined,
         since: opts.since ? parseSince(opts.since) : undefined,
@@ -227,7 +161,7 @@ export function auditCommand(): Command {
       const latest = [...r.entries].reverse();
       for (const e of latest) print(e);
       if (!g.json && latest.length === 0 && !opts.follow) process.stdout.write('(no entries)\n');
-      if (opts.follow) await follow(g, filters, latest.at(-1)?.seq ?? null, print);
+      if (opts.follow) await follow(g, streamClient(cmd), filters, latest.at(-1)?.seq ?? null, print);
     });
 
   audit
@@ -259,17 +193,18 @@ export function auditCommand(): Command {
     .option('--tenant <id>', 'only this tenant (platform admins)')
     .addHelpText('after', '\nExample:\n  keen-admin audit export --since 2026-01-01 --until 2026-02-01 > audit-january.jsonl')
     .action(async (opts, cmd: Command) => {
-      const g = globals(cmd);
+      const filters: AuditFilters = {
+        since: parseSince(opts.since),
+        until: opts.until ? parseSince(opts.until) : undefined,
+        action: opts.type,
+        tenant_id: opts.tenant,
+      };
+      const client = streamClient(cmd);
       const ac = interruptSignal();
       try {
-        const res = await openStream(g, '/v1/admin/audit/export', {
-          since: parseSince(opts.since),
-          until: opts.until ? parseSince(opts.until) : undefined,
-          action: opts.type,
-          tenant_id: opts.tenant,
-        }, ac.signal);
-        for await (const line of linesOf(res)) {
-          if (!process.stdout.write(`${line}\n`)) await new Promise((r) => process.stdout.once('drain', r));
+        // Each line re-serialized is the line the gateway sent (it writes JSON.stringify of a parsed entry).
+        for await (const entry of client.audit.export<AuditEntry>(filters, { signal: ac.signal })) {
+          if (!process.stdout.write(`${JSON.stringify(entry)}\n`)) await new Promise((r) => process.stdout.once('drain', r));
         }
       } finally {
         ac.abort();

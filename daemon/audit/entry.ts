@@ -10,26 +10,12 @@ export type AuditRow = Selectable<AuditTables['audit_log']>;
 
 /**
  * One audit entry as it is read, exported and archived (one JSON Lines line
- * each). `details` is the parsed object; every field except `hash` is covered
+ * each): the stored row (`audit_log`, whose columns the API's AuditEntry
+ * schema mirrors) with `details` parsed. Every field except `hash` is covered
  * by the hash, so a line can be verified on its own with {@link entryHash}.
  */
-export interface AuditRecord {
-  seq: number;
-  id: string;
-  ts: number;
-  actor_type: string;
-  actor_id: string | null;
-  tenant_id: string | null;
-  action: string;
-  target_type: string | null;
-  target_id: string | null;
-  outcome: 'success' | 'failure' | 'denied';
-  ip: string | null;
-  user_agent: string | null;
-  request_id: string | null;
+export interface AuditRecord extends Omit<AuditRow, 'details'> {
   details: Record<string, unknown>;
-  prev_hash: string;
-  hash: string;
 }
 
 /** Details text that is not JSON (a tampered row): read as this marker, which never hashes to the stored hash. */

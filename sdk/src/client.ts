@@ -2,6 +2,7 @@ import { ConnectionError, KeenError, TimeoutError, errorFromResponse, parseRetry
 import { backoffDelay, sleep } from './internal/backoff.js';
 import { resolveWebSocket, type WebSocketConstructor } from './internal/websocket.js';
 import { ApiKeys } from './resources/api-keys.js';
+import { Audit } from './resources/audit.js';
 import { Credits } from './resources/credits.js';
 import { Sessions } from './resources/sessions.js';
 import { followAll, followSession, type StreamAllOptions, type StreamContext, type StreamOptions } from './stream.js';
@@ -53,6 +54,13 @@ export interface RequestOptions {
   signal?: AbortSignal;
 }
 
+/** Options of `client.requestLines()`. */
+export interface LinesOptions {
+  query?: RequestOptions['query'];
+  /** Stops the iteration: the pending `next()` rejects with the signal's reason, and the connection closes. */
+  signal?: AbortSignal;
+}
+
 /** Options of `client.execute()`. */
 export interface ExecuteOptions {
   /**
@@ -66,6 +74,19 @@ export interface ExecuteOptions {
 
 /** A Retry-After longer than this is not waited for: the error is thrown at once so the caller decides. */
 const MAX_RETRY_AFTER_MS = 60_000;
+
+const USER_AGENT = 'keen-sdk/0.1';
+const JSON_TYPE = 'application/json';
+const NDJSON_TYPE = 'application/x-ndjson';
+
+/** A response body as JSON, or null when it is empty or not JSON (a proxy's page). */
+function parseBody(text: string): unknown {
+  try {
+    return text ? JSON.parse(text) : null;
+  } catch {
+    return null;
+  }
+}
 
 /**
  * The keen-gateway client.
@@ -82,6 +103,8 @@ export class KeenClient {
   readonly credits: Credits;
   /** Your API keys (token auth only). */
   readonly apiKeys: ApiKeys;
+  /** The audit log, as JSON Lines (administrators): export a range, follow the live feed. */
+  readonly audit: Audit;
 
   private readonly timeout: number;
   private readonly maxRetries: number;
@@ -108,6 +131,7 @@ export class KeenClient {
     this.sessions = new Sessions(this);
     this.credits = new Credits(this);
     this.apiKeys = new ApiKeys(this);
+    this.audit = new Audit(this);
   }
 
   /**
@@ -156,30 +180,140 @@ export class KeenClient {
     return this.send<T>(method, path, options, true, this.maxRetries);
   }
 
-  private async send<T>(method: string, path: string, options: RequestOptions, authenticated: boolean, maxRetries: number): Promise<T> {
+  /**
+   * Sends one authenticated GET to an endpoint that answers JSON Lines
+   * (`application/x-ndjson`) and yields each line parsed, as it arrives: the
+   * streaming counterpart of `request()` (`client.audit` is built on it).
+   *
+   * - A non-2xx answer throws the matching `KeenError`, from the error envelope
+   *   as for every other call, before anything is yielded. An expired access
+   *   token is refreshed once; nothing else is retried (once lines have been
+   *   yielded only the caller knows where to resume).
+   * - The client's `timeout` bounds the wait for the response to start, not its
+   *   length. A connection that breaks mid-body throws a `ConnectionError`
+   *   (`STREAM_LOST`); a line that is not JSON, a `KeenError` (`INVALID_RESPONSE`).
+   * - Aborting `options.signal` stops the iteration: the pending `next()` rejects
+   *   with the signal's reason. Leaving the loop early (`break`) closes the connection.
+   */
+  async *requestLines<T = Record<string, unknown>>(path: string, options: LinesOptions = {}): AsyncGenerator<T, void, undefined> {
+    const { signal } = options;
+    signal?.throwIfAborted();
+    // Closes the connection when the caller leaves early, and times out a response that does not start.
+    const local = new AbortController();
+    try {
+      const res = await this.openLines(this.url(path, options.query), signal, local);
+      let n = 0;
+      for await (const line of this.bodyLines(res, signal)) {
+        n++;
+        let item: unknown;
+        try {
+          item = JSON.parse(line);
+        } catch (thrown) {
+          throw new KeenError({
+            type: 'SYSTEM_ERROR',
+            code: 'INVALID_RESPONSE',
+            message: `line ${n} of the response to GET ${path} is not JSON`,
+            status: res.status,
+            requestId: res.headers.get('x-request-id'),
+            cause: thrown,
+          });
+        }
+        yield item as T;
+      }
+    } finally {
+      local.abort();
+    }
+  }
+
+  /** Sends the GET of `requestLines()`; resolves with a 2xx response whose body is still to be read. */
+  private async openLines(url: string, signal: AbortSignal | undefined, local: AbortController): Promise<Response> {
+    const fetchSignal = signal ? AbortSignal.any([signal, local.signal]) : local.signal;
+    let renewed = false;
+    for (;;) {
+      const auth = this.authorization();
+      const timer = setTimeout(() => local.abort(new DOMException(`no answer within ${this.timeout} ms`, 'TimeoutError')), this.timeout);
+      let err: KeenError;
+      try {
+        const res = await this.fetchImpl(url, { method: 'GET', headers: this.headers(NDJSON_TYPE, auth), signal: fetchSignal });
+        if (res.ok) return res;
+        err = errorFromResponse(res.status, parseBody(await res.text()), res.headers);
+      } catch (thrown) {
+        if (signal?.aborted) throw signal.reason ?? thrown;
+        err = this.transportError(thrown);
+      } finally {
+        clearTimeout(timer);
+      }
+      if (err.code === 'TOKEN_EXPIRED' && auth?.startsWith('Bearer ') && !renewed && (await this.renew(auth.slice(7)))) {
+        renewed = true;
+        continue;
+      }
+      throw err;
+    }
+  }
+
+  /** The non-empty lines of a streaming body, without their newline. */
+  private async *bodyLines(res: Response, signal: AbortSignal | undefined): AsyncGenerator<string, void, undefined> {
+    if (!res.body) return;
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
+    let buf = '';
+    try {
+      for (;;) {
+        let chunk: { done: boolean; value?: Uint8Array | undefined };
+        try {
+          chunk = await reader.read();
+        } catch (thrown) {
+          if (signal?.aborted) throw signal.reason ?? thrown;
+          const e = thrown as Error | undefined;
+          const cause = e?.cause instanceof Error ? e.cause.message : e?.message;
+          throw new ConnectionError({ type: 'CONNECTION_ERROR', code: 'STREAM_LOST', message: `the response from ${this.baseUrl} broke off: ${cause}`, cause: thrown });
+        }
+        if (chunk.done) break;
+        buf += decoder.decode(chunk.value, { stream: true });
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          if (line.trim() !== '') yield line;
+        }
+      }
+      buf += decoder.decode();
+      if (buf.trim() !== '') yield buf;
+    } finally {
+      // Early exit: stop the body (a no-op once it has ended).
+      reader.cancel().catch(() => undefined);
+    }
+  }
+
+  private url(path: string, query: RequestOptions['query']): string {
     const url = new URL(this.baseUrl + path);
-    for (const [k, v] of Object.entries(options.query ?? {})) if (v !== undefined && v !== null) url.searchParams.set(k, String(v));
+    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined && v !== null) url.searchParams.set(k, String(v));
+    return url.toString();
+  }
+
+  /** The headers of every request: what it accepts, who sends it, and the credentials when there are any. */
+  private headers(accept: string, auth: string | null): Record<string, string> {
+    const headers: Record<string, string> = { accept, 'user-agent': USER_AGENT };
+    if (auth) headers.authorization = auth;
+    return headers;
+  }
+
+  private async send<T>(method: string, path: string, options: RequestOptions, authenticated: boolean, maxRetries: number): Promise<T> {
+    const url = this.url(path, options.query);
     const body = options.body === undefined ? undefined : JSON.stringify(options.body);
     // Generated once, before the first attempt: every retry carries the same key.
     const idempotencyKey = options.idempotencyKey ?? (method === 'POST' ? crypto.randomUUID() : undefined);
     let renewed = false;
     for (let attempt = 0; ; ) {
-      const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'keen-sdk/0.1' };
       const auth = authenticated ? this.authorization() : null;
-      if (auth) headers.authorization = auth;
+      const headers = this.headers(JSON_TYPE, auth);
       if (body !== undefined) headers['content-type'] = 'application/json';
       if (idempotencyKey) headers['idempotency-key'] = idempotencyKey;
       let err: KeenError;
       let retryAfter: number | null = null;
       try {
-        const res = await this.fetchImpl(url.toString(), { method, headers, body, signal: this.attemptSignal(options.signal) });
-        const text = await res.text();
-        let parsed: unknown = null;
-        try {
-          parsed = text ? JSON.parse(text) : null;
-        } catch {
-          parsed = null;
-        }
+        const res = await this.fetchImpl(url, { method, headers, body, signal: this.attemptSignal(options.signal) });
+        const parsed = parseBody(await res.text());
         if (res.ok) return parsed as T;
         err = errorFromResponse(res.status, parsed, res.headers);
         retryAfter = parseRetryAfter(res.headers.get('retry-after'));

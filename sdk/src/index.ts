@@ -1,4 +1,4 @@
-export { KeenClient, type KeenClientOptions, type ApiKeyAuth, type TokenAuth, type RequestOptions, type ExecuteOptions, type FetchLike } from './client.js';
+export { KeenClient, type KeenClientOptions, type ApiKeyAuth, type TokenAuth, type RequestOptions, type LinesOptions, type ExecuteOptions, type FetchLike } from './client.js';
 export {
   KeenError,
   AuthenticationError,
@@ -20,4 +20,5 @@ export type { WebSocketConstructor, WebSocketLike } from './internal/websocket.j
 export type { Sessions, SessionListParams } from './resources/sessions.js';
 export type { Credits } from './resources/credits.js';
 export type { ApiKeys } from './resources/api-keys.js';
+export type { Audit, AuditFilters, AuditStreamParams, AuditHeartbeat } from './resources/audit.js';
 export type * from './types.js';

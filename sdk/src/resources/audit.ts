@@ -1,0 +1,64 @@
+import type { KeenClient } from '../client.js';
+
+/** Filters of the audit endpoints (schemas/api/AuditExportQuery.json). */
+export interface AuditFilters {
+  /** An action (`auth.login`) or a resource prefix (`auth` or `auth.*`). */
+  action?: string;
+  actor_id?: string;
+  /** Entries the user did or that were done to the user (a user id). */
+  user_id?: string;
+  /** Platform admins: one tenant's entries. A tenant admin always gets its own tenant only. */
+  tenant_id?: string;
+  outcome?: 'success' | 'failure' | 'denied';
+  /** ISO 8601 time, inclusive. */
+  since?: string;
+  /** ISO 8601 time, exclusive. */
+  until?: string;
+}
+
+/** Parameters of `audit.stream()` (schemas/api/AuditStreamQuery.json). */
+export interface AuditStreamParams extends AuditFilters {
+  /** Deliver the entries after this seq (default: the head of the log when the stream opens). */
+  after_seq?: number;
+}
+
+/** A line of the live feed that is not an entry: sent when the feed opens and after every 15 s of quiet. */
+export interface AuditHeartbeat {
+  type: 'heartbeat';
+  /** Where the feed is: the seq of the last entry it delivered, or the one it started after. */
+  after_seq: number;
+}
+
+/**
+ * The audit log as JSON Lines, for administrators (an API key or token with
+ * the `admin` scope; a tenant admin sees its own tenant only).
+ *
+ * An entry is `AuditEntry` of schemas/api/AuditEntry.json (`seq`, `id`, `ts`,
+ * `action`, `outcome`, `details`, `prev_hash`, `hash`...), exactly as the
+ * gateway wrote it; pass that type as `T` to have it typed.
+ */
+export class Audit {
+  constructor(private readonly client: KeenClient) {}
+
+  /**
+   * The entries matching `filters`, oldest first, read as the gateway streams
+   * them (`GET /v1/admin/audit/export`); ends after the last one.
+   *
+   * ```ts
+   * for await (const e of client.audit.export({ since: '2026-01-01T00:00:00Z' })) out.write(`${JSON.stringify(e)}\n`);
+   * ```
+   */
+  export<T extends object = Record<string, unknown>>(filters: AuditFilters = {}, options: { signal?: AbortSignal } = {}): AsyncGenerator<T, void, undefined> {
+    return this.client.requestLines<T>('/v1/admin/audit/export', { query: { ...filters }, ...(options.signal ? { signal: options.signal } : {}) });
+  }
+
+  /**
+   * The live feed (`GET /v1/admin/audit/stream`): each matching entry as it
+   * commits, after `after_seq`, interleaved with heartbeat lines; it runs until
+   * `options.signal` aborts or the connection ends. It does not reconnect: resume
+   * with `after_seq` set to the last entry's `seq` (or heartbeat's `after_seq`).
+   */
+  stream<T extends object = Record<string, unknown>>(params: AuditStreamParams = {}, options: { signal?: AbortSignal } = {}): AsyncGenerator<T | AuditHeartbeat, void, undefined> {
+    return this.client.requestLines<T | AuditHeartbeat>('/v1/admin/audit/stream', { query: { ...params }, ...(options.signal ? { signal: options.signal } : {}) });
+  }
+}
