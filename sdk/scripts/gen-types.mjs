@@ -42,6 +42,7 @@ export const SDK_SCHEMAS = [
   'TokenPair',
   'RefreshRequest',
   'RefreshResponse',
+  'AuditEntry',
 ];
 
 /** The generated source, as a string (the test compares it with the file). */

@@ -293,3 +293,30 @@ export interface RefreshResponse {
   success: true;
   tokens: TokenPair;
 }
+export interface AuditEntry {
+  /**
+   * Position in the chain: 1, 2, 3, ... in commit order.
+   */
+  seq: number;
+  id: string;
+  /**
+   * Epoch milliseconds.
+   */
+  ts: number;
+  actor_type: 'user' | 'api_key' | 'admin' | 'system' | 'anonymous';
+  actor_id: string | null;
+  tenant_id: string | null;
+  /**
+   * `resource.verb`, e.g. `auth.login`.
+   */
+  action: string;
+  target_type: string | null;
+  target_id: string | null;
+  outcome: 'success' | 'failure' | 'denied';
+  ip: string | null;
+  user_agent: string | null;
+  request_id: string | null;
+  details: {};
+  prev_hash: string;
+  hash: string;
+}

@@ -1,4 +1,5 @@
 import type { KeenClient } from '../client.js';
+import type { AuditEntry } from '../types.gen.js';
 
 /** Filters of the audit endpoints (schemas/api/AuditExportQuery.json). */
 export interface AuditFilters {
@@ -48,7 +49,7 @@ export class Audit {
    * for await (const e of client.audit.export({ since: '2026-01-01T00:00:00Z' })) out.write(`${JSON.stringify(e)}\n`);
    * ```
    */
-  export<T extends object = Record<string, unknown>>(filters: AuditFilters = {}, options: { signal?: AbortSignal } = {}): AsyncGenerator<T, void, undefined> {
+  export<T extends object = AuditEntry>(filters: AuditFilters = {}, options: { signal?: AbortSignal } = {}): AsyncGenerator<T, void, undefined> {
     return this.client.requestLines<T>('/v1/admin/audit/export', { query: { ...filters }, ...(options.signal ? { signal: options.signal } : {}) });
   }
 
@@ -58,7 +59,7 @@ export class Audit {
    * `options.signal` aborts or the connection ends. It does not reconnect: resume
    * with `after_seq` set to the last entry's `seq` (or heartbeat's `after_seq`).
    */
-  stream<T extends object = Record<string, unknown>>(params: AuditStreamParams = {}, options: { signal?: AbortSignal } = {}): AsyncGenerator<T | AuditHeartbeat, void, undefined> {
+  stream<T extends object = AuditEntry>(params: AuditStreamParams = {}, options: { signal?: AbortSignal } = {}): AsyncGenerator<T | AuditHeartbeat, void, undefined> {
     return this.client.requestLines<T | AuditHeartbeat>('/v1/admin/audit/stream', { query: { ...params }, ...(options.signal ? { signal: options.signal } : {}) });
   }
 }

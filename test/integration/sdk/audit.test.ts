@@ -246,7 +246,7 @@ describe('SDK audit JSON Lines with an expired access token', () => {
       fetch: (url, init) => (paths.push(new URL(url).pathname), fetch(url, init)),
     });
     clock.advance(16 * 60_000);
-    const got: Array<Record<string, unknown>> = [];
+    const got: AuditEntry[] = [];
     for await (const e of client.audit.export({ action: 'auth.login' })) got.push(e);
     expect(got.map((e) => e.actor_id)).to.include(admin.user.id);
     expect(paths).to.deep.equal(['/v1/admin/audit/export', '/v1/auth/refresh', '/v1/admin/audit/export']);
