@@ -117,12 +117,20 @@ export class DatabaseAuditLogger implements AuditLogger {
    * `trx` from inside an open transaction (on SQLite that would wait on itself).
    */
   async record(event: AuditEvent, trx?: Queryable): Promise<void> {
-    await this.append(event, trx);
+    const prepared = this.prepare(event);
+    // In a caller's transaction the entry is appended just before it commits: the chain head's
+    // lock (every append contends for it) is then held for the commit alone, not for the rest
+    // of the caller's work. Its position in the chain is still inside that transaction.
+    if (trx && this.database.beforeCommit(trx, async () => void (await this.appendPrepared(prepared, trx)))) return;
+    await this.appendPrepared(prepared, trx);
   }
 
-  /** Like {@link record}, and returns the stored entry (with its seq and hash). */
+  /** Like {@link record}, but appended at once, and returns the stored entry (with its seq and hash). */
   async append(event: AuditEvent, trx?: Queryable): Promise<AuditRecord> {
-    const prepared = this.prepare(event);
+    return this.appendPrepared(this.prepare(event), trx);
+  }
+
+  private async appendPrepared(prepared: ReturnType<DatabaseAuditLogger['prepare']>, trx?: Queryable): Promise<AuditRecord> {
     try {
       const entry = trx ? await this.appendIn(trx, prepared) : await this.database.transaction((t) => this.appendIn(t, prepared));
       this.entriesTotal?.inc({ outcome: entry.outcome });

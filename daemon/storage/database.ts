@@ -76,6 +76,8 @@ export class Database {
   /** Write counters per table, seen by every query through `db` (SQLite only: there this daemon is the one writer). */
   private readonly writes: WriteGenerations | null = null;
   private observer: QueryObserver | null = null;
+  /** Work to run inside each open transaction just before it commits (see `beforeCommit`). */
+  private readonly commitHooks = new WeakMap<object, Array<() => Promise<void>>>();
 
   constructor(private readonly options: DatabaseOptions) {
     if (options.url.startsWith('sqlite:')) {
@@ -180,7 +182,34 @@ export class Database {
 
   /** Runs `fn` in one transaction; commits when it resolves, rolls back when it throws. */
   async transaction<T>(fn: (trx: Queryable) => Promise<T>): Promise<T> {
-    return this.observed('transaction', () => this.runTransaction(fn));
+    return this.observed('transaction', () => this.runTransaction((trx) => this.withCommitHooks(trx, fn)));
+  }
+
+  /**
+   * Runs `work` in `trx` after the transaction's function has returned and just
+   * before it commits; if `work` throws, the transaction rolls back. For writes
+   * that take a lock every transaction contends for (the audit chain head):
+   * taken last, it is held only until the commit. False when `trx` is not a
+   * transaction open in `transaction()` (the caller then does the work at once).
+   */
+  beforeCommit(trx: Queryable, work: () => Promise<void>): boolean {
+    const hooks = this.commitHooks.get(trx);
+    if (!hooks) return false;
+    hooks.push(work);
+    return true;
+  }
+
+  private async withCommitHooks<T>(trx: Queryable, fn: (trx: Queryable) => Promise<T>): Promise<T> {
+    const hooks: Array<() => Promise<void>> = [];
+    this.commitHooks.set(trx, hooks);
+    try {
+      const result = await fn(trx);
+      // By index: a hook may add another.
+      for (let i = 0; i < hooks.length; i++) await hooks[i]!();
+      return result;
+    } finally {
+      this.commitHooks.delete(trx);
+    }
   }
 
   private async observed<T>(operation: 'transaction' | 'ping', work: () => Promise<T>): Promise<T> {

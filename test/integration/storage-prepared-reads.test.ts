@@ -172,3 +172,59 @@ describe('storage: WriteGenerations', () => {
     expect(after.b).to.be.greaterThan(start.b);
   });
 });
+
+describeStorage('storage: work just before commit', (backend) => {
+  let t: TestDatabase;
+  before(async () => {
+    t = await openTestDatabase(backend);
+  });
+  after(async () => t?.close());
+  const value = async (key: string) => (await t.database.db.selectFrom('gateway_meta').select('value').where('key', '=', key).executeTakeFirst())?.value;
+
+  it('runs hooks in order inside the transaction, after its function, then commits them with it', async () => {
+    const order: string[] = [];
+    await t.database.transaction(async (trx) => {
+      expect(t.database.beforeCommit(trx, async () => {
+        order.push('hook 1');
+        await trx.insertInto('gateway_meta').values({ key: 'bc-1', value: 'hooked' }).execute();
+        // A hook may add another; it runs too.
+        t.database.beforeCommit(trx, async () => void order.push('hook 3'));
+      })).to.equal(true);
+      t.database.beforeCommit(trx, async () => void order.push('hook 2'));
+      await trx.insertInto('gateway_meta').values({ key: 'bc-0', value: 'body' }).execute();
+      order.push('body');
+    });
+    expect(order).to.deep.equal(['body', 'hook 1', 'hook 2', 'hook 3']);
+    expect(await value('bc-0')).to.equal('body');
+    expect(await value('bc-1')).to.equal('hooked');
+  });
+
+  it('rolls everything back when a hook throws, and runs no hook when the function throws', async () => {
+    const failing = t.database.transaction(async (trx) => {
+      await trx.insertInto('gateway_meta').values({ key: 'bc-2', value: 'body' }).execute();
+      t.database.beforeCommit(trx, async () => {
+        throw new Error('hook failed');
+      });
+    });
+    await failing.then(
+      () => expect.fail('the transaction committed'),
+      (err: Error) => expect(err.message).to.equal('hook failed'),
+    );
+    expect(await value('bc-2')).to.equal(undefined);
+    let ran = false;
+    await t.database
+      .transaction(async (trx) => {
+        t.database.beforeCommit(trx, async () => void (ran = true));
+        throw new Error('body failed');
+      })
+      .catch(() => undefined);
+    expect(ran).to.equal(false);
+  });
+
+  it('refuses a handle that is not an open transaction (the caller then does the work at once)', async () => {
+    expect(t.database.beforeCommit(t.database.db, async () => undefined)).to.equal(false);
+    let kept: Parameters<Parameters<Database['transaction']>[0]>[0] | null = null;
+    await t.database.transaction(async (trx) => void (kept = trx));
+    expect(t.database.beforeCommit(kept!, async () => undefined)).to.equal(false);
+  });
+});
