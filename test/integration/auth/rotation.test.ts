@@ -1,7 +1,5 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import jwt from 'jsonwebtoken';
 import { isForbiddenEnvName } from '../../../daemon/agents/process-runner.js';
 import { keyId } from '../../../daemon/auth/access-tokens.js';
@@ -15,6 +13,7 @@ import { describeStorage } from '../../helpers/backends.js';
 import { makeHome, startDaemon, type DaemonHome, type TestDaemon } from '../../helpers/daemon.js';
 import { buildUser, type TestUser } from '../../helpers/factories.js';
 import { execute, grant, waitForEnd } from '../../helpers/sessions.js';
+import { signatureHeaders, webhookReceiver } from '../../helpers/webhooks.js';
 
 const secret = () => randomBytes(40).toString('base64url');
 const headerOf = (token: string) => JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString()) as { kid?: string };
@@ -100,28 +99,18 @@ describeStorage('JWT_SECRET rotation with kid', (backend) => {
 
   it('signs webhooks with the current and the previous secret during the overlap', async function () {
     this.timeout(30_000);
-    const received: Array<{ headers: http.IncomingHttpHeaders; body: string }> = [];
-    const server = http.createServer((req, res) => {
-      let body = '';
-      req.on('data', (c) => (body += String(c)));
-      req.on('end', () => {
-        received.push({ headers: req.headers, body });
-        res.writeHead(204).end();
-      });
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const hook = await webhookReceiver();
     try {
       const d = await daemon(newSecret, [oldSecret], { webhooks: { allow_private_targets: true } });
       const u = await buildUser(d, { tier: 'team' });
       await grant(d, u, 5);
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
-      const r = await execute(d, u, 'Tell me when you are done', { costBudget: 1 }, { webhook_url: url });
+      const r = await execute(d, u, 'Tell me when you are done', { costBudget: 1 }, { webhook_url: hook.url });
       expect(r.status, r.text).to.equal(200);
       await waitForEnd(d, u, r.body.session.id);
       await d.container.webhooks.deliverDueNow();
-      expect(received).to.have.length(1);
-      const got = received[0]!;
-      const headers = { 'webhook-id': String(got.headers['webhook-id']), 'webhook-timestamp': String(got.headers['webhook-timestamp']), 'webhook-signature': String(got.headers['webhook-signature']) };
+      expect(hook.received).to.have.length(1);
+      const got = hook.received[0]!;
+      const headers = signatureHeaders(got);
       expect(headers['webhook-signature'].split(' ')).to.have.length(2);
       const current = (await d.api.get('/v1/webhooks/secret', { token: u.token })).body.secret as string;
       expect(current).to.equal(deriveSigningSecret(Buffer.from(newSecret), u.user.id));
@@ -129,7 +118,7 @@ describeStorage('JWT_SECRET rotation with kid', (backend) => {
       expect(verifySignature(deriveSigningSecret(Buffer.from(oldSecret), u.user.id), headers, got.body)).to.equal(true);
       expect(verifySignature(deriveSigningSecret(Buffer.from(secret()), u.user.id), headers, got.body)).to.equal(false);
     } finally {
-      await new Promise<void>((r) => server.close(() => r()));
+      await hook.close();
     }
   });
 

@@ -1,37 +1,10 @@
 import { expect } from 'chai';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { verifySignature } from '../../../daemon/webhooks/signing.js';
 import { describeStorage } from '../../helpers/backends.js';
 import { startDaemon, type TestDaemon } from '../../helpers/daemon.js';
 import { buildUser } from '../../helpers/factories.js';
 import { execute, grant, waitForEnd } from '../../helpers/sessions.js';
-
-interface Received {
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
-
-function receiver(): Promise<{ url: string; received: Received[]; close(): Promise<void> }> {
-  const received: Received[] = [];
-  const server = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (c) => (body += String(c)));
-    req.on('end', () => {
-      received.push({ headers: req.headers, body });
-      res.writeHead(204).end();
-    });
-  });
-  return new Promise((resolve) =>
-    server.listen(0, '127.0.0.1', () =>
-      resolve({
-        url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks/keen`,
-        received,
-        close: () => new Promise<void>((r) => server.close(() => r())),
-      }),
-    ),
-  );
-}
+import { signatureHeaders, webhookReceiver as receiver } from '../../helpers/webhooks.js';
 
 describeStorage('session webhooks', (backend) => {
   it('POSTs the final session event, signed with the user\'s secret, committed with the session\'s end', async () => {
@@ -51,7 +24,7 @@ describeStorage('session webhooks', (backend) => {
       expect(payload.data).to.include({ id: end.id, status: 'completed', final_cost: end.final_cost });
       const secret = (await d.api.get('/v1/webhooks/secret', { token: u.token })).body.secret;
       expect(secret).to.match(/^whsec_/);
-      const headers = { 'webhook-id': String(got.headers['webhook-id']), 'webhook-timestamp': String(got.headers['webhook-timestamp']), 'webhook-signature': String(got.headers['webhook-signature']) };
+      const headers = signatureHeaders(got);
       expect(verifySignature(secret, headers, got.body)).to.equal(true);
       expect(verifySignature(secret, headers, got.body.replace('completed', 'failed'))).to.equal(false);
       const other = (await d.api.get('/v1/webhooks/secret', { token: (await buildUser(d)).token })).body.secret;
