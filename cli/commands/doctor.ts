@@ -57,6 +57,7 @@ function secretsOf(config: ResolvedConfig | null, env: Record<string, string | u
     }
   }
   if (env.JWT_SECRET) out.push(env.JWT_SECRET);
+  for (const s of (env.JWT_PREVIOUS_SECRETS ?? '').split(/[\s,]+/)) if (s) out.push(s);
   return out.filter((s) => s.length >= 3);
 }
 
@@ -205,13 +206,24 @@ function checkAgent(config: ResolvedConfig, env: Record<string, string | undefin
   return { name: 'agent', status: 'ok', message: `${found}${args.length ? ` ${args.join(' ')}` : ''}` };
 }
 
-/** JWT_SECRET strength (CONTRACT section 3): production refuses a missing or short one, so doctor fails there. */
+/**
+ * JWT_SECRET strength (CONTRACT section 3): production refuses a missing or short one, so doctor
+ * fails there. JWT_PREVIOUS_SECRETS is held to the same rule, and named while it is set: it is
+ * meant to be removed once a rotation's overlap is over.
+ */
 function checkJwtSecret(config: ResolvedConfig): Check {
   const production = config.env === 'production';
   const weak: CheckStatus = production ? 'fail' : 'warn';
+  const previous = config.jwt_previous_secrets;
+  const short = previous.findIndex((s) => Buffer.byteLength(s, 'utf8') < MIN_SECRET_BYTES);
+  if (short >= 0) {
+    const bytes = Buffer.byteLength(previous[short]!, 'utf8');
+    return { name: 'jwt_secret', status: weak, message: `JWT_PREVIOUS_SECRETS entry ${short + 1} is ${bytes} bytes; at least ${MIN_SECRET_BYTES} are required${production ? ' in production' : ' (refused in production)'}` };
+  }
+  const overlap = previous.length > 0 ? `; ${previous.length} previous secret${previous.length === 1 ? '' : 's'} still accepted (JWT_PREVIOUS_SECRETS): remove once the rotation's overlap is over` : '';
   if (config.jwt_secret !== null) {
     const bytes = Buffer.byteLength(config.jwt_secret, 'utf8');
-    if (bytes >= MIN_SECRET_BYTES) return { name: 'jwt_secret', status: 'ok', message: `JWT_SECRET is set (${bytes} bytes)` };
+    if (bytes >= MIN_SECRET_BYTES) return { name: 'jwt_secret', status: 'ok', message: `JWT_SECRET is set (${bytes} bytes)${overlap}` };
     return { name: 'jwt_secret', status: weak, message: `JWT_SECRET is ${bytes} bytes; at least ${MIN_SECRET_BYTES} are required${production ? ' in production' : ' (refused in production)'}` };
   }
   const file = path.join(config.data_dir, 'jwt-secret');

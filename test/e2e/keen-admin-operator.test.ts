@@ -14,7 +14,7 @@ import { createTestSchema } from '../helpers/postgres.js';
 
 const AGENT = ['node', path.join(PROJECT_ROOT, 'examples/agent/agent.js')];
 /** The daemon settings a developer's shell might carry: cleared so each test says what it uses. */
-const CLEAN_ENV = { KEEN_CONFIG: '', KEEN_ENV: '', KEEN_DATA_DIR: '', KEEN_DATABASE_URL: '', KEEN_REDIS_URL: '', KEEN_PROFILE: '', JWT_SECRET: '' };
+const CLEAN_ENV = { KEEN_CONFIG: '', KEEN_ENV: '', KEEN_DATA_DIR: '', KEEN_DATABASE_URL: '', KEEN_REDIS_URL: '', KEEN_PROFILE: '', JWT_SECRET: '', JWT_PREVIOUS_SECRETS: '' };
 
 interface Check {
   name: string;
@@ -241,6 +241,21 @@ describe('keen-admin doctor failures', () => {
     expect(check(gen, 'jwt_secret').message).to.include('generated');
     const genProd = await admin(['doctor', '--config', config, '--url', 'http://127.0.0.1:9', '--json'], { env: { ...home.env, KEEN_ENV: 'production' } });
     expect(check(genProd, 'jwt_secret')).to.include({ status: 'fail' });
+  });
+
+  it('names previous JWT secrets during a rotation, fails a short one in production, never printing them', async () => {
+    const config = writeConfig(dir, { data_dir: dir, agent: { command: AGENT } });
+    const current = 'c'.repeat(40);
+    const old = 'previous-canary-' + 'p'.repeat(30);
+    const overlap = await admin(['doctor', '--config', config, '--url', 'http://127.0.0.1:9', '--json'], { env: { ...home.env, KEEN_ENV: 'production', JWT_SECRET: current, JWT_PREVIOUS_SECRETS: old } });
+    expect(check(overlap, 'jwt_secret')).to.include({ status: 'ok' });
+    expect(check(overlap, 'jwt_secret').message).to.include('1 previous secret still accepted');
+    const short = 'short-previous-canary';
+    const bad = await admin(['doctor', '--config', config, '--url', 'http://127.0.0.1:9', '--json'], { env: { ...home.env, KEEN_ENV: 'production', JWT_SECRET: current, JWT_PREVIOUS_SECRETS: `${old}, ${short}` } });
+    expect(bad.code).to.equal(1);
+    expect(check(bad, 'jwt_secret')).to.include({ status: 'fail' });
+    expect(check(bad, 'jwt_secret').message).to.include('entry 2 is 21 bytes');
+    for (const r of [overlap, bad]) expect(r.stdout + r.stderr).not.to.include(old).and.not.to.include(short).and.not.to.include(current);
   });
 
   it('names the key path of an invalid config, and a missing agent program', async () => {
