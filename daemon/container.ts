@@ -54,7 +54,7 @@ import { validateWebhookUrl } from './webhooks/url.js';
 import { presentSession } from './sessions/presenters.js';
 import { webhookRoutes } from './http/routes/webhooks.js';
 import { Monitoring } from './monitoring/index.js';
-import { StreamServer } from './ws/stream-server.js';
+import { StreamServer, streamOptionsFromConfig } from './ws/stream-server.js';
 import { streamTicketRoutes } from './http/routes/stream-tickets.js';
 import { adminAuditRoutes } from './http/routes/admin-audit.js';
 import { UserAdminService } from './users/user-admin.js';
@@ -248,16 +248,19 @@ export class Container {
       instanceId: this.instanceId,
       validateWebhookUrl: (url) => void validateWebhookUrl(url, { allowPrivateTargets }),
     });
-    this.stream = new StreamServer({
-      auth: this.auth,
-      database: this.database,
-      bus: this.bus,
-      config: this.config,
-      logger: this.logger,
-      metrics: this.metrics,
-      clock: this.clock,
-      audit: this.audit,
-    });
+    this.stream = new StreamServer(
+      {
+        auth: this.auth,
+        database: this.database,
+        bus: this.bus,
+        config: this.config,
+        logger: this.logger,
+        metrics: this.metrics,
+        clock: this.clock,
+        audit: this.audit,
+      },
+      streamOptionsFromConfig(this.config.stream),
+    );
     this.monitoring = new Monitoring({
       metrics: this.metrics,
       database: this.database,

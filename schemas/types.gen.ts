@@ -937,6 +937,34 @@ export interface GatewayConfig {
      * Browser origins allowed to open the stream.
      */
     allowed_origins: string[];
+    /**
+     * Open stream connections one user may hold on one daemon; more are refused with 429 CONCURRENCY_LIMIT before the upgrade.
+     */
+    max_connections_per_user: number;
+    /**
+     * Sessions one connection may follow (also the most ids in ?sessions=); a subscribe over it is answered with RATE_LIMITED.
+     */
+    max_subscriptions_per_connection: number;
+    /**
+     * Bytes queued for a client that does not read before it is closed with 1013.
+     */
+    max_buffered_bytes: number;
+    /**
+     * Heartbeat: a ping this often; a client that has not answered the previous ping is dropped.
+     */
+    ping_interval_seconds: number;
+    /**
+     * How often every connection's credential is checked again (suspension, expiry, revocation); an invalid one is closed with 1008.
+     */
+    credential_recheck_seconds: number;
+    /**
+     * Steady rate of client messages per connection (token bucket); messages over it are dropped.
+     */
+    messages_per_second: number;
+    /**
+     * Client messages per connection allowed in a burst (token bucket size), refilled at messages_per_second.
+     */
+    message_burst: number;
   };
   audit: {
     /**

@@ -31,7 +31,10 @@ export interface StreamServerDeps {
   audit: AuditLogger;
 }
 
-/** Limits and timers of the stream; the defaults are the documented ones (docs/stream.md). */
+/**
+ * Limits and timers of the stream; the defaults are the documented ones (docs/stream.md)
+ * and equal the config defaults of the `stream` section (streamOptionsFromConfig).
+ */
 export interface StreamServerOptions {
   /** Heartbeat: a ping this often; a peer that has not answered the previous one is dropped. */
   pingIntervalMs: number;
@@ -63,6 +66,22 @@ export const DEFAULT_STREAM_OPTIONS: StreamServerOptions = {
   shutdownGraceMs: 1_000,
   slowCloseGraceMs: 5_000,
 };
+
+/**
+ * The limits an operator sets under `stream:` in the config, as server options.
+ * Shutdown and slow-close grace stay internal (DEFAULT_STREAM_OPTIONS).
+ */
+export function streamOptionsFromConfig(stream: ResolvedConfig['stream']): Partial<StreamServerOptions> {
+  return {
+    maxConnectionsPerUser: stream.max_connections_per_user,
+    maxSubscriptions: stream.max_subscriptions_per_connection,
+    maxBufferedBytes: stream.max_buffered_bytes,
+    pingIntervalMs: Math.max(1, Math.round(stream.ping_interval_seconds * 1000)),
+    recheckIntervalMs: Math.max(1, Math.round(stream.credential_recheck_seconds * 1000)),
+    messagesPerSecond: stream.messages_per_second,
+    messageBurst: stream.message_burst,
+  };
+}
 
 const STREAM_PATH = '/v1/stream';
 /** Largest client frame (a subscribe message is well under 1 KiB). */

@@ -6,6 +6,7 @@ import { loadConfig, redactUrl } from '../../daemon/config/load.js';
 import { ConfigError } from '../../daemon/config/errors.js';
 import { resolveJwtSecret } from '../../daemon/auth/jwt-secret.js';
 import { createLogger } from '../../daemon/logger.js';
+import { DEFAULT_STREAM_OPTIONS, streamOptionsFromConfig } from '../../daemon/ws/stream-server.js';
 
 const silent = createLogger('silent');
 
@@ -136,6 +137,49 @@ describe('config loading', () => {
   it('derives the public URL from host and port, bracketing IPv6', () => {
     const c = loadConfig({ env: { KEEN_HOST: '::1', KEEN_PORT: '81' }, cwd: tmp() });
     expect(c.server.public_url).to.equal('http://[::1]:81');
+  });
+
+  it('gives the documented stream limits by default, the same as the stream server\'s own defaults', () => {
+    const c = loadConfig({ env: {}, cwd: tmp() });
+    expect(c.stream).to.deep.equal({
+      allowed_origins: [],
+      max_connections_per_user: 20,
+      max_subscriptions_per_connection: 100,
+      max_buffered_bytes: 1048576,
+      ping_interval_seconds: 30,
+      credential_recheck_seconds: 5,
+      messages_per_second: 20,
+      message_burst: 50,
+    });
+    const { shutdownGraceMs: _s, slowCloseGraceMs: _g, ...configurable } = DEFAULT_STREAM_OPTIONS;
+    expect(streamOptionsFromConfig(c.stream)).to.deep.equal(configurable);
+  });
+
+  it('maps stream limits from the file to the stream server options, keeping the other defaults', () => {
+    const file = writeYaml(tmp(), 'stream:\n  max_connections_per_user: 3\n  ping_interval_seconds: 0.5\n  messages_per_second: 2.5\n');
+    const c = loadConfig({ file, env: {} });
+    expect(c.stream.max_connections_per_user).to.equal(3);
+    expect(c.stream.max_subscriptions_per_connection).to.equal(100);
+    expect(streamOptionsFromConfig(c.stream)).to.include({ maxConnectionsPerUser: 3, pingIntervalMs: 500, messagesPerSecond: 2.5, maxSubscriptions: 100, recheckIntervalMs: 5000 });
+  });
+
+  it('refuses stream limits out of range or of the wrong type, naming the key path', () => {
+    const zero = writeYaml(tmp(), 'stream:\n  max_connections_per_user: 0\n');
+    expect(problemsOf(() => loadConfig({ file: zero, env: {} }))).to.deep.equal(['stream.max_connections_per_user: must be >= 1']);
+    const text = writeYaml(tmp(), 'stream:\n  max_connections_per_user: "20"\n');
+    expect(problemsOf(() => loadConfig({ file: text, env: {} }))).to.deep.equal(['stream.max_connections_per_user: must be integer']);
+    const others = writeYaml(
+      tmp(),
+      'stream:\n  max_subscriptions_per_connection: 1.5\n  max_buffered_bytes: 1023\n  ping_interval_seconds: 0\n  credential_recheck_seconds: 3601\n  messages_per_second: 0\n  message_burst: 0\n',
+    );
+    expect(problemsOf(() => loadConfig({ file: others, env: {} }))).to.have.members([
+      'stream.max_subscriptions_per_connection: must be integer',
+      'stream.max_buffered_bytes: must be >= 1024',
+      'stream.ping_interval_seconds: must be > 0',
+      'stream.credential_recheck_seconds: must be <= 3600',
+      'stream.messages_per_second: must be > 0',
+      'stream.message_burst: must be >= 1',
+    ]);
   });
 
   it('redacts passwords from URLs', () => {

@@ -2,7 +2,7 @@ import net from 'node:net';
 import { expect } from 'chai';
 import { startDaemon, type TestDaemon } from '../../helpers/daemon.js';
 import { buildUser } from '../../helpers/factories.js';
-import { closeClients, connect, eventually, metric, seedSession } from './support.js';
+import { closeClients, connect, eventually, metric, refused, seedSession } from './support.js';
 
 /** /health/live answers (bounded): the daemon is still serving. */
 async function expectAlive(d: TestDaemon): Promise<void> {
@@ -158,5 +158,43 @@ describe('stream: abuse', () => {
     } finally {
       d.container.stream.tune({ pingIntervalMs: 30_000 });
     }
+  });
+});
+
+describe('stream: limits from the config', () => {
+  let d: TestDaemon;
+  before(async () => {
+    d = await startDaemon({ config: { stream: { max_connections_per_user: 1, max_subscriptions_per_connection: 1 } } });
+  });
+  afterEach(() => closeClients());
+  after(async () => d?.stop());
+
+  it('stream.max_connections_per_user: 1 refuses the second connection of a user (429 before the upgrade)', async () => {
+    const u = await buildUser(d);
+    const first = await connect(d, { token: u.token });
+    const r = await refused(d, { token: u.token });
+    expect(r.status).to.equal(429);
+    expect(r.headers['retry-after']).to.be.a('string');
+    expect(r.body.error).to.include({ code: 'CONCURRENCY_LIMIT', message: 'at most 1 stream connections per user' });
+    // Another user is not affected; a closed connection frees its slot.
+    await connect(d, { token: (await buildUser(d)).token });
+    first.close();
+    await first.closed;
+    await eventually(async () => (await metric(d, 'keen_stream_connections')) <= 1, 5_000, 'the slot to be freed');
+    await connect(d, { token: u.token });
+  });
+
+  it('stream.max_subscriptions_per_connection: 1 refuses a second subscription, and a second id in ?sessions=', async () => {
+    const u = await buildUser(d);
+    const ids = await Promise.all([1, 2].map(() => seedSession(d, u, 2, { status: 'running' })));
+    const c = await connect(d, { token: u.token });
+    for (const id of ids) c.send({ type: 'subscribe', session_id: id, after: 0 });
+    await c.until((m) => m.some((x) => x.type === 'error'), 5_000, 'an error');
+    expect(c.errors().map((e) => [e.error.code, e.session_id])).to.deep.equal([['RATE_LIMITED', ids[1]]]);
+    c.close();
+    await c.closed;
+    const r = await refused(d, { token: u.token, query: `sessions=${ids.join(',')}` });
+    expect(r.status).to.equal(400);
+    expect(r.body.error.code).to.equal('INVALID_FIELD');
   });
 });
