@@ -2,6 +2,8 @@ import { HttpMethodEnum, koaBody } from 'koa-body';
 import { GatewayError } from '../../errors.js';
 import type { Middleware } from '../context.js';
 
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
 /**
  * JSON bodies only, bounded by `server.body_limit_bytes`. A body sent with any
  * other media type is refused (415) rather than silently read as empty.
@@ -17,11 +19,13 @@ export function jsonBody(limitBytes: number): Middleware[] {
     parsedMethods: [HttpMethodEnum.POST, HttpMethodEnum.PUT, HttpMethodEnum.PATCH, HttpMethodEnum.DELETE],
   }) as unknown as Middleware;
   const mediaType: Middleware = async (ctx, next) => {
+    // Methods whose bodies are never read go straight on (most requests: no parser frame).
+    if (!BODY_METHODS.has(ctx.method)) return next();
     const hasBody = Number(ctx.get('Content-Length') || 0) > 0 || ctx.get('Transfer-Encoding') !== '';
-    if (hasBody && ['POST', 'PUT', 'PATCH', 'DELETE'].includes(ctx.method) && !ctx.is('application/json', '+json')) {
+    if (hasBody && !ctx.is('application/json', '+json')) {
       throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', 'request bodies must be application/json');
     }
-    await next();
+    await parser(ctx, next);
   };
-  return [mediaType, parser];
+  return [mediaType];
 }

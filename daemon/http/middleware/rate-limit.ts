@@ -4,7 +4,7 @@ import type { Principal } from '../../auth/principal.js';
 import { GatewayError } from '../../errors.js';
 import { rateLimitHeaders, rateLimitedError } from '../../limits/headers.js';
 import type { RateLimitMetrics } from '../../limits/metrics.js';
-import { checkAll, decisionRecords, policiesFor } from '../../limits/policy.js';
+import { checkAll, decisionRecords, policiesFor, type RateLimitPolicy } from '../../limits/policy.js';
 import type { RateLimiter } from '../../limits/types.js';
 import type { Middleware } from '../context.js';
 
@@ -23,13 +23,22 @@ export function rateLimit(deps: {
   /** Denials go to the audit log aggregated per actor and minute, so a flood cannot flood the log. */
   onDenied?: (event: AuditEvent) => void;
 }): Middleware {
+  /**
+   * The policies of a principal, per failure mode, built once: principals of
+   * kept rows are the same frozen objects request after request (AuthService).
+   */
+  const built = new WeakMap<Principal, { open?: RateLimitPolicy[]; closed?: RateLimitPolicy[] }>();
+  const policiesOf = (principal: Principal | null, ip: string, mode: 'fail_open' | 'fail_closed'): RateLimitPolicy[] => {
+    const make = () =>
+      policiesFor({ tiers: deps.tiers, principal, ip, anonymousLimitPerHour: deps.ipRequestsPerHour }).map((p) => ({ ...p, failureMode: mode }));
+    if (principal === null || !Object.isFrozen(principal)) return make();
+    let entry = built.get(principal);
+    if (!entry) built.set(principal, (entry = {}));
+    const key = mode === 'fail_open' ? 'open' : 'closed';
+    return (entry[key] ??= make());
+  };
   return async (ctx, next) => {
-    const policies = policiesFor({
-      tiers: deps.tiers,
-      principal: (ctx.state.auth as Principal | undefined) ?? null,
-      ip: ctx.state.clientIp,
-      anonymousLimitPerHour: deps.ipRequestsPerHour,
-    }).map((p) => ({ ...p, failureMode: ctx.method === 'GET' ? ('fail_open' as const) : ('fail_closed' as const) }));
+    const policies = policiesOf((ctx.state.auth as Principal | undefined) ?? null, ctx.state.clientIp, ctx.method === 'GET' ? 'fail_open' : 'fail_closed');
     const check = await checkAll(deps.limiter, policies);
     deps.metrics.recordDecisions(decisionRecords(check));
     if (!check.allowed) {
