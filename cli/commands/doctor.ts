@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { sql } from 'kysely';
 import { MIN_SECRET_BYTES } from '../../daemon/auth/jwt-secret.js';
-import { loadConfig, type ResolvedConfig } from '../../daemon/config/load.js';
+import { loadConfig, secretList, type ResolvedConfig } from '../../daemon/config/load.js';
 import { createLogger } from '../../daemon/logger.js';
 import { Database } from '../../daemon/storage/database.js';
 import { pendingMigrations } from '../../daemon/storage/migrator.js';
@@ -57,7 +57,7 @@ function secretsOf(config: ResolvedConfig | null, env: Record<string, string | u
     }
   }
   if (env.JWT_SECRET) out.push(env.JWT_SECRET);
-  for (const s of (env.JWT_PREVIOUS_SECRETS ?? '').split(/[\s,]+/)) if (s) out.push(s);
+  out.push(...secretList(env.JWT_PREVIOUS_SECRETS));
   return out.filter((s) => s.length >= 3);
 }
 
@@ -214,17 +214,19 @@ function checkAgent(config: ResolvedConfig, env: Record<string, string | undefin
 function checkJwtSecret(config: ResolvedConfig): Check {
   const production = config.env === 'production';
   const weak: CheckStatus = production ? 'fail' : 'warn';
+  const tooShort = (name: string, bytes: number): Check => ({
+    name: 'jwt_secret',
+    status: weak,
+    message: `${name} is ${bytes} bytes; at least ${MIN_SECRET_BYTES} are required${production ? ' in production' : ' (refused in production)'}`,
+  });
   const previous = config.jwt_previous_secrets;
   const short = previous.findIndex((s) => Buffer.byteLength(s, 'utf8') < MIN_SECRET_BYTES);
-  if (short >= 0) {
-    const bytes = Buffer.byteLength(previous[short]!, 'utf8');
-    return { name: 'jwt_secret', status: weak, message: `JWT_PREVIOUS_SECRETS entry ${short + 1} is ${bytes} bytes; at least ${MIN_SECRET_BYTES} are required${production ? ' in production' : ' (refused in production)'}` };
-  }
+  if (short >= 0) return tooShort(`JWT_PREVIOUS_SECRETS entry ${short + 1}`, Buffer.byteLength(previous[short]!, 'utf8'));
   const overlap = previous.length > 0 ? `; ${previous.length} previous secret${previous.length === 1 ? '' : 's'} still accepted (JWT_PREVIOUS_SECRETS): remove once the rotation's overlap is over` : '';
   if (config.jwt_secret !== null) {
     const bytes = Buffer.byteLength(config.jwt_secret, 'utf8');
     if (bytes >= MIN_SECRET_BYTES) return { name: 'jwt_secret', status: 'ok', message: `JWT_SECRET is set (${bytes} bytes)${overlap}` };
-    return { name: 'jwt_secret', status: weak, message: `JWT_SECRET is ${bytes} bytes; at least ${MIN_SECRET_BYTES} are required${production ? ' in production' : ' (refused in production)'}` };
+    return tooShort('JWT_SECRET', bytes);
   }
   const file = path.join(config.data_dir, 'jwt-secret');
   if (production) return { name: 'jwt_secret', status: 'fail', message: 'JWT_SECRET is not set; it is required when KEEN_ENV=production' };

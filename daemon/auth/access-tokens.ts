@@ -1,5 +1,6 @@
 import { createSecretKey, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import jwt from 'jsonwebtoken';
+import { setBounded } from '../bounded-map.js';
 import { GatewayError } from '../errors.js';
 import { newId } from '../ids.js';
 import type { Clock } from '../clock.js';
@@ -89,8 +90,7 @@ export class AccessTokens {
       throw new GatewayError('TOKEN_EXPIRED', 'access token has expired');
     }
     const claims = this.check(token);
-    if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value as string);
-    this.verified.set(token, claims);
+    setBounded(this.verified, token, claims, VERIFIED_CACHE_SIZE);
     return claims;
   }
 

@@ -1,4 +1,5 @@
 import type { AuditEvent, AuditLogger } from '../audit/types.js';
+import { setBounded } from '../bounded-map.js';
 import type { Clock } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import { newId } from '../ids.js';
@@ -134,21 +135,17 @@ export class AuthService {
   async resealSecrets(): Promise<{ resealed: number; unreadable: number }> {
     const box = this.deps.secretBox;
     if (!box.rotating) return { resealed: 0, unreadable: 0 };
-    const db = this.deps.database.db;
-    const rows = await db.selectFrom('users').select(['id', 'mfa_secret_enc']).where('mfa_secret_enc', 'is not', null).execute();
     let resealed = 0;
     let unreadable = 0;
-    for (const row of rows) {
+    for (const row of await this.users.listSealedMfaSecrets()) {
       let next: string | null;
       try {
-        next = box.reseal(row.mfa_secret_enc!);
+        next = box.reseal(row.mfa_secret_enc);
       } catch {
         unreadable++;
         continue;
       }
-      if (next === null) continue;
-      const r = await db.updateTable('users').set({ mfa_secret_enc: next }).where('id', '=', row.id).where('mfa_secret_enc', '=', row.mfa_secret_enc).executeTakeFirst();
-      resealed += Number(r.numUpdatedRows);
+      if (next !== null && (await this.users.replaceSealedMfaSecret(row.id, row.mfa_secret_enc, next))) resealed++;
     }
     return { resealed, unreadable };
   }
@@ -396,10 +393,7 @@ export class AuthService {
     }
     const row = await this.reads.apiKey.first({ hash: hash! });
     if (!row) throw new GatewayError('INVALID_TOKEN', 'API key is invalid');
-    if (!known) {
-      if (this.keyHashes.size >= KNOWN_KEYS) this.keyHashes.delete(this.keyHashes.keys().next().value as string);
-      this.keyHashes.set(key, hash!);
-    }
+    if (!known) setBounded(this.keyHashes, key, hash!, KNOWN_KEYS);
     const now = this.deps.clock.now();
     if (row.revoked_at !== null) throw new GatewayError('API_KEY_REVOKED', 'API key has been revoked');
     if (row.expires_at !== null && row.expires_at <= now) throw new GatewayError('API_KEY_EXPIRED', 'API key has expired');

@@ -12,19 +12,25 @@ export const MIN_SECRET_BYTES = 32;
  * with their derived secrets too, never for signing tokens. Held to the same
  * length rule as JWT_SECRET; the current secret among them is dropped.
  */
-export function resolvePreviousSecrets(options: { provided: string[]; current: Buffer; env: 'development' | 'production' | 'test'; logger: Logger }): Buffer[] {
+export function resolvePreviousSecrets(options: { provided: string[]; current: Buffer; env: Env; logger: Logger }): Buffer[] {
   const out: Buffer[] = [];
   options.provided.forEach((value, i) => {
-    const bytes = Buffer.from(value, 'utf8');
-    if (bytes.length < MIN_SECRET_BYTES) {
-      if (options.env === 'production') {
-        throw new ConfigError([`JWT_PREVIOUS_SECRETS: entry ${i + 1} must be at least ${MIN_SECRET_BYTES} bytes in production (got ${bytes.length})`]);
-      }
-      options.logger.warn(`JWT_PREVIOUS_SECRETS: entry ${i + 1} is shorter than ${MIN_SECRET_BYTES} bytes; refuse this in production`);
-    }
+    const bytes = secretBytes(`JWT_PREVIOUS_SECRETS entry ${i + 1}`, value, options.env, options.logger);
     if (!bytes.equals(options.current) && !out.some((b) => b.equals(bytes))) out.push(bytes);
   });
   return out;
+}
+
+type Env = 'development' | 'production' | 'test';
+
+/** A secret from the environment as bytes: shorter than MIN_SECRET_BYTES stops the daemon in production and is warned about elsewhere. */
+function secretBytes(name: string, value: string, env: Env, logger: Logger): Buffer {
+  const bytes = Buffer.from(value, 'utf8');
+  if (bytes.length < MIN_SECRET_BYTES) {
+    if (env === 'production') throw new ConfigError([`${name}: must be at least ${MIN_SECRET_BYTES} bytes in production (got ${bytes.length})`]);
+    logger.warn(`${name} is shorter than ${MIN_SECRET_BYTES} bytes; refuse this in production`);
+  }
+  return bytes;
 }
 
 /**
@@ -34,21 +40,12 @@ export function resolvePreviousSecrets(options: { provided: string[]; current: B
  */
 export function resolveJwtSecret(options: {
   provided: string | null;
-  env: 'development' | 'production' | 'test';
+  env: Env;
   dataDir: string;
   logger: Logger;
 }): Buffer {
   const { provided, env, dataDir, logger } = options;
-  if (provided !== null) {
-    const bytes = Buffer.from(provided, 'utf8');
-    if (bytes.length < MIN_SECRET_BYTES) {
-      if (env === 'production') {
-        throw new ConfigError([`JWT_SECRET: must be at least ${MIN_SECRET_BYTES} bytes in production (got ${bytes.length})`]);
-      }
-      logger.warn(`JWT_SECRET is shorter than ${MIN_SECRET_BYTES} bytes; refuse this in production`);
-    }
-    return bytes;
-  }
+  if (provided !== null) return secretBytes('JWT_SECRET', provided, env, logger);
   if (env === 'production') {
     throw new ConfigError(['JWT_SECRET: is required when KEEN_ENV=production']);
   }

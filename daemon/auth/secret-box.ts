@@ -45,12 +45,13 @@ export class SecretBox {
   private openWithAny(sealed: string): { plain: string; current: boolean } {
     const [v, iv, tag, ct] = sealed.split('.');
     if (v !== 'v1' || !iv || !tag || ct === undefined) throw new Error('sealed value has an unknown format');
+    const [ivBytes, tagBytes, ctBytes] = [iv, tag, ct].map((part) => Buffer.from(part, 'base64url')) as [Buffer, Buffer, Buffer];
     const keys = [this.key, ...this.previous];
     for (let i = 0; i < keys.length; i++) {
       try {
-        const decipher = createDecipheriv('aes-256-gcm', keys[i]!, Buffer.from(iv, 'base64url'));
-        decipher.setAuthTag(Buffer.from(tag, 'base64url'));
-        const plain = Buffer.concat([decipher.update(Buffer.from(ct, 'base64url')), decipher.final()]).toString('utf8');
+        const decipher = createDecipheriv('aes-256-gcm', keys[i]!, ivBytes);
+        decipher.setAuthTag(tagBytes);
+        const plain = Buffer.concat([decipher.update(ctBytes), decipher.final()]).toString('utf8');
         return { plain, current: i === 0 };
       } catch {
         // Not this key (the authentication tag did not match): try the next one.

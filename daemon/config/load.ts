@@ -149,11 +149,16 @@ export function loadConfig(options: LoadConfigOptions): ResolvedConfig {
     audit: { ...cfg.audit, archive_dir: path.resolve(configDir, cfg.audit.archive_dir ?? path.join(dataDir, 'audit')) },
     config_dir: configDir,
     jwt_secret: env.JWT_SECRET && env.JWT_SECRET.length > 0 ? env.JWT_SECRET : null,
-    jwt_previous_secrets: (env.JWT_PREVIOUS_SECRETS ?? '').split(/[\s,]+/).filter((s) => s.length > 0),
+    jwt_previous_secrets: secretList(env.JWT_PREVIOUS_SECRETS),
     agent_env: Object.fromEntries(
       ['PATH', 'LANG', ...cfg.agent.env_passthrough].flatMap((name) => (env[name] !== undefined ? [[name, env[name]!]] : [])),
     ),
   };
+}
+
+/** The entries of a variable holding several secrets, separated by commas or white space. */
+export function secretList(value: string | undefined): string[] {
+  return (value ?? '').split(/[\s,]+/).filter((s) => s.length > 0);
 }
 
 function sqliteUrlAbsolute(url: string, base: string): string {

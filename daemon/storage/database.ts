@@ -3,6 +3,7 @@ import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { CompiledQuery, Kysely, PostgresDialect, SqliteDialect, sql, type Compilable, type Transaction as KyselyTransaction } from 'kysely';
 import pg from 'pg';
+import { setBounded } from '../bounded-map.js';
 import type { Logger } from '../logger.js';
 import type { DB } from './schema.js';
 import { WriteGenerations } from './write-generations.js';
@@ -165,8 +166,7 @@ export class Database {
         if (hit && hit.generation === generation && hit.until > now) return hit.value as R;
         const value = await run(params);
         if (value !== undefined && writes.generation(cache.tables) === generation) {
-          if (!hit && kept.size >= cache.maxEntries) kept.delete(kept.keys().next().value as string);
-          kept.set(key, { value: Object.freeze(value), generation, until: now + cache.ttlMs });
+          setBounded(kept, key, { value: Object.freeze(value), generation, until: now + cache.ttlMs }, cache.maxEntries);
         } else if (hit) {
           kept.delete(key);
         }
@@ -276,8 +276,7 @@ function statementCache(sqlite: BetterSqlite3.Database): (source: string) => Bet
     let stmt = cache.get(source);
     if (!stmt) {
       stmt = sqlite.prepare(source);
-      if (cache.size >= STATEMENT_CACHE_SIZE) cache.delete(cache.keys().next().value as string);
-      cache.set(source, stmt);
+      setBounded(cache, source, stmt, STATEMENT_CACHE_SIZE);
     }
     return stmt;
   };

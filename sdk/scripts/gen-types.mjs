@@ -43,6 +43,7 @@ export const SDK_SCHEMAS = [
   'RefreshRequest',
   'RefreshResponse',
   'AuditEntry',
+  'AuditExportQuery',
 ];
 
 /** The generated source, as a string (the test compares it with the file). */

@@ -320,3 +320,28 @@ export interface AuditEntry {
   prev_hash: string;
   hash: string;
 }
+
+export interface AuditExportQuery {
+  /**
+   * An action (`auth.login`) or a resource prefix (`auth` or `auth.*`).
+   */
+  action?: string;
+  actor_id?: string;
+  /**
+   * Entries the user did or that were done to the user (a user id).
+   */
+  user_id?: string;
+  /**
+   * Platform admins: one tenant's entries. A tenant admin is always limited to its own tenant.
+   */
+  tenant_id?: string;
+  outcome?: 'success' | 'failure' | 'denied';
+  /**
+   * ISO 8601 time, inclusive.
+   */
+  since?: string;
+  /**
+   * ISO 8601 time, exclusive.
+   */
+  until?: string;
+}

@@ -2,7 +2,9 @@ import { HttpMethodEnum, koaBody } from 'koa-body';
 import { GatewayError } from '../../errors.js';
 import type { Middleware } from '../context.js';
 
-const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+/** Methods whose body is read; any other method's body is ignored. */
+const BODY_METHODS = [HttpMethodEnum.POST, HttpMethodEnum.PUT, HttpMethodEnum.PATCH, HttpMethodEnum.DELETE];
+const IS_BODY_METHOD = new Set<string>(BODY_METHODS);
 
 /**
  * JSON bodies only, bounded by `server.body_limit_bytes`. A body sent with any
@@ -16,11 +18,11 @@ export function jsonBody(limitBytes: number): Middleware[] {
     multipart: false,
     urlencoded: false,
     text: false,
-    parsedMethods: [HttpMethodEnum.POST, HttpMethodEnum.PUT, HttpMethodEnum.PATCH, HttpMethodEnum.DELETE],
+    parsedMethods: BODY_METHODS,
   }) as unknown as Middleware;
   const mediaType: Middleware = async (ctx, next) => {
     // Methods whose bodies are never read go straight on (most requests: no parser frame).
-    if (!BODY_METHODS.has(ctx.method)) return next();
+    if (!IS_BODY_METHOD.has(ctx.method)) return next();
     const hasBody = Number(ctx.get('Content-Length') || 0) > 0 || ctx.get('Transfer-Encoding') !== '';
     if (hasBody && !ctx.is('application/json', '+json')) {
       throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', 'request bodies must be application/json');

@@ -28,14 +28,14 @@ export function rateLimit(deps: {
    * kept rows are the same frozen objects request after request (AuthService).
    */
   const built = new WeakMap<Principal, { open?: RateLimitPolicy[]; closed?: RateLimitPolicy[] }>();
+  const make = (principal: Principal | null, ip: string, mode: 'fail_open' | 'fail_closed'): RateLimitPolicy[] =>
+    policiesFor({ tiers: deps.tiers, principal, ip, anonymousLimitPerHour: deps.ipRequestsPerHour }).map((p) => ({ ...p, failureMode: mode }));
   const policiesOf = (principal: Principal | null, ip: string, mode: 'fail_open' | 'fail_closed'): RateLimitPolicy[] => {
-    const make = () =>
-      policiesFor({ tiers: deps.tiers, principal, ip, anonymousLimitPerHour: deps.ipRequestsPerHour }).map((p) => ({ ...p, failureMode: mode }));
-    if (principal === null || !Object.isFrozen(principal)) return make();
+    if (principal === null || !Object.isFrozen(principal)) return make(principal, ip, mode);
     let entry = built.get(principal);
     if (!entry) built.set(principal, (entry = {}));
     const key = mode === 'fail_open' ? 'open' : 'closed';
-    return (entry[key] ??= make());
+    return (entry[key] ??= make(principal, ip, mode));
   };
   return async (ctx, next) => {
     const policies = policiesOf((ctx.state.auth as Principal | undefined) ?? null, ctx.state.clientIp, ctx.method === 'GET' ? 'fail_open' : 'fail_closed');

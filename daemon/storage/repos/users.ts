@@ -44,6 +44,18 @@ export class UserRepository {
     return Number(r.numUpdatedRows);
   }
 
+  /** Every user with an MFA secret, sealed as stored. */
+  async listSealedMfaSecrets(): Promise<Array<{ id: string; mfa_secret_enc: string }>> {
+    const rows = await this.db.selectFrom('users').select(['id', 'mfa_secret_enc']).where('mfa_secret_enc', 'is not', null).execute();
+    return rows as Array<{ id: string; mfa_secret_enc: string }>;
+  }
+
+  /** Replaces a user's sealed MFA secret only if it is still `from` (an enrolment in between wins). True when replaced. */
+  async replaceSealedMfaSecret(id: string, from: string, to: string): Promise<boolean> {
+    const r = await this.db.updateTable('users').set({ mfa_secret_enc: to }).where('id', '=', id).where('mfa_secret_enc', '=', from).executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
   /** Accepts a TOTP time step only if it is newer than the last accepted one: a code is never accepted twice. */
   async advanceMfaStep(id: string, step: number): Promise<boolean> {
     const r = await this.db

@@ -1,21 +1,8 @@
 import type { KeenClient } from '../client.js';
-import type { AuditEntry } from '../types.gen.js';
+import type { AuditEntry, AuditExportQuery } from '../types.gen.js';
 
-/** Filters of the audit endpoints (schemas/api/AuditExportQuery.json). */
-export interface AuditFilters {
-  /** An action (`auth.login`) or a resource prefix (`auth` or `auth.*`). */
-  action?: string;
-  actor_id?: string;
-  /** Entries the user did or that were done to the user (a user id). */
-  user_id?: string;
-  /** Platform admins: one tenant's entries. A tenant admin always gets its own tenant only. */
-  tenant_id?: string;
-  outcome?: 'success' | 'failure' | 'denied';
-  /** ISO 8601 time, inclusive. */
-  since?: string;
-  /** ISO 8601 time, exclusive. */
-  until?: string;
-}
+/** Filters of the audit endpoints (generated from schemas/api/AuditExportQuery.json). */
+export type AuditFilters = AuditExportQuery;
 
 /** Parameters of `audit.stream()` (schemas/api/AuditStreamQuery.json). */
 export interface AuditStreamParams extends AuditFilters {
@@ -36,7 +23,7 @@ export interface AuditHeartbeat {
  *
  * An entry is `AuditEntry` of schemas/api/AuditEntry.json (`seq`, `id`, `ts`,
  * `action`, `outcome`, `details`, `prev_hash`, `hash`...), exactly as the
- * gateway wrote it; pass that type as `T` to have it typed.
+ * gateway wrote it (the default `T`).
  */
 export class Audit {
   constructor(private readonly client: KeenClient) {}

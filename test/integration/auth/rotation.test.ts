@@ -125,7 +125,7 @@ describeStorage('JWT_SECRET rotation with kid', (backend) => {
   it('refuses a short previous secret in production, drops a repeat of the current one, and never passes it to agents', () => {
     const logger = createLogger('silent');
     const current = Buffer.from(newSecret);
-    expect(() => resolvePreviousSecrets({ provided: ['short'], current, env: 'production', logger })).to.throw(ConfigError, /JWT_PREVIOUS_SECRETS: entry 1 must be at least 32 bytes/);
+    expect(() => resolvePreviousSecrets({ provided: ['short'], current, env: 'production', logger })).to.throw(ConfigError, /JWT_PREVIOUS_SECRETS entry 1: must be at least 32 bytes in production \(got 5\)/);
     expect(resolvePreviousSecrets({ provided: [newSecret, oldSecret, oldSecret], current, env: 'production', logger }).map(String)).to.deep.equal([oldSecret]);
     expect(isForbiddenEnvName('JWT_PREVIOUS_SECRETS')).to.equal(true);
   });
