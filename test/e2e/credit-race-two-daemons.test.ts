@@ -1,17 +1,8 @@
 import { expect } from 'chai';
 import { rmSync } from 'node:fs';
-import { AccessTokens } from '../../daemon/auth/access-tokens.js';
-import { MemoryAuditLogger } from '../../daemon/audit/types.js';
-import { PasswordHasher } from '../../daemon/auth/passwords.js';
-import { systemClock } from '../../daemon/clock.js';
-import { CreditLedger } from '../../daemon/credits/ledger.js';
-import { createLogger } from '../../daemon/logger.js';
-import { Database } from '../../daemon/storage/database.js';
-import { migrateToLatest } from '../../daemon/storage/migrator.js';
-import { UserAdminService } from '../../daemon/users/user-admin.js';
 import { IN_CI, TEST_POSTGRES_URL } from '../helpers/env.js';
 import { makeHome, spawnDaemon, type ChildDaemon, type DaemonHome } from '../helpers/daemon.js';
-import { uniqueEmail } from '../helpers/factories.js';
+import { prepareOutside } from '../helpers/outside.js';
 
 (TEST_POSTGRES_URL || IN_CI ? describe : describe.skip)('the last credit, raced from two daemon processes on one Postgres [postgres]', () => {
   let homeA: DaemonHome;
@@ -28,20 +19,7 @@ import { uniqueEmail } from '../helpers/factories.js';
     if (!TEST_POSTGRES_URL) throw new Error('KEEN_TEST_POSTGRES_URL is not set');
     homeA = await makeHome({ backend: 'postgres' });
     homeB = await makeHome({ backend: 'postgres', databaseUrl: homeA.databaseUrl, jwtSecret: homeA.jwtSecret });
-    const database = new Database({ url: homeA.databaseUrl, poolMax: 2, connectTimeoutMs: 3000, busyTimeoutMs: 3000, logger: createLogger('silent') });
-    await migrateToLatest(database);
-    const audit = new MemoryAuditLogger();
-    const users = new UserAdminService({ database, clock: systemClock, hasher: new PasswordHasher({ maxConcurrent: 1 }), audit });
-    const user = await users.createUser(null, { email: uniqueEmail('race'), tier: 'enterprise' });
-    const ledger = new CreditLedger({ database, clock: systemClock, audit });
-    await ledger.grant({ userId: user.id, amount: 50_000_000 as never, reason: 'race', actor: { type: 'system', id: null } });
-    const token = new AccessTokens(Buffer.from(homeA.jwtSecret, 'utf8'), { issuer: 'keen-gateway', audience: 'keen-api', ttlSeconds: 900, clock: systemClock }).sign({
-      id: user.id,
-      scopes: ['agents:execute', 'sessions:read'],
-      tier: 'enterprise',
-      role: 'member',
-      tenantId: null,
-    });
+    const { database, ledger, user, token } = await prepareOutside(homeA, { label: 'race', tier: 'enterprise', micros: 50_000_000, scopes: ['agents:execute', 'sessions:read'] });
     // A silent agent that just waits: the race is about admission, not about what runs.
     const config = { agent: { command: ['sleep', '3'] }, tiers: { enterprise: { max_concurrent_sessions: 1000, requests_per_hour: 100_000 } } };
     daemons.push(await spawnDaemon({ backend: 'postgres', home: homeA, config }));

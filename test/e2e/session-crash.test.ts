@@ -1,30 +1,12 @@
 import { expect } from 'chai';
 import { rmSync } from 'node:fs';
-import { AccessTokens } from '../../daemon/auth/access-tokens.js';
-import { MemoryAuditLogger } from '../../daemon/audit/types.js';
-import { PasswordHasher } from '../../daemon/auth/passwords.js';
-import { systemClock } from '../../daemon/clock.js';
-import { CreditLedger } from '../../daemon/credits/ledger.js';
-import { createLogger } from '../../daemon/logger.js';
-import { Database } from '../../daemon/storage/database.js';
-import { migrateToLatest } from '../../daemon/storage/migrator.js';
-import { UserAdminService } from '../../daemon/users/user-admin.js';
 import { describeStorage } from '../helpers/backends.js';
 import { makeHome, spawnDaemon, type ChildDaemon, type DaemonHome } from '../helpers/daemon.js';
-import { uniqueEmail } from '../helpers/factories.js';
+import { prepareOutside } from '../helpers/outside.js';
 import { waitForEnd } from '../helpers/sessions.js';
 
-async function prepare(home: DaemonHome) {
-  const database = new Database({ url: home.databaseUrl, poolMax: 2, connectTimeoutMs: 3000, busyTimeoutMs: 3000, logger: createLogger('silent') });
-  await migrateToLatest(database);
-  const audit = new MemoryAuditLogger();
-  const users = new UserAdminService({ database, clock: systemClock, hasher: new PasswordHasher({ maxConcurrent: 1 }), audit });
-  const user = await users.createUser(null, { email: uniqueEmail('crash'), tier: 'team' });
-  const ledger = new CreditLedger({ database, clock: systemClock, audit });
-  await ledger.grant({ userId: user.id, amount: 20_000_000 as never, reason: 'test', actor: { type: 'system', id: null } });
-  const tokens = new AccessTokens(Buffer.from(home.jwtSecret, 'utf8'), { issuer: 'keen-gateway', audience: 'keen-api', ttlSeconds: 900, clock: systemClock });
-  return { database, ledger, user, token: tokens.sign({ id: user.id, scopes: ['agents:execute', 'sessions:read', 'credits:read'], tier: user.tier, role: user.role, tenantId: null }) };
-}
+const prepare = (home: DaemonHome) =>
+  prepareOutside(home, { label: 'crash', tier: 'team', micros: 20_000_000, scopes: ['agents:execute', 'sessions:read', 'credits:read'] });
 
 describeStorage('a daemon killed while its agent runs', (backend) => {
   let home: DaemonHome;
