@@ -4,6 +4,7 @@ import { open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../logger.js';
+import { Periodic } from '../periodic.js';
 import type { Database } from '../storage/database.js';
 import { rowToRecord, toJsonLine } from './entry.js';
 
@@ -46,30 +47,23 @@ export function archiveFileName(firstSeq: number, lastSeq: number): string {
  * with the files at hand verify can re-check the archived part too.
  */
 export class AuditRetention {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<ArchiveResult | null> | null = null;
+  private readonly periodic = new Periodic(() => this.archive());
 
   constructor(private readonly options: AuditRetentionOptions) {}
 
   start(): void {
-    if (this.timer) return;
-    this.timer = setInterval(() => {
-      void this.runOnce().catch((err: Error) => this.options.logger.error({ err: { message: err.message } }, 'audit retention failed'));
-    }, this.options.intervalMs ?? 3_600_000);
-    this.timer.unref();
+    this.periodic.start(this.options.intervalMs ?? 3_600_000, {
+      tick: () => void this.runOnce().catch((err: Error) => this.options.logger.error({ err: { message: err.message } }, 'audit retention failed')),
+    });
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+    this.periodic.cancel();
   }
 
   /** Archives what is due now; null when nothing is. One run at a time per process. */
   runOnce(): Promise<ArchiveResult | null> {
-    this.running ??= this.archive().finally(() => {
-      this.running = null;
-    });
-    return this.running;
+    return this.periodic.run();
   }
 
   private async archive(): Promise<ArchiveResult | null> {

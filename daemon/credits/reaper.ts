@@ -1,4 +1,5 @@
 import type { Clock } from '../clock.js';
+import { Periodic } from '../periodic.js';
 import type { Logger } from '../logger.js';
 import type { CreditLedger, UsedMicros } from './ledger.js';
 
@@ -18,22 +19,22 @@ export interface CreditReaperOptions {
  * reservation is settled under its account lock, exactly once.
  */
 export class CreditReaper {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<number> | null = null;
+  private readonly periodic = new Periodic(() => this.pass());
 
   constructor(private readonly options: CreditReaperOptions) {}
 
   start(): void {
-    if (this.timer) return;
-    this.timer = setInterval(() => void this.tick(), this.options.intervalMs ?? 15_000);
-    this.timer.unref();
+    this.periodic.start(this.options.intervalMs ?? 15_000);
   }
 
   /** One pass now (also what the timer calls); overlapping passes are not started. */
-  async tick(): Promise<number> {
-    if (this.running) return this.running;
+  tick(): Promise<number> {
+    return this.periodic.run();
+  }
+
+  private pass(): Promise<number> {
     const opts = this.options.usedMicros ? { usedMicros: this.options.usedMicros } : {};
-    this.running = this.options.ledger
+    return this.options.ledger
       .reapExpired(this.options.clock.now(), opts)
       .then((n) => {
         if (n > 0) this.options.logger.info({ reaped: n }, 'settled expired credit reservations');
@@ -42,16 +43,10 @@ export class CreditReaper {
       .catch((err: unknown) => {
         this.options.logger.warn({ err: { message: err instanceof Error ? err.message : String(err) } }, 'credit reaper pass failed');
         return 0;
-      })
-      .finally(() => {
-        this.running = null;
       });
-    return this.running;
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    await this.running;
+  stop(): Promise<void> {
+    return this.periodic.stop();
   }
 }

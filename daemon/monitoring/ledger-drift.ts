@@ -3,6 +3,7 @@ import type { Clock } from '../clock.js';
 import type { Mismatch } from '../credits/ledger.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
+import { Periodic } from '../periodic.js';
 
 /** Every 10 minutes: verify() reads each account under its lock, so it is not free on a big ledger. */
 export const LEDGER_DRIFT_INTERVAL_MS = 10 * 60_000;
@@ -30,8 +31,7 @@ export class LedgerDriftMonitor {
   readonly driftAccounts: Gauge;
   readonly lastSuccess: Gauge;
   readonly failures: Counter;
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<number | null> | null = null;
+  private readonly periodic = new Periodic(() => this.verify());
 
   constructor(private readonly options: LedgerDriftOptions) {
     const registers = [options.metrics.registry];
@@ -53,20 +53,16 @@ export class LedgerDriftMonitor {
   }
 
   start(): void {
-    if (this.timer) return;
-    const interval = this.options.intervalMs ?? LEDGER_DRIFT_INTERVAL_MS;
-    this.timer = setTimeout(() => {
-      void this.tick();
-      this.timer = setInterval(() => void this.tick(), interval);
-      this.timer.unref();
-    }, this.options.firstDelayMs ?? LEDGER_DRIFT_FIRST_DELAY_MS);
-    this.timer.unref();
+    this.periodic.start(this.options.intervalMs ?? LEDGER_DRIFT_INTERVAL_MS, { firstDelayMs: this.options.firstDelayMs ?? LEDGER_DRIFT_FIRST_DELAY_MS });
   }
 
   /** One verify now; resolves with the number of drifting accounts, or null when the pass failed. */
   tick(): Promise<number | null> {
-    if (this.running) return this.running;
-    this.running = this.options.ledger
+    return this.periodic.run();
+  }
+
+  private verify(): Promise<number | null> {
+    return this.options.ledger
       .verify()
       .then((mismatches) => {
         const accounts = new Set(mismatches.map((m) => m.userId)).size;
@@ -80,19 +76,10 @@ export class LedgerDriftMonitor {
         this.failures.inc();
         this.options.logger.warn({ err: { message: err instanceof Error ? err.message : String(err) } }, 'ledger verify pass failed');
         return null;
-      })
-      .finally(() => {
-        this.running = null;
       });
-    return this.running;
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) {
-      clearTimeout(this.timer);
-      clearInterval(this.timer);
-    }
-    this.timer = null;
-    await this.running;
+  stop(): Promise<void> {
+    return this.periodic.stop();
   }
 }

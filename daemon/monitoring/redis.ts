@@ -1,6 +1,7 @@
 import { Counter, Histogram } from 'prom-client';
 import type { Redis } from 'ioredis';
 import type { Metrics } from '../metrics.js';
+import { Periodic } from '../periodic.js';
 
 /** How often the probe pings Redis. */
 export const REDIS_PROBE_INTERVAL_MS = 10_000;
@@ -15,8 +16,7 @@ export const REDIS_PROBE_INTERVAL_MS = 10_000;
 export class RedisProbe {
   readonly duration: Histogram;
   readonly errors: Counter<'kind'>;
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<void> | null = null;
+  private readonly periodic = new Periodic(() => this.ping(this.redis!));
 
   constructor(
     private readonly redis: Redis | null,
@@ -41,31 +41,23 @@ export class RedisProbe {
   }
 
   start(): void {
-    if (!this.redis || this.timer) return;
-    void this.tick();
-    this.timer = setInterval(() => void this.tick(), this.intervalMs);
-    this.timer.unref();
+    if (this.redis) this.periodic.start(this.intervalMs, { immediately: true });
   }
 
   /** One PING now (also what the timer calls). */
   tick(): Promise<void> {
-    const redis = this.redis;
-    if (!redis) return Promise.resolve();
-    if (this.running) return this.running;
-    const end = this.duration.startTimer();
-    this.running = redis
-      .ping()
-      .then(() => void end())
-      .catch(() => void this.errors.inc({ kind: 'ping' }))
-      .finally(() => {
-        this.running = null;
-      });
-    return this.running;
+    return this.redis ? this.periodic.run() : Promise.resolve();
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    await this.running;
+  private ping(redis: Redis): Promise<void> {
+    const end = this.duration.startTimer();
+    return redis
+      .ping()
+      .then(() => void end())
+      .catch(() => void this.errors.inc({ kind: 'ping' }));
+  }
+
+  stop(): Promise<void> {
+    return this.periodic.stop();
   }
 }

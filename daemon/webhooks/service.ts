@@ -3,6 +3,7 @@ import { iso, type Clock } from '../clock.js';
 import { newId } from '../ids.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
+import { Periodic } from '../periodic.js';
 import type { Database, Queryable } from '../storage/database.js';
 import type { SessionStatus } from '../storage/tables/sessions.js';
 import { WebhookOutbox, type DeliveryRow } from './outbox.js';
@@ -96,8 +97,7 @@ export class WebhookService {
   private readonly leaseMs: number;
   private readonly deliveries: Counter<'outcome'>;
   private readonly latency: Histogram<'outcome'>;
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<DeliveryPass> | null = null;
+  private readonly periodic = new Periodic(() => this.pass());
 
   constructor(private readonly options: WebhookServiceOptions) {
     this.outbox = new WebhookOutbox(options.database);
@@ -163,16 +163,12 @@ export class WebhookService {
 
   /** Starts the worker: a pass every `pollIntervalMs`, never two at once. */
   start(): void {
-    if (this.timer) return;
-    this.timer = setInterval(() => void this.tick(), this.pollIntervalMs);
-    this.timer.unref();
+    this.periodic.start(this.pollIntervalMs, { tick: () => void this.tick() });
   }
 
   /** Stops the worker and waits for the pass in flight (bounded by the attempt timeout). */
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    await this.running;
+  stop(): Promise<void> {
+    return this.periodic.stop();
   }
 
   private async tick(): Promise<void> {
@@ -187,11 +183,7 @@ export class WebhookService {
    * Shares the worker's pass when one is running.
    */
   deliverDueNow(): Promise<DeliveryPass> {
-    if (this.running) return this.running;
-    this.running = this.pass().finally(() => {
-      this.running = null;
-    });
-    return this.running;
+    return this.periodic.run();
   }
 
   private async pass(): Promise<DeliveryPass> {
