@@ -40,6 +40,10 @@ import { IdempotencyStore } from './idempotency/store.js';
 import { creditRoutes } from './http/routes/credits.js';
 import { sessionRoutes } from './http/routes/sessions.js';
 import { ProcessRunner } from './agents/process-runner.js';
+import { EgressProxy } from './agents/egress-proxy.js';
+import { modeOf, Sandbox, SandboxUnavailableError } from './agents/sandbox.js';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
 import { WorkspaceManager } from './agents/workspaces.js';
 import type { AgentRunner } from './agents/types.js';
 import { MemoryEventBus, type EventBus } from './sessions/bus.js';
@@ -101,6 +105,8 @@ export class Container {
   readonly instanceId: string;
   readonly bus: EventBus;
   readonly workspaces: WorkspaceManager;
+  /** The operating-system sandbox of every agent (docs/SANDBOX.md); probed in `start()`. */
+  readonly sandbox: Sandbox;
   readonly supervisor: SessionSupervisor;
   readonly sessions: SessionService;
   readonly stream: StreamServer;
@@ -185,6 +191,14 @@ export class Container {
       clock: this.clock,
       logger: this.logger,
     });
+    this.sandbox = new Sandbox({
+      settings: this.config.agent.sandbox,
+      limits: this.config.agent.limits,
+      command: this.config.agent.command,
+      runtimeDir: path.join(this.config.data_dir, 'sandbox'),
+      logger: this.logger,
+      hostPath: this.config.agent_env.PATH,
+    });
     const sessionMetrics = new SessionMetrics(this.metrics);
     const allowPrivateTargets = this.config.webhooks.allow_private_targets;
     this.webhooks = new WebhookService({
@@ -213,6 +227,7 @@ export class Container {
           logger: this.logger,
           baseEnv: this.config.agent_env,
           workspacesRoot: this.config.workspaces.root,
+          sandbox: this.sandbox,
         }),
       workspaces: this.workspaces,
       bus: this.bus,
@@ -349,6 +364,7 @@ export class Container {
     await this.waitForRedis(3000);
     const report = await migrateToLatest(this.database);
     if (report.applied.length > 0) this.logger.info({ applied: report.applied }, 'migrations applied');
+    await this.startSandbox();
     const resealed = await this.auth.resealSecrets();
     if (resealed.resealed > 0 || resealed.unreadable > 0) this.logger.warn(resealed, 'MFA secrets moved to the current JWT_SECRET after a rotation');
     await this.supervisor.recoverOwned();
@@ -358,6 +374,42 @@ export class Container {
     });
     // Stopped first on shutdown: agents end as interrupted, charged what they used.
     this.stoppers.push(() => this.supervisor.stopAll());
+  }
+
+  /**
+   * Runs a trivial command in the agent sandbox. When it fails the daemon refuses
+   * to start in production and warns (here and at every execute) otherwise.
+   * Starts the egress proxy of `network: allow`.
+   */
+  private async startSandbox(): Promise<void> {
+    const dataMode = modeOf(this.config.data_dir);
+    if (dataMode !== null && (dataMode & 0o077) !== 0) {
+      this.logger.warn({ data_dir: this.config.data_dir, mode: dataMode.toString(8) }, 'the data directory is readable by other users; chmod 700 it');
+    }
+    const { mode, network } = this.config.agent.sandbox;
+    if (mode === 'bubblewrap' && network === 'allow') {
+      // Before the probe: the probe binds the proxy's socket like every agent's sandbox does.
+      mkdirSync(path.dirname(this.sandbox.proxySocket), { recursive: true, mode: 0o700 });
+      const egress = new EgressProxy({
+        socketPath: this.sandbox.proxySocket,
+        allowedHosts: this.config.agent.sandbox.allowed_hosts,
+        logger: this.logger.child({ component: 'egress' }),
+      });
+      await egress.listen();
+      this.stoppers.push(() => egress.close());
+    }
+    const probe = await this.sandbox.probe();
+    if (mode === 'none') {
+      this.logger.warn('agent.sandbox.mode is none: agents run unconfined, as the daemon\'s user, and can read its secrets');
+      return;
+    }
+    if (!probe.ok) {
+      if (this.config.env === 'production') throw new SandboxUnavailableError(`the agent sandbox does not work: ${probe.detail}`);
+      this.logger.warn({ detail: probe.detail }, 'the agent sandbox does not work: agents run WITHOUT it (refused when KEEN_ENV=production)');
+      return;
+    }
+    this.logger.info({ detail: probe.detail }, 'agent sandbox ready');
+    if (network === 'host') this.logger.warn('agent.sandbox.network is host: agents reach every address the daemon can, its own port and stores included');
   }
 
   /**

@@ -4,6 +4,7 @@
  * Exit codes: 0 success, 1 failed operation, 2 usage error.
  */
 import { Command, CommanderError } from 'commander';
+import { SandboxUnavailableError } from './agents/sandbox.js';
 import { ConfigError } from './config/errors.js';
 import { loadConfig, redactUrl, type ResolvedConfig } from './config/load.js';
 import { Container } from './container.js';
@@ -37,6 +38,8 @@ function describeStartupError(err: unknown, config: ResolvedConfig): string {
 }
 
 async function start(options: { config?: string }): Promise<void> {
+  // Database files, WAL, secrets and workspaces are never group- or world-readable, whatever the caller's umask.
+  process.umask(0o077);
   const config = readConfig(options.config);
   const logger = createLogger(config.log.level);
   let container: Container;
@@ -44,7 +47,7 @@ async function start(options: { config?: string }): Promise<void> {
     container = new Container({ config, logger });
     await container.start();
   } catch (err) {
-    if (err instanceof ConfigError) fail(err.message);
+    if (err instanceof ConfigError || err instanceof SandboxUnavailableError) fail(err.message);
     fail(describeStartupError(err, config));
   }
   let running: Awaited<ReturnType<typeof listen>>;
@@ -80,6 +83,7 @@ function logUnhandled(logger: Logger, reason: unknown): void {
 }
 
 async function migrate(options: { config?: string }): Promise<void> {
+  process.umask(0o077);
   const config = readConfig(options.config);
   const logger = createLogger(config.log.level === 'info' ? 'warn' : config.log.level);
   const database = new Database({

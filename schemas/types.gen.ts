@@ -899,6 +899,64 @@ export interface GatewayConfig {
     env_passthrough: string[];
     timeout_seconds: number;
     kill_grace_seconds: number;
+    /**
+     * The operating-system sandbox agents run in (docs/SANDBOX.md).
+     */
+    sandbox: {
+      /**
+       * bubblewrap: every agent runs in a bubblewrap sandbox; none: no sandbox (the agent can read everything the daemon's user can, secrets included).
+       */
+      mode: 'bubblewrap' | 'none';
+      /**
+       * none: no network at all; allow: only allowed_hosts, through the daemon's egress proxy; host: the host's network, unconfined (warned at every start).
+       */
+      network: 'none' | 'allow' | 'host';
+      /**
+       * With network: allow, the host names an agent may reach ("*.example.com" for subdomains). Addresses that resolve to loopback, private, link-local or metadata ranges are refused anyway.
+       */
+      allowed_hosts: string[];
+      /**
+       * The workspace's path inside the sandbox: the agent's workingDirectory and HOME, the same for every run.
+       */
+      workdir: string;
+      /**
+       * Absolute host paths the agent may read (a toolchain, a model cache), at the same path inside.
+       */
+      read_only_paths: string[];
+      /**
+       * The agent's user id: inside the sandbox; when the daemon runs as root, also outside (an unprivileged user).
+       */
+      uid: number;
+      /**
+       * The agent's group id, as uid.
+       */
+      gid: number;
+    };
+    /**
+     * Resource limits of one agent run; an agent over one is stopped and its session ends with reason limit_<name>.
+     */
+    limits: {
+      /**
+       * Memory of the agent: each process's data segment (kernel limit) and the resident memory of all its processes together (checked while it runs).
+       */
+      memory_mb: number;
+      /**
+       * Processes and threads the agent may run at once (RLIMIT_NPROC).
+       */
+      max_processes: number;
+      /**
+       * Largest file the agent may write (RLIMIT_FSIZE).
+       */
+      max_file_size_mb: number;
+      /**
+       * CPU time of each of the agent's processes (RLIMIT_CPU).
+       */
+      cpu_seconds: number;
+      /**
+       * Disk space the workspace may take (checked while the agent runs).
+       */
+      workspace_mb: number;
+    };
   };
   workspaces: {
     /**

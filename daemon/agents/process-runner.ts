@@ -7,13 +7,16 @@
  * stdout is read as untrusted input, validated line by line.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, constants as fsConstants, lstatSync, mkdirSync, openSync, realpathSync, writeSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { closeSync, constants as fsConstants, lstatSync, mkdirSync, openSync, readFileSync, realpathSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../logger.js';
 import { LineSplitter } from './line-splitter.js';
 import { copyPureRequest } from './pure-request.js';
 import { createAgentProtocol, type AgentProtocol } from './protocol.js';
-import type { AgentEvent, AgentExit, AgentExitReason, AgentHooks, AgentRun, AgentRunner, PureAgentRequest } from './types.js';
+import { LimitWatch, processTree } from './limit-watch.js';
+import type { Sandbox, WrappedCommand } from './sandbox.js';
+import type { AgentEvent, AgentExit, AgentExitReason, AgentHooks, AgentLimitName, AgentRun, AgentRunner, PureAgentRequest } from './types.js';
 import { SESSION_ID_RE } from './workspaces.js';
 
 export interface ProcessRunnerOptions {
@@ -36,6 +39,11 @@ export interface ProcessRunnerOptions {
   maxStderrBytes?: number;
   /** Shared validators; built from schemas/ when omitted. */
   protocol?: AgentProtocol;
+  /**
+   * The operating-system sandbox and `agent.limits` (docs/SANDBOX.md). The daemon
+   * always passes one; without it the agent runs as a plain child process.
+   */
+  sandbox?: Sandbox;
 }
 
 /**
@@ -93,25 +101,32 @@ export class ProcessRunner implements AgentRunner {
   /** Starts the agent. Never throws: a run that cannot start resolves `done` with `spawn_failed`. */
   start(sessionId: string, request: PureAgentRequest, hooks: AgentHooks): AgentRun {
     const log = this.opts.logger.child({ session_id: sessionId, component: 'agent' });
-    let prepared: { workspace: string; line: string; stderrFd: number };
+    let prepared: Prepared;
     try {
       prepared = this.prepare(sessionId, request);
     } catch (err) {
       log.error({ err: (err as Error).message }, 'agent not started');
       return failedRun();
     }
-    return new ProcessRun(this.opts, this.protocol, log, hooks, prepared, this.agentEnv(prepared.workspace)).run;
+    if (this.opts.sandbox && !prepared.command.sandboxed && this.opts.sandbox.settings.mode !== 'none') {
+      log.warn('agent runs WITHOUT the sandbox: bubblewrap did not work at start (see keen-admin doctor)');
+    }
+    return new ProcessRun(this.opts, this.protocol, log, hooks, prepared, { ...this.agentEnv(prepared.workspace), ...prepared.command.env }).run;
   }
 
   /** Checks the workspace and the request, opens the stderr log. Throws on anything wrong. */
-  private prepare(sessionId: string, request: PureAgentRequest): { workspace: string; line: string; stderrFd: number } {
+  private prepare(sessionId: string, request: PureAgentRequest): Prepared {
     if (!SESSION_ID_RE.test(sessionId)) throw new Error('invalid session id');
     const workspace = path.join(realpathSync(this.opts.workspacesRoot), sessionId);
     if (realpathSync(request.workingDirectory) !== workspace) {
       throw new Error('request.workingDirectory is not the session workspace');
     }
+    const command: WrappedCommand = this.opts.sandbox
+      ? this.opts.sandbox.wrap(workspace, this.opts.command)
+      : { program: this.opts.command[0]!, args: this.opts.command.slice(1), fdArgs: null, workingDirectory: workspace, env: {}, sandboxed: false };
     const pure = copyPureRequest(request);
-    pure.workingDirectory = workspace;
+    // Inside the sandbox the agent sees its workspace at a fixed path: no session id, no host layout.
+    pure.workingDirectory = command.workingDirectory;
     if (!this.protocol.isPureRequest(pure)) throw new Error('request does not match the agent protocol');
     const keenDir = path.join(workspace, '.keen');
     mkdirSync(keenDir, { mode: 0o700, recursive: true });
@@ -122,9 +137,27 @@ export class ProcessRunner implements AgentRunner {
       fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT | fsConstants.O_NOFOLLOW,
       0o600,
     );
-    return { workspace, line: `${JSON.stringify(pure)}\n`, stderrFd };
+    try {
+      this.opts.sandbox?.prepareWorkspace(workspace);
+    } catch (err) {
+      closeSync(stderrFd);
+      throw err;
+    }
+    return { workspace, line: `${JSON.stringify(pure)}\n`, stderrFd, command };
   }
 }
+
+interface Prepared {
+  workspace: string;
+  line: string;
+  stderrFd: number;
+  command: WrappedCommand;
+}
+
+/** Signals that mean an rlimit of `agent.limits` ended the process. */
+const LIMIT_SIGNALS: Record<string, AgentLimitName> = { SIGXCPU: 'cpu', SIGXFSZ: 'file_size' };
+/** Signal names by number, to read bwrap's 128+N exit status of an agent killed by a signal. */
+const SIGNAL_NAMES = new Map(Object.entries(osConstants.signals).map(([name, n]) => [n, name]));
 
 function failedRun(): AgentRun {
   const exit: AgentExit = {
@@ -135,7 +168,7 @@ function failedRun(): AgentRun {
     invalidLines: 0,
     stopReason: null,
   };
-  return { pid: undefined, stop: async () => {}, done: Promise.resolve(exit) };
+  return { pid: undefined, sandboxed: false, stop: async () => {}, done: Promise.resolve(exit) };
 }
 
 /** The state of one child process. */
@@ -148,6 +181,8 @@ class ProcessRun {
   private spawnFailed = false;
   private stopReason: string | null = null;
   private stopKind: AgentExitReason | null = null;
+  private limit: AgentLimitName | null = null;
+  private watch: LimitWatch | null = null;
   private stopping: Promise<void> | null = null;
   private result: AgentExit['result'] = null;
   private invalidLines = 0;
@@ -164,25 +199,27 @@ class ProcessRun {
     private readonly protocol: AgentProtocol,
     private readonly log: Logger,
     private readonly hooks: AgentHooks,
-    private readonly prepared: { workspace: string; line: string; stderrFd: number },
+    private readonly prepared: Prepared,
     env: Record<string, string>,
   ) {
     const done = this.spawn(env);
     this.run = {
       pid: this.child?.pid,
+      sandboxed: prepared.command.sandboxed,
       stop: (why: string) => this.stop(why, 'stopped'),
       done,
     };
   }
 
   private spawn(env: Record<string, string>): Promise<AgentExit> {
-    const [program, ...args] = this.opts.command as [string, ...string[]];
+    const { program, args, fdArgs } = this.prepared.command;
     let child: ChildProcess;
     try {
       child = spawn(program, args, {
         cwd: this.prepared.workspace,
         env,
-        stdio: ['pipe', 'pipe', 'pipe'],
+        // fd 3 carries bwrap's arguments (`--args 3`), so no host path shows in the sandbox's /proc/1/cmdline.
+        stdio: fdArgs === null ? ['pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe', 'pipe'],
         // Own process group: the stop signal goes to -pid and reaches the agent's children.
         detached: true,
         shell: false,
@@ -200,6 +237,18 @@ class ProcessRun {
         this.exited = true;
         this.exitCode = code;
         this.exitSignal = signal;
+        // bwrap reports an agent killed by signal N as exit status 128 + N.
+        if (this.prepared.command.sandboxed && code !== null && code > 128 && SIGNAL_NAMES.has(code - 128)) {
+          this.exitCode = null;
+          this.exitSignal = SIGNAL_NAMES.get(code - 128)!;
+        }
+        const limit = this.exitSignal ? LIMIT_SIGNALS[this.exitSignal] : undefined;
+        if (limit && !this.stopKind) {
+          this.limit = limit;
+          this.stopKind = 'limit';
+          this.stopReason = `${limit}_limit`;
+        }
+        this.watch?.stop();
         this.clearTimers();
         // Whatever the agent left behind in its group goes with it.
         this.killGroup('SIGKILL');
@@ -220,6 +269,11 @@ class ProcessRun {
       });
     });
 
+    if (fdArgs !== null) {
+      const argsPipe = child.stdio[3] as NodeJS.WritableStream & { on(e: 'error', f: () => void): void };
+      argsPipe.on('error', () => {});
+      argsPipe.end(fdArgs);
+    }
     // stdin: exactly one line, then EOF. An agent that exits without reading gives EPIPE: not our problem.
     child.stdin!.on('error', () => {});
     child.stdin!.end(this.prepared.line);
@@ -244,8 +298,23 @@ class ProcessRun {
     });
 
     if (child.pid !== undefined) {
-      this.log.info({ pid: child.pid }, 'agent started');
+      this.log.info({ pid: child.pid, sandboxed: this.prepared.command.sandboxed }, 'agent started');
       this.timers.push(setTimeout(() => void this.stop('timeout', 'timeout'), this.opts.timeoutMs));
+      const limits = this.opts.sandbox?.limits;
+      if (limits) {
+        this.watch = new LimitWatch({
+          pid: child.pid,
+          workspace: this.prepared.workspace,
+          memoryBytes: limits.memory_mb * 1024 * 1024,
+          workspaceBytes: limits.workspace_mb * 1024 * 1024,
+          onExceeded: (limit, used) => {
+            this.log.warn({ limit, used_bytes: used }, 'agent over its limit; stopping it');
+            this.limit = limit;
+            void this.stop(`${limit}_limit`, 'limit');
+          },
+        });
+        this.watch.start();
+      }
     }
 
     const finished = Promise.race([
@@ -284,6 +353,7 @@ class ProcessRun {
       result: failed ? null : this.result,
       invalidLines: this.invalidLines,
       stopReason: failed ? null : this.stopReason,
+      limit: failed ? null : this.limit,
     };
   }
 
@@ -371,7 +441,9 @@ class ProcessRun {
     this.stopKind = kind;
     this.log.info({ why }, 'stopping agent');
     const gone = new Promise<void>((resolve) => this.exitWaiters.push(resolve));
-    this.killGroup('SIGTERM');
+    this.watch?.stop();
+    if (this.prepared.command.sandboxed) this.signalSandboxed('SIGTERM');
+    else this.killGroup('SIGTERM');
     this.timers.push(
       setTimeout(() => {
         if (!this.exited) {
@@ -382,6 +454,26 @@ class ProcessRun {
     );
     this.stopping = gone;
     return gone;
+  }
+
+  /**
+   * Signals every process inside the sandbox, but not bwrap itself: bwrap dies of
+   * SIGTERM and takes the whole sandbox with it at once (SIGKILL), which would
+   * leave the agent no grace. The kill after the grace goes to bwrap's group.
+   */
+  private signalSandboxed(signal: NodeJS.Signals): void {
+    const pid = this.child?.pid;
+    if (pid === undefined) return;
+    const tree = processTree(pid);
+    const own = new Set([pid, ...tree.filter((p) => parentOf(p) === pid)]);
+    for (const p of tree) {
+      if (own.has(p)) continue;
+      try {
+        process.kill(p, signal);
+      } catch {
+        // already gone
+      }
+    }
   }
 
   private killGroup(signal: NodeJS.Signals): void {
@@ -403,5 +495,15 @@ class ProcessRun {
 
   private clearTimers(): void {
     for (const t of this.timers.splice(0)) clearTimeout(t);
+  }
+}
+
+/** The parent pid of a process, from /proc/<pid>/stat (the field after the parenthesised name). */
+function parentOf(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return null;
   }
 }

@@ -29,9 +29,13 @@ export type {
  * - `exited`: the process ended on its own (any exit code or signal not sent by us);
  * - `timeout`: the wall-clock limit stopped it;
  * - `stopped`: `stop()` was called (budget, cancel, shutdown: the caller knows which);
- * - `spawn_failed`: the command could not be started (missing file, no permission, bad cwd).
+ * - `spawn_failed`: the command could not be started (missing file, no permission, bad cwd);
+ * - `limit`: an `agent.limits` value stopped it (`AgentExit.limit` says which).
  */
-export type AgentExitReason = 'exited' | 'timeout' | 'stopped' | 'spawn_failed';
+export type AgentExitReason = 'exited' | 'timeout' | 'stopped' | 'spawn_failed' | 'limit';
+
+/** The `agent.limits` an agent can be stopped by, as named in its session's end reason (`limit_<name>`). */
+export type AgentLimitName = 'memory' | 'workspace' | 'cpu' | 'file_size';
 
 /** How a run ended. `result` is the last valid `result` line, if any; a crash leaves it null. */
 export interface AgentExit {
@@ -43,6 +47,8 @@ export interface AgentExit {
   invalidLines: number;
   /** The `why` given to the first `stop()` call (or 'timeout'); null when nobody stopped it. */
   stopReason: string | null;
+  /** With reason `limit`: which limit. */
+  limit?: AgentLimitName | null;
 }
 
 /** Callbacks of one run. `onEvent` is awaited: the next event waits until it settles. */
@@ -55,6 +61,8 @@ export interface AgentHooks {
 export interface AgentRun {
   /** Process id (also the process group id); undefined when the spawn failed. */
   pid: number | undefined;
+  /** True when the agent runs inside the operating-system sandbox (docs/SANDBOX.md). */
+  sandboxed?: boolean;
   /** SIGTERM to the process group, SIGKILL after the grace if still alive. Idempotent; resolves when the process is gone. */
   stop(why: string): Promise<void>;
   /** Resolves (never rejects) once the process has exited and its stdout is drained and delivered. */

@@ -23,6 +23,7 @@ export function presentSession(s: SessionRow, publicUrl: string) {
     final_cost: s.final_cost === null ? null : formatCredits(s.final_cost),
     usage: { input_tokens: s.input_tokens, output_tokens: s.output_tokens, web_searches: s.web_searches },
     end_reason: s.end_reason,
+    sandboxed: s.sandboxed === null ? null : s.sandboxed === 1,
     summary: s.summary,
     last_seq: s.last_seq,
     created_at: iso(s.created_at),

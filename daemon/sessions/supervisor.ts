@@ -110,6 +110,11 @@ export class SessionSupervisor {
           onEvent: (e) => this.enqueue(live, () => this.onAgentEvent(live, e)),
           onInvalidLine: () => this.deps.metrics.invalidLines.inc(),
         });
+        if (live.run.pid !== undefined) {
+          const sandboxed = live.run.sandboxed === true;
+          live.row = { ...live.row, sandboxed: sandboxed ? 1 : 0 };
+          await this.sessions.markSandboxed(row.id, sandboxed);
+        }
         if (this.stopping || live.stopReason) await live.run.stop(live.stopReason ?? 'shutdown');
         exit = await live.run.done;
       } catch (err) {
@@ -209,6 +214,8 @@ export class SessionSupervisor {
     if (live.stopReason === 'shutdown') return { status: 'interrupted', reason: 'gateway_shutdown' };
     if (exit.reason === 'timeout') return { status: 'timed_out', reason: 'timeout' };
     if (exit.reason === 'spawn_failed') return { status: 'failed', reason: 'agent_not_started' };
+    // An agent over one of `agent.limits` fails whatever it said; it is charged the usage it reported.
+    if (exit.reason === 'limit') return { status: 'failed', reason: `limit_${exit.limit ?? 'unknown'}` };
     const result = live.result ?? exit.result;
     if (result?.status === 'completed' && exit.exitCode === 0) return { status: 'completed', reason: 'completed' };
     if (result?.status === 'failed') return { status: 'failed', reason: 'agent_reported_failure' };

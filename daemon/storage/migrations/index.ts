@@ -5,6 +5,7 @@ import * as m0003 from './0003_credits.js';
 import * as m0004 from './0004_audit.js';
 import * as m0005 from './0005_sessions.js';
 import * as m0006 from './0006_webhooks.js';
+import * as m0007 from './0007_agent_sandbox.js';
 
 /**
  * Every migration, in order. Names never change once released; a new migration
@@ -18,4 +19,5 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0004_audit': m0004,
   '0005_sessions': m0005,
   '0006_webhooks': m0006,
+  '0007_agent_sandbox': m0007,
 };

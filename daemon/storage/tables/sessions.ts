@@ -28,6 +28,8 @@ export interface SessionTables {
     end_reason: string | null;
     summary: string | null;
     request_id: string | null;
+    /** 1 when the agent ran inside the operating-system sandbox, 0 when not, null before it started. */
+    sandboxed: number | null;
     created_at: number;
     updated_at: number;
     ended_at: number | null;
