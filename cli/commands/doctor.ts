@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
 import { sql } from 'kysely';
+import { Sandbox } from '../../daemon/agents/sandbox.js';
 import { MIN_SECRET_BYTES } from '../../daemon/auth/jwt-secret.js';
 import { loadConfig, secretList, type ResolvedConfig } from '../../daemon/config/load.js';
 import { createLogger } from '../../daemon/logger.js';
@@ -207,6 +209,34 @@ function checkAgent(config: ResolvedConfig, env: Record<string, string | undefin
 }
 
 /**
+ * The agent sandbox: runs the daemon's own start-up probe (a trivial command in a
+ * sandbox built exactly like an agent's). Fails when bubblewrap does not work, since
+ * the daemon then refuses to start in production and runs agents unconfined elsewhere.
+ */
+async function checkSandbox(config: ResolvedConfig): Promise<Check> {
+  const { mode, network } = config.agent.sandbox;
+  if (mode === 'none') return { name: 'sandbox', status: 'warn', message: 'agent.sandbox.mode is none: agents run unconfined and can read the gateway\'s secrets' };
+  // The generated files go to a folder of doctor's own, so it writes nothing beside a running daemon.
+  const runtimeDir = mkdtempSync(path.join(tmpdir(), 'keen-doctor-'));
+  try {
+    const sandbox = new Sandbox({
+      settings: config.agent.sandbox,
+      limits: config.agent.limits,
+      command: config.agent.command,
+      runtimeDir,
+      logger: createLogger('silent'),
+      hostPath: config.agent_env.PATH,
+    });
+    const probe = await sandbox.probe();
+    if (!probe.ok) return { name: 'sandbox', status: 'fail', message: probe.detail };
+    if (network === 'host') return { name: 'sandbox', status: 'warn', message: `${probe.detail}; network host: agents reach every address the daemon can` };
+    return { name: 'sandbox', status: 'ok', message: probe.detail };
+  } finally {
+    rmSync(runtimeDir, { recursive: true, force: true });
+  }
+}
+
+/**
  * JWT_SECRET strength (CONTRACT section 3): production refuses a missing or short one, so doctor
  * fails there. JWT_PREVIOUS_SECRETS is held to the same rule, and named while it is set: it is
  * meant to be removed once a rotation's overlap is over.
@@ -281,8 +311,8 @@ export async function runChecks(options: { file?: string | undefined; env: Recor
   const source = options.file ?? options.env.KEEN_CONFIG;
   const checks: Check[] = [{ name: 'config', status: 'ok', message: `${source ? path.resolve(source) : 'no file: defaults and environment'} (env ${config.env})` }];
   checks.push(checkDataDir(config));
-  const [db, redis, daemon] = await Promise.all([checkDatabase(config), checkRedis(config), daemonSkew(options.daemonUrl)]);
-  checks.push(...db.checks, redis, checkAgent(config, options.env), checkJwtSecret(config), checkClock(db.skewMs, { url: options.daemonUrl, skewMs: daemon }));
+  const [db, redis, daemon, sandbox] = await Promise.all([checkDatabase(config), checkRedis(config), daemonSkew(options.daemonUrl), checkSandbox(config)]);
+  checks.push(...db.checks, redis, checkAgent(config, options.env), sandbox, checkJwtSecret(config), checkClock(db.skewMs, { url: options.daemonUrl, skewMs: daemon }));
   const secrets = secretsOf(config, options.env);
   return checks.map((c) => ({ ...c, message: clean(c.message, secrets) }));
 }
@@ -290,7 +320,7 @@ export async function runChecks(options: { file?: string | undefined; env: Recor
 /** `keen-admin doctor`: checks what the daemon needs, with its own config and environment, one line each. */
 export function doctorCommand(): Command {
   return new Command('doctor')
-    .description('check the daemon\'s config, data directory, database, Redis, agent, JWT secret and clocks')
+    .description('check the daemon\'s config, data directory, database, Redis, agent, sandbox, JWT secret and clocks')
     .option('-c, --config <file>', 'the daemon\'s YAML config (default: $KEEN_CONFIG)')
     .addHelpText(
       'after',

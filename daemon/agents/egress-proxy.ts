@@ -113,7 +113,7 @@ const MAX_EARLY_BYTES = 64 * 1024;
  * request is judged and resolved on its own.
  */
 export class EgressProxy {
-  /** Counters for tests and metrics: requests carried, and requests refused by policy or as malformed (400/403). */
+  /** Counters for tests and metrics: requests that passed the policy (a later 502/504 included), and requests refused by it or as malformed (403/400). */
   readonly stats = { allowed: 0, refused: 0 };
 
   private readonly resolver: Resolver;
@@ -132,16 +132,12 @@ export class EgressProxy {
     this.log = opts.logger.child({ component: 'egress-proxy' });
   }
 
-  /** Listens on the socket. A leftover socket file from a dead run is removed; any other file there is an error, never deleted. */
+  /** Listens on the socket. A leftover socket file from a dead run is removed; a live socket or any other file there is an error, never deleted. */
   async listen(): Promise<void> {
     if (this.server) throw new Error('egress proxy already listening');
+    this.closing = false;
     const { socketPath } = this.opts;
-    try {
-      if (lstatSync(socketPath).isSocket()) unlinkSync(socketPath);
-      else throw new Error(`${socketPath} exists and is not a socket`);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
+    await removeStaleSocket(socketPath);
 
     const server = http.createServer();
     server.on('connection', (socket: net.Socket) => this.track(socket));
@@ -287,18 +283,7 @@ export class EgressProxy {
     if (!verdict.ok) return this.answerHttp(res, verdict, host, port);
     if (req.destroyed || this.closing) return;
 
-    const headers: http.OutgoingHttpHeaders = {};
-    // Headers the client names in Connection are hop-by-hop too (RFC 9110 7.6.1).
-    const named = new Set(
-      String(req.headers.connection ?? '')
-        .split(',')
-        .map((s) => s.trim().toLowerCase())
-        .filter(Boolean),
-    );
-    for (const [name, value] of Object.entries(req.headers)) {
-      if (value === undefined || HOP_BY_HOP.has(name) || named.has(name)) continue;
-      headers[name] = value;
-    }
+    const headers = endToEnd(req.headers);
     // The target's name, not the pinned IP: virtual hosts and TLS-less APIs route on it (RFC 9112 3.2.2: the request-target wins).
     headers.host = url.host;
 
@@ -337,11 +322,7 @@ export class EgressProxy {
     });
     upstreamReq.on('response', (upstreamRes) => {
       upstreamRes.on('error', () => res.destroy());
-      const out: http.OutgoingHttpHeaders = {};
-      for (const [name, value] of Object.entries(upstreamRes.headers)) {
-        if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
-      }
-      res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, out);
+      res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, endToEnd(upstreamRes.headers));
       upstreamRes.pipe(res);
     });
     // The client going away mid-request ends the upstream request too.
@@ -424,6 +405,46 @@ export class EgressProxy {
     res.writeHead(verdict.status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' });
     res.end(body);
   }
+}
+
+/**
+ * Removes a socket file nobody listens on any more (a crashed run leaves one).
+ * A socket someone still answers on belongs to a live process (a second daemon
+ * with the same path): taking it over would cut that one's agents off, so it
+ * is an error, as is a path that is not a socket at all.
+ */
+async function removeStaleSocket(socketPath: string): Promise<void> {
+  try {
+    if (!lstatSync(socketPath).isSocket()) throw new Error(`${socketPath} exists and is not a socket`);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = net.connect(socketPath);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (live) throw new Error(`${socketPath} is in use by a running process`);
+  unlinkSync(socketPath);
+}
+
+/** The headers worth forwarding: all but the hop-by-hop ones, those named in Connection included (RFC 9110 7.6.1). */
+function endToEnd(incoming: http.IncomingHttpHeaders): http.OutgoingHttpHeaders {
+  const named = new Set(
+    String(incoming.connection ?? '')
+      .split(',')
+      .map((s) => s.trim().toLowerCase())
+      .filter(Boolean),
+  );
+  const out: http.OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(incoming)) {
+    if (value !== undefined && !HOP_BY_HOP.has(name) && !named.has(name)) out[name] = value;
+  }
+  return out;
 }
 
 function isPort(n: number): boolean {
@@ -542,14 +563,15 @@ let started = false;
 child.once('spawn', () => {
   started = true;
 });
-child.once('error', (err) => {
+// 'on', not 'once': a later error (a failed kill) must not go unhandled.
+child.on('error', (err) => {
   if (!started) cannotStart(err);
 });
 
 const FORWARDED = ['SIGTERM', 'SIGINT', 'SIGHUP'];
 for (const sig of FORWARDED) {
   process.on(sig, () => {
-    
+    if (child.exitCode === null && child.signalCode === null) child.kill(sig);
   });
 }
 

@@ -19,7 +19,7 @@
  *   drops to `agent.sandbox.uid`/`gid`, clearing every capability.
  */
 import { execFile, spawn } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, chownSync, constants as fsConstants, existsSync, lstatSync, mkdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../logger.js';
 import { EGRESS_BRIDGE_SOURCE } from './egress-proxy.js';
@@ -142,7 +142,8 @@ export class Sandbox {
   constructor(private readonly opts: SandboxOptions) {
     this.settings = opts.settings;
     this.limits = opts.limits;
-    this.bwrap = opts.bwrapPath ?? 'bwrap';
+    // Looked up on the daemon's PATH once: spawn would search the agent's (filtered) PATH instead.
+    this.bwrap = opts.bwrapPath ?? findOnPath('bwrap', opts.hostPath) ?? 'bwrap';
     this.isRoot = opts.isRoot ?? process.getuid?.() === 0;
     this.nodePath = opts.nodePath ?? process.execPath;
   }
@@ -253,7 +254,8 @@ export class Sandbox {
     const env: Record<string, string> = { HOME: s.workdir, TMPDIR: '/tmp', PATH: this.sandboxPath() };
     let inner = argv;
     if (s.network === 'allow') {
-      b.push('--ro-bind', this.proxySocket, `${RUN_DIR}/proxy.sock`);
+      // -try: `keen-admin doctor` probes without the daemon's proxy running.
+      b.push('--ro-bind-try', this.proxySocket, `${RUN_DIR}/proxy.sock`);
       b.push('--ro-bind', path.join(this.opts.runtimeDir, 'bridge.mjs'), `${RUN_DIR}/bridge.mjs`);
       b.push('--ro-bind', this.nodePath, `${RUN_DIR}/node`);
       inner = [`${RUN_DIR}/node`, `${RUN_DIR}/bridge.mjs`, `${RUN_DIR}/proxy.sock`, String(PROXY_PORT), ...argv];
@@ -309,6 +311,21 @@ export class Sandbox {
     writeFileSync(path.join(dir, 'group'), group, { mode: 0o644 });
     writeFileSync(path.join(dir, 'bridge.mjs'), EGRESS_BRIDGE_SOURCE, { mode: 0o644 });
   }
+}
+
+/** The first executable `name` in the folders of `searchPath`, or null. */
+function findOnPath(name: string, searchPath: string | undefined): string | null {
+  for (const dir of (searchPath ?? '').split(':')) {
+    if (!path.isAbsolute(dir)) continue;
+    const file = path.join(dir, name);
+    try {
+      accessSync(file, fsConstants.X_OK);
+      if (statSync(file).isFile()) return file;
+    } catch {
+      // not here
+    }
+  }
+  return null;
 }
 
 /** Every folder above the given absolute paths (not `/`, nothing inside the read-only system paths), parents first. */

@@ -94,6 +94,10 @@ export interface Session {
     web_searches: number;
   };
   end_reason: string | null;
+  /**
+   * Whether the agent ran inside the operating-system sandbox (docs/SANDBOX.md); null until it started.
+   */
+  sandboxed: boolean | null;
   summary: string | null;
   last_seq: number;
   created_at: string;

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
 import http from 'node:http';
-import { mkdtempSync, writeFileSync, statSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync, statSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../../daemon/paths.js';
@@ -74,6 +74,32 @@ describe('keen-gateway executable', function () {
     expect(short.code).to.equal(1);
     expect(short.stderr).to.include('at least 32 bytes');
     expect(short.stderr).not.to.include('too-short-secret');
+  });
+
+  it('refuses to start in production when the agent sandbox does not work, naming the fix', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'keen-e2e-'));
+    // A bwrap that fails like one on a kernel without unprivileged user namespaces.
+    const bin = path.join(dir, 'bin');
+    mkdirSync(bin);
+    writeFileSync(path.join(bin, 'bwrap'), '#!/bin/sh\necho "bwrap: setting up uid map: Permission denied" >&2\nexit 1\n', { mode: 0o755 });
+    const env = { KEEN_DATA_DIR: path.join(dir, 'data'), KEEN_PORT: '0', KEEN_ENV: 'production', JWT_SECRET: 'p'.repeat(48), PATH: `${bin}:${process.env.PATH}` };
+    const r = run(['start'], env);
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.include('the agent sandbox does not work').and.include('setting up uid map').and.include('apt-get install bubblewrap');
+    expect(r.stderr).to.include('agent.sandbox.mode: none');
+  });
+
+  it('creates its database and workspaces private whatever the umask (0077)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'keen-e2e-'));
+    const data = path.join(dir, 'data');
+    const r = spawnSync('/bin/sh', ['-c', `umask 000; exec "${process.execPath}" ${NODE_ARGS.join(' ')} "${MAIN}" migrate`], {
+      cwd: PROJECT_ROOT,
+      env: { ...process.env, KEEN_DATA_DIR: data },
+      encoding: 'utf8',
+    });
+    expect(r.status, r.stderr).to.equal(0);
+    expect(statSync(path.join(data, 'keen.db')).mode & 0o077).to.equal(0);
+    expect(statSync(data).mode & 0o077).to.equal(0);
   });
 
   it('`migrate` applies migrations once and then reports up to date', () => {

@@ -148,7 +148,7 @@ describeStorage('keen-admin login, profiles and doctor against a real daemon', (
     expect(r.code, r.stdout + r.stderr).to.equal(0);
     expect(r.json.ok).to.equal(true);
     const checks = r.json.checks as Check[];
-    expect(checks.map((c) => c.name)).to.deep.equal(['config', 'data_dir', 'database', 'migrations', 'redis', 'agent', 'jwt_secret', 'clock']);
+    expect(checks.map((c) => c.name)).to.deep.equal(['config', 'data_dir', 'database', 'migrations', 'redis', 'agent', 'sandbox', 'jwt_secret', 'clock']);
     for (const c of checks) expect(c.status, `${c.name}: ${c.message}`).to.equal('ok');
     expect(check(r, 'database').message).to.include(backend);
     expect(check(r, 'clock').message).to.include('database clock is within').and.include(`daemon at ${d.url} is within`);
@@ -157,7 +157,7 @@ describeStorage('keen-admin login, profiles and doctor against a real daemon', (
 
     const text = await admin(['doctor', '--config', config, '--url', d.url], { env: { ...home.env, JWT_SECRET: d.home.jwtSecret } });
     expect(text.code).to.equal(0);
-    expect(text.stdout.trim().split('\n')).to.have.length(8);
+    expect(text.stdout.trim().split('\n')).to.have.length(9);
     expect(text.stdout).to.match(/^ok {4}config {6}/);
   });
 
@@ -269,6 +269,22 @@ describe('keen-admin doctor failures', () => {
     const a = await admin(['doctor', '--config', agent, '--url', 'http://127.0.0.1:9', '--json'], { env: { ...home.env, JWT_SECRET: 'x'.repeat(40) } });
     expect(check(a, 'agent')).to.include({ status: 'fail' });
     expect(check(a, 'agent').message).to.include('not found on PATH');
+  });
+
+  it('fails the sandbox check when bubblewrap cannot create namespaces, naming the fix; warns on mode none', async () => {
+    // A bwrap that fails like one on a kernel without unprivileged user namespaces.
+    const bin = path.join(dir, 'bin');
+    mkdirSync(bin);
+    writeFileSync(path.join(bin, 'bwrap'), '#!/bin/sh\necho "bwrap: setting up uid map: Permission denied" >&2\nexit 1\n', { mode: 0o755 });
+    const config = writeConfig(dir, { data_dir: dir, agent: { command: AGENT } });
+    const env = { ...home.env, JWT_SECRET: 'x'.repeat(40), PATH: `${bin}:${home.env.PATH ?? process.env.PATH}` };
+    const r = await admin(['doctor', '--config', config, '--url', 'http://127.0.0.1:9', '--json'], { env });
+    expect(r.code).to.equal(1);
+    expect(check(r, 'sandbox')).to.include({ status: 'fail' });
+    expect(check(r, 'sandbox').message).to.include('setting up uid map').and.include('apt-get install bubblewrap').and.include('agent.sandbox.mode: none');
+    const none = writeConfig(dir, { data_dir: dir, agent: { command: AGENT, sandbox: { mode: 'none' } } });
+    const w = await admin(['doctor', '--config', none, '--url', 'http://127.0.0.1:9', '--json'], { env });
+    expect(check(w, 'sandbox')).to.include({ status: 'warn' });
   });
 
   it('fails when the configured Redis does not answer, without printing its password', async () => {

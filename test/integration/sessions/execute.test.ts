@@ -69,15 +69,21 @@ describeStorage('agent execution end to end', (backend) => {
     const parsed = JSON.parse(dump);
     const stdin = JSON.parse(parsed.stdin);
     expect(Object.keys(stdin).sort()).to.deep.equal(['options', 'vision', 'workingDirectory']);
-    expect(stdin.workingDirectory).to.equal(workspace);
+    // Inside the sandbox the workspace has one fixed path: no session id, no host layout.
+    expect(end.sandboxed).to.equal(true);
+    expect(stdin.workingDirectory).to.equal('/workspace');
+    expect(parsed.cwd).to.equal('/workspace');
     expect(stdin.options).to.deep.equal({ maxIterations: 2, maxAgents: 50, enableWebSearch: false, enableStreaming: true, showProgress: true });
     for (const secret of [u.user.id, u.email, u.token, d.home.jwtSecret, d.home.databaseUrl, 'enterprise', 'credit', 'tier', 'KEEN_', 'JWT_SECRET', d.config.database.url]) {
       expect(dump, secret).not.to.include(secret);
     }
     // Node itself adds NODE_V8_COVERAGE to every child while coverage is being collected (c8); nothing else gets in.
     const keys = Object.keys(parsed.env).filter((k) => !(k === 'NODE_V8_COVERAGE' && process.env.NODE_V8_COVERAGE));
-    expect(keys.sort()).to.deep.equal(['HOME', 'LANG', 'PATH']);
-    expect(parsed.env.HOME).to.equal(workspace);
+    // bwrap sets PWD; the sandbox adds TMPDIR (its private /tmp).
+    expect(keys.sort()).to.deep.equal(['HOME', 'LANG', 'PATH', 'PWD', 'TMPDIR']);
+    expect(parsed.env).to.include({ HOME: '/workspace', PWD: '/workspace', TMPDIR: '/tmp' });
+    // PATH keeps only folders the agent can see.
+    for (const dir of parsed.env.PATH.split(':')) expect(dir).to.match(/^\/(usr|bin|sbin)(\/|$)/);
     expect(workspace).not.to.include(u.user.id);
   });
 

@@ -144,13 +144,15 @@ describe('agents/egress-proxy', () => {
     return { port: (server.address() as net.AddressInfo).port, connections: () => count, sockets };
   }
 
-  /** An HTTP server on 127.0.0.1 that records the requests it sees. */
-  async function httpServer(handler: http.RequestListener): Promise<{ port: number; seen: http.IncomingMessage[] }> {
+  /** An HTTP server on 127.0.0.1 that records the requests it sees and counts its connections. */
+  async function httpServer(handler: http.RequestListener): Promise<{ port: number; seen: http.IncomingMessage[]; connections: () => number }> {
     const seen: http.IncomingMessage[] = [];
+    let count = 0;
     const server = http.createServer((req, res) => {
       seen.push(req);
       handler(req, res);
     });
+    server.on('connection', () => count++);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     cleanups.push(
       () =>
@@ -159,7 +161,7 @@ describe('agents/egress-proxy', () => {
           server.close(() => resolve());
         }),
     );
-    return { port: (server.address() as net.AddressInfo).port, seen };
+    return { port: (server.address() as net.AddressInfo).port, seen, connections: () => count };
   }
 
   describe('isAllowedHost', () => {
@@ -272,7 +274,8 @@ describe('agents/egress-proxy', () => {
       expect(proxy.stats).to.deep.equal({ allowed: 0, refused: 2 });
     });
 
-    it('tunnels bytes both ways to the pinned address, head bytes first, resolving once', async () => {
+    it('tunnels bytes both ways to the pinned address, head bytes first, resolving once', async function () {
+      this.timeout(5000);
       const echo = await echoServer();
       const dns = fakeResolver({ 'api.test': ['127.0.0.1'] });
       const proxy = await startProxy({ resolver: dns.resolve, allowPrivateTargets: true });
@@ -303,7 +306,8 @@ describe('agents/egress-proxy', () => {
       expect(proxy.stats).to.deep.equal({ allowed: 0, refused: bad.length });
     });
 
-    it('answers 502 when the target refuses the connection and 504 when resolution hangs', async () => {
+    it('answers 502 when the target refuses the connection and 504 when resolution hangs', async function () {
+      this.timeout(5000);
       const closed = await freePort();
       const hang = (): Promise<LookupAddress[]> => new Promise(() => {});
       const dns = fakeResolver({ 'api.test': ['127.0.0.1'] });
@@ -489,7 +493,7 @@ describe('agents/egress-proxy', () => {
       release();
       await new Promise((r) => setTimeout(r, 100));
       expect(resolved).to.equal(1);
-      expect(upstream.seen).to.have.length(0);
+      expect(upstream.connections()).to.equal(0);
     });
 
     it('refuses an unlisted host and a listed host on a private address with 403, the target untouched', async () => {
@@ -504,7 +508,7 @@ describe('agents/egress-proxy', () => {
       const privateAddress = await proxyRequest({ path: `http://api.test:${upstream.port}/` });
       expect(privateAddress.status).to.equal(403);
       expect(privateAddress.body).to.include('not public');
-      expect(upstream.seen).to.have.length(0);
+      expect(upstream.connections()).to.equal(0);
       expect(dns.calls).to.deep.equal(['api.test']);
     });
   });
@@ -520,16 +524,27 @@ describe('agents/egress-proxy', () => {
       expect((await exchange(socketPath, 'CONNECT evil.test:443 HTTP/1.1\r\n\r\n')).status).to.equal(403);
     });
 
-    it('refuses to delete a file that is not a socket', async () => {
+    it('refuses to delete a file that is not a socket, or a socket another process still serves', async () => {
       writeFileSync(socketPath, 'precious');
       const proxy = new EgressProxy({ socketPath, allowedHosts: [], logger: createLogger('silent') });
       let err: unknown;
       await proxy.listen().catch((e: unknown) => (err = e));
       expect(err).to.be.instanceOf(Error);
       expect(readFileSync(socketPath, 'utf8')).to.equal('precious');
+      rmSync(socketPath);
+
+      const first = await startProxy();
+      const second = new EgressProxy({ socketPath, allowedHosts: ['evil.test'], logger: createLogger('silent') });
+      err = undefined;
+      await second.listen().catch((e: unknown) => (err = e));
+      expect((err as Error | undefined)?.message).to.include('in use');
+      // The first proxy still owns the path and answers on it.
+      expect((await exchange(socketPath, 'CONNECT evil.test:443 HTTP/1.1\r\n\r\n')).status).to.equal(403);
+      expect(first.stats.refused).to.equal(1);
     });
 
-    it('close() ends open tunnels and returns within a second', async () => {
+    it('close() ends open tunnels and returns within a second', async function () {
+      this.timeout(5000);
       const echo = await echoServer();
       const proxy = await startProxy({ resolver: fakeResolver({ 'api.test': ['127.0.0.1'] }).resolve, allowPrivateTargets: true });
       const tunnel = await openTunnel(socketPath, `api.test:${echo.port}`);
@@ -541,7 +556,8 @@ describe('agents/egress-proxy', () => {
       idle.on('error', () => {});
       await new Promise((resolve) => idle.once('connect', resolve));
       const started = Date.now();
-      await proxy.close();
+      const closed = await Promise.race([proxy.close().then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 1000))]);
+      expect(closed, 'close() resolved within 1 s').to.equal(true);
       expect(Date.now() - started).to.be.lessThan(1000);
       await Promise.all([waitClose(tunnel.socket), waitClose(idle)]);
       expect(existsSync(socketPath)).to.equal(false);
@@ -655,7 +671,8 @@ describe('agents/egress-proxy', () => {
       expect(await run.exit).to.deep.equal({ code: null, signal: 'SIGTERM' });
     });
 
-    it('forwards SIGTERM to the agent and exits as the agent does', async () => {
+    it('forwards SIGTERM to the agent and exits as the agent does', async function () {
+      this.timeout(5000);
       await startProxy();
       const agent = `
         process.on('SIGTERM', () => process.stdout.write('got SIGTERM\\n', () => process.exit(3)));
