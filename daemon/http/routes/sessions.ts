@@ -70,7 +70,7 @@ export function sessionRoutes(deps: { sessions: SessionService; idempotency: Ide
     {
       method: 'GET',
       path: '/v1/sessions/:id',
-      summary: 'One session: status, phase, cost so far, final cost, timings.',
+      summary: 'One session: status, phase, cost so far, final cost, timings, end reason, and whether its agent ran sandboxed.',
       tag: 'sessions',
       auth: 'any',
       scope: 'sessions:read',
