@@ -181,8 +181,14 @@ export class Sandbox {
       return this.lastProbe;
     }
     const program = this.opts.command[0] ?? 'true';
-    const check = program.includes('/') ? `test -x '${program.replace(/'/g, `'\\''`)}'` : `command -v '${program.replace(/'/g, `'\\''`)}' >/dev/null`;
-    const wrapped = this.wrap(null, ['/bin/sh', '-c', `${check} || { echo "agent program ${program.replace(/"/g, '')} not found inside the sandbox" >&2; exit 127; }`], true);
+    // The program must be found, and every file the command names readable, as the agent's user sees them.
+    const q = (v: string) => `'${v.replace(/'/g, `'\\''`)}'`;
+    const say = (what: string) => `{ echo ${q(`${what} inside the sandbox`)} >&2; exit 127; }`;
+    const checks = [program.includes('/') ? `test -x ${q(program)} || ${say(`agent program ${program} not found or not executable`)}` : `command -v ${q(program)} >/dev/null || ${say(`agent program ${program} not found`)}`];
+    for (const part of this.opts.command.slice(1)) {
+      if (path.isAbsolute(part) && existsSync(part)) checks.push(`test -r ${q(part)} || ${say(`agent file ${part} not readable`)}`);
+    }
+    const wrapped = this.wrap(null, ['/bin/sh', '-c', checks.join('\n')], true);
     const outcome = await runOnce(wrapped, { PATH: '/usr/local/bin:/usr/bin:/bin' }, 10_000);
     if (outcome.code === 0) {
       this.working = true;
@@ -190,11 +196,11 @@ export class Sandbox {
     } else {
       this.working = false;
       const said = outcome.stderr.trim().split('\n').slice(-2).join(' ').slice(0, 300);
-      const notFound = outcome.code === 127 && said.includes('not found inside the sandbox');
+      const notFound = outcome.code === 127 && said.includes('inside the sandbox');
       this.lastProbe = {
         ok: false,
         detail: notFound
-          ? `${said}; put it under /usr or list its folder in agent.sandbox.read_only_paths`
+          ? `${said}; put it under /usr or list its folder in agent.sandbox.read_only_paths${this.isRoot ? `, readable by uid ${this.settings.uid}` : ''}`
           : `bubblewrap did not run (${outcome.error ?? `exit ${outcome.code}`}${said ? `: ${said}` : ''}); ${FIX}`,
       };
     }
@@ -331,7 +337,7 @@ function findOnPath(name: string, searchPath: string | undefined): string | null
 /** Every folder above the given absolute paths (not `/`, nothing inside the read-only system paths), parents first. */
 function ancestorsOf(paths: string[]): string[] {
   const out = new Set<string>();
-  const system = (dir: string) => [...SYSTEM_PATHS, '/tmp', '/proc', '/dev'].some((r) => dir === r || dir.startsWith(`${r}/`));
+  const system = (dir: string) => ['/tmp', '/proc', '/dev'].includes(dir) || SYSTEM_PATHS.some((r) => dir === r || dir.startsWith(`${r}/`));
   for (const p of paths) {
     for (let dir = path.dirname(p); dir !== '/' && !system(dir); dir = path.dirname(dir)) out.add(dir);
   }
