@@ -13,12 +13,18 @@
  *       on SQLite and, when KEEN_TEST_POSTGRES_URL is set, on Postgres
  *   (f) a minimal Koa + jsonwebtoken + better-sqlite3 endpoint (bench/baseline.ts),
  *       the floor for (b)
+ *   (g) the agent sandbox's cost (bench/sandbox.ts): two daemons, `agent.sandbox.mode`
+ *       bubblewrap (the default) and none, the same agent (the no-op one, reporting one
+ *       phase first): executes accepted per second as in (e), side by side, and the time
+ *       from sending an execute to its first agent event on a stream WebSocket, for
+ *       BENCH_SANDBOX_EXECUTES (40) sequential executes on each (alternating, 20 s at most)
  *   stream fan-out to 1,000 subscribers: bench/stream.ts, when it exists (run as its own process)
  *
  * Every figure is also given as a ratio to (a); (b) also as a ratio to (f).
  * BENCH_SECONDS (5), BENCH_CONNECTIONS (100), BENCH_STREAM=0 skips the stream run,
  * BENCH_ONLY=a|b|c|d|e measures that daemon case alone (on SQLite, or on Postgres with BENCH_BACKEND=postgres), BENCH_CPU_PROF=DIR runs the
  * daemon with `node --cpu-prof` writing its profile to DIR, BENCH_DAEMON_LOG=FILE keeps its log.
+ * BENCH_ONLY=g runs the sandbox case alone (SQLite), BENCH_SANDBOX=0 skips it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -34,6 +40,7 @@ import { buildUser, type TestUser } from '../test/helpers/factories.js';
 import { grant } from '../test/helpers/sessions.js';
 import type { StorageBackend } from '../test/helpers/backends.js';
 import { baselineToken, seedBaseline } from './baseline.js';
+import { alternate, FirstEventProbe, spread, type FirstEventSample, type Spread } from './sandbox.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 100);
@@ -74,10 +81,14 @@ async function measure(name: string, options: Parameters<typeof autocannon>[0], 
   return { name, rps: ok / r.duration, p50: r.latency.p50, p99: r.latency.p99, statuses: statusesOf(r) };
 }
 
-/** A no-op agent: reads its one stdin line, reports a result, exits. A shell, not node, so spawning it is cheap. */
-function noopAgent(dir: string): string[] {
-  const file = path.join(dir, 'noop-agent.sh');
-  writeFileSync(file, `#!/bin/sh\nread -r _line\nprintf '%s\\n' '{"type":"result","status":"completed","summary":"bench"}'\n`, { mode: 0o755 });
+/**
+ * A no-op agent: reads its one stdin line, reports a result, exits. A shell, not node, so spawning it is cheap.
+ * With `phase`, it reports one phase first: an agent event a stream client can time (case (g)).
+ */
+function noopAgent(dir: string, phase = false): string[] {
+  const file = path.join(dir, phase ? 'noop-phase-agent.sh' : 'noop-agent.sh');
+  const first = phase ? `printf '%s\\n' '{"type":"phase","phase":"EXPLORE"}'\n` : '';
+  writeFileSync(file, `#!/bin/sh\nread -r _line\n${first}printf '%s\\n' '{"type":"result","status":"completed","summary":"bench"}'\n`, { mode: 0o755 });
   return ['/bin/sh', file];
 }
 
@@ -130,7 +141,7 @@ interface Daemon {
  * `keen-gateway start` as a child process, logging at warn: an access-log line per
  * request piped back to this process would cost the load generator CPU it needs.
  */
-async function spawnGateway(home: DaemonHome, agent: string[]): Promise<Daemon> {
+async function spawnGateway(home: DaemonHome, agent: string[], agentConfig: Record<string, unknown> = {}): Promise<Daemon> {
   const port = await freePort();
   const configFile = path.join(home.dataDir, 'bench.yaml');
   writeFileSync(
@@ -142,7 +153,7 @@ async function spawnGateway(home: DaemonHome, agent: string[]): Promise<Daemon> 
       server: { host: '127.0.0.1', port, shutdown_timeout_seconds: 5 },
       database: { url: home.databaseUrl },
       log: { level: process.env.BENCH_DAEMON_LOG ? 'info' : 'warn' },
-      agent: { command: agent },
+      agent: { command: agent, ...agentConfig },
     }),
   );
   // BENCH_DAEMON_LOG=FILE: the daemon logs at info into FILE (for debugging a case; it costs throughput).
@@ -262,6 +273,165 @@ async function baselineCase(): Promise<Row> {
   }
 }
 
+const SANDBOX_EXECUTES = Number(process.env.BENCH_SANDBOX_EXECUTES ?? 40);
+/** Wall time for all the timed executes of (g), both daemons together. */
+const SANDBOX_LATENCY_DEADLINE_MS = 20_000;
+/** The executes/s load of (g) runs in this many alternating rounds per daemon, SECONDS in all for each. */
+const SANDBOX_ROUNDS = 2;
+
+interface SandboxSide {
+  mode: 'bubblewrap' | 'none';
+  /** Executes/s, one row per round of SECONDS / SANDBOX_ROUNDS s. */
+  rounds: Row[];
+  /** Their mean (the rounds last as long). */
+  rps: number;
+  answered: Spread;
+  firstEvent: Spread;
+  firstEventType: string;
+  failures: string[];
+  /** `sandboxed` of a session this daemon ran, as the API tells it. */
+  sandboxed: boolean | null;
+  /** How the sessions the load started ended (`keen_sessions_ended_total`), e.g. `completed: 900`. */
+  ended: string;
+}
+
+/** `keen_sessions_ended_total` by status, from the daemon's /metrics. */
+async function endedByStatus(d: Daemon): Promise<Map<string, number>> {
+  const text = await fetch(`${d.url}/metrics`).then((r) => r.text(), () => '');
+  const out = new Map<string, number>();
+  for (const m of text.matchAll(/^keen_sessions_ended_total\{status="([^"]+)"\} (\S+)$/gm)) out.set(m[1]!, Number(m[2]));
+  return out;
+}
+
+/** Waits (10 s at most) until the daemon runs no agent, so the leftovers of a load do not weigh on what follows. */
+async function drained(d: Daemon): Promise<void> {
+  const until = Date.now() + 10_000;
+  while (Date.now() < until) {
+    const text = await fetch(`${d.url}/metrics`).then((r) => r.text(), () => '');
+    const m = /^keen_sessions_running(?:\{[^}]*\})? (\S+)$/m.exec(text);
+    if (m && Number(m[1]) === 0) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * (g): two daemons, one per `agent.sandbox.mode`, the same agent, the same load.
+ * First the execute -> first agent event latency (one execute at a time, alternating
+ * between the daemons), then executes/s as in (e), in alternating rounds, the other daemon idle.
+ */
+async function sandboxCase(agentDir: string): Promise<SandboxSide[]> {
+  const agent = noopAgent(agentDir, true);
+  const modes = ['bubblewrap', 'none'] as const;
+  const fixtures: Fixture[] = [];
+  const daemons: Daemon[] = [];
+  const probes: FirstEventProbe[] = [];
+  try {
+    for (let i = 0; i < modes.length; i++) fixtures.push(await prepare('sqlite', agent));
+    // bubblewrap is the default: its daemon gets no sandbox key at all, as users run it.
+    daemons.push(...(await Promise.all(modes.map((mode, i) => spawnGateway(fixtures[i]!.home, agent, mode === 'none' ? { sandbox: { mode: 'none' } } : {})))));
+    // The first executor times the executes; the load below spreads over all of them.
+    for (const [i, d] of daemons.entries()) probes.push(await FirstEventProbe.open(d.url, fixtures[i]!.executors[0]!.token));
+    const body = JSON.stringify({ vision: VISION, options: { maxIterations: 1, costBudget: 0.5 } });
+    const timed = await alternate(probes, body, SANDBOX_EXECUTES, 3, SANDBOX_LATENCY_DEADLINE_MS);
+    const sandboxed = await Promise.all(probes.map(async (p, i) => {
+      const last = timed[i]!.samples.at(-1);
+      return last ? (await p.session(last.sessionId)).sandboxed : null;
+    }));
+    // Executes/s as in (e), in alternating halves (bubblewrap, none, bubblewrap, none): a drift of the
+    // machine's load (the agents of earlier cases, other work) then weighs on both modes alike.
+    const before = await Promise.all(
+      daemons.map(async (d) => {
+        await drained(d);
+        return endedByStatus(d);
+      }),
+    );
+    const rounds: Row[][] = modes.map(() => []);
+    const next = modes.map(() => 0);
+    for (let r = 0; r < SANDBOX_ROUNDS; r++) {
+      for (const [i, mode] of modes.entries()) {
+        const d = daemons[i]!;
+        const tokens = fixtures[i]!.executors.map((u) => u.token);
+        rounds[i]!.push(
+          await measure(
+            `(g) POST /v1/agents/execute, accepted/s, sandbox ${mode}`,
+            {
+              url: `${d.url}/v1/agents/execute`,
+              method: 'POST',
+              duration: SECONDS / SANDBOX_ROUNDS,
+              requests: [
+                {
+                  method: 'POST',
+                  body,
+                  setupRequest: (req) => ({ ...req, headers: { 'content-type': 'application/json', authorization: `Bearer ${tokens[next[i]!++ % tokens.length]}` } }),
+                },
+              ],
+            },
+            200,
+            false,
+          ),
+        );
+        // The agents accepted at the end are still running: let them end before the other daemon's turn.
+        await drained(d);
+      }
+    }
+    const out: SandboxSide[] = [];
+    for (const [i, mode] of modes.entries()) {
+      const after = await endedByStatus(daemons[i]!);
+      const ended = [...after].map(([status, n]) => [status, n - (before[i]!.get(status) ?? 0)] as const).filter(([, n]) => n > 0);
+      const samples: FirstEventSample[] = timed[i]!.samples;
+      out.push({
+        mode,
+        rounds: rounds[i]!,
+        rps: rounds[i]!.reduce((sum, row) => sum + row.rps, 0) / rounds[i]!.length,
+        answered: spread(samples.map((s) => s.answeredMs)),
+        firstEvent: spread(samples.map((s) => s.firstEventMs)),
+        firstEventType: [...new Set(samples.map((s) => s.firstEventType))].join(', ') || 'none',
+        failures: timed[i]!.failures,
+        sandboxed: sandboxed[i]!,
+        ended: ended.map(([status, n]) => `${status}: ${n}`).join(', ') || 'none',
+      });
+    }
+    return out;
+  } finally {
+    for (const p of probes) p.close();
+    await Promise.all(daemons.map((d) => d.stop()));
+    for (const fx of fixtures) await fx.home.cleanup();
+  }
+}
+
+/** The two tables of (g). */
+function printSandbox(sides: SandboxSide[]): void {
+  const [box, none] = sides as [SandboxSide, SandboxSide];
+  const f = (n: number) => n.toFixed(1);
+  const ran = (s: SandboxSide) => (s.sandboxed === null ? 'unknown' : s.sandboxed ? 'yes' : 'no');
+  console.log(
+    `\nAgent sandbox cost (g): two daemons on SQLite, agent.sandbox.mode bubblewrap (the default config) and none; ` +
+      `the same no-op agent (/bin/sh: reads its line, reports one phase, then its result); agents sandboxed according to the API: ` +
+      `bubblewrap ${ran(box)}, none ${ran(none)}${box.sandboxed === true ? '' : ' (WARNING: the bubblewrap daemon did not sandbox its agents: see keen-admin doctor)'}\n`,
+  );
+  console.log('| (g) POST /v1/agents/execute, accepted/s | sandbox bubblewrap | sandbox none | bubblewrap / none |');
+  console.log('|---|---:|---:|---:|');
+  const each = (s: SandboxSide, fn: (r: Row) => string) => s.rounds.map(fn).join(' / ');
+  console.log(`| executes/s (200, settlement not awaited), ${SECONDS} s each | ${box.rps.toFixed(0)} | ${none.rps.toFixed(0)} | ${(box.rps / none.rps).toFixed(2)} |`);
+  console.log(`| executes/s per round (${SANDBOX_ROUNDS} alternating rounds of ${SECONDS / SANDBOX_ROUNDS} s) | ${each(box, (r) => r.rps.toFixed(0))} | ${each(none, (r) => r.rps.toFixed(0))} | |`);
+  console.log(`| p50 ms per round | ${each(box, (r) => f(r.p50))} | ${each(none, (r) => f(r.p50))} | |`);
+  console.log(`| p99 ms per round | ${each(box, (r) => f(r.p99))} | ${each(none, (r) => f(r.p99))} | |`);
+  console.log(`| statuses per round | ${each(box, (r) => r.statuses)} | ${each(none, (r) => r.statuses)} | |`);
+  console.log(`| sessions the load started, by final status (with the <= ${CONNECTIONS} in flight at the end of each round) | ${box.ended} | ${none.ended} | |`);
+  console.log(
+    `\nExecute -> first agent event (${box.firstEventType}) on a stream WebSocket opened beforehand (pushed, not polled): ` +
+      `one execute at a time, each run to its end, alternating between the two daemons after 3 uncounted each; at most ${SANDBOX_EXECUTES} each within ${SANDBOX_LATENCY_DEADLINE_MS / 1000} s\n`,
+  );
+  console.log('| (g) sandbox | executes timed | failed | answered p50 ms | first event p50 ms | p90 ms | max ms |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|');
+  for (const s of sides) {
+    console.log(`| ${s.mode} | ${s.firstEvent.n} | ${s.failures.length} | ${f(s.answered.p50)} | ${f(s.firstEvent.p50)} | ${f(s.firstEvent.p90)} | ${f(s.firstEvent.max)} |`);
+  }
+  const diff = box.firstEvent.p50 - none.firstEvent.p50;
+  console.log(`\nthe sandbox adds ${diff >= 0 ? '+' : ''}${f(diff)} ms at p50 (p90 ${f(box.firstEvent.p90 - none.firstEvent.p90)} ms); target < 20 ms at p50: ${diff < 20 ? 'met' : 'MISSED'}; executes/s bubblewrap / none = ${(box.rps / none.rps).toFixed(2)}`);
+  for (const s of sides) if (s.failures.length) console.log(`failures (${s.mode}): ${[...new Set(s.failures)].slice(0, 3).join('; ')}`);
+}
+
 /** bench/stream.ts has no exported function yet: it runs as its own process and prints its table. */
 async function streamCase(): Promise<string> {
   const file = path.join(PROJECT_ROOT, 'bench/stream.ts');
@@ -286,8 +456,14 @@ if (!existsSync(MAIN)) {
   process.exit(2);
 }
 const agentDir = mkdtempSync(path.join(os.tmpdir(), 'keen-bench-agent-'));
+// process.exit (the BENCH_ONLY runs) skips `finally` below: the folder goes at exit as well.
+process.on('exit', () => rmSync(agentDir, { recursive: true, force: true }));
 try {
   const agent = noopAgent(agentDir);
+  if (process.env.BENCH_ONLY === 'g') {
+    printSandbox(await sandboxCase(agentDir));
+    process.exit(0);
+  }
   const rows = await daemonCases(process.env.BENCH_ONLY && process.env.BENCH_BACKEND === 'postgres' ? 'postgres' : 'sqlite', agent, true);
   if (process.env.BENCH_ONLY) {
     for (const r of rows) console.log(`${r.name}: ${r.rps.toFixed(1)}/s p50 ${r.p50} ms p99 ${r.p99} ms (${r.statuses})`);
@@ -296,6 +472,7 @@ try {
   if (TEST_POSTGRES_URL) rows.push(...(await daemonCases('postgres', agent, false)));
   const baseline = await baselineCase();
   rows.push(baseline);
+  const sandbox = process.env.BENCH_SANDBOX === '0' ? null : await sandboxCase(agentDir);
   const stream = await streamCase();
 
   const base = rows[0]!.rps;
@@ -315,6 +492,8 @@ try {
   const c = rows.find((r) => r.name.startsWith('(c)'))!;
   console.log(`\n(b) / (f) = ${(b.rps / baseline.rps).toFixed(2)}: the gateway's authenticated read against the minimal Koa + jsonwebtoken + better-sqlite3 endpoint`);
   console.log(`targets: (b) >= 60% of (a): ${(b.rps / base).toFixed(2)} ${b.rps / base >= 0.6 ? 'met' : 'MISSED'}; (c) >= 60% of (a): ${(c.rps / base).toFixed(2)} ${c.rps / base >= 0.6 ? 'met' : 'MISSED'}; p99 of (b) < 25 ms: ${b.p99.toFixed(1)} ms ${b.p99 < 25 ? 'met' : 'MISSED'}`);
+  if (sandbox) printSandbox(sandbox);
+  else console.log('\nAgent sandbox cost (g): skipped (BENCH_SANDBOX=0)');
   console.log(`\nStream fan-out (bench/stream.ts, 1,000 subscribers):\n${stream}`);
 } finally {
   rmSync(agentDir, { recursive: true, force: true });
