@@ -1,9 +1,19 @@
 import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { describeStorage } from '../helpers/backends.js';
 import { makeHome, spawnDaemon, type ChildDaemon, type DaemonHome } from '../helpers/daemon.js';
 import { prepareOutside } from '../helpers/outside.js';
 import { waitForEnd } from '../helpers/sessions.js';
+
+/** Sandboxes and example agents running on this machine (the suite runs one daemon at a time). */
+function agentProcesses(): string[] {
+  try {
+    return execFileSync('pgrep', ['-f', '^bwrap |examples/agent/agent.js'], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+  } catch {
+    return []; // pgrep exits 1 when nothing matches
+  }
+}
 
 const prepare = (home: DaemonHome) =>
   prepareOutside(home, { label: 'crash', tier: 'team', micros: 20_000_000, scopes: ['agents:execute', 'sessions:read', 'credits:read'] });
@@ -32,6 +42,13 @@ describeStorage('a daemon killed while its agent runs', (backend) => {
         await new Promise((res) => setTimeout(res, 100));
       }
       await d.kill('SIGKILL');
+      // Its agent died with it: the sandbox is bound to the daemon's life (bwrap --die-with-parent).
+      let left = agentProcesses();
+      for (let i = 0; i < 40 && left.length > 0; i++) {
+        await new Promise((res) => setTimeout(res, 50));
+        left = agentProcesses();
+      }
+      expect(left, 'agent processes left after kill -9 of the daemon').to.deep.equal([]);
       const held = await ledger.balance(user.id);
       expect(held.reserved).to.equal(5_000_000);
       d = await spawnDaemon({ backend, home });

@@ -85,6 +85,7 @@ describe('agents/ProcessRunner (real processes)', function () {
       result: exit.result,
       invalidLines: 0,
       stopReason: null,
+      limit: null,
     });
     expect(exit.result?.status).to.equal('completed');
     expect(invalid).to.deep.equal([]);
