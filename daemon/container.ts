@@ -41,8 +41,8 @@ import { creditRoutes } from './http/routes/credits.js';
 import { sessionRoutes } from './http/routes/sessions.js';
 import { ProcessRunner } from './agents/process-runner.js';
 import { EgressProxy } from './agents/egress-proxy.js';
-import { modeOf, Sandbox, SandboxUnavailableError } from './agents/sandbox.js';
-import { mkdirSync } from 'node:fs';
+import { Sandbox, SandboxUnavailableError } from './agents/sandbox.js';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { WorkspaceManager } from './agents/workspaces.js';
 import type { AgentRunner } from './agents/types.js';
@@ -382,7 +382,7 @@ export class Container {
    * Starts the egress proxy of `network: allow`.
    */
   private async startSandbox(): Promise<void> {
-    const dataMode = modeOf(this.config.data_dir);
+    const dataMode = existsSync(this.config.data_dir) ? statSync(this.config.data_dir).mode & 0o777 : null;
     if (dataMode !== null && (dataMode & 0o077) !== 0) {
       this.logger.warn({ data_dir: this.config.data_dir, mode: dataMode.toString(8) }, 'the data directory is readable by other users; chmod 700 it');
     }

@@ -18,7 +18,7 @@
  *   root); bwrap keeps only the capabilities needed to switch ids, and setpriv
  *   drops to `agent.sandbox.uid`/`gid`, clearing every capability.
  */
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { accessSync, chmodSync, chownSync, constants as fsConstants, existsSync, lstatSync, mkdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../logger.js';
@@ -136,7 +136,6 @@ export class Sandbox {
   private readonly nodePath: string;
   /** Set by `probe()`: true once a trivial command ran inside the sandbox. */
   private working = false;
-  private probed = false;
   private lastProbe: SandboxProbe = { ok: false, detail: 'not checked yet' };
 
   constructor(private readonly opts: SandboxOptions) {
@@ -168,7 +167,6 @@ export class Sandbox {
    * agent's (and checks that the agent's program can be found inside). Never throws.
    */
   async probe(): Promise<SandboxProbe> {
-    this.probed = true;
     if (this.settings.mode === 'none') {
       this.working = false;
       this.lastProbe = { ok: true, detail: 'agent.sandbox.mode is none: agents run without a sandbox' };
@@ -205,11 +203,6 @@ export class Sandbox {
       };
     }
     return this.lastProbe;
-  }
-
-  /** Whether `probe()` has run. */
-  get checked(): boolean {
-    return this.probed;
   }
 
   /**
@@ -379,21 +372,5 @@ function runOnce(cmd: WrappedCommand, env: Record<string, string>, timeoutMs: nu
       argsPipe.end(cmd.fdArgs ?? '');
     }
     child.on('close', (code) => finish({ code, stderr }));
-  });
-}
-
-/** The mode bits of a path, or null when it does not exist. */
-export function modeOf(p: string): number | null {
-  try {
-    return statSync(p).mode & 0o777;
-  } catch {
-    return null;
-  }
-}
-
-/** For `keen-admin doctor`: whether `bwrap` answers at all, with its version. */
-export function bubblewrapVersion(bwrapPath = 'bwrap'): Promise<string | null> {
-  return new Promise((resolve) => {
-    execFile(bwrapPath, ['--version'], { timeout: 5000 }, (err, stdout) => resolve(err ? null : stdout.trim()));
   });
 }
