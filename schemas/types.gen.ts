@@ -734,7 +734,7 @@ export interface Session {
   };
   end_reason: string | null;
   /**
-   * Whether the agent ran inside the operating-system sandbox (docs/SANDBOX.md); null until it started.
+   * Whether the agent runs inside the operating-system sandbox (docs/SANDBOX.md); null on sessions created before the sandbox existed.
    */
   sandboxed: boolean | null;
   summary: string | null;

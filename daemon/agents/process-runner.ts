@@ -98,6 +98,11 @@ export class ProcessRunner implements AgentRunner {
     return env;
   }
 
+  /** Whether runs go into the sandbox: it is configured and passed its start-up probe. */
+  get sandboxed(): boolean {
+    return this.opts.sandbox?.active === true;
+  }
+
   /** Starts the agent. Never throws: a run that cannot start resolves `done` with `spawn_failed`. */
   start(sessionId: string, request: PureAgentRequest, hooks: AgentHooks): AgentRun {
     const log = this.opts.logger.child({ session_id: sessionId, component: 'agent' });
@@ -168,7 +173,7 @@ function failedRun(): AgentRun {
     invalidLines: 0,
     stopReason: null,
   };
-  return { pid: undefined, sandboxed: false, stop: async () => {}, done: Promise.resolve(exit) };
+  return { pid: undefined, stop: async () => {}, done: Promise.resolve(exit) };
 }
 
 /** The state of one child process. */
@@ -205,7 +210,6 @@ class ProcessRun {
     const done = this.spawn(env);
     this.run = {
       pid: this.child?.pid,
-      sandboxed: prepared.command.sandboxed,
       stop: (why: string) => this.stop(why, 'stopped'),
       done,
     };

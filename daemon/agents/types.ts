@@ -61,8 +61,6 @@ export interface AgentHooks {
 export interface AgentRun {
   /** Process id (also the process group id); undefined when the spawn failed. */
   pid: number | undefined;
-  /** True when the agent runs inside the operating-system sandbox (docs/SANDBOX.md). */
-  sandboxed?: boolean;
   /** SIGTERM to the process group, SIGKILL after the grace if still alive. Idempotent; resolves when the process is gone. */
   stop(why: string): Promise<void>;
   /** Resolves (never rejects) once the process has exited and its stdout is drained and delivered. */
@@ -71,5 +69,7 @@ export interface AgentRun {
 
 /** Starts agents. `ProcessRunner` is the shipped implementation; tests may fake it. */
 export interface AgentRunner {
+  /** True when runs start inside the operating-system sandbox (docs/SANDBOX.md); decided once, at start-up. */
+  readonly sandboxed?: boolean;
   start(sessionId: string, request: PureAgentRequest, hooks: AgentHooks): AgentRun;
 }

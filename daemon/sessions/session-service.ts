@@ -154,7 +154,7 @@ export class SessionService {
           end_reason: null,
           summary: null,
           request_id: client.requestId,
-          sandboxed: null,
+          sandboxed: this.deps.supervisor.sandboxed ? 1 : 0,
           created_at: now,
           updated_at: now,
           ended_at: null,

@@ -76,6 +76,11 @@ export class SessionSupervisor {
     this.sessions = new SessionRepository(deps.database.db);
   }
 
+  /** Whether the agents this supervisor starts run sandboxed (recorded on each session at execute). */
+  get sandboxed(): boolean {
+    return this.deps.runner.sandboxed === true;
+  }
+
   get runningCount(): number {
     return this.live.size;
   }
@@ -110,11 +115,6 @@ export class SessionSupervisor {
           onEvent: (e) => this.enqueue(live, () => this.onAgentEvent(live, e)),
           onInvalidLine: () => this.deps.metrics.invalidLines.inc(),
         });
-        if (live.run.pid !== undefined) {
-          const sandboxed = live.run.sandboxed === true;
-          live.row = { ...live.row, sandboxed: sandboxed ? 1 : 0 };
-          await this.sessions.markSandboxed(row.id, sandboxed);
-        }
         if (this.stopping || live.stopReason) await live.run.stop(live.stopReason ?? 'shutdown');
         exit = await live.run.done;
       } catch (err) {

@@ -22,11 +22,6 @@ export class SessionRepository {
     await this.db.insertInto('sessions').values(row).execute();
   }
 
-  /** Records whether the session's agent runs inside the sandbox. */
-  async markSandboxed(id: string, sandboxed: boolean): Promise<void> {
-    await this.db.updateTable('sessions').set({ sandboxed: sandboxed ? 1 : 0 }).where('id', '=', id).execute();
-  }
-
   /** Running sessions of a user: the concurrency slots in use. */
   async countRunning(userId: string): Promise<number> {
     const r = await this.db

@@ -28,7 +28,7 @@ export interface SessionTables {
     end_reason: string | null;
     summary: string | null;
     request_id: string | null;
-    /** 1 when the agent ran inside the operating-system sandbox, 0 when not, null before it started. */
+    /** 1 when the agent runs inside the operating-system sandbox, 0 when not; null on sessions from before 0007. */
     sandboxed: number | null;
     created_at: number;
     updated_at: number;
