@@ -72,28 +72,35 @@ export class LimitWatch {
   }
 }
 
-/** Every process below `pid` (included), from /proc/<pid>/task/<tid>/children. */
+/** The direct children of `pid`, from /proc/<pid>/task/<tid>/children (any thread may have forked them). */
+export function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out; // gone
+  }
+  for (const tid of tasks) {
+    try {
+      for (const child of readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').split(' ')) {
+        if (child) out.push(Number(child));
+      }
+    } catch {
+      // the task ended meanwhile
+    }
+  }
+  return out;
+}
+
+/** Every process below `pid` (included). */
 export function processTree(pid: number): number[] {
   const out: number[] = [];
   const todo = [pid];
   while (todo.length > 0 && out.length < 100_000) {
     const p = todo.pop()!;
     out.push(p);
-    let tasks: string[];
-    try {
-      tasks = readdirSync(`/proc/${p}/task`);
-    } catch {
-      continue; // gone
-    }
-    for (const tid of tasks) {
-      try {
-        for (const child of readFileSync(`/proc/${p}/task/${tid}/children`, 'utf8').split(' ')) {
-          if (child) todo.push(Number(child));
-        }
-      } catch {
-        // the task ended meanwhile
-      }
-    }
+    todo.push(...childrenOf(p));
   }
   return out;
 }

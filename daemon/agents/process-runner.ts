@@ -8,13 +8,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
-import { closeSync, constants as fsConstants, lstatSync, mkdirSync, openSync, readFileSync, realpathSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsConstants, lstatSync, mkdirSync, openSync, realpathSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../logger.js';
 import { LineSplitter } from './line-splitter.js';
 import { copyPureRequest } from './pure-request.js';
 import { createAgentProtocol, type AgentProtocol } from './protocol.js';
-import { LimitWatch, processTree } from './limit-watch.js';
+import { childrenOf, LimitWatch, processTree } from './limit-watch.js';
 import type { Sandbox, WrappedCommand } from './sandbox.js';
 import type { AgentEvent, AgentExit, AgentExitReason, AgentHooks, AgentLimitName, AgentRun, AgentRunner, PureAgentRequest } from './types.js';
 import { SESSION_ID_RE } from './workspaces.js';
@@ -468,9 +468,9 @@ class ProcessRun {
   private signalSandboxed(signal: NodeJS.Signals): void {
     const pid = this.child?.pid;
     if (pid === undefined) return;
-    const tree = processTree(pid);
-    const own = new Set([pid, ...tree.filter((p) => parentOf(p) === pid)]);
-    for (const p of tree) {
+    // bwrap and its init (the sandbox's PID 1, bwrap's only child) are not signalled.
+    const own = new Set([pid, ...childrenOf(pid)]);
+    for (const p of processTree(pid)) {
       if (own.has(p)) continue;
       try {
         process.kill(p, signal);
@@ -499,15 +499,5 @@ class ProcessRun {
 
   private clearTimers(): void {
     for (const t of this.timers.splice(0)) clearTimeout(t);
-  }
-}
-
-/** The parent pid of a process, from /proc/<pid>/stat (the field after the parenthesised name). */
-function parentOf(pid: number): number | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-  } catch {
-    return null;
   }
 }
