@@ -180,6 +180,21 @@ describeStorage('agent sandbox: a hostile agent reaches its workspace and nothin
     expect(processesNamed(mark)).to.deep.equal([]);
   });
 
+  it('a cancel gives the agent SIGTERM first, then kills the sandbox after the grace', async () => {
+    const r = await execute(d, u, 'hold on [trap-sigterm] [linger:20000]', { maxIterations: 2, costBudget: 2 });
+    expect(r.status, r.text).to.equal(200);
+    const id = r.body.session.id;
+    const workspace = path.join(d.config.workspaces.root, id);
+    for (let i = 0; i < 100 && !existsSync(path.join(workspace, 'report.json')); i++) await new Promise((res) => setTimeout(res, 50));
+    const c = await d.api.post(`/v1/sessions/${id}/cancel`, {}, { token: u.token });
+    expect(c.status, c.text).to.equal(200);
+    const end = await waitForEnd(d, u, id);
+    expect(end.status).to.equal('cancelled');
+    // The agent's own handler ran (signalled inside the sandbox, not only killed with it).
+    expect(readFileSync(path.join(workspace, 'sigterm.txt'), 'utf8')).to.equal('got it');
+    await expectLedgerClean(d);
+  });
+
   it('stops an agent whose processes together pass the memory limit: limit_memory, charged what it reported', async () => {
     const { end } = await runHostile(d, u, 'eat memory [memory:200:4] [linger:20000]');
     expect(end.status).to.equal('failed');
