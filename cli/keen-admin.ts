@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * keen-admin: the operator's CLI (CONTRACT section 6).
+ * keen-admin: the operator's CLI (README.md, "Operating").
  * Exit codes: 0 success, 1 failed operation, 2 usage error, 3 daemon unreachable.
  */
 import { CommanderError } from 'commander';

@@ -1,5 +1,5 @@
 /**
- * One error model end to end (CONTRACT section 4). A `GatewayError` carries the
+ * One error model end to end (docs/API.md). A `GatewayError` carries the
  * contract's `type` and `code`; its HTTP status comes from one table. The error
  * middleware renders it into the envelope; anything else becomes 500 INTERNAL.
  */
@@ -79,7 +79,7 @@ export class GatewayError extends Error {
   }
 }
 
-/** The response envelope of a failure (CONTRACT section 4). */
+/** The response envelope of a failure (docs/API.md). */
 export interface ErrorEnvelope {
   success: false;
   error: { type: ErrorType; code: ErrorCode; message: string; details: unknown };

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 
-/** Type prefixes of every public id (CONTRACT section 4). */
+/** Type prefixes of every public id (docs/API.md). */
 export type IdPrefix = 'usr' | 'ten' | 'key' | 'ses' | 'res' | 'txn' | 'req' | 'aud' | 'rtk' | 'whk' | 'con';
 
 const CROCKFORD = '0123456789abcdefghjkmnpqrstvwxyz';

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `keen-gateway start|migrate [--config FILE]` (CONTRACT section 2).
+ * `keen-gateway start|migrate [--config FILE]` (README.md, "Running it").
  * Exit codes: 0 success, 1 failed operation, 2 usage error.
  */
 import { Command, CommanderError } from 'commander';

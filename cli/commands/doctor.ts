@@ -237,7 +237,7 @@ async function checkSandbox(config: ResolvedConfig): Promise<Check> {
 }
 
 /**
- * JWT_SECRET strength (CONTRACT section 3): production refuses a missing or short one, so doctor
+ * JWT_SECRET strength (config.example.yaml): production refuses a missing or short one, so doctor
  * fails there. JWT_PREVIOUS_SECRETS is held to the same rule, and named while it is set: it is
  * meant to be removed once a rotation's overlap is over.
  */

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { redactUrl } from '../../daemon/config/load.js';
 import { CliError } from './output.js';
 
-/** Where keen-admin talks to when nothing else says so (CONTRACT section 6). */
+/** Where keen-admin talks to when nothing else says so (README.md, "Operating"). */
 export const DEFAULT_URL = 'http://127.0.0.1:8080';
 
 /** A URL for messages: without its password, and without a trailing slash it did not have. */

@@ -1,5 +1,5 @@
 /**
- * The shipped AgentRunner: one child process per session (CONTRACT section 5).
+ * The shipped AgentRunner: one child process per session (docs/agent-protocol.md).
  *
  * Purity is enforced here, at the last step before the agent: the request is
  * re-copied by allow-list and validated, the environment is built from nothing
@@ -47,7 +47,7 @@ export interface ProcessRunnerOptions {
 }
 
 /**
- * Never passed, even when listed (CONTRACT section 5): the gateway's own secrets and
+ * Never passed, even when listed (docs/agent-protocol.md): the gateway's own secrets and
  * the addresses of its stores. Other names pass only when the operator lists them in
  * `agent.env_passthrough` (an LLM agent needs its model provider's key, for example).
  */

@@ -1,5 +1,5 @@
 /**
- * The agent side of the gateway (CONTRACT section 5). The wire shapes come from
+ * The agent side of the gateway (docs/agent-protocol.md). The wire shapes come from
  * schemas/agent-protocol.schema.json; this file adds the runner's own interfaces.
  */
 import type {

@@ -26,7 +26,7 @@ function checksum(body: string): string {
   return base62(createHash('sha256').update(body).digest().subarray(0, 8), CHECK_CHARS);
 }
 
-/** `ak_live_<43 base62 chars: 32 random bytes><6-char checksum>` (CONTRACT section 4). */
+/** `ak_live_<43 base62 chars: 32 random bytes><6-char checksum>` (docs/API.md). */
 export function generateApiKey(): string {
   const body = API_KEY_PREFIX + base62(randomBytes(32), BODY_CHARS);
   return body + checksum(body);

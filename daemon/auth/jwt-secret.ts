@@ -34,7 +34,7 @@ function secretBytes(name: string, value: string, env: Env, logger: Logger): Buf
 }
 
 /**
- * The HS256 signing secret (CONTRACT section 3). From JWT_SECRET when set; in
+ * The HS256 signing secret (config.example.yaml). From JWT_SECRET when set; in
  * production a missing or short one stops the daemon. Otherwise it is generated
  * once into `<data_dir>/jwt-secret` with mode 0600 and reused on every start.
  */

@@ -21,7 +21,7 @@ export interface Principal {
   via: 'jwt' | 'api_key';
   /** Set when authenticated with an API key. */
   apiKeyId: string | null;
-  /** The key's own hourly limit (CONTRACT: default 1000), when authenticated with an API key. */
+  /** The key's own hourly limit (default 1000, docs/rate-limits.md), when authenticated with an API key. */
   apiKeyRateLimitPerHour: number | null;
 }
 

@@ -42,7 +42,7 @@ export interface LoadConfigOptions {
   overrides?: Record<string, unknown>;
 }
 
-/** Environment variables and the key each overrides (CONTRACT section 3). */
+/** Environment variables and the key each overrides (config.example.yaml). */
 const ENV_KEYS: Array<[string, string[]]> = [
   ['KEEN_HOST', ['server', 'host']],
   ['KEEN_PORT', ['server', 'port']],

@@ -1,5 +1,5 @@
 /**
- * Money as integer micro-credits (CONTRACT section 4: 1 credit = 1,000,000
+ * Money as integer micro-credits (docs/API.md; 1 credit = 1,000,000
  * micros; no floating-point arithmetic touches a balance). Values come in as
  * JSON numbers or decimal strings and are parsed from their decimal text, never
  * by multiplying a float; they go out as JSON numbers built from the same text.

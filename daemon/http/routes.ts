@@ -12,7 +12,7 @@ export interface RouteSpec {
   tag: string;
   /** `none`: public. `any`: JWT or API key. `bearer`: JWT only (account management). */
   auth: 'none' | 'any' | 'bearer';
-  /** Scope the credential must carry (CONTRACT section 4). */
+  /** Scope the credential must carry (docs/API.md). */
   scope?: string;
   /** Schema name under schemas/api/ for the JSON body. */
   body?: string;

@@ -17,7 +17,7 @@ export interface IdempotentResult<B = unknown> extends StoredResponse<B> {
 export interface IdempotencyStoreOptions {
   database: Database;
   clock: Clock;
-  /** How long a finished response is kept and replayed. Default 24 h (CONTRACT section 4). */
+  /** How long a finished response is kept and replayed. Default 24 h (docs/API.md). */
   retentionMs?: number;
   /** How long an unfinished claim blocks the key, in case its daemon died mid-request. Default 5 min. */
   inFlightTtlMs?: number;

@@ -20,7 +20,7 @@ export interface RateLimitPolicy {
 }
 
 export const HOUR_MS = 3_600_000;
-/** CONTRACT: an API key created without `rate_limit_per_hour` gets 1000 requests per hour. */
+/** docs/rate-limits.md: an API key created without `rate_limit_per_hour` gets 1000 requests per hour. */
 export const DEFAULT_API_KEY_LIMIT_PER_HOUR = 1000;
 
 /**

@@ -16,7 +16,7 @@ import type { SessionMetrics } from './metrics.js';
 import { presentEvent, presentSession } from './presenters.js';
 import type { SessionSupervisor } from './supervisor.js';
 
-/** The execute body after schema validation (CONTRACT section 4). */
+/** The execute body after schema validation (docs/API.md). */
 export interface ExecuteInput {
   vision: string;
   options?: { maxIterations?: number; costBudget?: number; enableWebSearch?: boolean; enableStreaming?: boolean; showProgress?: boolean };

@@ -7,7 +7,7 @@ export const MAX_WEBHOOK_URL_LENGTH = 2048;
 
 export interface WebhookUrlPolicy {
   /**
-   * `webhooks.allow_private_targets` (CONTRACT section 3): the test and
+   * `webhooks.allow_private_targets` (config.example.yaml): the test and
    * development switch. When true, plain http and private, loopback and
    * link-local targets are accepted; production keeps it false.
    */

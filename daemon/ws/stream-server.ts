@@ -92,8 +92,8 @@ const MAX_FRAGMENTS = 256;
 const MAX_UPGRADE_HEADERS = 100;
 
 /**
- * The WebSocket stream on the HTTP server's port (`GET /v1/stream`, CONTRACT
- * section 7). Everything that can refuse a client (path, origin, credential,
+ * The WebSocket stream on the HTTP server's port (`GET /v1/stream`,
+ * docs/stream.md). Everything that can refuse a client (path, origin, credential,
  * scope, connection limit) is decided before the handshake and answered as a
  * plain HTTP response, so a refused client never gets a socket.
  */

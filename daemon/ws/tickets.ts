@@ -5,7 +5,7 @@ import { unavailable } from '../errors.js';
 import { isRedisUnavailableError } from '../shared/redis.js';
 import type { StreamGrant } from './grants.js';
 
-/** How long a ticket lives (CONTRACT section 7: single use, 30 s). */
+/** How long a ticket lives (docs/stream.md; single use, 30 s). */
 export const TICKET_TTL_MS = 30_000;
 
 const TICKET_RE = /^stk_[A-Za-z0-9_-]{43}$/;

@@ -1,6 +1,6 @@
 import type { ErrorEnvelope } from './types.gen.js';
 
-/** The error envelope every failing keen-gateway response carries (CONTRACT section 4). */
+/** The error envelope every failing keen-gateway response carries (docs/API.md). */
 export type { ErrorEnvelope };
 
 /** What every error is built from. */

@@ -3,7 +3,7 @@ import { clientOf, principalOf } from '../middleware/authenticate.js';
 import { bodyOf } from '../context.js';
 import { defineRoutes } from '../routes.js';
 
-/** A user's own API keys (CONTRACT: bearer only, so a leaked key cannot mint more keys). */
+/** A user's own API keys (bearer only, so a leaked key cannot mint more keys). */
 export function apiKeyRoutes(deps: { users: UserAdminService }) {
   const { users } = deps;
   return defineRoutes([
