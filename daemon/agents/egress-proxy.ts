@@ -22,7 +22,7 @@ import http from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../logger.js';
-import { isForbiddenAddress } from '../webhooks/address-policy.js';
+import { firstForbidden } from '../webhooks/address-policy.js';
 import { systemResolver, type Resolver } from '../webhooks/sender.js';
 
 export interface EgressProxyOptions {
@@ -366,7 +366,7 @@ export class EgressProxy {
       }
     }
     if (!this.allowPrivateTargets) {
-      const bad = addresses.find((a) => isForbiddenAddress(a.address));
+      const bad = firstForbidden(addresses);
       if (bad) {
         // The address is logged, not told to the agent: it says nothing useful to it, and maps the private network.
         return { ok: false, status: 403, decision: 'refused_address', message: `${host} resolves to an address that is not public`, address: bad.address };

@@ -69,6 +69,15 @@ export function isForbiddenAddress(ip: string): boolean {
   return !v6GlobalUnicast.check(canonical, 'ipv6') || v6Refused.check(canonical, 'ipv6');
 }
 
+/**
+ * The first of a name's resolved addresses that may not be connected to, or
+ * undefined. Every address is judged, not only the one a client would pick: a
+ * socket may fall back to the others (happy eyeballs).
+ */
+export function firstForbidden<T extends { address: string }>(addresses: T[]): T | undefined {
+  return addresses.find((a) => isForbiddenAddress(a.address));
+}
+
 /** The IPv4 address an IPv6 address stands for, when it is one of the translation forms; else null. */
 function embeddedIpv4(b: Uint8Array): string | null {
   const zero = (from: number, to: number): boolean => b.slice(from, to).every((x) => x === 0);

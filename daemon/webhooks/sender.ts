@@ -4,7 +4,7 @@ import https from 'node:https';
 import type { LookupFunction } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { GatewayError } from '../errors.js';
-import { isForbiddenAddress } from './address-policy.js';
+import { firstForbidden } from './address-policy.js';
 import { signWebhook } from './signing.js';
 import { hostOf, validateWebhookUrl } from './url.js';
 
@@ -185,9 +185,7 @@ export class WebhookSender {
   }
 
   /**
-   * net's lookup hook: resolve, then refuse unless every address is allowed.
-   * Checking all of them (not just the one picked) matters because the socket
-   * may fall back to the others (happy eyeballs).
+   * net's lookup hook: resolve, then refuse unless every address is allowed (firstForbidden).
    */
   private readonly lookup: LookupFunction = (hostname: string, options: LookupOptions, callback) => {
     this.resolver(hostname).then(
@@ -199,7 +197,7 @@ export class WebhookSender {
           return callback(err, '', 0);
         }
         if (!this.allowPrivateTargets) {
-          const bad = addresses.find((a) => isForbiddenAddress(a.address));
+          const bad = firstForbidden(addresses);
           if (bad) {
             return callback(new TargetRefusedError(`${hostname} resolves to ${bad.address}, a private, loopback, link-local or reserved address`), '', 0);
           }
