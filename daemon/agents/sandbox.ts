@@ -286,14 +286,15 @@ export class Sandbox {
     return [...out];
   }
 
-  /** prlimit options for `agent.limits` (soft = hard, so the agent cannot raise them). */
+  /** prlimit options for `agent.limits` (soft = hard, so the agent cannot raise them; CPU aside). */
   private rlimitArgs(): string[] {
     const l = this.limits;
     return [
       `--data=${l.memory_mb * MIB}`,
       `--nproc=${l.max_processes}`,
       `--fsize=${l.max_file_size_mb * MIB}`,
-      `--cpu=${l.cpu_seconds}`,
+      // The kernel sends SIGKILL, not SIGXCPU, at the hard limit: one more second makes the end say why.
+      `--cpu=${l.cpu_seconds}:${l.cpu_seconds + 1}`,
       '--core=0',
     ];
   }

@@ -27,6 +27,8 @@ export interface DaemonOptions {
   jwtSecret?: string;
   /** JWT_PREVIOUS_SECRETS: rotated-out secrets still accepted. */
   previousJwtSecrets?: string[];
+  /** PATH of the in-process daemon (the agent's, and where bwrap is looked up); default this process's. */
+  path?: string;
   clock?: Clock;
   logLevel?: string;
   /** Replaces the durable audit store (benchmarks comparing its cost). */
@@ -107,7 +109,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<TestDaem
       cb();
     },
   });
-  const env = { JWT_SECRET: home.jwtSecret, PATH: process.env.PATH, LANG: process.env.LANG, ...(options.previousJwtSecrets ? { JWT_PREVIOUS_SECRETS: options.previousJwtSecrets.join(',') } : {}) };
+  const env = { JWT_SECRET: home.jwtSecret, PATH: options.path ?? process.env.PATH, LANG: process.env.LANG, ...(options.previousJwtSecrets ? { JWT_PREVIOUS_SECRETS: options.previousJwtSecrets.join(',') } : {}) };
   const config = loadConfig({ env, overrides: baseConfig(home, options) });
   const logger = createLogger(config.log.level, sink);
   const container = new Container({ config, logger, clock: options.clock, defaultMetrics: false, ...(options.audit ? { audit: options.audit } : {}) });

@@ -144,6 +144,9 @@ describeStorage('agent sandbox: a hostile agent reaches its workspace and nothin
     expect(report.workingDirectory).to.equal('/workspace');
     expect(report.cwd).to.equal('/workspace');
     expect(report.uid).to.not.equal(process.getuid!());
+    // No capabilities, none to gain: set-uid binaries do nothing.
+    expect(report.capEff).to.equal('0000000000000000');
+    expect(report.noNewPrivs).to.equal('1');
 
     for (const [name, got] of Object.entries(report.writes as Record<string, Attempt>)) {
       if (name === 'tmp' || name === 'workspace') expect(got.ok, name).to.equal(true);
@@ -232,6 +235,35 @@ describe('agent sandbox: limits that end the agent by signal, and network: allow
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
+  /** A daemon running `script` as its agent under `limits`; resolves with the session's end and its stderr log. */
+  async function runShell(ctx: Mocha.Context, script: string, limits: Record<string, number>) {
+    const d = await startDaemon({ config: { agent: { command: ['/bin/sh', '-c', script], limits } } });
+    try {
+      skipWithoutSandbox(d, ctx);
+      const u = await buildUser(d, { tier: 'team' });
+      await grant(d, u, 10);
+      const r = await execute(d, u, 'run the script', { maxIterations: 1 });
+      expect(r.status, r.text).to.equal(200);
+      const end = await waitForEnd(d, u, r.body.session.id);
+      await expectLedgerClean(d);
+      const stderr = readFileSync(path.join(d.config.workspaces.root, end.id, '.keen', 'agent.stderr.log'), 'utf8');
+      return { end, stderr };
+    } finally {
+      await d.stop();
+    }
+  }
+
+  it('names the CPU limit when the kernel ends the agent (SIGXCPU): limit_cpu', async function () {
+    const { end } = await runShell(this, 'while :; do :; done', { cpu_seconds: 1 });
+    expect(end).to.include({ status: 'failed', end_reason: 'limit_cpu', sandboxed: true });
+  });
+
+  it('refuses processes past max_processes inside the agent', async function () {
+    const { end, stderr } = await runShell(this, 'i=0; while [ $i -lt 60 ]; do sleep 3 & i=$((i+1)); done; wait', { max_processes: 16 });
+    expect(end.status).to.equal('failed');
+    expect(stderr).to.match(/[Cc]annot fork|Resource temporarily unavailable/);
+  });
+
   it('names the file size limit when it kills the agent (SIGXFSZ): limit_file_size', async function () {
     const d = await startDaemon({
       config: { agent: { command: ['/bin/sh', '-c', 'head -c 10000000 /dev/zero > big.bin'], limits: { max_file_size_mb: 1 } } },
@@ -245,6 +277,37 @@ describe('agent sandbox: limits that end the agent by signal, and network: allow
       const end = await waitForEnd(d, u, r.body.session.id);
       expect(end).to.include({ status: 'failed', end_reason: 'limit_file_size', sandboxed: true });
       await expectLedgerClean(d);
+    } finally {
+      await d.stop();
+    }
+  });
+
+  it('without a working bubblewrap (not production): starts, warns at start and at every execute, records sandboxed false', async () => {
+    const bin = mkdtempSync(path.join(tmpdir(), 'keen-fake-bwrap-'));
+    writeFileSync(path.join(bin, 'bwrap'), '#!/bin/sh\necho "bwrap: setting up uid map: Permission denied" >&2\nexit 1\n', { mode: 0o755 });
+    const d = await startDaemon({ path: `${bin}:${process.env.PATH}` });
+    try {
+      expect(d.container.sandbox.active).to.equal(false);
+      expect(d.logs.join('')).to.include('the agent sandbox does not work').and.include('setting up uid map');
+      const u = await buildUser(d, { tier: 'team' });
+      await grant(d, u, 10);
+      for (let i = 0; i < 2; i++) {
+        const r = await execute(d, u, 'Build a small todo application', { maxIterations: 1 });
+        const end = await waitForEnd(d, u, r.body.session.id);
+        expect(end).to.include({ status: 'completed', sandboxed: false });
+      }
+      expect(d.logs.filter((l) => l.includes('agent runs WITHOUT the sandbox'))).to.have.length(2);
+    } finally {
+      await d.stop();
+      rmSync(bin, { recursive: true, force: true });
+    }
+  });
+
+  it('warns at start when network is host', async function () {
+    const d = await startDaemon({ config: { agent: { sandbox: { network: 'host' } } } });
+    try {
+      skipWithoutSandbox(d, this);
+      expect(d.logs.join('')).to.include('agent.sandbox.network is host');
     } finally {
       await d.stop();
     }

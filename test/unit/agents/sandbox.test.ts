@@ -44,7 +44,7 @@ describe('agents/sandbox', () => {
     expect(w.env.HOME).to.equal('/workspace');
     // The limits are set inside, right before the agent.
     const prlimit = w.args.indexOf('prlimit');
-    expect(w.args.slice(prlimit)).to.include.members([`--data=${256 * 1024 * 1024}`, '--nproc=64', `--fsize=${8 * 1024 * 1024}`, '--cpu=60']);
+    expect(w.args.slice(prlimit)).to.include.members([`--data=${256 * 1024 * 1024}`, '--nproc=64', `--fsize=${8 * 1024 * 1024}`, '--cpu=60:61']);
     expect(w.args.slice(-2)).to.deep.equal(['node', '/opt/agent/main.js']);
   });
 
