@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
 import http from 'node:http';
-import { mkdirSync, mkdtempSync, writeFileSync, statSync, existsSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync, statSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../../daemon/paths.js';
@@ -82,9 +82,13 @@ describe('keen-gateway executable', function () {
     const bin = path.join(dir, 'bin');
     mkdirSync(bin);
     writeFileSync(path.join(bin, 'bwrap'), '#!/bin/sh\necho "bwrap: setting up uid map: Permission denied" >&2\nexit 1\n', { mode: 0o755 });
+    // A data directory others can read is warned about before anything else.
+    mkdirSync(path.join(dir, 'data'), { mode: 0o755 });
+    chmodSync(path.join(dir, 'data'), 0o755);
     const env = { KEEN_DATA_DIR: path.join(dir, 'data'), KEEN_PORT: '0', KEEN_ENV: 'production', JWT_SECRET: 'p'.repeat(48), PATH: `${bin}:${process.env.PATH}` };
     const r = run(['start'], env);
     expect(r.code).to.equal(1);
+    expect(r.stdout).to.include('the data directory is readable by other users');
     expect(r.stderr).to.include('the agent sandbox does not work').and.include('setting up uid map').and.include('apt-get install bubblewrap');
     expect(r.stderr).to.include('agent.sandbox.mode: none');
   });
