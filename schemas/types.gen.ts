@@ -586,7 +586,7 @@ export interface HealthResponse {
   status: 'ok' | 'unavailable';
   version?: string;
   /**
-   * Each dependency and whether it answered: database, redis (when configured).
+   * Each dependency and whether it answered: database, redis (when configured), disk (free space at least server.min_free_disk_mb, unless 0).
    */
   checks: {
     [k: string]: 'ok' | 'fail' | undefined;
@@ -851,6 +851,26 @@ export interface GatewayConfig {
      */
     trusted_proxies: string[];
     shutdown_timeout_seconds: number;
+    /**
+     * A connection whose request headers are not complete this long after its request began is answered 408 and closed (slow-header clients, slowloris). At most request_timeout_ms.
+     */
+    headers_timeout_ms: number;
+    /**
+     * Time to receive a whole request, headers and body; a slower one is answered 408 and closed. Does not apply to the response, nor to upgraded WebSocket streams.
+     */
+    request_timeout_ms: number;
+    /**
+     * An idle keep-alive connection is closed after this long. Behind a load balancer, make it longer than the balancer's idle timeout.
+     */
+    keep_alive_timeout_ms: number;
+    /**
+     * Connections held at once (HTTP and WebSocket streams); further ones are closed as soon as accepted. 0: no cap.
+     */
+    max_connections: number;
+    /**
+     * Readiness fails while the file system of the data directory, the SQLite database or the workspaces has less free space than this (MiB). 0: not checked.
+     */
+    min_free_disk_mb: number;
   };
   /**
    * SQLite file, generated secrets and workspaces live here.
@@ -862,8 +882,23 @@ export interface GatewayConfig {
      */
     url?: string | null;
     pool_max: number;
+    /**
+     * Postgres: how long a query waits for a connection, both to open a new one and to get a free slot when all pool_max are in use (pg-pool's connectionTimeoutMillis); then it fails and the request is answered 503.
+     */
     connect_timeout_ms: number;
     busy_timeout_ms: number;
+    /**
+     * Postgres: the server cancels a statement running longer than this (statement_timeout of each connection; the request is answered 503). 0: the server's own setting. Also bounds migrations run at start; run keen-gateway migrate, which has no bound, for a long one.
+     */
+    statement_timeout_ms: number;
+    /**
+     * Postgres: the gateway gives up on a query that got no answer at all within this long (a partitioned or silent link, where the server can neither answer nor cancel), drops its connection and answers 503. Keep it above statement_timeout_ms. 0: wait forever.
+     */
+    query_timeout_ms: number;
+    /**
+     * Postgres: TCP keepalive on every connection, first probe after this long idle, so a link that died silently is noticed and closed. 0: keepalive off.
+     */
+    keepalive_idle_ms: number;
   };
   redis: {
     /**

@@ -109,6 +109,9 @@ async function checkDatabase(config: ResolvedConfig): Promise<{ checks: Check[];
     poolMax: 1,
     connectTimeoutMs: Math.min(config.database.connect_timeout_ms, TIMEOUT_MS),
     busyTimeoutMs: Math.min(config.database.busy_timeout_ms, TIMEOUT_MS),
+    statementTimeoutMs: config.database.statement_timeout_ms,
+    queryTimeoutMs: config.database.query_timeout_ms,
+    keepAliveIdleMs: config.database.keepalive_idle_ms,
     logger: createLogger('silent'),
   });
   const checks: Check[] = [];

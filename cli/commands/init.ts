@@ -36,7 +36,7 @@ export function initCommand(): Command {
       // Asked before the database is opened, so a cancelled prompt leaves no trace.
       const password = await passwordFromOptions(opts, readStdinSecret);
       const logger = createLogger('silent');
-      const database = new Database({ url: config.database.url, poolMax: 2, connectTimeoutMs: config.database.connect_timeout_ms, busyTimeoutMs: config.database.busy_timeout_ms, logger });
+      const database = new Database({ url: config.database.url, poolMax: 2, connectTimeoutMs: config.database.connect_timeout_ms, busyTimeoutMs: config.database.busy_timeout_ms, statementTimeoutMs: config.database.statement_timeout_ms, queryTimeoutMs: config.database.query_timeout_ms, keepAliveIdleMs: config.database.keepalive_idle_ms, logger });
       let audit: DatabaseAuditLogger | undefined;
       try {
         await migrateToLatest(database);

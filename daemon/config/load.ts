@@ -130,6 +130,9 @@ export function loadConfig(options: LoadConfigOptions): ResolvedConfig {
   if (redisUrl && !/^rediss?:\/\//.test(redisUrl)) {
     throw new ConfigError(['redis.url: must start with redis:// or rediss://']);
   }
+  if (cfg.server.headers_timeout_ms > cfg.server.request_timeout_ms) {
+    throw new ConfigError(['server.headers_timeout_ms: must not be longer than server.request_timeout_ms']);
+  }
   const host = cfg.server.host;
   const publicUrl = (cfg.server.public_url ?? `http://${host.includes(':') ? `[${host}]` : host}:${cfg.server.port}`).replace(/\/+$/, '');
   const command = cfg.agent.command.map((part, i) =>

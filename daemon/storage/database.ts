@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { CompiledQuery, Kysely, PostgresDialect, SqliteDialect, sql, type Compilable, type Transaction as KyselyTransaction } from 'kysely';
+import { CompiledQuery, Kysely, PostgresDialect, SqliteDialect, sql, type Compilable, type PostgresPool, type PostgresPoolClient, type Transaction as KyselyTransaction } from 'kysely';
 import pg from 'pg';
 import { setBounded } from '../bounded-map.js';
 import type { Logger } from '../logger.js';
@@ -53,6 +53,20 @@ export interface DatabaseOptions {
   poolMax: number;
   connectTimeoutMs: number;
   busyTimeoutMs: number;
+  /**
+   * Postgres: the server-side `statement_timeout` of every connection, in ms;
+   * 0 leaves the server's own setting. Default 15000.
+   */
+  statementTimeoutMs?: number;
+  /**
+   * Postgres: how long the client waits for any answer to a query, in ms (pg's
+   * `query_timeout`); bounds a query on a link that went silent (a partition),
+   * where the server can neither answer nor cancel. The connection is dropped
+   * from the pool. 0: wait forever. Default 20000.
+   */
+  queryTimeoutMs?: number;
+  /** Postgres: TCP keepalive on every connection, first probe after this many idle ms; 0 turns it off. Default 10000. */
+  keepAliveIdleMs?: number;
   logger: Logger;
   /**
    * Let prepared reads with a `cache` keep rows in memory (SQLite only). For the
@@ -101,20 +115,39 @@ export class Database {
         if (!Number.isSafeInteger(n)) throw new Error('int8 value outside the safe integer range');
         return n;
       };
+      const statementTimeoutMs = options.statementTimeoutMs ?? POSTGRES_DEFAULTS.statementTimeoutMs;
+      const queryTimeoutMs = options.queryTimeoutMs ?? POSTGRES_DEFAULTS.queryTimeoutMs;
+      const keepAliveIdleMs = options.keepAliveIdleMs ?? POSTGRES_DEFAULTS.keepAliveIdleMs;
       const pool = new pg.Pool({
         connectionString: options.url,
         max: options.poolMax,
+        // pg-pool applies this both to opening a connection and to waiting for a free slot when all are checked out.
         connectionTimeoutMillis: options.connectTimeoutMs,
         idleTimeoutMillis: 30_000,
+        keepAlive: keepAliveIdleMs > 0,
+        keepAliveInitialDelayMillis: keepAliveIdleMs,
+        ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}),
+        ...(queryTimeoutMs > 0 ? { query_timeout: queryTimeoutMs } : {}),
         types: {
           getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
             oid === 20 ? int8 : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
         },
       });
-      // An idle client losing its server must not crash the daemon; the next query reports it.
-      pool.on('error', (err) => options.logger.warn({ err: { message: err.message } }, 'postgres idle client error'));
+      // A connection losing its server must never crash the daemon: pg emits 'error' on the
+      // client, and pg-pool listens only while the client is idle. A permanent listener on
+      // each client covers the time it is checked out (the query in flight fails on its own
+      // and the HTTP layer answers 503); the pool re-emits an idle client's error on itself,
+      // so it needs one too. Each error is logged once, by its message (never the URL).
+      const logged = new WeakSet<Error>();
+      const report = (err: Error): void => {
+        if (logged.has(err)) return;
+        logged.add(err);
+        options.logger.warn({ err: { message: err.message, code: (err as { code?: unknown }).code } }, 'postgres connection error');
+      };
+      pool.on('connect', (client) => client.on('error', report));
+      pool.on('error', report);
       this.pool = pool;
-      this.db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
+      this.db = new Kysely<DB>({ dialect: new PostgresDialect({ pool: discardingTimedOutClients(pool) }) });
     }
   }
 
@@ -261,6 +294,48 @@ export class Database {
   }
 }
 
+/** The Postgres bounds a caller leaves out (the config's defaults, schemas/config.schema.json). */
+export const POSTGRES_DEFAULTS = { statementTimeoutMs: 15_000, queryTimeoutMs: 20_000, keepAliveIdleMs: 10_000 } as const;
+
+/**
+ * The pool as Kysely sees it, with one change: a client whose query hit pg's
+ * `query_timeout` still has that query on the wire (pg gives up waiting but
+ * neither cancels it nor closes the link), so every later query on it would
+ * queue behind it. Such a client fails its further queries at once (Kysely's
+ * rollback included) and goes back to the pool with the error, which closes
+ * its socket instead of reusing it.
+ */
+function discardingTimedOutClients(pool: pg.Pool): PostgresPool {
+  const views = new WeakMap<pg.PoolClient, PostgresPoolClient>();
+  const view = (client: pg.PoolClient): PostgresPoolClient => {
+    let broken: Error | null = null;
+    const query = (text: string, values: ReadonlyArray<unknown>) => {
+      if (broken) return Promise.reject(broken);
+      return client.query(text, values as unknown[]).catch((err: unknown) => {
+        if (err instanceof Error && err.message === 'Query read timeout') broken = err;
+        throw err;
+      });
+    };
+    return {
+      // Kysely's type also has a cursor overload, used only with a `cursor` dialect option (not set here).
+      query: query as unknown as PostgresPoolClient['query'],
+      release: (destroy?: boolean) => client.release(broken ?? destroy),
+    };
+  };
+  return {
+    async connect() {
+      const client = await pool.connect();
+      let v = views.get(client);
+      if (!v) {
+        v = view(client);
+        views.set(client, v);
+      }
+      return v;
+    },
+    end: () => pool.end(),
+  };
+}
+
 /** Statements kept prepared; the daemon's queries are a few hundred distinct SQL texts. */
 const STATEMENT_CACHE_SIZE = 500;
 
@@ -306,6 +381,7 @@ const UNAVAILABLE_CODES = new Set([
   '57P02', // crash_shutdown
   '57P03', // cannot_connect_now
   '53300', // too_many_connections
+  '57014', // query_canceled: statement_timeout
 ]);
 
 /** True for errors that mean "the database is not reachable right now" rather than a bug. */
@@ -314,7 +390,11 @@ export function isUnavailableError(err: unknown): boolean {
   const e = err as { code?: unknown; message?: unknown };
   if (typeof e.code === 'string' && (UNAVAILABLE_CODES.has(e.code) || e.code.startsWith('08'))) return true;
   const msg = typeof e.message === 'string' ? e.message : '';
-  return /Connection terminated|timeout exceeded when trying to connect|connect ECONNREFUSED|Client has encountered a connection error|Connection ended unexpectedly|database did not answer/i.test(
+  // pg and pg-pool 8.x: 'Connection terminated unexpectedly' (link closed or reset mid-query),
+  // 'Connection terminated due to connection timeout' (connect_timeout_ms opening one),
+  // 'timeout exceeded when trying to connect' (connect_timeout_ms waiting for a free slot),
+  // 'Query read timeout' (query_timeout_ms: no answer, e.g. a partition).
+  return /Connection terminated|timeout exceeded when trying to connect|Query read timeout|connect ECONNREFUSED|Client has encountered a connection error|Connection ended unexpectedly|database did not answer/i.test(
     msg,
   );
 }

@@ -49,6 +49,16 @@ describe('config loading', () => {
     expect(c.jwt_secret).to.equal(null);
   });
 
+  it('has server timeouts against slow clients and a free-disk threshold, and refuses headers_timeout_ms > request_timeout_ms', () => {
+    const c = loadConfig({ env: {}, cwd: tmp() });
+    expect(c.server).to.include({ headers_timeout_ms: 10_000, request_timeout_ms: 30_000, keep_alive_timeout_ms: 5000, max_connections: 0, min_free_disk_mb: 100 });
+    const overrides = { server: { headers_timeout_ms: 5000, request_timeout_ms: 4000 } };
+    expect(problemsOf(() => loadConfig({ env: {}, cwd: tmp(), overrides }))).to.deep.equal([
+      'server.headers_timeout_ms: must not be longer than server.request_timeout_ms',
+    ]);
+    expect(problemsOf(() => loadConfig({ env: {}, cwd: tmp(), overrides: { server: { headers_timeout_ms: 10 } } }))).to.have.length(1);
+  });
+
   it('lets the environment override the file', () => {
     const dir = tmp();
     const file = writeYaml(dir, 'server:\n  port: 9000\n  host: 0.0.0.0\nlog:\n  level: debug\n');

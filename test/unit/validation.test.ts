@@ -68,6 +68,11 @@ describe('database availability errors', () => {
     expect(isUnavailableError(Object.assign(new Error('x'), { code: '57P01' }))).to.equal(true);
     expect(isUnavailableError(new Error('Connection terminated unexpectedly'))).to.equal(true);
     expect(isUnavailableError(new Error('timeout exceeded when trying to connect'))).to.equal(true);
+    // What pg 8 and pg-pool produce on a partition, a slow server and a connect timeout (test/integration/postgres-faults.test.ts).
+    expect(isUnavailableError(new Error('Query read timeout'))).to.equal(true);
+    expect(isUnavailableError(Object.assign(new Error('canceling statement due to statement timeout'), { code: '57014' }))).to.equal(true);
+    expect(isUnavailableError(new Error('Connection terminated due to connection timeout'))).to.equal(true);
+    expect(isUnavailableError(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }))).to.equal(true);
     expect(isUnavailableError(Object.assign(new Error('dup'), { code: '23505' }))).to.equal(false);
     expect(isUnavailableError(new Error('syntax error'))).to.equal(false);
     expect(isUnavailableError(null)).to.equal(false);
