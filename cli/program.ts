@@ -9,6 +9,7 @@ import { auditCommand } from './commands/audit.js';
 import { sessionsCommand } from './commands/sessions.js';
 import { loginCommand, logoutCommand } from './commands/login.js';
 import { doctorCommand } from './commands/doctor.js';
+import { backupCommand } from './commands/backup.js';
 import { completionCommand } from './commands/completion.js';
 import { warnIfKeyInArguments } from './core/context.js';
 
@@ -40,7 +41,7 @@ function harden(cmd: Command): Command {
 /** The command tree. Each command group lives in its own module under cli/commands/. */
 export function buildProgram(): Command {
   const program = new Command('keen-admin')
-    .description('keen-admin: operate a keen-gateway daemon (users, tenants, keys, credits, audit, sessions)')
+    .description('keen-admin: operate a keen-gateway daemon (users, tenants, keys, credits, audit, sessions, backups)')
     .version(VERSION)
     .option('--url <url>', 'daemon URL (env KEEN_URL; default: the profile\'s, else http://127.0.0.1:8080)')
     .option('--api-key <key>', 'admin API key (prefer KEEN_API_KEY or keen-admin login: arguments show in ps)')
@@ -65,6 +66,7 @@ export function buildProgram(): Command {
   program.addCommand(auditCommand());
   program.addCommand(sessionsCommand());
   program.addCommand(doctorCommand());
+  program.addCommand(backupCommand());
   program.addCommand(completionCommand());
   return harden(program);
 }

@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 /**
- * `keen-gateway start|migrate [--config FILE]` (README.md, "Running it").
+ * `keen-gateway start|migrate [--config FILE]`, `keen-gateway restore FILE` (README.md, "Running it").
  * Exit codes: 0 success, 1 failed operation, 2 usage error.
  */
 import { Command, CommanderError } from 'commander';
 import { SandboxUnavailableError } from './agents/sandbox.js';
+import { restoreCommand } from './backup/restore-command.js';
 import { ConfigError } from './config/errors.js';
 import { loadConfig, redactUrl, type ResolvedConfig } from './config/load.js';
 import { Container } from './container.js';
+import { DataDirLockedError } from './data-dir-lock.js';
 import { createLogger, type Logger } from './logger.js';
 import { listen } from './server.js';
 import { Database } from './storage/database.js';
@@ -47,7 +49,7 @@ async function start(options: { config?: string }): Promise<void> {
     container = new Container({ config, logger });
     await container.start();
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof SandboxUnavailableError) fail(err.message);
+    if (err instanceof ConfigError || err instanceof SandboxUnavailableError || err instanceof DataDirLockedError) fail(err.message);
     fail(describeStartupError(err, config));
   }
   let running: Awaited<ReturnType<typeof listen>>;
@@ -91,6 +93,10 @@ async function migrate(options: { config?: string }): Promise<void> {
     poolMax: 2,
     connectTimeoutMs: config.database.connect_timeout_ms,
     busyTimeoutMs: config.database.busy_timeout_ms,
+    // An operator runs this and watches it: a long migration must not be cut off.
+    statementTimeoutMs: 0,
+    queryTimeoutMs: 0,
+    keepAliveIdleMs: config.database.keepalive_idle_ms,
     logger,
   });
   try {
@@ -126,6 +132,15 @@ program
   .option('-c, --config <file>', 'YAML configuration file (default: $KEEN_CONFIG)')
   .addHelpText('after', '\nExample:\n  KEEN_DATABASE_URL=postgres://keen@db/keen keen-gateway migrate')
   .action(migrate);
+
+program
+  .command('restore')
+  .description('replace the SQLite database, secrets and audit files with a backup (keen-admin backup), after checking it; the daemon must be stopped')
+  .argument('<file>', 'the backup file written by keen-admin backup --to')
+  .option('-c, --config <file>', 'YAML configuration file (default: $KEEN_CONFIG)')
+  .option('--force', 'replace an existing database (it is moved aside to keen.db.before-restore-<time>, not deleted)')
+  .addHelpText('after', '\nExample:\n  systemctl stop keen-gateway\n  keen-gateway restore /backups/keen-20260101T000000Z.tar --config /etc/keen/gateway.yaml --force')
+  .action(restoreCommand);
 
 try {
   await program.parseAsync(process.argv);
