@@ -62,6 +62,9 @@ import { StreamServer, streamOptionsFromConfig } from './ws/stream-server.js';
 import { streamTicketRoutes } from './http/routes/stream-tickets.js';
 import { adminAuditRoutes } from './http/routes/admin-audit.js';
 import { UserAdminService } from './users/user-admin.js';
+import { DiskSpaceCheck } from './storage/disk.js';
+import { acquireDataDirLock, type DataDirLock } from './data-dir-lock.js';
+import { hostname } from 'node:os';
 
 export interface ContainerOptions {
   config: ResolvedConfig;
@@ -116,6 +119,8 @@ export class Container {
   readonly app: Koa<AppState>;
   private openapiDoc: Record<string, unknown> | null = null;
   private readonly stoppers: Array<() => Promise<void>> = [];
+  /** The data directory's exclusive lock, held from `start()` until the very end of `stop()`. */
+  private dataDirLock: DataDirLock | null = null;
 
   constructor(options: ContainerOptions) {
     this.config = options.config;
@@ -134,6 +139,9 @@ export class Container {
       poolMax: this.config.database.pool_max,
       connectTimeoutMs: this.config.database.connect_timeout_ms,
       busyTimeoutMs: this.config.database.busy_timeout_ms,
+      statementTimeoutMs: this.config.database.statement_timeout_ms,
+      queryTimeoutMs: this.config.database.query_timeout_ms,
+      keepAliveIdleMs: this.config.database.keepalive_idle_ms,
       logger: this.logger,
       keepReads: true,
     });
@@ -228,6 +236,7 @@ export class Container {
           baseEnv: this.config.agent_env,
           workspacesRoot: this.config.workspaces.root,
           sandbox: this.sandbox,
+          pidDir: path.join(this.config.data_dir, 'agents'),
         }),
       workspaces: this.workspaces,
       bus: this.bus,
@@ -253,6 +262,7 @@ export class Container {
     });
     this.sessions = new SessionService({
       database: this.database,
+      idempotency: this.idempotency,
       clock: this.clock,
       config: this.config,
       ledger: this.ledger,
@@ -294,6 +304,8 @@ export class Container {
         logger: this.logger,
         intervalMs: this.config.credits.reaper_interval_seconds * 1000,
         usedMicros: (reservation, trx) => this.supervisor.usedByExpired(reservation, trx),
+        skip: (sessionId) => sessionId !== null && this.supervisor.runsHere(sessionId),
+        onReaped: (reservationId) => this.supervisor.publishReaped(reservationId),
       }),
     );
     if (this.config.audit.checkpoint_interval_seconds > 0) {
@@ -324,6 +336,16 @@ export class Container {
       const redis = this.redis;
       checks.push({ name: 'redis', check: async () => void (await redis.ping()) });
     }
+    if (this.config.server.min_free_disk_mb > 0) {
+      // Every file system the daemon writes to: its data, the SQLite file (wherever database.url puts it), workspaces, audit archives.
+      const sqliteFile = this.database.dialect === 'sqlite' ? this.config.database.url.slice('sqlite:'.length) : null;
+      const disk = new DiskSpaceCheck(
+        [this.config.data_dir, this.config.workspaces.root, this.config.audit.archive_dir, ...(sqliteFile && sqliteFile !== ':memory:' ? [sqliteFile] : [])],
+        this.config.server.min_free_disk_mb * 1024 * 1024,
+        this.logger,
+      );
+      checks.push({ name: 'disk', check: () => disk.check() });
+    }
     const limit = rateLimit({
       limiter: this.limiter,
       metrics: rateLimitMetrics,
@@ -337,7 +359,7 @@ export class Container {
       ...apiKeyRoutes({ users: this.users }),
       ...adminUserRoutes({ users: this.users }),
       ...creditRoutes({ ledger: this.ledger, idempotency: this.idempotency, users: this.users }),
-      ...sessionRoutes({ sessions: this.sessions, idempotency: this.idempotency, users: this.users }),
+      ...sessionRoutes({ sessions: this.sessions, users: this.users }),
       ...streamTicketRoutes({ stream: this.stream }),
       ...webhookRoutes({ webhooks: this.webhooks }),
       ...adminAuditRoutes({ audit: this.auditStore, database: this.database, config: this.config }),
@@ -361,12 +383,17 @@ export class Container {
 
   /** Prepares storage (migrations) and starts background work. */
   async start(): Promise<void> {
+    // First: a second daemon on this data directory must not touch the first one's sessions.
+    this.dataDirLock = acquireDataDirLock(this.config.data_dir, { hostname: hostname() });
     await this.waitForRedis(3000);
     const report = await migrateToLatest(this.database);
     if (report.applied.length > 0) this.logger.info({ applied: report.applied }, 'migrations applied');
     await this.startSandbox();
     const resealed = await this.auth.resealSecrets();
     if (resealed.resealed > 0 || resealed.unreadable > 0) this.logger.warn(resealed, 'MFA secrets moved to the current JWT_SECRET after a rotation');
+    // Agents a killed predecessor left running stop before their sessions are ended.
+    const runner = this.supervisor.runner;
+    if (runner instanceof ProcessRunner) runner.stopOrphans();
     await this.supervisor.recoverOwned();
     for (const job of this.background) job.start();
     this.stoppers.push(async () => {
@@ -441,5 +468,7 @@ export class Container {
       }
     }
     this.stoppers.length = 0;
+    this.dataDirLock?.release();
+    this.dataDirLock = null;
   }
 }

@@ -8,7 +8,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
-import { closeSync, constants as fsConstants, lstatSync, mkdirSync, openSync, realpathSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsConstants, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../logger.js';
 import { LineSplitter } from './line-splitter.js';
@@ -44,6 +44,29 @@ export interface ProcessRunnerOptions {
    * always passes one; without it the agent runs as a plain child process.
    */
   sandbox?: Sandbox;
+  /**
+   * Where each running agent's process is recorded (`<data_dir>/agents`), so the
+   * next start of the daemon can stop what a crash left running (`stopOrphans`).
+   */
+  pidDir?: string;
+}
+
+/** A running agent as recorded in `pidDir`: its process (also its group) and when it started. */
+interface AgentPidRecord {
+  pid: number;
+  /** Field 22 of /proc/<pid>/stat: tells the same process from a later one that reused its pid. */
+  start: string;
+}
+
+/** The start time of a process in clock ticks since boot (field 22 of /proc/<pid>/stat), or null when it is gone. */
+function processStart(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses: count from its closing one.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -98,6 +121,48 @@ export class ProcessRunner implements AgentRunner {
     return env;
   }
 
+  /**
+   * At start-up, before any session is recovered: kills every agent a previous
+   * run of this daemon left behind (it was killed before it could stop them),
+   * with its process group and every descendant still in its tree. A pid reused
+   * by another process since is left alone (its start time differs). Returns how
+   * many agents were still running.
+   */
+  stopOrphans(): number {
+    const dir = this.opts.pidDir;
+    if (!dir) return 0;
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      return 0;
+    }
+    let stopped = 0;
+    for (const name of names) {
+      if (!name.endsWith('.json')) continue;
+      const file = path.join(dir, name);
+      try {
+        const record = JSON.parse(readFileSync(file, 'utf8')) as Partial<AgentPidRecord>;
+        if (typeof record.pid === 'number' && record.pid > 1 && typeof record.start === 'string' && processStart(record.pid) === record.start) {
+          const tree = processTree(record.pid);
+          for (const target of [-record.pid, ...tree]) {
+            try {
+              process.kill(target, 'SIGKILL');
+            } catch {
+              // gone already
+            }
+          }
+          stopped += 1;
+          this.opts.logger.warn({ session_id: name.slice(0, -5), pid: record.pid, processes: tree.length }, 'killed an agent left running by a previous run of the daemon');
+        }
+      } catch {
+        // unreadable record: nothing to stop
+      }
+      rmSync(file, { force: true });
+    }
+    return stopped;
+  }
+
   /** Whether runs go into the sandbox: it is configured and passed its start-up probe. */
   get sandboxed(): boolean {
     return this.opts.sandbox?.active === true;
@@ -116,7 +181,7 @@ export class ProcessRunner implements AgentRunner {
     if (this.opts.sandbox && !prepared.command.sandboxed && this.opts.sandbox.settings.mode !== 'none') {
       log.warn('agent runs WITHOUT the sandbox: bubblewrap did not work at start (see keen-admin doctor)');
     }
-    return new ProcessRun(this.opts, this.protocol, log, hooks, prepared, { ...this.agentEnv(prepared.workspace), ...prepared.command.env }).run;
+    return new ProcessRun(this.opts, this.protocol, log, hooks, prepared, { ...this.agentEnv(prepared.workspace), ...prepared.command.env }, sessionId).run;
   }
 
   /** Checks the workspace and the request, opens the stderr log. Throws on anything wrong. */
@@ -206,11 +271,12 @@ class ProcessRun {
     private readonly hooks: AgentHooks,
     private readonly prepared: Prepared,
     env: Record<string, string>,
+    private readonly sessionId: string,
   ) {
     const done = this.spawn(env);
     this.run = {
       pid: this.child?.pid,
-      stop: (why: string) => this.stop(why, 'stopped'),
+      stop: (why: string, graceMs?: number) => this.stop(why, 'stopped', graceMs),
       done,
     };
   }
@@ -256,6 +322,7 @@ class ProcessRun {
         this.clearTimers();
         // Whatever the agent left behind in its group goes with it.
         this.killGroup('SIGKILL');
+        this.forgetPid();
         for (const w of this.exitWaiters.splice(0)) w();
         resolve();
       });
@@ -303,6 +370,7 @@ class ProcessRun {
 
     if (child.pid !== undefined) {
       this.log.info({ pid: child.pid, sandboxed: this.prepared.command.sandboxed }, 'agent started');
+      this.recordPid(child.pid);
       this.timers.push(setTimeout(() => void this.stop('timeout', 'timeout'), this.opts.timeoutMs));
       const limits = this.opts.sandbox?.limits;
       if (limits) {
@@ -434,9 +502,34 @@ class ProcessRun {
     this.prepared.stderrFd = -1;
   }
 
-  /** SIGTERM to the group, SIGKILL after the grace; resolves once the agent process has exited. */
-  private stop(why: string, kind: AgentExitReason): Promise<void> {
-    if (this.stopping) return this.stopping;
+  private get pidFile(): string | null {
+    return this.opts.pidDir ? path.join(this.opts.pidDir, `${this.sessionId}.json`) : null;
+  }
+
+  /** Records the agent's process for `stopOrphans` (best effort: a failure is logged, the run goes on). */
+  private recordPid(pid: number): void {
+    const file = this.pidFile;
+    const start = processStart(pid);
+    if (!file || start === null) return;
+    try {
+      mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+      writeFileSync(file, JSON.stringify({ pid, start } satisfies AgentPidRecord), { mode: 0o600 });
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'could not record the agent process');
+    }
+  }
+
+  private forgetPid(): void {
+    const file = this.pidFile;
+    if (file) rmSync(file, { force: true });
+  }
+
+  /** SIGTERM to the group, SIGKILL after the grace (0: at once); resolves once the agent process has exited. */
+  private stop(why: string, kind: AgentExitReason, graceMs = this.opts.killGraceMs): Promise<void> {
+    if (this.stopping) {
+      if (graceMs === 0 && !this.exited) this.killGroup('SIGKILL');
+      return this.stopping;
+    }
     if (this.exited || this.spawnFailed || this.child?.pid === undefined) {
       this.stopping = Promise.resolve();
       return this.stopping;
@@ -446,6 +539,11 @@ class ProcessRun {
     this.log.info({ why }, 'stopping agent');
     const gone = new Promise<void>((resolve) => this.exitWaiters.push(resolve));
     this.watch?.stop();
+    this.stopping = gone;
+    if (graceMs === 0) {
+      this.killGroup('SIGKILL');
+      return gone;
+    }
     if (this.prepared.command.sandboxed) this.signalSandboxed('SIGTERM');
     else this.killGroup('SIGTERM');
     this.timers.push(
@@ -454,9 +552,8 @@ class ProcessRun {
           this.log.warn({ grace_ms: this.opts.killGraceMs }, 'agent ignored SIGTERM; sending SIGKILL');
           this.killGroup('SIGKILL');
         }
-      }, this.opts.killGraceMs),
+      }, graceMs),
     );
-    this.stopping = gone;
     return gone;
   }
 
@@ -483,6 +580,18 @@ class ProcessRun {
   private killGroup(signal: NodeJS.Signals): void {
     const pid = this.child?.pid;
     if (pid === undefined) return;
+    if (signal === 'SIGKILL' && !this.prepared.command.sandboxed && !this.exited) {
+      // Without the sandbox's PID namespace, a descendant that left the group (setsid) is
+      // still found in the agent's process tree while the agent lives.
+      for (const p of processTree(pid)) {
+        if (p === pid) continue;
+        try {
+          process.kill(p, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+    }
     try {
       process.kill(-pid, signal);
     } catch {

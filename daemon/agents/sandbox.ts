@@ -59,6 +59,8 @@ export interface SandboxOptions {
   logger: Logger;
   /** Defaults: `bwrap` on PATH, the daemon's own uid, `process.execPath`. Tests override them. */
   bwrapPath?: string;
+  /** setpriv for an unsandboxed agent's parent-death signal; default: found on `hostPath`; null: none. */
+  setprivPath?: string | null;
   isRoot?: boolean;
   nodePath?: string;
   /** The PATH agents get outside the sandbox; inside, only its folders the agent can see are kept. */
@@ -132,6 +134,8 @@ export class Sandbox {
   readonly settings: SandboxSettings;
   readonly limits: AgentLimits;
   private readonly bwrap: string;
+  /** setpriv, to give an unsandboxed agent a parent-death signal; null when the host has none. */
+  private readonly setpriv: string | null;
   private readonly isRoot: boolean;
   private readonly nodePath: string;
   /** Set by `probe()`: true once a trivial command ran inside the sandbox. */
@@ -143,6 +147,7 @@ export class Sandbox {
     this.limits = opts.limits;
     // Looked up on the daemon's PATH once: spawn would search the agent's (filtered) PATH instead.
     this.bwrap = opts.bwrapPath ?? findOnPath('bwrap', opts.hostPath) ?? 'bwrap';
+    this.setpriv = opts.setprivPath !== undefined ? opts.setprivPath : findOnPath('setpriv', opts.hostPath);
     this.isRoot = opts.isRoot ?? process.getuid?.() === 0;
     this.nodePath = opts.nodePath ?? process.execPath;
   }
@@ -221,7 +226,10 @@ export class Sandbox {
   wrap(workspace: string | null, argv: string[], force = false): WrappedCommand {
     const limited = [...this.rlimitArgs(), '--', ...argv];
     if (!force && !this.active) {
-      return { program: 'prlimit', args: limited, fdArgs: null, workingDirectory: workspace ?? '/', env: workspace ? { HOME: workspace } : {}, sandboxed: false };
+      // No sandbox to die with the daemon: the agent gets SIGKILL when the daemon dies (its
+      // children do not: the next start stops what is left, see ProcessRunner.stopOrphans).
+      const orphanProof = this.setpriv ? [...this.rlimitArgs(), '--', this.setpriv, '--pdeathsig', 'KILL', '--', ...argv] : limited;
+      return { program: 'prlimit', args: orphanProof, fdArgs: null, workingDirectory: workspace ?? '/', env: workspace ? { HOME: workspace } : {}, sandboxed: false };
     }
     const s = this.settings;
     const b: string[] = [];

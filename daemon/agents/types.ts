@@ -61,8 +61,12 @@ export interface AgentHooks {
 export interface AgentRun {
   /** Process id (also the process group id); undefined when the spawn failed. */
   pid: number | undefined;
-  /** SIGTERM to the process group, SIGKILL after the grace if still alive. Idempotent; resolves when the process is gone. */
-  stop(why: string): Promise<void>;
+  /**
+   * SIGTERM to the process group, SIGKILL after the grace if still alive (`graceMs`,
+   * default `agent.kill_grace_seconds`; 0 kills at once, also during a stop already
+   * under way). Idempotent; resolves when the process is gone.
+   */
+  stop(why: string, graceMs?: number): Promise<void>;
   /** Resolves (never rejects) once the process has exited and its stdout is drained and delivered. */
   done: Promise<AgentExit>;
 }

@@ -385,9 +385,19 @@ export class CreditLedger {
    * Settles every open reservation whose lease ran out by `now`, each in its own
    * transaction, as `expired`: charges what `usedMicros` says was used (default 0:
    * release all) and releases the rest. Safe to run on several daemons at once: a
-   * reservation settled meanwhile is skipped. Returns how many it settled.
+   * reservation settled meanwhile is skipped, and so is one `skip` names (a
+   * session this daemon still runs, which it settles itself). Returns how many it settled.
    */
-  async reapExpired(now: number = this.clock.now(), options: { usedMicros?: UsedMicros; batchSize?: number } = {}): Promise<number> {
+  async reapExpired(
+    now: number = this.clock.now(),
+    options: {
+      usedMicros?: UsedMicros;
+      batchSize?: number;
+      skip?: (sessionId: string | null) => boolean;
+      /** Called after each reservation's transaction committed. */
+      onReaped?: (reservationId: string) => void | Promise<void>;
+    } = {},
+  ): Promise<number> {
     const used: UsedMicros = options.usedMicros ?? (() => ZERO);
     const batchSize = options.batchSize ?? 100;
     let settled = 0;
@@ -395,17 +405,21 @@ export class CreditLedger {
     for (;;) {
       const batch = await this.database.db
         .selectFrom('credit_reservations')
-        .select('id')
+        .select(['id', 'session_id'])
         .where('status', '=', 'open')
         .where('expires_at', '<=', now)
         .where('id', '>', after)
         .orderBy('id')
         .limit(batchSize)
         .execute();
-      for (const { id } of batch) {
+      for (const { id, session_id: sessionId } of batch) {
+        if (options.skip?.(sessionId)) continue;
         try {
           const result = await this.finish('expired', id, used, { actor: SYSTEM_ACTOR }, undefined, now);
-          if (result) settled += 1;
+          if (result) {
+            settled += 1;
+            await options.onReaped?.(id);
+          }
         } catch (err) {
           // Settled or released by its owner between our read and our lock: nothing to reap.
           if (!(err instanceof GatewayError && (err.code === 'INVALID_STATE' || err.code === 'NOT_FOUND'))) throw err;

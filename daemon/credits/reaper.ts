@@ -11,6 +11,10 @@ export interface CreditReaperOptions {
   intervalMs?: number;
   /** What an expired reservation's session used (e.g. the session's priced usage); default 0. */
   usedMicros?: UsedMicros;
+  /** Reservations of sessions this daemon still runs are its own to settle (see `CreditLedger.reapExpired`). */
+  skip?: (sessionId: string | null) => boolean;
+  /** After each reaped reservation's transaction committed. */
+  onReaped?: (reservationId: string) => void | Promise<void>;
 }
 
 /**
@@ -33,7 +37,11 @@ export class CreditReaper {
   }
 
   private pass(): Promise<number> {
-    const opts = this.options.usedMicros ? { usedMicros: this.options.usedMicros } : {};
+    const opts = {
+      ...(this.options.usedMicros ? { usedMicros: this.options.usedMicros } : {}),
+      ...(this.options.skip ? { skip: this.options.skip } : {}),
+      ...(this.options.onReaped ? { onReaped: this.options.onReaped } : {}),
+    };
     return this.options.ledger
       .reapExpired(this.options.clock.now(), opts)
       .then((n) => {

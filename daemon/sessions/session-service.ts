@@ -6,6 +6,7 @@ import type { Clock } from '../clock.js';
 import type { ResolvedConfig } from '../config/load.js';
 import type { CostEstimator } from '../credits/estimator.js';
 import type { CreditLedger } from '../credits/ledger.js';
+import type { IdempotencyStore } from '../idempotency/store.js';
 import { formatCredits, parseCredits } from '../credits/money.js';
 import { GatewayError, invalidField, notFound } from '../errors.js';
 import { isId, newId } from '../ids.js';
@@ -23,8 +24,12 @@ export interface ExecuteInput {
   webhook_url?: string;
 }
 
+/** What execute answers (and what a retry with the same Idempotency-Key replays). */
+export type ExecuteBody = ReturnType<SessionService['executeBody']>;
+
 export interface SessionServiceDeps {
   database: Database;
+  idempotency: IdempotencyStore;
   clock: Clock;
   config: ResolvedConfig;
   ledger: CreditLedger;
@@ -100,8 +105,12 @@ export class SessionService {
     };
   }
 
-  /** POST /v1/agents/execute. */
-  async execute(principal: Principal, input: ExecuteInput, client: ClientInfo) {
+  /**
+   * POST /v1/agents/execute. With `idempotency`, the key's claim, the session,
+   * its reservation and the stored response are one transaction: a committed
+   * execute is always replayed, an uncommitted one never leaves a claim.
+   */
+  async execute(principal: Principal, input: ExecuteInput, client: ClientInfo, idempotency?: { key: string; requestHash: string }): Promise<{ body: ExecuteBody; replayed: boolean }> {
     let prepared: ReturnType<SessionService['prepare']>;
     try {
       prepared = this.prepare(principal, input);
@@ -112,9 +121,14 @@ export class SessionService {
     const { vision, request, tier, estimate, reservation } = prepared;
     const now = this.deps.clock.now();
     const sessionId = newId('ses', now);
-    let row: SessionRow;
+    if (idempotency) await this.deps.idempotency.maybePrune();
+    let started: { row: SessionRow; body: ExecuteBody } | { replay: ExecuteBody };
     try {
-      row = await this.deps.database.transaction(async (trx) => {
+      started = await this.deps.database.transaction(async (trx) => {
+        if (idempotency) {
+          const earlier = await this.deps.idempotency.claimIn<ExecuteBody>(trx, principal.userId, idempotency.key, idempotency.requestHash);
+          if (earlier) return { replay: earlier.body };
+        }
         const repo = this.sessions.with(trx);
         await repo.lockUser(principal.userId, this.deps.database.dialect);
         const running = await repo.countRunning(principal.userId);
@@ -155,6 +169,7 @@ export class SessionService {
           summary: null,
           request_id: client.requestId,
           sandboxed: this.deps.supervisor.sandboxed ? 1 : 0,
+          lease_epoch: 1,
           created_at: now,
           updated_at: now,
           ended_at: null,
@@ -174,7 +189,9 @@ export class SessionService {
           },
           trx,
         );
-        return r;
+        const body = this.executeBody(r, client);
+        if (idempotency) await this.deps.idempotency.completeIn(trx, principal.userId, idempotency.key, { status: 200, body });
+        return { row: r, body };
       });
     } catch (err) {
       if (err instanceof GatewayError) {
@@ -194,10 +211,16 @@ export class SessionService {
       }
       throw err;
     }
+    if ('replay' in started) return { body: started.replay, replayed: true };
     this.deps.metrics.executes.inc({ outcome: 'accepted' });
-    void this.deps.supervisor.launch(row, request);
+    void this.deps.supervisor.launch(started.row, request);
+    return { body: started.body, replayed: false };
+  }
+
+  private executeBody(row: SessionRow, client: ClientInfo) {
     const session = presentSession(row, this.deps.config.server.public_url);
     return {
+      success: true as const,
       session: {
         id: session.id,
         session_id: session.session_id,

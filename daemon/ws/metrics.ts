@@ -8,6 +8,7 @@ export class StreamMetrics {
   readonly slowConsumerCloses: Counter;
   readonly replaySize: Histogram;
   readonly rejectedUpgrades: Counter<'status'>;
+  readonly reconciled: Counter;
   private readonly events: ReturnType<Counter<'kind'>['labels']>;
   private readonly controls: ReturnType<Counter<'kind'>['labels']>;
 
@@ -35,6 +36,11 @@ export class StreamMetrics {
       name: 'keen_stream_upgrades_rejected_total',
       help: 'Stream upgrades refused before the handshake, by HTTP status.',
       labelNames: ['status'],
+      registers,
+    });
+    this.reconciled = new Counter({
+      name: 'keen_stream_reconciled_total',
+      help: 'Subscriptions whose quiet live feed was behind the database and were refilled from it (events lost on the bus).',
       registers,
     });
     this.events = this.messages.labels('event');

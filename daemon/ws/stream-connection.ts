@@ -49,6 +49,8 @@ interface Subscription {
   overflowed: boolean;
   /** Made by the connection itself (no `?sessions=`: every session of the user), not by a subscribe message. */
   auto?: boolean;
+  /** When an event was last sent for it (or it was made): a feed quiet for long is reconciled from the database. */
+  lastSentAt: number;
 }
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -143,7 +145,7 @@ export class StreamConnection {
     if (!this.followsAll || this.closed || ownerId !== this.userId || event.seq !== 1) return;
     if (this.subs.has(event.session_id) || this.pending.has(event.session_id)) return;
     if (this.subs.size >= this.hub.limits.maxSubscriptions) return;
-    const sub: Subscription = { sessionId: event.session_id, ownerId, lastSeq: event.seq - 1, catchingUp: false, buffer: [], overflowed: false, auto: true };
+    const sub: Subscription = { sessionId: event.session_id, ownerId, lastSeq: event.seq - 1, catchingUp: false, buffer: [], overflowed: false, auto: true, lastSentAt: this.hub.clock.now() };
     this.subs.set(sub.sessionId, sub);
     this.hub.watch(sub.sessionId, this);
     this.onLive(event, ownerId, encoded);
@@ -241,6 +243,7 @@ export class StreamConnection {
       catchingUp: false,
       buffer: [],
       overflowed: false,
+      lastSentAt: this.hub.clock.now(),
     };
     // Watch first, then read: an event published from now on is held, one stored before is read.
     this.subs.set(sessionId, sub);
@@ -306,8 +309,36 @@ export class StreamConnection {
     }
   }
 
+  /**
+   * Subscriptions whose live feed has been quiet since `before`: candidates for
+   * reconciliation (the bus may have lost what was published, e.g. during a Redis
+   * outage). Each is returned with the last seq sent.
+   */
+  quietSince(before: number): Array<{ sessionId: string; lastSeq: number }> {
+    const out: Array<{ sessionId: string; lastSeq: number }> = [];
+    for (const sub of this.subs.values()) {
+      if (!sub.catchingUp && sub.lastSentAt < before) out.push({ sessionId: sub.sessionId, lastSeq: sub.lastSeq });
+    }
+    return out;
+  }
+
+  /**
+   * The database is ahead of what this subscription sent (`storedSeq`): replay
+   * what is missing, the final status included, as after a gap. Otherwise only
+   * notes that it was checked.
+   */
+  reconcile(sessionId: string, storedSeq: number): void {
+    const sub = this.subs.get(sessionId);
+    if (!sub || sub.catchingUp) return;
+    sub.lastSentAt = this.hub.clock.now();
+    if (storedSeq <= sub.lastSeq) return;
+    this.hub.metrics.reconciled.inc();
+    void this.catchUp(sub);
+  }
+
   private sendEvent(sub: Subscription, event: SessionEvent, encoded?: Buffer): void {
     sub.lastSeq = event.seq;
+    sub.lastSentAt = this.hub.clock.now();
     this.send(encoded ?? JSON.stringify(event), 'event');
     // A session's events end with its final status: nothing follows it.
     if (event.type === 'session.status' && FINAL.has(String(event.data.status)) && this.subs.get(sub.sessionId) === sub) this.drop(sub);

@@ -53,6 +53,12 @@ export interface StreamServerOptions {
   shutdownGraceMs: number;
   /** How long a slow peer closed with 1013 keeps its socket (to read the close frame) before it is cut. */
   slowCloseGraceMs: number;
+  /**
+   * A subscription whose live feed has been quiet this long is checked against
+   * the database (one query for all of them) and refilled when behind: events
+   * the bus lost (a Redis outage) still reach the client, the final status included.
+   */
+  reconcileIntervalMs: number;
 }
 
 export const DEFAULT_STREAM_OPTIONS: StreamServerOptions = {
@@ -65,6 +71,7 @@ export const DEFAULT_STREAM_OPTIONS: StreamServerOptions = {
   messageBurst: 50,
   shutdownGraceMs: 1_000,
   slowCloseGraceMs: 5_000,
+  reconcileIntervalMs: 5_000,
 };
 
 /**
@@ -122,6 +129,8 @@ export class StreamServer {
   private heartbeat: NodeJS.Timeout | null = null;
   private recheck: NodeJS.Timeout | null = null;
   private rechecking = false;
+  private reconciler: NodeJS.Timeout | null = null;
+  private reconciling = false;
   private closing = false;
 
   constructor(
@@ -224,12 +233,47 @@ export class StreamServer {
     this.heartbeat.unref();
     this.recheck = setInterval(() => void this.recheckGrants(), this.options.recheckIntervalMs);
     this.recheck.unref();
+    this.reconciler = setInterval(() => void this.reconcile(), this.options.reconcileIntervalMs);
+    this.reconciler.unref();
   }
 
   private stopTimers(): void {
     if (this.heartbeat) clearInterval(this.heartbeat);
     if (this.recheck) clearInterval(this.recheck);
-    this.heartbeat = this.recheck = null;
+    if (this.reconciler) clearInterval(this.reconciler);
+    this.heartbeat = this.recheck = this.reconciler = null;
+  }
+
+  /**
+   * Checks every subscription quiet for a whole interval against the database,
+   * in batches of 500 sessions per query, and refills those that are behind.
+   * Live events normally arrive well within the interval; what the bus lost
+   * arrives within about two.
+   */
+  private async reconcile(): Promise<void> {
+    if (this.reconciling || this.connections.size === 0) return;
+    this.reconciling = true;
+    try {
+      const before = this.deps.clock.now() - this.options.reconcileIntervalMs;
+      const quiet = new Map<string, StreamConnection[]>();
+      for (const conn of this.connections) {
+        for (const { sessionId } of conn.quietSince(before)) {
+          const list = quiet.get(sessionId);
+          if (list) list.push(conn);
+          else quiet.set(sessionId, [conn]);
+        }
+      }
+      const ids = [...quiet.keys()];
+      for (let i = 0; i < ids.length; i += 500) {
+        for (const row of await this.hub.sessions.progress(ids.slice(i, i + 500))) {
+          for (const conn of quiet.get(row.id) ?? []) conn.reconcile(row.id, row.last_seq);
+        }
+      }
+    } catch (err) {
+      this.deps.logger.warn({ err: { message: (err as Error).message } }, 'stream reconciliation failed; retrying next interval');
+    } finally {
+      this.reconciling = false;
+    }
   }
 
   private ping(): void {

@@ -3,6 +3,7 @@ import { DEFAULT_PAGE, type CreditLedger, type Mismatch, type TenantScoped } fro
 import { formatCredits, parseCredits, toMicros } from '../../credits/money.js';
 import { presentBalance, presentEntry } from '../../credits/present.js';
 import { GatewayError } from '../../errors.js';
+import type { Queryable } from '../../storage/database.js';
 import { hashRequest } from '../../idempotency/key.js';
 import type { IdempotencyStore } from '../../idempotency/store.js';
 import { adminScope, type UserAdminService } from '../../users/user-admin.js';
@@ -85,12 +86,13 @@ export function creditRoutes(deps: { ledger: CreditLedger; idempotency: Idempote
       handler: async (ctx) => {
         const p = principalOf(ctx);
         const body = bodyOf<GrantBody>(ctx);
-        // Everything that can refuse the request runs before the key is claimed.
+        // Everything that can refuse the request runs before the key is claimed; the grant and
+        // its stored response then commit together.
         const amount = parseCredits(body.amount, 'amount');
         const user = await users.findUser(p, body.user_id, clientOf(ctx));
         const key = ctx.get('Idempotency-Key');
         let ledgerReplayed = false;
-        const grant = async () => {
+        const grant = async (trx?: Queryable) => {
           const r = await ledger.grant({
             userId: user.id,
             amount,
@@ -100,7 +102,7 @@ export function creditRoutes(deps: { ledger: CreditLedger; idempotency: Idempote
             // stored response be gone (a daemon died mid-request, 24 h passed), a retry still
             // answers the first grant instead of granting twice.
             idempotencyKey: key ? `adm_${hashRequest({ admin: p.userId, key })}` : null,
-          });
+          }, trx);
           ledgerReplayed = r.replayed;
           return { status: 201, body: { success: true, transaction: presentEntry(r.entry), balance: presentBalance(r.balance) } };
         };

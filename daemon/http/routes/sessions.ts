@@ -1,6 +1,5 @@
 import { GatewayError } from '../../errors.js';
 import { assertIdempotencyKey, hashRequest } from '../../idempotency/key.js';
-import type { IdempotencyStore } from '../../idempotency/store.js';
 import type { ExecuteInput, SessionService } from '../../sessions/session-service.js';
 import type { UserAdminService } from '../../users/user-admin.js';
 import { bodyOf, cursorOf, limitOf, type AppContext } from '../context.js';
@@ -10,8 +9,8 @@ import { defineRoutes } from '../routes.js';
 const statusOf = (ctx: AppContext): string | undefined => (typeof ctx.query.status === 'string' ? ctx.query.status : undefined);
 
 /** Execute and quote, the user's sessions, and the admin's view of them. */
-export function sessionRoutes(deps: { sessions: SessionService; idempotency: IdempotencyStore; users: UserAdminService }) {
-  const { sessions, idempotency, users } = deps;
+export function sessionRoutes(deps: { sessions: SessionService; users: UserAdminService }) {
+  const { sessions, users } = deps;
   return defineRoutes([
     {
       method: 'POST',
@@ -27,17 +26,9 @@ export function sessionRoutes(deps: { sessions: SessionService; idempotency: Ide
         const p = principalOf(ctx);
         const input = bodyOf<ExecuteInput>(ctx);
         const key = ctx.get('Idempotency-Key');
-        if (!key) {
-          ctx.body = { success: true, ...(await sessions.execute(p, input, clientOf(ctx))) };
-          return;
-        }
-        assertIdempotencyKey(key);
-        const r = await idempotency.run(p.userId, key, hashRequest({ route: 'execute', body: input }), async () => ({
-          status: 200,
-          body: { success: true, ...(await sessions.execute(p, input, clientOf(ctx))) },
-        }));
+        if (key) assertIdempotencyKey(key);
+        const r = await sessions.execute(p, input, clientOf(ctx), key ? { key, requestHash: hashRequest({ route: 'execute', body: input }) } : undefined);
         if (r.replayed) ctx.set('Idempotent-Replayed', 'true');
-        ctx.status = r.status;
         ctx.body = r.body;
       },
     },

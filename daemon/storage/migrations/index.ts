@@ -6,6 +6,7 @@ import * as m0004 from './0004_audit.js';
 import * as m0005 from './0005_sessions.js';
 import * as m0006 from './0006_webhooks.js';
 import * as m0007 from './0007_agent_sandbox.js';
+import * as m0008 from './0008_session_fencing.js';
 
 /**
  * Every migration, in order. Names never change once released; a new migration
@@ -20,4 +21,5 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0005_sessions': m0005,
   '0006_webhooks': m0006,
   '0007_agent_sandbox': m0007,
+  '0008_session_fencing': m0008,
 };

@@ -30,6 +30,8 @@ export interface SessionTables {
     request_id: string | null;
     /** 1 when the agent runs inside the operating-system sandbox, 0 when not; null on sessions from before 0007. */
     sandboxed: number | null;
+    /** The lease's fencing token: the owner's writes require it; ending the session elsewhere moves it on (0008). */
+    lease_epoch: number;
     created_at: number;
     updated_at: number;
     ended_at: number | null;

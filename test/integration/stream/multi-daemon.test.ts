@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { expect } from 'chai';
 import { TEST_POSTGRES_URL, TEST_REDIS_URL } from '../../helpers/env.js';
 import { startDaemon, type TestDaemon } from '../../helpers/daemon.js';
+import { FaultProxy } from '../../helpers/fault-proxy.js';
 import { buildUser } from '../../helpers/factories.js';
 import { execute, grant } from '../../helpers/sessions.js';
 import { closeClients, connect, expectComplete, metric, refused } from './support.js';
@@ -57,5 +58,43 @@ const ready = TEST_POSTGRES_URL && TEST_REDIS_URL;
     expect(t.status, t.text).to.equal(201);
     await connect(b, { query: `ticket=${t.body.ticket}` });
     expect((await refused(a, { query: `ticket=${t.body.ticket}` })).status).to.equal(401);
+  });
+});
+
+(ready ? describe : describe.skip)('stream across daemons while Redis is cut off from one of them (Postgres + Redis)', () => {
+  let a: TestDaemon;
+  let b: TestDaemon;
+  let proxy: FaultProxy;
+  before(async () => {
+    proxy = FaultProxy.for(TEST_REDIS_URL!);
+    await proxy.start();
+    const shared = { redis: { key_prefix: `keen-test:stream-cut-${randomBytes(4).toString('hex')}:` }, credits: { reservation_ttl_seconds: 30 } };
+    a = await startDaemon({ backend: 'postgres', shared: 'redis', config: shared });
+    b = await startDaemon({ shared: 'redis', databaseUrl: a.home.databaseUrl, jwtSecret: a.home.jwtSecret, config: { ...shared, redis: { ...shared.redis, url: proxy.url(TEST_REDIS_URL!) } } });
+    b.container.stream.tune({ reconcileIntervalMs: 300 });
+  });
+  afterEach(() => closeClients());
+  after(async () => {
+    await b?.stop();
+    await a?.stop();
+    await proxy?.close();
+  });
+
+  it('a client on B still gets every event and the final status of a session that ends during the outage', async () => {
+    const u = await buildUser(a, { tier: 'team' });
+    await grant(a, u, 20);
+    const r = await execute(a, u, 'Run on A while B loses Redis [slow:300] [iterations:6]', { costBudget: 3 });
+    expect(r.status, r.text).to.equal(200);
+    const id = r.body.session.id as string;
+    const c = await connect(b, { token: u.token });
+    c.send({ type: 'subscribe', session_id: id, after: 0 });
+    await c.until((m) => m.filter((x) => x.session_id === id).length >= 2, 15_000, 'the first events');
+    proxy.cut();
+    // Nothing reaches B over the bus from here on; the session ends on A meanwhile.
+    await c.untilEnd(id, 30_000);
+    expect(proxy.linkState).to.equal('refusing');
+    expect(expectComplete(c.events(id))).to.deep.equal([]);
+    expect(await metric(b, 'keen_stream_reconciled_total')).to.be.at.least(1);
+    proxy.resume();
   });
 });

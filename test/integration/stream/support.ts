@@ -210,6 +210,7 @@ export async function seedSession(d: Daemon, u: TestUser, count: number, options
       end_reason: status === 'running' ? null : 'completed',
       summary: null,
       request_id: null,
+      lease_epoch: 1,
       created_at: now,
       updated_at: now,
       ended_at: status === 'running' ? null : now,

@@ -66,9 +66,14 @@ describe('agents/sandbox', () => {
   });
 
   it('without an active sandbox only the limits wrap the agent, in the host workspace', () => {
-    const w = make({ mode: 'none' }).wrap('/var/lib/keen/workspaces/ses_x', ['agent', '--flag']);
+    const w = make({ mode: 'none' }, { setprivPath: null }).wrap('/var/lib/keen/workspaces/ses_x', ['agent', '--flag']);
     expect(w).to.deep.include({ program: 'prlimit', fdArgs: null, workingDirectory: '/var/lib/keen/workspaces/ses_x', sandboxed: false });
     expect(w.args.slice(-3)).to.deep.equal(['--', 'agent', '--flag']);
+  });
+
+  it('without a sandbox, setpriv gives the agent a parent-death signal: it dies with the daemon', () => {
+    const w = make({ mode: 'none' }, { setprivPath: '/usr/bin/setpriv' }).wrap('/w', ['agent']);
+    expect(w.args.slice(-6)).to.deep.equal(['--', '/usr/bin/setpriv', '--pdeathsig', 'KILL', '--', 'agent']);
   });
 
   it('probe: mode none is ok and inactive; a missing bwrap fails naming the fix', async () => {
