@@ -5,6 +5,8 @@ import { describeStorage } from '../helpers/backends.js';
 import { makeHome, spawnDaemon, type ChildDaemon, type DaemonHome } from '../helpers/daemon.js';
 import { prepareOutside } from '../helpers/outside.js';
 import { waitForEnd } from '../helpers/sessions.js';
+import { expectSessionsEndedClean } from '../helpers/fleet.js';
+import { webhookReceiver } from '../helpers/webhooks.js';
 
 /** Sandboxes and example agents running on this machine (the suite runs one daemon at a time). */
 function agentProcesses(): string[] {
@@ -62,6 +64,7 @@ describeStorage('a daemon killed while its agent runs', (backend) => {
       expect(await ledger.verify()).to.deep.equal([]);
       const events = (await d.api.get(`/v1/sessions/${id}/events`, { token })).body.events;
       expect(events[events.length - 1].data.status).to.equal('interrupted');
+      await expectSessionsEndedClean(database, ledger, [id]);
     } finally {
       await database.close();
     }
@@ -72,9 +75,11 @@ describeStorage('a daemon killed while its agent runs', (backend) => {
     home = await makeHome({ backend });
     const { database, ledger, user, token } = await prepare(home);
     let other: DaemonHome | undefined;
+    let hooks: Awaited<ReturnType<typeof webhookReceiver>> | undefined;
     try {
+      hooks = await webhookReceiver();
       d = await spawnDaemon({ backend, home, config: { credits: { reservation_ttl_seconds: 5 } } });
-      const r = await d.api.post('/v1/agents/execute', { vision: 'A long job on a daemon that will die [slow:200] [iterations:200]', options: { costBudget: 5 } }, { token });
+      const r = await d.api.post('/v1/agents/execute', { vision: 'A long job on a daemon that will die [slow:200] [iterations:200]', options: { costBudget: 5 }, webhook_url: hooks.url }, { token });
       expect(r.status, r.text).to.equal(200);
       const id = r.body.session.id;
       await new Promise((res) => setTimeout(res, 800));
@@ -87,8 +92,12 @@ describeStorage('a daemon killed while its agent runs', (backend) => {
       const b = await ledger.balance(user.id);
       expect(b.reserved).to.equal(0);
       expect(b.balance).to.equal(20_000_000 - Math.round(end.final_cost * 1_000_000));
-      expect(await ledger.verify()).to.deep.equal([]);
+      // The reaper's end has its final event, audit entry and webhook, like any other end.
+      await expectSessionsEndedClean(database, ledger, [id]);
+      for (let i = 0; i < 100 && hooks.received.length === 0; i++) await new Promise((res) => setTimeout(res, 100));
+      expect(hooks.received.map((h) => JSON.parse(h.body).type)).to.deep.equal(['session.interrupted']);
     } finally {
+      await hooks?.close();
       await d?.cleanup();
       d = undefined;
       if (other) {
