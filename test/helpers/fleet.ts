@@ -57,7 +57,11 @@ export function agentProcesses(): string[] {
   }
 }
 
-/** The processes a daemon process runs below it (its agents and their sandboxes), as "pid command" lines. */
+/**
+ * The processes a daemon process runs below it (its agents and their sandboxes),
+ * as "pid command" lines. The test runner's own helper (tsx's esbuild service) is
+ * not an agent and is left out.
+ */
 export function descendantsOf(pid: number): string[] {
   return processTree(pid)
     .filter((p) => p !== pid)
@@ -68,7 +72,7 @@ export function descendantsOf(pid: number): string[] {
         return null;
       }
     })
-    .filter((line): line is string => line !== null);
+    .filter((line): line is string => line !== null && !/\/esbuild /.test(line));
 }
 
 /** Waits (bounded) until no agent process is left, and returns what is left. */
