@@ -1,25 +1,39 @@
 /**
+ * Every script starts here. `deadline` (an ARGV, Redis server time in ms, or ''
+ * for none) is the last moment the script may run: a margin before the daemon
+ * stops waiting for the reply and answers by its failure policy instead
+ * (fail_open lets the request through uncounted). A command run after that (it
+ * waited in a socket buffer during a partition, or ioredis resent it after a
+ * reconnect) must change nothing, or a request let through as "not counted"
+ * would be counted later: it replies {-1, time} and writes nothing. Every
+ * reply's second element is Redis's time, from which the daemon learns how far
+ * Redis's clock is from its own.
+ */
+const DEADLINE_CHECK = (deadline: string) => `
+local server_time = redis.call('TIME')
+local real_now = tonumber(server_time[1]) * 1000 + math.floor(tonumber(server_time[2]) / 1000)
+if ${deadline} ~= '' and real_now > tonumber(${deadline}) then return { -1, real_now } end
+`;
+
+/**
  * The Lua of RedisRateLimiter. It mirrors window.ts (`tally`, then `decide`)
  * line by line; change both together.
  *
  * KEYS: the N prefixed keys. ARGV[1]: now in ms, or '' to use Redis server time
- * (so every daemon shares one clock). ARGV[2]: B. Then per key: limit, windowMs,
- * cost. Each key is a HASH: field = bucket index, value = units; field 's' = the
- * bucket layout ("windowMs/B"); a key stored with another layout counts as empty.
+ * (so every daemon shares one clock). ARGV[2]: B. ARGV[3]: the deadline ('' for
+ * none; see DEADLINE_CHECK). Then per key: limit, windowMs, cost. Each key is a
+ * HASH: field = bucket index, value = units; field 's' = the bucket layout
+ * ("windowMs/B"); a key stored with another layout counts as empty.
  *
- * Reply: [allowed (0/1), now, then per key: allowed, remaining, resetMs, retryAfterMs].
+ * Reply: [allowed (0/1), Redis time, now, then per key: allowed, remaining,
+ * resetMs, retryAfterMs], or [-1, Redis time] past the deadline.
  * `allowed` is all-or-nothing: when any key lacks room, nothing is written.
  */
 function script(take: boolean): string {
-  return `
+  return `${DEADLINE_CHECK('ARGV[3]')}
 local take = ${take ? 'true' : 'false'}
-local now
-if ARGV[1] ~= '' then
-  now = tonumber(ARGV[1])
-else
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = real_now
+if ARGV[1] ~= '' then now = tonumber(ARGV[1]) end
 local B0 = tonumber(ARGV[2])
 
 local function bucket_index(t, W, B) return math.floor(t * B / W) end
@@ -28,7 +42,7 @@ local function leaves_at(i, W, B) return math.ceil((i + 1) * W / B) + W - 1 end
 local tallies = {}
 local all = true
 for k = 1, #KEYS do
-  local base = 3 + (k - 1) * 3
+  local base = 4 + (k - 1) * 3
   local limit = tonumber(ARGV[base])
   local W = tonumber(ARGV[base + 1])
   local cost = tonumber(ARGV[base + 2])
@@ -63,7 +77,7 @@ for k = 1, #KEYS do
 end
 
 local taken = take and all
-local out = { all and 1 or 0, now }
+local out = { all and 1 or 0, real_now, now }
 for k = 1, #KEYS do
   local t = tallies[k]
   local allowed = t.sum + t.cost <= t.limit
@@ -119,9 +133,10 @@ export const PEEK_SCRIPT = script(false);
 
 /**
  * Gives back up to ARGV[1] units, newest bucket first, never below zero.
- * KEYS[1]: the prefixed key. Reply: units given back.
+ * KEYS[1]: the prefixed key; ARGV[2]: the deadline. Reply: [units given back,
+ * Redis time], or [-1, Redis time] past the deadline.
  */
-export const REFUND_SCRIPT = `
+export const REFUND_SCRIPT = `${DEADLINE_CHECK('ARGV[2]')}
 local left = tonumber(ARGV[1])
 local raw = redis.call('HGETALL', KEYS[1])
 local idx = {}
@@ -139,5 +154,11 @@ for _, i in ipairs(idx) do
   given = given + back
   if units - back > 0 then redis.call('HSET', KEYS[1], field, units - back) else redis.call('HDEL', KEYS[1], field) end
 end
-return given
+return { given, real_now }
+`;
+
+/** Deletes KEYS[1] (a reset). ARGV[1]: the deadline. Reply: [1, Redis time], or [-1, Redis time] past the deadline. */
+export const RESET_SCRIPT = `${DEADLINE_CHECK('ARGV[1]')}
+redis.call('DEL', KEYS[1])
+return { 1, real_now }
 `;

@@ -55,7 +55,7 @@ else
       expect(ready.status).to.equal(503);
       expect(ready.body.error).to.include({ type: 'SYSTEM_ERROR', code: 'UNAVAILABLE' });
       expect(ready.body.error.message).to.include('redis');
-      expect(ready.body.error.details.checks).to.deep.equal({ database: 'ok', redis: 'fail' });
+      expect(ready.body.error.details.checks).to.deep.equal({ database: 'ok', redis: 'fail', disk: 'ok' });
 
       // Reads go through (more of them than the budget, since nothing can be counted)...
       for (let i = 0; i < LIMIT + 2; i++) {
