@@ -45,6 +45,7 @@ export const ERROR_CODES = {
   INVALID_STATE: ['CONFLICT', 409],
   INTERNAL: ['SYSTEM_ERROR', 500],
   UNAVAILABLE: ['SYSTEM_ERROR', 503],
+  INSUFFICIENT_STORAGE: ['SYSTEM_ERROR', 507],
 } as const satisfies Record<string, readonly [ErrorType, number]>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

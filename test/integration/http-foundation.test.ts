@@ -32,13 +32,13 @@ describeStorage('HTTP foundation', (backend) => {
   });
   after(async () => d?.stop());
 
-  it('answers liveness and readiness with the database check', async () => {
+  it('answers liveness and readiness with the database and free disk space checks', async () => {
     const live = await d.api.get('/health/live');
     expect(live.status).to.equal(200);
     expect(live.body).to.include({ success: true, status: 'ok' });
     const ready = await d.api.get('/health/ready');
     expect(ready.status).to.equal(200);
-    expect(ready.body.checks).to.deep.equal({ database: 'ok' });
+    expect(ready.body.checks).to.deep.equal({ database: 'ok', disk: 'ok' });
   });
 
   it('gives every response an X-Request-Id and keeps a well-formed incoming one', async () => {

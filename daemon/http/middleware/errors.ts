@@ -2,16 +2,21 @@ import { GatewayError, toEnvelope } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { Metrics } from '../../metrics.js';
 import { isUnavailableError } from '../../storage/database.js';
+import { isStorageFullError } from '../../storage/disk.js';
 import type { Middleware } from '../context.js';
 
 /**
  * Renders every failure in the contract's envelope. Known errors keep their
  * code; body-parser errors become INVALID_JSON or PAYLOAD_TOO_LARGE; a database
- * that cannot be reached becomes 503 UNAVAILABLE; anything else is logged with
+ * that cannot be reached becomes 503 UNAVAILABLE; a database or disk that is full
+ * (SQLITE_FULL, Postgres 53100 disk_full, ENOSPC) becomes 507
+ * INSUFFICIENT_STORAGE, nothing having been written (the transaction rolled
+ * back), logged at warn at most every 10 s; anything else is logged with
  * its stack and the request id and answered as 500 INTERNAL with nothing of the
  * cause (no stack, no SQL, no secret) in the body.
  */
 export function errorHandler(deps: { logger: Logger; metrics: Metrics }): Middleware {
+  let fullLoggedAt = 0;
   return async (ctx, next) => {
     try {
       await next();
@@ -26,6 +31,10 @@ export function errorHandler(deps: { logger: Logger; metrics: Metrics }): Middle
       }
     } catch (thrown) {
       const err = classify(thrown, deps);
+      if (err.code === 'INSUFFICIENT_STORAGE' && Date.now() - fullLoggedAt >= 10_000) {
+        fullLoggedAt = Date.now();
+        deps.logger.warn({ req_id: ctx.state.requestId, err: { message: (thrown as Error).message, code: (thrown as { code?: unknown }).code } }, 'storage is full: writes answer 507 until space is freed');
+      }
       if (err.status >= 500 && err.code === 'INTERNAL') {
         deps.logger.error({ req_id: ctx.state.requestId, err: thrown }, 'unhandled error');
       }
@@ -35,6 +44,9 @@ export function errorHandler(deps: { logger: Logger; metrics: Metrics }): Middle
     }
   };
 }
+
+/** Freeing space takes an operator or a cleanup job, not a moment. */
+const STORAGE_FULL_RETRY_AFTER_SECONDS = 30;
 
 function classify(thrown: unknown, deps: { logger: Logger; metrics: Metrics }): GatewayError {
   if (thrown instanceof GatewayError) return thrown;
@@ -50,6 +62,12 @@ function classify(thrown: unknown, deps: { logger: Logger; metrics: Metrics }): 
     return new GatewayError('UNSUPPORTED_MEDIA_TYPE', 'request body encoding or charset is not supported');
   }
   if (status === 400) return new GatewayError('INVALID_FIELD', 'request body could not be read');
+  if (isStorageFullError(thrown)) {
+    // Neither the path nor the database's message: only that there is no room, and when to try again.
+    return new GatewayError('INSUFFICIENT_STORAGE', 'the gateway has no storage space left to save this request; nothing was saved, retry later', {
+      headers: { 'Retry-After': String(STORAGE_FULL_RETRY_AFTER_SECONDS) },
+    });
+  }
   if (isUnavailableError(thrown)) {
     deps.metrics.dbErrors.inc({ backend: 'any' });
     deps.logger.warn({ err: { message: (thrown as Error).message } }, 'dependency unavailable');

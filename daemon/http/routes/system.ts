@@ -29,7 +29,7 @@ export function systemRoutes(deps: {
     {
       method: 'GET',
       path: '/health/ready',
-      summary: 'Readiness: the database and, when configured, Redis answer. 503 names what failed.',
+      summary: 'Readiness: the database and, when configured, Redis answer, and the disks have server.min_free_disk_mb free. 503 names what failed.',
       tag: 'health',
       auth: 'none',
       response: { status: 200, schema: 'HealthResponse' },
