@@ -8,6 +8,7 @@ import { formatCredits, type Micros } from '../credits/money.js';
 import { GatewayError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { isUnavailableError, type Database, type Queryable } from '../storage/database.js';
+import { isStorageFullError } from '../storage/disk.js';
 import { SessionRepository, type Fence, type SessionEventRow, type SessionRow } from '../storage/repos/sessions.js';
 import type { SessionStatus } from '../storage/tables/sessions.js';
 import type { BusEnvelope, EventBus } from './bus.js';
@@ -71,8 +72,7 @@ const END_ACTION: Record<SessionStatus, string> = {
 
 /** Storage errors worth waiting out: the database is unreachable, busy or out of space for now. */
 function isTransientStorageError(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return isUnavailableError(err) || code === 'SQLITE_FULL' || code === '53100' || code === 'SQLITE_IOERR_WRITE';
+  return isUnavailableError(err) || isStorageFullError(err);
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());

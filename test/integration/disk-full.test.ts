@@ -1,11 +1,11 @@
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, rmSync, statfsSync, unlinkSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { canMount, describeRoot, fill, mountTmpfs } from '../helpers/disk.js';
 import { IN_CI, TEST_POSTGRES_URL } from '../helpers/env.js';
 import { buildUser, mintToken, platformAdmin, uniqueEmail, type TestUser } from '../helpers/factories.js';
 import type { ApiResponse } from '../helpers/http.js';
@@ -20,48 +20,6 @@ function expectInsufficientStorage(r: ApiResponse, d: TestDaemon): void {
   expect(r.body.request_id).to.be.a('string');
   expect(Number(r.headers.get('retry-after'))).to.be.at.least(1);
   for (const leak of [d.home.dataDir, 'keen.db', 'SQLITE', 'No space left', 'could not extend']) expect(r.text).to.not.include(leak);
-}
-
-/** A real tmpfs of `sizeMb` (needs root; CI runs as root). */
-function mountTmpfs(sizeMb: number): { dir: string; unmount(): void } {
-  const dir = mkdtempSync(path.join(tmpdir(), 'keen-tmpfs-'));
-  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeMb}m,mode=0700`, 'tmpfs', dir], { stdio: 'pipe' });
-  return {
-    dir,
-    unmount() {
-      try {
-        execFileSync('umount', [dir], { stdio: 'pipe' });
-      } catch {
-        execFileSync('umount', ['-l', dir], { stdio: 'pipe' });
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-const canMount = process.getuid?.() === 0;
-/** Suites that need to mount a file system: run as root; otherwise skipped, loudly failing under CI. */
-const describeRoot = canMount ? describe : IN_CI ? describe : describe.skip;
-
-/** Writes zeros into `file` until only `leaveBytes` are free on its file system (0: until ENOSPC). */
-function fill(file: string, leaveBytes: number): void {
-  const fd = openSync(file, 'a');
-  const chunk = Buffer.alloc(64 * 1024);
-  try {
-    for (;;) {
-      const st = statfsSync(path.dirname(file));
-      const free = st.bavail * st.bsize;
-      if (leaveBytes > 0 && free - chunk.length < leaveBytes) break;
-      try {
-        writeSync(fd, chunk);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOSPC') break;
-        throw err;
-      }
-    }
-  } finally {
-    closeSync(fd);
-  }
 }
 
 describe('a full SQLite database [sqlite]', function () {
