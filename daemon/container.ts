@@ -142,6 +142,7 @@ export class Container {
       statementTimeoutMs: this.config.database.statement_timeout_ms,
       queryTimeoutMs: this.config.database.query_timeout_ms,
       keepAliveIdleMs: this.config.database.keepalive_idle_ms,
+      idleInTransactionTimeoutMs: this.config.database.idle_in_transaction_timeout_ms,
       logger: this.logger,
       keepReads: true,
     });

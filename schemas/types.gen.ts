@@ -899,6 +899,10 @@ export interface GatewayConfig {
      * Postgres: TCP keepalive on every connection, first probe after this long idle, so a link that died silently is noticed and closed. 0: keepalive off.
      */
     keepalive_idle_ms: number;
+    /**
+     * Postgres: the server ends a session that sits idle inside a transaction this long (idle_in_transaction_session_timeout), releasing its row locks: a daemon cut off mid-transaction must not block the other daemons (their reapers) until the server's TCP timeout. 0: the server's own setting.
+     */
+    idle_in_transaction_timeout_ms: number;
   };
   redis: {
     /**

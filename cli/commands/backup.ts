@@ -1,8 +1,6 @@
 import { Command } from 'commander';
 import { BackupError, createBackup } from '../../daemon/backup/snapshot.js';
-import { ConfigError } from '../../daemon/config/errors.js';
-import { loadConfig } from '../../daemon/config/load.js';
-import { globals } from '../core/context.js';
+import { daemonConfig, globals } from '../core/context.js';
 import { CliError, printResult } from '../core/output.js';
 
 /**
@@ -25,13 +23,7 @@ export function backupCommand(): Command {
         '  tar xOf /backups/keen-....tar manifest.json',
     )
     .action(async (opts: { to: string; config?: string; force?: boolean }, cmd: Command) => {
-      let config;
-      try {
-        config = loadConfig({ file: opts.config, env: process.env });
-      } catch (err) {
-        if (err instanceof ConfigError) throw new CliError(err.message, 1, 'INVALID_CONFIG');
-        throw err;
-      }
+      const config = daemonConfig(opts.config);
       // Whatever the caller's umask, nothing written here is readable by others.
       process.umask(0o077);
       let r;

@@ -2,14 +2,12 @@ import { Command } from 'commander';
 import { DatabaseAuditLogger } from '../../daemon/audit/store.js';
 import { PasswordHasher } from '../../daemon/auth/passwords.js';
 import { systemClock } from '../../daemon/clock.js';
-import { ConfigError } from '../../daemon/config/errors.js';
-import { loadConfig } from '../../daemon/config/load.js';
 import { createLogger } from '../../daemon/logger.js';
 import { Database } from '../../daemon/storage/database.js';
 import { migrateToLatest } from '../../daemon/storage/migrator.js';
 import { UserAdminService } from '../../daemon/users/user-admin.js';
 import { GatewayError } from '../../daemon/errors.js';
-import { globals, readStdinSecret } from '../core/context.js';
+import { daemonConfig, globals, readStdinSecret } from '../core/context.js';
 import { CliError, printSecretOnce } from '../core/output.js';
 import { passwordFromOptions } from '../core/prompt.js';
 
@@ -26,13 +24,7 @@ export function initCommand(): Command {
     .option('-c, --config <file>', 'the daemon\'s YAML config (default: $KEEN_CONFIG)')
     .addHelpText('after', '\nExample:\n  keen-admin init --email ops@example.com\n  export KEEN_API_KEY=ak_live_...   # the key it printed')
     .action(async (opts, cmd: Command) => {
-      let config;
-      try {
-        config = loadConfig({ file: opts.config, env: process.env });
-      } catch (err) {
-        if (err instanceof ConfigError) throw new CliError(err.message, 1, 'INVALID_CONFIG');
-        throw err;
-      }
+      const config = daemonConfig(opts.config);
       // Asked before the database is opened, so a cancelled prompt leaves no trace.
       const password = await passwordFromOptions(opts, readStdinSecret);
       const logger = createLogger('silent');

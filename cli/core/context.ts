@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { ConfigError } from '../../daemon/config/errors.js';
+import { loadConfig, type ResolvedConfig } from '../../daemon/config/load.js';
 import { KeenClient } from '../../sdk/src/index.js';
 import { CliError } from './output.js';
 import { profilePath, readProfiles, resolveConnection, type Connection } from './profile.js';
@@ -108,4 +110,18 @@ export function parsePositiveInt(name: string) {
     if (!Number.isInteger(n) || n < 1) throw new CliError(`${name}: expected a positive integer, got "${value}"`, 2);
     return n;
   };
+}
+
+/**
+ * The daemon's configuration, for commands that work on its files directly
+ * (init, backup): `--config FILE` or $KEEN_CONFIG, and the KEEN_* variables.
+ * An invalid file is exit 1 with INVALID_CONFIG.
+ */
+export function daemonConfig(file: string | undefined): ResolvedConfig {
+  try {
+    return loadConfig({ file, env: process.env });
+  } catch (err) {
+    if (err instanceof ConfigError) throw new CliError(err.message, 1, 'INVALID_CONFIG');
+    throw err;
+  }
 }

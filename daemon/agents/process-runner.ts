@@ -59,7 +59,7 @@ interface AgentPidRecord {
 }
 
 /** The start time of a process in clock ticks since boot (field 22 of /proc/<pid>/stat), or null when it is gone. */
-function processStart(pid: number): string | null {
+export function processStart(pid: number): string | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // The command name (field 2) may hold spaces and parentheses: count from its closing one.

@@ -60,7 +60,8 @@ export interface SupervisorDeps {
   onSessionEnd?: OnSessionEnd;
 }
 
-const END_ACTION: Record<SessionStatus, string> = {
+/** The audit action of each way a session ends (docs/audit.md). */
+export const END_ACTION: Record<SessionStatus, string> = {
   running: 'session.execute',
   completed: 'session.complete',
   failed: 'session.fail',

@@ -67,6 +67,14 @@ export interface DatabaseOptions {
   queryTimeoutMs?: number;
   /** Postgres: TCP keepalive on every connection, first probe after this many idle ms; 0 turns it off. Default 10000. */
   keepAliveIdleMs?: number;
+  /**
+   * Postgres: the server-side `idle_in_transaction_session_timeout`, in ms; 0
+   * leaves the server's setting. A daemon cut off in the middle of a transaction
+   * leaves the server waiting for its next command with the transaction's row
+   * locks held; this ends that session, so other daemons (their reapers) are not
+   * blocked for the server's TCP timeout (hours). Default 10000.
+   */
+  idleInTransactionTimeoutMs?: number;
   logger: Logger;
   /**
    * Let prepared reads with a `cache` keep rows in memory (SQLite only). For the
@@ -118,6 +126,7 @@ export class Database {
       const statementTimeoutMs = options.statementTimeoutMs ?? POSTGRES_DEFAULTS.statementTimeoutMs;
       const queryTimeoutMs = options.queryTimeoutMs ?? POSTGRES_DEFAULTS.queryTimeoutMs;
       const keepAliveIdleMs = options.keepAliveIdleMs ?? POSTGRES_DEFAULTS.keepAliveIdleMs;
+      const idleInTransactionMs = options.idleInTransactionTimeoutMs ?? POSTGRES_DEFAULTS.idleInTransactionTimeoutMs;
       const pool = new pg.Pool({
         connectionString: options.url,
         max: options.poolMax,
@@ -128,6 +137,7 @@ export class Database {
         keepAliveInitialDelayMillis: keepAliveIdleMs,
         ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}),
         ...(queryTimeoutMs > 0 ? { query_timeout: queryTimeoutMs } : {}),
+        ...(idleInTransactionMs > 0 ? { idle_in_transaction_session_timeout: idleInTransactionMs } : {}),
         types: {
           getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
             oid === 20 ? int8 : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
@@ -295,7 +305,7 @@ export class Database {
 }
 
 /** The Postgres bounds a caller leaves out (the config's defaults, schemas/config.schema.json). */
-export const POSTGRES_DEFAULTS = { statementTimeoutMs: 15_000, queryTimeoutMs: 20_000, keepAliveIdleMs: 10_000 } as const;
+export const POSTGRES_DEFAULTS = { statementTimeoutMs: 15_000, queryTimeoutMs: 20_000, keepAliveIdleMs: 10_000, idleInTransactionTimeoutMs: 10_000 } as const;
 
 /**
  * The pool as Kysely sees it, with one change: a client whose query hit pg's

@@ -76,7 +76,7 @@ export const DEFAULT_STREAM_OPTIONS: StreamServerOptions = {
 
 /**
  * The limits an operator sets under `stream:` in the config, as server options.
- * Shutdown and slow-close grace stay internal (DEFAULT_STREAM_OPTIONS).
+ * Shutdown and slow-close grace and the reconciliation interval stay internal (DEFAULT_STREAM_OPTIONS).
  */
 export function streamOptionsFromConfig(stream: ResolvedConfig['stream']): Partial<StreamServerOptions> {
   return {

@@ -4,16 +4,9 @@ import { readFileSync } from 'node:fs';
 import { processTree } from '../../daemon/agents/limit-watch.js';
 import { verifyChain } from '../../daemon/audit/verify.js';
 import type { CreditLedger } from '../../daemon/credits/ledger.js';
+import { END_ACTION } from '../../daemon/sessions/supervisor.js';
 import type { Database } from '../../daemon/storage/database.js';
 
-const END_ACTION: Record<string, string> = {
-  completed: 'session.complete',
-  failed: 'session.fail',
-  cancelled: 'session.cancel',
-  budget_exhausted: 'session.budget_exhausted',
-  timed_out: 'session.timeout',
-  interrupted: 'session.interrupt',
-};
 
 /**
  * What must hold after any fault, for each session: it ended once, its final

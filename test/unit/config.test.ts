@@ -161,7 +161,7 @@ describe('config loading', () => {
       messages_per_second: 20,
       message_burst: 50,
     });
-    const { shutdownGraceMs: _s, slowCloseGraceMs: _g, ...configurable } = DEFAULT_STREAM_OPTIONS;
+    const { shutdownGraceMs: _s, slowCloseGraceMs: _g, reconcileIntervalMs: _r, ...configurable } = DEFAULT_STREAM_OPTIONS;
     expect(streamOptionsFromConfig(c.stream)).to.deep.equal(configurable);
   });
 

@@ -10,7 +10,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildPureRequest } from '../../../daemon/agents/pure-request.js';
-import { ProcessRunner } from '../../../daemon/agents/process-runner.js';
+import { processStart, ProcessRunner } from '../../../daemon/agents/process-runner.js';
 import { processTree } from '../../../daemon/agents/limit-watch.js';
 import { WorkspaceManager } from '../../../daemon/agents/workspaces.js';
 import { systemClock } from '../../../daemon/clock.js';
@@ -18,15 +18,6 @@ import { newId } from '../../../daemon/ids.js';
 import { createLogger } from '../../../daemon/logger.js';
 
 const logger = createLogger('silent');
-
-function startOf(pid: number): string | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
-  } catch {
-    return null;
-  }
-}
 
 /** Running (not gone, not a zombie waiting to be reaped). */
 function alive(pid: number): boolean {
@@ -82,7 +73,7 @@ describe('agents: orphans of a killed daemon (real processes)', function () {
   it('kills a recorded agent still running, its group and a descendant that left the group, and forgets the record', async () => {
     const { agent, family } = await leftBehind();
     expect(family.length).to.be.at.least(3);
-    writeFileSync(path.join(pidDir, 'ses_orphan.json'), JSON.stringify({ pid: agent, start: startOf(agent) }));
+    writeFileSync(path.join(pidDir, 'ses_orphan.json'), JSON.stringify({ pid: agent, start: processStart(agent) }));
     expect(runner().stopOrphans()).to.equal(1);
     expect(await until(() => family.every((p) => !alive(p))), 'every process of the orphan is gone').to.equal(true);
     expect(readdirSync(pidDir)).to.deep.equal([]);
@@ -92,7 +83,7 @@ describe('agents: orphans of a killed daemon (real processes)', function () {
     const { agent, family } = await leftBehind();
     writeFileSync(path.join(pidDir, 'ses_reused.json'), JSON.stringify({ pid: agent, start: '1' }));
     writeFileSync(path.join(pidDir, 'ses_garbage.json'), '{not json');
-    writeFileSync(path.join(pidDir, 'ses_init.json'), JSON.stringify({ pid: 1, start: startOf(1) }));
+    writeFileSync(path.join(pidDir, 'ses_init.json'), JSON.stringify({ pid: 1, start: processStart(1) }));
     expect(runner().stopOrphans()).to.equal(0);
     expect(family.every(alive)).to.equal(true);
     expect(readdirSync(pidDir)).to.deep.equal([]);
@@ -114,7 +105,7 @@ describe('agents: orphans of a killed daemon (real processes)', function () {
     });
     const run = r.start(sessionId, buildPureRequest({ vision: 'wait a little while', workingDirectory: workspace, options: {}, maxAgents: 1 }), { onEvent: () => undefined });
     const record = JSON.parse(readFileSync(path.join(pidDir, `${sessionId}.json`), 'utf8'));
-    expect(record).to.deep.equal({ pid: run.pid, start: startOf(run.pid!) });
+    expect(record).to.deep.equal({ pid: run.pid, start: processStart(run.pid!) });
     await run.done;
     expect(readdirSync(pidDir)).to.deep.equal([]);
   });
