@@ -13,7 +13,10 @@ interface Balance {
   available: number;
 }
 interface Mismatch {
-  user_id: string;
+  /** `pool`: a tenant's credit pool (then `tenant_id`, no `user_id`). */
+  account?: 'pool';
+  user_id?: string;
+  tenant_id?: string;
   check: string;
   expected: number;
   actual: number;
@@ -48,7 +51,8 @@ function parseLimit(value: string): number {
 /** One line per mismatch, for people reading stderr. */
 function describeMismatch(m: Mismatch): string {
   const at = m.entry_id ? ` at ${m.entry_id}` : '';
-  return `mismatch: user ${m.user_id} ${m.check}${at}: expected ${m.expected}, stored ${m.actual}${m.unit === 'seq' ? ' (seq)' : ''} - ${m.message}`;
+  const who = m.account === 'pool' ? `pool ${m.tenant_id}` : `user ${m.user_id}`;
+  return `mismatch: ${who} ${m.check}${at}: expected ${m.expected}, stored ${m.actual}${m.unit === 'seq' ? ' (seq)' : ''} - ${m.message}`;
 }
 
 /** `keen-admin credits ...` */
@@ -67,7 +71,7 @@ export function creditsCommand(): Command {
     .action(async (opts, cmd: Command) => {
       // One key for this invocation: the SDK's retries reuse it, so a retried grant lands once.
       const key: string = opts.idempotencyKey ?? randomUUID();
-      let r: { transaction: Row; balance: Balance };
+      let r: { transaction: Row; balance: Balance; pool?: { tenant_id: string; balance: number } };
       try {
         r = await clientFor(cmd).request('POST', '/v1/admin/credits/grant', {
           body: { user_id: opts.user, amount: opts.amount, reason: opts.reason },
@@ -80,13 +84,16 @@ export function creditsCommand(): Command {
         }
         throw err;
       }
-      printResult(globals(cmd), r, [{ transaction: r.transaction.id, user: opts.user, amount: r.transaction.amount, ...r.balance }], [
+      // A tenant admin's grant came out of its tenant's credit pool: show what the pool has left.
+      const pool = r.pool ? { pool: r.pool.balance } : {};
+      printResult(globals(cmd), r, [{ transaction: r.transaction.id, user: opts.user, amount: r.transaction.amount, ...r.balance, ...pool }], [
         'transaction',
         'user',
         'amount',
         'balance',
         'reserved',
         'available',
+        ...(r.pool ? ['pool'] : []),
       ]);
     });
   credits
@@ -114,7 +121,7 @@ export function creditsCommand(): Command {
     });
   credits
     .command('verify')
-    .description('recompute every balance from the ledger; exits 1 on any mismatch (platform admins)')
+    .description("recompute every balance and tenant credit pool from the ledger; exits 1 on any mismatch (platform admins)")
     .addHelpText('after', '\nExample:\n  keen-admin credits verify || alert "credit ledger mismatch"')
     .action(async (_opts, cmd: Command) => {
       const r = await clientFor(cmd).request<{ ok: boolean; mismatches: Mismatch[] }>('POST', '/v1/admin/credits/verify', { body: {} });

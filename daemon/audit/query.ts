@@ -1,13 +1,14 @@
 import { sql } from 'kysely';
+import { reachFilter, type Reach } from '../policies/index.js';
 import type { Database, Queryable } from '../storage/database.js';
 import { rowToRecord, toJsonLine, type AuditRecord } from './entry.js';
 
-/**
- * Whose entries a caller may see: a tenant id (a tenant admin: that tenant's
- * entries only) or null (a platform admin: everything). Required by every read,
- * and applied in the SQL where clause, never by filtering rows afterwards.
+/*
+ * Whose entries a caller may see is its reach (daemon/policies): every entry (a
+ * platform admin), one tenant's (a tenant admin), or one user's (what the user
+ * did or was done to). Required by every read, and applied in the SQL where
+ * clause, never by filtering rows afterwards.
  */
-export type TenantScope = string | null;
 
 export interface AuditFilters {
   /**
@@ -19,7 +20,7 @@ export interface AuditFilters {
   actorId?: string | null;
   /** Entries a user did or that were done to the user (actor, or target of type `user`). */
   userId?: string | null;
-  /** Within a platform scope: one tenant's entries. Within a tenant scope it can only narrow further. */
+  /** Within every entry: one tenant's entries. Within a tenant's reach it can only narrow further. */
   tenantId?: string | null;
   outcome?: AuditRecord['outcome'] | null;
   /** Epoch ms, inclusive. */
@@ -65,12 +66,12 @@ export class AuditQuery {
     this.db = 'database' in deps ? deps.database.db : deps.db;
   }
 
-  /** One page of entries matching `filters`, inside `scope`, by seq. */
-  async list(scope: TenantScope, filters: AuditFilters = {}, page: AuditPageRequest = {}): Promise<AuditPage> {
+  /** One page of entries matching `filters`, inside `reach`, by seq. */
+  async list(reach: Reach, filters: AuditFilters = {}, page: AuditPageRequest = {}): Promise<AuditPage> {
     const order = page.order ?? 'desc';
     const limit = clampLimit(page.limit);
     const cursor = parseCursor(page.cursor);
-    let q = this.filtered(scope, filters);
+    let q = this.filtered(reach, filters);
     if (cursor !== null) q = q.where('seq', order === 'desc' ? '<' : '>', cursor);
     const rows = await q.orderBy('seq', order).limit(limit + 1).execute();
     const more = rows.length > limit;
@@ -80,8 +81,8 @@ export class AuditQuery {
   }
 
   /** Entries with seq greater than `afterSeq`, oldest first: for tailing by polling. */
-  async listAfter(scope: TenantScope, afterSeq: number, filters: AuditFilters = {}, limit = MAX_PAGE_SIZE): Promise<AuditRecord[]> {
-    const rows = await this.filtered(scope, filters)
+  async listAfter(reach: Reach, afterSeq: number, filters: AuditFilters = {}, limit = MAX_PAGE_SIZE): Promise<AuditRecord[]> {
+    const rows = await this.filtered(reach, filters)
       .where('seq', '>', afterSeq)
       .orderBy('seq', 'asc')
       .limit(clampLimit(limit))
@@ -94,22 +95,24 @@ export class AuditQuery {
    * oldest first, read in pages of `pageSize` so memory stays bounded whatever
    * the range.
    */
-  async *exportJsonLines(scope: TenantScope, filters: AuditFilters = {}, options: { pageSize?: number } = {}): AsyncGenerator<string> {
+  async *exportJsonLines(reach: Reach, filters: AuditFilters = {}, options: { pageSize?: number } = {}): AsyncGenerator<string> {
     const pageSize = clampLimit(options.pageSize ?? MAX_PAGE_SIZE);
     let after = 0;
     for (;;) {
-      const rows = await this.filtered(scope, filters).where('seq', '>', after).orderBy('seq', 'asc').limit(pageSize).execute();
+      const rows = await this.filtered(reach, filters).where('seq', '>', after).orderBy('seq', 'asc').limit(pageSize).execute();
       for (const row of rows) yield toJsonLine(rowToRecord(row));
       if (rows.length < pageSize) return;
       after = Number(rows[rows.length - 1]!.seq);
     }
   }
 
-  private filtered(scope: TenantScope, filters: AuditFilters) {
+  private filtered(reach: Reach, filters: AuditFilters) {
     let q = this.db.selectFrom('audit_log').selectAll();
-    if (scope !== null) {
-      if (typeof scope !== 'string' || scope === '') throw new AuditQueryError('scope', 'tenant scope must be a tenant id or null');
-      q = q.where('tenant_id', '=', scope);
+    const f = reachFilter(reach);
+    if (f?.column === 'tenant_id') q = q.where('tenant_id', '=', f.value);
+    else if (f) {
+      const userId = f.value;
+      q = q.where((eb) => eb.or([eb('actor_id', '=', userId), eb.and([eb('target_type', '=', 'user'), eb('target_id', '=', userId)])]));
     }
     if (filters.tenantId) q = q.where('tenant_id', '=', filters.tenantId);
     if (filters.action) {
@@ -157,8 +160,10 @@ function checkTime(field: string, ms: number): number {
  * The same predicate as the SQL of {@link AuditQuery}, for entries already in
  * memory (the live feed). Keep the two in step.
  */
-export function matchesFilters(entry: AuditRecord, scope: TenantScope, filters: AuditFilters = {}): boolean {
-  if (scope !== null && entry.tenant_id !== scope) return false;
+export function matchesFilters(entry: AuditRecord, reach: Reach, filters: AuditFilters = {}): boolean {
+  const f = reachFilter(reach);
+  if (f?.column === 'tenant_id' && entry.tenant_id !== f.value) return false;
+  if (f?.column === 'user_id' && entry.actor_id !== f.value && !(entry.target_type === 'user' && entry.target_id === f.value)) return false;
   if (filters.tenantId && entry.tenant_id !== filters.tenantId) return false;
   if (filters.action) {
     const action = filters.action.trim();

@@ -3,10 +3,11 @@ import { iso, type Clock } from '../clock.js';
 import { newId } from '../ids.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
+import { EVERYTHING, type Reach } from '../policies/index.js';
 import type { Database, Queryable } from '../storage/database.js';
 import { canonicalJson } from './canonical.js';
 import { entryHash, type AuditRecord } from './entry.js';
-import { AuditQuery, matchesFilters, type AuditFilters, type TenantScope } from './query.js';
+import { AuditQuery, matchesFilters, type AuditFilters } from './query.js';
 import { redactDetails, redactField } from './redact.js';
 import type { AuditEvent, AuditLogger } from './types.js';
 
@@ -27,8 +28,8 @@ export interface DatabaseAuditLoggerOptions {
 export type AuditListener = (entry: AuditRecord) => void;
 
 export interface AuditSubscribeOptions {
-  /** Whose entries this listener may receive (null: all). */
-  scope: TenantScope;
+  /** Whose entries this listener may receive (daemon/policies `reachFor`). */
+  reach: Reach;
   filters?: AuditFilters;
   /** Deliver entries after this seq; default: after the head at the time of the first poll. */
   afterSeq?: number;
@@ -45,7 +46,7 @@ const ACTOR_TYPES = new Set(['user', 'api_key', 'admin', 'system', 'anonymous'])
 
 interface Subscriber {
   listener: AuditListener;
-  scope: TenantScope;
+  reach: Reach;
   filters: AuditFilters;
   cursor: number | null;
 }
@@ -150,9 +151,9 @@ export class DatabaseAuditLogger implements AuditLogger {
     return { seq: Number(row.seq), hash: row.hash };
   }
 
-  /** Entries after `afterSeq`, oldest first, inside `scope`: how a tail follows entries written by other daemons. */
-  listAfter(scope: TenantScope, afterSeq: number, filters: AuditFilters = {}, limit?: number): Promise<AuditRecord[]> {
-    return this.query.listAfter(scope, afterSeq, filters, limit);
+  /** Entries after `afterSeq`, oldest first, inside `reach`: how a tail follows entries written by other daemons. */
+  listAfter(reach: Reach, afterSeq: number, filters: AuditFilters = {}, limit?: number): Promise<AuditRecord[]> {
+    return this.query.listAfter(reach, afterSeq, filters, limit);
   }
 
   /**
@@ -205,7 +206,7 @@ export class DatabaseAuditLogger implements AuditLogger {
    * wrote. Returns the function that unsubscribes.
    */
   subscribe(listener: AuditListener, options: AuditSubscribeOptions): () => void {
-    const sub: Subscriber = { listener, scope: options.scope, filters: options.filters ?? {}, cursor: options.afterSeq ?? null };
+    const sub: Subscriber = { listener, reach: options.reach, filters: options.filters ?? {}, cursor: options.afterSeq ?? null };
     this.subscribers.add(sub);
     if (!this.tailTimer) {
       this.tailTimer = setInterval(() => this.schedulePump(), this.tailPollMs);
@@ -345,13 +346,13 @@ export class DatabaseAuditLogger implements AuditLogger {
         for (const s of subs) if (s.cursor === null) s.cursor = seq;
       }
       const from = Math.min(...subs.map((s) => s.cursor!));
-      // Platform scope here; each subscriber's scope and filters are applied below, before delivery.
-      const entries = await this.query.listAfter(null, from, {}, pageSize);
+      // Every entry here; each subscriber's reach and filters are applied below, before delivery.
+      const entries = await this.query.listAfter(EVERYTHING, from, {}, pageSize);
       for (const entry of entries) {
         for (const s of subs) {
           if (!this.subscribers.has(s) || s.cursor! >= entry.seq) continue;
           s.cursor = entry.seq;
-          if (!matchesFilters(entry, s.scope, s.filters)) continue;
+          if (!matchesFilters(entry, s.reach, s.filters)) continue;
           try {
             s.listener(entry);
           } catch (err) {

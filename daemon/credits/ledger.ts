@@ -5,11 +5,27 @@ import type { Clock } from '../clock.js';
 import { GatewayError, invalidField, notFound } from '../errors.js';
 import { isId, newId } from '../ids.js';
 import type { Metrics } from '../metrics.js';
+import { EVERYTHING, reachFilter, type Reach } from '../policies/index.js';
 import type { Database, PreparedRead, Queryable } from '../storage/database.js';
 import type { DB } from '../storage/schema.js';
 import type { CreditTables, LedgerKind, ReservationStatus } from '../storage/tables/credits.js';
 import { assertIdempotencyKey } from '../idempotency/key.js';
 import { CreditMetrics } from './metrics.js';
+import {
+  appendPoolEntry,
+  lockPool,
+  poolInsufficient,
+  toPoolBalance,
+  toPoolEntry,
+  verifyPool,
+  verifyPoolReferences,
+  type PoolBalance,
+  type PoolEntriesPage,
+  type PoolGrantInput,
+  type PoolGrantResult,
+  type PoolTransferInput,
+  type PoolTransferResult,
+} from './pools.js';
 import {
   MAX_MICROS,
   ZERO,
@@ -36,6 +52,10 @@ interface EntryChange {
   reservationId?: string | null;
   sessionId?: string | null;
   idempotencyKey?: string | null;
+  /** The entry's id, when the caller needs it first (a pool transfer names it on the pool's entry). */
+  id?: string;
+  /** A `grant` drawn from the tenant's pool: the pool's `transfer` entry. */
+  poolEntryId?: string | null;
 }
 
 /** Who moved the money; recorded on the ledger entry and in the audit log. */
@@ -71,6 +91,8 @@ export interface LedgerEntry {
   sessionId: string | null;
   idempotencyKey: string | null;
   createdAt: number;
+  /** On a `grant` drawn from the tenant's credit pool: the pool's `transfer` entry. */
+  poolEntryId: string | null;
 }
 
 export interface Reservation {
@@ -141,20 +163,16 @@ export interface TransactionsPage {
   nextCursor: string | null;
 }
 
-/**
- * Tenant scope of a read: undefined = unscoped (the user's own data, platform
- * admins); a string = only rows of that tenant; null = only rows of users
- * without a tenant.
- */
-export interface TenantScoped {
-  tenantId?: string | null;
-}
-
-export type MismatchCheck = 'balance' | 'reserved' | 'available' | 'chain' | 'version';
+export type MismatchCheck = 'balance' | 'reserved' | 'available' | 'chain' | 'version' | 'transfer';
 
 /** One disagreement found by `verify()`. Values are micros (or seq numbers for `version`). */
 export interface Mismatch {
+  /** The user whose account disagrees; for a tenant's credit pool (`account: 'pool'`) the tenant id. */
   userId: string;
+  /** Set for a tenant's credit pool; absent for a user's account. */
+  account?: 'pool';
+  /** The pool's tenant, when `account` is `pool`. */
+  tenantId?: string;
   check: MismatchCheck;
   expected: number;
   actual: number;
@@ -432,42 +450,37 @@ export class CreditLedger {
 
   /**
    * The user's balance, reserved total and what is available; zeros for a user
-   * who never had credits. `tenantId` (when not undefined) scopes the read in SQL:
-   * an admin of one tenant sees zeros for another tenant's user.
+   * who never had credits. `reach` (daemon/policies) scopes the read in SQL: an
+   * admin of one tenant sees zeros for another tenant's user.
    */
-  async balance(userId: string, options: TenantScoped = {}, trx?: Queryable): Promise<Balance> {
-    if (options.tenantId === undefined) {
+  async balance(userId: string, reach: Reach = EVERYTHING, trx?: Queryable): Promise<Balance> {
+    if (reachFilter(reach) === null) {
       const own = await this.ownBalance.first({ userId }, trx);
       return own ? toBalance(own) : { balance: ZERO, reserved: ZERO, available: ZERO };
     }
-    let q = (trx ?? this.database.db).selectFrom('credit_accounts').selectAll().where('user_id', '=', userId);
-    if (options.tenantId !== undefined) q = scopeTenant(q, options.tenantId);
+    const q = withinReach((trx ?? this.database.db).selectFrom('credit_accounts').selectAll().where('user_id', '=', userId), reach);
     const row = await q.executeTakeFirst();
     return row ? toBalance(row) : { balance: ZERO, reserved: ZERO, available: ZERO };
   }
 
-  /** One reservation, or undefined (scoped to `userId` when given). */
-  async reservation(reservationId: string, options: { userId?: string } & TenantScoped = {}): Promise<Reservation | undefined> {
+  /** One reservation, or undefined (scoped to `userId` when given, and to `reach`). */
+  async reservation(reservationId: string, options: { userId?: string; reach?: Reach } = {}): Promise<Reservation | undefined> {
     if (!isId(reservationId, 'res')) return undefined;
     let q = this.database.db.selectFrom('credit_reservations').selectAll().where('id', '=', reservationId);
     if (options.userId !== undefined) q = q.where('user_id', '=', options.userId);
-    if (options.tenantId !== undefined) q = scopeTenant(q, options.tenantId);
-    const row = await q.executeTakeFirst();
+    const row = await withinReach(q, options.reach ?? EVERYTHING).executeTakeFirst();
     return row ? toReservation(row) : undefined;
   }
 
   /**
    * The user's ledger, newest first. `limit` 1..100 (default 50); `cursor` from
-   * the previous page; `tenantId` scopes the read in SQL as in `balance()`.
+   * the previous page; `reach` scopes the read in SQL as in `balance()`.
    */
   async transactions(
     userId: string,
-    options: { limit?: number; cursor?: string | null } & TenantScoped = {},
+    options: { limit?: number; cursor?: string | null; reach?: Reach } = {},
   ): Promise<TransactionsPage> {
-    const limit = options.limit ?? DEFAULT_PAGE;
-    if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_PAGE) {
-      throw invalidField(`limit must be an integer from 1 to ${MAX_PAGE}`, [{ field: 'limit', message: `must be 1..${MAX_PAGE}` }]);
-    }
+    const limit = pageLimit(options.limit);
     const before = options.cursor ? decodeCursor(options.cursor) : null;
     let q = this.database.db
       .selectFrom('credit_ledger')
@@ -476,8 +489,7 @@ export class CreditLedger {
       .orderBy('seq', 'desc')
       .limit(limit + 1);
     if (before !== null) q = q.where('seq', '<', before);
-    if (options.tenantId !== undefined) q = scopeTenant(q, options.tenantId);
-    const rows = await q.execute();
+    const rows = await withinReach(q, options.reach ?? EVERYTHING).execute();
     const page = rows.slice(0, limit);
     const last = page[page.length - 1];
     return {
@@ -503,6 +515,7 @@ export class CreditLedger {
         mismatches.push(...(await this.verifyAccount(t, account)));
       });
     }
+    mismatches.push(...(await this.verifyPools()));
     return mismatches;
   }
 
@@ -565,6 +578,183 @@ export class CreditLedger {
     if (prevReserved !== account.reserved) add('chain', prevReserved, account.reserved, 'reserved differs from the last reserved_after');
     if (lastSeq !== account.version) add('version', lastSeq, account.version, 'account version differs from its last ledger seq');
     return out;
+  }
+
+  // -- tenant credit pools (docs/credits.md, "Tenant credit pools") ----------
+
+  /**
+   * Adds credits to a tenant's pool (kind `grant`; platform admins), creating
+   * the pool on first use; an unknown tenant is NOT_FOUND. Idempotent per
+   * (tenant, key) when a key is given. Audited as `credits.pool_grant`.
+   */
+  async grantPool(input: PoolGrantInput, trx?: Queryable): Promise<PoolGrantResult> {
+    assertPositive(input.amount, 'amount');
+    const reason = cleanReason(input.reason);
+    const key = input.idempotencyKey ?? null;
+    if (key !== null) assertIdempotencyKey(key);
+    return this.run(trx, async (t) => {
+      const pool = await lockPool(this.database, t, input.tenantId, true, this.clock.now());
+      if (key !== null) {
+        const previous = await t
+          .selectFrom('credit_pool_ledger')
+          .selectAll()
+          .where('tenant_id', '=', pool.tenant_id)
+          .where('idempotency_key', '=', key)
+          .executeTakeFirst();
+        if (previous) {
+          if (previous.kind !== 'grant' || previous.amount !== input.amount || previous.reason !== reason) {
+            throw new GatewayError('IDEMPOTENCY_KEY_REUSED', 'this idempotency key was used for a different pool grant');
+          }
+          return { entry: toPoolEntry(previous), pool: toPoolBalance(pool.tenant_id, pool), replayed: true };
+        }
+      }
+      const entry = await appendPoolEntry(t, pool, { kind: 'grant', amount: input.amount, reason, actor: input.actor, idempotencyKey: key }, this.clock.now());
+      await this.audit.record(
+        {
+          action: 'credits.pool_grant',
+          outcome: 'success',
+          actor: input.actor,
+          tenantId: pool.tenant_id,
+          target: { type: 'tenant', id: pool.tenant_id },
+          details: { amount: formatCredits(input.amount), entry_id: entry.id, reason, pool_balance: formatCredits(toMicros(pool.balance)) },
+        },
+        t,
+      );
+      return { entry, pool: toPoolBalance(pool.tenant_id, pool), replayed: false };
+    });
+  }
+
+  /**
+   * Moves credits from a tenant's pool to one of its members, in one
+   * transaction: the pool's `transfer` entry (-amount) and the member's `grant`
+   * entry (+amount), each naming the other, and one `credits.pool_transfer`
+   * audit entry. Locks the pool, then the member's account (one order
+   * everywhere, so no deadlocks). A pool holding less than `amount` is 402
+   * INSUFFICIENT_CREDITS naming the pool, and nothing is written; a user of
+   * another tenant is NOT_FOUND. With a key it happens once per (member, key).
+   */
+  async transferFromPool(input: PoolTransferInput, trx?: Queryable): Promise<PoolTransferResult> {
+    assertPositive(input.amount, 'amount');
+    const reason = cleanReason(input.reason);
+    const key = input.idempotencyKey ?? null;
+    if (key !== null) assertIdempotencyKey(key);
+    const result = await this.run(trx, async (t): Promise<PoolTransferResult> => {
+      const pool = await lockPool(this.database, t, input.tenantId, false, this.clock.now());
+      const account = await this.lockAccount(t, input.userId, true);
+      if (account.tenant_id !== input.tenantId) throw notFound('user');
+      if (key !== null) {
+        const previous = await t
+          .selectFrom('credit_ledger')
+          .selectAll()
+          .where('user_id', '=', input.userId)
+          .where('idempotency_key', '=', key)
+          .executeTakeFirst();
+        if (previous) {
+          const poolEntry = previous.pool_entry_id === null
+            ? undefined
+            : await t.selectFrom('credit_pool_ledger').selectAll().where('id', '=', previous.pool_entry_id).executeTakeFirst();
+          if (previous.kind !== 'grant' || previous.amount !== input.amount || previous.reason !== reason || !poolEntry || poolEntry.tenant_id !== input.tenantId) {
+            throw new GatewayError('IDEMPOTENCY_KEY_REUSED', 'this idempotency key was used for a different grant');
+          }
+          return {
+            entry: toEntry(previous),
+            poolEntry: toPoolEntry(poolEntry),
+            balance: toBalance(account),
+            pool: toPoolBalance(input.tenantId, pool),
+            replayed: true,
+          };
+        }
+      }
+      const free = pool ? toMicros(pool.balance) : ZERO;
+      if (!pool || input.amount > free) throw poolInsufficient(input.tenantId, input.amount, free);
+      const now = this.clock.now();
+      const poolEntryId = newId('txn', now);
+      const memberEntryId = newId('txn', now);
+      const poolEntry = await appendPoolEntry(
+        t,
+        pool,
+        { id: poolEntryId, kind: 'transfer', amount: negMicros(input.amount), reason, actor: input.actor, userId: account.user_id, transferEntryId: memberEntryId },
+        now,
+      );
+      const [entry] = await this.applyEntries(t, account, [
+        { id: memberEntryId, kind: 'grant', amount: input.amount, reservedDelta: ZERO, reason, actor: input.actor, idempotencyKey: key, poolEntryId },
+      ]);
+      await this.audit.record(
+        {
+          action: 'credits.pool_transfer',
+          outcome: 'success',
+          actor: input.actor,
+          tenantId: pool.tenant_id,
+          target: { type: 'user', id: account.user_id },
+          details: {
+            amount: formatCredits(input.amount),
+            reason,
+            entry_id: entry.id,
+            pool_entry_id: poolEntry.id,
+            pool_balance: formatCredits(poolEntry.balanceAfter),
+          },
+        },
+        t,
+      );
+      return { entry, poolEntry, balance: toBalance(account), pool: toPoolBalance(pool.tenant_id, pool), replayed: false };
+    });
+    if (!result.replayed) this.metrics?.grantedMicros.inc(input.amount);
+    return result;
+  }
+
+  /** A tenant's pool (zero for a tenant whose pool never held credits), or undefined for an unknown tenant. */
+  async pool(tenantId: string, trx?: Queryable): Promise<PoolBalance | undefined> {
+    if (!isId(tenantId, 'ten')) return undefined;
+    const row = await (trx ?? this.database.db)
+      .selectFrom('tenants')
+      .leftJoin('credit_pools', 'credit_pools.tenant_id', 'tenants.id')
+      .select(['tenants.id as id', 'credit_pools.balance as balance', 'credit_pools.updated_at as updated_at'])
+      .where('tenants.id', '=', tenantId)
+      .executeTakeFirst();
+    if (!row) return undefined;
+    return toPoolBalance(row.id, row.balance === null || row.updated_at === null ? undefined : { balance: row.balance, updated_at: row.updated_at });
+  }
+
+  /** Pools that ever held credits, by tenant id; `tenantId` narrows to one (a tenant admin's own). */
+  async pools(options: { limit?: number; after?: string | null; tenantId?: string } = {}): Promise<{ pools: PoolBalance[]; next: string | null }> {
+    const limit = pageLimit(options.limit);
+    let q = this.database.db.selectFrom('credit_pools').selectAll().orderBy('tenant_id').limit(limit + 1);
+    if (options.after) q = q.where('tenant_id', '>', options.after);
+    if (options.tenantId !== undefined) q = q.where('tenant_id', '=', options.tenantId);
+    const rows = await q.execute();
+    const page = rows.slice(0, limit);
+    return { pools: page.map((r) => toPoolBalance(r.tenant_id, r)), next: rows.length > limit ? page[page.length - 1]!.tenant_id : null };
+  }
+
+  /** A pool's ledger, newest first; `limit` 1..100 (default 50), `cursor` from the previous page. */
+  async poolEntries(tenantId: string, options: { limit?: number; cursor?: string | null } = {}): Promise<PoolEntriesPage> {
+    const limit = pageLimit(options.limit);
+    const before = options.cursor ? decodeCursor(options.cursor) : null;
+    let q = this.database.db
+      .selectFrom('credit_pool_ledger')
+      .selectAll()
+      .where('tenant_id', '=', tenantId)
+      .orderBy('seq', 'desc')
+      .limit(limit + 1);
+    if (before !== null) q = q.where('seq', '<', before);
+    const rows = await q.execute();
+    const page = rows.slice(0, limit);
+    const last = page[page.length - 1];
+    return { entries: page.map(toPoolEntry), nextCursor: rows.length > limit && last ? encodeCursor(last.seq) : null };
+  }
+
+  /** `verify()` for the pools: each read under its lock, then the member entries that name a pool entry. */
+  private async verifyPools(): Promise<Mismatch[]> {
+    const mismatches: Mismatch[] = [];
+    const pools = await this.database.db.selectFrom('credit_pools').select('tenant_id').orderBy('tenant_id').execute();
+    for (const { tenant_id: tenantId } of pools) {
+      await this.database.transaction(async (t) => {
+        const pool = await lockPool(this.database, t, tenantId, false, this.clock.now());
+        if (pool) mismatches.push(...(await verifyPool(t, pool)));
+      });
+    }
+    mismatches.push(...(await verifyPoolReferences(this.database.db)));
+    return mismatches;
   }
 
   // -- internals ------------------------------------------------------------
@@ -699,7 +889,7 @@ export class CreditLedger {
     for (const e of changes) {
       const now = this.clock.now();
       const row: EntryRow = {
-        id: newId('txn', now),
+        id: e.id ?? newId('txn', now),
         user_id: account.user_id,
         tenant_id: account.tenant_id,
         seq: account.version + 1,
@@ -715,6 +905,7 @@ export class CreditLedger {
         session_id: e.sessionId ?? null,
         idempotency_key: e.idempotencyKey ?? null,
         created_at: now,
+        pool_entry_id: e.poolEntryId ?? null,
       };
       if (row.reserved_after < 0 || row.balance_after < row.reserved_after) {
         throw new Error(`ledger entry would break the account invariants of ${account.user_id}`);
@@ -751,8 +942,19 @@ export class CreditLedger {
 
 type TenantTable = 'credit_accounts' | 'credit_ledger' | 'credit_reservations';
 
-function scopeTenant<Q extends SelectQueryBuilder<DB, TenantTable, object>>(q: Q, tenantId: string | null): Q {
-  return (tenantId === null ? q.where('tenant_id', 'is', null) : q.where('tenant_id', '=', tenantId)) as Q;
+/** A read of a credit table restricted to a reach (daemon/policies), in SQL. */
+function withinReach<Q extends SelectQueryBuilder<DB, TenantTable, object>>(q: Q, reach: Reach): Q {
+  const f = reachFilter(reach);
+  return (f ? q.where(f.column, '=', f.value) : q) as Q;
+}
+
+/** A page size: 1..MAX_PAGE, DEFAULT_PAGE when not given. */
+function pageLimit(limit: number | undefined): number {
+  const n = limit ?? DEFAULT_PAGE;
+  if (!Number.isSafeInteger(n) || n < 1 || n > MAX_PAGE) {
+    throw invalidField(`limit must be an integer from 1 to ${MAX_PAGE}`, [{ field: 'limit', message: `must be 1..${MAX_PAGE}` }]);
+  }
+  return n;
 }
 
 function required<T>(value: T | null): T {
@@ -815,6 +1017,7 @@ function toEntry(r: EntryRow): LedgerEntry {
     sessionId: r.session_id,
     idempotencyKey: r.idempotency_key,
     createdAt: r.created_at,
+    poolEntryId: r.pool_entry_id,
   };
 }
 

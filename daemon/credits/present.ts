@@ -1,6 +1,7 @@
 import { iso } from '../clock.js';
 import type { Balance, LedgerEntry, Reservation } from './ledger.js';
 import { formatCredits } from './money.js';
+import type { PoolBalance, PoolEntry } from './pools.js';
 
 /** JSON shapes of the credit endpoints: micros become decimal credits, times ISO 8601. */
 
@@ -64,5 +65,41 @@ export function presentReservation(r: Reservation): ReservationJson {
     expires_at: iso(r.expiresAt),
     created_at: iso(r.createdAt),
     settled_at: r.settledAt === null ? null : iso(r.settledAt),
+  };
+}
+
+export interface PoolJson {
+  tenant_id: string;
+  balance: number;
+  updated_at: string | null;
+}
+
+/** A tenant's credit pool (schemas/api/CreditPool.json). */
+export function presentPool(p: PoolBalance): PoolJson {
+  return { tenant_id: p.tenantId, balance: formatCredits(p.balance), updated_at: p.updatedAt === null ? null : iso(p.updatedAt) };
+}
+
+export interface PoolEntryJson {
+  id: string;
+  kind: PoolEntry['kind'];
+  amount: number;
+  balance_after: number;
+  reason: string | null;
+  user_id: string | null;
+  transaction_id: string | null;
+  created_at: string;
+}
+
+/** An entry of a pool's ledger (schemas/api/CreditPoolEntry.json); no actor ids, no idempotency key. */
+export function presentPoolEntry(e: PoolEntry): PoolEntryJson {
+  return {
+    id: e.id,
+    kind: e.kind,
+    amount: formatCredits(e.amount),
+    balance_after: formatCredits(e.balanceAfter),
+    reason: e.reason,
+    user_id: e.userId,
+    transaction_id: e.transferEntryId,
+    created_at: iso(e.createdAt),
   };
 }

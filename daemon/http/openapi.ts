@@ -57,6 +57,7 @@ export function buildOpenApi(routes: RouteSpec[], schemas: Map<string, SchemaDoc
     if (r.body) codes.add('INVALID_JSON').add('INVALID_FIELD').add('PAYLOAD_TOO_LARGE');
     if (r.auth !== 'none') codes.add('MISSING_TOKEN').add('INVALID_TOKEN').add('RATE_LIMITED');
     if (r.scope) codes.add('INSUFFICIENT_SCOPE');
+    if (r.policy) codes.add('FORBIDDEN');
     const byStatus = new Map<number, string[]>();
     for (const code of codes) {
       const entry = ERROR_CODES[code as keyof typeof ERROR_CODES];
@@ -77,7 +78,7 @@ export function buildOpenApi(routes: RouteSpec[], schemas: Map<string, SchemaDoc
       ...(params.length ? { parameters: params } : {}),
       ...(r.auth === 'none' ? { security: [] } : r.auth === 'bearer' ? { security: [{ bearerAuth: [] }] } : {}),
       ...(r.body
-        ? { requestBody: { required: true, content: { 'application/json': { schema: { $ref: `#/components/schemas/${r.body}` } } } } }
+        ? { requestBody: { required: r.bodyOptional !== true, content: { 'application/json': { schema: { $ref: `#/components/schemas/${r.body}` } } } } }
         : {}),
       responses,
     };

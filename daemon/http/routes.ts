@@ -1,3 +1,5 @@
+import type { Scope } from '../auth/principal.js';
+import type { RoutePolicy } from '../policies/index.js';
 import type { AppContext, HttpMethod, Middleware } from './context.js';
 
 /**
@@ -12,10 +14,17 @@ export interface RouteSpec {
   tag: string;
   /** `none`: public. `any`: JWT or API key. `bearer`: JWT only (account management). */
   auth: 'none' | 'any' | 'bearer';
-  /** Scope the credential must carry (docs/API.md). */
-  scope?: string;
+  /** Scope the credential must carry (docs/API.md): 403 INSUFFICIENT_SCOPE without it. */
+  scope?: Scope;
+  /**
+   * Who may call it beyond the scope (daemon/policies): `administrator` (a tenant
+   * or platform admin acting as one), `platform_admin`; 403 FORBIDDEN otherwise.
+   */
+  policy?: RoutePolicy;
   /** Schema name under schemas/api/ for the JSON body. */
   body?: string;
+  /** The body may be left out (checked as `{}`); OpenAPI marks it not required. */
+  bodyOptional?: boolean;
   /** Schema name under schemas/api/ for the query string. */
   query?: string;
   /** Success status and schema name of the response body. */

@@ -11,7 +11,8 @@ import { formatCredits, parseCredits } from '../credits/money.js';
 import { GatewayError, invalidField, notFound } from '../errors.js';
 import { isId, newId } from '../ids.js';
 import type { Database } from '../storage/database.js';
-import { FINAL_STATUSES, SessionRepository, type SessionRow, type SessionScope } from '../storage/repos/sessions.js';
+import { reachFor } from '../policies/index.js';
+import { FINAL_STATUSES, SessionRepository, type SessionRow } from '../storage/repos/sessions.js';
 import type { SessionStatus } from '../storage/tables/sessions.js';
 import type { SessionMetrics } from './metrics.js';
 import { presentEvent, presentSession } from './presenters.js';
@@ -43,14 +44,6 @@ export interface SessionServiceDeps {
 }
 
 const CONCURRENCY_RETRY_AFTER_S = 5;
-
-/** Whose sessions a principal may see: its own; a tenant admin its tenant's; a platform admin all (admin routes only). */
-export function sessionScope(p: Principal, asAdmin = false): SessionScope {
-  if (asAdmin && p.role === 'platform_admin') return null;
-  if (asAdmin && p.role === 'tenant_admin' && p.tenantId) return { tenantId: p.tenantId };
-  if (!asAdmin && p.role === 'tenant_admin' && p.tenantId) return { tenantId: p.tenantId };
-  return { userId: p.userId };
-}
 
 /**
  * Execute and quote, and reading and cancelling sessions. Execute's admission
@@ -236,7 +229,7 @@ export class SessionService {
   }
 
   private async find(principal: Principal, id: string, asAdmin: boolean): Promise<SessionRow> {
-    const row = isId(id, 'ses') ? await this.sessions.find(id, sessionScope(principal, asAdmin)) : undefined;
+    const row = isId(id, 'ses') ? await this.sessions.find(id, reachFor(principal, asAdmin ? 'admin' : 'user')) : undefined;
     if (!row) {
       await this.deps.audit.record({
         action: 'access.not_found',
@@ -257,7 +250,7 @@ export class SessionService {
   async list(principal: Principal, options: { limit: number; cursor?: string | null; status?: string; userId?: string }, asAdmin = false) {
     const status = options.status as SessionStatus | undefined;
     if (status && status !== 'running' && !FINAL_STATUSES.includes(status)) throw invalidField('status is not a session status', [{ field: 'status', message: 'unknown status' }]);
-    const rows = await this.sessions.list(sessionScope(principal, asAdmin), { limit: options.limit + 1, before: options.cursor ?? null, ...(status ? { status } : {}), ...(options.userId ? { userId: options.userId } : {}) });
+    const rows = await this.sessions.list(reachFor(principal, asAdmin ? 'admin' : 'user'), { limit: options.limit + 1, before: options.cursor ?? null, ...(status ? { status } : {}), ...(options.userId ? { userId: options.userId } : {}) });
     const page = rows.slice(0, options.limit);
     return { sessions: page.map((r) => presentSession(r, this.deps.config.server.public_url)), next_cursor: rows.length > options.limit ? page[page.length - 1]!.id : null };
   }

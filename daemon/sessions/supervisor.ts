@@ -7,6 +7,7 @@ import type { CreditLedger, Reservation } from '../credits/ledger.js';
 import { formatCredits, type Micros } from '../credits/money.js';
 import { GatewayError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { EVERYTHING } from '../policies/index.js';
 import { isUnavailableError, type Database, type Queryable } from '../storage/database.js';
 import { isStorageFullError } from '../storage/disk.js';
 import { SessionRepository, type Fence, type SessionEventRow, type SessionRow } from '../storage/repos/sessions.js';
@@ -457,7 +458,7 @@ export class SessionSupervisor {
   private async endTakenOver(row: SessionRow, reason: string): Promise<boolean> {
     const event = await this.deps.database.transaction(async (trx) => {
       const now = this.deps.clock.now();
-      const current = await this.sessions.with(trx).find(row.id, null);
+      const current = await this.sessions.with(trx).find(row.id, EVERYTHING);
       if (!current || current.status !== 'running') return null;
       const charge = Math.min(current.cost_so_far, current.reserved) as Micros;
       const patch = { status: 'interrupted' as const, end_reason: reason, final_cost: charge, ended_at: now, updated_at: now };

@@ -1,5 +1,6 @@
 import type { WorkspaceManager } from '../agents/workspaces.js';
 import type { Logger } from '../logger.js';
+import { EVERYTHING } from '../policies/index.js';
 import { SessionRepository } from '../storage/repos/sessions.js';
 import type { Database } from '../storage/database.js';
 
@@ -17,7 +18,7 @@ export class WorkspaceJanitor {
 
   async runOnce(): Promise<string[]> {
     const removed = await this.deps.workspaces.sweep(async (sessionId, cutoffMs) => {
-      const row = await this.sessions.find(sessionId, null);
+      const row = await this.sessions.find(sessionId, EVERYTHING);
       // A workspace whose session is unknown (a failed insert, another installation) is left alone.
       return row !== undefined && row.status !== 'running' && row.ended_at !== null && row.ended_at < cutoffMs;
     });

@@ -1,16 +1,18 @@
 import type { AuditLogger } from '../audit/types.js';
 import type { ClientInfo } from '../auth/auth-service.js';
 import { generateApiKey, hashSecret } from '../auth/api-key-format.js';
-import { normalizeEmail } from '../auth/email.js';
+import { normalizeEmail, sameEmail } from '../auth/email.js';
+import type { LoginThrottle } from '../auth/login-throttle.js';
 import { checkPasswordPolicy, type PasswordHasher } from '../auth/passwords.js';
 import { presentApiKey, presentTenant, presentUser } from '../auth/presenters.js';
-import { SCOPES, scopesForRole, type Principal, type Role, type Scope, type Tier } from '../auth/principal.js';
+import type { Principal, Role, Tier } from '../auth/principal.js';
 import type { Clock } from '../clock.js';
 import { GatewayError, notFound } from '../errors.js';
 import { isId, newId } from '../ids.js';
 import type { Database, Queryable } from '../storage/database.js';
 import { CredentialRepository } from '../storage/repos/credentials.js';
-import { UserRepository, type TenantScope, type UserRow } from '../storage/repos/users.js';
+import { UserRepository, type UserRow } from '../storage/repos/users.js';
+import { EVERYTHING, assertPlatformAdmin, assertUserChange, effectiveRole, keyScopes, reachFor, suspendedBy, type Reach, type UserChange } from '../policies/index.js';
 
 export interface CreateUserInput {
   email: string;
@@ -27,26 +29,20 @@ export interface CreateKeyInput {
   expires_at?: string;
 }
 
-/** What an admin may see: a platform admin everything, a tenant admin its tenant. */
-export function adminScope(p: Principal): TenantScope {
-  if (p.role === 'platform_admin') return null;
-  if (p.role === 'tenant_admin' && p.tenantId) return { tenantId: p.tenantId };
-  throw new GatewayError('FORBIDDEN', 'administrator role required');
-}
-
 const actorOf = (p: Principal) => ({ type: 'admin' as const, id: p.userId });
 
 /**
  * Users, tenants and API keys as administrators and their owners manage them.
- * Tenant scoping is in every query; a row outside the caller's tenant answers
- * 404 exactly like a row that does not exist (and is audited as a probe).
+ * Who may do what is decided in daemon/policies: the caller's reach is in every
+ * query, and a row outside it answers 404 exactly like a row that does not
+ * exist (and is audited as a probe).
  */
 export class UserAdminService {
   private readonly users: UserRepository;
   private readonly creds: CredentialRepository;
 
   constructor(
-    private readonly deps: { database: Database; clock: Clock; hasher: PasswordHasher; audit: AuditLogger },
+    private readonly deps: { database: Database; clock: Clock; hasher: PasswordHasher; audit: AuditLogger; throttle?: LoginThrottle },
   ) {
     this.users = new UserRepository(deps.database.db);
     this.creds = new CredentialRepository(deps.database.db);
@@ -68,28 +64,29 @@ export class UserAdminService {
 
   /** Finds a user the actor may manage, by id or email; otherwise 404. */
   async findUser(actor: Principal, idOrEmail: string, client?: ClientInfo): Promise<UserRow> {
-    const scope = adminScope(actor);
+    const reach = reachFor(actor, 'admin');
     const user = isId(idOrEmail, 'usr')
-      ? await this.users.findById(idOrEmail, scope)
+      ? await this.users.findById(idOrEmail, reach)
       : idOrEmail.includes('@')
-        ? await this.users.findByEmail(normalizeEmail(idOrEmail), scope)
+        ? await this.users.findByEmail(normalizeEmail(idOrEmail), reach)
         : undefined;
     return user ?? this.probe(actor, 'user', idOrEmail, client);
   }
 
   async createUser(actor: Principal | null, input: CreateUserInput, client?: ClientInfo, trx?: Queryable): Promise<UserRow> {
-    const scope = actor ? adminScope(actor) : null;
+    const reach: Reach = actor ? reachFor(actor, 'admin') : EVERYTHING;
     const email = normalizeEmail(input.email);
     let tenantId = input.tenant_id ?? null;
-    if (scope) {
-      if (tenantId !== null && tenantId !== scope.tenantId) return this.probe(actor!, 'tenant', tenantId, client);
-      tenantId = scope.tenantId;
+    if ('tenantId' in reach) {
+      if (tenantId !== null && tenantId !== reach.tenantId) return this.probe(actor!, 'tenant', tenantId, client);
+      tenantId = reach.tenantId;
     }
     if (tenantId !== null && !(await this.users.findTenant(tenantId))) {
       return actor ? this.probe(actor, 'tenant', tenantId, client) : Promise.reject(notFound('tenant'));
     }
     const role: Role = input.role === 'admin' ? (tenantId === null ? 'platform_admin' : 'tenant_admin') : 'member';
-    const passwordHash = input.password === undefined ? null : await this.deps.hasher.hash(checkPasswordPolicy(input.password));
+    if (actor) assertUserChange(actor, null, { kind: 'create', role, tier: input.tier ?? 'individual' });
+    const passwordHash = input.password === undefined ? null : await this.deps.hasher.hash(checkPasswordPolicy(input.password), actor ? { clients: [`user:${actor.userId}`] } : undefined);
     const now = this.deps.clock.now();
     const row: UserRow = {
       id: newId('usr', now),
@@ -97,6 +94,7 @@ export class UserAdminService {
       email,
       password_hash: passwordHash,
       status: 'active',
+      suspended_by_role: null,
       tier: input.tier ?? 'individual',
       role,
       mfa_enabled: 0,
@@ -137,18 +135,36 @@ export class UserAdminService {
   }
 
   async listUsers(actor: Principal, options: { limit: number; cursor?: string | null; email?: string }) {
-    const scope = adminScope(actor);
+    const reach = reachFor(actor, 'admin');
     if (options.email) {
-      const u = await this.users.findByEmail(normalizeEmail(options.email), scope);
+      const u = await this.users.findByEmail(normalizeEmail(options.email), reach);
       return { users: u ? [presentUser(u)] : [], next_cursor: null };
     }
-    const rows = await this.users.list(scope, { limit: options.limit + 1, after: options.cursor ?? null });
+    const rows = await this.users.list(reach, { limit: options.limit + 1, after: options.cursor ?? null });
     const page = rows.slice(0, options.limit);
     return { users: page.map(presentUser), next_cursor: rows.length > options.limit ? page[page.length - 1]!.id : null };
   }
 
-  private async change(actor: Principal, idOrEmail: string, action: string, patch: (u: UserRow) => Partial<UserRow>, client?: ClientInfo) {
+  private async change(actor: Principal, idOrEmail: string, action: string, what: UserChange, patch: (u: UserRow) => Partial<UserRow>, client?: ClientInfo) {
     const user = await this.findUser(actor, idOrEmail, client);
+    try {
+      assertUserChange(actor, user, what);
+    } catch (err) {
+      if (err instanceof GatewayError && err.code === 'FORBIDDEN') {
+        await this.deps.audit.record({
+          action,
+          outcome: 'denied',
+          actor: actorOf(actor),
+          tenantId: user.tenant_id,
+          target: { type: 'user', id: user.id },
+          ip: client?.ip ?? null,
+          userAgent: client?.userAgent ?? null,
+          requestId: client?.requestId ?? null,
+          details: { reason: err.message },
+        });
+      }
+      throw err;
+    }
     const now = this.deps.clock.now();
     const next = { ...patch(user), updated_at: now };
     await this.deps.database.transaction(async (trx) => {
@@ -174,25 +190,55 @@ export class UserAdminService {
   }
 
   suspend(actor: Principal, id: string, client?: ClientInfo) {
-    if (id === actor.userId || id === actor.email) throw new GatewayError('INVALID_STATE', 'you cannot suspend yourself');
+    if (id === actor.userId || sameEmail(id, actor.email)) throw new GatewayError('INVALID_STATE', 'you cannot suspend yourself');
     // Tokens issued so far stop working at once.
-    return this.change(actor, id, 'user.suspend', () => ({ status: 'suspended', tokens_not_before: this.deps.clock.now() + 1 }), client);
+    return this.change(
+      actor,
+      id,
+      'user.suspend',
+      { kind: 'suspend' },
+      (u) => ({ status: 'suspended', suspended_by_role: suspendedBy(actor, u), tokens_not_before: this.deps.clock.now() + 1 }),
+      client,
+    );
   }
 
   activate(actor: Principal, id: string, client?: ClientInfo) {
-    return this.change(actor, id, 'user.activate', () => ({ status: 'active' }), client);
+    return this.change(actor, id, 'user.activate', { kind: 'activate' }, () => ({ status: 'active', suspended_by_role: null }), client);
   }
 
   setTier(actor: Principal, id: string, tier: Tier, client?: ClientInfo) {
-    return this.change(actor, id, 'user.set_tier', () => ({ tier }), client);
+    return this.change(actor, id, 'user.set_tier', { kind: 'set_tier', tier }, () => ({ tier }), client);
   }
 
   resetMfa(actor: Principal, id: string, client?: ClientInfo) {
-    return this.change(actor, id, 'user.reset_mfa', () => ({ mfa_enabled: 0, mfa_secret_enc: null, mfa_last_step: null, tokens_not_before: this.deps.clock.now() + 1 }), client);
+    return this.change(actor, id, 'user.reset_mfa', { kind: 'reset_mfa' }, () => ({ mfa_enabled: 0, mfa_secret_enc: null, mfa_last_step: null, tokens_not_before: this.deps.clock.now() + 1 }), client);
+  }
+
+  /**
+   * Lifts the sign-in back-off of a user's email (failed checks from every
+   * address, LoginThrottle): the owner signs in at once from an address of
+   * their own. Addresses that failed themselves stay throttled for their
+   * window. The same reach as suspend and activate.
+   */
+  async unlock(actor: Principal, id: string, client?: ClientInfo) {
+    const user = await this.findUser(actor, id, client);
+    await this.deps.throttle?.unlock(user.email);
+    await this.deps.audit.record({
+      action: 'user.unlock',
+      outcome: 'success',
+      actor: actorOf(actor),
+      tenantId: user.tenant_id,
+      target: { type: 'user', id: user.id },
+      ip: client?.ip ?? null,
+      userAgent: client?.userAgent ?? null,
+      requestId: client?.requestId ?? null,
+      details: {},
+    });
+    return presentUser(user);
   }
 
   async createTenant(actor: Principal, name: string, client?: ClientInfo) {
-    if (adminScope(actor) !== null) throw new GatewayError('FORBIDDEN', 'only platform administrators create tenants');
+    assertPlatformAdmin(actor, 'create tenants');
     const clean = name.normalize('NFKC').trim();
     const now = this.deps.clock.now();
     const row = { id: newId('ten', now), name: clean, created_at: now };
@@ -209,20 +255,17 @@ export class UserAdminService {
   }
 
   async listTenants(actor: Principal, options: { limit: number; cursor?: string | null }) {
-    const scope = adminScope(actor);
-    const rows = await this.users.listTenants(scope ? scope.tenantId : null, { limit: options.limit + 1, after: options.cursor ?? null });
+    const rows = await this.users.listTenants(reachFor(actor, 'admin'), { limit: options.limit + 1, after: options.cursor ?? null });
     const page = rows.slice(0, options.limit);
     return { tenants: page.map(presentTenant), next_cursor: rows.length > options.limit ? page[page.length - 1]!.id : null };
   }
 
-  /** Creates an API key for `owner`; returns the key once. Scopes must be a subset of the owner's. */
+  /**
+   * Creates an API key for `owner`; returns the key once. Its scopes are held by
+   * the owner's role and by the credential creating it (daemon/policies `keyScopes`).
+   */
   async createApiKey(actor: Principal | null, owner: UserRow, input: CreateKeyInput, client?: ClientInfo, trx?: Queryable) {
-    const ownerScopes = new Set(scopesForRole(owner.role));
-    const scopes = [...new Set(input.scopes ?? [...ownerScopes])] as Scope[];
-    const unknown = scopes.filter((s) => !(SCOPES as readonly string[]).includes(s));
-    if (unknown.length > 0) throw new GatewayError('INVALID_FIELD', `unknown scope: ${unknown.join(', ')}`, { details: [{ field: 'scopes', message: 'unknown scope' }] });
-    const beyond = scopes.filter((s) => !ownerScopes.has(s));
-    if (beyond.length > 0) throw new GatewayError('INSUFFICIENT_SCOPE', `the key's owner does not hold: ${beyond.join(', ')}`);
+    const scopes = keyScopes(actor, owner.role, input.scopes);
     const now = this.deps.clock.now();
     let expiresAt: number | null = null;
     if (input.expires_at !== undefined) {
@@ -252,7 +295,7 @@ export class UserAdminService {
         {
           action: 'key.create',
           outcome: 'success',
-          actor: actor ? { type: actor.role === 'member' || actor.userId === owner.id ? 'user' : 'admin', id: actor.userId } : { type: 'system', id: null },
+          actor: actor ? { type: effectiveRole(actor) === 'member' || actor.userId === owner.id ? 'user' : 'admin', id: actor.userId } : { type: 'system', id: null },
           tenantId: owner.tenant_id,
           target: { type: 'api_key', id: row.id },
           ip: client?.ip ?? null,
@@ -274,17 +317,15 @@ export class UserAdminService {
     return u;
   }
 
-  async listApiKeys(filter: { userId: string | null; tenantId?: string | null }, limit = 100) {
+  /** Keys within `reach` (daemon/policies `reachFor`): one user's, a tenant's, or every key. */
+  async listApiKeys(reach: Reach, limit = 100) {
     const now = this.deps.clock.now();
-    return (await this.creds.listApiKeys(filter, limit)).map((k) => presentApiKey(k, now));
+    return (await this.creds.listApiKeys(reach, limit)).map((k) => presentApiKey(k, now));
   }
 
-  /** Revokes a key the actor may manage: its own (owner) or, for admins, within their scope. */
+  /** Revokes a key the actor may manage: its own (owner) or, for admins, one within their reach. */
   async revokeApiKey(actor: Principal, id: string, asAdmin: boolean, client?: ClientInfo) {
-    const scope = asAdmin ? adminScope(actor) : undefined;
-    const row = isId(id, 'key')
-      ? await this.creds.findApiKey(id, asAdmin ? null : actor.userId, scope === undefined ? undefined : scope === null ? undefined : scope.tenantId)
-      : undefined;
+    const row = isId(id, 'key') ? await this.creds.findApiKey(id, reachFor(actor, asAdmin ? 'admin' : 'self')) : undefined;
     if (!row) return this.probe(actor, 'api_key', id, client);
     const now = this.deps.clock.now();
     await this.deps.database.transaction(async (trx) => {

@@ -1,11 +1,12 @@
 import { WebSocket, type RawData } from 'ws';
 import type { Clock } from '../clock.js';
 import type { ErrorCode } from '../errors.js';
+import { NUL_MESSAGE, nulFields } from '../http/validation.js';
 import { isId } from '../ids.js';
 import type { Logger } from '../logger.js';
 import type { SessionEvent } from '../sessions/bus.js';
 import { presentEvent } from '../sessions/presenters.js';
-import { sessionScope } from '../sessions/session-service.js';
+import { reachFor } from '../policies/index.js';
 import { FINAL_STATUSES, type SessionRepository } from '../storage/repos/sessions.js';
 import type { StreamGrant } from './grants.js';
 import type { StreamMetrics } from './metrics.js';
@@ -169,6 +170,9 @@ export class StreamConnection {
       return this.sendError('INVALID_JSON', 'message is not valid JSON');
     }
     if (!isRecord(msg)) return this.sendError('INVALID_FIELD', 'message must be a JSON object');
+    // U+0000 never reaches a lookup or the audit log (Postgres text cannot hold it).
+    const nul = nulFields(msg)[0];
+    if (nul !== undefined) return this.sendError('INVALID_FIELD', `${nul.slice(0, 64)} ${NUL_MESSAGE}`);
     const sessionId = typeof msg.session_id === 'string' && msg.session_id.length <= 64 ? msg.session_id : null;
     if (msg.type === 'subscribe') {
       const extra = Object.keys(msg).filter((k) => !['type', 'session_id', 'after'].includes(k));
@@ -222,7 +226,7 @@ export class StreamConnection {
     let row;
     try {
       // Another user's session answers exactly like one that does not exist.
-      row = isId(sessionId, 'ses') ? await this.hub.sessions.find(sessionId, sessionScope(this.grant.principal)) : undefined;
+      row = isId(sessionId, 'ses') ? await this.hub.sessions.find(sessionId, reachFor(this.grant.principal, 'user')) : undefined;
     } catch (err) {
       this.hub.logger.warn({ err: { message: (err as Error).message }, connection_id: this.id }, 'stream subscribe: session lookup failed');
       return this.sendError('UNAVAILABLE', 'the session could not be read; try again', sessionId);

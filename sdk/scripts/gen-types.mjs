@@ -44,6 +44,14 @@ export const SDK_SCHEMAS = [
   'RefreshResponse',
   'AuditEntry',
   'AuditExportQuery',
+  'Tenant',
+  'TenantListResponse',
+  'CreditPool',
+  'CreditPoolEntry',
+  'CreditPoolListResponse',
+  'TenantCreditGrantRequest',
+  'TenantCreditGrantResponse',
+  'TenantCreditPoolResponse',
 ];
 
 /** The generated source, as a string (the test compares it with the file). */

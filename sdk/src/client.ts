@@ -5,6 +5,7 @@ import { ApiKeys } from './resources/api-keys.js';
 import { Audit } from './resources/audit.js';
 import { Credits } from './resources/credits.js';
 import { Sessions } from './resources/sessions.js';
+import { Tenants } from './resources/tenants.js';
 import { followAll, followSession, type StreamAllOptions, type StreamContext, type StreamOptions } from './stream.js';
 import type { ExecuteRequest, ExecuteResponse, MeResponse, QuoteResponse, RefreshResponse } from './types.gen.js';
 import type { Session, StreamEvent, TokensListener } from './types.js';
@@ -105,6 +106,8 @@ export class KeenClient {
   readonly apiKeys: ApiKeys;
   /** The audit log, as JSON Lines (administrators): export a range, follow the live feed. */
   readonly audit: Audit;
+  /** Tenants and their credit pools (administrators). */
+  readonly tenants: Tenants;
 
   private readonly timeout: number;
   private readonly maxRetries: number;
@@ -132,6 +135,7 @@ export class KeenClient {
     this.credits = new Credits(this);
     this.apiKeys = new ApiKeys(this);
     this.audit = new Audit(this);
+    this.tenants = new Tenants(this);
   }
 
   /**

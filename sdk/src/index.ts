@@ -21,4 +21,5 @@ export type { Sessions, SessionListParams } from './resources/sessions.js';
 export type { Credits } from './resources/credits.js';
 export type { ApiKeys } from './resources/api-keys.js';
 export type { Audit, AuditFilters, AuditStreamParams, AuditHeartbeat } from './resources/audit.js';
+export type { Tenants } from './resources/tenants.js';
 export type * from './types.js';

@@ -349,3 +349,98 @@ export interface AuditExportQuery {
    */
   until?: string;
 }
+
+export interface Tenant {
+  id: string;
+  name: string;
+  created_at: string;
+}
+
+export interface TenantListResponse {
+  success: true;
+  tenants: Tenant[];
+  next_cursor: string | null;
+}
+export interface CreditPool {
+  tenant_id: string;
+  /**
+   * Credits in the pool: the sum of its entries; never negative.
+   */
+  balance: number;
+  /**
+   * When the pool last moved; null when it never held credits.
+   */
+  updated_at: string | null;
+}
+
+/**
+ * One entry of a tenant's pool ledger, newest first in lists. `grant`: the platform added credits; `transfer`: a tenant admin moved credits to a member.
+ */
+export interface CreditPoolEntry {
+  id: string;
+  kind: 'grant' | 'transfer';
+  /**
+   * Signed effect on the pool: positive for `grant`, negative for `transfer`.
+   */
+  amount: number;
+  /**
+   * The pool's balance after this entry.
+   */
+  balance_after: number;
+  reason: string | null;
+  /**
+   * The member a `transfer` went to.
+   */
+  user_id: string | null;
+  /**
+   * The member's `grant` entry a `transfer` wrote (see `/v1/admin/credits/transactions`).
+   */
+  transaction_id: string | null;
+  created_at: string;
+}
+
+/**
+ * Tenant credit pools by tenant id (a tenant admin sees its own); tenants whose pool never held credits are not listed.
+ */
+export interface CreditPoolListResponse {
+  success: true;
+  pools: CreditPool[];
+  /**
+   * Pass as `cursor` for the next page; null on the last page.
+   */
+  next_cursor: string | null;
+}
+/**
+ * A tenant's credit pool: what the tenant's admins may still grant to their members (decimal credits).
+ */
+export interface TenantCreditGrantRequest {
+  /**
+   * Credits to add to the pool, a decimal with at most 6 decimal places.
+   */
+  amount: number;
+  /**
+   * Why; recorded on the pool entry and in the audit log.
+   */
+  reason: string;
+}
+
+export interface TenantCreditGrantResponse {
+  success: true;
+  transaction: CreditPoolEntry;
+  pool: CreditPool;
+}
+/**
+ * One entry of a tenant's pool ledger, newest first in lists. `grant`: the platform added credits; `transfer`: a tenant admin moved credits to a member.
+ */
+export interface TenantCreditPoolResponse {
+  success: true;
+  pool: CreditPool;
+  entries: CreditPoolEntry[];
+  /**
+   * Pass as `cursor` for the next (older) page; null on the last page.
+   */
+  next_cursor: string | null;
+}
+/**
+ * A tenant's credit pool: what the tenant's admins may still grant to their members (decimal credits).
+ */

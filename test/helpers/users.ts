@@ -18,6 +18,7 @@ export async function insertTestUser(database: Database, overrides: Partial<User
     email: `user-${id}@example.test`,
     password_hash: null,
     status: 'active',
+    suspended_by_role: null,
     tier: 'individual',
     role: 'member',
     mfa_enabled: 0,

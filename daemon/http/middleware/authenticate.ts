@@ -1,6 +1,7 @@
 import type { AuthService, ClientInfo } from '../../auth/auth-service.js';
-import type { Principal } from '../../auth/principal.js';
+import type { Principal, Scope } from '../../auth/principal.js';
 import { GatewayError } from '../../errors.js';
+import { assertRoutePolicy, assertScope, type RoutePolicy } from '../../policies/index.js';
 import type { AppContext, Middleware } from '../context.js';
 import type { RouteSpec } from '../routes.js';
 
@@ -18,7 +19,8 @@ export function clientOf(ctx: AppContext): ClientInfo {
 
 /**
  * The guard chain of a route, from its spec: authenticate, then what runs once
- * the caller is known (rate limits), then the token-type and scope checks.
+ * the caller is known (rate limits), then the token-type, scope and policy
+ * checks (daemon/policies).
  */
 export function routeGuards(deps: { auth: AuthService; afterAuthentication?: (spec: RouteSpec) => Middleware[] }) {
   const authenticate: Middleware = async (ctx, next) => {
@@ -31,11 +33,12 @@ export function routeGuards(deps: { auth: AuthService; afterAuthentication?: (sp
     }
     await next();
   };
-  const scope = (needed: string): Middleware => async (ctx, next) => {
-    const p = principalOf(ctx as AppContext);
-    if (!(p.scopes as string[]).includes(needed)) {
-      throw new GatewayError('INSUFFICIENT_SCOPE', `this credential lacks the scope ${needed}`, { details: { required: needed } });
-    }
+  const scope = (needed: Scope): Middleware => async (ctx, next) => {
+    assertScope(principalOf(ctx as AppContext), needed);
+    await next();
+  };
+  const policy = (needed: RoutePolicy): Middleware => async (ctx, next) => {
+    assertRoutePolicy(principalOf(ctx as AppContext), needed);
     await next();
   };
   return (spec: RouteSpec): Middleware[] => {
@@ -43,6 +46,7 @@ export function routeGuards(deps: { auth: AuthService; afterAuthentication?: (sp
     const chain: Middleware[] = [authenticate, ...(deps.afterAuthentication?.(spec) ?? [])];
     if (spec.auth === 'bearer') chain.push(bearerOnly);
     if (spec.scope) chain.push(scope(spec.scope));
+    if (spec.policy) chain.push(policy(spec.policy));
     return chain;
   };
 }

@@ -6,13 +6,13 @@ import { PassThrough, Readable } from 'node:stream';
 import { createPublicKey } from 'node:crypto';
 import { CHECKPOINT_FILE, SIGNING_KEY_FILE, loadOrCreateSigningKey, verifyCheckpoints, type Checkpoint } from '../../audit/checkpoints.js';
 import { toJsonLine, type AuditRecord } from '../../audit/entry.js';
-import { AuditQuery, AuditQueryError, DEFAULT_PAGE_SIZE, type AuditFilters, type TenantScope } from '../../audit/query.js';
+import { AuditQuery, AuditQueryError, DEFAULT_PAGE_SIZE, type AuditFilters } from '../../audit/query.js';
 import type { DatabaseAuditLogger } from '../../audit/store.js';
 import { verifyChain } from '../../audit/verify.js';
 import type { ResolvedConfig } from '../../config/load.js';
 import { GatewayError } from '../../errors.js';
 import type { Database } from '../../storage/database.js';
-import { adminScope } from '../../users/user-admin.js';
+import { reachFor, type Reach } from '../../policies/index.js';
 import { cursorOf, limitOf, type AppContext } from '../context.js';
 import { principalOf } from '../middleware/authenticate.js';
 import { defineRoutes } from '../routes.js';
@@ -57,10 +57,9 @@ export class AuditStreams {
   }
 }
 
-/** The caller's tenant scope for audit reads: null for platform admins, the tenant id for tenant admins. */
-function scopeOf(ctx: AppContext): TenantScope {
-  const scope = adminScope(principalOf(ctx));
-  return scope ? scope.tenantId : null;
+/** The entries the caller may read (daemon/policies): every entry for platform admins, the tenant's for tenant admins. */
+function reachOf(ctx: AppContext): Reach {
+  return reachFor(principalOf(ctx), 'admin');
 }
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
@@ -116,13 +115,14 @@ export function adminAuditRoutes(deps: AdminAuditDeps) {
       tag: 'admin',
       auth: 'any',
       scope: 'admin',
+      policy: 'administrator',
       query: 'AuditListQuery',
       response: { status: 200, schema: 'AuditListResponse' },
       errors: ['FORBIDDEN'],
       handler: async (ctx) => {
-        const scope = scopeOf(ctx);
+        const reach = reachOf(ctx);
         const page = await asHttp(() =>
-          query.list(scope, filtersOf(ctx), {
+          query.list(reach, filtersOf(ctx), {
             cursor: cursorOf(ctx),
             limit: limitOf(ctx, DEFAULT_PAGE_SIZE),
             order: ctx.query.order === 'asc' ? 'asc' : 'desc',
@@ -140,11 +140,12 @@ export function adminAuditRoutes(deps: AdminAuditDeps) {
       tag: 'admin',
       auth: 'any',
       scope: 'admin',
+      policy: 'administrator',
       query: 'AuditStreamQuery',
       response: { status: 200, contentType: NDJSON, description: 'JSON Lines: AuditEntry objects and heartbeat lines' },
       errors: ['FORBIDDEN'],
       handler: async (ctx) => {
-        const scope = scopeOf(ctx);
+        const reach = reachOf(ctx);
         const filters = filtersOf(ctx);
         const afterSeq = str(ctx.query.after_seq) !== undefined ? Number(ctx.query.after_seq) : (await audit.head()).seq;
         const server = (ctx.req.socket as { server?: Server }).server;
@@ -161,7 +162,7 @@ export function adminAuditRoutes(deps: AdminAuditDeps) {
             last = entry.seq;
             write(toJsonLine(entry));
           },
-          { scope, filters, afterSeq },
+          { reach, filters, afterSeq },
         );
         let ended = false;
         const end = () => {
@@ -198,10 +199,10 @@ export function adminAuditRoutes(deps: AdminAuditDeps) {
       tag: 'admin',
       auth: 'any',
       scope: 'admin',
+      policy: 'platform_admin',
       response: { status: 200, schema: 'AuditVerifyResponse' },
       errors: ['FORBIDDEN'],
       handler: async (ctx) => {
-        if (scopeOf(ctx) !== null) throw new GatewayError('FORBIDDEN', 'only platform administrators can verify the audit log');
         const archiveDir = config.audit.archive_dir;
         const chain = await verifyChain(database, existsSync(archiveDir) ? { archiveDir } : {});
         const checkpoints = await verifyAgainstCheckpoints(database, archiveDir);
@@ -229,11 +230,12 @@ export function adminAuditRoutes(deps: AdminAuditDeps) {
       tag: 'admin',
       auth: 'any',
       scope: 'admin',
+      policy: 'administrator',
       query: 'AuditExportQuery',
       response: { status: 200, contentType: NDJSON, description: 'JSON Lines of AuditEntry' },
       errors: ['FORBIDDEN'],
       handler: async (ctx) => {
-        const lines = query.exportJsonLines(scopeOf(ctx), filtersOf(ctx));
+        const lines = query.exportJsonLines(reachOf(ctx), filtersOf(ctx));
         // Read the first page before answering, so a bad filter is a 400, not a cut stream.
         const first = await asHttp(() => lines.next());
         async function* all(): AsyncGenerator<string> {

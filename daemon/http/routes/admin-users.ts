@@ -1,7 +1,7 @@
 import type { Tier } from '../../auth/principal.js';
 import { presentUser } from '../../auth/presenters.js';
 import type { CreateKeyInput, CreateUserInput, UserAdminService } from '../../users/user-admin.js';
-import { adminScope } from '../../users/user-admin.js';
+import { ofUser, reachFor } from '../../policies/index.js';
 import { clientOf, principalOf } from '../middleware/authenticate.js';
 import { bodyOf, cursorOf, limitOf, type AppContext } from '../context.js';
 import { defineRoutes } from '../routes.js';
@@ -15,7 +15,8 @@ export function adminUserRoutes(deps: { users: UserAdminService }) {
     summary,
     tag: 'admin',
     auth: 'any' as const,
-    scope: 'admin',
+    scope: 'admin' as const,
+    policy: 'administrator' as const,
     ...(body ? { body } : {}),
     response: { status: 200, schema: 'UserResponse' },
     errors: ['NOT_FOUND', 'FORBIDDEN', 'INVALID_STATE'],
@@ -31,6 +32,7 @@ export function adminUserRoutes(deps: { users: UserAdminService }) {
       tag: 'admin',
       auth: 'any',
       scope: 'admin',
+      policy: 'administrator',
       body: 'AdminUserCreateRequest',
       response: { status: 201, schema: 'UserResponse' },
       errors: ['ALREADY_EXISTS', 'NOT_FOUND', 'FORBIDDEN'],
@@ -47,6 +49,7 @@ export function adminUserRoutes(deps: { users: UserAdminService }) {
       tag: 'admin',
       auth: 'any',
       scope: 'admin',
+      policy: 'administrator',
       query: 'ListQuery',
       response: { status: 200, schema: 'UserListResponse' },
       errors: ['FORBIDDEN'],
@@ -62,6 +65,7 @@ export function adminUserRoutes(deps: { users: UserAdminService }) {
       tag: 'admin',
       auth: 'any',
       scope: 'admin',
+      policy: 'administrator',
       response: { status: 200, schema: 'UserResponse' },
       errors: ['NOT_FOUND', 'FORBIDDEN'],
       handler: async (ctx) => {
@@ -82,12 +86,21 @@ export function adminUserRoutes(deps: { users: UserAdminService }) {
       users.resetMfa(principalOf(ctx), String(ctx.params.id), clientOf(ctx)),
     ),
     {
+      ...userAction(
+        '/v1/admin/users/:id/unlock',
+        "Lift the sign-in back-off of a user's email after failed sign-ins from elsewhere; addresses that failed themselves stay throttled.",
+        (ctx) => users.unlock(principalOf(ctx), String(ctx.params.id), clientOf(ctx)),
+      ),
+      errors: ['NOT_FOUND', 'FORBIDDEN', 'UNAVAILABLE'],
+    },
+    {
       method: 'POST',
       path: '/v1/admin/tenants',
       summary: 'Create a tenant (platform admins).',
       tag: 'admin',
       auth: 'any',
       scope: 'admin',
+      policy: 'platform_admin',
       body: 'TenantCreateRequest',
       response: { status: 201, schema: 'TenantResponse' },
       errors: ['ALREADY_EXISTS', 'FORBIDDEN'],
@@ -103,6 +116,7 @@ export function adminUserRoutes(deps: { users: UserAdminService }) {
       tag: 'admin',
       auth: 'any',
       scope: 'admin',
+      policy: 'administrator',
       query: 'ListQuery',
       response: { status: 200, schema: 'TenantListResponse' },
       errors: ['FORBIDDEN'],
@@ -117,6 +131,7 @@ export function adminUserRoutes(deps: { users: UserAdminService }) {
       tag: 'admin',
       auth: 'any',
       scope: 'admin',
+      policy: 'administrator',
       body: 'AdminApiKeyCreateRequest',
       response: { status: 201, schema: 'ApiKeyCreatedResponse' },
       errors: ['NOT_FOUND', 'INSUFFICIENT_SCOPE', 'FORBIDDEN'],
@@ -135,15 +150,14 @@ export function adminUserRoutes(deps: { users: UserAdminService }) {
       tag: 'admin',
       auth: 'any',
       scope: 'admin',
+      policy: 'administrator',
       query: 'ListQuery',
       response: { status: 200, schema: 'ApiKeyListResponse' },
       errors: ['NOT_FOUND', 'FORBIDDEN'],
       handler: async (ctx) => {
         const p = principalOf(ctx);
-        const scope = adminScope(p);
         const who = typeof ctx.query.user_id === 'string' ? await users.findUser(p, ctx.query.user_id, clientOf(ctx)) : null;
-        const filter = who ? { userId: who.id } : scope ? { userId: null, tenantId: scope.tenantId } : { userId: null };
-        ctx.body = { success: true, api_keys: await users.listApiKeys(filter, limitOf(ctx, 50)) };
+        ctx.body = { success: true, api_keys: await users.listApiKeys(who ? ofUser(who.id) : reachFor(p, 'admin'), limitOf(ctx, 50)) };
       },
     },
     {
@@ -153,6 +167,7 @@ export function adminUserRoutes(deps: { users: UserAdminService }) {
       tag: 'admin',
       auth: 'any',
       scope: 'admin',
+      policy: 'administrator',
       response: { status: 200, schema: 'ApiKeyResponse' },
       errors: ['NOT_FOUND', 'FORBIDDEN'],
       handler: async (ctx) => {

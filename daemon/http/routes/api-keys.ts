@@ -1,3 +1,4 @@
+import { reachFor } from '../../policies/index.js';
 import type { UserAdminService, CreateKeyInput } from '../../users/user-admin.js';
 import { clientOf, principalOf } from '../middleware/authenticate.js';
 import { bodyOf } from '../context.js';
@@ -15,7 +16,7 @@ export function apiKeyRoutes(deps: { users: UserAdminService }) {
       auth: 'bearer',
       response: { status: 200, schema: 'ApiKeyListResponse' },
       handler: async (ctx) => {
-        ctx.body = { success: true, api_keys: await users.listApiKeys({ userId: principalOf(ctx).userId }) };
+        ctx.body = { success: true, api_keys: await users.listApiKeys(reachFor(principalOf(ctx), 'self')) };
       },
     },
     {

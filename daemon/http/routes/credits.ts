@@ -1,12 +1,12 @@
-import type { Principal } from '../../auth/principal.js';
-import { DEFAULT_PAGE, type CreditLedger, type Mismatch, type TenantScoped } from '../../credits/ledger.js';
+import { DEFAULT_PAGE, type CreditLedger, type Mismatch } from '../../credits/ledger.js';
 import { formatCredits, parseCredits, toMicros } from '../../credits/money.js';
-import { presentBalance, presentEntry } from '../../credits/present.js';
-import { GatewayError } from '../../errors.js';
+import { creditAuthorityOf } from '../../credits/authority.js';
+import { presentBalance, presentEntry, presentPool } from '../../credits/present.js';
 import type { Queryable } from '../../storage/database.js';
 import { hashRequest } from '../../idempotency/key.js';
 import type { IdempotencyStore } from '../../idempotency/store.js';
-import { adminScope, type UserAdminService } from '../../users/user-admin.js';
+import { assertCanGrant, reachFor } from '../../policies/index.js';
+import type { UserAdminService } from '../../users/user-admin.js';
 import { clientOf, principalOf } from '../middleware/authenticate.js';
 import { bodyOf, cursorOf, limitOf } from '../context.js';
 import { defineRoutes } from '../routes.js';
@@ -19,12 +19,6 @@ interface GrantBody {
   reason: string;
 }
 
-/** How a tenant admin's reads are scoped in SQL too (the user was already found in scope). */
-const tenantScopeOf = (p: Principal): TenantScoped => {
-  const scope = adminScope(p);
-  return scope ? { tenantId: scope.tenantId } : {};
-};
-
 /**
  * A mismatch as JSON. Money checks compare micros (shown as decimal credits);
  * `version` and a gap in the chain compare sequence numbers, shown as they are.
@@ -32,7 +26,7 @@ const tenantScopeOf = (p: Principal): TenantScoped => {
 export function presentMismatch(m: Mismatch) {
   const seq = m.check === 'version' || (m.check === 'chain' && /sequence/.test(m.message));
   return {
-    user_id: m.userId,
+    ...(m.account === 'pool' ? { account: 'pool' as const, tenant_id: m.tenantId ?? m.userId } : { user_id: m.userId }),
     check: m.check,
     expected: seq ? m.expected : formatCredits(toMicros(m.expected)),
     actual: seq ? m.actual : formatCredits(toMicros(m.actual)),
@@ -76,23 +70,42 @@ export function creditRoutes(deps: { ledger: CreditLedger; idempotency: Idempote
       method: 'POST',
       path: GRANT_PATH,
       summary:
-        'Grant credits to a user (by id or email). With an `Idempotency-Key` header a retry within 24 h answers the first grant (`Idempotent-Replayed: true`).',
+        "Grant credits to a user (by id or email): a platform admin adds them, a tenant admin draws them from its tenant's credit pool (never to itself). With an `Idempotency-Key` header a retry within 24 h answers the first grant (`Idempotent-Replayed: true`).",
       tag: 'admin',
       auth: 'any',
       scope: 'admin',
+      policy: 'administrator',
       body: 'CreditGrantRequest',
       response: { status: 201, schema: 'CreditGrantResponse' },
-      errors: ['NOT_FOUND', 'FORBIDDEN', 'IDEMPOTENCY_KEY_REUSED', 'IDEMPOTENCY_KEY_IN_USE'],
+      errors: ['NOT_FOUND', 'FORBIDDEN', 'INSUFFICIENT_CREDITS', 'IDEMPOTENCY_KEY_REUSED', 'IDEMPOTENCY_KEY_IN_USE'],
       handler: async (ctx) => {
         const p = principalOf(ctx);
+        const authority = creditAuthorityOf(p);
         const body = bodyOf<GrantBody>(ctx);
         // Everything that can refuse the request runs before the key is claimed; the grant and
         // its stored response then commit together.
         const amount = parseCredits(body.amount, 'amount');
         const user = await users.findUser(p, body.user_id, clientOf(ctx));
+        assertCanGrant(p, user);
         const key = ctx.get('Idempotency-Key');
         let ledgerReplayed = false;
-        const grant = async (trx?: Queryable) => {
+        const grant = async (trx?: Queryable): Promise<{ status: number; body: object }> => {
+          if (authority.kind === 'tenant') {
+            // A tenant admin mints nothing: the credits come out of its tenant's pool (402 when it is short).
+            const r = await ledger.transferFromPool({
+              tenantId: authority.tenantId,
+              userId: user.id,
+              amount,
+              reason: body.reason,
+              actor: { type: 'admin', id: p.userId },
+              idempotencyKey: key ? `adm_${hashRequest({ admin: p.userId, key })}` : null,
+            }, trx);
+            ledgerReplayed = r.replayed;
+            return {
+              status: 201,
+              body: { success: true, transaction: presentEntry(r.entry), balance: presentBalance(r.balance), pool: presentPool(r.pool) },
+            };
+          }
           const r = await ledger.grant({
             userId: user.id,
             amount,
@@ -121,13 +134,14 @@ export function creditRoutes(deps: { ledger: CreditLedger; idempotency: Idempote
       tag: 'admin',
       auth: 'any',
       scope: 'admin',
+      policy: 'administrator',
       query: 'CreditAdminBalanceQuery',
       response: { status: 200, schema: 'CreditBalanceResponse' },
       errors: ['NOT_FOUND', 'FORBIDDEN'],
       handler: async (ctx) => {
         const p = principalOf(ctx);
         const user = await users.findUser(p, String(ctx.query.user_id), clientOf(ctx));
-        ctx.body = { success: true, user_id: user.id, ...presentBalance(await ledger.balance(user.id, tenantScopeOf(p))) };
+        ctx.body = { success: true, user_id: user.id, ...presentBalance(await ledger.balance(user.id, reachFor(p, 'admin'))) };
       },
     },
     {
@@ -137,13 +151,14 @@ export function creditRoutes(deps: { ledger: CreditLedger; idempotency: Idempote
       tag: 'admin',
       auth: 'any',
       scope: 'admin',
+      policy: 'administrator',
       query: 'CreditAdminTransactionsQuery',
       response: { status: 200, schema: 'CreditTransactionListResponse' },
       errors: ['NOT_FOUND', 'FORBIDDEN'],
       handler: async (ctx) => {
         const p = principalOf(ctx);
         const user = await users.findUser(p, String(ctx.query.user_id), clientOf(ctx));
-        const page = await ledger.transactions(user.id, { limit: limitOf(ctx, DEFAULT_PAGE), cursor: cursorOf(ctx), ...tenantScopeOf(p) });
+        const page = await ledger.transactions(user.id, { limit: limitOf(ctx, DEFAULT_PAGE), cursor: cursorOf(ctx), reach: reachFor(p, 'admin') });
         ctx.body = { success: true, user_id: user.id, transactions: page.entries.map(presentEntry), next_cursor: page.nextCursor };
       },
     },
@@ -154,11 +169,10 @@ export function creditRoutes(deps: { ledger: CreditLedger; idempotency: Idempote
       tag: 'admin',
       auth: 'any',
       scope: 'admin',
+      policy: 'platform_admin',
       response: { status: 200, schema: 'CreditVerifyResponse' },
       errors: ['FORBIDDEN'],
       handler: async (ctx) => {
-        // The check reads every tenant's accounts: not for tenant admins.
-        if (adminScope(principalOf(ctx)) !== null) throw new GatewayError('FORBIDDEN', 'only platform administrators verify the ledger');
         const mismatches = await ledger.verify();
         ctx.body = { success: true, ok: mismatches.length === 0, mismatches: mismatches.map(presentMismatch) };
       },

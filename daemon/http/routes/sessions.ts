@@ -1,4 +1,3 @@
-import { GatewayError } from '../../errors.js';
 import { assertIdempotencyKey, hashRequest } from '../../idempotency/key.js';
 import type { ExecuteInput, SessionService } from '../../sessions/session-service.js';
 import type { UserAdminService } from '../../users/user-admin.js';
@@ -48,7 +47,7 @@ export function sessionRoutes(deps: { sessions: SessionService; users: UserAdmin
     {
       method: 'GET',
       path: '/v1/sessions',
-      summary: 'Your sessions, newest first (tenant admins: their tenant\'s).',
+      summary: "Your sessions, newest first (a tenant admin's access token or `admin`-scoped key: the tenant's).",
       tag: 'sessions',
       auth: 'any',
       scope: 'sessions:read',
@@ -105,12 +104,12 @@ export function sessionRoutes(deps: { sessions: SessionService; users: UserAdmin
       tag: 'admin',
       auth: 'any',
       scope: 'admin',
+      policy: 'administrator',
       query: 'SessionListQuery',
       response: { status: 200, schema: 'SessionListResponse' },
       errors: ['NOT_FOUND', 'FORBIDDEN'],
       handler: async (ctx) => {
         const p = principalOf(ctx);
-        if (p.role === 'member') throw new GatewayError('FORBIDDEN', 'administrator role required');
         const who = typeof ctx.query.user_id === 'string' ? await users.findUser(p, ctx.query.user_id, clientOf(ctx)) : null;
         ctx.body = {
           success: true,
@@ -125,11 +124,11 @@ export function sessionRoutes(deps: { sessions: SessionService; users: UserAdmin
       tag: 'admin',
       auth: 'any',
       scope: 'admin',
+      policy: 'administrator',
       response: { status: 200, schema: 'SessionResponse' },
       errors: ['NOT_FOUND', 'INVALID_STATE', 'FORBIDDEN'],
       handler: async (ctx) => {
         const p = principalOf(ctx);
-        if (p.role === 'member') throw new GatewayError('FORBIDDEN', 'administrator role required');
         ctx.body = { success: true, session: await sessions.cancel(p, String(ctx.params.id), clientOf(ctx), true) };
       },
     },

@@ -7,6 +7,8 @@ import * as m0005 from './0005_sessions.js';
 import * as m0006 from './0006_webhooks.js';
 import * as m0007 from './0007_agent_sandbox.js';
 import * as m0008 from './0008_session_fencing.js';
+import * as m0009 from './0009_suspended_by.js';
+import * as m0010 from './0010_tenant_credit_pools.js';
 
 /**
  * Every migration, in order. Names never change once released; a new migration
@@ -22,4 +24,6 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0006_webhooks': m0006,
   '0007_agent_sandbox': m0007,
   '0008_session_fencing': m0008,
+  '0009_suspended_by': m0009,
+  '0010_tenant_credit_pools': m0010,
 };

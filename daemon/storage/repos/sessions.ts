@@ -1,12 +1,10 @@
 import { sql, type Selectable } from 'kysely';
+import { reachFilter, type Reach } from '../../policies/index.js';
 import type { Queryable } from '../database.js';
 import type { SessionStatus, SessionTables } from '../tables/sessions.js';
 
 export type SessionRow = Selectable<SessionTables['sessions']>;
 export type SessionEventRow = Selectable<SessionTables['session_events']>;
-
-/** Who may see a session: its owner, a tenant's admin, or (null) a platform admin. */
-export type SessionScope = { userId: string } | { tenantId: string } | null;
 
 /**
  * An owner's claim on a running session: its id and the lease epoch it started
@@ -28,7 +26,7 @@ export interface NewEvent {
 
 export const FINAL_STATUSES: SessionStatus[] = ['completed', 'failed', 'cancelled', 'budget_exhausted', 'timed_out', 'interrupted'];
 
-/** Sessions and their events. Every read takes the caller's scope and applies it in SQL. */
+/** Sessions and their events. Every read takes the caller's reach (daemon/policies) and applies it in SQL. */
 export class SessionRepository {
   constructor(private readonly db: Queryable) {}
 
@@ -51,17 +49,17 @@ export class SessionRepository {
     return Number(r.n);
   }
 
-  async find(id: string, scope: SessionScope): Promise<SessionRow | undefined> {
+  async find(id: string, reach: Reach): Promise<SessionRow | undefined> {
     let q = this.db.selectFrom('sessions').selectAll().where('id', '=', id);
-    if (scope && 'userId' in scope) q = q.where('user_id', '=', scope.userId);
-    else if (scope) q = q.where('tenant_id', '=', scope.tenantId);
+    const f = reachFilter(reach);
+    if (f) q = q.where(f.column, '=', f.value);
     return q.executeTakeFirst();
   }
 
-  async list(scope: SessionScope, options: { limit: number; before?: string | null; status?: SessionStatus; userId?: string }): Promise<SessionRow[]> {
+  async list(reach: Reach, options: { limit: number; before?: string | null; status?: SessionStatus; userId?: string }): Promise<SessionRow[]> {
     let q = this.db.selectFrom('sessions').selectAll().orderBy('id', 'desc').limit(options.limit);
-    if (scope && 'userId' in scope) q = q.where('user_id', '=', scope.userId);
-    else if (scope) q = q.where('tenant_id', '=', scope.tenantId);
+    const f = reachFilter(reach);
+    if (f) q = q.where(f.column, '=', f.value);
     if (options.userId) q = q.where('user_id', '=', options.userId);
     if (options.status) q = q.where('status', '=', options.status);
     if (options.before) q = q.where('id', '<', options.before);

@@ -1,14 +1,20 @@
-import type { Selectable } from 'kysely';
+import type { Selectable, SelectQueryBuilder } from 'kysely';
+import { EVERYTHING, reachFilter, type Reach } from '../../policies/index.js';
 import type { Queryable } from '../database.js';
+import type { DB } from '../schema.js';
 import type { AuthTables } from '../tables/auth.js';
 
 export type UserRow = Selectable<AuthTables['users']>;
 export type TenantRow = Selectable<AuthTables['tenants']>;
 
-/** Which tenant a query may see: `null` = every tenant (platform admin). */
-export type TenantScope = { tenantId: string | null } | null;
+/** A users query restricted to a reach (a user reach is that user's row). */
+function within<O>(q: SelectQueryBuilder<DB, 'users', O>, reach: Reach): SelectQueryBuilder<DB, 'users', O> {
+  const f = reachFilter(reach);
+  if (!f) return q;
+  return f.column === 'tenant_id' ? q.where('tenant_id', '=', f.value) : q.where('id', '=', f.value);
+}
 
-/** Users and tenants. Every read that an admin of a tenant can make takes the tenant scope, applied in SQL. */
+/** Users and tenants. Every read that an admin of a tenant can make takes the caller's reach (daemon/policies), applied in SQL. */
 export class UserRepository {
   constructor(private readonly db: Queryable) {}
 
@@ -20,21 +26,16 @@ export class UserRepository {
     await this.db.insertInto('users').values(row).execute();
   }
 
-  async findById(id: string, scope: TenantScope = null): Promise<UserRow | undefined> {
-    let q = this.db.selectFrom('users').selectAll().where('id', '=', id);
-    if (scope) q = scope.tenantId === null ? q.where('tenant_id', 'is', null) : q.where('tenant_id', '=', scope.tenantId);
-    return q.executeTakeFirst();
+  async findById(id: string, reach: Reach = EVERYTHING): Promise<UserRow | undefined> {
+    return within(this.db.selectFrom('users').selectAll().where('id', '=', id), reach).executeTakeFirst();
   }
 
-  async findByEmail(email: string, scope: TenantScope = null): Promise<UserRow | undefined> {
-    let q = this.db.selectFrom('users').selectAll().where('email', '=', email);
-    if (scope) q = scope.tenantId === null ? q.where('tenant_id', 'is', null) : q.where('tenant_id', '=', scope.tenantId);
-    return q.executeTakeFirst();
+  async findByEmail(email: string, reach: Reach = EVERYTHING): Promise<UserRow | undefined> {
+    return within(this.db.selectFrom('users').selectAll().where('email', '=', email), reach).executeTakeFirst();
   }
 
-  async list(scope: TenantScope, options: { limit: number; after?: string | null }): Promise<UserRow[]> {
-    let q = this.db.selectFrom('users').selectAll().orderBy('id', 'asc').limit(options.limit);
-    if (scope) q = scope.tenantId === null ? q.where('tenant_id', 'is', null) : q.where('tenant_id', '=', scope.tenantId);
+  async list(reach: Reach, options: { limit: number; after?: string | null }): Promise<UserRow[]> {
+    let q = within(this.db.selectFrom('users').selectAll().orderBy('id', 'asc').limit(options.limit), reach);
     if (options.after) q = q.where('id', '>', options.after);
     return q.execute();
   }
@@ -112,9 +113,12 @@ export class UserRepository {
     return this.db.selectFrom('tenants').selectAll().where('name', '=', name).executeTakeFirst();
   }
 
-  async listTenants(onlyId: string | null, options: { limit: number; after?: string | null }): Promise<TenantRow[]> {
+  /** Tenants within reach: every tenant, one tenant, or the tenant of one user. */
+  async listTenants(reach: Reach, options: { limit: number; after?: string | null }): Promise<TenantRow[]> {
     let q = this.db.selectFrom('tenants').selectAll().orderBy('id', 'asc').limit(options.limit);
-    if (onlyId !== null) q = q.where('id', '=', onlyId);
+    const f = reachFilter(reach);
+    if (f?.column === 'tenant_id') q = q.where('id', '=', f.value);
+    else if (f) q = q.where('id', 'in', this.db.selectFrom('users').select('tenant_id').where('id', '=', f.value));
     if (options.after) q = q.where('id', '>', options.after);
     return q.execute();
   }

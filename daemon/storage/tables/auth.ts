@@ -13,6 +13,8 @@ export interface AuthTables {
     /** argon2id PHC string; null for users who only use API keys. */
     password_hash: string | null;
     status: 'active' | 'suspended';
+    /** Who suspended the user (migration 0009): a tenant admin cannot lift a platform admin's suspension. Null while active. */
+    suspended_by_role: 'tenant_admin' | 'platform_admin' | null;
     tier: 'individual' | 'team' | 'enterprise';
     role: 'member' | 'tenant_admin' | 'platform_admin';
     mfa_enabled: number;

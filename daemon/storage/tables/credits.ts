@@ -4,6 +4,8 @@
  */
 export type LedgerKind = 'grant' | 'reserve' | 'charge' | 'release' | 'refund' | 'adjustment';
 export type ReservationStatus = 'open' | 'settled' | 'released' | 'expired';
+/** Entries of a tenant's credit pool: `grant` adds (platform admins), `transfer` moves credits to a member. */
+export type PoolEntryKind = 'grant' | 'transfer';
 
 export interface CreditTables {
   /** One row per user who ever held credits; the row every money transaction locks. */
@@ -38,6 +40,37 @@ export interface CreditTables {
     reservation_id: string | null;
     session_id: string | null;
     /** Set on grants made with an idempotency key; unique per user. */
+    idempotency_key: string | null;
+    created_at: number;
+    /** On a `grant` drawn from the tenant's pool: the pool's `transfer` entry (migration 0010). */
+    pool_entry_id: string | null;
+  };
+  /** One row per tenant whose pool ever held credits (migration 0010_tenant_credit_pools); locked like an account. */
+  credit_pools: {
+    tenant_id: string;
+    /** Sum of every pool entry's `amount`; never negative (a CHECK constraint too). */
+    balance: number;
+    updated_at: number;
+    /** The `seq` of the pool's last entry (0 before the first). */
+    version: number;
+  };
+  /** The pool's own append-only ledger: `grant` (+, from the platform) and `transfer` (-, to a member). */
+  credit_pool_ledger: {
+    id: string;
+    tenant_id: string;
+    /** 1, 2, 3... per pool, in commit order. */
+    seq: number;
+    kind: PoolEntryKind;
+    amount: number;
+    balance_after: number;
+    reason: string | null;
+    actor_type: string;
+    actor_id: string | null;
+    /** The member a `transfer` went to. */
+    user_id: string | null;
+    /** The member's `grant` entry in credit_ledger that a `transfer` wrote. */
+    transfer_entry_id: string | null;
+    /** Set on pool grants made with an idempotency key; unique per pool. */
     idempotency_key: string | null;
     created_at: number;
   };

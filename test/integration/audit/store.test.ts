@@ -4,6 +4,7 @@ import { GENESIS_HASH, entryHash, rowToRecord, type AuditRecord } from '../../..
 import { AuditQuery } from '../../../daemon/audit/query.js';
 import { verifyChain } from '../../../daemon/audit/verify.js';
 import { Metrics } from '../../../daemon/metrics.js';
+import { EVERYTHING } from '../../../daemon/policies/index.js';
 import { describeStorage } from '../../helpers/backends.js';
 import { openTestDatabase, type TestDatabase } from '../../helpers/database.js';
 import { CANARY } from '../../unit/audit/canaries.js';
@@ -165,11 +166,11 @@ describeStorage('audit log store', (backend) => {
     const raw = (await rows())[0]!;
     expect(raw.details).not.to.include('\n');
     expect(raw.details).to.include('\\n{\\"action\\"');
-    const page = await new AuditQuery({ database: t.database }).list(null);
+    const page = await new AuditQuery({ database: t.database }).list(EVERYTHING);
     expect(page.entries[0]!.actor_id).to.equal(evil);
     expect(page.entries[0]!.details).to.deep.equal({ email: evil, reason: 'unknown_user' });
     const lines: string[] = [];
-    for await (const line of new AuditQuery({ database: t.database }).exportJsonLines(null)) lines.push(line);
+    for await (const line of new AuditQuery({ database: t.database }).exportJsonLines(EVERYTHING)) lines.push(line);
     expect(lines).to.have.length(1);
     expect(lines[0]!.split('\n')).to.have.length(2); // one line, one trailing newline
     expect((JSON.parse(lines[0]!) as AuditRecord).details.email).to.equal(evil);
@@ -247,8 +248,8 @@ describeStorage('audit log store', (backend) => {
     const all: AuditRecord[] = [];
     const tenantB: AuditRecord[] = [];
     const head = await audit.head();
-    const stopAll = audit.subscribe((e) => all.push(e), { scope: null, afterSeq: head.seq });
-    const stopB = audit.subscribe((e) => tenantB.push(e), { scope: 'ten_b', afterSeq: head.seq });
+    const stopAll = audit.subscribe((e) => all.push(e), { reach: EVERYTHING, afterSeq: head.seq });
+    const stopB = audit.subscribe((e) => tenantB.push(e), { reach: { tenantId: 'ten_b' }, afterSeq: head.seq });
     await audit.record(sampleEvent(1));
     await audit.record(sampleEvent(2, { tenantId: 'ten_b' }));
     await t.database

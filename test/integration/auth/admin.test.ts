@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { describeStorage } from '../../helpers/backends.js';
 import { startDaemon, type TestDaemon } from '../../helpers/daemon.js';
-import { auditRows, buildApiKey, buildTenant, buildUser, mintToken, platformAdmin, uniqueEmail } from '../../helpers/factories.js';
+import { auditRows, buildApiKey, buildTenant, buildUser, mintToken, platformAdmin, principal, uniqueEmail } from '../../helpers/factories.js';
 
 describeStorage('admin API: users, tenants, keys, tenant isolation', (backend) => {
   let d: TestDaemon;
@@ -14,10 +14,11 @@ describeStorage('admin API: users, tenants, keys, tenant isolation', (backend) =
     root = mintToken(d, await platformAdmin(d));
     tenantA = await buildTenant(d, 'Acme');
     tenantB = await buildTenant(d, 'Globex');
-    const created = await d.api.post('/v1/admin/users', { email: uniqueEmail('admin-a'), role: 'admin', tenant_id: tenantA }, { token: root });
+    // Enterprise: a tenant admin gives tiers up to its own.
+    const created = await d.api.post('/v1/admin/users', { email: uniqueEmail('admin-a'), role: 'admin', tenant_id: tenantA, tier: 'enterprise' }, { token: root });
     expect(created.status, created.text).to.equal(201);
     expect(created.body.user.role).to.equal('tenant_admin');
-    adminA = mintToken(d, await d.container.users.findUser({ role: 'platform_admin', tenantId: null } as never, created.body.user.id));
+    adminA = mintToken(d, await d.container.users.findUser(principal(await platformAdmin(d)), created.body.user.id));
   });
   after(async () => d?.stop());
 
@@ -94,7 +95,7 @@ describeStorage('admin API: users, tenants, keys, tenant isolation', (backend) =
     const r = await d.api.get('/v1/admin/users', { token: m.token });
     expect(r.status).to.equal(403);
     expect(r.body.error.code).to.equal('INSUFFICIENT_SCOPE');
-    const me = await d.container.users.findUser({ role: 'platform_admin', tenantId: null } as never, (await platformAdmin(d)).id);
+    const me = await d.container.users.findUser(principal(await platformAdmin(d)), (await platformAdmin(d)).id);
     expect((await d.api.post(`/v1/admin/users/${me.id}/suspend`, {}, { token: root })).body.error.code).to.equal('INVALID_STATE');
   });
 

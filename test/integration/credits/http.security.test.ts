@@ -45,11 +45,15 @@ describeStorage('credits over HTTP: scopes and tenant isolation', (backend) => {
     expect(await ledgerRows(m.user.id)).to.deep.equal([]);
   });
 
-  it("a tenant admin grants to its tenant's users", async () => {
+  it("a tenant admin grants to its tenant's users, from its tenant's credit pool", async () => {
+    const short = await d.api.post('/v1/admin/credits/grant', { user_id: inA.email, amount: 2, reason: 'tenant grant' }, { token: adminA.token });
+    expect(short.status, short.text).to.equal(402);
+    expect((await d.api.post(`/v1/admin/tenants/${tenantA}/credits/grant`, { amount: 3, reason: 'allotment' }, { token: root })).status).to.equal(201);
     const r = await d.api.post('/v1/admin/credits/grant', { user_id: inA.email, amount: 2, reason: 'tenant grant' }, { token: adminA.token });
     expect(r.status, r.text).to.equal(201);
     expect(r.body.balance.balance).to.equal(2);
-    const row = (await auditRows(d)).find((a) => a.action === 'credits.grant' && a.target_id === inA.user.id);
+    expect(r.body.pool).to.include({ tenant_id: tenantA, balance: 1 });
+    const row = (await auditRows(d)).find((a) => a.action === 'credits.pool_transfer' && a.target_id === inA.user.id);
     expect(row).to.include({ actor_type: 'admin', actor_id: adminA.user.id, tenant_id: tenantA });
     const b = await d.api.get(`/v1/admin/credits/balance?user_id=${inA.user.id}`, { token: adminA.token });
     expect(b.body).to.include({ user_id: inA.user.id, balance: 2 });

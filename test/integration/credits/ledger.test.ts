@@ -3,6 +3,7 @@ import { sql } from 'kysely';
 import { credits, toMicros, type Micros } from '../../../daemon/credits/money.js';
 import { presentBalance, presentEntry } from '../../../daemon/credits/present.js';
 import { newId } from '../../../daemon/ids.js';
+import { EVERYTHING } from '../../../daemon/policies/index.js';
 import { describeStorage } from '../../helpers/backends.js';
 import { openTestDatabase, type TestDatabase } from '../../helpers/database.js';
 import { buildLedger, buildUser, expectCode, expectInvariants, type LedgerFixture } from './helpers.js';
@@ -299,23 +300,26 @@ describeStorage('credits/ledger', (backend) => {
     });
   });
 
-  describe('tenant scope', () => {
-    it('scopes balance, transactions and reservation reads by tenant in the query', async () => {
+  describe('reach', () => {
+    it('scopes balance, transactions and reservation reads by reach (daemon/policies) in the query', async () => {
       await f.ledger.grant({ userId, amount: credits(2), reason: 'x', actor: admin });
       const res = await f.ledger.reserve({ userId, amount: credits(1), ttlMs: MIN, actor: userActor(userId) });
       const account = await tdb.database.db.selectFrom('credit_accounts').select('tenant_id').where('user_id', '=', userId).executeTakeFirstOrThrow();
       const own = account.tenant_id!;
       expect((await f.ledger.balance(userId, { tenantId: own })).balance).to.equal(credits(2));
       expect((await f.ledger.balance(userId, { tenantId: 'ten_other' })).balance).to.equal(0);
-      expect((await f.ledger.balance(userId, { tenantId: null })).balance).to.equal(0);
-      expect((await f.ledger.transactions(userId, { tenantId: own })).entries).to.have.length(2);
-      expect((await f.ledger.transactions(userId, { tenantId: 'ten_other' })).entries).to.deep.equal([]);
-      expect(await f.ledger.reservation(res.id, { tenantId: own })).to.include({ id: res.id });
-      expect(await f.ledger.reservation(res.id, { tenantId: 'ten_other' })).to.equal(undefined);
-      const loner = await buildUser(tdb.database, { tenantId: null });
-      await f.ledger.grant({ userId: loner, amount: credits(1), reason: 'x', actor: admin });
-      expect((await f.ledger.balance(loner, { tenantId: null })).balance).to.equal(credits(1));
-      expect((await f.ledger.balance(loner, { tenantId: own })).balance).to.equal(0);
+      expect((await f.ledger.balance(userId, { userId })).balance).to.equal(credits(2));
+      expect((await f.ledger.balance(userId, { userId: 'usr_other' })).balance).to.equal(0);
+      expect((await f.ledger.balance(userId, EVERYTHING)).balance).to.equal(credits(2));
+      expect((await f.ledger.transactions(userId, { reach: { tenantId: own } })).entries).to.have.length(2);
+      expect((await f.ledger.transactions(userId, { reach: { tenantId: 'ten_other' } })).entries).to.deep.equal([]);
+      expect(await f.ledger.reservation(res.id, { reach: { tenantId: own } })).to.include({ id: res.id });
+      expect(await f.ledger.reservation(res.id, { reach: { tenantId: 'ten_other' } })).to.equal(undefined);
+      // A malformed reach is refused, never read as "everything".
+      for (const bad of [{ tenantId: null }, {}, { tenantId: '' }]) {
+        const err = await f.ledger.balance(userId, bad as never).catch((e: unknown) => e);
+        expect(err, JSON.stringify(bad)).to.be.instanceOf(Error);
+      }
     });
   });
 

@@ -84,7 +84,7 @@ describe('GET /openapi.json documents every registered route', () => {
       }
       const statuses = new Set<number>([500, ...(r.errors ?? []).map(statusOf)]);
       if (r.auth !== 'none') statuses.add(401).add(429);
-      if (r.scope) statuses.add(403);
+      if (r.scope || r.policy) statuses.add(403);
       if (r.body) statuses.add(400).add(413);
       for (const s of statuses) {
         const res = op.responses[String(s)];

@@ -25,6 +25,10 @@ const ENDPOINTS: Array<[method: string, path: string, request: string | null, re
   ['delete', '/v1/api-keys/{id}', null, 'ApiKeyResponse'],
   ['get', '/v1/me', null, 'MeResponse'],
   ['post', '/v1/auth/refresh', 'RefreshRequest', 'RefreshResponse'],
+  ['get', '/v1/admin/tenants', null, 'TenantListResponse'],
+  ['get', '/v1/admin/tenants/{id}/credits', null, 'TenantCreditPoolResponse'],
+  ['post', '/v1/admin/tenants/{id}/credits/grant', 'TenantCreditGrantRequest', 'TenantCreditGrantResponse'],
+  ['get', '/v1/admin/credits/pools', null, 'CreditPoolListResponse'],
 ];
 
 describe('SDK types and the daemon cannot drift', () => {

@@ -1,0 +1,140 @@
+import type { AuditLogger } from '../../audit/types.js';
+import type { Principal } from '../../auth/principal.js';
+import type { ClientInfo } from '../../auth/auth-service.js';
+import { creditAuthorityOf } from '../../credits/authority.js';
+import { DEFAULT_PAGE, MAX_PAGE, type CreditLedger } from '../../credits/ledger.js';
+import { parseCredits } from '../../credits/money.js';
+import { presentPool, presentPoolEntry } from '../../credits/present.js';
+import { GatewayError, notFound } from '../../errors.js';
+import { isId } from '../../ids.js';
+import { hashRequest } from '../../idempotency/key.js';
+import type { IdempotencyStore } from '../../idempotency/store.js';
+import type { Queryable } from '../../storage/database.js';
+import { clientOf, principalOf } from '../middleware/authenticate.js';
+import { bodyOf, cursorOf, limitOf } from '../context.js';
+import { defineRoutes } from '../routes.js';
+
+interface PoolGrantBody {
+  amount: number;
+  reason: string;
+}
+
+/**
+ * Tenant credit pools (docs/credits.md): the platform grants into a tenant's
+ * pool; the tenant's admins read it (and draw on it with POST
+ * /v1/admin/credits/grant). Another tenant's pool answers 404 to a tenant
+ * admin exactly like a tenant that does not exist, and the probe is audited.
+ */
+export function creditPoolRoutes(deps: { ledger: CreditLedger; idempotency: IdempotencyStore; audit: AuditLogger }) {
+  const { ledger, idempotency, audit } = deps;
+
+  const probe = async (p: Principal, tenantId: string, client: ClientInfo): Promise<never> => {
+    await audit.record({
+      action: 'access.not_found',
+      outcome: 'denied',
+      actor: { type: p.via === 'api_key' ? 'api_key' : 'user', id: p.apiKeyId ?? p.userId },
+      tenantId: p.tenantId,
+      target: { type: 'tenant', id: tenantId.slice(0, 64) },
+      ip: client.ip ?? null,
+      userAgent: client.userAgent ?? null,
+      requestId: client.requestId ?? null,
+    });
+    throw notFound('tenant');
+  };
+
+  return defineRoutes([
+    {
+      method: 'POST',
+      path: '/v1/admin/tenants/:id/credits/grant',
+      summary:
+        "Grant credits into a tenant's credit pool (platform admins), from which its tenant admins grant to their members. With an `Idempotency-Key` header a retry within 24 h answers the first grant (`Idempotent-Replayed: true`).",
+      tag: 'admin',
+      auth: 'any',
+      scope: 'admin',
+      policy: 'administrator',
+      body: 'TenantCreditGrantRequest',
+      response: { status: 201, schema: 'TenantCreditGrantResponse' },
+      errors: ['NOT_FOUND', 'FORBIDDEN', 'IDEMPOTENCY_KEY_REUSED', 'IDEMPOTENCY_KEY_IN_USE'],
+      handler: async (ctx) => {
+        const p = principalOf(ctx);
+        const authority = creditAuthorityOf(p);
+        const tenantId = String(ctx.params.id);
+        if (authority.kind === 'tenant') {
+          if (authority.tenantId !== tenantId) return probe(p, tenantId, clientOf(ctx));
+          throw new GatewayError('FORBIDDEN', "only platform administrators grant credits into a tenant's pool");
+        }
+        const body = bodyOf<PoolGrantBody>(ctx);
+        // Everything that can refuse the request runs before the key is claimed.
+        const amount = parseCredits(body.amount, 'amount');
+        if (!(await ledger.pool(tenantId))) throw notFound('tenant');
+        const key = ctx.get('Idempotency-Key');
+        let ledgerReplayed = false;
+        const grant = async (trx?: Queryable) => {
+          const r = await ledger.grantPool(
+            {
+              tenantId,
+              amount,
+              reason: body.reason,
+              actor: { type: 'admin', id: p.userId },
+              // As for user grants: the pool keeps its own key, derived from the admin's, so a retry
+              // after the stored response is gone still answers the first grant.
+              idempotencyKey: key ? `adm_${hashRequest({ admin: p.userId, key })}` : null,
+            },
+            trx,
+          );
+          ledgerReplayed = r.replayed;
+          return { status: 201, body: { success: true, transaction: presentPoolEntry(r.entry), pool: presentPool(r.pool) } };
+        };
+        const result = key
+          ? await idempotency.run(p.userId, key, hashRequest({ method: 'POST', path: `/v1/admin/tenants/${tenantId}/credits/grant`, body }), grant)
+          : { ...(await grant()), replayed: false };
+        if (result.replayed || ledgerReplayed) ctx.set('Idempotent-Replayed', 'true');
+        ctx.status = result.status;
+        ctx.body = result.body;
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/admin/tenants/:id/credits',
+      summary: "A tenant's credit pool and its ledger, newest first, cursor-paginated (platform admins: any tenant; tenant admins: their own).",
+      tag: 'admin',
+      auth: 'any',
+      scope: 'admin',
+      policy: 'administrator',
+      query: 'CreditTransactionsQuery',
+      response: { status: 200, schema: 'TenantCreditPoolResponse' },
+      errors: ['NOT_FOUND', 'FORBIDDEN'],
+      handler: async (ctx) => {
+        const p = principalOf(ctx);
+        const authority = creditAuthorityOf(p);
+        const tenantId = String(ctx.params.id);
+        if (authority.kind === 'tenant' && authority.tenantId !== tenantId) return probe(p, tenantId, clientOf(ctx));
+        const pool = isId(tenantId, 'ten') ? await ledger.pool(tenantId) : undefined;
+        if (!pool) throw notFound('tenant');
+        const page = await ledger.poolEntries(tenantId, { limit: limitOf(ctx, DEFAULT_PAGE), cursor: cursorOf(ctx) });
+        ctx.body = { success: true, pool: presentPool(pool), entries: page.entries.map(presentPoolEntry), next_cursor: page.nextCursor };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/admin/credits/pools',
+      summary: 'Tenant credit pools by tenant id, cursor-paginated (a tenant admin sees its own).',
+      tag: 'admin',
+      auth: 'any',
+      scope: 'admin',
+      policy: 'administrator',
+      query: 'CreditTransactionsQuery',
+      response: { status: 200, schema: 'CreditPoolListResponse' },
+      errors: ['FORBIDDEN'],
+      handler: async (ctx) => {
+        const authority = creditAuthorityOf(principalOf(ctx));
+        const r = await ledger.pools({
+          limit: Math.min(limitOf(ctx, MAX_PAGE), MAX_PAGE),
+          after: cursorOf(ctx),
+          ...(authority.kind === 'tenant' ? { tenantId: authority.tenantId } : {}),
+        });
+        ctx.body = { success: true, pools: r.pools.map(presentPool), next_cursor: r.next };
+      },
+    },
+  ]);
+}
