@@ -435,6 +435,7 @@ export interface CreditGrantResponse {
   success: true;
   transaction: CreditTransaction;
   balance: CreditBalance;
+  pool?: CreditPool;
 }
 /**
  * One ledger entry, newest first in lists. Amounts are signed decimals.
@@ -466,9 +467,35 @@ export interface CreditTransaction {
 /**
  * A user's credits, as decimals (1 credit = 1,000,000 micro-credits).
  */
+export interface CreditPool {
+  tenant_id: string;
+  /**
+   * Credits in the pool: the sum of its entries; never negative.
+   */
+  balance: number;
+  /**
+   * When the pool last moved; null when it never held credits.
+   */
+  updated_at: string | null;
+}
+
+/**
+ * One disagreement found by the ledger check: of a user's account, or of a tenant's credit pool (`account: "pool"`).
+ */
 export interface CreditMismatch {
-  user_id: string;
-  check: 'balance' | 'reserved' | 'available' | 'chain' | 'version';
+  /**
+   * Present for a tenant's credit pool; absent for a user's account.
+   */
+  account?: 'pool';
+  /**
+   * The user whose account disagrees (absent for a pool).
+   */
+  user_id?: string;
+  /**
+   * The tenant whose credit pool disagrees (pools only).
+   */
+  tenant_id?: string;
+  check: 'balance' | 'reserved' | 'available' | 'chain' | 'version' | 'transfer';
   /**
    * What the ledger says (credits, or a sequence number when `unit` is `seq`).
    */
@@ -486,7 +513,44 @@ export interface CreditMismatch {
 }
 
 /**
- * One ledger entry, newest first in lists. Amounts are signed decimals.
+ * A tenant's credit pool: what the tenant's admins may still grant to their members (decimal credits).
+ */
+export interface CreditPoolEntry {
+  id: string;
+  kind: 'grant' | 'transfer';
+  /**
+   * Signed effect on the pool: positive for `grant`, negative for `transfer`.
+   */
+  amount: number;
+  /**
+   * The pool's balance after this entry.
+   */
+  balance_after: number;
+  reason: string | null;
+  /**
+   * The member a `transfer` went to.
+   */
+  user_id: string | null;
+  /**
+   * The member's `grant` entry a `transfer` wrote (see `/v1/admin/credits/transactions`).
+   */
+  transaction_id: string | null;
+  created_at: string;
+}
+
+/**
+ * Tenant credit pools by tenant id (a tenant admin sees its own); tenants whose pool never held credits are not listed.
+ */
+export interface CreditPoolListResponse {
+  success: true;
+  pools: CreditPool[];
+  /**
+   * Pass as `cursor` for the next page; null on the last page.
+   */
+  next_cursor: string | null;
+}
+/**
+ * A tenant's credit pool: what the tenant's admins may still grant to their members (decimal credits).
  */
 export interface CreditTransactionListResponse {
   success: true;
@@ -523,7 +587,7 @@ export interface CreditVerifyResponse {
   mismatches: CreditMismatch[];
 }
 /**
- * One disagreement found by the ledger check.
+ * One disagreement found by the ledger check: of a user's account, or of a tenant's credit pool (`account: "pool"`).
  */
 export interface ErrorEnvelope {
   success: false;
@@ -645,6 +709,16 @@ export interface TokenPair {
   token_type: 'Bearer';
 }
 
+/**
+ * Optional: a request without a body is the same as {}.
+ */
+export interface LogoutAllRequest {
+  /**
+   * Also revoke every live API key of the user, in the same transaction (each audited as key.revoke).
+   */
+  revoke_api_keys?: boolean;
+}
+
 export interface MeResponse {
   success: true;
   user: User;
@@ -661,6 +735,14 @@ export interface MfaEnableResponse {
    * @maxItems 10
    */
   recovery_codes: [string, string, string, string, string, string, string, string, string, string];
+  /**
+   * Other sign-ins ended: their refresh tokens are revoked and their access tokens refused.
+   */
+  revoked_sign_ins: number;
+  /**
+   * True when the access token used names no sign-in (issued before sign-in ids): every refresh token, this sign-in's too, was revoked; sign in again (with the second factor) when the access token expires.
+   */
+  sign_in_again: boolean;
 }
 
 export interface MfaSetupResponse {
@@ -689,6 +771,10 @@ export interface PasswordChangeRequest {
    * 12 characters to 1024 bytes.
    */
   new_password: string;
+  /**
+   * Also revoke every live API key of the user, in the same transaction (each audited as key.revoke).
+   */
+  revoke_api_keys?: boolean;
 }
 
 export interface QuoteResponse {
@@ -786,8 +872,19 @@ export interface SetTierRequest {
 }
 
 /**
- * A single-use ticket for opening the stream from a browser: GET /v1/stream?ticket=<ticket>, within 30 s.
+ * After logout-all or a password change: every sign-in is ended, API keys are not. Never carries a key itself.
  */
+export interface SignOutResponse {
+  success: true;
+  /**
+   * The user's API keys still live (not revoked, not expired) after the call; empty with revoke_api_keys.
+   */
+  api_keys: ApiKey[];
+  /**
+   * The keys this call revoked (revoke_api_keys: true); otherwise empty.
+   */
+  revoked_api_keys: ApiKey[];
+}
 export interface StreamTicketResponse {
   success: true;
   ticket: string;
@@ -804,6 +901,40 @@ export interface TenantCreateRequest {
   name: string;
 }
 
+/**
+ * Credits for a tenant's pool. Send an `Idempotency-Key` header to make a retry safe: the same key and body within 24 h answers the first grant.
+ */
+export interface TenantCreditGrantRequest {
+  /**
+   * Credits to add to the pool, a decimal with at most 6 decimal places.
+   */
+  amount: number;
+  /**
+   * Why; recorded on the pool entry and in the audit log.
+   */
+  reason: string;
+}
+
+export interface TenantCreditGrantResponse {
+  success: true;
+  transaction: CreditPoolEntry;
+  pool: CreditPool;
+}
+/**
+ * One entry of a tenant's pool ledger, newest first in lists. `grant`: the platform added credits; `transfer`: a tenant admin moved credits to a member.
+ */
+export interface TenantCreditPoolResponse {
+  success: true;
+  pool: CreditPool;
+  entries: CreditPoolEntry[];
+  /**
+   * Pass as `cursor` for the next (older) page; null on the last page.
+   */
+  next_cursor: string | null;
+}
+/**
+ * A tenant's credit pool: what the tenant's admins may still grant to their members (decimal credits).
+ */
 export interface TenantListResponse {
   success: true;
   tenants: Tenant[];
@@ -930,6 +1061,10 @@ export interface GatewayConfig {
       max_failures_per_email: number;
       max_failures_per_ip: number;
       window_seconds: number;
+      /**
+       * The longest wait failed sign-ins from every address together can impose on one email (the email-wide back-off's cap); an address that failed itself waits window_seconds.
+       */
+      max_backoff_seconds: number;
     };
   };
   agent: {

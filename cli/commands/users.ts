@@ -54,6 +54,7 @@ export function usersCommand(): Command {
   single('suspend', 'suspend a user: every token stops working at once', (id) => `/v1/admin/users/${id}/suspend`);
   single('activate', 'reactivate a suspended user', (id) => `/v1/admin/users/${id}/activate`);
   single('reset-mfa', 'turn off MFA for a user who lost their authenticator', (id) => `/v1/admin/users/${id}/reset-mfa`);
+  single('unlock', "lift the sign-in back-off of a user's email after failed sign-ins from elsewhere", (id) => `/v1/admin/users/${id}/unlock`);
   users
     .command('set-tier <user> <tier>')
     .description('set the tier of a user (individual, team, enterprise)')

@@ -6,7 +6,13 @@ import { newId } from '../ids.js';
 import type { Clock } from '../clock.js';
 import type { Role, Scope, Tier } from './principal.js';
 
-/** The claims of an access token. `iat_ms` carries the issue time in ms for the per-user not-before check. */
+/**
+ * The claims of an access token. `iat_ms` carries the issue time in ms for the
+ * per-user not-before check. `sid` names the sign-in the token belongs to (the
+ * id of its refresh-token family): a revoked sign-in (logout, refresh-token
+ * reuse, MFA enabled elsewhere) refuses its access tokens at once. Tokens
+ * signed before sign-in ids have none and are accepted until they expire.
+ */
 export interface AccessClaims {
   sub: string;
   iss: string;
@@ -19,6 +25,7 @@ export interface AccessClaims {
   tier: Tier;
   role: Role;
   tid: string | null;
+  sid?: string;
 }
 
 export const ACCESS_TOKEN_TYPE = 'at+jwt';
@@ -62,7 +69,8 @@ export class AccessTokens {
     return this.options.ttlSeconds;
   }
 
-  sign(user: { id: string; scopes: Scope[]; tier: Tier; role: Role; tenantId: string | null }): string {
+  /** `signInId`: the refresh-token family the token is issued for (the `sid` claim). */
+  sign(user: { id: string; scopes: Scope[]; tier: Tier; role: Role; tenantId: string | null; signInId?: string }): string {
     const nowMs = this.options.clock.now();
     const iat = Math.floor(nowMs / 1000);
     const claims: AccessClaims = {
@@ -77,6 +85,7 @@ export class AccessTokens {
       tier: user.tier,
       role: user.role,
       tid: user.tenantId,
+      ...(user.signInId !== undefined ? { sid: user.signInId } : {}),
     };
     return jwt.sign(claims, this.key, { algorithm: 'HS256', header: { alg: 'HS256', typ: ACCESS_TOKEN_TYPE, kid: this.kid } });
   }
@@ -137,6 +146,7 @@ export class AccessTokens {
       typeof p.iat !== 'number' ||
       typeof p.jti !== 'string' ||
       typeof p.iat_ms !== 'number' ||
+      (p.sid !== undefined && typeof p.sid !== 'string') ||
       !Array.isArray(p.scopes)
     ) {
       throw new GatewayError('INVALID_TOKEN', 'access token is invalid');

@@ -3,16 +3,16 @@ import { setBounded } from '../bounded-map.js';
 import type { Clock } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import { newId } from '../ids.js';
-import type { Database } from '../storage/database.js';
+import type { Database, Queryable } from '../storage/database.js';
 import { prepareAuthReads, type AuthReads, type AuthSubject } from '../storage/repos/auth-reads.js';
 import { CredentialRepository } from '../storage/repos/credentials.js';
 import { UserRepository, type UserRow } from '../storage/repos/users.js';
 import { AccessTokens, generateRefreshToken } from './access-tokens.js';
 import { hashSecret, isWellFormedApiKey } from './api-key-format.js';
 import { normalizeEmail } from './email.js';
-import type { LoginThrottle } from './login-throttle.js';
+import type { LoginThrottle, ThrottledAttempt } from './login-throttle.js';
 import { MAX_PASSWORD_BYTES, checkPasswordPolicy, type PasswordHasher } from './passwords.js';
-import { presentUser } from './presenters.js';
+import { presentApiKey, presentUser } from './presenters.js';
 import { scopesForRole, type Principal, type Scope } from './principal.js';
 import type { SecretBox } from './secret-box.js';
 import { canonicalRecoveryCode, checkTotp, newRecoveryCodes, newTotpSecret, totpUri } from './totp.js';
@@ -29,6 +29,14 @@ export interface TokenPair {
   refresh_token: string;
   expires_in: number;
   token_type: 'Bearer';
+}
+
+/** What logout-all and a password change answer about the user's API keys (which they do not end). */
+export interface ApiKeysAfterSignOut {
+  /** Still live after the call (none when they were revoked). */
+  api_keys: Array<ReturnType<typeof presentApiKey>>;
+  /** Revoked by this call (`revoke_api_keys`). */
+  revoked_api_keys: Array<ReturnType<typeof presentApiKey>>;
 }
 
 export interface AuthServiceDeps {
@@ -109,8 +117,8 @@ export class AuthService {
     return this.deps.audit.record({ ...event, ip: client?.ip ?? null, userAgent: client?.userAgent ?? null, requestId: client?.requestId ?? null });
   }
 
-  private async failLogin(email: string, user: UserRow | undefined, reason: string, client: ClientInfo, error: GatewayError): Promise<never> {
-    await this.deps.throttle.recordFailure(email, client.ip);
+  private async failLogin(email: string, user: UserRow | undefined, reason: string, client: ClientInfo, error: GatewayError, attempt: ThrottledAttempt): Promise<never> {
+    attempt.failed();
     await this.audit(
       {
         action: 'auth.login_failed',
@@ -126,28 +134,33 @@ export class AuthService {
   }
 
   /**
-   * After a JWT_SECRET rotation: re-encrypts every MFA secret still sealed
-   * under a rotated-out secret with the current one (compare-and-set, so an
-   * enrolment racing this is never overwritten). Run at start; nothing to do
-   * without JWT_PREVIOUS_SECRETS. `unreadable`: sealed under no known secret
-   * (those users need `keen-admin users reset-mfa`).
+   * Run at start. After a JWT_SECRET rotation: re-encrypts every MFA secret
+   * still sealed under a rotated-out secret with the current one
+   * (compare-and-set, so an enrolment racing this is never overwritten).
+   * Always: counts the secrets sealed under no configured secret
+   * (`unreadable`, the first user ids in `unreadableUsers`): JWT_SECRET changed
+   * without the old one in JWT_PREVIOUS_SECRETS. Those users' TOTP codes answer
+   * MFA_UNAVAILABLE until the old secret is configured again or an
+   * administrator runs `keen-admin users reset-mfa`.
    */
-  async resealSecrets(): Promise<{ resealed: number; unreadable: number }> {
+  async resealSecrets(): Promise<{ resealed: number; unreadable: number; unreadableUsers: string[] }> {
     const box = this.deps.secretBox;
-    if (!box.rotating) return { resealed: 0, unreadable: 0 };
     let resealed = 0;
     let unreadable = 0;
+    const unreadableUsers: string[] = [];
     for (const row of await this.users.listSealedMfaSecrets()) {
       let next: string | null;
       try {
+        // null when the current secret sealed it (always so without JWT_PREVIOUS_SECRETS).
         next = box.reseal(row.mfa_secret_enc);
       } catch {
         unreadable++;
+        if (unreadableUsers.length < 20) unreadableUsers.push(row.id);
         continue;
       }
       if (next !== null && (await this.users.replaceSealedMfaSecret(row.id, row.mfa_secret_enc, next))) resealed++;
     }
-    return { resealed, unreadable };
+    return { resealed, unreadable, unreadableUsers };
   }
 
   /** POST /v1/auth/login. */
@@ -162,30 +175,32 @@ export class AuthService {
         details: [{ field: 'password', message: `must be at most ${MAX_PASSWORD_BYTES} bytes` }],
       });
     }
-    try {
-      await this.deps.throttle.check(email, client.ip);
-    } catch (err) {
-      await this.audit({ action: 'auth.login_throttled', outcome: 'denied', actor: { type: 'anonymous', id: null }, tenantId: null, details: { email } }, client);
-      throw err;
-    }
+    // Reserved before any check (atomic, so parallel guesses cannot all pass); kept when a check fails.
+    const attempt = await this.reserveCheck(email, client, () =>
+      this.audit({ action: 'auth.login_throttled', outcome: 'denied', actor: { type: 'anonymous', id: null }, tenantId: null, details: { email } }, client),
+    );
+    return this.signInReserved(input, email, client, attempt).finally(() => attempt.release());
+  }
+
+  private async signInReserved(input: { email: string; password: string; mfa_token?: string }, email: string, client: ClientInfo, attempt: ThrottledAttempt) {
     const user = await this.users.findByEmail(email);
-    const ok = await this.deps.hasher.verify(user?.password_hash ?? null, input.password);
+    const ok = await this.deps.hasher.verify(user?.password_hash ?? null, input.password, { clients: [`ip:${client.ip}`], signIn: true });
     const invalid = new GatewayError('INVALID_CREDENTIALS', 'email or password is incorrect');
-    if (!ok || !user) return this.failLogin(email, user, user ? 'wrong_password' : 'unknown_email', client, invalid);
+    if (!ok || !user) return this.failLogin(email, user, user ? 'wrong_password' : 'unknown_email', client, invalid, attempt);
     if (user.status !== 'active') {
-      return this.failLogin(email, user, 'account_suspended', client, new GatewayError('ACCOUNT_SUSPENDED', 'this account is suspended'));
+      return this.failLogin(email, user, 'account_suspended', client, new GatewayError('ACCOUNT_SUSPENDED', 'this account is suspended'), attempt);
     }
     if (user.mfa_enabled === 1) {
       if (!input.mfa_token) {
-        return this.failLogin(email, user, 'mfa_missing', client, new GatewayError('MFA_REQUIRED', 'a TOTP code or recovery code is required (mfa_token)'));
+        return this.failLogin(email, user, 'mfa_missing', client, new GatewayError('MFA_REQUIRED', 'a TOTP code or recovery code is required (mfa_token)'), attempt);
       }
-      const how = await this.checkSecondFactor(user, input.mfa_token);
-      if (!how) return this.failLogin(email, user, 'invalid_mfa', client, new GatewayError('INVALID_MFA', 'the TOTP or recovery code is invalid'));
+      const how = await this.checkSecondFactor(user, input.mfa_token, client);
+      if (!how) return this.failLogin(email, user, 'invalid_mfa', client, new GatewayError('INVALID_MFA', 'the TOTP or recovery code is invalid'), attempt);
       if (how === 'recovery_code') {
         await this.audit({ action: 'auth.mfa_recovery_used', outcome: 'success', actor: { type: 'user', id: user.id }, tenantId: user.tenant_id, target: { type: 'user', id: user.id } }, client);
       }
     }
-    await this.deps.throttle.recordSuccess(email, client.ip);
+    await attempt.succeeded();
     const now = this.deps.clock.now();
     await this.users.update(user.id, { last_login_at: now });
     const tokens = await this.issueTokens(user, newId('rtk', now));
@@ -193,12 +208,43 @@ export class AuthService {
     return { user: presentUser({ ...user, last_login_at: now }), tokens };
   }
 
-  /** A TOTP code (never the same time step twice) or an unused recovery code. */
-  private async checkSecondFactor(user: UserRow, token: string): Promise<'totp' | 'recovery_code' | null> {
+  /**
+   * Reserves one check of a secret of `email` from this client (LoginThrottle:
+   * the same budgets for sign-in and for the checks behind a session), or
+   * audits the refusal (`denied`) and throws 429 LOGIN_THROTTLED.
+   */
+  private async reserveCheck(email: string, client: ClientInfo, denied: () => Promise<void>): Promise<ThrottledAttempt> {
+    try {
+      return await this.deps.throttle.reserve(email, client.ip);
+    } catch (err) {
+      if (err instanceof GatewayError && err.code === 'LOGIN_THROTTLED') await denied();
+      throw err;
+    }
+  }
+
+  /** Runs a check of a secret under its reservation: kept when the check fails, given back when it passes or cannot be made. */
+  private async settle(attempt: ThrottledAttempt, check: () => Promise<boolean>): Promise<boolean> {
+    try {
+      const ok = await check();
+      if (ok) await attempt.succeeded();
+      else attempt.failed();
+      return ok;
+    } finally {
+      await attempt.release();
+    }
+  }
+
+  /**
+   * A TOTP code (never the same time step twice) or an unused recovery code.
+   * A TOTP secret that no configured server secret opens is MFA_UNAVAILABLE
+   * (audited as `auth.mfa_unreadable`), not a bare 500; recovery codes are
+   * hashed, not sealed, and keep working.
+   */
+  private async checkSecondFactor(user: UserRow, token: string, client?: ClientInfo, during: 'login' | 'mfa_disable' = 'login'): Promise<'totp' | 'recovery_code' | null> {
     const now = this.deps.clock.now();
     if (/^\d{6}$/.test(token)) {
       if (!user.mfa_secret_enc) return null;
-      const step = checkTotp(this.deps.secretBox.open(user.mfa_secret_enc), token, now);
+      const step = checkTotp(await this.openMfaSecret(user, user.mfa_secret_enc, client, during), token, now);
       if (step === null) return null;
       return (await this.users.advanceMfaStep(user.id, step)) ? 'totp' : null;
     }
@@ -207,10 +253,27 @@ export class AuthService {
     return (await this.users.useRecoveryCode(user.id, hashSecret(code), now)) ? 'recovery_code' : null;
   }
 
-  private async issueTokens(user: UserRow, familyId: string): Promise<TokenPair> {
+  /** The user's TOTP secret; MFA_UNAVAILABLE, audited, when it opens with neither JWT_SECRET nor a JWT_PREVIOUS_SECRETS entry. */
+  private async openMfaSecret(user: UserRow, sealed: string, client: ClientInfo | undefined, during: string): Promise<string> {
+    try {
+      return this.deps.secretBox.open(sealed);
+    } catch {
+      await this.audit(
+        { action: 'auth.mfa_unreadable', outcome: 'failure', actor: { type: 'user', id: user.id }, tenantId: user.tenant_id, target: { type: 'user', id: user.id }, details: { during } },
+        client,
+      );
+      throw new GatewayError(
+        'MFA_UNAVAILABLE',
+        'your authenticator codes cannot be checked: the server can no longer read your MFA secret (its signing secret changed). Sign in with a recovery code, or ask an administrator to reset your MFA (keen-admin users reset-mfa), then enrol again',
+      );
+    }
+  }
+
+  /** A new refresh token in the family (sign-in) `familyId`, and an access token naming it (`sid`). */
+  private async issueTokens(user: UserRow, familyId: string, trx?: Queryable): Promise<TokenPair> {
     const now = this.deps.clock.now();
     const refresh = generateRefreshToken();
-    await this.creds.insertRefreshToken({
+    await (trx ? this.creds.with(trx) : this.creds).insertRefreshToken({
       id: newId('rtk', now),
       user_id: user.id,
       family_id: familyId,
@@ -221,7 +284,7 @@ export class AuthService {
       used_at: null,
     });
     return {
-      access_token: this.deps.accessTokens.sign({ id: user.id, scopes: scopesForRole(user.role), tier: user.tier, role: user.role, tenantId: user.tenant_id }),
+      access_token: this.deps.accessTokens.sign({ id: user.id, scopes: scopesForRole(user.role), tier: user.tier, role: user.role, tenantId: user.tenant_id, signInId: familyId }),
       refresh_token: refresh,
       expires_in: this.deps.accessTokens.ttlSeconds,
       token_type: 'Bearer',
@@ -244,7 +307,7 @@ export class AuthService {
     const now = this.deps.clock.now();
     const user = await this.users.findById(row.user_id);
     const reused = async (): Promise<never> => {
-      await this.creds.revokeFamily(row.family_id);
+      await this.revokeSignIn(row.user_id, row.family_id);
       await this.audit({ action: 'auth.refresh_reused', outcome: 'denied', actor: { type: 'user', id: row.user_id }, tenantId: user?.tenant_id ?? null, target: { type: 'user', id: row.user_id }, details: { family_id: row.family_id } }, client);
       throw new GatewayError('REFRESH_TOKEN_REUSED', 'refresh token was already used; every session of this sign-in is revoked');
     };
@@ -254,45 +317,109 @@ export class AuthService {
     if (!user) throw invalid;
     if (user.status !== 'active') throw new GatewayError('ACCOUNT_SUSPENDED', 'this account is suspended');
     if (row.created_at < user.tokens_not_before) throw invalid;
-    if (!(await this.creds.markRefreshTokenUsed(row.id, now))) return reused();
-    const tokens = await this.issueTokens(user, row.family_id);
+    // Used and replaced in one transaction, under the user's row lock (Postgres; SQLite writers are serial): a
+    // revocation of the user's sign-ins (MFA enabled, logout-all) either comes first, and the token is no longer
+    // active, or sees the new token and revokes it too; never a new token in a family revoked meanwhile.
+    const tokens = await this.deps.database.transaction(async (trx) => {
+      if (this.deps.database.dialect === 'postgres') await this.creds.with(trx).lockOwner(user.id);
+      if (!(await this.creds.with(trx).markRefreshTokenUsed(row.id, now))) return null;
+      return this.issueTokens(user, row.family_id, trx);
+    });
+    if (!tokens) return reused();
     await this.audit({ action: 'auth.refresh', outcome: 'success', actor: { type: 'user', id: user.id }, tenantId: user.tenant_id, target: { type: 'user', id: user.id } }, client);
     return { tokens };
   }
 
-  /** POST /v1/auth/logout: revokes the family of the given refresh token, if it is the caller's. */
+  /** Revokes one sign-in (refresh-token family), under the owner's row lock like a rotation, so none of it is left active. */
+  private async revokeSignIn(userId: string, familyId: string): Promise<void> {
+    await this.deps.database.transaction(async (trx) => {
+      if (this.deps.database.dialect === 'postgres') await this.creds.with(trx).lockOwner(userId);
+      await this.creds.with(trx).revokeFamily(familyId);
+    });
+  }
+
+  /**
+   * POST /v1/auth/logout: revokes the family of the given refresh token, if it
+   * is the caller's. The sign-in's access tokens (`sid` = the family) are
+   * refused from the next request on.
+   */
   async logout(principal: Principal, refreshToken: string, client: ClientInfo): Promise<void> {
     const row = /^rt_[A-Za-z0-9_-]{43}$/.test(refreshToken) ? await this.creds.findRefreshToken(hashSecret(refreshToken)) : undefined;
     if (!row || row.user_id !== principal.userId) throw new GatewayError('INVALID_TOKEN', 'refresh token is invalid');
-    await this.creds.revokeFamily(row.family_id);
+    await this.revokeSignIn(row.user_id, row.family_id);
     await this.audit({ action: 'auth.logout', outcome: 'success', actor: { type: 'user', id: principal.userId }, tenantId: principal.tenantId, target: { type: 'user', id: principal.userId } }, client);
   }
 
-  /** POST /v1/auth/logout-all: every refresh token revoked and every access token issued so far refused. */
-  async logoutEverywhere(principal: Principal, client: ClientInfo): Promise<void> {
+  /**
+   * POST /v1/auth/logout-all: every refresh token revoked and every access
+   * token issued so far refused. API keys are not sign-ins: the answer lists
+   * the ones still live, and `revokeApiKeys` revokes them in the same transaction.
+   */
+  async logoutEverywhere(principal: Principal, client: ClientInfo, options: { revokeApiKeys?: boolean } = {}): Promise<ApiKeysAfterSignOut> {
     const now = this.deps.clock.now();
-    await this.deps.database.transaction(async (trx) => {
-      await this.creds.with(trx).revokeAllForUser(principal.userId);
+    const keys = await this.deps.database.transaction(async (trx) => {
+      // The user row first, then the tokens: the order every transaction touching both takes (see rotate).
       await this.users.with(trx).update(principal.userId, { tokens_not_before: now + 1, updated_at: now });
+      await this.creds.with(trx).revokeAllForUser(principal.userId);
+      return this.settleApiKeys(trx, principal.userId, principal.tenantId, options.revokeApiKeys === true, 'logout_all', now, client);
     });
-    await this.audit({ action: 'auth.logout_all', outcome: 'success', actor: { type: 'user', id: principal.userId }, tenantId: principal.tenantId, target: { type: 'user', id: principal.userId } }, client);
+    await this.audit(
+      { action: 'auth.logout_all', outcome: 'success', actor: { type: 'user', id: principal.userId }, tenantId: principal.tenantId, target: { type: 'user', id: principal.userId }, details: { keys_revoked: keys.revoked_api_keys.length, keys_live: keys.api_keys.length } },
+      client,
+    );
+    return keys;
   }
 
-  /** POST /v1/auth/password: needs the current password; ends every other session. */
-  async changePassword(principal: Principal, current: string, next: string, client: ClientInfo): Promise<void> {
+  /**
+   * The user's live API keys after a sign-out everywhere: listed, or revoked
+   * (each audited as `key.revoke` with the reason) when `revoke`, inside `trx`.
+   */
+  private async settleApiKeys(trx: Queryable, userId: string, tenantId: string | null, revoke: boolean, reason: 'logout_all' | 'password_change', now: number, client: ClientInfo): Promise<ApiKeysAfterSignOut> {
+    const creds = this.creds.with(trx);
+    const live = await creds.listLiveApiKeys(userId, now);
+    if (!revoke) return { api_keys: live.map((k) => presentApiKey(k, now)), revoked_api_keys: [] };
+    const revoked = new Set(await creds.revokeApiKeysOf(userId, live.map((k) => k.id), now));
+    const gone = live.filter((k) => revoked.has(k.id));
+    for (const k of gone) {
+      await this.deps.audit.record(
+        { action: 'key.revoke', outcome: 'success', actor: { type: 'user', id: userId }, tenantId: k.tenant_id ?? tenantId, target: { type: 'api_key', id: k.id }, ip: client.ip, userAgent: client.userAgent, requestId: client.requestId, details: { owner_id: userId, reason } },
+        trx,
+      );
+    }
+    return { api_keys: [], revoked_api_keys: gone.map((k) => presentApiKey({ ...k, revoked_at: now }, now)) };
+  }
+
+  /**
+   * POST /v1/auth/password: needs the current password; ends every other
+   * session. Lists (or, with `revokeApiKeys`, revokes) the live API keys as
+   * logout-all does.
+   */
+  async changePassword(principal: Principal, current: string, next: string, client: ClientInfo, options: { revokeApiKeys?: boolean } = {}): Promise<ApiKeysAfterSignOut> {
     checkPasswordPolicy(next, 'new_password');
     const user = await this.users.findById(principal.userId);
-    if (!user || !(await this.deps.hasher.verify(user.password_hash, current))) {
+    // Throttled like a sign-in, per user (its email) and per address; the hashes are this user's share.
+    const claim = { clients: [`user:${principal.userId}`, `ip:${client.ip}`] };
+    const attempt = user
+      ? await this.reserveCheck(user.email, client, () =>
+          this.audit({ action: 'auth.password_change', outcome: 'denied', actor: { type: 'user', id: principal.userId }, tenantId: principal.tenantId, details: { reason: 'throttled' } }, client),
+        )
+      : null;
+    if (!user || !attempt || !(await this.settle(attempt, () => this.deps.hasher.verify(user.password_hash, current, claim)))) {
       await this.audit({ action: 'auth.password_change', outcome: 'failure', actor: { type: 'user', id: principal.userId }, tenantId: principal.tenantId, details: { reason: 'wrong_password' } }, client);
       throw new GatewayError('INVALID_CREDENTIALS', 'current password is incorrect');
     }
-    const hash = await this.deps.hasher.hash(next);
+    const hash = await this.deps.hasher.hash(next, claim);
     const now = this.deps.clock.now();
-    await this.deps.database.transaction(async (trx) => {
+    const keys = await this.deps.database.transaction(async (trx) => {
       await this.users.with(trx).update(user.id, { password_hash: hash, tokens_not_before: now + 1, updated_at: now });
       await this.creds.with(trx).revokeAllForUser(user.id);
+      return this.settleApiKeys(trx, user.id, user.tenant_id, options.revokeApiKeys === true, 'password_change', now, client);
     });
-    await this.audit({ action: 'auth.password_change', outcome: 'success', actor: { type: 'user', id: user.id }, tenantId: user.tenant_id, target: { type: 'user', id: user.id } }, client);
+    await this.audit(
+      { action: 'auth.password_change', outcome: 'success', actor: { type: 'user', id: user.id }, tenantId: user.tenant_id, target: { type: 'user', id: user.id }, details: { keys_revoked: keys.revoked_api_keys.length, keys_live: keys.api_keys.length } },
+      client,
+    );
+    return keys;
   }
 
   /** POST /v1/auth/mfa/setup: a new secret, pending until enabled with a valid code. */
@@ -305,8 +432,15 @@ export class AuthService {
     return { secret, otpauth_url: totpUri(secret, user.email, this.deps.issuer) };
   }
 
-  /** POST /v1/auth/mfa/enable: proves the authenticator works; returns recovery codes once. */
-  async mfaEnable(principal: Principal, token: string, client: ClientInfo): Promise<{ recovery_codes: string[] }> {
+  /**
+   * POST /v1/auth/mfa/enable: proves the authenticator works; returns recovery
+   * codes once. Every other sign-in ends with it (their refresh tokens are
+   * revoked and their access tokens refused), so a refresh token taken before
+   * cannot skip the second factor. The caller's sign-in (its `sid`) is kept;
+   * a caller whose access token names none (issued before sign-in ids) keeps
+   * no refresh token either: `sign_in_again`.
+   */
+  async mfaEnable(principal: Principal, token: string, client: ClientInfo): Promise<{ recovery_codes: string[]; revoked_sign_ins: number; sign_in_again: boolean }> {
     const user = await this.mustUser(principal.userId);
     if (user.mfa_enabled === 1) throw new GatewayError('INVALID_STATE', 'MFA is already enabled');
     if (!user.mfa_secret_enc) throw new GatewayError('INVALID_STATE', 'call /v1/auth/mfa/setup first');
@@ -317,22 +451,31 @@ export class AuthService {
       throw new GatewayError('INVALID_MFA', 'the TOTP code is invalid');
     }
     const codes = newRecoveryCodes(10);
-    await this.deps.database.transaction(async (trx) => {
+    const keep = principal.signInId ?? null;
+    const revoked = await this.deps.database.transaction(async (trx) => {
       await this.users.with(trx).update(user.id, { mfa_enabled: 1, updated_at: now });
       await this.users.with(trx).replaceRecoveryCodes(
         user.id,
         codes.map((c) => ({ id: newId('rtk', now), code_hash: hashSecret(c), created_at: now })),
       );
+      return this.creds.with(trx).revokeOtherFamilies(user.id, keep, now);
     });
-    await this.audit({ action: 'auth.mfa_enable', outcome: 'success', actor: { type: 'user', id: user.id }, tenantId: user.tenant_id, target: { type: 'user', id: user.id } }, client);
-    return { recovery_codes: codes };
+    await this.audit(
+      { action: 'auth.mfa_enable', outcome: 'success', actor: { type: 'user', id: user.id }, tenantId: user.tenant_id, target: { type: 'user', id: user.id }, details: { revoked_sign_ins: revoked, kept_sign_in: keep } },
+      client,
+    );
+    return { recovery_codes: codes, revoked_sign_ins: revoked, sign_in_again: keep === null };
   }
 
   /** POST /v1/auth/mfa/disable: needs a current TOTP or a recovery code. */
   async mfaDisable(principal: Principal, token: string, client: ClientInfo): Promise<void> {
     const user = await this.mustUser(principal.userId);
     if (user.mfa_enabled !== 1) throw new GatewayError('INVALID_STATE', 'MFA is not enabled');
-    if (!(await this.checkSecondFactor(user, token))) {
+    // Throttled like a sign-in, per user (its email) and per address.
+    const attempt = await this.reserveCheck(user.email, client, () =>
+      this.audit({ action: 'auth.mfa_disable', outcome: 'denied', actor: { type: 'user', id: user.id }, tenantId: user.tenant_id, details: { reason: 'throttled' } }, client),
+    );
+    if (!(await this.settle(attempt, async () => (await this.checkSecondFactor(user, token, client, 'mfa_disable')) !== null))) {
       await this.audit({ action: 'auth.mfa_disable', outcome: 'failure', actor: { type: 'user', id: user.id }, tenantId: user.tenant_id, details: { reason: 'invalid_mfa' } }, client);
       throw new GatewayError('INVALID_MFA', 'the TOTP or recovery code is invalid');
     }
@@ -374,12 +517,14 @@ export class AuthService {
 
   private async authenticateJwt(token: string): Promise<Principal> {
     const claims = this.deps.accessTokens.verify(token);
-    const user = await this.reads.subject.first({ id: claims.sub });
+    // A token naming its sign-in is read with it in one query; one without (issued before sign-in ids) lives until it expires.
+    const user = claims.sid === undefined ? await this.reads.subject.first({ id: claims.sub }) : await this.reads.signedIn.first({ id: claims.sub, sid: claims.sid });
     if (!user || claims.iat_ms < user.tokens_not_before) throw new GatewayError('INVALID_TOKEN', 'access token is invalid');
     if (user.status !== 'active') throw new GatewayError('ACCOUNT_SUSPENDED', 'this account is suspended');
+    if ('sign_in_live' in user && !user.sign_in_live) throw new GatewayError('INVALID_TOKEN', 'access token is invalid');
     const built = this.principals.get(claims);
     if (built?.user === user) return built.principal;
-    const principal = principalOf(user, claims.scopes, null);
+    const principal = principalOf(user, claims.scopes, null, claims.sid ?? null);
     if (Object.isFrozen(user)) this.principals.set(claims, { user, principal });
     return principal;
   }
@@ -401,7 +546,7 @@ export class AuthService {
     if (row.last_used_at === null || now - row.last_used_at > KEY_TOUCH_INTERVAL_MS) await this.creds.touchApiKey(row.key_id, now);
     const built = this.principals.get(row);
     if (built) return built.principal;
-    const principal = principalOf({ ...row, id: row.user_id }, JSON.parse(row.scopes) as string[], { id: row.key_id, rate_limit_per_hour: row.rate_limit_per_hour });
+    const principal = principalOf({ ...row, id: row.user_id }, JSON.parse(row.scopes) as string[], { id: row.key_id, rate_limit_per_hour: row.rate_limit_per_hour }, null);
     if (Object.isFrozen(row)) this.principals.set(row, { user: row, principal });
     return principal;
   }
@@ -411,7 +556,7 @@ export class AuthService {
  * The principal of an active user: the credential's scopes cut down to what the
  * user's role holds now (a demoted user's old token or key loses the rest at once).
  */
-function principalOf(user: Omit<AuthSubject, 'tokens_not_before'>, credentialScopes: string[], key: { id: string; rate_limit_per_hour: number } | null): Principal {
+function principalOf(user: Omit<AuthSubject, 'tokens_not_before'>, credentialScopes: string[], key: { id: string; rate_limit_per_hour: number } | null, signInId: string | null): Principal {
   const allowed = new Set<string>(scopesForRole(user.role));
   return Object.freeze({
     userId: user.id,
@@ -423,5 +568,6 @@ function principalOf(user: Omit<AuthSubject, 'tokens_not_before'>, credentialSco
     via: key ? 'api_key' : 'jwt',
     apiKeyId: key?.id ?? null,
     apiKeyRateLimitPerHour: key?.rate_limit_per_hour ?? null,
+    signInId,
   });
 }

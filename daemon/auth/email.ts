@@ -15,3 +15,18 @@ export function normalizeEmail(value: unknown, field = 'email'): string {
   if (!/^[^@]{1,64}@[^@]+\.[^@.]+$/.test(email) || /[<>()[\]\\,;:"]/.test(email)) throw bad('must be an email address');
   return email;
 }
+
+/**
+ * True when `value` names the mailbox `email` (stored normalized), compared in
+ * the normalized form every lookup uses: `ADMIN@example.com`, ` admin@example.com `
+ * and fullwidth spellings are the same address. Never throws: a value that is
+ * not an email address names no mailbox.
+ */
+export function sameEmail(value: string, email: string): boolean {
+  if (!value.includes('@')) return false;
+  try {
+    return normalizeEmail(value) === normalizeEmail(email);
+  } catch {
+    return false;
+  }
+}

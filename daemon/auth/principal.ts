@@ -23,6 +23,11 @@ export interface Principal {
   apiKeyId: string | null;
   /** The key's own hourly limit (default 1000, docs/rate-limits.md), when authenticated with an API key. */
   apiKeyRateLimitPerHour: number | null;
+  /**
+   * The sign-in (refresh-token family, the access token's `sid`) a JWT belongs
+   * to; null or absent for API keys and for access tokens issued before sign-in ids.
+   */
+  signInId?: string | null;
 }
 
 /** The scopes a user of this role holds; an API key may carry a subset. */

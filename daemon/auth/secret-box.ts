@@ -36,6 +36,15 @@ export class SecretBox {
     return this.openWithAny(sealed).plain;
   }
 
+  /** Which configured secret opens `sealed`: the current one, a previous one, or none (also for a malformed value). */
+  opens(sealed: string): 'current' | 'previous' | null {
+    try {
+      return this.openWithAny(sealed).current ? 'current' : 'previous';
+    } catch {
+      return null;
+    }
+  }
+
   /** The value sealed again under the current key when an old key had sealed it; null when it already is current. */
   reseal(sealed: string): string | null {
     const { plain, current } = this.openWithAny(sealed);

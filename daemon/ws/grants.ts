@@ -53,15 +53,15 @@ export class GrantChecker {
       const { exp, iatMs } = tokenTimes(header!.slice(header!.indexOf(' ') + 1).trim());
       return { principal, expiresAt: exp, issuedAtMs: iatMs };
     }
-    const key = principal.apiKeyId ? await this.creds.findApiKey(principal.apiKeyId, null, undefined) : undefined;
+    const key = principal.apiKeyId ? await this.creds.findApiKey(principal.apiKeyId) : undefined;
     return { principal, expiresAt: key?.expires_at ?? null, issuedAtMs: null };
   }
 
   /**
    * Why a grant no longer holds (the error code a 401 would carry), or null
    * when it still does. Cheap enough to run every few seconds: one user row
-   * and at most one key row, and callers share the answer between the
-   * connections of one grant.
+   * and at most one key or sign-in row, and callers share the answer between
+   * the connections of one grant.
    */
   async revoked(grant: StreamGrant): Promise<ErrorCode | null> {
     const now = this.deps.clock.now();
@@ -71,8 +71,10 @@ export class GrantChecker {
     if (!user) return 'INVALID_TOKEN';
     if (user.status !== 'active') return 'ACCOUNT_SUSPENDED';
     if (grant.issuedAtMs !== null && grant.issuedAtMs < Number(user.tokens_not_before)) return 'INVALID_TOKEN';
+    // The sign-in of the access token (its `sid`) was ended: logout, refresh-token reuse, MFA enabled from another sign-in.
+    if (p.signInId && !(await this.creds.isSignInLive(p.userId, p.signInId))) return 'INVALID_TOKEN';
     if (p.apiKeyId) {
-      const key = await this.creds.findApiKey(p.apiKeyId, null, undefined);
+      const key = await this.creds.findApiKey(p.apiKeyId);
       if (!key) return 'INVALID_TOKEN';
       if (key.revoked_at !== null) return 'API_KEY_REVOKED';
       if (key.expires_at !== null && key.expires_at <= now) return 'API_KEY_EXPIRED';
@@ -82,6 +84,6 @@ export class GrantChecker {
 }
 
 /** Identifies the credential behind a grant, so connections sharing one are re-checked once. */
-export const grantKey = (g: StreamGrant): string => `${g.principal.userId}|${g.principal.apiKeyId ?? ''}|${g.expiresAt ?? ''}|${g.issuedAtMs ?? ''}`;
+export const grantKey = (g: StreamGrant): string => `${g.principal.userId}|${g.principal.apiKeyId ?? ''}|${g.expiresAt ?? ''}|${g.issuedAtMs ?? ''}|${g.principal.signInId ?? ''}`;
 
 export const isGatewayError = (err: unknown): err is GatewayError => err instanceof GatewayError;

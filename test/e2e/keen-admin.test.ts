@@ -46,10 +46,10 @@ describeStorage('keen-admin against a real daemon', (backend) => {
     const l = await admin(['tenants', 'list', '--json'], { env });
     expect(l.json.tenants.map((t: { name: string }) => t.name)).to.include('Initech');
     const table = await admin(['tenants', 'list'], { env });
-    expect(table.stdout).to.match(/^ID\s+NAME\s+CREATED_AT/);
+    expect(table.stdout).to.match(/^ID\s+NAME\s+POOL\s+CREATED_AT/);
   });
 
-  it('users create (password from stdin), list, show, set-tier, suspend, activate, reset-mfa', async () => {
+  it('users create (password from stdin), list, show, set-tier, suspend, activate, reset-mfa, unlock', async () => {
     const email = uniqueEmail('cli');
     const c = await admin(['users', 'create', '--email', email, '--tier', 'team', '--password-stdin', '--json'], { env, stdin: 'a-long-enough-password\n' });
     expect(c.code, c.stderr).to.equal(0);
@@ -62,6 +62,12 @@ describeStorage('keen-admin against a real daemon', (backend) => {
     expect((await admin(['users', 'suspend', email, '--json'], { env })).json.user.status).to.equal('suspended');
     expect((await admin(['users', 'activate', c.json.user.id, '--json'], { env })).json.user.status).to.equal('active');
     expect((await admin(['users', 'reset-mfa', email, '--json'], { env })).json.user.mfa_enabled).to.equal(false);
+    // unlock: failures from elsewhere hold the email back; the admin lifts it at once.
+    for (let i = 0; i < 6; i++) await d.api.post('/v1/auth/login', { email, password: `wrong-password-${i}` });
+    expect((await d.api.post('/v1/auth/login', { email, password: 'a-long-enough-password' })).status).to.equal(429);
+    const unlocked = await admin(['users', 'unlock', email, '--json'], { env });
+    expect(unlocked.code, unlocked.stderr).to.equal(0);
+    expect(unlocked.json.user.email).to.equal(email);
     const table = await admin(['users', 'show', email], { env });
     expect(table.stdout).to.include(email).and.match(/^ID\s+EMAIL/);
   });

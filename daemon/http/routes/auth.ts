@@ -17,7 +17,7 @@ export function authRoutes(deps: { auth: AuthService; users: UserAdminService })
       auth: 'none',
       body: 'LoginRequest',
       response: { status: 200, schema: 'LoginResponse' },
-      errors: ['INVALID_CREDENTIALS', 'MFA_REQUIRED', 'INVALID_MFA', 'ACCOUNT_SUSPENDED', 'LOGIN_THROTTLED', 'UNAVAILABLE'],
+      errors: ['INVALID_CREDENTIALS', 'MFA_REQUIRED', 'INVALID_MFA', 'MFA_UNAVAILABLE', 'ACCOUNT_SUSPENDED', 'LOGIN_THROTTLED', 'UNAVAILABLE'],
       handler: async (ctx) => {
         const b = bodyOf<{ email: string; password: string; mfa_token?: string }>(ctx);
         ctx.body = { success: true, ...(await auth.login(b, clientOf(ctx))) };
@@ -39,7 +39,7 @@ export function authRoutes(deps: { auth: AuthService; users: UserAdminService })
     {
       method: 'POST',
       path: '/v1/auth/logout',
-      summary: 'Revoke the refresh token family of this sign-in.',
+      summary: 'Revoke the refresh token family of this sign-in; its access tokens are refused at once.',
       tag: 'auth',
       auth: 'bearer',
       body: 'RefreshRequest',
@@ -53,29 +53,30 @@ export function authRoutes(deps: { auth: AuthService; users: UserAdminService })
     {
       method: 'POST',
       path: '/v1/auth/logout-all',
-      summary: 'Sign out everywhere: every refresh token revoked, every access token issued so far refused.',
+      summary: 'Sign out everywhere: every refresh token revoked, every access token issued so far refused; lists the API keys still live (revoke_api_keys revokes them).',
       tag: 'auth',
       auth: 'bearer',
-      response: { status: 200, schema: 'OkResponse' },
+      body: 'LogoutAllRequest',
+      bodyOptional: true,
+      response: { status: 200, schema: 'SignOutResponse' },
       errors: ['FORBIDDEN'],
       handler: async (ctx) => {
-        await auth.logoutEverywhere(principalOf(ctx), clientOf(ctx));
-        ctx.body = { success: true };
+        const b = bodyOf<{ revoke_api_keys?: boolean } | undefined>(ctx) ?? {};
+        ctx.body = { success: true, ...(await auth.logoutEverywhere(principalOf(ctx), clientOf(ctx), { revokeApiKeys: b.revoke_api_keys === true })) };
       },
     },
     {
       method: 'POST',
       path: '/v1/auth/password',
-      summary: 'Change the password; ends every other session.',
+      summary: 'Change the password; ends every session; lists the API keys still live (revoke_api_keys revokes them).',
       tag: 'auth',
       auth: 'bearer',
       body: 'PasswordChangeRequest',
-      response: { status: 200, schema: 'OkResponse' },
-      errors: ['INVALID_CREDENTIALS', 'FORBIDDEN'],
+      response: { status: 200, schema: 'SignOutResponse' },
+      errors: ['INVALID_CREDENTIALS', 'FORBIDDEN', 'LOGIN_THROTTLED', 'UNAVAILABLE'],
       handler: async (ctx) => {
-        const b = bodyOf<{ current_password: string; new_password: string }>(ctx);
-        await auth.changePassword(principalOf(ctx), b.current_password, b.new_password, clientOf(ctx));
-        ctx.body = { success: true };
+        const b = bodyOf<{ current_password: string; new_password: string; revoke_api_keys?: boolean }>(ctx);
+        ctx.body = { success: true, ...(await auth.changePassword(principalOf(ctx), b.current_password, b.new_password, clientOf(ctx), { revokeApiKeys: b.revoke_api_keys === true })) };
       },
     },
     {
@@ -93,7 +94,7 @@ export function authRoutes(deps: { auth: AuthService; users: UserAdminService })
     {
       method: 'POST',
       path: '/v1/auth/mfa/enable',
-      summary: 'Finish enrolment with a current code; returns 10 single-use recovery codes, once.',
+      summary: 'Finish enrolment with a current code; returns 10 single-use recovery codes, once. Ends every other sign-in.',
       tag: 'auth',
       auth: 'bearer',
       body: 'MfaTokenRequest',
@@ -111,7 +112,7 @@ export function authRoutes(deps: { auth: AuthService; users: UserAdminService })
       auth: 'bearer',
       body: 'MfaTokenRequest',
       response: { status: 200, schema: 'OkResponse' },
-      errors: ['INVALID_MFA', 'INVALID_STATE', 'FORBIDDEN'],
+      errors: ['INVALID_MFA', 'MFA_UNAVAILABLE', 'INVALID_STATE', 'FORBIDDEN', 'LOGIN_THROTTLED', 'UNAVAILABLE'],
       handler: async (ctx) => {
         await auth.mfaDisable(principalOf(ctx), bodyOf<{ token: string }>(ctx).token, clientOf(ctx));
         ctx.body = { success: true };

@@ -1,8 +1,21 @@
+import type { SqlBool } from 'kysely';
 import type { Database, PreparedRead } from '../database.js';
 import type { UserRow } from './users.js';
 
 /** What authentication needs of a user: who, in which tenant, with which role, tier and status. */
 export type AuthSubject = Pick<UserRow, 'id' | 'tenant_id' | 'email' | 'role' | 'tier' | 'status' | 'tokens_not_before'>;
+
+/**
+ * The user of an access token that names its sign-in (`sid`), with whether that
+ * sign-in still stands: some token of the refresh-token family is not revoked
+ * (logout, refresh-token reuse, logout-all, password change, MFA enabled from
+ * another sign-in and suspension revoke them). Read in one query, so the check
+ * costs no extra round trip. Not correlated with the user row (cheaper to plan
+ * on Postgres): `sid` comes from a verified token, and a family is one user's.
+ */
+export interface SignedInSubject extends AuthSubject {
+  sign_in_live: SqlBool;
+}
 
 /** An API key with its owner, read in one query. */
 export interface ApiKeySubject extends Omit<AuthSubject, 'id' | 'tokens_not_before'> {
@@ -21,10 +34,13 @@ export interface ApiKeySubject extends Omit<AuthSubject, 'id' | 'tokens_not_befo
  * key together with its owner in one query rather than two. On SQLite their
  * rows are kept in memory until the next write to `users` or `api_keys` (a
  * suspension, role change, logout-everywhere or revocation is seen by the very
- * next request), for at most a second.
+ * next request), for at most a second. `signedIn` is also dropped on a write
+ * to `refresh_tokens` (a logout or a reuse is seen by the very next request).
  */
 export interface AuthReads {
   subject: PreparedRead<{ id: string }, AuthSubject>;
+  /** `subject` and the sign-in `sid` of the user `id`; kept until the next write to `users` or `refresh_tokens`. */
+  signedIn: PreparedRead<{ id: string; sid: string }, SignedInSubject>;
   apiKey: PreparedRead<{ hash: string }, ApiKeySubject>;
 }
 
@@ -37,6 +53,25 @@ export function prepareAuthReads(database: Database): AuthReads {
       (db, p: { id: string }) =>
         db.selectFrom('users').select(['id', 'tenant_id', 'email', 'role', 'tier', 'status', 'tokens_not_before']).where('id', '=', p.id),
       { cache: { tables: ['users'], ttlMs: KEEP_MS, maxEntries: KEEP_ENTRIES } },
+    ),
+    signedIn: database.prepareRead(
+      (db, p: { id: string; sid: string }) =>
+        db
+          .selectFrom('users')
+          .select(['id', 'tenant_id', 'email', 'role', 'tier', 'status', 'tokens_not_before'])
+          .select((eb) =>
+            eb
+              .exists(
+                eb
+                  .selectFrom('refresh_tokens')
+                  .select('refresh_tokens.id')
+                  .where('refresh_tokens.family_id', '=', p.sid)
+                  .where('refresh_tokens.status', '!=', 'revoked'),
+              )
+              .as('sign_in_live'),
+          )
+          .where('users.id', '=', p.id),
+      { cache: { tables: ['users', 'refresh_tokens'], ttlMs: KEEP_MS, maxEntries: KEEP_ENTRIES } },
     ),
     apiKey: database.prepareRead(
       (db, p: { hash: string }) =>

@@ -1,4 +1,5 @@
 import type { Selectable } from 'kysely';
+import { EVERYTHING, reachFilter, type Reach } from '../../policies/index.js';
 import type { Queryable } from '../database.js';
 import type { AuthTables } from '../tables/auth.js';
 
@@ -11,6 +12,15 @@ export class CredentialRepository {
 
   with(trx: Queryable): CredentialRepository {
     return new CredentialRepository(trx);
+  }
+
+  /**
+   * Postgres, inside a transaction: takes the row lock of the tokens' owner,
+   * so a rotation and a revocation of the user's sign-ins (which update the
+   * user row first) do not interleave. Not for SQLite, whose writers are serial.
+   */
+  async lockOwner(userId: string): Promise<void> {
+    await this.db.selectFrom('users').select('id').where('id', '=', userId).forUpdate().execute();
   }
 
   async insertRefreshToken(row: RefreshTokenRow): Promise<void> {
@@ -42,6 +52,19 @@ export class CredentialRepository {
     return Number(r.numUpdatedRows);
   }
 
+  /** Whether the sign-in (refresh-token family) `familyId` of `userId` still stands: some token of it is not revoked. */
+  async isSignInLive(userId: string, familyId: string): Promise<boolean> {
+    const row = await this.db
+      .selectFrom('refresh_tokens')
+      .select('id')
+      .where('family_id', '=', familyId)
+      .where('user_id', '=', userId)
+      .where('status', '!=', 'revoked')
+      .limit(1)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
   async revokeAllForUser(userId: string): Promise<number> {
     const r = await this.db
       .updateTable('refresh_tokens')
@@ -52,6 +75,55 @@ export class CredentialRepository {
     return Number(r.numUpdatedRows);
   }
 
+  /**
+   * Revokes every refresh token of `userId` outside the family `keepFamilyId`
+   * (all of them when null). Returns how many sign-ins were still usable
+   * (held an active, unexpired token) and are now ended.
+   */
+  async revokeOtherFamilies(userId: string, keepFamilyId: string | null, now: number): Promise<number> {
+    let live = this.db
+      .selectFrom('refresh_tokens')
+      .select('family_id')
+      .distinct()
+      .where('user_id', '=', userId)
+      .where('status', '=', 'active')
+      .where('expires_at', '>', now);
+    let revoke = this.db.updateTable('refresh_tokens').set({ status: 'revoked' }).where('user_id', '=', userId).where('status', '!=', 'revoked');
+    if (keepFamilyId !== null) {
+      live = live.where('family_id', '!=', keepFamilyId);
+      revoke = revoke.where('family_id', '!=', keepFamilyId);
+    }
+    const ended = (await live.execute()).length;
+    await revoke.execute();
+    return ended;
+  }
+
+  /** The keys of `userId` that still authenticate: not revoked, not expired. Oldest first. */
+  async listLiveApiKeys(userId: string, now: number): Promise<ApiKeyRow[]> {
+    return this.db
+      .selectFrom('api_keys')
+      .selectAll()
+      .where('user_id', '=', userId)
+      .where('revoked_at', 'is', null)
+      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+      .orderBy('id', 'asc')
+      .execute();
+  }
+
+  /** Revokes these keys of `userId` that are not revoked yet; returns the ids it revoked. */
+  async revokeApiKeysOf(userId: string, ids: string[], now: number): Promise<string[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.db
+      .updateTable('api_keys')
+      .set({ revoked_at: now })
+      .where('user_id', '=', userId)
+      .where('id', 'in', ids)
+      .where('revoked_at', 'is', null)
+      .returning('id')
+      .execute();
+    return rows.map((r) => r.id);
+  }
+
   async insertApiKey(row: ApiKeyRow): Promise<void> {
     await this.db.insertInto('api_keys').values(row).execute();
   }
@@ -60,18 +132,19 @@ export class CredentialRepository {
     return this.db.selectFrom('api_keys').selectAll().where('key_hash', '=', keyHash).executeTakeFirst();
   }
 
-  async findApiKey(id: string, ownerId: string | null, tenantId: string | null | undefined): Promise<ApiKeyRow | undefined> {
+  /** A key by id, within `reach` (its owner's rows, a tenant's, or every key). */
+  async findApiKey(id: string, reach: Reach = EVERYTHING): Promise<ApiKeyRow | undefined> {
     let q = this.db.selectFrom('api_keys').selectAll().where('id', '=', id);
-    if (ownerId !== null) q = q.where('user_id', '=', ownerId);
-    if (tenantId !== undefined) q = tenantId === null ? q.where('tenant_id', 'is', null) : q.where('tenant_id', '=', tenantId);
+    const f = reachFilter(reach);
+    if (f) q = q.where(f.column, '=', f.value);
     return q.executeTakeFirst();
   }
 
-  /** Keys of one user, or of a tenant (`tenantId`), or all (`undefined` and `userId` null). */
-  async listApiKeys(filter: { userId: string | null; tenantId?: string | null }, limit: number): Promise<ApiKeyRow[]> {
+  /** Keys within `reach`: of one user, of a tenant, or every key. */
+  async listApiKeys(reach: Reach, limit: number): Promise<ApiKeyRow[]> {
     let q = this.db.selectFrom('api_keys').selectAll().orderBy('id', 'desc').limit(limit);
-    if (filter.userId !== null) q = q.where('user_id', '=', filter.userId);
-    if (filter.tenantId !== undefined) q = filter.tenantId === null ? q.where('tenant_id', 'is', null) : q.where('tenant_id', '=', filter.tenantId);
+    const f = reachFilter(reach);
+    if (f) q = q.where(f.column, '=', f.value);
     return q.execute();
   }
 

@@ -48,13 +48,18 @@ describeStorage('audit scenario: a day of sign-ins and administration, end to en
     expect(login.status, login.text).to.equal(200);
     secrets.accessToken = login.body.tokens.access_token;
     secrets.refreshToken = login.body.tokens.refresh_token;
-    const access = secrets.accessToken!;
 
     // A refresh, then the old refresh token again: reuse.
     const refreshed = track(await d.api.post('/v1/auth/refresh', { refresh_token: secrets.refreshToken }));
     expect(refreshed.status).to.equal(200);
     secrets.refreshToken2 = refreshed.body.tokens.refresh_token;
     expect(track(await d.api.post('/v1/auth/refresh', { refresh_token: secrets.refreshToken })).status).to.equal(401);
+    // The reuse ended that sign-in, its access tokens with it: sign in again.
+    expect(track(await d.api.get('/v1/me', { token: secrets.accessToken })).status).to.equal(401);
+    const again = track(await d.api.post('/v1/auth/login', { email: u.email, password: u.password }));
+    expect(again.status, again.text).to.equal(200);
+    secrets.accessToken2 = again.body.tokens.access_token;
+    const access = secrets.accessToken2!;
 
     // MFA: setup, a wrong code, then enable.
     const setup = track(await d.api.post('/v1/auth/mfa/setup', {}, { token: access }));
