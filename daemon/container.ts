@@ -38,6 +38,7 @@ import { CostEstimator } from './credits/estimator.js';
 import { CreditReaper } from './credits/reaper.js';
 import { IdempotencyStore } from './idempotency/store.js';
 import { creditRoutes } from './http/routes/credits.js';
+import { creditPoolRoutes } from './http/routes/credit-pools.js';
 import { sessionRoutes } from './http/routes/sessions.js';
 import { ProcessRunner } from './agents/process-runner.js';
 import { EgressProxy } from './agents/egress-proxy.js';
@@ -172,6 +173,12 @@ export class Container {
       previousSecrets: this.previousJwtSecrets,
     }));
     const throttle = this.config.auth.login_throttle;
+    const loginThrottle = new LoginThrottle(this.limiter, {
+      maxFailuresPerEmail: throttle.max_failures_per_email,
+      maxFailuresPerIp: throttle.max_failures_per_ip,
+      windowSeconds: throttle.window_seconds,
+      maxBackoffSeconds: throttle.max_backoff_seconds,
+    });
     this.auth = new AuthService({
       database: this.database,
       clock: this.clock,
@@ -179,15 +186,11 @@ export class Container {
       accessTokens,
       audit: this.audit,
       secretBox: new SecretBox(this.jwtSecret, 'totp-secrets', this.previousJwtSecrets),
-      throttle: new LoginThrottle(this.limiter, {
-        maxFailuresPerEmail: throttle.max_failures_per_email,
-        maxFailuresPerIp: throttle.max_failures_per_ip,
-        windowSeconds: throttle.window_seconds,
-      }),
+      throttle: loginThrottle,
       refreshTtlMs: this.config.auth.refresh_token_ttl_days * 86_400_000,
       issuer: this.config.auth.issuer,
     });
-    this.users = new UserAdminService({ database: this.database, clock: this.clock, hasher: this.hasher, audit: this.audit });
+    this.users = new UserAdminService({ database: this.database, clock: this.clock, hasher: this.hasher, audit: this.audit, throttle: loginThrottle });
     this.ledger = new CreditLedger({ database: this.database, clock: this.clock, audit: this.audit, metrics: this.metrics });
     this.idempotency = new IdempotencyStore({ database: this.database, clock: this.clock });
     this.estimator = new CostEstimator(this.config.pricing);
@@ -360,6 +363,7 @@ export class Container {
       ...apiKeyRoutes({ users: this.users }),
       ...adminUserRoutes({ users: this.users }),
       ...creditRoutes({ ledger: this.ledger, idempotency: this.idempotency, users: this.users }),
+      ...creditPoolRoutes({ ledger: this.ledger, idempotency: this.idempotency, audit: this.audit }),
       ...sessionRoutes({ sessions: this.sessions, users: this.users }),
       ...streamTicketRoutes({ stream: this.stream }),
       ...webhookRoutes({ webhooks: this.webhooks }),
@@ -391,7 +395,16 @@ export class Container {
     if (report.applied.length > 0) this.logger.info({ applied: report.applied }, 'migrations applied');
     await this.startSandbox();
     const resealed = await this.auth.resealSecrets();
-    if (resealed.resealed > 0 || resealed.unreadable > 0) this.logger.warn(resealed, 'MFA secrets moved to the current JWT_SECRET after a rotation');
+    if (resealed.resealed > 0) this.logger.warn({ resealed: resealed.resealed }, 'MFA secrets moved to the current JWT_SECRET after a rotation');
+    if (resealed.unreadable > 0) {
+      const n = resealed.unreadable;
+      this.logger.warn(
+        { unreadable: n, users: resealed.unreadableUsers },
+        `${n} user${n === 1 ? "'s MFA secret does" : "s' MFA secrets do"} not open with JWT_SECRET or any JWT_PREVIOUS_SECRETS entry (the secret changed without the old one kept): ` +
+          'their TOTP sign-ins answer 409 MFA_UNAVAILABLE (recovery codes still work). Put the old secret in JWT_PREVIOUS_SECRETS and restart, ' +
+          'or reset their MFA with keen-admin users reset-mfa <user> (keen-admin doctor lists them)',
+      );
+    }
     // Agents a killed predecessor left running stop before their sessions are ended.
     const runner = this.supervisor.runner;
     if (runner instanceof ProcessRunner) runner.stopOrphans();

@@ -43,6 +43,8 @@ export const ERROR_CODES = {
   IDEMPOTENCY_KEY_IN_USE: ['CONFLICT', 409],
   ALREADY_EXISTS: ['CONFLICT', 409],
   INVALID_STATE: ['CONFLICT', 409],
+  /** The user's sealed TOTP secret opens with no configured server secret: an administrator must reset MFA (not retryable). */
+  MFA_UNAVAILABLE: ['CONFLICT', 409],
   INTERNAL: ['SYSTEM_ERROR', 500],
   UNAVAILABLE: ['SYSTEM_ERROR', 503],
   INSUFFICIENT_STORAGE: ['SYSTEM_ERROR', 507],

@@ -6,6 +6,7 @@ import { Command } from 'commander';
 import { sql } from 'kysely';
 import { Sandbox } from '../../daemon/agents/sandbox.js';
 import { MIN_SECRET_BYTES } from '../../daemon/auth/jwt-secret.js';
+import { inspectMfaSecrets } from '../../daemon/auth/mfa-secrets.js';
 import { loadConfig, secretList, type ResolvedConfig } from '../../daemon/config/load.js';
 import { createLogger } from '../../daemon/logger.js';
 import { Database } from '../../daemon/storage/database.js';
@@ -90,8 +91,8 @@ function checkDataDir(config: ResolvedConfig): Check {
   return { name: 'data_dir', status: 'ok', message: `${dir} (mode ${octal(st.mode)}, writable)` };
 }
 
-/** Database reachable, schema migrated, and its clock (measured from the middle of the round trip). */
-async function checkDatabase(config: ResolvedConfig): Promise<{ checks: Check[]; skewMs: number | null }> {
+/** Database reachable, schema migrated, and its clock (measured from the middle of the round trip); the MFA secrets when it is migrated. */
+async function checkDatabase(config: ResolvedConfig): Promise<{ checks: Check[]; skewMs: number | null; mfa: Check | null }> {
   const url = config.database.url;
   const shown = shownUrl(url);
   if (url.startsWith('sqlite:')) {
@@ -101,6 +102,7 @@ async function checkDatabase(config: ResolvedConfig): Promise<{ checks: Check[];
       return {
         checks: [{ name: 'database', status: 'warn', message: `${shown} does not exist yet; the daemon creates it at start (or run keen-gateway migrate)` }],
         skewMs: null,
+        mfa: null,
       };
     }
   }
@@ -116,12 +118,13 @@ async function checkDatabase(config: ResolvedConfig): Promise<{ checks: Check[];
   });
   const checks: Check[] = [];
   let skewMs: number | null = null;
+  let mfa: Check | null = null;
   try {
     try {
       await withTimeout(database.ping(TIMEOUT_MS), TIMEOUT_MS + 500, 'database');
     } catch (err) {
       checks.push({ name: 'database', status: 'fail', message: `cannot reach ${shown}: ${messageOf(err)}` });
-      return { checks, skewMs };
+      return { checks, skewMs, mfa };
     }
     checks.push({ name: 'database', status: 'ok', message: `${shown} (${database.dialect}) answers` });
     try {
@@ -131,6 +134,7 @@ async function checkDatabase(config: ResolvedConfig): Promise<{ checks: Check[];
           ? { name: 'migrations', status: 'ok', message: 'schema up to date' }
           : { name: 'migrations', status: 'warn', message: `${pending.length} pending: ${pending.join(', ')} (run keen-gateway migrate, or start the daemon)` },
       );
+      if (pending.length === 0) mfa = await checkMfaSecrets(config, database);
     } catch (err) {
       checks.push({ name: 'migrations', status: 'fail', message: `cannot read the migration state: ${messageOf(err)}` });
     }
@@ -149,7 +153,51 @@ async function checkDatabase(config: ResolvedConfig): Promise<{ checks: Check[];
   } finally {
     await withTimeout(database.close(), TIMEOUT_MS, 'close').catch(() => undefined);
   }
-  return { checks, skewMs };
+  return { checks, skewMs, mfa };
+}
+
+/**
+ * The secret the daemon signs and seals with, as it would resolve it, without
+ * its side effects: JWT_SECRET, else the generated <data_dir>/jwt-secret; null
+ * when there is neither (the daemon would generate a new one).
+ */
+function currentJwtSecret(config: ResolvedConfig): Buffer | null {
+  if (config.jwt_secret !== null) return Buffer.from(config.jwt_secret, 'utf8');
+  const file = path.join(config.data_dir, 'jwt-secret');
+  if (!existsSync(file)) return null;
+  const secret = Buffer.from(readFileSync(file, 'utf8').trim(), 'base64url');
+  return secret.length >= MIN_SECRET_BYTES ? secret : null;
+}
+
+/**
+ * Every user's sealed TOTP secret must open with JWT_SECRET or a JWT_PREVIOUS_SECRETS
+ * entry: one that does not (the secret changed without the old one kept) makes that
+ * user's TOTP sign-ins answer MFA_UNAVAILABLE until an administrator resets their MFA.
+ */
+async function checkMfaSecrets(config: ResolvedConfig, database: Database): Promise<Check> {
+  const name = 'mfa_secrets';
+  let report;
+  try {
+    const current = currentJwtSecret(config);
+    // No secret at all: the daemon would generate a new one, under which nothing opens.
+    report = await withTimeout(inspectMfaSecrets(database.db, current ?? randomBytes(48), config.jwt_previous_secrets.map((s) => Buffer.from(s, 'utf8'))), TIMEOUT_MS, 'MFA secrets');
+  } catch (err) {
+    return { name, status: 'warn', message: `cannot read the users' MFA secrets: ${messageOf(err)}` };
+  }
+  const n = report.unreadable.length;
+  if (n > 0) {
+    const shown = report.unreadable.slice(0, 10).join(', ') + (n > 10 ? ` and ${n - 10} more` : '');
+    return {
+      name,
+      status: 'warn',
+      message:
+        `${n} user${n === 1 ? "'s MFA secret opens" : "s' MFA secrets open"} with neither JWT_SECRET nor JWT_PREVIOUS_SECRETS (the secret changed without the old one kept): ` +
+        `their TOTP sign-ins answer 409 MFA_UNAVAILABLE. Put the old secret in JWT_PREVIOUS_SECRETS, or run keen-admin users reset-mfa <user> for: ${shown}`,
+    };
+  }
+  if (report.sealed === 0) return { name, status: 'ok', message: 'no user has an MFA secret' };
+  const moved = report.previous > 0 ? `; ${report.previous} only with JWT_PREVIOUS_SECRETS (the daemon moves them to JWT_SECRET at its next start)` : '';
+  return { name, status: 'ok', message: `${report.sealed} MFA secret${report.sealed === 1 ? '' : 's'} open with the configured secrets${moved}` };
 }
 
 async function checkRedis(config: ResolvedConfig): Promise<Check> {
@@ -315,7 +363,7 @@ export async function runChecks(options: { file?: string | undefined; env: Recor
   const checks: Check[] = [{ name: 'config', status: 'ok', message: `${source ? path.resolve(source) : 'no file: defaults and environment'} (env ${config.env})` }];
   checks.push(checkDataDir(config));
   const [db, redis, daemon, sandbox] = await Promise.all([checkDatabase(config), checkRedis(config), daemonSkew(options.daemonUrl), checkSandbox(config)]);
-  checks.push(...db.checks, redis, checkAgent(config, options.env), sandbox, checkJwtSecret(config), checkClock(db.skewMs, { url: options.daemonUrl, skewMs: daemon }));
+  checks.push(...db.checks, redis, checkAgent(config, options.env), sandbox, checkJwtSecret(config), ...(db.mfa ? [db.mfa] : []), checkClock(db.skewMs, { url: options.daemonUrl, skewMs: daemon }));
   const secrets = secretsOf(config, options.env);
   return checks.map((c) => ({ ...c, message: clean(c.message, secrets) }));
 }
@@ -323,7 +371,7 @@ export async function runChecks(options: { file?: string | undefined; env: Recor
 /** `keen-admin doctor`: checks what the daemon needs, with its own config and environment, one line each. */
 export function doctorCommand(): Command {
   return new Command('doctor')
-    .description('check the daemon\'s config, data directory, database, Redis, agent, sandbox, JWT secret and clocks')
+    .description('check the daemon\'s config, data directory, database, Redis, agent, sandbox, JWT secret, MFA secrets and clocks')
     .option('-c, --config <file>', 'the daemon\'s YAML config (default: $KEEN_CONFIG)')
     .addHelpText(
       'after',

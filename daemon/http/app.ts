@@ -9,7 +9,7 @@ import { errorHandler } from './middleware/errors.js';
 import { requestContext } from './middleware/request-context.js';
 import { securityHeaders } from './middleware/security-headers.js';
 import type { RouteSpec } from './routes.js';
-import type { Validator } from './validation.js';
+import { assertNoNul, type Validator } from './validation.js';
 
 export interface AppDeps {
   logger: Logger;
@@ -32,6 +32,14 @@ export function createApp(deps: AppDeps): Koa<AppState> {
   const router = new Router<AppState>();
   for (const spec of deps.routes) {
     const chain: Middleware[] = [...(deps.guards?.(spec) ?? []), ...(spec.use ?? [])];
+    // No string a route reads may hold U+0000 (Postgres text cannot store it): path parameters
+    // here, the query string here when no schema checks it, bodies and checked queries in the Validator.
+    const hasParams = spec.path.includes(':');
+    chain.push(async (ctx, next) => {
+      if (hasParams) assertNoNul({ ...ctx.params }, 'path');
+      if (!spec.query) assertNoNul({ ...ctx.query }, 'query');
+      await next();
+    });
     if (spec.body) {
       const name = spec.body;
       chain.push(async (ctx, next) => {

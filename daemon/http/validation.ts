@@ -31,13 +31,57 @@ export function fieldProblems(errors: ErrorObject[] | null | undefined): FieldPr
   });
 }
 
-/** Validates a value against a named schema; throws INVALID_FIELD listing every problem. */
+/** What a string holding U+0000 is told (docs/API.md, INVALID_FIELD). */
+export const NUL_MESSAGE = 'must not contain NUL (\\u0000) characters';
+/** At most this many fields are named in one answer. */
+const MAX_NUL_FIELDS = 20;
+
+/**
+ * The fields of `value` (a parsed body, query or route parameters) whose
+ * string, or whose member name, holds U+0000, by the dotted name the API uses
+ * (`files.0.path`). Postgres text cannot store NUL while SQLite can: every
+ * input is refused alike, before it reaches a store. Iterative, so a deeply
+ * nested body cannot exhaust the stack.
+ */
+export function nulFields(value: unknown): string[] {
+  const out: string[] = [];
+  const stack: Array<[unknown, string]> = [[value, '']];
+  while (stack.length > 0 && out.length < MAX_NUL_FIELDS) {
+    const [v, at] = stack.pop()!;
+    if (typeof v === 'string') {
+      if (v.includes('\u0000')) out.push(at || '(body)');
+    } else if (Array.isArray(v)) {
+      for (let i = v.length - 1; i >= 0; i--) stack.push([v[i], at ? `${at}.${i}` : String(i)]);
+    } else if (v !== null && typeof v === 'object') {
+      const entries = Object.entries(v);
+      for (let i = entries.length - 1; i >= 0; i--) {
+        const [k, child] = entries[i]!;
+        const field = at ? `${at}.${k}` : k;
+        // A NUL member name is named where its member is (document order).
+        stack.push(k.includes('\u0000') ? ['\u0000', field] : [child, field]);
+      }
+    }
+  }
+  return out;
+}
+
+/** Throws 400 INVALID_FIELD naming every field of `value` that holds U+0000 (`what`: request body, query, path). */
+export function assertNoNul(value: unknown, what: string): void {
+  const fields = nulFields(value);
+  if (fields.length === 0) return;
+  throw new GatewayError('INVALID_FIELD', `${what}: ${fields[0]} ${NUL_MESSAGE}`, {
+    details: fields.map((field) => ({ field, message: NUL_MESSAGE })),
+  });
+}
+
+/** Validates a value against a named schema; throws INVALID_FIELD listing every problem (a NUL anywhere first). */
 export class Validator {
   constructor(private readonly ajv: Ajv2020) {}
 
   check<T>(schemaName: string, value: unknown, what = 'request body'): T {
     const fn = this.ajv.getSchema(schemaId(schemaName));
     if (!fn) throw new Error(`unknown schema ${schemaName}`);
+    assertNoNul(value, what);
     if (!fn(value)) {
       const details = fieldProblems(fn.errors);
       const first = details[0];

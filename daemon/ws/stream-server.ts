@@ -8,9 +8,11 @@ import type { AuditLogger } from '../audit/types.js';
 import type { Clock } from '../clock.js';
 import type { ResolvedConfig } from '../config/load.js';
 import { GatewayError, toEnvelope } from '../errors.js';
+import { NUL_MESSAGE, nulFields } from '../http/validation.js';
 import { newId } from '../ids.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
+import { assertScope } from '../policies/index.js';
 import type { BusEnvelope, EventBus } from '../sessions/bus.js';
 import { createRedis } from '../shared/redis.js';
 import type { Database } from '../storage/database.js';
@@ -346,6 +348,11 @@ export class StreamServer {
     // Logs name the path only: the query string may hold a token or a ticket.
     const log = { request_id: requestId, path: url.pathname, ip: req.socket.remoteAddress };
     if (url.pathname !== STREAM_PATH) return this.reject(socket, requestId, new GatewayError('NOT_FOUND', 'route not found'));
+    // U+0000 in any parameter (sessions, after, ticket, token): refused before any lookup.
+    const nul = [...new Set([...url.searchParams].flatMap(([k, v]) => nulFields({ [k]: v })))];
+    if (nul.length > 0) {
+      return this.reject(socket, requestId, new GatewayError('INVALID_FIELD', `query: ${nul[0]} ${NUL_MESSAGE}`, { details: nul.map((field) => ({ field, message: NUL_MESSAGE })) }));
+    }
     if (this.closing) return this.reject(socket, requestId, new GatewayError('UNAVAILABLE', 'server shutting down', { headers: { 'Retry-After': '1' } }));
     if (req.rawHeaders.length / 2 > MAX_UPGRADE_HEADERS) {
       return this.reject(socket, requestId, new GatewayError('INVALID_FIELD', 'too many request headers'), 431);
@@ -363,8 +370,10 @@ export class StreamServer {
       this.deps.logger.info({ ...log, code: err.code }, 'stream upgrade refused');
       return this.reject(socket, requestId, err);
     }
-    if (!grant.principal.scopes.includes('sessions:read')) {
-      return this.reject(socket, requestId, new GatewayError('INSUFFICIENT_SCOPE', 'this credential lacks the scope sessions:read', { details: { required: 'sessions:read' } }));
+    try {
+      assertScope(grant.principal, 'sessions:read');
+    } catch (err) {
+      return this.reject(socket, requestId, err as GatewayError);
     }
     const sessions = (url.searchParams.get('sessions') ?? '').split(',').filter((s) => s.length > 0);
     if (sessions.length > this.options.maxSubscriptions || sessions.some((s) => s.length > 64)) {

@@ -148,7 +148,7 @@ describeStorage('keen-admin login, profiles and doctor against a real daemon', (
     expect(r.code, r.stdout + r.stderr).to.equal(0);
     expect(r.json.ok).to.equal(true);
     const checks = r.json.checks as Check[];
-    expect(checks.map((c) => c.name)).to.deep.equal(['config', 'data_dir', 'database', 'migrations', 'redis', 'agent', 'sandbox', 'jwt_secret', 'clock']);
+    expect(checks.map((c) => c.name)).to.deep.equal(['config', 'data_dir', 'database', 'migrations', 'redis', 'agent', 'sandbox', 'jwt_secret', 'mfa_secrets', 'clock']);
     for (const c of checks) expect(c.status, `${c.name}: ${c.message}`).to.equal('ok');
     expect(check(r, 'database').message).to.include(backend);
     expect(check(r, 'clock').message).to.include('database clock is within').and.include(`daemon at ${d.url} is within`);
@@ -157,7 +157,7 @@ describeStorage('keen-admin login, profiles and doctor against a real daemon', (
 
     const text = await admin(['doctor', '--config', config, '--url', d.url], { env: { ...home.env, JWT_SECRET: d.home.jwtSecret } });
     expect(text.code).to.equal(0);
-    expect(text.stdout.trim().split('\n')).to.have.length(9);
+    expect(text.stdout.trim().split('\n')).to.have.length(10);
     expect(text.stdout).to.match(/^ok {4}config {6}/);
   });
 

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { fieldProblems, Validator } from '../../daemon/http/validation.js';
+import { fieldProblems, nulFields, Validator } from '../../daemon/http/validation.js';
 import { createAjv, describeAjvErrors } from '../../daemon/schemas.js';
 import { GatewayError } from '../../daemon/errors.js';
 import { isUnavailableError } from '../../daemon/storage/database.js';
@@ -78,5 +78,36 @@ describe('database availability errors', () => {
     expect(isUnavailableError(null)).to.equal(false);
     expect(isUnavailableError('string')).to.equal(false);
     expect(isUnavailableError({ code: 5 })).to.equal(false);
+  });
+});
+
+describe('NUL (U+0000) in request strings', () => {
+  const validator = new Validator(createAjv());
+
+  it('names every string and member name holding a NUL, by its dotted path', () => {
+    expect(nulFields({ a: 'ok', b: ['x', 'y\u0000'], c: { d: '\u0000' }, ['e\u0000']: 1, n: 5, z: null })).to.deep.equal(['b.1', 'c.d', 'e\u0000']);
+    expect(nulFields('\u0000')).to.deep.equal(['(body)']);
+    expect(nulFields({ a: 'fine', b: [1, true, null] })).to.deep.equal([]);
+  });
+
+  it('walks a deeply nested body without exhausting the stack, and names at most 20 fields', () => {
+    let deep: unknown = 'x\u0000';
+    for (let i = 0; i < 200_000; i++) deep = [deep];
+    expect(nulFields(deep)).to.have.length(1);
+    expect(nulFields(Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`f${i}`, '\u0000'])))).to.have.length(20);
+  });
+
+  it('is refused before the schema is applied, with 400 INVALID_FIELD naming the field', () => {
+    try {
+      validator.check('LoginRequest', { email: 'a@example.com', password: 'pass\u0000word' });
+      expect.fail('should throw');
+    } catch (err) {
+      expect(err).to.be.instanceOf(GatewayError);
+      const e = err as GatewayError;
+      expect(e.code).to.equal('INVALID_FIELD');
+      expect(e.status).to.equal(400);
+      expect(e.message).to.equal('request body: password must not contain NUL (\\u0000) characters');
+      expect(e.details).to.deep.equal([{ field: 'password', message: 'must not contain NUL (\\u0000) characters' }]);
+    }
   });
 });
