@@ -1,5 +1,8 @@
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/** prom-client default metrics the daemon does not export (see the constructor). */
+export const DEFAULT_METRICS_DROPPED = ['keen_nodejs_active_handles_total', 'keen_nodejs_active_requests_total', 'keen_nodejs_active_resources_total'] as const;
+
 /**
  * The daemon's Prometheus registry. One per daemon (never the global default
  * registry), so several daemons can live in one test process. Label values are
@@ -13,7 +16,13 @@ export class Metrics {
   readonly dbErrors: Counter<'backend'>;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
-    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'keen_' });
+    if (options.defaultMetrics ?? true) {
+      collectDefaultMetrics({ register: this.registry, prefix: 'keen_' });
+      // prom-client also exports `nodejs_active_{handles,requests,resources}_total`: gauges with a
+      // counter's suffix, which `promtool check metrics` rejects. The per-type gauges beside them
+      // (`keen_nodejs_active_handles{type}`, ...) carry the same numbers: the total is their `sum`.
+      for (const name of DEFAULT_METRICS_DROPPED) this.registry.removeSingleMetric(name);
+    }
     this.httpRequests = new Counter({
       name: 'keen_http_requests_total',
       help: 'HTTP requests answered, by route template, method and status code.',

@@ -33,6 +33,8 @@ export interface DaemonOptions {
   logLevel?: string;
   /** Replaces the durable audit store (benchmarks comparing its cost). */
   audit?: AuditLogger;
+  /** prom-client's default process and Node.js metrics on /metrics; off by default (they cost a little per daemon). */
+  defaultMetrics?: boolean;
 }
 
 /** Where a test daemon keeps its files and which database it uses. */
@@ -112,7 +114,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<TestDaem
   const env = { JWT_SECRET: home.jwtSecret, PATH: options.path ?? process.env.PATH, LANG: process.env.LANG, ...(options.previousJwtSecrets ? { JWT_PREVIOUS_SECRETS: options.previousJwtSecrets.join(',') } : {}) };
   const config = loadConfig({ env, overrides: baseConfig(home, options) });
   const logger = createLogger(config.log.level, sink);
-  const container = new Container({ config, logger, clock: options.clock, defaultMetrics: false, ...(options.audit ? { audit: options.audit } : {}) });
+  const container = new Container({ config, logger, clock: options.clock, defaultMetrics: options.defaultMetrics ?? false, ...(options.audit ? { audit: options.audit } : {}) });
   try {
     await container.start();
   } catch (err) {
