@@ -1,6 +1,6 @@
 /**
- * One error model end to end (docs/API.md). A `GatewayError` carries the
- * contract's `type` and `code`; its HTTP status comes from one table. The error
+ * One error model end to end (docs/API.md, "Errors"). A `GatewayError` carries the
+ * error's `type` and `code`; its HTTP status comes from one table. The error
  * middleware renders it into the envelope; anything else becomes 500 INTERNAL.
  */
 

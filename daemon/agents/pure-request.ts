@@ -1,12 +1,13 @@
 /**
- * The request an agent receives, built by allow-list (seed: "Agent Purity
- * Enforcement"). Every field is copied one by one into a new object, and each
- * value is checked for its primitive type, so nothing from a richer object
- * (user id, credit balance, tier, limits) can ride along, not even nested.
+ * The request an agent receives, built by allow-list (docs/agent-protocol.md,
+ * "Start"): the agent sees no gateway state. Every field is copied one by one
+ * into a new object, and each value is checked for its primitive type, so
+ * nothing from a richer object (user id, credit balance, tier, limits) can ride
+ * along, not even nested.
  */
 import type { PureAgentRequest } from './types.js';
 
-/** The seed's defaults for options the caller left out. */
+/** Defaults for options the caller left out (docs/agent-protocol.md). */
 export const PURE_REQUEST_DEFAULTS = {
   maxIterations: 50,
   enableWebSearch: true,

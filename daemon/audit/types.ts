@@ -1,11 +1,12 @@
 import type { Queryable } from '../storage/database.js';
+import type { AuditAction } from './actions.js';
 
 /** Who did it. `admin` is a user acting through the admin API; `system` the daemon itself (reaper, start-up). */
 export type AuditActorType = 'user' | 'api_key' | 'admin' | 'system' | 'anonymous';
 
 export interface AuditEvent {
-  /** `resource.verb`: `auth.login`, `auth.login_failed`, `key.create`, `credits.grant`, `session.execute`, ... */
-  action: string;
+  /** `resource.verb`, one of AUDIT_ACTIONS (daemon/audit/actions.ts; docs/audit.md, "Actions"). */
+  action: AuditAction;
   outcome: 'success' | 'failure' | 'denied';
   actor: { type: AuditActorType; id: string | null };
   tenantId: string | null;

@@ -494,8 +494,8 @@ export class AuthService {
   }
 
   /**
-   * Turns an Authorization header into a principal, or throws the contract's
-   * 401. Bearer: a verified access token whose user is active and whose issue
+   * Turns an Authorization header into a principal, or throws a
+   * 401 (docs/API.md, "Errors"). Bearer: a verified access token whose user is active and whose issue
    * time is after the user's not-before. ApiKey: a well-formed key (checked
    * before any read), not revoked, not expired, of an active user.
    */

@@ -22,7 +22,7 @@ export interface Usage {
 
 export type Pricing = GatewayConfig['pricing'];
 
-/** Defaults of the seed: 50 iterations, web search on. */
+/** The request defaults (docs/agent-protocol.md): 50 iterations, web search on. */
 export const DEFAULT_MAX_ITERATIONS = 50;
 /** Tokens each iteration sends besides the vision: system prompt, tool results, workspace context. */
 export const CONTEXT_TOKENS_PER_ITERATION = 4000;

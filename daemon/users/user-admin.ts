@@ -1,3 +1,4 @@
+import type { AuditAction } from '../audit/actions.js';
 import type { AuditLogger } from '../audit/types.js';
 import type { ClientInfo } from '../auth/auth-service.js';
 import { generateApiKey, hashSecret } from '../auth/api-key-format.js';
@@ -145,7 +146,7 @@ export class UserAdminService {
     return { users: page.map(presentUser), next_cursor: rows.length > options.limit ? page[page.length - 1]!.id : null };
   }
 
-  private async change(actor: Principal, idOrEmail: string, action: string, what: UserChange, patch: (u: UserRow) => Partial<UserRow>, client?: ClientInfo) {
+  private async change(actor: Principal, idOrEmail: string, action: AuditAction, what: UserChange, patch: (u: UserRow) => Partial<UserRow>, client?: ClientInfo) {
     const user = await this.findUser(actor, idOrEmail, client);
     try {
       assertUserChange(actor, user, what);

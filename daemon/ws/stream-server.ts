@@ -395,7 +395,7 @@ export class StreamServer {
     this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, grant, sessions, after));
   }
 
-  /** `Authorization` header, else `?ticket=`, else `?token=` (the seed's browser fallback). */
+  /** `Authorization` header, else `?ticket=`, else `?token=` (the browser fallback; docs/stream.md). */
   private async authenticate(req: IncomingMessage, url: URL): Promise<StreamGrant> {
     const header = req.headers.authorization;
     if (header !== undefined) return this.grants.authenticate(header);

@@ -16,7 +16,7 @@ export interface KeenErrorInit {
 }
 
 /**
- * Base of every error the SDK throws: the contract's `type` and `code`, the HTTP
+ * Base of every error the SDK throws: the gateway's `type` and `code`, the HTTP
  * `status` (null when no response came back), the `requestId` to quote to
  * support, and the envelope's `details`.
  */
@@ -95,7 +95,7 @@ const BY_TYPE: Record<string, ErrorClass> = {
   SYSTEM_ERROR: ServerError,
 };
 
-/** When the body is not the contract's envelope (a proxy, a load balancer), the status decides. */
+/** When the body is not the gateway's error envelope (a proxy, a load balancer), the status decides. */
 const BY_STATUS: Record<number, [string, ErrorClass]> = {
   400: ['VALIDATION_ERROR', ValidationError],
   401: ['AUTHENTICATION_ERROR', AuthenticationError],

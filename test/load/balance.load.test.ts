@@ -23,7 +23,7 @@ const USERS = 100;
 const REQUESTS = 1_000;
 
 /**
- * The seed's load test: 1,000 concurrent authenticated `GET /v1/credits/balance`
+ * The load test: 1,000 concurrent authenticated `GET /v1/credits/balance`
  * with the access tokens of 100 users all answer 200 with the right balance,
  * and the limiter counted exactly ten requests per user. No timing assertion
  * (`npm run bench` measures); bounded to a few seconds per backend.

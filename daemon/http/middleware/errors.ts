@@ -6,7 +6,7 @@ import { isStorageFullError } from '../../storage/disk.js';
 import type { Middleware } from '../context.js';
 
 /**
- * Renders every failure in the contract's envelope. Known errors keep their
+ * Renders every failure in the error envelope (docs/API.md, "Errors"). Known errors keep their
  * code; body-parser errors become INVALID_JSON or PAYLOAD_TOO_LARGE; a database
  * that cannot be reached becomes 503 UNAVAILABLE; a database or disk that is full
  * (SQLITE_FULL, Postgres 53100 disk_full, ENOSPC) becomes 507

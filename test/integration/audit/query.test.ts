@@ -22,7 +22,7 @@ describeStorage('audit log queries', (backend) => {
     for (let i = 0; i < 30; i++) {
       const kind = i % 3;
       await audit.record({
-        action: ['auth.login', 'key.create', 'auth.login_failed'][kind]!,
+        action: (['auth.login', 'key.create', 'auth.login_failed'] as const)[kind]!,
         outcome: kind === 2 ? 'failure' : 'success',
         actor: kind === 2 ? { type: 'anonymous', id: null } : { type: 'user', id: i % 2 === 0 ? 'usr_alice' : 'usr_bob' },
         tenantId: kind === 2 ? null : i % 2 === 0 ? 'ten_a' : 'ten_b',

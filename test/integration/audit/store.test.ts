@@ -207,7 +207,7 @@ describeStorage('audit log store', (backend) => {
     const { audit, clock } = makeAuditLogger(t.database);
     clock.set(Date.UTC(2026, 0, 1, 12, 0, 5));
     const denial = (actor: string) => ({
-      action: 'ratelimit.denied',
+      action: 'ratelimit.denied' as const,
       outcome: 'denied' as const,
       actor: { type: 'api_key' as const, id: actor },
       tenantId: 'ten_a',

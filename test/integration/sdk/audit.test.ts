@@ -8,8 +8,9 @@ import { startDaemon, type TestDaemon } from '../../helpers/daemon.js';
 import { buildApiKey, buildUser } from '../../helpers/factories.js';
 import { scriptedServer, sdk, sleep } from './support.js';
 
+// Made-up actions (`live.one`, ...) exercise the filters; the store takes any string.
 const event = (action: string, details: Record<string, unknown> = {}): AuditEvent => ({
-  action,
+  action: action as AuditEvent['action'],
   outcome: 'success',
   actor: { type: 'user', id: 'usr_sdk_audit' },
   tenantId: null,
