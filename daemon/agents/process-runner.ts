@@ -84,6 +84,38 @@ export function isForbiddenEnvName(name: string): boolean {
 }
 
 const STDERR_LOG = path.join('.keen', 'agent.stderr.log');
+/** What a failed session shows of the agent's stderr (docs/agent-protocol.md, "Stderr"). */
+const TAIL_LINES = 20;
+const TAIL_BYTES = 2048;
+
+/**
+ * The end of an agent's stderr as shown on its failed session: the last
+ * `TAIL_LINES` non-blank lines, at most `TAIL_BYTES` bytes (the end kept),
+ * control characters (ANSI colours included) removed, and values that look like
+ * secrets masked: `NAME=value` for a name never passed to agents, passwords in URLs.
+ * Null when nothing is left.
+ */
+export function stderrTail(raw: Buffer | string): string | null {
+  let text = (typeof raw === 'string' ? raw : raw.toString('utf8'))
+    .replace(/\x1b\[[0-9;?]*[ -\/]*[@-~]/g, '')
+    .replace(/\r\n?/g, '\n')
+    .replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\ufffd]/g, '');
+  text = text
+    .replace(/\b([A-Za-z_][A-Za-z0-9_]*)=("[^"]*"|'[^']*'|\S+)/g, (all, name: string) => (isForbiddenEnvName(name) ? `${name}=***` : all))
+    .replace(/([a-z][a-z0-9+.-]*:\/\/[^\s:/@]*:)[^\s@/]+@/gi, '$1***@');
+  let lines = text.split('\n').map((l) => l.trimEnd()).filter((l) => l.trim().length > 0).slice(-TAIL_LINES);
+  let out = lines.join('\n');
+  while (Buffer.byteLength(out) > TAIL_BYTES && lines.length > 1) {
+    lines = lines.slice(1);
+    out = lines.join('\n');
+  }
+  if (Buffer.byteLength(out) > TAIL_BYTES) {
+    // One very long line: keep its end, on a character boundary.
+    const buf = Buffer.from(out);
+    out = buf.subarray(buf.length - TAIL_BYTES).toString('utf8').replace(/^\ufffd+/, '');
+  }
+  return out.length > 0 ? out : null;
+}
 /** Above this many undelivered lines stdout is paused, so a fast agent cannot outrun a slow consumer. */
 const QUEUE_HIGH = 256;
 const QUEUE_LOW = 32;
@@ -176,7 +208,7 @@ export class ProcessRunner implements AgentRunner {
       prepared = this.prepare(sessionId, request);
     } catch (err) {
       log.error({ err: (err as Error).message }, 'agent not started');
-      return failedRun();
+      return failedRun((err as Error).message);
     }
     if (this.opts.sandbox && !prepared.command.sandboxed && this.opts.sandbox.settings.mode !== 'none') {
       log.warn('agent runs WITHOUT the sandbox: bubblewrap did not work at start (see keen-admin doctor)');
@@ -229,7 +261,7 @@ const LIMIT_SIGNALS: Record<string, AgentLimitName> = { SIGXCPU: 'cpu', SIGXFSZ:
 /** Signal names by number, to read bwrap's 128+N exit status of an agent killed by a signal. */
 const SIGNAL_NAMES = new Map(Object.entries(osConstants.signals).map(([name, n]) => [n, name]));
 
-function failedRun(): AgentRun {
+function failedRun(why: string | null = null): AgentRun {
   const exit: AgentExit = {
     reason: 'spawn_failed',
     exitCode: null,
@@ -237,6 +269,7 @@ function failedRun(): AgentRun {
     result: null,
     invalidLines: 0,
     stopReason: null,
+    ...(why === null ? {} : { stderrTail: stderrTail(`keen-gateway: the agent could not be started: ${why}`) }),
   };
   return { pid: undefined, stop: async () => {}, done: Promise.resolve(exit) };
 }
@@ -261,6 +294,10 @@ class ProcessRun {
   private paused = false;
   private stderrBytes = 0;
   private stderrTruncated = false;
+  /** The last bytes of stderr (kept even past the log's limit), for `AgentExit.stderrTail`. */
+  private stderrEnd: Buffer = Buffer.alloc(0);
+  /** Why the spawn failed (ENOENT, EACCES...), shown on the failed session. */
+  private spawnError: string | null = null;
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly exitWaiters: Array<() => void> = [];
 
@@ -297,6 +334,7 @@ class ProcessRun {
       });
     } catch (err) {
       this.log.error({ err: (err as Error).message, command: program }, 'agent spawn failed');
+      this.spawnError = (err as Error).message;
       this.closeStderr();
       return Promise.resolve(this.exitValue('spawn_failed'));
     }
@@ -331,6 +369,7 @@ class ProcessRun {
       child.once('error', (err) => {
         if (child.pid === undefined) {
           this.spawnFailed = true;
+          this.spawnError = err.message;
           this.log.error({ err: err.message, command: program }, 'agent spawn failed');
           for (const w of this.exitWaiters.splice(0)) w();
           resolve('spawn_failed');
@@ -418,7 +457,7 @@ class ProcessRun {
 
   private exitValue(reason: AgentExitReason): AgentExit {
     const failed = reason === 'spawn_failed';
-    return {
+    const exit: AgentExit = {
       reason,
       exitCode: failed ? null : this.exitCode,
       signal: failed ? null : this.exitSignal,
@@ -427,6 +466,9 @@ class ProcessRun {
       stopReason: failed ? null : this.stopReason,
       limit: failed ? null : this.limit,
     };
+    const tail = failed ? stderrTail(`keen-gateway: the agent could not be started: ${this.spawnError ?? 'unknown error'}`) : stderrTail(this.stderrEnd);
+    // Left out when there is nothing to show.
+    return tail === null ? exit : { ...exit, stderrTail: tail };
   }
 
   private onLine(line: string): void {
@@ -469,6 +511,10 @@ class ProcessRun {
   }
 
   private onStderr(chunk: Buffer): void {
+    // Twice the shown size: room for the control characters and blank lines removed later.
+    const keep = TAIL_BYTES * 2;
+    const joined = chunk.length >= keep ? chunk : Buffer.concat([this.stderrEnd, chunk]);
+    this.stderrEnd = joined.length <= keep ? joined : Buffer.from(joined.subarray(joined.length - keep));
     const max = this.opts.maxStderrBytes ?? 1024 * 1024;
     if (this.stderrTruncated) return; // keep reading so the agent never blocks on a full pipe
     const room = max - this.stderrBytes;

@@ -49,6 +49,12 @@ export interface AgentExit {
   stopReason: string | null;
   /** With reason `limit`: which limit. */
   limit?: AgentLimitName | null;
+  /**
+   * The last lines the agent wrote to stderr (at most 20 lines / 2 KiB, control
+   * characters and secret-looking values removed), or why it could not start;
+   * null when there is nothing to show.
+   */
+  stderrTail?: string | null;
 }
 
 /** Callbacks of one run. `onEvent` is awaited: the next event waits until it settles. */

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { GatewayConfig } from '../../schemas/types.gen.js';
+import { PROJECT_ROOT } from '../paths.js';
 import { createAjv, describeAjvErrors } from '../schemas.js';
 import { ConfigError } from './errors.js';
 
@@ -116,6 +117,8 @@ export function loadConfig(options: LoadConfigOptions): ResolvedConfig {
     const v = env[name];
     if (v !== undefined && v !== '') setPath(raw, keys, envValue(v));
   }
+  // Before the schema fills in defaults: the built-in agent.command belongs to this package, not to the config folder.
+  const commandGiven = isPlainObject(raw.agent) && raw.agent.command !== undefined;
   // Only the env carries the secret; a key of that name in the file is refused by the schema.
   const { ok, errors } = validateConfig(raw);
   if (!ok) throw new ConfigError(describeAjvErrors(errors));
@@ -135,9 +138,11 @@ export function loadConfig(options: LoadConfigOptions): ResolvedConfig {
   }
   const host = cfg.server.host;
   const publicUrl = (cfg.server.public_url ?? `http://${host.includes(':') ? `[${host}]` : host}:${cfg.server.port}`).replace(/\/+$/, '');
+  // A command from the file resolves from the config folder; the built-in default (examples/agent/agent.js) from the package.
+  const commandBase = commandGiven ? configDir : PROJECT_ROOT;
   const command = cfg.agent.command.map((part, i) =>
-    // The program itself may be a bare name found on PATH; arguments that look like relative paths resolve from the config folder.
-    (i > 0 || part.includes('/')) && !path.isAbsolute(part) && /^\.{0,2}[\w.-]*\//.test(part) ? path.resolve(configDir, part) : part,
+    // The program itself may be a bare name found on PATH; arguments that look like relative paths resolve from commandBase.
+    (i > 0 || part.includes('/')) && !path.isAbsolute(part) && /^\.{0,2}[\w.-]*\//.test(part) ? path.resolve(commandBase, part) : part,
   ) as GatewayConfig['agent']['command'];
 
   return {

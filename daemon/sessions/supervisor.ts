@@ -1,5 +1,6 @@
 import type { AgentEvent, AgentExit, AgentRun, AgentRunner, PureAgentRequest } from '../agents/types.js';
 import type { WorkspaceManager } from '../agents/workspaces.js';
+import type { AuditAction } from '../audit/actions.js';
 import type { AuditLogger } from '../audit/types.js';
 import type { Clock } from '../clock.js';
 import type { CostEstimator } from '../credits/estimator.js';
@@ -62,7 +63,7 @@ export interface SupervisorDeps {
 }
 
 /** The audit action of each way a session ends (docs/audit.md). */
-export const END_ACTION: Record<SessionStatus, string> = {
+export const END_ACTION: Record<SessionStatus, AuditAction> = {
   running: 'session.execute',
   completed: 'session.complete',
   failed: 'session.fail',
@@ -71,6 +72,20 @@ export const END_ACTION: Record<SessionStatus, string> = {
   timed_out: 'session.timeout',
   interrupted: 'session.interrupt',
 };
+
+/** End reasons of an agent that crashed or never started: the only ones whose summary shows its stderr. */
+const SHOWS_STDERR = /^(agent_exit_|agent_killed_|agent_not_started$)/;
+
+/**
+ * The summary of an ended session: the agent's own, followed for a crash or a
+ * failed start by the last lines of its stderr (docs/agent-protocol.md, "Stderr").
+ */
+export function withStderr(reason: string, summary: string | null, tail: string | null): string | null {
+  if (!tail || !SHOWS_STDERR.test(reason)) return summary;
+  // A failed start carries the gateway's own line (why the spawn failed), not the agent's stderr.
+  const block = reason === 'agent_not_started' ? tail : `agent stderr (last lines):\n${tail}`;
+  return summary ? `${summary}\n\n${block}` : block;
+}
 
 /** Storage errors worth waiting out: the database is unreachable, busy or out of space for now. */
 function isTransientStorageError(err: unknown): boolean {
@@ -230,7 +245,9 @@ export class SessionSupervisor {
     if (live.fenced) return null;
     const event = { ts: this.deps.clock.now(), type, data: JSON.stringify(data) };
     const row = await this.durably(live, 'event', () =>
-      this.deps.database.transaction((trx) => this.sessions.with(trx).appendEventFenced(live.fence, event)),
+      this.deps.database.dialect === 'postgres'
+        ? this.sessions.appendEventFencedPostgres(live.fence, event)
+        : this.deps.database.transaction((trx) => this.sessions.with(trx).appendEventFenced(live.fence, event)),
     );
     if (!row) {
       this.onFenced(live);
@@ -363,7 +380,7 @@ export class SessionSupervisor {
       this.deps.metrics.ended.inc({ status: 'interrupted' });
       return; // ended, charged and announced by whoever took the session
     }
-    const summary = (live.result ?? exit.result)?.summary?.slice(0, 2000) ?? null;
+    const summary = withStderr(reason, (live.result ?? exit.result)?.summary?.slice(0, 2000) ?? null, exit.stderrTail ?? null);
     const final = await this.durably(live, 'settlement', () => this.settle(live, status, reason, summary, live.cost));
     if (final) await this.publish(live, final);
     else this.onFenced(live);

@@ -104,6 +104,26 @@ export class SessionRepository {
   }
 
   /**
+   * `appendEventFenced` as ONE statement (Postgres: a data-modifying CTE takes
+   * the seq under the row's lock and inserts the event atomically), so storing
+   * an event is one round trip and holds a pooled connection for one query,
+   * not four. Null when `fence` no longer holds.
+   */
+  async appendEventFencedPostgres(fence: Fence, event: NewEvent): Promise<SessionEventRow | null> {
+    const r = await sql<{ seq: number | string }>`
+      with taken as (
+        update sessions set last_seq = last_seq + 1, updated_at = ${event.ts}
+        where id = ${fence.id} and status = 'running' and lease_epoch = ${fence.epoch}
+        returning last_seq
+      )
+      insert into session_events (session_id, seq, ts, type, data)
+      select ${fence.id}, last_seq, ${event.ts}, ${event.type}, ${event.data} from taken
+      returning seq`.execute(this.db);
+    const row = r.rows[0];
+    return row ? { session_id: fence.id, seq: Number(row.seq), ...event } : null;
+  }
+
+  /**
    * Stores the final status event, in the transaction whose `finish()` just
    * ended the session (which holds its row): after every stored event, even one
    * a crash left without its `last_seq` bump.
