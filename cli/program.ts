@@ -43,16 +43,21 @@ export function buildProgram(): Command {
   const program = new Command('keen-admin')
     .description('keen-admin: operate a keen-gateway daemon (users, tenants, keys, credits, audit, sessions, backups)')
     .version(VERSION)
-    .option('--url <url>', 'daemon URL (env KEEN_URL; default: the profile\'s, else http://127.0.0.1:8080)')
+    .option('--url <url>', 'daemon URL (env KEEN_URL, else the daemon\'s KEEN_HOST/KEEN_PORT/KEEN_CONFIG; then the profile\'s, else http://127.0.0.1:8080)')
     .option('--api-key <key>', 'admin API key (prefer KEEN_API_KEY or keen-admin login: arguments show in ps)')
     .option('--profile <name>', 'use this saved profile (env KEEN_PROFILE; default: the file\'s default profile)')
     .option('--json', 'print one JSON document (JSON Lines when streaming)')
     .option('--verbose', 'print stack traces of errors')
     .addHelpText(
       'after',
-      '\nConnection, first match wins: --url/--api-key/--profile, then KEEN_URL/KEEN_API_KEY/KEEN_PROFILE,\n' +
-        'then the default profile saved by keen-admin login ($XDG_CONFIG_HOME/keen/admin.json), then http://127.0.0.1:8080.\n' +
+      '\nConnection, first match wins:\n' +
+        '  1. --url, --api-key, --profile\n' +
+        '  2. KEEN_URL, KEEN_API_KEY, KEEN_PROFILE; then (URL only) the daemon\'s own address: KEEN_HOST/KEEN_PORT over\n' +
+        '     server.host/port of --config FILE (init, doctor, backup) or KEEN_CONFIG\n' +
+        '  3. the default profile saved by keen-admin login ($XDG_CONFIG_HOME/keen/admin.json)\n' +
+        '  4. http://127.0.0.1:8080\n' +
         'Exit codes: 0 ok, 1 operation failed, 2 usage error, 3 daemon unreachable.\n' +
+        'With --json, an error is {"success":false,"error":{"code","message","request_id"}} on stderr.\n' +
         '\nExample:\n  keen-admin login --url https://keen.example.com\n  keen-admin users list',
     )
     .hook('preAction', (root) => warnIfKeyInArguments(root));

@@ -40,6 +40,8 @@ import { IdempotencyStore } from './idempotency/store.js';
 import { creditRoutes } from './http/routes/credits.js';
 import { creditPoolRoutes } from './http/routes/credit-pools.js';
 import { sessionRoutes } from './http/routes/sessions.js';
+import { checkAgentCommand } from './agents/command-check.js';
+import { ConfigError } from './config/errors.js';
 import { ProcessRunner } from './agents/process-runner.js';
 import { EgressProxy } from './agents/egress-proxy.js';
 import { Sandbox, SandboxUnavailableError } from './agents/sandbox.js';
@@ -50,6 +52,7 @@ import type { AgentRunner } from './agents/types.js';
 import { MemoryEventBus, type EventBus } from './sessions/bus.js';
 import { RedisEventBus } from './sessions/redis-bus.js';
 import { loadInstanceId } from './sessions/instance-id.js';
+import { ensureDatabaseId } from './storage/database-id.js';
 import { SessionMetrics } from './sessions/metrics.js';
 import { SessionService } from './sessions/session-service.js';
 import { SessionSupervisor } from './sessions/supervisor.js';
@@ -107,6 +110,8 @@ export class Container {
   /** The durable audit store (also when tests inspect events through `audit`). */
   readonly auditStore: DatabaseAuditLogger;
   readonly instanceId: string;
+  /** The database's identity (gateway_meta), read at start; served on /health/live. */
+  databaseId: string | undefined;
   readonly bus: EventBus;
   readonly workspaces: WorkspaceManager;
   /** The operating-system sandbox of every agent (docs/SANDBOX.md); probed in `start()`. */
@@ -372,6 +377,7 @@ export class Container {
         checks,
         metrics: this.metrics,
         version: VERSION,
+        databaseId: () => this.databaseId,
         openapi: () => (this.openapiDoc ??= buildOpenApi(this.routes, schemas, VERSION)),
       }),
     ];
@@ -388,11 +394,13 @@ export class Container {
 
   /** Prepares storage (migrations) and starts background work. */
   async start(): Promise<void> {
+    if (this.supervisor.runner instanceof ProcessRunner) this.checkAgentCommand();
     // First: a second daemon on this data directory must not touch the first one's sessions.
     this.dataDirLock = acquireDataDirLock(this.config.data_dir, { hostname: hostname() });
     await this.waitForRedis(3000);
     const report = await migrateToLatest(this.database);
     if (report.applied.length > 0) this.logger.info({ applied: report.applied }, 'migrations applied');
+    this.databaseId = await ensureDatabaseId(this.database);
     await this.startSandbox();
     const resealed = await this.auth.resealSecrets();
     if (resealed.resealed > 0) this.logger.warn({ resealed: resealed.resealed }, 'MFA secrets moved to the current JWT_SECRET after a rotation');
@@ -415,6 +423,17 @@ export class Container {
     });
     // Stopped first on shutdown: agents end as interrupted, charged what they used.
     this.stoppers.push(() => this.supervisor.stopAll());
+  }
+
+  /**
+   * A command that cannot run fails every session (`agent_not_started`, `agent_exit_N`):
+   * refused at start in production, a warning otherwise.
+   */
+  private checkAgentCommand(): void {
+    const problems = checkAgentCommand(this.config.agent.command, this.config.agent_env.PATH);
+    if (problems.length === 0) return;
+    if (this.config.env === 'production') throw new ConfigError(problems);
+    this.logger.warn({ command: this.config.agent.command, problems }, 'agent.command cannot run: every session will fail (refused when env is production)');
   }
 
   /**

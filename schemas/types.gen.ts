@@ -650,6 +650,10 @@ export interface HealthResponse {
   status: 'ok' | 'unavailable';
   version?: string;
   /**
+   * The identity of the database this daemon serves (random, kept in the database; shared by a fleet). Only on /health/live, once the daemon has started.
+   */
+  database_id?: string;
+  /**
    * Each dependency and whether it answered: database, redis (when configured), disk (free space at least server.min_free_disk_mb, unless 0).
    */
   checks: {
@@ -823,6 +827,9 @@ export interface Session {
    * Whether the agent runs inside the operating-system sandbox (docs/SANDBOX.md); null on sessions created before the sandbox existed.
    */
   sandboxed: boolean | null;
+  /**
+   * The agent's own summary (its `result` line). For a session that ended `failed` because the agent crashed or never started (`end_reason` `agent_exit_N`, `agent_killed_SIGNAL` or `agent_not_started`), followed by the last lines the agent wrote to stderr (at most 20 lines / 2 KiB, control characters and secret-looking values removed) or why it could not start. The final `session.status` event carries the same `summary`.
+   */
   summary: string | null;
   last_seq: number;
   created_at: string;
@@ -1069,7 +1076,7 @@ export interface GatewayConfig {
   };
   agent: {
     /**
-     * argv of the agent; relative paths resolve from the config file's folder.
+     * argv of the agent; relative paths given in the config file resolve from the file's folder; the built-in default runs the example agent shipped with the gateway. Checked at start: refused in production when its program or script is missing.
      *
      * @minItems 1
      */

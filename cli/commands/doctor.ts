@@ -11,9 +11,9 @@ import { loadConfig, secretList, type ResolvedConfig } from '../../daemon/config
 import { createLogger } from '../../daemon/logger.js';
 import { Database } from '../../daemon/storage/database.js';
 import { pendingMigrations } from '../../daemon/storage/migrator.js';
-import { globals } from '../core/context.js';
+import { connectionFor, globals } from '../core/context.js';
 import { CliError } from '../core/output.js';
-import { DEFAULT_URL, shownUrl } from '../core/profile.js';
+import { daemonAddress, DEFAULT_URL, shownUrl, sourceName } from '../core/profile.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -319,23 +319,43 @@ function checkJwtSecret(config: ResolvedConfig): Check {
   return { name: 'jwt_secret', status: 'warn', message: `JWT_SECRET is not set; using the generated ${file} (mode 0600; set JWT_SECRET in production)` };
 }
 
-/** The daemon's clock from its Date header (whole seconds); null when it does not answer. */
-async function daemonSkew(url: string): Promise<number | null> {
+/** What the daemon at `url` said on /health/live: whether it answered, its clock from the Date header (whole seconds), its version. */
+interface DaemonProbe {
+  answered: boolean;
+  skewMs: number | null;
+  version: string | null;
+  error: string | null;
+}
+
+async function probeDaemon(url: string): Promise<DaemonProbe> {
   try {
     const before = Date.now();
     const res = await fetch(`${url.replace(/\/+$/, '')}/health/live`, { signal: AbortSignal.timeout(TIMEOUT_MS) });
     const after = Date.now();
-    await res.body?.cancel();
+    const body = (await res.json().catch(() => null)) as { version?: unknown } | null;
+    const version = typeof body?.version === 'string' ? body.version : null;
+    if (!res.ok) return { answered: false, skewMs: null, version, error: `GET /health/live answered ${res.status}` };
     const date = Date.parse(res.headers.get('date') ?? '');
-    if (!Number.isFinite(date)) return null;
     // The header has whole seconds, truncated: compare with the middle of that second.
-    return date + 500 - (before + after) / 2;
-  } catch {
-    return null;
+    return { answered: true, skewMs: Number.isFinite(date) ? date + 500 - (before + after) / 2 : null, version, error: null };
+  } catch (err) {
+    const cause = (err as { cause?: unknown }).cause;
+    return { answered: false, skewMs: null, version: null, error: messageOf(cause ?? err) };
   }
 }
 
-function checkClock(databaseSkew: number | null, daemon: { url: string; skewMs: number | null }): Check {
+/** The daemon answers at the address keen-admin resolved: a daemon that does not is a failure (`--no-daemon` skips it, e.g. before the first start). */
+function checkDaemon(daemon: { url: string; source: string; probe: DaemonProbe }): Check {
+  const where = `${shownUrl(daemon.url)} (from ${daemon.source})`;
+  if (daemon.probe.answered) return { name: 'daemon', status: 'ok', message: `${where} answers${daemon.probe.version ? ` (version ${daemon.probe.version})` : ''}` };
+  return {
+    name: 'daemon',
+    status: 'fail',
+    message: `no daemon answers at ${where}: ${daemon.probe.error ?? 'no answer'}; start it, or point keen-admin at it with --url or KEEN_URL (or --no-daemon to check only the local setup)`,
+  };
+}
+
+function checkClock(databaseSkew: number | null, daemon: { url: string; skewMs: number | null } | null): Check {
   const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
   const parts: string[] = [];
   let status = 'ok' as CheckStatus;
@@ -346,13 +366,17 @@ function checkClock(databaseSkew: number | null, daemon: { url: string; skewMs: 
   };
   if (databaseSkew !== null) compare('the database clock', databaseSkew, 0);
   else parts.push('the database clock was not read');
-  if (daemon.skewMs !== null) compare(`the daemon at ${shownUrl(daemon.url)}`, daemon.skewMs, 500);
+  if (daemon === null) parts.push('the daemon was not asked (--no-daemon)');
+  else if (daemon.skewMs !== null) compare(`the daemon at ${shownUrl(daemon.url)}`, daemon.skewMs, 500);
   else parts.push(`the daemon at ${shownUrl(daemon.url)} did not answer (not compared)`);
   return { name: 'clock', status, message: parts.join('; ') + (status === 'warn' ? ` (more than ${MAX_SKEW_MS / 1000} s breaks token expiry and leases: sync with NTP)` : '') };
 }
 
-/** Runs every check, in order; a config that does not load stops the rest. */
-export async function runChecks(options: { file?: string | undefined; env: Record<string, string | undefined>; daemonUrl: string }): Promise<Check[]> {
+/**
+ * Runs every check, in order; a config that does not load stops the rest.
+ * `daemonUrl` null skips the daemon (`--no-daemon`); `daemonSource` says where the URL came from.
+ */
+export async function runChecks(options: { file?: string | undefined; env: Record<string, string | undefined>; daemonUrl: string | null; daemonSource?: string }): Promise<Check[]> {
   let config: ResolvedConfig;
   try {
     config = loadConfig({ file: options.file, env: options.env });
@@ -362,8 +386,11 @@ export async function runChecks(options: { file?: string | undefined; env: Recor
   const source = options.file ?? options.env.KEEN_CONFIG;
   const checks: Check[] = [{ name: 'config', status: 'ok', message: `${source ? path.resolve(source) : 'no file: defaults and environment'} (env ${config.env})` }];
   checks.push(checkDataDir(config));
-  const [db, redis, daemon, sandbox] = await Promise.all([checkDatabase(config), checkRedis(config), daemonSkew(options.daemonUrl), checkSandbox(config)]);
-  checks.push(...db.checks, redis, checkAgent(config, options.env), sandbox, checkJwtSecret(config), ...(db.mfa ? [db.mfa] : []), checkClock(db.skewMs, { url: options.daemonUrl, skewMs: daemon }));
+  const daemonUrl = options.daemonUrl;
+  const [db, redis, daemon, sandbox] = await Promise.all([checkDatabase(config), checkRedis(config), daemonUrl === null ? null : probeDaemon(daemonUrl), checkSandbox(config)]);
+  checks.push(...db.checks, redis, checkAgent(config, options.env), sandbox, checkJwtSecret(config), ...(db.mfa ? [db.mfa] : []));
+  if (daemonUrl !== null && daemon) checks.push(checkDaemon({ url: daemonUrl, source: options.daemonSource ?? 'the command line', probe: daemon }));
+  checks.push(checkClock(db.skewMs, daemonUrl !== null && daemon ? { url: daemonUrl, skewMs: daemon.skewMs } : null));
   const secrets = secretsOf(config, options.env);
   return checks.map((c) => ({ ...c, message: clean(c.message, secrets) }));
 }
@@ -372,22 +399,31 @@ export async function runChecks(options: { file?: string | undefined; env: Recor
 export function doctorCommand(): Command {
   return new Command('doctor')
     .description('check the daemon\'s config, data directory, database, Redis, agent, sandbox, JWT secret, MFA secrets and clocks')
-    .option('-c, --config <file>', 'the daemon\'s YAML config (default: $KEEN_CONFIG)')
+    .option('-c, --config <file>', 'the daemon\'s YAML config (default: $KEEN_CONFIG); its server.host/port say where the daemon is, unless --url or KEEN_URL')
+    .option('--no-daemon', 'do not ask the running daemon (before its first start): no daemon check, no daemon clock')
     .addHelpText(
       'after',
-      '\nRun it where the daemon runs, with the same environment. Each line is ok, warn or fail;\nthe exit code is 1 when any check fails (warnings do not fail).\n' +
+      '\nRun it where the daemon runs, with the same environment. Each line is ok, warn or fail;\nthe exit code is 1 when any check fails (warnings do not fail), including a daemon\n' +
+        'that does not answer at the resolved address (see keen-admin --help for the order).\n' +
         '\nExample:\n  KEEN_ENV=production keen-admin doctor --config /etc/keen/gateway.yaml\n  keen-admin doctor --json | jq \'.checks[] | select(.status != "ok")\'',
     )
-    .action(async (opts: { config?: string }, cmd: Command) => {
+    .action(async (opts: { config?: string; daemon: boolean }, cmd: Command) => {
       const g = globals(cmd);
-      let daemonUrl: string;
-      try {
-        daemonUrl = g.url;
-      } catch {
-        // A broken profile file is no reason to skip the local checks.
-        daemonUrl = process.env.KEEN_URL || DEFAULT_URL;
+      let daemonUrl: string | null = null;
+      let daemonSource: string | undefined;
+      if (opts.daemon) {
+        try {
+          const conn = connectionFor(cmd);
+          daemonUrl = conn.url;
+          daemonSource = sourceName(conn);
+        } catch (err) {
+          if (err instanceof CliError && err.code === 'INVALID_URL') throw err;
+          // A broken profile file is no reason to skip the local checks.
+          daemonUrl = process.env.KEEN_URL || daemonAddress(process.env, opts.config) || DEFAULT_URL;
+          daemonSource = process.env.KEEN_URL ? 'KEEN_URL' : 'the daemon\'s settings or the default (the profile file did not load)';
+        }
       }
-      const checks = await runChecks({ file: opts.config, env: process.env, daemonUrl });
+      const checks = await runChecks({ file: opts.config, env: process.env, daemonUrl, ...(daemonSource ? { daemonSource } : {}) });
       const failed = checks.filter((c) => c.status === 'fail').length;
       if (g.json) process.stdout.write(JSON.stringify({ ok: failed === 0, checks }) + '\n');
       else {

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { clientFor, globals, parseExpiry, parsePositiveInt } from '../core/context.js';
+import { clientFor, globals, parseExpiry, parsePositiveInt, parseScopes } from '../core/context.js';
 import { printResult, printSecretOnce } from '../core/output.js';
 
 const COLUMNS = ['id', 'user_id', 'name', 'prefix', 'scopes', 'rate_limit_per_hour', 'status', 'expires_at', 'last_used_at'];
@@ -14,11 +14,12 @@ export function keysCommand(): Command {
     .requiredOption('--name <name>', 'a name to recognise the key by')
     .option('--scopes <list>', 'comma-separated subset of agents:execute,sessions:read,credits:read,keys:manage,admin (default: all of the owner\'s)')
     .option('--rate-limit <n>', 'requests per hour for this key (default 1000)', parsePositiveInt('--rate-limit'))
-    .option('--expires <when>', 'lifetime (30d, 12h, 90m) or a date')
+    .option('--expires <when>', 'lifetime (90d, 12h, 30m) or a future date (2027-01-31); a bare number is refused')
     .addHelpText('after', '\nExample:\n  keen-admin keys create --user ana@example.com --name ci --scopes agents:execute,sessions:read --expires 90d')
     .action(async (opts, cmd: Command) => {
       const body: Record<string, unknown> = { user_id: opts.user, name: opts.name };
-      if (opts.scopes) body.scopes = String(opts.scopes).split(',').map((s) => s.trim()).filter(Boolean);
+      // Checked before connecting: a typo is a usage error that names the choices.
+      if (opts.scopes !== undefined) body.scopes = parseScopes(String(opts.scopes));
       if (opts.rateLimit) body.rate_limit_per_hour = opts.rateLimit;
       if (opts.expires) body.expires_at = parseExpiry(opts.expires);
       const r = await clientFor(cmd).request<{ api_key: Record<string, unknown>; key: string }>('POST', '/v1/admin/api-keys', { body });

@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
+import { SCOPES } from '../../daemon/auth/principal.js';
 import { ConfigError } from '../../daemon/config/errors.js';
 import { loadConfig, type ResolvedConfig } from '../../daemon/config/load.js';
 import { KeenClient } from '../../sdk/src/index.js';
 import { CliError } from './output.js';
-import { profilePath, readProfiles, resolveConnection, type Connection } from './profile.js';
+import { daemonAddress, profilePath, readProfiles, resolveConnection, type Connection } from './profile.js';
 
 export interface GlobalOptions {
   /** Resolved on first read: flags, environment, the default profile, the built-in URL. */
@@ -16,6 +17,8 @@ export interface GlobalOptions {
 }
 
 interface RawGlobals {
+  /** The daemon's config file of init, doctor and backup (`--config`): it says where the daemon listens. */
+  config?: string;
   url?: string;
   apiKey?: string;
   profile?: string;
@@ -42,7 +45,7 @@ export function connectionFor(cmd: Command): Connection {
   if (!conn) {
     const o = cmd.optsWithGlobals<RawGlobals>();
     const file = profilePath(process.env);
-    conn = resolveConnection({ url: o.url, apiKey: o.apiKey, profile: o.profile }, process.env, () => readProfiles(file), file);
+    conn = resolveConnection({ url: o.url, apiKey: o.apiKey, profile: o.profile }, process.env, () => readProfiles(file), file, () => daemonAddress(process.env, o.config));
     connections.set(root, conn);
   }
   return conn;
@@ -74,7 +77,7 @@ export function globals(cmd: Command): GlobalOptions {
  */
 export function clientFor(cmd: Command): KeenClient {
   const { url, apiKey } = connectionFor(cmd);
-  if (!apiKey) throw new CliError('no API key: run keen-admin login, or set KEEN_API_KEY', 2);
+  if (!apiKey) throw new CliError('no API key: run keen-admin login, or set KEEN_API_KEY (or pass --api-key)', 2, 'NO_API_KEY');
   return new KeenClient({ baseUrl: url, apiKey, maxRetries: 1, timeout: 15_000 });
 }
 
@@ -92,16 +95,28 @@ export async function readStdinSecret(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
 }
 
-/** `30d`, `12h`, `90m` or an ISO date -> ISO date-time. */
+/** `30d`, `12h`, `90m` or a future date -> ISO date-time; a bare number or a past date is a usage error. */
 export function parseExpiry(value: string): string {
-  const m = /^(\d+)([dhm])$/.exec(value);
+  const m = /^(\d+)([dhm])$/.exec(value.trim());
   if (m) {
     const ms = Number(m[1]) * { d: 86_400_000, h: 3_600_000, m: 60_000 }[m[2] as 'd' | 'h' | 'm'];
     return new Date(Date.now() + ms).toISOString();
   }
-  const t = Date.parse(value);
-  if (!Number.isFinite(t)) throw new CliError(`--expires: expected 30d, 12h, 90m or a date, got "${value}"`, 2);
+  // A bare number is not a date (Date.parse reads "90" as the year 1990): the unit was forgotten.
+  const t = /^\d+$/.test(value.trim()) ? NaN : Date.parse(value);
+  if (!Number.isFinite(t)) throw new CliError(`--expires: "${value}" is not a lifetime or a date: use 90d, 12h, 30m or a date (2027-01-31)`, 2, 'INVALID_ARGUMENT');
+  if (t <= Date.now()) throw new CliError(`--expires: ${new Date(t).toISOString()} is in the past: use a lifetime (90d, 12h, 30m) or a future date`, 2, 'INVALID_ARGUMENT');
   return new Date(t).toISOString();
+}
+
+/** `--scopes a,b`: each must be one of SCOPES; an unknown one is a usage error that lists them. */
+export function parseScopes(value: string): string[] {
+  const scopes = value.split(',').map((s) => s.trim()).filter(Boolean);
+  const unknown = scopes.filter((s) => !(SCOPES as readonly string[]).includes(s));
+  if (unknown.length > 0 || scopes.length === 0) {
+    throw new CliError(`--scopes: ${unknown.length ? `unknown scope${unknown.length === 1 ? '' : 's'} ${unknown.map((s) => `"${s}"`).join(', ')}` : 'empty list'}; allowed: ${SCOPES.join(', ')}`, 2, 'INVALID_ARGUMENT');
+  }
+  return scopes;
 }
 
 export function parsePositiveInt(name: string) {

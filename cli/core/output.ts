@@ -25,7 +25,7 @@ export function printError(err: unknown, opts: { verbose?: boolean; json?: boole
   const code = e.code ?? (err instanceof KeenError ? err.code : undefined);
   const requestId = (err instanceof KeenError ? err.requestId : e.requestId) ?? null;
   if (opts.json) {
-    process.stderr.write(JSON.stringify({ error: { code: code ?? 'ERROR', message: e.message, request_id: requestId } }) + '\n');
+    process.stderr.write(JSON.stringify({ success: false, error: { code: code ?? 'ERROR', message: e.message, request_id: requestId } }) + '\n');
   } else {
     const type = err instanceof KeenError && err.type !== code ? `${err.type} ` : '';
     process.stderr.write(`keen-admin: ${type}${code ? `${code}: ` : ''}${e.message}${requestId ? ` (request ${requestId})` : ''}\n`);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
-import { redactUrl } from '../../daemon/config/load.js';
+import { loadConfig, redactUrl } from '../../daemon/config/load.js';
 import { CliError } from './output.js';
 
 /** Where keen-admin talks to when nothing else says so (README.md, "Operating"). */
@@ -102,6 +102,22 @@ export function writeProfiles(file: string, data: ProfileFile): void {
   }
 }
 
+/** Where a connection's URL came from, for messages: "--url", "KEEN_URL", "profile prod"... */
+export function sourceName(conn: Pick<Connection, 'urlSource' | 'profile'>): string {
+  switch (conn.urlSource) {
+    case 'flag':
+      return '--url';
+    case 'env':
+      return 'KEEN_URL';
+    case 'daemon':
+      return "the daemon's settings: KEEN_HOST/KEEN_PORT, --config or KEEN_CONFIG";
+    case 'profile':
+      return `profile "${conn.profile ?? ''}"`;
+    default:
+      return `the default, ${DEFAULT_URL}`;
+  }
+}
+
 /** The connection flags given on the command line. */
 export interface ConnectionFlags {
   url?: string | undefined;
@@ -109,8 +125,48 @@ export interface ConnectionFlags {
   profile?: string | undefined;
 }
 
-/** Where each setting came from, for messages (never the key itself). */
-export type Source = 'flag' | 'env' | 'profile' | 'default' | 'none';
+/** Where each setting came from, for messages (never the key itself). `daemon`: the daemon's own settings (KEEN_HOST/KEEN_PORT, KEEN_CONFIG or --config). */
+export type Source = 'flag' | 'env' | 'daemon' | 'profile' | 'default' | 'none';
+
+/**
+ * The address the daemon listens on, found the way the daemon finds it: its
+ * config file (`--config`, else KEEN_CONFIG) with KEEN_HOST/KEEN_PORT over it
+ * (loadConfig). A wildcard host (0.0.0.0, ::) is reached on loopback.
+ * Undefined when none of them is set, or when the file does not load (then
+ * KEEN_HOST/KEEN_PORT alone still count).
+ */
+export function daemonAddress(env: ProfileEnv, configFile?: string): string | undefined {
+  const file = nonEmpty(configFile) ?? nonEmpty(env.KEEN_CONFIG);
+  const host = nonEmpty(env.KEEN_HOST);
+  const port = nonEmpty(env.KEEN_PORT);
+  if (!file && !host && !port) return undefined;
+  const urlOf = (h: string, p: string | number) => {
+    const reach = h === '0.0.0.0' ? '127.0.0.1' : h === '::' || h === '[::]' ? '::1' : h;
+    return `http://${reach.includes(':') && !reach.startsWith('[') ? `[${reach}]` : reach}:${p}`;
+  };
+  try {
+    const config = loadConfig({ file, env: { KEEN_HOST: host, KEEN_PORT: port } });
+    return urlOf(config.server.host, config.server.port);
+  } catch {
+    // A broken file is the command's to report (init, doctor); the variables alone still say where.
+    if (!host && !port) return undefined;
+    return urlOf(host ?? '127.0.0.1', port ?? new URL(DEFAULT_URL).port);
+  }
+}
+
+/** A usable daemon URL (http or https), or a usage error naming where the bad value came from. */
+export function checkUrl(url: string, origin: string): string {
+  let u: URL | null = null;
+  try {
+    u = new URL(url);
+  } catch {
+    u = null;
+  }
+  if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:') || !u.host) {
+    throw new CliError(`${origin}: "${url}" is not a daemon URL: expected http://HOST:PORT or https://HOST`, 2, 'INVALID_URL');
+  }
+  return url;
+}
 
 /** The settings a command connects with. */
 export interface Connection {
@@ -126,12 +182,20 @@ export interface Connection {
  * Resolves the connection settings, each one on its own, first match wins:
  * 1. flags: `--url`, `--api-key`, then the profile named by `--profile`;
  * 2. environment: `KEEN_URL`, `KEEN_API_KEY`, then the profile named by `KEEN_PROFILE`;
- * 3. the profile file's default profile;
- * 4. the built-in URL (there is no built-in key).
+ * 3. the URL only: the daemon's own address (`daemon`: KEEN_HOST/KEEN_PORT, or
+ *    server.host/port of `--config`/KEEN_CONFIG; see daemonAddress);
+ * 4. the profile file's default profile;
+ * 5. the built-in URL (there is no built-in key).
  * A profile named by `--profile` or `KEEN_PROFILE` must exist (usage error otherwise).
  * `file` is the parsed profile file (or null); `loadFile` is called only when a profile is needed.
  */
-export function resolveConnection(flags: ConnectionFlags, env: ProfileEnv, loadFile: () => ProfileFile | null, fileName = 'the profile file'): Connection {
+export function resolveConnection(
+  flags: ConnectionFlags,
+  env: ProfileEnv,
+  loadFile: () => ProfileFile | null,
+  fileName = 'the profile file',
+  daemon: () => string | undefined = () => undefined,
+): Connection {
   let file: ProfileFile | null | undefined;
   const profiles = () => (file === undefined ? (file = loadFile()) : file);
   const named = (name: string, origin: string): Profile => {
@@ -153,6 +217,10 @@ export function resolveConnection(flags: ConnectionFlags, env: ProfileEnv, loadF
     const p = named(envProfile, 'KEEN_PROFILE');
     levels.push({ source: 'env', url: p.url, apiKey: p.api_key, profile: envProfile });
   }
+  if (!levels.some((l) => l.url)) {
+    const url = daemon();
+    if (url) levels.push({ source: 'daemon', url });
+  }
   const needMore = () => !levels.some((l) => l.url) || !levels.some((l) => l.apiKey);
   if (!flagProfile && !envProfile && needMore()) {
     const f = profiles();
@@ -163,6 +231,10 @@ export function resolveConnection(flags: ConnectionFlags, env: ProfileEnv, loadF
 
   const urlLevel = levels.find((l) => l.url);
   const keyLevel = levels.find((l) => l.apiKey);
+  if (urlLevel?.url) {
+    const origin = urlLevel.profile ? `profile "${urlLevel.profile}"` : { flag: '--url', env: 'KEEN_URL', daemon: 'the daemon\'s KEEN_HOST/KEEN_PORT/KEEN_CONFIG', profile: 'profile', default: 'default', none: '' }[urlLevel.source];
+    checkUrl(urlLevel.url, origin);
+  }
   return {
     url: urlLevel?.url ?? DEFAULT_URL,
     apiKey: keyLevel?.apiKey,

@@ -98,6 +98,9 @@ export interface Session {
    * Whether the agent runs inside the operating-system sandbox (docs/SANDBOX.md); null on sessions created before the sandbox existed.
    */
   sandboxed: boolean | null;
+  /**
+   * The agent's own summary (its `result` line). For a session that ended `failed` because the agent crashed or never started (`end_reason` `agent_exit_N`, `agent_killed_SIGNAL` or `agent_not_started`), followed by the last lines the agent wrote to stderr (at most 20 lines / 2 KiB, control characters and secret-looking values removed) or why it could not start. The final `session.status` event carries the same `summary`.
+   */
   summary: string | null;
   last_seq: number;
   created_at: string;

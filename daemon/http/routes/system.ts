@@ -12,6 +12,8 @@ export function systemRoutes(deps: {
   checks: HealthCheck[];
   metrics: Metrics;
   version: string;
+  /** The database's identity (gateway_meta database_id), once the daemon has started; keen-admin init compares it with the database it opened. */
+  databaseId?: () => string | undefined;
   openapi: () => Record<string, unknown>;
 }) {
   return defineRoutes([
@@ -23,7 +25,8 @@ export function systemRoutes(deps: {
       auth: 'none',
       response: { status: 200, schema: 'HealthResponse' },
       handler: (ctx) => {
-        ctx.body = { success: true, status: 'ok', version: deps.version, checks: {} };
+        const databaseId = deps.databaseId?.();
+        ctx.body = { success: true, status: 'ok', version: deps.version, ...(databaseId ? { database_id: databaseId } : {}), checks: {} };
       },
     },
     {

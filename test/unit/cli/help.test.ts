@@ -29,6 +29,9 @@ describe('keen-admin command tree', () => {
   it('the root help has an example and names the connection order', () => {
     const text = helpOf(buildProgram());
     expect(text).to.include('Example:').and.include('KEEN_PROFILE').and.include('keen-admin login');
+    // The daemon's own settings come after KEEN_URL and before the default profile.
+    expect(text).to.match(/KEEN_URL[\s\S]*KEEN_HOST\/KEEN_PORT[\s\S]*KEEN_CONFIG[\s\S]*default profile/);
+    expect(text).to.include('"success":false');
   });
 
   it('completion data comes from the tree: every group, subcommand and option', () => {
