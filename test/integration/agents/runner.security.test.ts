@@ -1,5 +1,5 @@
 /**
- * Agent purity (CONTRACT section 5, seed "Agent Purity Enforcement"): what a real
+ * Agent purity (docs/agent-protocol.md, "Start" and "Environment"): what a real
  * agent process can see is exactly its request, its workspace and a minimal
  * environment. The `[dump]` switch makes the example agent write everything it
  * was given into dump.json.
