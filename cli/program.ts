@@ -5,6 +5,9 @@ import { keysCommand } from './commands/keys.js';
 import { tenantsCommand } from './commands/tenants.js';
 import { usersCommand } from './commands/users.js';
 import { creditsCommand } from './commands/credits.js';
+import { usageCommand } from './commands/usage.js';
+import { budgetsCommand } from './commands/budgets.js';
+import { webhooksCommand } from './commands/webhooks.js';
 import { auditCommand } from './commands/audit.js';
 import { sessionsCommand } from './commands/sessions.js';
 import { loginCommand, logoutCommand } from './commands/login.js';
@@ -41,7 +44,7 @@ function harden(cmd: Command): Command {
 /** The command tree. Each command group lives in its own module under cli/commands/. */
 export function buildProgram(): Command {
   const program = new Command('keen-admin')
-    .description('keen-admin: operate a keen-gateway daemon (users, tenants, keys, credits, audit, sessions, backups)')
+    .description('keen-admin: operate a keen-gateway daemon (users, tenants, keys, credits, budgets, usage, webhooks, audit, sessions, backups)')
     .version(VERSION)
     .option('--url <url>', 'daemon URL (env KEEN_URL, else the daemon\'s KEEN_HOST/KEEN_PORT/KEEN_CONFIG; then the profile\'s, else http://127.0.0.1:8080)')
     .option('--api-key <key>', 'admin API key (prefer KEEN_API_KEY or keen-admin login: arguments show in ps)')
@@ -68,6 +71,9 @@ export function buildProgram(): Command {
   program.addCommand(tenantsCommand());
   program.addCommand(keysCommand());
   program.addCommand(creditsCommand());
+  program.addCommand(usageCommand());
+  program.addCommand(budgetsCommand());
+  program.addCommand(webhooksCommand());
   program.addCommand(auditCommand());
   program.addCommand(sessionsCommand());
   program.addCommand(doctorCommand());

@@ -9,7 +9,8 @@ import { Validator } from './http/validation.js';
 import type { Logger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { createAjv, loadSchemas } from './schemas.js';
-import { Database } from './storage/database.js';
+import { Database, type Queryable } from './storage/database.js';
+import { formatCredits } from './credits/money.js';
 import { migrateToLatest } from './storage/migrator.js';
 import { VERSION } from './version.js';
 import type Koa from 'koa';
@@ -33,12 +34,17 @@ import { rateLimit } from './http/middleware/rate-limit.js';
 import { DatabaseAuditLogger } from './audit/store.js';
 import { AuditCheckpointer } from './audit/checkpoints.js';
 import { AuditRetention } from './audit/retention.js';
+import { BudgetBook, BudgetCalendar, presentBudgetStatus, type ThresholdCrossing } from './credits/budgets.js';
 import { CreditLedger } from './credits/ledger.js';
 import { CostEstimator } from './credits/estimator.js';
 import { CreditReaper } from './credits/reaper.js';
 import { IdempotencyStore } from './idempotency/store.js';
 import { creditRoutes } from './http/routes/credits.js';
 import { creditPoolRoutes } from './http/routes/credit-pools.js';
+import { budgetRoutes } from './http/routes/budgets.js';
+import { BudgetAdmin } from './credits/budget-admin.js';
+import { usageRoutes } from './http/routes/usage.js';
+import { UsageReports } from './credits/usage.js';
 import { sessionRoutes } from './http/routes/sessions.js';
 import { checkAgentCommand } from './agents/command-check.js';
 import { ConfigError } from './config/errors.js';
@@ -61,6 +67,8 @@ import { WebhookService, type WebhookEventType } from './webhooks/service.js';
 import { validateWebhookUrl } from './webhooks/url.js';
 import { presentSession } from './sessions/presenters.js';
 import { webhookRoutes } from './http/routes/webhooks.js';
+import { WebhookEndpoints } from './webhooks/endpoints.js';
+import { KeyExpiryNotices } from './webhooks/key-expiry.js';
 import { Monitoring } from './monitoring/index.js';
 import { StreamServer, streamOptionsFromConfig } from './ws/stream-server.js';
 import { streamTicketRoutes } from './http/routes/stream-tickets.js';
@@ -105,6 +113,11 @@ export class Container {
   readonly auth: AuthService;
   readonly users: UserAdminService;
   readonly ledger: CreditLedger;
+  /** Budgets of API keys, users and tenants, checked at reservation (docs/credits.md, "Budgets"). */
+  readonly budgets: BudgetBook;
+  readonly budgetAdmin: BudgetAdmin;
+  /** Usage reports over the ledger and sessions (GET /v1/usage, /v1/admin/usage). */
+  readonly usage: UsageReports;
   readonly idempotency: IdempotencyStore;
   readonly estimator: CostEstimator;
   /** The durable audit store (also when tests inspect events through `audit`). */
@@ -120,6 +133,9 @@ export class Container {
   readonly sessions: SessionService;
   readonly stream: StreamServer;
   readonly webhooks: WebhookService;
+  readonly webhookEndpoints: WebhookEndpoints;
+  /** `api_key.expiring`, 7 days ahead. */
+  readonly keyExpiry: KeyExpiryNotices;
   readonly monitoring: Monitoring;
   private readonly background: Array<{ start(): void; stop(): void }> = [];
   readonly app: Koa<AppState>;
@@ -195,9 +211,56 @@ export class Container {
       refreshTtlMs: this.config.auth.refresh_token_ttl_days * 86_400_000,
       issuer: this.config.auth.issuer,
     });
-    this.users = new UserAdminService({ database: this.database, clock: this.clock, hasher: this.hasher, audit: this.audit, throttle: loginThrottle });
-    this.ledger = new CreditLedger({ database: this.database, clock: this.clock, audit: this.audit, metrics: this.metrics });
+    const budgetThresholds = this.metrics.counter(
+      'keen_budget_thresholds_total',
+      'Budget thresholds crossed (once per budget and period), by subject (api_key, user, tenant) and threshold percent.',
+      ['subject', 'threshold'],
+    );
+    this.budgets = new BudgetBook({
+      dialect: this.database.dialect,
+      calendar: new BudgetCalendar(this.config.credits.budget_time_zone),
+      audit: this.audit,
+      thresholds: this.config.credits.budget_thresholds,
+      onThreshold: (c) => budgetThresholds.inc({ subject: c.budget.subject, threshold: String(c.threshold) }),
+      // `this.webhooks` is built below; these run long after construction.
+      onThresholdInTransaction: (t, c) => this.announceBudgetThreshold(t, c),
+    });
+    this.ledger = new CreditLedger({
+      database: this.database,
+      clock: this.clock,
+      audit: this.audit,
+      metrics: this.metrics,
+      budgets: this.budgets,
+      onCharged: async (t, c) => {
+        // Each endpoint has its own threshold: sent to those whose threshold this charge crossed.
+        await this.webhooks.emit(t, {
+          type: 'credits.low_balance',
+          userIds: [c.userId],
+          tenantId: c.tenantId,
+          sessionId: c.sessionId,
+          data: null,
+          accept: (ep) => ep.low_balance_threshold !== null && c.balanceBefore >= ep.low_balance_threshold && c.balanceAfter < ep.low_balance_threshold,
+          dataFor: (ep) => ({
+            user_id: c.userId,
+            threshold: formatCredits(ep.low_balance_threshold ?? 0),
+            balance: formatCredits(c.balanceAfter),
+            available: formatCredits(c.availableAfter),
+            session_id: c.sessionId,
+          }),
+        });
+      },
+    });
+    this.budgetAdmin = new BudgetAdmin({ database: this.database, clock: this.clock, budgets: this.budgets, audit: this.audit });
+    this.users = new UserAdminService({
+      database: this.database,
+      clock: this.clock,
+      hasher: this.hasher,
+      audit: this.audit,
+      throttle: loginThrottle,
+      budgets: this.budgetAdmin,
+    });
     this.idempotency = new IdempotencyStore({ database: this.database, clock: this.clock });
+    this.usage = new UsageReports(this.database);
     this.estimator = new CostEstimator(this.config.pricing);
     this.instanceId = loadInstanceId(this.config.data_dir);
     this.bus = this.redis ? new RedisEventBus({ redis: this.redis, url: this.config.redis.url!, prefix: this.config.redis.key_prefix, logger: this.logger }) : new MemoryEventBus();
@@ -218,6 +281,8 @@ export class Container {
     });
     const sessionMetrics = new SessionMetrics(this.metrics);
     const allowPrivateTargets = this.config.webhooks.allow_private_targets;
+    // Registered endpoints' signing secrets, sealed with the server secret (a rotated-out one still opens them).
+    const webhookSecrets = new SecretBox(this.jwtSecret, 'webhook-endpoint-secrets', this.previousJwtSecrets);
     this.webhooks = new WebhookService({
       database: this.database,
       clock: this.clock,
@@ -225,6 +290,18 @@ export class Container {
       metrics: this.metrics,
       serverSecret: this.jwtSecret,
       previousServerSecrets: this.previousJwtSecrets,
+      allowPrivateTargets,
+      secretBox: webhookSecrets,
+      audit: this.audit,
+      maxAttempts: this.config.webhooks.max_attempts,
+      disableAfterMs: this.config.webhooks.disable_endpoint_after_hours * 3_600_000,
+    });
+    this.webhookEndpoints = new WebhookEndpoints({
+      database: this.database,
+      clock: this.clock,
+      audit: this.audit,
+      secretBox: webhookSecrets,
+      webhooks: this.webhooks,
       allowPrivateTargets,
     });
     this.background.push(this.webhooks);
@@ -255,18 +332,12 @@ export class Container {
       reservationTtlMs: this.config.credits.reservation_ttl_seconds * 1000,
       // The final event goes out signed, committed with the session's end.
       onSessionEnd: async (session, _event, trx) => {
+        const type = `session.${session.status}` as WebhookEventType;
+        const data = presentSession(session, this.config.server.public_url);
+        // The owner's registered endpoints that want this type, and the execute's one-off URL.
+        await this.webhooks.emit(trx, { type, userIds: [session.user_id], tenantId: session.tenant_id, sessionId: session.id, data });
         if (!session.webhook_url) return;
-        await this.webhooks.enqueue(
-          {
-            userId: session.user_id,
-            tenantId: session.tenant_id,
-            sessionId: session.id,
-            url: session.webhook_url,
-            eventType: `session.${session.status}` as WebhookEventType,
-            data: presentSession(session, this.config.server.public_url),
-          },
-          trx,
-        );
+        await this.webhooks.enqueue({ userId: session.user_id, tenantId: session.tenant_id, sessionId: session.id, url: session.webhook_url, eventType: type, data }, trx);
       },
     });
     this.sessions = new SessionService({
@@ -281,6 +352,10 @@ export class Container {
       metrics: sessionMetrics,
       instanceId: this.instanceId,
       validateWebhookUrl: (url) => void validateWebhookUrl(url, { allowPrivateTargets }),
+      onSessionStart: async (session, trx) => {
+        const data = presentSession(session, this.config.server.public_url);
+        await this.webhooks.emit(trx, { type: 'session.started', userIds: [session.user_id], tenantId: session.tenant_id, sessionId: session.id, data });
+      },
     });
     this.stream = new StreamServer(
       {
@@ -305,6 +380,8 @@ export class Container {
       logger: this.logger,
     });
     this.background.push(this.monitoring);
+    this.keyExpiry = new KeyExpiryNotices({ database: this.database, clock: this.clock, logger: this.logger, webhooks: this.webhooks });
+    this.background.push(this.keyExpiry);
     this.background.push(new WorkspaceJanitor({ workspaces: this.workspaces, database: this.database, logger: this.logger }));
     this.background.push(
       new CreditReaper({
@@ -369,9 +446,17 @@ export class Container {
       ...adminUserRoutes({ users: this.users }),
       ...creditRoutes({ ledger: this.ledger, idempotency: this.idempotency, users: this.users }),
       ...creditPoolRoutes({ ledger: this.ledger, idempotency: this.idempotency, audit: this.audit }),
+      ...budgetRoutes({ budgets: this.budgetAdmin }),
+      ...usageRoutes({
+        usage: this.usage,
+        users: this.users,
+        audit: this.audit,
+        clock: this.clock,
+        timeZone: this.config.credits.budget_time_zone ?? 'UTC',
+      }),
       ...sessionRoutes({ sessions: this.sessions, users: this.users }),
       ...streamTicketRoutes({ stream: this.stream }),
-      ...webhookRoutes({ webhooks: this.webhooks }),
+      ...webhookRoutes({ webhooks: this.webhooks, endpoints: this.webhookEndpoints, users: this.users }),
       ...adminAuditRoutes({ audit: this.auditStore, database: this.database, config: this.config }),
       ...systemRoutes({
         checks,
@@ -503,5 +588,23 @@ export class Container {
     this.stoppers.length = 0;
     this.dataDirLock?.release();
     this.dataDirLock = null;
+  }
+
+  /**
+   * `budget.threshold` for registered endpoints, in the admitting transaction: to
+   * the key's owner, the user, or a tenant's admins.
+   */
+  private async announceBudgetThreshold(t: Queryable, c: ThresholdCrossing): Promise<void> {
+    const b = c.budget;
+    let userIds: string[];
+    if (b.subject === 'user') userIds = [b.subjectId];
+    else if (b.subject === 'api_key') {
+      const key = await t.selectFrom('api_keys').select('user_id').where('id', '=', b.subjectId).executeTakeFirst();
+      userIds = key ? [key.user_id] : [];
+    } else {
+      const admins = await t.selectFrom('users').select('id').where('tenant_id', '=', b.subjectId).where('role', '=', 'tenant_admin').execute();
+      userIds = admins.map((a) => a.id);
+    }
+    await this.webhooks.emit(t, { type: 'budget.threshold', userIds, tenantId: b.tenantId, data: { threshold: c.threshold, budget: presentBudgetStatus(b) } });
   }
 }

@@ -34,6 +34,8 @@ export const ERROR_CODES = {
   UNSUPPORTED_MEDIA_TYPE: ['VALIDATION_ERROR', 415],
   PAYLOAD_TOO_LARGE: ['VALIDATION_ERROR', 413],
   INSUFFICIENT_CREDITS: ['INSUFFICIENT_CREDITS', 402],
+  /** A budget (of the API key, the user or the tenant) would be exceeded this period; details name which. */
+  BUDGET_EXCEEDED: ['INSUFFICIENT_CREDITS', 402],
   RATE_LIMITED: ['RATE_LIMIT_ERROR', 429],
   CONCURRENCY_LIMIT: ['RATE_LIMIT_ERROR', 429],
   LOGIN_THROTTLED: ['RATE_LIMIT_ERROR', 429],
@@ -43,6 +45,8 @@ export const ERROR_CODES = {
   IDEMPOTENCY_KEY_IN_USE: ['CONFLICT', 409],
   ALREADY_EXISTS: ['CONFLICT', 409],
   INVALID_STATE: ['CONFLICT', 409],
+  /** A refund that would give back more than the session was charged, across all its refunds (nothing left, or charged nothing). */
+  REFUND_EXCEEDS_CHARGE: ['CONFLICT', 409],
   /** The user's sealed TOTP secret opens with no configured server secret: an administrator must reset MFA (not retryable). */
   MFA_UNAVAILABLE: ['CONFLICT', 409],
   INTERNAL: ['SYSTEM_ERROR', 500],

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 
 /** Type prefixes of every public id (docs/API.md). */
-export type IdPrefix = 'usr' | 'ten' | 'key' | 'ses' | 'res' | 'txn' | 'req' | 'aud' | 'rtk' | 'whk' | 'con';
+export type IdPrefix = 'usr' | 'ten' | 'key' | 'ses' | 'res' | 'txn' | 'req' | 'aud' | 'rtk' | 'whk' | 'wep' | 'con';
 
 const CROCKFORD = '0123456789abcdefghjkmnpqrstvwxyz';
 

@@ -2,7 +2,10 @@ import { Command, Option } from 'commander';
 import type { AuditEntry } from '../../schemas/types.gen.js';
 import type { AuditFilters, KeenClient } from '../../sdk/src/index.js';
 import { clientFor, globals, parsePositiveInt, type GlobalOptions } from '../core/context.js';
-import { CliError } from '../core/output.js';
+import { CliError, escapeText } from '../core/output.js';
+
+/** Re-exported: it moved to cli/core/output.ts, which `sessions watch` shares. */
+export { escapeText };
 
 interface VerifyResponse {
   ok: boolean;
@@ -16,16 +19,6 @@ interface VerifyResponse {
 /** No line (heartbeats included) for this long: the connection is dead, reconnect. */
 const STALL_MS = 45_000;
 const BACKOFF_MAX_MS = 15_000;
-
-/**
- * Escapes what could let a value rewrite the terminal or forge a line: C0/C1
- * control characters (newline, ESC, ...), line and paragraph separators and
- * bidirectional overrides.
- */
-export function escapeText(value: string): string {
-  // eslint-disable-next-line no-control-regex
-  return value.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
 
 /** One line per entry for people: time, seq, outcome, action, actor, target, tenant, details. */
 export function formatEntry(e: AuditEntry): string {
@@ -130,6 +123,22 @@ async function follow(g: GlobalOptions, client: KeenClient, filters: AuditFilter
   }
 }
 
+/**
+ * `--type`, the first name of `--action` (the API's query parameter is
+ * `action`): still accepted, hidden from --help and completion, with a warning.
+ */
+function deprecatedTypeOption(): Option {
+  return new Option('--type <action>', 'deprecated: use --action').hideHelp();
+}
+
+/** The action filter of `--action`, or of the deprecated `--type` (with a warning); both at once is a usage error. */
+export function actionOf(opts: { action?: string; type?: string }): string | undefined {
+  if (opts.type === undefined) return opts.action;
+  if (opts.action !== undefined) throw new CliError('--type is the deprecated name of --action: give only --action', 2, 'INVALID_ARGUMENT');
+  process.stderr.write('keen-admin: warning: --type is deprecated; use --action (the API\'s query parameter)\n');
+  return opts.type;
+}
+
 /** `keen-admin audit ...` */
 export function auditCommand(): Command {
   const audit = new Command('audit').description('read, follow, verify and export the audit log');
@@ -138,17 +147,18 @@ export function auditCommand(): Command {
     .command('tail')
     .description('print the latest audit entries (oldest first); with --follow, keep printing new ones until interrupted')
     .option('--follow', 'stream new entries as they are written (reconnects by itself)')
-    .option('--type <action>', 'only this action (auth.login) or resource (auth.*)')
+    .option('--action <action>', 'only this action (auth.login) or resource (auth.*)')
+    .addOption(deprecatedTypeOption())
     .option('--user <user>', 'only entries by or about this user (id or email)')
     .option('--since <time>', 'only entries since this time: 2h, 30m, 7d or an ISO date')
     .addOption(new Option('--outcome <outcome>', 'only this outcome').choices(['success', 'failure', 'denied']))
     .option('--tenant <id>', 'only this tenant (platform admins)')
     .option('--limit <n>', 'how many of the latest entries to print first (1-500)', parsePositiveInt('--limit'), 20)
-    .addHelpText('after', '\nExamples:\n  keen-admin audit tail --type "auth.*" --since 2h\n  keen-admin audit tail --follow --user ana@example.com --json | jq .action')
+    .addHelpText('after', '\nExamples:\n  keen-admin audit tail --action "auth.*" --since 2h\n  keen-admin audit tail --follow --user ana@example.com --json | jq .action')
     .action(async (opts, cmd: Command) => {
       const g = globals(cmd);
       const filters: AuditFilters = {
-        action: opts.type,
+        action: actionOf(opts),
         user_id: opts.user ? await resolveUser(cmd, opts.user) : undefined,
         since: opts.since ? parseSince(opts.since) : undefined,
         outcome: opts.outcome,
@@ -189,14 +199,15 @@ export function auditCommand(): Command {
     .description('write the entries of a time range to standard output as JSON Lines (oldest first)')
     .requiredOption('--since <time>', 'from this time (inclusive): 2h, 30m, 7d or an ISO date')
     .option('--until <time>', 'to this time (exclusive): 2h, 30m, 7d or an ISO date (default: now)')
-    .option('--type <action>', 'only this action or resource (auth.*)')
+    .option('--action <action>', 'only this action (auth.login) or resource (auth.*)')
+    .addOption(deprecatedTypeOption())
     .option('--tenant <id>', 'only this tenant (platform admins)')
-    .addHelpText('after', '\nExample:\n  keen-admin audit export --since 2026-01-01 --until 2026-02-01 > audit-january.jsonl')
+    .addHelpText('after', '\nExamples:\n  keen-admin audit export --since 2026-01-01 --until 2026-02-01 > audit-january.jsonl\n  keen-admin audit export --since 7d --action "key.*" > key-changes.jsonl')
     .action(async (opts, cmd: Command) => {
       const filters: AuditFilters = {
         since: parseSince(opts.since),
         until: opts.until ? parseSince(opts.until) : undefined,
-        action: opts.type,
+        action: actionOf(opts),
         tenant_id: opts.tenant,
       };
       const client = streamClient(cmd);

@@ -2,28 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { Command } from 'commander';
 import { formatCredits, parseCredits } from '../../daemon/credits/money.js';
 import { isIdempotencyKey } from '../../daemon/idempotency/key.js';
-import { ConnectionError, TimeoutError } from '../../sdk/src/index.js';
+import { ConnectionError, TimeoutError, type CreditAdjustResponse, type CreditGrantResponse, type CreditMismatch, type CreditRefundResponse } from '../../sdk/src/index.js';
 import { clientFor, globals } from '../core/context.js';
 import { CliError, printResult } from '../core/output.js';
-
-type Row = Record<string, unknown>;
-interface Balance {
-  balance: number;
-  reserved: number;
-  available: number;
-}
-interface Mismatch {
-  /** `pool`: a tenant's credit pool (then `tenant_id`, no `user_id`). */
-  account?: 'pool';
-  user_id?: string;
-  tenant_id?: string;
-  check: string;
-  expected: number;
-  actual: number;
-  unit: 'credits' | 'seq';
-  entry_id?: string;
-  message: string;
-}
 
 const HISTORY_COLUMNS = ['id', 'created_at', 'kind', 'amount', 'reserved_delta', 'balance_after', 'reserved_after', 'reason', 'session_id'];
 const MAX_PAGE = 100;
@@ -37,6 +18,23 @@ function parseAmount(value: string): number {
   }
 }
 
+/** `--amount` of `adjust`: signed, never 0; the same parser with negatives allowed. */
+function parseSignedAmount(value: string): number {
+  try {
+    return formatCredits(parseCredits(value, '--amount', { allowNegative: true }));
+  } catch (err) {
+    throw new CliError(`${(err as Error).message} (got "${value}")`, 2);
+  }
+}
+
+/** Says how to finish a money command safely when the daemon could not be reached, then rethrows. */
+function hintRetry(err: unknown, key: string, what: string): never {
+  if (err instanceof ConnectionError || err instanceof TimeoutError) {
+    process.stderr.write(`keen-admin: re-run with --idempotency-key ${key} to complete this ${what} safely\n`);
+  }
+  throw err;
+}
+
 function parseKey(value: string): string {
   if (!isIdempotencyKey(value)) throw new CliError('--idempotency-key: expected 1 to 255 printable ASCII characters', 2);
   return value;
@@ -48,8 +46,8 @@ function parseLimit(value: string): number {
   return n;
 }
 
-/** One line per mismatch, for people reading stderr. */
-function describeMismatch(m: Mismatch): string {
+/** One line per mismatch, for people reading stderr (`pool`: a tenant's credit pool, then `tenant_id`, no `user_id`). */
+function describeMismatch(m: CreditMismatch): string {
   const at = m.entry_id ? ` at ${m.entry_id}` : '';
   const who = m.account === 'pool' ? `pool ${m.tenant_id}` : `user ${m.user_id}`;
   return `mismatch: ${who} ${m.check}${at}: expected ${m.expected}, stored ${m.actual}${m.unit === 'seq' ? ' (seq)' : ''} - ${m.message}`;
@@ -58,7 +56,7 @@ function describeMismatch(m: Mismatch): string {
 /** `keen-admin credits ...` */
 export function creditsCommand(): Command {
   const credits = new Command('credits')
-    .description('grant credits, read balances and ledgers, verify the books')
+    .description('grant and adjust credits, refund sessions, read balances and ledgers, verify the books')
     .addHelpText('after', '\nExample:\n  keen-admin credits grant --user ana@example.com --amount 50 --reason "trial"\n  keen-admin credits balance --user ana@example.com --json');
   credits
     .command('grant')
@@ -71,12 +69,9 @@ export function creditsCommand(): Command {
     .action(async (opts, cmd: Command) => {
       // One key for this invocation: the SDK's retries reuse it, so a retried grant lands once.
       const key: string = opts.idempotencyKey ?? randomUUID();
-      let r: { transaction: Row; balance: Balance; pool?: { tenant_id: string; balance: number } };
+      let r: CreditGrantResponse;
       try {
-        r = await clientFor(cmd).request('POST', '/v1/admin/credits/grant', {
-          body: { user_id: opts.user, amount: opts.amount, reason: opts.reason },
-          idempotencyKey: key,
-        });
+        r = await clientFor(cmd).credits.grant({ user_id: opts.user, amount: opts.amount, reason: opts.reason }, { idempotencyKey: key });
       } catch (err) {
         // The grant may or may not have landed: say how to find out without granting twice.
         if (err instanceof ConnectionError || err instanceof TimeoutError) {
@@ -97,12 +92,60 @@ export function creditsCommand(): Command {
       ]);
     });
   credits
+    .command('adjust')
+    .description("correct a user's balance by a signed amount (platform admins); safe to retry with the same --idempotency-key")
+    .requiredOption('--user <user>', 'id or email')
+    .requiredOption('--amount <credits>', 'signed credits: -1.5 removes, 2 adds; not 0, at most 6 decimals', parseSignedAmount)
+    .requiredOption('--reason <text>', 'why (recorded in the ledger and the audit log)')
+    .option('--idempotency-key <key>', 'makes a re-run answer the first adjustment instead of adjusting again (default: a new random key)', parseKey)
+    .addHelpText('after', '\nExample:\n  keen-admin credits adjust --user ana@example.com --amount -1.5 --reason "double-billed run" --idempotency-key fix-4711')
+    .action(async (opts, cmd: Command) => {
+      const key: string = opts.idempotencyKey ?? randomUUID();
+      let r: CreditAdjustResponse;
+      try {
+        r = await clientFor(cmd).credits.adjust({ user_id: opts.user, amount: opts.amount, reason: opts.reason }, { idempotencyKey: key });
+      } catch (err) {
+        hintRetry(err, key, 'adjustment');
+      }
+      printResult(globals(cmd), r, [{ transaction: r.transaction.id, user: opts.user, amount: r.transaction.amount, ...r.balance }], [
+        'transaction',
+        'user',
+        'amount',
+        'balance',
+        'reserved',
+        'available',
+      ]);
+    });
+  credits
+    .command('refund')
+    .description("refund (part of) a finished session's charge to its user (platform admins); safe to retry with the same --idempotency-key")
+    .argument('<session>', 'the session id (ses_...)')
+    .option('--amount <credits>', 'credits to give back (default: everything still refundable)', parseAmount)
+    .requiredOption('--reason <text>', 'why (recorded in the ledger and the audit log)')
+    .option('--idempotency-key <key>', 'makes a re-run answer the first refund instead of refunding again (default: a new random key)', parseKey)
+    .addHelpText('after', '\nExample:\n  keen-admin credits refund ses_01j... --reason "agent crashed on our side"\n  keen-admin credits refund ses_01j... --amount 0.5 --reason "partial outage" --json')
+    .action(async (session: string, opts, cmd: Command) => {
+      const key: string = opts.idempotencyKey ?? randomUUID();
+      let r: CreditRefundResponse;
+      try {
+        r = await clientFor(cmd).sessions.refund(session, { ...(opts.amount === undefined ? {} : { amount: opts.amount }), reason: opts.reason }, { idempotencyKey: key });
+      } catch (err) {
+        hintRetry(err, key, 'refund');
+      }
+      printResult(
+        globals(cmd),
+        r,
+        [{ transaction: r.transaction.id, session: r.session_id, user: r.user_id, amount: r.transaction.amount, charged: r.charged, refunded: r.refunded, refundable: r.refundable, balance: r.balance.balance }],
+        ['transaction', 'session', 'user', 'amount', 'charged', 'refunded', 'refundable', 'balance'],
+      );
+    });
+  credits
     .command('balance')
     .description("show a user's balance, reserved and available credits")
     .requiredOption('--user <user>', 'id or email')
     .addHelpText('after', '\nExample:\n  keen-admin credits balance --user ana@example.com')
     .action(async (opts, cmd: Command) => {
-      const r = await clientFor(cmd).request<Balance & { user_id: string }>('GET', '/v1/admin/credits/balance', { query: { user_id: opts.user } });
+      const r = await clientFor(cmd).credits.adminBalance(opts.user);
       printResult(globals(cmd), r, [{ user: r.user_id, balance: r.balance, reserved: r.reserved, available: r.available }], ['user', 'balance', 'reserved', 'available']);
     });
   credits
@@ -113,10 +156,8 @@ export function creditsCommand(): Command {
     .option('--cursor <cursor>', 'continue with older entries (printed after a full page)')
     .addHelpText('after', '\nExample:\n  keen-admin credits history --user ana@example.com --limit 20')
     .action(async (opts, cmd: Command) => {
-      const r = await clientFor(cmd).request<{ transactions: Row[]; next_cursor: string | null }>('GET', '/v1/admin/credits/transactions', {
-        query: { user_id: opts.user, limit: opts.limit, cursor: opts.cursor },
-      });
-      printResult(globals(cmd), r, r.transactions, HISTORY_COLUMNS);
+      const r = await clientFor(cmd).credits.adminTransactions({ user_id: opts.user, limit: opts.limit, ...(opts.cursor === undefined ? {} : { cursor: opts.cursor }) });
+      printResult(globals(cmd), r, r.transactions as unknown as Array<Record<string, unknown>>, HISTORY_COLUMNS);
       if (!globals(cmd).json && r.next_cursor) process.stderr.write(`more: --cursor ${r.next_cursor}\n`);
     });
   credits
@@ -124,7 +165,7 @@ export function creditsCommand(): Command {
     .description("recompute every balance and tenant credit pool from the ledger; exits 1 on any mismatch (platform admins)")
     .addHelpText('after', '\nExample:\n  keen-admin credits verify || alert "credit ledger mismatch"')
     .action(async (_opts, cmd: Command) => {
-      const r = await clientFor(cmd).request<{ ok: boolean; mismatches: Mismatch[] }>('POST', '/v1/admin/credits/verify', { body: {} });
+      const r = await clientFor(cmd).credits.verify();
       if (globals(cmd).json) process.stdout.write(JSON.stringify(r) + '\n');
       if (r.ok) {
         if (!globals(cmd).json) process.stdout.write('ledger consistent\n');

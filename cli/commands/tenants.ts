@@ -6,6 +6,7 @@ import { isId } from '../../daemon/ids.js';
 import { ConnectionError, NotFoundError, TimeoutError, type KeenClient } from '../../sdk/src/index.js';
 import { clientFor, globals } from '../core/context.js';
 import { CliError, printResult } from '../core/output.js';
+import { budgetUpdateCommand } from './budgets.js';
 
 const MAX_PAGE = 100;
 const POOL_COLUMNS = ['id', 'created_at', 'kind', 'amount', 'balance_after', 'user_id', 'transaction_id', 'reason'];
@@ -56,8 +57,8 @@ export function tenantsCommand(): Command {
     .description('create a tenant (platform admins)')
     .addHelpText('after', '\nExample:\n  keen-admin tenants create "Acme Corp"')
     .action(async (name: string, _opts, cmd: Command) => {
-      const r = await clientFor(cmd).request<{ tenant: Record<string, unknown> }>('POST', '/v1/admin/tenants', { body: { name } });
-      printResult(globals(cmd), r, [r.tenant], ['id', 'name', 'created_at']);
+      const tenant = await clientFor(cmd).tenants.create({ name });
+      printResult(globals(cmd), { success: true, tenant }, [{ ...tenant }], ['id', 'name', 'created_at']);
     });
   tenants
     .command('list')
@@ -65,9 +66,9 @@ export function tenantsCommand(): Command {
     .addHelpText('after', '\nExample:\n  keen-admin tenants list --json')
     .action(async (_opts, cmd: Command) => {
       const client = clientFor(cmd);
-      const r = await client.request<{ tenants: Array<Record<string, unknown>> }>('GET', '/v1/admin/tenants', { query: { limit: 200 } });
+      const r = await client.tenants.list({ limit: 200 });
       const pools = await poolBalances(client);
-      const rows = r.tenants.map((t) => ({ ...t, pool: pools.get(String(t.id)) ?? 0 }));
+      const rows = r.tenants.map((t) => ({ ...t, pool: pools.get(t.id) ?? 0 }));
       printResult(globals(cmd), { ...r, tenants: rows }, rows, ['id', 'name', 'pool', 'created_at']);
     });
   tenants
@@ -116,5 +117,6 @@ export function tenantsCommand(): Command {
       printResult(globals(cmd), r, r.entries as unknown as Array<Record<string, unknown>>, POOL_COLUMNS);
       if (r.next_cursor) process.stderr.write(`more: --cursor ${r.next_cursor}\n`);
     });
+  tenants.addCommand(budgetUpdateCommand('tenant', 'tenant', '"Acme Corp"'));
   return tenants;
 }

@@ -96,7 +96,7 @@ export async function readStdinSecret(): Promise<string> {
 }
 
 /** `30d`, `12h`, `90m` or a future date -> ISO date-time; a bare number or a past date is a usage error. */
-export function parseExpiry(value: string): string {
+export function parseExpiry(value: string, option = '--expires'): string {
   const m = /^(\d+)([dhm])$/.exec(value.trim());
   if (m) {
     const ms = Number(m[1]) * { d: 86_400_000, h: 3_600_000, m: 60_000 }[m[2] as 'd' | 'h' | 'm'];
@@ -104,9 +104,20 @@ export function parseExpiry(value: string): string {
   }
   // A bare number is not a date (Date.parse reads "90" as the year 1990): the unit was forgotten.
   const t = /^\d+$/.test(value.trim()) ? NaN : Date.parse(value);
-  if (!Number.isFinite(t)) throw new CliError(`--expires: "${value}" is not a lifetime or a date: use 90d, 12h, 30m or a date (2027-01-31)`, 2, 'INVALID_ARGUMENT');
-  if (t <= Date.now()) throw new CliError(`--expires: ${new Date(t).toISOString()} is in the past: use a lifetime (90d, 12h, 30m) or a future date`, 2, 'INVALID_ARGUMENT');
+  if (!Number.isFinite(t)) throw new CliError(`${option}: "${value}" is not a lifetime or a date: use 90d, 12h, 30m or a date (2027-01-31)`, 2, 'INVALID_ARGUMENT');
+  if (t <= Date.now()) throw new CliError(`${option}: ${new Date(t).toISOString()} is in the past: use a lifetime (90d, 12h, 30m) or a future date`, 2, 'INVALID_ARGUMENT');
   return new Date(t).toISOString();
+}
+
+/** `--grace 24h` (also 30s, 90m, 7d, or 0 for none) as seconds; a bare number other than 0 is refused (the unit was forgotten). */
+export function parseGrace(value: string): number {
+  const v = value.trim();
+  if (v === '0') return 0;
+  const m = /^(\d+)([smhd])$/.exec(v);
+  if (!m) throw new CliError(`--grace: "${value}" is not a duration: use 0, 30s, 90m, 24h or 7d`, 2, 'INVALID_ARGUMENT');
+  const seconds = Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as 's' | 'm' | 'h' | 'd'];
+  if (seconds > 30 * 86_400) throw new CliError(`--grace: ${value} is longer than 30 days`, 2, 'INVALID_ARGUMENT');
+  return seconds;
 }
 
 /** `--scopes a,b`: each must be one of SCOPES; an unknown one is a usage error that lists them. */

@@ -70,3 +70,42 @@ export function printSecretOnce(opts: OutputOptions, json: unknown, label: strin
   process.stdout.write(`${label}: ${secret}\n`);
   process.stderr.write('Store it now: it is shown only once and cannot be recovered.\n');
 }
+
+/**
+ * Escapes what could let a value rewrite the terminal or forge a line: C0/C1
+ * control characters (newline, ESC, ...), line and paragraph separators and
+ * bidirectional overrides, each printed as `\uXXXX`. For text that comes from
+ * outside (agent output, audit details, names).
+ */
+export function escapeText(value: string): string {
+  // eslint-disable-next-line no-control-regex
+  return value.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** Where colour is decided: the stream written to, the environment, `--no-color` (commander's `color: false`). */
+export interface ColorContext {
+  stream?: { isTTY?: boolean };
+  env?: Record<string, string | undefined>;
+  color?: boolean;
+}
+
+/**
+ * Colour only for a person at a terminal: stdout is a TTY, `NO_COLOR` is unset
+ * or empty (https://no-color.org: any non-empty value disables it) and
+ * `--no-color` was not given. Never in a pipe or a file.
+ */
+export function colorEnabled(ctx: ColorContext = {}): boolean {
+  const stream = ctx.stream ?? process.stdout;
+  const env = ctx.env ?? process.env;
+  if (ctx.color === false) return false;
+  if (env.NO_COLOR !== undefined && env.NO_COLOR !== '') return false;
+  return stream.isTTY === true;
+}
+
+const SGR = { bold: 1, dim: 2, red: 31, green: 32, yellow: 33, blue: 34, magenta: 35, cyan: 36 } as const;
+export type Style = keyof typeof SGR;
+
+/** Wraps already escaped text in one SGR style when `enabled`; the text itself is never changed. */
+export function paint(enabled: boolean, style: Style | null, text: string): string {
+  return enabled && style ? `\u001b[${SGR[style]}m${text}\u001b[0m` : text;
+}

@@ -497,7 +497,8 @@ export class AuthService {
    * Turns an Authorization header into a principal, or throws a
    * 401 (docs/API.md, "Errors"). Bearer: a verified access token whose user is active and whose issue
    * time is after the user's not-before. ApiKey: a well-formed key (checked
-   * before any read), not revoked, not expired, of an active user.
+   * before any read), not revoked, not expired, of an active user; a rolled key's
+   * previous secret only until the end of its grace period (`previous_expires_at`).
    */
   authenticate(header: string | undefined): Promise<Principal> {
     if (!this.observer) return this.authenticateHeader(header);
@@ -540,6 +541,10 @@ export class AuthService {
     if (!row) throw new GatewayError('INVALID_TOKEN', 'API key is invalid');
     if (!known) setBounded(this.keyHashes, key, hash!, KNOWN_KEYS);
     const now = this.deps.clock.now();
+    // Found by the secret it had before its last roll: accepted until the end of the grace period only.
+    if (row.key_hash !== hash && (row.previous_expires_at === null || row.previous_expires_at <= now)) {
+      throw new GatewayError('INVALID_TOKEN', 'API key is invalid: it was rolled to a new secret and its grace period is over');
+    }
     if (row.revoked_at !== null) throw new GatewayError('API_KEY_REVOKED', 'API key has been revoked');
     if (row.expires_at !== null && row.expires_at <= now) throw new GatewayError('API_KEY_EXPIRED', 'API key has expired');
     if (row.status !== 'active') throw new GatewayError('ACCOUNT_SUSPENDED', 'this account is suspended');

@@ -32,6 +32,9 @@ export function presentApiKey(k: ApiKeyRow, now: number) {
     last_used_at: k.last_used_at === null ? null : iso(k.last_used_at),
     revoked_at: k.revoked_at === null ? null : iso(k.revoked_at),
     created_at: iso(k.created_at),
+    rolled_at: k.rolled_at === null ? null : iso(k.rolled_at),
+    /** Until when the secret the key had before its last roll still works; null when it does not. */
+    previous_expires_at: k.previous_expires_at !== null && k.previous_expires_at > now && k.revoked_at === null ? iso(k.previous_expires_at) : null,
   };
 }
 

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { IANAZone } from 'luxon';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { GatewayConfig } from '../../schemas/types.gen.js';
@@ -132,6 +133,9 @@ export function loadConfig(options: LoadConfigOptions): ResolvedConfig {
   const redisUrl = cfg.redis.url ?? null;
   if (redisUrl && !/^rediss?:\/\//.test(redisUrl)) {
     throw new ConfigError(['redis.url: must start with redis:// or rediss://']);
+  }
+  if (!IANAZone.isValidZone(cfg.credits.budget_time_zone)) {
+    throw new ConfigError([`credits.budget_time_zone: "${cfg.credits.budget_time_zone}" is not an IANA time zone (e.g. UTC, Europe/Berlin)`]);
   }
   if (cfg.server.headers_timeout_ms > cfg.server.request_timeout_ms) {
     throw new ConfigError(['server.headers_timeout_ms: must not be longer than server.request_timeout_ms']);

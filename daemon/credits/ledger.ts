@@ -10,6 +10,7 @@ import type { Database, PreparedRead, Queryable } from '../storage/database.js';
 import type { DB } from '../storage/schema.js';
 import type { CreditTables, LedgerKind, ReservationStatus } from '../storage/tables/credits.js';
 import { assertIdempotencyKey } from '../idempotency/key.js';
+import { giveBackToBudgets, type BudgetBook } from './budgets.js';
 import { CreditMetrics } from './metrics.js';
 import {
   appendPoolEntry,
@@ -56,6 +57,8 @@ interface EntryChange {
   id?: string;
   /** A `grant` drawn from the tenant's pool: the pool's `transfer` entry. */
   poolEntryId?: string | null;
+  /** The API key that spent (a key's reserve, charge, release or refund). */
+  apiKeyId?: string | null;
 }
 
 /** Who moved the money; recorded on the ledger entry and in the audit log. */
@@ -107,6 +110,7 @@ export interface Reservation {
   createdAt: number;
   settledAt: number | null;
   owner: string;
+  apiKeyId: string | null;
 }
 
 export interface GrantInput {
@@ -131,6 +135,37 @@ export interface AdjustInput {
   amount: Micros;
   reason: string;
   actor: CreditActor;
+  /** Like a grant's: an adjustment with a key happens once per (user, key); a retry answers the first. */
+  idempotencyKey?: string | null;
+}
+
+export interface AdjustResult {
+  entry: LedgerEntry;
+  balance: Balance;
+  /** True when the key had already been used for this same adjustment: nothing moved this time. */
+  replayed: boolean;
+}
+
+export interface RefundInput {
+  sessionId: string;
+  /** Credits to give back; default (undefined or null): everything still refundable. */
+  amount?: Micros | null;
+  reason: string;
+  actor: CreditActor;
+  /** A refund with a key happens once per (session's user, key); a retry answers the first. */
+  idempotencyKey?: string | null;
+}
+
+export interface RefundResult {
+  entry: LedgerEntry;
+  balance: Balance;
+  /** What the session was charged, over its reservations. */
+  charged: Micros;
+  /** What its refunds gave back in total, this one included. */
+  refunded: Micros;
+  /** What is still refundable: charged - refunded. */
+  refundable: Micros;
+  replayed: boolean;
 }
 
 export interface ReserveInput {
@@ -140,6 +175,8 @@ export interface ReserveInput {
   ttlMs: number;
   sessionId?: string | null;
   actor: CreditActor;
+  /** The API key spending, when the caller used one: its budget applies, and usage by key counts it. */
+  apiKeyId?: string | null;
 }
 
 export interface SettleOptions {
@@ -163,7 +200,7 @@ export interface TransactionsPage {
   nextCursor: string | null;
 }
 
-export type MismatchCheck = 'balance' | 'reserved' | 'available' | 'chain' | 'version' | 'transfer';
+export type MismatchCheck = 'balance' | 'reserved' | 'available' | 'chain' | 'version' | 'transfer' | 'refund';
 
 /** One disagreement found by `verify()`. Values are micros (or seq numbers for `version`). */
 export interface Mismatch {
@@ -191,6 +228,21 @@ export interface CreditLedgerOptions {
   metrics?: Metrics;
   /** This daemon's id, recorded as the owner of the reservations it makes. */
   instanceId?: string;
+  /** Budgets checked at reservation (docs/credits.md, "Budgets"); none when absent. */
+  budgets?: BudgetBook;
+  /** Called in the settling transaction after a charge (the `credits.low_balance` webhook event). */
+  onCharged?: (t: Queryable, charge: ChargeNotice) => Promise<void>;
+}
+
+/** A settlement that charged: the account's balance before and after. */
+export interface ChargeNotice {
+  userId: string;
+  tenantId: string | null;
+  sessionId: string | null;
+  charged: Micros;
+  balanceBefore: Micros;
+  balanceAfter: Micros;
+  availableAfter: Micros;
 }
 
 export const MAX_TTL_MS = 7 * 24 * 3600 * 1000;
@@ -217,6 +269,8 @@ export class CreditLedger {
   private readonly audit: AuditLogger;
   private readonly metrics: CreditMetrics | null;
   readonly instanceId: string;
+  readonly budgets: BudgetBook | null;
+  private readonly onCharged: CreditLedgerOptions['onCharged'];
   /** `balance()` of a user's own account, the hot read: compiled once, kept in memory on SQLite until the next credit write. */
   private readonly ownBalance: PreparedRead<{ userId: string }, Pick<AccountRow, 'balance' | 'reserved'>>;
 
@@ -230,6 +284,8 @@ export class CreditLedger {
     this.audit = options.audit;
     this.metrics = options.metrics ? CreditMetrics.for(options.metrics, options.database) : null;
     this.instanceId = options.instanceId ?? `daemon_${randomBytes(6).toString('hex')}`;
+    this.budgets = options.budgets ?? null;
+    this.onCharged = options.onCharged;
   }
 
   /** Adds credits to a user's balance (kind `grant`). Idempotent per (user, key) when a key is given. */
@@ -274,19 +330,31 @@ export class CreditLedger {
     return result;
   }
 
-  /** A signed correction (kind `adjustment`); refused if it would leave less than what is reserved. */
-  async adjust(input: AdjustInput, trx?: Queryable): Promise<{ entry: LedgerEntry; balance: Balance }> {
+  /**
+   * A signed correction (kind `adjustment`); refused if it would leave less than
+   * what is reserved. Idempotent per (user, key) when a key is given, like `grant`.
+   */
+  async adjust(input: AdjustInput, trx?: Queryable): Promise<AdjustResult> {
     if (!Number.isSafeInteger(input.amount) || input.amount === 0 || Math.abs(input.amount) > MAX_MICROS) {
       throw invalidField('amount must be a non-zero number of credits', [{ field: 'amount', message: 'must not be zero' }]);
     }
     const reason = cleanReason(input.reason);
+    const key = input.idempotencyKey ?? null;
+    if (key !== null) assertIdempotencyKey(key);
     return this.run(trx, async (t) => {
       const account = await this.lockAccount(t, input.userId, true);
+      const previous = key === null ? undefined : await keyedEntry(t, input.userId, key);
+      if (previous) {
+        if (previous.kind !== 'adjustment' || previous.amount !== input.amount || previous.reason !== reason) {
+          throw new GatewayError('IDEMPOTENCY_KEY_REUSED', 'this idempotency key was used for a different adjustment');
+        }
+        return { entry: toEntry(previous), balance: toBalance(account), replayed: true };
+      }
       if (account.balance + input.amount < account.reserved) {
         throw this.insufficient(negMicros(input.amount), available(account));
       }
       const [entry] = await this.applyEntries(t, account, [
-        { kind: 'adjustment', amount: input.amount, reservedDelta: ZERO, reason, actor: input.actor },
+        { kind: 'adjustment', amount: input.amount, reservedDelta: ZERO, reason, actor: input.actor, idempotencyKey: key },
       ]);
       await this.audit.record(
         {
@@ -299,7 +367,106 @@ export class CreditLedger {
         },
         t,
       );
-      return { entry, balance: toBalance(account) };
+      return { entry, balance: toBalance(account), replayed: false };
+    });
+  }
+
+  /**
+   * Gives back (part of) what a finished session was charged: one `refund` entry
+   * (amount +x, reserved_delta 0, naming the session, its reservation and the API
+   * key that spent), audited as `credits.refund`. Under the session's user's
+   * account lock it reads the session's reservations (`charged`) and its earlier
+   * refunds, so parallel refunds never give back more than was charged in total.
+   * Refusals, with nothing written: unknown session 404 NOT_FOUND; a session still
+   * running (or holding an open reservation) 409 INVALID_STATE; charged nothing,
+   * nothing left, or `amount` above what is left 409 REFUND_EXCEEDS_CHARGE. With a
+   * key it happens once per (user, key); the same key for another refund is 409
+   * IDEMPOTENCY_KEY_REUSED.
+   */
+  async refund(input: RefundInput, trx?: Queryable): Promise<RefundResult> {
+    const asked = input.amount ?? null;
+    if (asked !== null) assertPositive(asked, 'amount');
+    const reason = cleanReason(input.reason);
+    const key = input.idempotencyKey ?? null;
+    if (key !== null) assertIdempotencyKey(key);
+    if (!isId(input.sessionId, 'ses')) throw notFound('session');
+    return this.run(trx, async (t): Promise<RefundResult> => {
+      const peek = await t.selectFrom('sessions').select(['user_id', 'reservation_id']).where('id', '=', input.sessionId).executeTakeFirst();
+      if (!peek) throw notFound('session');
+      // The account lock first (as everywhere): settlement takes it too, so what follows is stable.
+      const account = await this.lockAccount(t, peek.user_id, false);
+      const session = await t.selectFrom('sessions').select(['status']).where('id', '=', input.sessionId).executeTakeFirstOrThrow();
+      const reservations = await t
+        .selectFrom('credit_reservations')
+        .selectAll()
+        .where('user_id', '=', peek.user_id)
+        .where((eb) => eb.or([eb('session_id', '=', input.sessionId), eb('id', '=', peek.reservation_id)]))
+        .orderBy('created_at')
+        .orderBy('id')
+        .execute();
+      const refunds = await t
+        .selectFrom('credit_ledger')
+        .select((eb) => eb.cast<number>(eb.fn.coalesce(eb.fn.sum<number>('amount'), eb.lit(0)), 'bigint').as('total'))
+        .where('user_id', '=', peek.user_id)
+        .where('kind', '=', 'refund')
+        .where('session_id', '=', input.sessionId)
+        .executeTakeFirstOrThrow();
+      const charged = reservations.reduce((sum, r) => addMicros(sum, toMicros(r.charged)), ZERO);
+      const refunded = toMicros(Number(refunds.total));
+      const previous = key === null || !account ? undefined : await keyedEntry(t, peek.user_id, key);
+      if (previous) {
+        if (previous.kind !== 'refund' || previous.session_id !== input.sessionId || previous.reason !== reason || (asked !== null && previous.amount !== asked)) {
+          throw new GatewayError('IDEMPOTENCY_KEY_REUSED', 'this idempotency key was used for a different refund');
+        }
+        return { entry: toEntry(previous), balance: toBalance(account!), charged, refunded, refundable: subMicros(charged, refunded), replayed: true };
+      }
+      if (session.status === 'running' || reservations.some((r) => r.status === 'open')) {
+        throw new GatewayError('INVALID_STATE', 'the session is still running: refund its charge once it has ended');
+      }
+      const refundable = subMicros(charged, refunded);
+      const amount = asked ?? refundable;
+      if (!account || refundable <= 0 || amount > refundable) {
+        const why = charged === 0 ? 'the session was charged nothing' : refundable <= 0 ? 'its charge was refunded in full already' : 'the amount exceeds what is left of its charge';
+        throw new GatewayError('REFUND_EXCEEDS_CHARGE', `cannot refund this session: ${why}`, {
+          details: { charged: formatCredits(charged), refunded: formatCredits(refunded), refundable: formatCredits(refundable), requested: formatCredits(amount) },
+        });
+      }
+      // The entry names the reservation that was charged (the last one, should there be several).
+      const reservation = [...reservations].reverse().find((r) => r.charged > 0)!;
+      const [entry] = await this.applyEntries(t, account, [
+        {
+          kind: 'refund',
+          amount,
+          reservedDelta: ZERO,
+          reason,
+          actor: input.actor,
+          reservationId: reservation.id,
+          sessionId: input.sessionId,
+          idempotencyKey: key,
+          apiKeyId: reservation.api_key_id,
+        },
+      ]);
+      const total = addMicros(refunded, amount);
+      await this.audit.record(
+        {
+          action: 'credits.refund',
+          outcome: 'success',
+          actor: input.actor,
+          tenantId: account.tenant_id,
+          target: { type: 'session', id: input.sessionId },
+          details: {
+            user_id: account.user_id,
+            amount: formatCredits(amount),
+            entry_id: entry.id,
+            reservation_id: reservation.id,
+            reason,
+            charged: formatCredits(charged),
+            refunded: formatCredits(total),
+          },
+        },
+        t,
+      );
+      return { entry, balance: toBalance(account), charged, refunded: total, refundable: subMicros(charged, total), replayed: false };
     });
   }
 
@@ -317,6 +484,11 @@ export class CreditLedger {
       const free = available(account);
       if (input.amount > free) throw this.insufficient(input.amount, free);
       const now = this.clock.now();
+      const apiKeyId = input.apiKeyId ?? null;
+      const budget = this.budgets
+        ? await this.budgets.admit(t, { apiKeyId, userId: account.user_id, tenantId: account.tenant_id }, input.amount, now, input.actor)
+        : null;
+      if (budget) this.database.afterCommit(t, budget.announce);
       const row: ReservationRow = {
         id: newId('res', now),
         user_id: account.user_id,
@@ -329,6 +501,8 @@ export class CreditLedger {
         created_at: now,
         settled_at: null,
         owner: this.instanceId,
+        api_key_id: apiKeyId,
+        budget_windows: budget && budget.refs.length > 0 ? JSON.stringify(budget.refs) : null,
       };
       await t.insertInto('credit_reservations').values(row).execute();
       const [entry] = await this.applyEntries(t, account, [
@@ -340,6 +514,7 @@ export class CreditLedger {
           actor: input.actor,
           reservationId: row.id,
           sessionId: row.session_id,
+          apiKeyId,
         },
       ]);
       await this.audit.record(
@@ -577,6 +752,31 @@ export class CreditLedger {
     if (prevBalance !== account.balance) add('chain', prevBalance, account.balance, 'balance differs from the last balance_after');
     if (prevReserved !== account.reserved) add('chain', prevReserved, account.reserved, 'reserved differs from the last reserved_after');
     if (lastSeq !== account.version) add('version', lastSeq, account.version, 'account version differs from its last ledger seq');
+
+    // Refunds give back a session's charge at most: per session, sum(refund) <= sum(charged of its reservations).
+    const refunds = await t
+      .selectFrom('credit_ledger')
+      .select((eb) => ['session_id', eb.cast<number>(eb.fn.sum<number>('amount'), 'bigint').as('total')])
+      .where('user_id', '=', userId)
+      .where('kind', '=', 'refund')
+      .groupBy('session_id')
+      .execute();
+    for (const r of refunds) {
+      const total = Number(r.total);
+      const charged = r.session_id === null
+        ? 0
+        : Number(
+            (
+              await t
+                .selectFrom('credit_reservations')
+                .select((eb) => eb.cast<number>(eb.fn.coalesce(eb.fn.sum<number>('charged'), eb.lit(0)), 'bigint').as('total'))
+                .where('user_id', '=', userId)
+                .where('session_id', '=', r.session_id)
+                .executeTakeFirstOrThrow()
+            ).total,
+          );
+      if (total > charged) add('refund', charged, total, `refunds of session ${r.session_id ?? '(none)'} exceed its charge`);
+    }
     return out;
   }
 
@@ -836,11 +1036,24 @@ export class CreditLedger {
         .executeTakeFirst();
       if (Number(updated.numUpdatedRows) !== 1) throw new Error(`reservation ${row.id} changed under its lock`);
       // A charge and/or a release (the reservation amount is positive, so at least one), then one account write.
-      const common = { actor, reservationId: row.id, sessionId: row.session_id, reason: how === 'settled' ? null : how };
+      const common = { actor, reservationId: row.id, sessionId: row.session_id, apiKeyId: row.api_key_id, reason: how === 'settled' ? null : how };
       const changes: EntryChange[] = [];
       if (charged > 0) changes.push({ ...common, kind: 'charge', amount: negMicros(charged), reservedDelta: negMicros(charged) });
       if (released > 0) changes.push({ ...common, kind: 'release', amount: ZERO, reservedDelta: negMicros(released) });
+      const balanceBefore = toMicros(account.balance);
       await this.applyEntries(t, account, changes);
+      await giveBackToBudgets(t, row.budget_windows, released, now);
+      if (charged > 0 && this.onCharged) {
+        await this.onCharged(t, {
+          userId: account.user_id,
+          tenantId: account.tenant_id,
+          sessionId: row.session_id,
+          charged,
+          balanceBefore,
+          balanceAfter: toMicros(account.balance),
+          availableAfter: available(account),
+        });
+      }
       const action = how === 'settled' ? 'credits.settle' : how === 'released' ? 'credits.release' : 'credits.expire';
       await this.audit.record(
         {
@@ -906,6 +1119,7 @@ export class CreditLedger {
         idempotency_key: e.idempotencyKey ?? null,
         created_at: now,
         pool_entry_id: e.poolEntryId ?? null,
+        api_key_id: e.apiKeyId ?? null,
       };
       if (row.reserved_after < 0 || row.balance_after < row.reserved_after) {
         throw new Error(`ledger entry would break the account invariants of ${account.user_id}`);
@@ -990,6 +1204,11 @@ function cleanReason(reason: string): string {
   return r;
 }
 
+/** The user's entry recorded with an idempotency key, if any (unique per user). */
+function keyedEntry(t: Queryable, userId: string, key: string): Promise<EntryRow | undefined> {
+  return t.selectFrom('credit_ledger').selectAll().where('user_id', '=', userId).where('idempotency_key', '=', key).executeTakeFirst();
+}
+
 function available(account: AccountRow): Micros {
   return subMicros(toMicros(account.balance), toMicros(account.reserved));
 }
@@ -1034,6 +1253,7 @@ function toReservation(r: ReservationRow): Reservation {
     createdAt: r.created_at,
     settledAt: r.settled_at,
     owner: r.owner,
+    apiKeyId: r.api_key_id ?? null,
   };
 }
 

@@ -20,6 +20,8 @@ const DECIMAL_RE = /^(\d+)(?:\.(\d+))?$/;
 export interface ParseCreditsOptions {
   /** Accept 0 (prices, usage); amounts that move money must be positive. Default false. */
   allowZero?: boolean;
+  /** Accept a leading `-` (signed corrections: `adjust`); the magnitude follows the same rules. Default false. */
+  allowNegative?: boolean;
 }
 
 function refuse(field: string, message: string): GatewayError {
@@ -30,8 +32,8 @@ function refuse(field: string, message: string): GatewayError {
  * Parses a credit amount given as a JSON number (`12.5`) or a decimal string
  * (`"12.5"`) into micros. Refuses (400 INVALID_FIELD, details `[{field, message}]`):
  * anything not a number or decimal string, NaN, infinities, exponent forms that
- * are not exact (`1e308`, `1e-7`), negatives, zero unless allowed, more than 6
- * decimals, more than 1e9 credits.
+ * are not exact (`1e308`, `1e-7`), negatives unless `allowNegative`, zero unless
+ * allowed, more than 6 decimals, more than 1e9 credits (in magnitude).
  */
 export function parseCredits(value: unknown, field: string, options: ParseCreditsOptions = {}): Micros {
   let text: string;
@@ -46,8 +48,12 @@ export function parseCredits(value: unknown, field: string, options: ParseCredit
     throw refuse(field, 'must be a number of credits');
   }
 
-  if (text.startsWith('-')) throw refuse(field, 'must be positive');
-  if (text.startsWith('+')) text = text.slice(1);
+  let sign = 1;
+  if (text.startsWith('-')) {
+    if (!options.allowNegative) throw refuse(field, 'must be positive');
+    sign = -1;
+    text = text.slice(1);
+  } else if (text.startsWith('+')) text = text.slice(1);
   if (/e/i.test(text)) text = expandExponent(text, field);
 
   const match = DECIMAL_RE.exec(text);
@@ -60,8 +66,8 @@ export function parseCredits(value: unknown, field: string, options: ParseCredit
   // Both parts are small integers here (< 1e11 and < 1e6): exact in a double.
   const micros = Number(intDigits) * MICROS_PER_CREDIT + Number(fracDigits.padEnd(6, '0'));
   if (micros > MAX_MICROS) throw refuse(field, `must be at most ${MAX_CREDITS} credits`);
-  if (micros === 0 && !options.allowZero) throw refuse(field, 'must be positive');
-  return micros as Micros;
+  if (micros === 0 && !options.allowZero) throw refuse(field, options.allowNegative ? 'must not be zero' : 'must be positive');
+  return (micros === 0 ? 0 : sign * micros) as Micros;
 }
 
 /**

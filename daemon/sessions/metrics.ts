@@ -14,6 +14,6 @@ export class SessionMetrics {
     this.ended = metrics.counter('keen_sessions_ended_total', 'Agent sessions that reached a final status, by status.', ['status']);
     this.duration = metrics.histogram('keen_session_duration_seconds', 'Wall-clock time of agent sessions, by final status.', ['status'], [1, 5, 15, 60, 300, 900, 1800, 3600, 7200]);
     this.invalidLines = metrics.counter('keen_agent_invalid_lines_total', 'Agent stdout lines that were not valid protocol messages (logged, not trusted).');
-    this.executes = metrics.counter('keen_executes_total', 'Execute requests by outcome (accepted, insufficient_credits, concurrency_limit, invalid).', ['outcome']);
+    this.executes = metrics.counter('keen_executes_total', 'Execute requests by outcome (accepted, insufficient_credits, budget_exceeded, concurrency_limit, invalid).', ['outcome']);
   }
 }

@@ -1,4 +1,5 @@
 import { buildPureRequest, sanitizeVision } from '../agents/pure-request.js';
+import { presentBudgetStatus } from '../credits/budgets.js';
 import type { AuditLogger } from '../audit/types.js';
 import type { ClientInfo } from '../auth/auth-service.js';
 import type { Principal } from '../auth/principal.js';
@@ -10,7 +11,7 @@ import type { IdempotencyStore } from '../idempotency/store.js';
 import { formatCredits, parseCredits } from '../credits/money.js';
 import { GatewayError, invalidField, notFound } from '../errors.js';
 import { isId, newId } from '../ids.js';
-import type { Database } from '../storage/database.js';
+import type { Database, Queryable } from '../storage/database.js';
 import { reachFor } from '../policies/index.js';
 import { FINAL_STATUSES, SessionRepository, type SessionRow } from '../storage/repos/sessions.js';
 import type { SessionStatus } from '../storage/tables/sessions.js';
@@ -19,6 +20,13 @@ import { presentEvent, presentSession } from './presenters.js';
 import type { SessionSupervisor } from './supervisor.js';
 
 /** The execute body after schema validation (docs/API.md). */
+/** Execute refusals that are audited (denied) and counted by outcome. */
+const DENIALS: Partial<Record<string, { outcome: string; action: 'concurrency.denied' | 'credits.insufficient' | 'budget.exceeded' }>> = {
+  CONCURRENCY_LIMIT: { outcome: 'concurrency_limit', action: 'concurrency.denied' },
+  INSUFFICIENT_CREDITS: { outcome: 'insufficient_credits', action: 'credits.insufficient' },
+  BUDGET_EXCEEDED: { outcome: 'budget_exceeded', action: 'budget.exceeded' },
+};
+
 export interface ExecuteInput {
   vision: string;
   options?: { maxIterations?: number; costBudget?: number; enableWebSearch?: boolean; enableStreaming?: boolean; showProgress?: boolean };
@@ -41,6 +49,8 @@ export interface SessionServiceDeps {
   instanceId: string;
   /** Checks a webhook URL (scheme, host, address policy); throws INVALID_FIELD. */
   validateWebhookUrl: (url: string) => void;
+  /** In the execute's transaction, after the session row: `session.started` for registered webhook endpoints. */
+  onSessionStart?: (session: SessionRow, trx: Queryable) => Promise<void>;
 }
 
 const CONCURRENCY_RETRY_AFTER_S = 5;
@@ -85,15 +95,34 @@ export class SessionService {
   async quote(principal: Principal, input: ExecuteInput) {
     const { estimate, reservation, tier } = this.prepare(principal, input);
     const [balance, running] = await Promise.all([this.deps.ledger.balance(principal.userId), this.sessions.countRunning(principal.userId)]);
-    const reasons: Array<{ limit: string; current: number; max: number; retry_after?: number }> = [];
+    const reasons: Array<{ limit: string; current: number; max: number; retry_after?: number; budget?: ReturnType<typeof presentBudgetStatus> }> = [];
     if (running >= tier.max_concurrent_sessions) {
       reasons.push({ limit: 'concurrent_sessions', current: running, max: tier.max_concurrent_sessions, retry_after: CONCURRENCY_RETRY_AFTER_S });
     }
     if (balance.available < reservation) reasons.push({ limit: 'credits', current: formatCredits(balance.available), max: formatCredits(reservation) });
+    const budgets = this.deps.ledger.budgets
+      ? await this.deps.ledger.budgets.statusForSpender(
+          this.deps.database.db,
+          { apiKeyId: principal.apiKeyId ?? null, userId: principal.userId, tenantId: principal.tenantId },
+          this.deps.clock.now(),
+        )
+      : [];
+    for (const b of budgets) {
+      if (b.remaining < reservation) {
+        reasons.push({
+          limit: 'budget',
+          current: formatCredits(b.remaining),
+          max: formatCredits(reservation),
+          budget: presentBudgetStatus(b),
+          ...(b.resetsAt !== null ? { retry_after: Math.max(1, Math.ceil((b.resetsAt - this.deps.clock.now()) / 1000)) } : {}),
+        });
+      }
+    }
     return {
       estimated_cost: formatCredits(estimate),
       reservation: formatCredits(reservation),
       available: formatCredits(balance.available),
+      budgets: budgets.map(presentBudgetStatus),
       admission: { allowed: reasons.length === 0, reasons },
     };
   }
@@ -137,6 +166,7 @@ export class SessionService {
           ttlMs: this.deps.config.credits.reservation_ttl_seconds * 1000,
           sessionId,
           actor: { type: principal.via === 'api_key' ? 'api_key' : 'user', id: principal.apiKeyId ?? principal.userId },
+          apiKeyId: principal.apiKeyId ?? null,
         });
         const r: SessionRow = {
           id: sessionId,
@@ -163,11 +193,13 @@ export class SessionService {
           request_id: client.requestId,
           sandboxed: this.deps.supervisor.sandboxed ? 1 : 0,
           lease_epoch: 1,
+          api_key_id: principal.apiKeyId ?? null,
           created_at: now,
           updated_at: now,
           ended_at: null,
         };
         await repo.insert(r);
+        await this.deps.onSessionStart?.(r, trx);
         await this.deps.audit.record(
           {
             action: 'session.execute',
@@ -188,11 +220,12 @@ export class SessionService {
       });
     } catch (err) {
       if (err instanceof GatewayError) {
-        const outcome = err.code === 'CONCURRENCY_LIMIT' ? 'concurrency_limit' : err.code === 'INSUFFICIENT_CREDITS' ? 'insufficient_credits' : 'refused';
+        const outcome = DENIALS[err.code]?.outcome ?? 'refused';
         this.deps.metrics.executes.inc({ outcome });
-        if (err.code === 'CONCURRENCY_LIMIT' || err.code === 'INSUFFICIENT_CREDITS') {
+        const denial = DENIALS[err.code];
+        if (denial) {
           await this.deps.audit.record({
-            action: err.code === 'CONCURRENCY_LIMIT' ? 'concurrency.denied' : 'credits.insufficient',
+            action: denial.action,
             outcome: 'denied',
             actor: { type: principal.via === 'api_key' ? 'api_key' : 'user', id: principal.apiKeyId ?? principal.userId },
             tenantId: principal.tenantId,

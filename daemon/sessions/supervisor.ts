@@ -418,9 +418,13 @@ export class SessionSupervisor {
 
   /** In the transaction that ended the session: its final event, webhook and audit entry, whoever ended it. */
   private async announceEnd(trx: Queryable, ended: SessionRow, data: Record<string, unknown>): Promise<BusEnvelope['event']> {
-    const row: SessionEventRow = await this.sessions.with(trx).appendFinalEvent(ended.id, { ts: ended.updated_at, type: 'session.status', data: JSON.stringify(data) });
+    const repo = this.sessions.with(trx);
+    const row: SessionEventRow = await repo.appendFinalEvent(ended.id, { ts: ended.updated_at, type: 'session.status', data: JSON.stringify(data) });
     const event = presentEvent(row);
-    const final = { ...ended, last_seq: row.seq };
+    // The session as GET /v1/sessions/:id shows it now (usage, phase, cost, last_seq), read in this
+    // transaction: `ended` may be the row as it was when the run started, with the end patched on.
+    const stored = await repo.find(ended.id, EVERYTHING);
+    const final = { ...(stored ?? ended), last_seq: row.seq };
     await this.deps.onSessionEnd?.(final, event, trx);
     await this.deps.audit.record(
       {

@@ -101,6 +101,8 @@ export class Database {
   private observer: QueryObserver | null = null;
   /** Work to run inside each open transaction just before it commits (see `beforeCommit`). */
   private readonly commitHooks = new WeakMap<object, Array<() => Promise<void>>>();
+  /** Work to run once each open transaction has committed (see `afterCommit`). */
+  private readonly afterHooks = new WeakMap<object, Array<() => void>>();
 
   constructor(private readonly options: DatabaseOptions) {
     if (options.url.startsWith('sqlite:')) {
@@ -225,7 +227,32 @@ export class Database {
 
   /** Runs `fn` in one transaction; commits when it resolves, rolls back when it throws. */
   async transaction<T>(fn: (trx: Queryable) => Promise<T>): Promise<T> {
-    return this.observed('transaction', () => this.runTransaction((trx) => this.withCommitHooks(trx, fn)));
+    const after: Array<() => void> = [];
+    const result = await this.observed('transaction', () =>
+      this.runTransaction((trx) => {
+        this.afterHooks.set(trx, after);
+        return this.withCommitHooks(trx, fn).finally(() => this.afterHooks.delete(trx));
+      }),
+    );
+    for (const work of after) {
+      try {
+        work();
+      } catch {
+        // Notifications only (metrics, events): the transaction has committed whatever they do.
+      }
+    }
+    return result;
+  }
+
+  /**
+   * Runs `work` once `trx` has committed (never if it rolls back): for
+   * announcing what the transaction did (a metric, an event). Synchronous and
+   * must not throw. Outside a transaction of `transaction()`, runs it at once.
+   */
+  afterCommit(trx: Queryable, work: () => void): void {
+    const hooks = this.afterHooks.get(trx);
+    if (hooks) hooks.push(work);
+    else work();
   }
 
   /**

@@ -1,4 +1,6 @@
 import type { AuditAction } from '../audit/actions.js';
+import { parseBudget, type BudgetAdmin, type BudgetInput } from '../credits/budget-admin.js';
+import { presentBudgetStatus, type BudgetStatus } from '../credits/budgets.js';
 import type { AuditLogger } from '../audit/types.js';
 import type { ClientInfo } from '../auth/auth-service.js';
 import { generateApiKey, hashSecret } from '../auth/api-key-format.js';
@@ -7,11 +9,11 @@ import type { LoginThrottle } from '../auth/login-throttle.js';
 import { checkPasswordPolicy, type PasswordHasher } from '../auth/passwords.js';
 import { presentApiKey, presentTenant, presentUser } from '../auth/presenters.js';
 import type { Principal, Role, Tier } from '../auth/principal.js';
-import type { Clock } from '../clock.js';
+import { iso, type Clock } from '../clock.js';
 import { GatewayError, notFound } from '../errors.js';
 import { isId, newId } from '../ids.js';
 import type { Database, Queryable } from '../storage/database.js';
-import { CredentialRepository } from '../storage/repos/credentials.js';
+import { CredentialRepository, type ApiKeyRow } from '../storage/repos/credentials.js';
 import { UserRepository, type UserRow } from '../storage/repos/users.js';
 import { EVERYTHING, assertPlatformAdmin, assertUserChange, effectiveRole, keyScopes, reachFor, suspendedBy, type Reach, type UserChange } from '../policies/index.js';
 
@@ -28,7 +30,28 @@ export interface CreateKeyInput {
   scopes?: string[];
   rate_limit_per_hour?: number;
   expires_at?: string;
+  /** A budget for the key, set with it in one transaction. */
+  budget?: BudgetInput;
 }
+
+/** `PATCH /v1/api-keys/:id`, `PATCH /v1/admin/api-keys/:id`: a field left out is left as it is; `expires_at: null` clears it. */
+export interface UpdateKeyInput {
+  name?: string;
+  scopes?: string[];
+  rate_limit_per_hour?: number;
+  expires_at?: string | null;
+  /** A new budget, or null to remove it (only by the role that set it or a higher one). */
+  budget?: BudgetInput | null;
+}
+
+/** `POST /v1/api-keys/:id/roll`: how long the secret the key had keeps working, in seconds. */
+export interface RollKeyInput {
+  grace_seconds?: number;
+}
+
+/** The grace period of a roll when none is given (24 h), and the longest allowed (30 days). */
+export const DEFAULT_ROLL_GRACE_SECONDS = 86_400;
+export const MAX_ROLL_GRACE_SECONDS = 30 * 86_400;
 
 const actorOf = (p: Principal) => ({ type: 'admin' as const, id: p.userId });
 
@@ -43,7 +66,7 @@ export class UserAdminService {
   private readonly creds: CredentialRepository;
 
   constructor(
-    private readonly deps: { database: Database; clock: Clock; hasher: PasswordHasher; audit: AuditLogger; throttle?: LoginThrottle },
+    private readonly deps: { database: Database; clock: Clock; hasher: PasswordHasher; audit: AuditLogger; throttle?: LoginThrottle; budgets?: BudgetAdmin },
   ) {
     this.users = new UserRepository(deps.database.db);
     this.creds = new CredentialRepository(deps.database.db);
@@ -268,13 +291,7 @@ export class UserAdminService {
   async createApiKey(actor: Principal | null, owner: UserRow, input: CreateKeyInput, client?: ClientInfo, trx?: Queryable) {
     const scopes = keyScopes(actor, owner.role, input.scopes);
     const now = this.deps.clock.now();
-    let expiresAt: number | null = null;
-    if (input.expires_at !== undefined) {
-      expiresAt = Date.parse(input.expires_at);
-      if (!Number.isFinite(expiresAt) || expiresAt <= now) {
-        throw new GatewayError('INVALID_FIELD', 'expires_at must be a date-time in the future', { details: [{ field: 'expires_at', message: 'must be in the future' }] });
-      }
-    }
+    const expiresAt = input.expires_at === undefined ? null : futureTime(input.expires_at, now);
     const key = generateApiKey();
     const row = {
       id: newId('key', now),
@@ -289,9 +306,19 @@ export class UserAdminService {
       revoked_at: null,
       last_used_at: null,
       created_at: now,
+      previous_key_hash: null,
+      previous_key_prefix: null,
+      previous_expires_at: null,
+      rolled_at: null,
+      expiry_notified_at: null,
     };
+    if (input.budget !== undefined) parseBudget(input.budget); // refuse a bad budget before anything is written
+    let budget: BudgetStatus | null = null;
     const write = async (q: Queryable) => {
       await this.creds.with(q).insertApiKey(row);
+      if (input.budget !== undefined && this.deps.budgets) {
+        budget = await this.deps.budgets.set(actor, { subject: 'api_key', id: row.id, tenantId: owner.tenant_id }, input.budget, client, q);
+      }
       await this.deps.audit.record(
         {
           action: 'key.create',
@@ -309,7 +336,7 @@ export class UserAdminService {
     };
     if (trx) await write(trx);
     else await this.deps.database.transaction(write);
-    return { api_key: presentApiKey(row, now), key };
+    return { api_key: { ...presentApiKey(row, now), budget: budget ? presentBudgetStatus(budget) : null }, key };
   }
 
   async ownUser(principal: Principal): Promise<UserRow> {
@@ -321,7 +348,12 @@ export class UserAdminService {
   /** Keys within `reach` (daemon/policies `reachFor`): one user's, a tenant's, or every key. */
   async listApiKeys(reach: Reach, limit = 100) {
     const now = this.deps.clock.now();
-    return (await this.creds.listApiKeys(reach, limit)).map((k) => presentApiKey(k, now));
+    const rows = await this.creds.listApiKeys(reach, limit);
+    const budgets = this.deps.budgets ? await this.deps.budgets.ofKeys(rows.map((k) => k.id)) : new Map<string, BudgetStatus>();
+    return rows.map((k) => {
+      const b = budgets.get(k.id);
+      return { ...presentApiKey(k, now), budget: b ? presentBudgetStatus(b) : null };
+    });
   }
 
   /** Revokes a key the actor may manage: its own (owner) or, for admins, one within their reach. */
@@ -339,6 +371,122 @@ export class UserAdminService {
     return presentApiKey({ ...row, revoked_at: row.revoked_at ?? now }, now);
   }
 
+  /**
+   * A key the actor may manage (its own, or for admins one within their reach;
+   * otherwise 404, audited as a probe) that is still live: 409 INVALID_STATE for
+   * a revoked or expired key.
+   */
+  private async liveKey(actor: Principal, id: string, asAdmin: boolean, what: string, client?: ClientInfo): Promise<ApiKeyRow> {
+    const row = isId(id, 'key') ? await this.creds.findApiKey(id, reachFor(actor, asAdmin ? 'admin' : 'self')) : undefined;
+    if (!row) return this.probe(actor, 'api_key', id, client);
+    const now = this.deps.clock.now();
+    if (row.revoked_at !== null) throw new GatewayError('INVALID_STATE', `this API key is revoked: a revoked key cannot be ${what}`);
+    if (row.expires_at !== null && row.expires_at <= now) throw new GatewayError('INVALID_STATE', `this API key has expired: an expired key cannot be ${what}`);
+    return row;
+  }
+
+  /**
+   * Changes a key's name, scopes, rate limit or expiry (a field left out stays
+   * as it is). New scopes follow the rules of creation (`keyScopes`): held by
+   * the key owner's role and by the credential making the change, 403
+   * INSUFFICIENT_SCOPE otherwise. Audited as `key.update` with the names of the
+   * fields changed.
+   */
+  async updateApiKey(actor: Principal, id: string, input: UpdateKeyInput, asAdmin: boolean, client?: ClientInfo) {
+    const row = await this.liveKey(actor, id, asAdmin, 'updated', client);
+    const now = this.deps.clock.now();
+    const patch: Partial<Pick<ApiKeyRow, 'name' | 'scopes' | 'rate_limit_per_hour' | 'expires_at'>> = {};
+    if (input.name !== undefined) patch.name = input.name.trim();
+    if (input.scopes !== undefined) {
+      const owner = await this.users.findById(row.user_id);
+      if (!owner) return this.probe(actor, 'api_key', id, client);
+      patch.scopes = JSON.stringify(keyScopes(actor, owner.role, input.scopes));
+    }
+    if (input.rate_limit_per_hour !== undefined) patch.rate_limit_per_hour = input.rate_limit_per_hour;
+    if (input.expires_at !== undefined) patch.expires_at = input.expires_at === null ? null : futureTime(input.expires_at, now);
+    const budgetChange = input.budget !== undefined && this.deps.budgets ? input.budget : undefined;
+    if (budgetChange) parseBudget(budgetChange);
+    if (Object.keys(patch).length === 0 && budgetChange === undefined) {
+      throw new GatewayError('INVALID_FIELD', 'nothing to change: give name, scopes, rate_limit_per_hour, expires_at or budget', { details: [{ field: '', message: 'must have at least one field' }] });
+    }
+    const fields = [...Object.keys(patch), ...(budgetChange !== undefined ? ['budget'] : [])];
+    let budget: BudgetStatus | null | undefined;
+    await this.deps.database.transaction(async (trx) => {
+      const live = Object.keys(patch).length > 0 ? await this.creds.with(trx).updateLiveApiKey(row.id, patch, now) : true;
+      if (!live) throw new GatewayError('INVALID_STATE', 'this API key was revoked or expired meanwhile: it cannot be updated');
+      if (budgetChange !== undefined) {
+        const target = { subject: 'api_key' as const, id: row.id, tenantId: row.tenant_id };
+        if (budgetChange === null) {
+          await this.deps.budgets!.remove(actor, target, client, trx);
+          budget = null;
+        } else {
+          budget = await this.deps.budgets!.set(actor, target, budgetChange, client, trx);
+        }
+      }
+      await this.deps.audit.record(
+        {
+          action: 'key.update',
+          outcome: 'success',
+          actor: { type: asAdmin ? 'admin' : 'user', id: actor.userId },
+          tenantId: row.tenant_id,
+          target: { type: 'api_key', id: row.id },
+          ip: client?.ip ?? null,
+          userAgent: client?.userAgent ?? null,
+          requestId: client?.requestId ?? null,
+          details: { owner_id: row.user_id, fields, ...(patch.scopes !== undefined ? { scopes: JSON.parse(patch.scopes) as string[] } : {}) },
+        },
+        trx,
+      );
+    });
+    if (budget === undefined && this.deps.budgets) budget = (await this.deps.budgets.ofKeys([row.id])).get(row.id) ?? null;
+    return { ...presentApiKey({ ...row, ...patch }, now), budget: budget ? presentBudgetStatus(budget) : null };
+  }
+
+  /**
+   * Gives a key a new secret under the same id (its name, scopes, limits, usage
+   * and budgets go on); the new key is in this answer only. The secret it had
+   * keeps working for `grace_seconds` (default 24 h, 0: stops at once); only
+   * one previous secret is kept, so rolling again ends the older one at once.
+   * Audited as `key.roll` (never a secret).
+   */
+  async rollApiKey(actor: Principal, id: string, input: RollKeyInput, asAdmin: boolean, client?: ClientInfo) {
+    const grace = input.grace_seconds ?? DEFAULT_ROLL_GRACE_SECONDS;
+    if (!Number.isInteger(grace) || grace < 0 || grace > MAX_ROLL_GRACE_SECONDS) {
+      throw new GatewayError('INVALID_FIELD', `grace_seconds must be an integer from 0 to ${MAX_ROLL_GRACE_SECONDS}`, { details: [{ field: 'grace_seconds', message: `must be from 0 to ${MAX_ROLL_GRACE_SECONDS}` }] });
+    }
+    const row = await this.liveKey(actor, id, asAdmin, 'rolled', client);
+    const now = this.deps.clock.now();
+    const key = generateApiKey();
+    const previousExpiresAt = now + grace * 1000;
+    const next = {
+      key_hash: hashSecret(key),
+      key_prefix: key.slice(0, 12),
+      previous_key_hash: grace > 0 ? row.key_hash : null,
+      previous_key_prefix: grace > 0 ? row.key_prefix : null,
+      previous_expires_at: grace > 0 ? previousExpiresAt : null,
+    };
+    await this.deps.database.transaction(async (trx) => {
+      if (!(await this.creds.with(trx).rollApiKey(row.id, row.key_hash, next, now))) {
+        throw new GatewayError('INVALID_STATE', 'this API key was revoked, expired or rolled meanwhile: read it again and retry');
+      }
+      await this.deps.audit.record(
+        {
+          action: 'key.roll',
+          outcome: 'success',
+          actor: { type: asAdmin ? 'admin' : 'user', id: actor.userId },
+          tenantId: row.tenant_id,
+          target: { type: 'api_key', id: row.id },
+          ip: client?.ip ?? null,
+          userAgent: client?.userAgent ?? null,
+          requestId: client?.requestId ?? null,
+          details: { owner_id: row.user_id, grace_seconds: grace, previous_expires_at: iso(previousExpiresAt), prefix: next.key_prefix, previous_prefix: row.key_prefix },
+        },
+        trx,
+      );
+    });
+    return { api_key: presentApiKey({ ...row, ...next, rolled_at: now }, now), key, previous_expires_at: iso(previousExpiresAt) };
+  }
+
   /** `keen-admin init`: the first platform admin and its API key, refused once one exists. */
   async bootstrap(input: { email: string; password?: string }) {
     return this.deps.database.transaction(async (trx) => {
@@ -350,6 +498,15 @@ export class UserAdminService {
       return { user: presentUser(user), ...created };
     });
   }
+}
+
+/** `expires_at` of a key: a date-time in the future, 400 INVALID_FIELD otherwise. */
+function futureTime(value: string, now: number): number {
+  const t = Date.parse(value);
+  if (!Number.isFinite(t) || t <= now) {
+    throw new GatewayError('INVALID_FIELD', 'expires_at must be a date-time in the future', { details: [{ field: 'expires_at', message: 'must be in the future' }] });
+  }
+  return t;
 }
 
 /** Unique-constraint violations of both drivers. */

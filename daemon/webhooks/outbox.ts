@@ -3,7 +3,9 @@ import type { Database, Queryable } from '../storage/database.js';
 import type { WebhookTables } from '../storage/tables/webhooks.js';
 
 export type DeliveryRow = Selectable<WebhookTables['webhook_deliveries']>;
-export type NewDelivery = Omit<DeliveryRow, 'status' | 'attempts' | 'last_status_code' | 'last_error' | 'delivered_at'>;
+export type NewDelivery = Omit<DeliveryRow, 'status' | 'attempts' | 'last_status_code' | 'last_error' | 'delivered_at' | 'resends' | 'endpoint_id'> & {
+  endpoint_id?: string | null;
+};
 
 export interface ClaimArgs {
   now: number;
@@ -31,7 +33,7 @@ export class WebhookOutbox {
   async insert(row: NewDelivery, trx?: Queryable): Promise<void> {
     await (trx ?? this.database.db)
       .insertInto('webhook_deliveries')
-      .values({ ...row, status: 'pending', attempts: 0, last_status_code: null, last_error: null, delivered_at: null })
+      .values({ endpoint_id: null, ...row, status: 'pending', attempts: 0, resends: 0, last_status_code: null, last_error: null, delivered_at: null })
       .execute();
   }
 
@@ -87,7 +89,7 @@ export class WebhookOutbox {
       .select('id')
       .where('status', 'in', ['pending', 'delivering'])
       .where('next_attempt_at', '<=', now)
-      .where('attempts', '<', maxAttempts)
+      .where((eb) => eb('attempts', '<', eb('resends', '+', maxAttempts)))
       .$if(exclude.length > 0, (s) => s.where('id', 'not in', exclude))
       .orderBy('next_attempt_at');
   }
@@ -103,7 +105,7 @@ export class WebhookOutbox {
       }))
       .where('status', 'in', ['pending', 'delivering'])
       .where('next_attempt_at', '<=', now)
-      .where('attempts', '<', maxAttempts);
+      .where((eb) => eb('attempts', '<', eb('resends', '+', maxAttempts)));
   }
 
   /**
@@ -116,14 +118,14 @@ export class WebhookOutbox {
       .set({ status: 'failed', last_error: 'abandoned: the last attempt did not report an outcome', updated_at: now })
       .where('status', 'in', ['pending', 'delivering'])
       .where('next_attempt_at', '<=', now)
-      .where('attempts', '>=', maxAttempts)
+      .where((eb) => eb('attempts', '>=', eb('resends', '+', maxAttempts)))
       .executeTakeFirst();
     return Number(r.numUpdatedRows);
   }
 
   /** Writes an attempt's outcome; false when the claim was lost (lapsed and taken over). */
-  async record(id: string, attempt: number, update: DeliveryUpdate): Promise<boolean> {
-    const r = await this.database.db
+  async record(id: string, attempt: number, update: DeliveryUpdate, trx?: Queryable): Promise<boolean> {
+    const r = await (trx ?? this.database.db)
       .updateTable('webhook_deliveries')
       .set(update)
       .where('id', '=', id)

@@ -48,7 +48,12 @@ export interface AttemptResult {
   statusCode: number | null;
   error: string | null;
   durationMs: number;
+  /** The first bytes of the receiver's answer (at most EXCERPT_BYTES), as text; null when none came. */
+  responseExcerpt?: string | null;
 }
+
+/** How much of a receiver's answer the delivery log keeps. */
+export const EXCERPT_BYTES = 1024;
 
 /** Raised inside the connect-time lookup when a resolved address is not allowed. */
 class TargetRefusedError extends Error {
@@ -89,11 +94,14 @@ export class WebhookSender {
   /** One attempt; never throws. */
   async send(request: WebhookRequest): Promise<AttemptResult> {
     const started = performance.now();
+    const head: Buffer[] = [];
+    let headBytes = 0;
     const result = (outcome: AttemptResult['outcome'], statusCode: number | null, error: string | null): AttemptResult => ({
       outcome,
       statusCode,
       error: error === null ? null : error.slice(0, 200),
       durationMs: performance.now() - started,
+      responseExcerpt: headBytes === 0 ? null : excerpt(Buffer.concat(head)),
     });
 
     let url: URL;
@@ -171,6 +179,11 @@ export class WebhookSender {
         // Read and discard a bounded amount, so a receiver cannot keep us busy with a large body.
         let received = 0;
         res.on('data', (chunk: Buffer) => {
+          if (headBytes < EXCERPT_BYTES) {
+            const part = chunk.subarray(0, EXCERPT_BYTES - headBytes);
+            head.push(part);
+            headBytes += part.length;
+          }
           received += chunk.length;
           if (received >= this.maxResponseBytes) complete();
         });
@@ -208,6 +221,11 @@ export class WebhookSender {
       (err: NodeJS.ErrnoException) => callback(err, '', 0),
     );
   };
+}
+
+/** Bytes as text for the log: invalid UTF-8 (a cut sequence too) and NUL become U+FFFD. */
+function excerpt(bytes: Buffer): string {
+  return bytes.toString('utf8').replace(/\u0000/g, '\uFFFD');
 }
 
 /** A short, secret-free reason for a failed connection. */

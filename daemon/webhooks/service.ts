@@ -5,21 +5,14 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { Periodic } from '../periodic.js';
 import type { Database, Queryable } from '../storage/database.js';
-import type { SessionStatus } from '../storage/tables/sessions.js';
+import type { AuditLogger } from '../audit/types.js';
+import type { SecretBox } from '../auth/secret-box.js';
+import { wants, type WebhookEventType, type WebhookMessage } from './events.js';
 import { WebhookOutbox, type DeliveryRow } from './outbox.js';
 import { WebhookSender, type AttemptResult, type Resolver } from './sender.js';
 import { deriveSigningSecret } from './signing.js';
 
-/** Event types sent: one per final session status. */
-export type WebhookEventType = `session.${Exclude<SessionStatus, 'running'>}`;
-
-/** The JSON body of every webhook. `id` equals the `webhook-id` header; `timestamp` is when the event happened (ISO 8601). */
-export interface WebhookMessage<T = unknown> {
-  id: string;
-  type: WebhookEventType;
-  timestamp: string;
-  data: T;
-}
+export type { WebhookEventType, WebhookMessage };
 
 export interface EnqueueWebhook {
   userId: string;
@@ -28,6 +21,21 @@ export interface EnqueueWebhook {
   url: string;
   eventType: WebhookEventType;
   data: unknown;
+  /** The registered endpoint it goes to; absent for an execute's one-off `webhook_url`. */
+  endpointId?: string | null;
+}
+
+/** An event for registered endpoints: sent to every enabled endpoint of `userIds` that wants its type. */
+export interface WebhookEvent {
+  type: WebhookEventType;
+  userIds: string[];
+  tenantId: string | null;
+  sessionId?: string | null;
+  data: unknown;
+  /** Further choice per endpoint (credits.low_balance: the endpoint's own threshold). */
+  accept?: (endpoint: { low_balance_threshold: number | null }) => boolean;
+  /** `data` for one endpoint, when it depends on the endpoint (its threshold); otherwise `data`. */
+  dataFor?: (endpoint: { low_balance_threshold: number | null }) => unknown;
 }
 
 /** Metric outcome labels: `retry` is a failed attempt that will be tried again. */
@@ -44,8 +52,14 @@ export interface WebhookServiceOptions {
   previousServerSecrets?: Buffer[];
   /** `webhooks.allow_private_targets`. */
   allowPrivateTargets: boolean;
-  /** Attempts before a delivery is `failed`. Default 6. */
+  /** Attempts before a delivery is `failed`. Default 9 (with the default backoff, over a day). */
   maxAttempts?: number;
+  /** Opens registered endpoints' sealed signing secrets. */
+  secretBox?: SecretBox;
+  /** Records `webhook.endpoint_disabled`. */
+  audit?: AuditLogger;
+  /** An endpoint whose every attempt failed this long is disabled. Default 72 h. */
+  disableAfterMs?: number;
   /** Delay before the next attempt, given the attempts made so far. Default: `defaultBackoffMs`. */
   backoffMs?: (attempt: number) => number;
   /** Deliveries in flight at once per worker. Default 4. */
@@ -61,15 +75,22 @@ export interface WebhookServiceOptions {
   resolver?: Resolver;
 }
 
+/** The delay after attempt n (1-based): 5 s, 1 min, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, then 14 h. */
+export const BACKOFF_SCHEDULE_MS = [5_000, 60_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 50_400_000] as const;
+
 /**
- * Jittered exponential backoff: about 2 s, 8 s, 32 s, 2 min, 8.5 min, then
- * 10 min, each drawn from [base/2, base] so a receiver coming back from an
- * outage is not hit by every retry at the same instant.
+ * Exponential backoff with jitter over more than a day: the delay after attempt
+ * n is BACKOFF_SCHEDULE_MS[n-1], drawn from [80%, 100%] of it, so a receiver
+ * coming back from an outage is not hit by every retry at the same instant.
+ * With the default 9 attempts the last one comes 25 to 31.6 hours after the first.
  */
 export function defaultBackoffMs(attempt: number, random: () => number = Math.random): number {
-  const base = Math.min(2_000 * 4 ** Math.max(0, attempt - 1), 600_000);
-  return Math.round(base / 2 + (random() * base) / 2);
+  const base = BACKOFF_SCHEDULE_MS[Math.min(Math.max(1, attempt), BACKOFF_SCHEDULE_MS.length) - 1]!;
+  return Math.round(base * 0.8 + random() * base * 0.2);
 }
+
+export const DEFAULT_MAX_ATTEMPTS = 9;
+const DEFAULT_DISABLE_AFTER_MS = 72 * 3_600_000;
 
 /** Deliveries handled by one `deliverDueNow()` pass, by outcome. */
 export type DeliveryPass = Record<DeliveryOutcome, number>;
@@ -108,7 +129,7 @@ export class WebhookService {
       ...(options.maxResponseBytes !== undefined ? { maxResponseBytes: options.maxResponseBytes } : {}),
       ...(options.resolver ? { resolver: options.resolver } : {}),
     });
-    this.maxAttempts = options.maxAttempts ?? 6;
+    this.maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
     this.backoffMs = options.backoffMs ?? ((attempt) => defaultBackoffMs(attempt));
     this.concurrency = Math.max(1, options.concurrency ?? 4);
     this.pollIntervalMs = options.pollIntervalMs ?? 1_000;
@@ -155,10 +176,40 @@ export class WebhookService {
         next_attempt_at: now,
         created_at: now,
         updated_at: now,
+        endpoint_id: input.endpointId ?? null,
       },
       trx,
     );
     return { id };
+  }
+
+  /**
+   * Queues `event` for every enabled registered endpoint of its users that wants
+   * its type, in `trx` (the transaction of the change it reports). Each endpoint
+   * gets its own delivery, with its own stable id. Returns the delivery ids.
+   */
+  async emit(trx: Queryable, event: WebhookEvent): Promise<string[]> {
+    if (event.userIds.length === 0) return [];
+    const endpoints = await trx
+      .selectFrom('webhook_endpoints')
+      .select(['id', 'user_id', 'tenant_id', 'url', 'event_types', 'low_balance_threshold'])
+      .where('user_id', 'in', event.userIds)
+      .where('enabled', '=', 1)
+      .orderBy('id')
+      .execute();
+    const ids: string[] = [];
+    for (const ep of endpoints) {
+      if (!wants(JSON.parse(ep.event_types) as string[], event.type)) continue;
+      const view = { low_balance_threshold: ep.low_balance_threshold === null ? null : Number(ep.low_balance_threshold) };
+      if (event.accept && !event.accept(view)) continue;
+      const data = event.dataFor ? event.dataFor(view) : event.data;
+      const { id } = await this.enqueue(
+        { userId: ep.user_id, tenantId: ep.tenant_id, sessionId: event.sessionId ?? null, url: ep.url, eventType: event.type, data, endpointId: ep.id },
+        trx,
+      );
+      ids.push(id);
+    }
+    return ids;
   }
 
   /** Starts the worker: a pass every `pollIntervalMs`, never two at once. */
@@ -218,15 +269,24 @@ export class WebhookService {
   private async attempt(row: DeliveryRow): Promise<DeliveryOutcome | null> {
     const { clock, logger } = this.options;
     const attempt = row.attempts;
+    const target = await this.targetOf(row);
+    if ('skip' in target) {
+      // The endpoint was deleted or disabled since the event: nothing is sent.
+      const now = clock.now();
+      const recorded = await this.outbox.record(row.id, attempt, { status: 'failed', last_status_code: null, last_error: target.skip, updated_at: now });
+      if (recorded) this.deliveries.inc({ outcome: 'failed' });
+      return recorded ? 'failed' : null;
+    }
+    const startedAt = clock.now();
     let result: AttemptResult;
     try {
       result = await this.sender.send({
-        url: row.url,
+        url: target.url,
         id: row.id,
-        timestampSeconds: Math.floor(clock.now() / 1000),
+        timestampSeconds: Math.floor(startedAt / 1000),
         body: row.payload,
-        secret: this.signingSecretFor(row.user_id),
-        previousSecrets: (this.options.previousServerSecrets ?? []).map((s) => deriveSigningSecret(s, row.user_id)),
+        secret: target.secrets[0]!,
+        previousSecrets: target.secrets.slice(1),
       });
     } catch (err) {
       // send() does not throw; if it ever does, count it as a failed attempt rather than lose the row.
@@ -234,36 +294,41 @@ export class WebhookService {
       logger.error({ err: { message: err instanceof Error ? err.message : String(err) }, delivery_id: row.id }, 'webhook sender threw');
     }
     const now = clock.now();
-    let outcome: DeliveryOutcome;
+    const outcome: DeliveryOutcome =
+      result.outcome === 'delivered' ? 'delivered' : result.outcome === 'refused' ? 'refused' : attempt >= this.maxAttempts + row.resends ? 'failed' : 'retry';
     let recorded: boolean;
+    let disabled: { reason: string } | null = null;
     try {
-      if (result.outcome === 'delivered') {
-        outcome = 'delivered';
-        recorded = await this.outbox.record(row.id, attempt, {
-          status: 'delivered',
-          last_status_code: result.statusCode,
-          last_error: null,
-          delivered_at: now,
-          updated_at: now,
-        });
-      } else if (result.outcome === 'refused' || attempt >= this.maxAttempts) {
-        outcome = result.outcome === 'refused' ? 'refused' : 'failed';
-        recorded = await this.outbox.record(row.id, attempt, {
-          status: 'failed',
-          last_status_code: result.statusCode,
-          last_error: result.error,
-          updated_at: now,
-        });
-      } else {
-        outcome = 'retry';
-        recorded = await this.outbox.record(row.id, attempt, {
-          status: 'pending',
-          next_attempt_at: now + Math.max(0, this.backoffMs(attempt)),
-          last_status_code: result.statusCode,
-          last_error: result.error,
-          updated_at: now,
-        });
-      }
+      recorded = await this.options.database.transaction(async (trx) => {
+        const ok = await this.outbox.record(
+          row.id,
+          attempt,
+          outcome === 'delivered'
+            ? { status: 'delivered', last_status_code: result.statusCode, last_error: null, delivered_at: now, updated_at: now }
+            : outcome === 'retry'
+              ? { status: 'pending', next_attempt_at: now + Math.max(0, this.backoffMs(attempt)), last_status_code: result.statusCode, last_error: result.error, updated_at: now }
+              : { status: 'failed', last_status_code: result.statusCode, last_error: result.error, updated_at: now },
+          trx,
+        );
+        if (!ok) return false;
+        await trx
+          .insertInto('webhook_attempts')
+          .values({
+            delivery_id: row.id,
+            attempt,
+            endpoint_id: row.endpoint_id,
+            started_at: startedAt,
+            duration_ms: Math.round(result.durationMs),
+            status_code: result.statusCode,
+            outcome: result.outcome,
+            error: result.error,
+            response_excerpt: result.responseExcerpt ?? null,
+          })
+          .onConflict((oc) => oc.columns(['delivery_id', 'attempt']).doNothing())
+          .execute();
+        if (row.endpoint_id) disabled = await this.trackEndpoint(trx, row.endpoint_id, result, now);
+        return true;
+      });
     } catch (err) {
       // The claim lapses and another pass retries the delivery.
       logger.warn({ err: { message: err instanceof Error ? err.message : String(err) }, delivery_id: row.id }, 'could not record a webhook attempt');
@@ -275,9 +340,73 @@ export class WebhookService {
     }
     this.deliveries.inc({ outcome });
     this.latency.observe({ outcome }, result.durationMs / 1000);
-    const log = { delivery_id: row.id, session_id: row.session_id, event_type: row.event_type, attempt, outcome, status_code: result.statusCode, error: result.error };
+    const log = { delivery_id: row.id, endpoint_id: row.endpoint_id, session_id: row.session_id, event_type: row.event_type, attempt, outcome, status_code: result.statusCode, error: result.error };
     if (outcome === 'delivered' || outcome === 'retry') logger.info(log, 'webhook attempt');
     else logger.warn(log, 'webhook delivery failed for good');
+    if (disabled) logger.warn({ endpoint_id: row.endpoint_id, reason: (disabled as { reason: string }).reason }, 'webhook endpoint disabled');
     return outcome;
+  }
+
+  /** Where a delivery goes and what signs it: its endpoint's URL and secrets, or the one-off URL and the user's derived secret. */
+  private async targetOf(row: DeliveryRow): Promise<{ url: string; secrets: string[] } | { skip: string }> {
+    if (!row.endpoint_id) {
+      return {
+        url: row.url,
+        secrets: [this.signingSecretFor(row.user_id), ...(this.options.previousServerSecrets ?? []).map((s) => deriveSigningSecret(s, row.user_id))],
+      };
+    }
+    const ep = await this.options.database.db
+      .selectFrom('webhook_endpoints')
+      .select(['url', 'enabled', 'secret_enc', 'previous_secret_enc', 'previous_secret_expires_at'])
+      .where('id', '=', row.endpoint_id)
+      .executeTakeFirst();
+    if (!ep) return { skip: 'endpoint deleted' };
+    if (ep.enabled !== 1) return { skip: 'endpoint disabled' };
+    const box = this.options.secretBox;
+    if (!box) return { skip: 'internal: no secret box for endpoint secrets' };
+    const now = this.options.clock.now();
+    const secrets = [box.open(ep.secret_enc)];
+    if (ep.previous_secret_enc && ep.previous_secret_expires_at !== null && Number(ep.previous_secret_expires_at) > now) secrets.push(box.open(ep.previous_secret_enc));
+    return { url: ep.url, secrets };
+  }
+
+  /**
+   * An endpoint's health, in the attempt's transaction: a delivered attempt
+   * clears `failing_since`; a failed one sets it (first failure) and, once it
+   * has failed for `disableAfterMs`, disables the endpoint with the reason and
+   * audits it. Returns the reason when it was disabled now.
+   */
+  private async trackEndpoint(trx: Queryable, endpointId: string, result: AttemptResult, now: number): Promise<{ reason: string } | null> {
+    if (result.outcome === 'delivered') {
+      await trx.updateTable('webhook_endpoints').set({ failing_since: null }).where('id', '=', endpointId).where('failing_since', 'is not', null).execute();
+      return null;
+    }
+    const ep = await trx.selectFrom('webhook_endpoints').select(['user_id', 'tenant_id', 'failing_since', 'enabled']).where('id', '=', endpointId).executeTakeFirst();
+    if (!ep || ep.enabled !== 1) return null;
+    if (ep.failing_since === null) {
+      await trx.updateTable('webhook_endpoints').set({ failing_since: now }).where('id', '=', endpointId).execute();
+      return null;
+    }
+    const since = Number(ep.failing_since);
+    const disableAfterMs = this.options.disableAfterMs ?? DEFAULT_DISABLE_AFTER_MS;
+    if (now - since < disableAfterMs) return null;
+    const reason = `every delivery failed since ${iso(since)} (last: ${result.error ?? 'error'})`.slice(0, 500);
+    await trx
+      .updateTable('webhook_endpoints')
+      .set({ enabled: 0, disabled_reason: reason, disabled_at: now, updated_at: now })
+      .where('id', '=', endpointId)
+      .execute();
+    await this.options.audit?.record(
+      {
+        action: 'webhook.endpoint_disabled',
+        outcome: 'failure',
+        actor: { type: 'system', id: null },
+        tenantId: ep.tenant_id,
+        target: { type: 'webhook_endpoint', id: endpointId },
+        details: { user_id: ep.user_id, failing_since: iso(since), reason },
+      },
+      trx,
+    );
+    return { reason };
   }
 }

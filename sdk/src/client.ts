@@ -1,11 +1,16 @@
 import { ConnectionError, KeenError, TimeoutError, errorFromResponse, parseRetryAfter } from './errors.js';
 import { backoffDelay, sleep } from './internal/backoff.js';
 import { resolveWebSocket, type WebSocketConstructor } from './internal/websocket.js';
+import { AdminKeys } from './resources/admin-keys.js';
 import { ApiKeys } from './resources/api-keys.js';
 import { Audit } from './resources/audit.js';
 import { Credits } from './resources/credits.js';
 import { Sessions } from './resources/sessions.js';
 import { Tenants } from './resources/tenants.js';
+import { Users } from './resources/users.js';
+import { Usage } from './resources/usage.js';
+import { Budgets } from './resources/budgets.js';
+import { Webhooks } from './resources/webhooks.js';
 import { followAll, followSession, type StreamAllOptions, type StreamContext, type StreamOptions } from './stream.js';
 import type { ExecuteRequest, ExecuteResponse, MeResponse, QuoteResponse, RefreshResponse } from './types.gen.js';
 import type { Session, StreamEvent, TokensListener } from './types.js';
@@ -53,6 +58,11 @@ export interface RequestOptions {
   idempotencyKey?: string;
   /** Aborts the request (and its retries); the promise rejects with the signal's reason. */
   signal?: AbortSignal;
+  /**
+   * false: never retried, whatever happens (a call whose answer holds a secret the
+   * server keeps no copy of, like a key roll: a lost answer must not roll twice).
+   */
+  retry?: boolean;
 }
 
 /** Options of `client.requestLines()`. */
@@ -104,10 +114,20 @@ export class KeenClient {
   readonly credits: Credits;
   /** Your API keys (token auth only). */
   readonly apiKeys: ApiKeys;
+  /** Users (administrators): create, list, read, suspend, activate, set the tier, reset MFA, unlock. */
+  readonly users: Users;
+  /** API keys of any user in reach (administrators, API key or token): create, list, update, roll, revoke. */
+  readonly adminKeys: AdminKeys;
   /** The audit log, as JSON Lines (administrators): export a range, follow the live feed. */
   readonly audit: Audit;
   /** Tenants and their credit pools (administrators). */
   readonly tenants: Tenants;
+  /** Usage reports: your own (`get`), and over an administrator's reach (`admin`). */
+  readonly usage: Usage;
+  /** Budgets of API keys, users and tenants: yours (`mine`), and administrators' (`set`, `list`). */
+  readonly budgets: Budgets;
+  /** Registered webhook endpoints, their secrets and delivery logs; `adminList` for administrators. */
+  readonly webhooks: Webhooks;
 
   private readonly timeout: number;
   private readonly maxRetries: number;
@@ -134,8 +154,13 @@ export class KeenClient {
     this.sessions = new Sessions(this);
     this.credits = new Credits(this);
     this.apiKeys = new ApiKeys(this);
+    this.users = new Users(this);
+    this.adminKeys = new AdminKeys(this);
     this.audit = new Audit(this);
     this.tenants = new Tenants(this);
+    this.usage = new Usage(this);
+    this.budgets = new Budgets(this);
+    this.webhooks = new Webhooks(this);
   }
 
   /**
@@ -181,7 +206,7 @@ export class KeenClient {
    * The escape hatch for endpoints without a method (the operator CLI's admin calls).
    */
   request<T = Record<string, unknown>>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
-    return this.send<T>(method, path, options, true, this.maxRetries);
+    return this.send<T>(method, path, options, true, options.retry === false ? 0 : this.maxRetries);
   }
 
   /**

@@ -1,3 +1,4 @@
+import type { Budget } from './types.gen.js';
 import type { ErrorEnvelope } from './types.gen.js';
 
 /** The error envelope every failing keen-gateway response carries (docs/API.md). */
@@ -69,6 +70,14 @@ export class InsufficientCreditsError extends KeenError {
   /** How many credits are missing: `required - available`. */
   get shortfall(): number | null {
     return numberIn(this.details, 'shortfall');
+  }
+  /**
+   * On `code === 'BUDGET_EXCEEDED'`: the budget that refused (whose, its period,
+   * what is left, `resets_at`); null for a plain shortage of credits.
+   */
+  get budget(): Budget | null {
+    const b = this.details && typeof this.details === 'object' ? (this.details as { budget?: unknown }).budget : undefined;
+    return b && typeof b === 'object' ? (b as Budget) : null;
   }
 }
 

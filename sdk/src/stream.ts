@@ -1,6 +1,6 @@
-import { AuthenticationError, ConnectionError, KeenError, NotFoundError } from './errors.js';
+import { AuthenticationError, ConnectionError, KeenError, NotFoundError, TimeoutError, errorFromResponse } from './errors.js';
 import { backoffDelay, sleep } from './internal/backoff.js';
-import { Connection, type WebSocketConstructor } from './internal/websocket.js';
+import { Connection, canSendHeaders, type WebSocketConstructor } from './internal/websocket.js';
 import type { Session, SessionEventsResponse, StreamEvent } from './types.js';
 
 /** Options of `client.stream()`. */
@@ -25,6 +25,12 @@ export interface StreamContext {
   /** Rotates an expired access token; false when the client cannot. */
   renew(expired: KeenError): Promise<boolean>;
   webSocket(): Promise<WebSocketConstructor>;
+  /**
+   * `POST /v1/stream/tickets` through the client's own request path, when the
+   * client provides it; else the stream asks with the global `fetch` and the
+   * client's `Authorization` header.
+   */
+  ticket?(signal?: AbortSignal): Promise<string>;
   session(id: string, signal?: AbortSignal): Promise<Session>;
   events(id: string, after: number, signal?: AbortSignal): Promise<SessionEventsResponse>;
   running(signal?: AbortSignal): Promise<Session[]>;
@@ -144,8 +150,15 @@ async function* run(ctx: StreamContext, follower: Follower, signal?: AbortSignal
   while (!signal?.aborted) {
     let conn: Connection;
     try {
-      const auth = ctx.authorization();
-      conn = await Connection.open(await ctx.webSocket(), url, auth ? { authorization: auth } : {}, ctx.timeout, signal);
+      const Ctor = await ctx.webSocket();
+      if (canSendHeaders()) {
+        const auth = ctx.authorization();
+        conn = await Connection.open(Ctor, url, auth ? { authorization: auth } : {}, ctx.timeout, signal);
+      } else {
+        // A browser cannot set headers on a WebSocket: a fresh single-use ticket per connection.
+        const ticket = await streamTicket(ctx, signal);
+        conn = await Connection.open(Ctor, withTicket(url, ticket), null, ctx.timeout, signal, url, ORIGIN_HINT);
+      }
     } catch (err) {
       if (signal?.aborted) return;
       if (err instanceof AuthenticationError && err.code === 'TOKEN_EXPIRED' && !renewed && (await ctx.renew(err))) {
@@ -196,6 +209,59 @@ async function* run(ctx: StreamContext, follower: Follower, signal?: AbortSignal
     }
     await sleep(backoffDelay(failures, 250, 10_000), signal);
   }
+}
+
+/** A refused upgrade is only a failed connection to a page; the usual reason, named. */
+const ORIGIN_HINT = " (from a web page: is the page's origin listed in the gateway's stream.allowed_origins?)";
+
+/**
+ * A single-use stream ticket (`POST /v1/stream/tickets`, valid 30 s) standing
+ * for the client's credential: how a browser authenticates `GET /v1/stream`.
+ * Failures are the usual errors (an expired access token: `AuthenticationError`
+ * `TOKEN_EXPIRED`, which the connection loop renews), so they are retried or
+ * thrown exactly as a refused upgrade would be.
+ */
+async function streamTicket(ctx: StreamContext, signal?: AbortSignal): Promise<string> {
+  if (ctx.ticket) return ctx.ticket(signal);
+  const endpoint = `${ctx.baseUrl}/v1/stream/tickets`;
+  const auth = ctx.authorization();
+  const timeout = AbortSignal.timeout(ctx.timeout);
+  let status: number;
+  let text: string;
+  let headers: { get(name: string): string | null };
+  try {
+    const res = await fetch(endpoint, {
+      method: 'POST',
+      headers: { accept: 'application/json', ...(auth ? { authorization: auth } : {}) },
+      signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+    });
+    status = res.status;
+    headers = res.headers;
+    text = await res.text();
+  } catch (err) {
+    if (signal?.aborted) throw signal.reason ?? err;
+    if (timeout.aborted) throw new TimeoutError({ type: 'CONNECTION_ERROR', code: 'TIMEOUT', message: `no answer from ${endpoint} within ${ctx.timeout} ms`, cause: err });
+    const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : (err as Error)?.message;
+    throw new ConnectionError({ type: 'CONNECTION_ERROR', code: 'CONNECTION_FAILED', message: `cannot reach ${endpoint}: ${cause}`, cause: err });
+  }
+  let body: unknown = null;
+  try {
+    body = text ? JSON.parse(text) : null;
+  } catch {
+    body = null;
+  }
+  if (status < 200 || status >= 300) throw errorFromResponse(status, body, headers);
+  const ticket = (body as { ticket?: unknown } | null)?.ticket;
+  if (typeof ticket !== 'string') {
+    throw new KeenError({ type: 'SYSTEM_ERROR', code: 'INVALID_RESPONSE', message: `the answer of POST ${endpoint} holds no ticket`, status, requestId: headers.get('x-request-id') });
+  }
+  return ticket;
+}
+
+function withTicket(url: string, ticket: string): string {
+  const u = new URL(url);
+  u.searchParams.set('ticket', ticket);
+  return u.toString();
 }
 
 function streamUrl(baseUrl: string): string {

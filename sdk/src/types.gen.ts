@@ -72,8 +72,33 @@ export interface QuoteResponse {
       current: number;
       max: number;
       retry_after?: number;
+      budget?: Budget;
     }[];
   };
+  budgets: Budget[];
+}
+/**
+ * A budget with what the current period has used of it. `used` counts what the period admitted: running sessions' full reservations, finished sessions' charges.
+ */
+export interface Budget {
+  subject: 'api_key' | 'user' | 'tenant';
+  id: string;
+  amount: number;
+  period: 'day' | 'week' | 'month' | 'total';
+  used: number;
+  remaining: number;
+  /**
+   * Start of the current period; null for `total`.
+   */
+  period_start: string | null;
+  /**
+   * When the budget is whole again; null for `total`.
+   */
+  resets_at: string | null;
+  /**
+   * Only this role or a higher one may change or remove the budget.
+   */
+  set_by: 'owner' | 'tenant_admin' | 'platform_admin';
 }
 
 export interface Session {
@@ -195,6 +220,163 @@ export interface CreditTransactionListResponse {
 /**
  * One ledger entry, newest first in lists. Amounts are signed decimals.
  */
+export interface CreditAdjustRequest {
+  /**
+   * A user id or email.
+   */
+  user_id: string;
+  /**
+   * Signed credits: positive adds, negative removes (never below what is reserved); not 0, at most 6 decimal places.
+   */
+  amount: number;
+  /**
+   * Why; recorded on the ledger entry and in the audit log.
+   */
+  reason: string;
+}
+
+export interface CreditAdjustResponse {
+  success: true;
+  transaction: CreditTransaction;
+  balance: CreditBalance;
+}
+/**
+ * The `adjustment` entry.
+ */
+export interface CreditBalance {
+  /**
+   * Credits held: the sum of the ledger.
+   */
+  balance: number;
+  /**
+   * Credits held for running sessions.
+   */
+  reserved: number;
+  /**
+   * balance - reserved: what a new session may reserve; never negative.
+   */
+  available: number;
+}
+
+/**
+ * Refund (part of) a finished session's charge (platform admins). Send an `Idempotency-Key` header to make a retry safe: the same key and body within 24 h answers the first refund.
+ */
+export interface CreditRefundRequest {
+  /**
+   * Credits to give back, a decimal with at most 6 decimal places; default: everything still refundable.
+   */
+  amount?: number;
+  /**
+   * Why; recorded on the ledger entry and in the audit log.
+   */
+  reason: string;
+}
+
+export interface CreditRefundResponse {
+  success: true;
+  /**
+   * The session's user, whose balance the refund credits.
+   */
+  user_id: string;
+  session_id: string;
+  transaction: CreditTransaction;
+  balance: CreditBalance;
+  /**
+   * What the session was charged.
+   */
+  charged: number;
+  /**
+   * What its refunds gave back in total, this one included.
+   */
+  refunded: number;
+  /**
+   * What is still refundable (charged - refunded).
+   */
+  refundable: number;
+}
+/**
+ * The `refund` entry (positive amount, naming the session and its reservation).
+ */
+export interface CreditGrantRequest {
+  /**
+   * A user id or email.
+   */
+  user_id: string;
+  /**
+   * Credits to add, a decimal with at most 6 decimal places.
+   */
+  amount: number;
+  /**
+   * Why; recorded on the ledger entry and in the audit log.
+   */
+  reason: string;
+}
+
+export interface CreditGrantResponse {
+  success: true;
+  transaction: CreditTransaction;
+  balance: CreditBalance;
+  pool?: CreditPool;
+}
+/**
+ * One ledger entry, newest first in lists. Amounts are signed decimals.
+ */
+export interface CreditPool {
+  tenant_id: string;
+  /**
+   * Credits in the pool: the sum of its entries; never negative.
+   */
+  balance: number;
+  /**
+   * When the pool last moved; null when it never held credits.
+   */
+  updated_at: string | null;
+}
+
+/**
+ * One disagreement found by the ledger check: of a user's account, or of a tenant's credit pool (`account: "pool"`).
+ */
+export interface CreditMismatch {
+  /**
+   * Present for a tenant's credit pool; absent for a user's account.
+   */
+  account?: 'pool';
+  /**
+   * The user whose account disagrees (absent for a pool).
+   */
+  user_id?: string;
+  /**
+   * The tenant whose credit pool disagrees (pools only).
+   */
+  tenant_id?: string;
+  check: 'balance' | 'reserved' | 'available' | 'chain' | 'version' | 'transfer' | 'refund';
+  /**
+   * What the ledger says (credits, or a sequence number when `unit` is `seq`).
+   */
+  expected: number;
+  /**
+   * What is stored.
+   */
+  actual: number;
+  unit: 'credits' | 'seq';
+  /**
+   * The ledger entry where a chain check broke.
+   */
+  entry_id?: string;
+  message: string;
+}
+
+export interface CreditVerifyResponse {
+  success: true;
+  /**
+   * True when every account agrees with its ledger.
+   */
+  ok: boolean;
+  mismatches: CreditMismatch[];
+}
+/**
+ * One disagreement found by the ledger check: of a user's account, or of a tenant's credit pool (`account: "pool"`).
+ */
 export interface ApiKey {
   id: string;
   user_id: string;
@@ -210,8 +392,22 @@ export interface ApiKey {
   last_used_at: string | null;
   revoked_at: string | null;
   created_at: string;
+  /**
+   * When the key was last given a new secret (POST .../roll); null if never.
+   */
+  rolled_at: string | null;
+  /**
+   * Until when the secret the key had before its last roll still works; null when it no longer does.
+   */
+  previous_expires_at: string | null;
+  /**
+   * The key's budget with this period's use, or null (in key lists and create/update answers).
+   */
+  budget?: Budget | null;
 }
-
+/**
+ * A budget with what the current period has used of it. `used` counts what the period admitted: running sessions' full reservations, finished sessions' charges.
+ */
 export interface ApiKeyCreateRequest {
   name: string;
   /**
@@ -244,6 +440,17 @@ export interface ApiKeyCreateRequest {
       ];
   rate_limit_per_hour?: number;
   expires_at?: string;
+  budget?: BudgetRequest;
+}
+/**
+ * A budget: at most `amount` credits admitted per `period`. `day`, `week` (from Monday) and `month` start at midnight in the configured time zone (`credits.budget_time_zone`, default UTC); `total` never resets.
+ */
+export interface BudgetRequest {
+  /**
+   * Credits per period, a decimal with at most 6 decimal places.
+   */
+  amount: number;
+  period: 'day' | 'week' | 'month' | 'total';
 }
 
 export interface ApiKeyCreatedResponse {
@@ -262,6 +469,111 @@ export interface ApiKeyResponse {
   success: true;
   api_key: ApiKey;
 }
+export interface ApiKeyUpdateRequest {
+  name?: string;
+  /**
+   * The key's new scopes, replacing the old ones: held by the key owner's role and by the credential making the change, as at creation.
+   *
+   * @maxItems 5
+   */
+  scopes?:
+    | []
+    | ['agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin']
+    | [
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin',
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin'
+      ]
+    | [
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin',
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin',
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin'
+      ]
+    | [
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin',
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin',
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin',
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin'
+      ]
+    | [
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin',
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin',
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin',
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin',
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin'
+      ];
+  rate_limit_per_hour?: number;
+  /**
+   * A future date-time, or null: the key no longer expires.
+   */
+  expires_at?: string | null;
+  /**
+   * Set the key's budget, or null to remove it (unless a higher role set it).
+   */
+  budget?: BudgetRequest | null;
+}
+/**
+ * A budget: at most `amount` credits admitted per `period`. `day`, `week` (from Monday) and `month` start at midnight in the configured time zone (`credits.budget_time_zone`, default UTC); `total` never resets.
+ */
+export interface ApiKeyRollRequest {
+  /**
+   * How long the key's current secret keeps working after the roll, in seconds (default 86400, 24 h; 0: it stops at once; at most 30 days).
+   */
+  grace_seconds?: number;
+}
+
+export interface ApiKeyRolledResponse {
+  success: true;
+  api_key: ApiKey;
+  /**
+   * The key's new secret, shown once: ak_live_...
+   */
+  key: string;
+  /**
+   * When the secret the key had stops working (the time of the roll for grace_seconds 0).
+   */
+  previous_expires_at: string;
+}
+export interface AdminApiKeyCreateRequest {
+  /**
+   * A user id or email.
+   */
+  user_id: string;
+  name: string;
+  /**
+   * @maxItems 5
+   */
+  scopes?:
+    | []
+    | ['agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin']
+    | [
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin',
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin'
+      ]
+    | [
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin',
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin',
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin'
+      ]
+    | [
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin',
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin',
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin',
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin'
+      ]
+    | [
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin',
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin',
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin',
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin',
+        'agents:execute' | 'sessions:read' | 'credits:read' | 'keys:manage' | 'admin'
+      ];
+  rate_limit_per_hour?: number;
+  expires_at?: string;
+  budget?: BudgetRequest;
+}
+/**
+ * A budget: at most `amount` credits admitted per `period`. `day`, `week` (from Monday) and `month` start at midnight in the configured time zone (`credits.budget_time_zone`, default UTC); `total` never resets.
+ */
 export interface User {
   id: string;
   email: string;
@@ -273,6 +585,36 @@ export interface User {
   created_at: string;
   updated_at: string;
   last_login_at: string | null;
+}
+
+export interface UserResponse {
+  success: true;
+  user: User;
+}
+export interface UserListResponse {
+  success: true;
+  users: User[];
+  next_cursor: string | null;
+}
+export interface AdminUserCreateRequest {
+  /**
+   * Compared case-insensitively after Unicode NFKC normalization.
+   */
+  email: string;
+  /**
+   * 12 characters to 1024 bytes.
+   */
+  password?: string;
+  tier?: 'individual' | 'team' | 'enterprise';
+  tenant_id?: string | null;
+  /**
+   * admin with a tenant: tenant administrator; without: platform administrator.
+   */
+  role?: 'member' | 'admin';
+}
+
+export interface SetTierRequest {
+  tier: 'individual' | 'team' | 'enterprise';
 }
 
 export interface MeResponse {
@@ -353,6 +695,54 @@ export interface AuditExportQuery {
   until?: string;
 }
 
+export interface AuditListResponse {
+  success: true;
+  entries: AuditEntry[];
+  next_cursor: string | null;
+}
+/**
+ * One audit log entry as stored, exported and archived (docs/audit.md). `details` is already redacted.
+ */
+export interface AuditVerifyResponse {
+  success: true;
+  /**
+   * The chain and every checkpoint verify.
+   */
+  ok: boolean;
+  /**
+   * Entries checked in the table.
+   */
+  entries: number;
+  /**
+   * Entries checked in retention archive files.
+   */
+  archived_entries: number;
+  last_seq: number | null;
+  /**
+   * The first entry that breaks the chain (or the first checkpoint that fails), null when ok.
+   */
+  first_bad: null | {
+    seq: number;
+    id: string | null;
+    reason: string;
+    message: string;
+  };
+  checkpoints: {
+    /**
+     * Whether this daemon has a checkpoint signing key to verify with.
+     */
+    available: boolean;
+    ok: boolean;
+    checked: number;
+    skipped: number;
+    failure: null | {
+      seq: number;
+      reason: string;
+      message: string;
+    };
+  };
+}
+
 export interface Tenant {
   id: string;
   name: string;
@@ -364,21 +754,14 @@ export interface TenantListResponse {
   tenants: Tenant[];
   next_cursor: string | null;
 }
-export interface CreditPool {
-  tenant_id: string;
-  /**
-   * Credits in the pool: the sum of its entries; never negative.
-   */
-  balance: number;
-  /**
-   * When the pool last moved; null when it never held credits.
-   */
-  updated_at: string | null;
+export interface TenantCreateRequest {
+  name: string;
 }
 
-/**
- * One entry of a tenant's pool ledger, newest first in lists. `grant`: the platform added credits; `transfer`: a tenant admin moved credits to a member.
- */
+export interface TenantResponse {
+  success: true;
+  tenant: Tenant;
+}
 export interface CreditPoolEntry {
   id: string;
   kind: 'grant' | 'transfer';
@@ -447,3 +830,553 @@ export interface TenantCreditPoolResponse {
 /**
  * A tenant's credit pool: what the tenant's admins may still grant to their members (decimal credits).
  */
+export interface UsageQuery {
+  /**
+   * `day` (default) or `key` (the API key that spent; null: signed in, grants, adjustments).
+   */
+  group_by?: 'day' | 'key';
+  /**
+   * Start of the range, inclusive (default: 30 days before `until`). An ISO 8601 date (`2026-11-01`: its midnight in the report's time zone), date-time (`2026-11-01T09:00:00Z`; without an offset: in the report's time zone) or an age before now (`30d`, `24h`).
+   */
+  since?: string;
+  /**
+   * End of the range, exclusive (default: now); at most 366 days after `since`. An ISO 8601 date (`2026-11-01`: its midnight in the report's time zone), date-time (`2026-11-01T09:00:00Z`; without an offset: in the report's time zone) or an age before now (`30d`, `24h`).
+   */
+  until?: string;
+  /**
+   * IANA time zone in which `day` rows are cut (default: `credits.budget_time_zone`, else UTC).
+   */
+  time_zone?: string;
+  /**
+   * Only what this API key spent and the sessions it started.
+   */
+  api_key_id?: string;
+  /**
+   * `csv`: the rows as CSV with a header row (also with `Accept: text/csv`). Default `json`.
+   */
+  format?: 'json' | 'csv';
+}
+
+export interface UsageAdminQuery {
+  /**
+   * `day` (default), `key`, `user` or `tenant`.
+   */
+  group_by?: 'day' | 'key' | 'user' | 'tenant';
+  /**
+   * Start of the range, inclusive (default: 30 days before `until`). An ISO 8601 date (`2026-11-01`: its midnight in the report's time zone), date-time (`2026-11-01T09:00:00Z`; without an offset: in the report's time zone) or an age before now (`30d`, `24h`).
+   */
+  since?: string;
+  /**
+   * End of the range, exclusive (default: now); at most 366 days after `since`. An ISO 8601 date (`2026-11-01`: its midnight in the report's time zone), date-time (`2026-11-01T09:00:00Z`; without an offset: in the report's time zone) or an age before now (`30d`, `24h`).
+   */
+  until?: string;
+  /**
+   * IANA time zone in which `day` rows are cut (default: `credits.budget_time_zone`, else UTC).
+   */
+  time_zone?: string;
+  /**
+   * Only what this API key spent and the sessions it started.
+   */
+  api_key_id?: string;
+  /**
+   * `csv`: the rows as CSV with a header row (also with `Accept: text/csv`). Default `json`.
+   */
+  format?: 'json' | 'csv';
+  /**
+   * Only this user (an id or email, within reach; 404 otherwise).
+   */
+  user_id?: string;
+  /**
+   * Only this tenant. A tenant admin is always limited to its own tenant; another tenant is 404.
+   */
+  tenant_id?: string;
+}
+
+/**
+ * One group of a usage report: its key columns (by `group_by`), then the figures.
+ */
+export interface UsageRow {
+  /**
+   * group_by=day: the day in the report's time zone.
+   */
+  day?: string;
+  /**
+   * group_by=key: the key that spent; null for what was not spent through a key (signed in, grants, adjustments).
+   */
+  api_key_id?: string | null;
+  /**
+   * group_by=key: the key's name.
+   */
+  api_key_name?: string | null;
+  /**
+   * group_by=user.
+   */
+  user_id?: string | null;
+  /**
+   * group_by=user: the user's email.
+   */
+  email?: string | null;
+  /**
+   * group_by=tenant; null for users without a tenant.
+   */
+  tenant_id?: string | null;
+  /**
+   * group_by=tenant.
+   */
+  tenant_name?: string | null;
+  /**
+   * Credits charged by settlement: -sum of `charge` entries.
+   */
+  charged: number;
+  /**
+   * Sum of `refund` entries.
+   */
+  refunded: number;
+  /**
+   * Sum of `adjustment` entries, signed.
+   */
+  adjusted: number;
+  /**
+   * Sum of `grant` entries.
+   */
+  granted: number;
+  /**
+   * charged - refunded.
+   */
+  net: number;
+  /**
+   * Sessions created in the range.
+   */
+  sessions: number;
+  /**
+   * Input tokens of those sessions.
+   */
+  input_tokens: number;
+  /**
+   * Output tokens of those sessions.
+   */
+  output_tokens: number;
+  /**
+   * Web searches of those sessions.
+   */
+  web_searches: number;
+}
+
+/**
+ * The figures of a usage row, or their totals over all rows. Credits are decimals.
+ */
+export interface UsageTotals {
+  /**
+   * Credits charged by settlement: -sum of `charge` entries.
+   */
+  charged: number;
+  /**
+   * Sum of `refund` entries.
+   */
+  refunded: number;
+  /**
+   * Sum of `adjustment` entries, signed.
+   */
+  adjusted: number;
+  /**
+   * Sum of `grant` entries.
+   */
+  granted: number;
+  /**
+   * charged - refunded.
+   */
+  net: number;
+  /**
+   * Sessions created in the range.
+   */
+  sessions: number;
+  /**
+   * Input tokens of those sessions.
+   */
+  input_tokens: number;
+  /**
+   * Output tokens of those sessions.
+   */
+  output_tokens: number;
+  /**
+   * Web searches of those sessions.
+   */
+  web_searches: number;
+}
+
+export interface UsageReportResponse {
+  success: true;
+  group_by: 'day' | 'key' | 'user' | 'tenant';
+  /**
+   * Start of the range, inclusive.
+   */
+  since: string;
+  /**
+   * End of the range, exclusive.
+   */
+  until: string;
+  /**
+   * The zone `day` rows are cut in.
+   */
+  time_zone: string;
+  /**
+   * Days ascending (days without activity are left out); other groups by credits charged, largest first, the null group last.
+   */
+  rows: UsageRow[];
+  totals: UsageTotals;
+}
+/**
+ * One group of a usage report: its key columns (by `group_by`), then the figures.
+ */
+export interface BudgetResponse {
+  success: true;
+  budget: Budget;
+}
+/**
+ * A budget with what the current period has used of it. `used` counts what the period admitted: running sessions' full reservations, finished sessions' charges.
+ */
+export interface BudgetListResponse {
+  success: true;
+  budgets: Budget[];
+  next_cursor: string | null;
+}
+/**
+ * A budget with what the current period has used of it. `used` counts what the period admitted: running sessions' full reservations, finished sessions' charges.
+ */
+export interface WebhookEventTypesResponse {
+  success: true;
+  event_types: {
+    type: string;
+    description: string;
+    /**
+     * The name of the JSON Schema of its message (components/schemas in /openapi.json).
+     */
+    schema: string;
+  }[];
+}
+
+/**
+ * A registered webhook endpoint. Its signing secret is shown once, when created or rotated.
+ */
+export interface WebhookEndpoint {
+  id: string;
+  user_id: string;
+  url: string;
+  description: string | null;
+  event_types: string[];
+  enabled: boolean;
+  /**
+   * Why the gateway disabled it (failing for too long); null when enabled or disabled by its owner.
+   */
+  disabled_reason: string | null;
+  disabled_at: string | null;
+  /**
+   * Since when every attempt failed; null while it delivers.
+   */
+  failing_since: string | null;
+  low_balance_threshold: number | null;
+  /**
+   * Until when deliveries are also signed with the secret before the last rotation.
+   */
+  previous_secret_expires_at: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface WebhookEndpointCreateRequest {
+  /**
+   * Where events are POSTed: an absolute https:// URL checked by the SSRF policy (docs/webhooks.md).
+   */
+  url: string;
+  /**
+   * The event types sent to this endpoint; `["*"]` for all of them.
+   *
+   * @minItems 1
+   */
+  event_types: [
+    (
+      | '*'
+      | 'session.started'
+      | 'session.completed'
+      | 'session.failed'
+      | 'session.cancelled'
+      | 'session.budget_exhausted'
+      | 'session.timed_out'
+      | 'session.interrupted'
+      | 'credits.low_balance'
+      | 'budget.threshold'
+      | 'api_key.expiring'
+      | 'ping'
+    ),
+    ...(
+      | '*'
+      | 'session.started'
+      | 'session.completed'
+      | 'session.failed'
+      | 'session.cancelled'
+      | 'session.budget_exhausted'
+      | 'session.timed_out'
+      | 'session.interrupted'
+      | 'credits.low_balance'
+      | 'budget.threshold'
+      | 'api_key.expiring'
+      | 'ping'
+    )[]
+  ];
+  description?: string | null;
+  enabled?: boolean;
+  /**
+   * Credits: `credits.low_balance` is sent when a charge takes your balance below this. Null: never.
+   */
+  low_balance_threshold?: number | null;
+}
+
+export interface WebhookEndpointCreatedResponse {
+  success: true;
+  endpoint: WebhookEndpoint;
+  /**
+   * The endpoint's signing secret, in this response only.
+   */
+  secret: string;
+}
+/**
+ * A registered webhook endpoint. Its signing secret is shown once, when created or rotated.
+ */
+export interface WebhookEndpointUpdateRequest {
+  /**
+   * Where events are POSTed: an absolute https:// URL checked by the SSRF policy (docs/webhooks.md).
+   */
+  url?: string;
+  /**
+   * The event types sent to this endpoint; `["*"]` for all of them.
+   *
+   * @minItems 1
+   */
+  event_types?: [
+    (
+      | '*'
+      | 'session.started'
+      | 'session.completed'
+      | 'session.failed'
+      | 'session.cancelled'
+      | 'session.budget_exhausted'
+      | 'session.timed_out'
+      | 'session.interrupted'
+      | 'credits.low_balance'
+      | 'budget.threshold'
+      | 'api_key.expiring'
+      | 'ping'
+    ),
+    ...(
+      | '*'
+      | 'session.started'
+      | 'session.completed'
+      | 'session.failed'
+      | 'session.cancelled'
+      | 'session.budget_exhausted'
+      | 'session.timed_out'
+      | 'session.interrupted'
+      | 'credits.low_balance'
+      | 'budget.threshold'
+      | 'api_key.expiring'
+      | 'ping'
+    )[]
+  ];
+  description?: string | null;
+  /**
+   * true re-enables an endpoint the gateway disabled (and clears why).
+   */
+  enabled?: boolean;
+  /**
+   * Credits: `credits.low_balance` is sent when a charge takes your balance below this. Null: never.
+   */
+  low_balance_threshold?: number | null;
+}
+
+export interface WebhookEndpointResponse {
+  success: true;
+  endpoint: WebhookEndpoint;
+}
+/**
+ * A registered webhook endpoint. Its signing secret is shown once, when created or rotated.
+ */
+export interface WebhookEndpointListResponse {
+  success: true;
+  endpoints: WebhookEndpoint[];
+  next_cursor: string | null;
+}
+/**
+ * A registered webhook endpoint. Its signing secret is shown once, when created or rotated.
+ */
+export interface WebhookSecretRotateRequest {
+  /**
+   * How long deliveries are also signed with the old secret (default 24 h; 0: not at all).
+   */
+  grace_seconds?: number;
+}
+
+export interface WebhookSecretRotatedResponse {
+  success: true;
+  endpoint: WebhookEndpoint;
+  secret: string;
+}
+/**
+ * A registered webhook endpoint. Its signing secret is shown once, when created or rotated.
+ */
+export interface WebhookSecretResponse {
+  success: true;
+  /**
+   * Derived from the server secret for this user; rotating the server secret changes it.
+   */
+  secret: string;
+}
+
+/**
+ * One event sent to one endpoint, with every attempt.
+ */
+export interface WebhookDelivery {
+  /**
+   * Also the message's `id` and `webhook-id` header: the same on every attempt and resend.
+   */
+  id: string;
+  endpoint_id: string | null;
+  event_type: string;
+  session_id: string | null;
+  status: 'pending' | 'delivering' | 'delivered' | 'failed';
+  attempts: number;
+  next_attempt_at: string | null;
+  last_status_code: number | null;
+  last_error: string | null;
+  created_at: string;
+  delivered_at: string | null;
+  /**
+   * The message body, exactly as sent.
+   */
+  payload: {};
+  attempt_log: WebhookDeliveryAttempt[];
+}
+export interface WebhookDeliveryAttempt {
+  attempt: number;
+  started_at: string;
+  duration_ms: number;
+  status_code: number | null;
+  outcome: 'delivered' | 'failed' | 'refused';
+  error: string | null;
+  /**
+   * The first bytes (at most 1 KiB) of the receiver's answer, as text.
+   */
+  response_excerpt: string | null;
+}
+
+export interface WebhookDeliveryListQuery {
+  /**
+   * 1 to 100 (default 20).
+   */
+  limit?: string;
+  cursor?: string;
+  status?: 'pending' | 'delivering' | 'delivered' | 'failed';
+}
+
+export interface WebhookDeliveryListResponse {
+  success: true;
+  deliveries: WebhookDelivery[];
+  next_cursor: string | null;
+}
+/**
+ * One event sent to one endpoint, with every attempt.
+ */
+export interface WebhookDeliveryResponse {
+  success: true;
+  delivery: WebhookDelivery;
+}
+/**
+ * One event sent to one endpoint, with every attempt.
+ */
+export interface WebhookSessionEvent {
+  /**
+   * The delivery id (`whk_...`), equal to the `webhook-id` header: deduplicate on it.
+   */
+  id: string;
+  type:
+    | 'session.started'
+    | 'session.completed'
+    | 'session.failed'
+    | 'session.cancelled'
+    | 'session.budget_exhausted'
+    | 'session.timed_out'
+    | 'session.interrupted';
+  /**
+   * When the event happened.
+   */
+  timestamp: string;
+  data: Session;
+}
+export interface WebhookLowBalanceEvent {
+  /**
+   * The delivery id (`whk_...`), equal to the `webhook-id` header: deduplicate on it.
+   */
+  id: string;
+  type: 'credits.low_balance';
+  /**
+   * When the event happened.
+   */
+  timestamp: string;
+  data: {
+    user_id: string;
+    threshold: number;
+    balance: number;
+    available: number;
+    session_id: string | null;
+  };
+}
+
+/**
+ * A budget's use this period crossed a threshold (credits.budget_thresholds); once per budget and period.
+ */
+export interface WebhookBudgetThresholdEvent {
+  /**
+   * The delivery id (`whk_...`), equal to the `webhook-id` header: deduplicate on it.
+   */
+  id: string;
+  type: 'budget.threshold';
+  /**
+   * When the event happened.
+   */
+  timestamp: string;
+  data: {
+    threshold: number;
+    budget: Budget;
+  };
+}
+/**
+ * A budget with what the current period has used of it. `used` counts what the period admitted: running sessions' full reservations, finished sessions' charges.
+ */
+export interface WebhookApiKeyExpiringEvent {
+  /**
+   * The delivery id (`whk_...`), equal to the `webhook-id` header: deduplicate on it.
+   */
+  id: string;
+  type: 'api_key.expiring';
+  /**
+   * When the event happened.
+   */
+  timestamp: string;
+  data: {
+    api_key: ApiKey;
+  };
+}
+export interface WebhookPingEvent {
+  /**
+   * The delivery id (`whk_...`), equal to the `webhook-id` header: deduplicate on it.
+   */
+  id: string;
+  type: 'ping';
+  /**
+   * When the event happened.
+   */
+  timestamp: string;
+  data: {
+    endpoint_id: string;
+    message: string;
+  };
+}

@@ -3,18 +3,50 @@
  * JSON Schemas (types.gen.ts); the stream's per-type event payloads are refined
  * here because the schema leaves `data` open.
  */
-import type { Session, SessionEvent, TokenPair } from './types.gen.js';
+import type {
+  Session,
+  SessionEvent,
+  TokenPair,
+  WebhookApiKeyExpiringEvent,
+  WebhookBudgetThresholdEvent,
+  WebhookEndpointCreateRequest,
+  WebhookLowBalanceEvent,
+  WebhookPingEvent,
+  WebhookSessionEvent,
+} from './types.gen.js';
 
 export type {
+  AdminApiKeyCreateRequest,
+  AdminUserCreateRequest,
   ApiKey,
   ApiKeyCreateRequest,
   ApiKeyCreatedResponse,
+  ApiKeyListResponse,
+  ApiKeyResponse,
+  ApiKeyRolledResponse,
+  ApiKeyUpdateRequest,
+  AuditEntry,
+  AuditListResponse,
+  AuditVerifyResponse,
+  Budget,
+  BudgetListResponse,
+  BudgetRequest,
+  BudgetResponse,
+  CreditAdjustRequest,
+  CreditAdjustResponse,
+  CreditBalance,
   CreditBalanceResponse,
+  CreditGrantRequest,
+  CreditGrantResponse,
+  CreditMismatch,
+  CreditRefundRequest,
+  CreditRefundResponse,
   CreditTransaction,
   CreditTransactionListResponse,
   CreditPool,
   CreditPoolEntry,
   CreditPoolListResponse,
+  CreditVerifyResponse,
   ExecuteRequest,
   ExecuteResponse,
   MeResponse,
@@ -23,13 +55,43 @@ export type {
   SessionEvent,
   SessionEventsResponse,
   SessionListResponse,
+  SetTierRequest,
   Tenant,
+  TenantCreateRequest,
   TenantCreditGrantRequest,
   TenantCreditGrantResponse,
   TenantCreditPoolResponse,
   TenantListResponse,
+  TenantResponse,
   TokenPair,
+  UsageAdminQuery,
+  UsageQuery,
+  UsageReportResponse,
+  UsageRow,
+  UsageTotals,
   User,
+  UserListResponse,
+  UserResponse,
+  WebhookApiKeyExpiringEvent,
+  WebhookBudgetThresholdEvent,
+  WebhookDelivery,
+  WebhookDeliveryAttempt,
+  WebhookDeliveryListQuery,
+  WebhookDeliveryListResponse,
+  WebhookDeliveryResponse,
+  WebhookEndpoint,
+  WebhookEndpointCreateRequest,
+  WebhookEndpointCreatedResponse,
+  WebhookEndpointListResponse,
+  WebhookEndpointResponse,
+  WebhookEndpointUpdateRequest,
+  WebhookEventTypesResponse,
+  WebhookLowBalanceEvent,
+  WebhookPingEvent,
+  WebhookSecretResponse,
+  WebhookSecretRotateRequest,
+  WebhookSecretRotatedResponse,
+  WebhookSessionEvent,
 } from './types.gen.js';
 
 /** running, completed, failed, cancelled, budget_exhausted, timed_out, interrupted. */
@@ -71,3 +133,9 @@ export type StreamEvent = SessionStatusEvent | AgentPhaseEvent | AgentProgressEv
 
 /** Called with every new token pair the client obtains, so the application can persist it. */
 export type TokensListener = (tokens: TokenPair) => void | Promise<void>;
+
+/** An event type a webhook endpoint can subscribe to; `*` in `event_types` means all of them. */
+export type WebhookEventType = Exclude<WebhookEndpointCreateRequest['event_types'][number], '*'>;
+
+/** A webhook message, as `verifyWebhook()` returns it: narrow on `type`. */
+export type WebhookMessage = WebhookSessionEvent | WebhookLowBalanceEvent | WebhookBudgetThresholdEvent | WebhookApiKeyExpiringEvent | WebhookPingEvent;

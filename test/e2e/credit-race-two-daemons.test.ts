@@ -4,7 +4,7 @@ import { IN_CI, TEST_POSTGRES_URL } from '../helpers/env.js';
 import { makeHome, spawnDaemon, type ChildDaemon, type DaemonHome } from '../helpers/daemon.js';
 import { prepareOutside } from '../helpers/outside.js';
 
-(TEST_POSTGRES_URL || IN_CI ? describe : describe.skip)('the last credit, raced from two daemon processes on one Postgres [postgres]', () => {
+(TEST_POSTGRES_URL || IN_CI ? describe : describe.skip)('the last credit and a key budget, raced from two daemon processes on one Postgres [postgres]', () => {
   let homeA: DaemonHome;
   let homeB: DaemonHome;
   const daemons: ChildDaemon[] = [];
@@ -21,7 +21,13 @@ import { prepareOutside } from '../helpers/outside.js';
     homeB = await makeHome({ backend: 'postgres', databaseUrl: homeA.databaseUrl, jwtSecret: homeA.jwtSecret });
     const { database, ledger, user, token } = await prepareOutside(homeA, { label: 'race', tier: 'enterprise', micros: 50_000_000, scopes: ['agents:execute', 'sessions:read'] });
     // A silent agent that just waits: the race is about admission, not about what runs.
-    const config = { agent: { command: ['sleep', '3'] }, tiers: { enterprise: { max_concurrent_sessions: 1000, requests_per_hour: 100_000 } } };
+    // Correctness, not latency: 100 executes per daemon queue for its 10 connections, so allow a long wait for one.
+    const config = {
+      // Long enough that no session ends (and gives its hold back) while a race is on.
+      agent: { command: ['sleep', '10'] },
+      tiers: { enterprise: { max_concurrent_sessions: 1000, requests_per_hour: 100_000 } },
+      database: { connect_timeout_ms: 60_000 },
+    };
     daemons.push(await spawnDaemon({ backend: 'postgres', home: homeA, config }));
     daemons.push(await spawnDaemon({ backend: 'postgres', home: homeB, config }));
     try {
@@ -38,11 +44,27 @@ import { prepareOutside } from '../helpers/outside.js';
       expect(holds.map((h) => Number(h.amount))).to.deep.equal(Array.from({ length: 50 }, () => 1_000_000));
       expect(await ledger.verify()).to.deep.equal([]);
       // Every session ends (the agent says nothing: failed, charged nothing) and releases its hold.
-      for (let i = 0; i < 100; i++) {
+      for (let i = 0; i < 300; i++) {
         if ((await ledger.balance(user.id)).reserved === 0) break;
         await new Promise((r) => setTimeout(r, 200));
       }
       expect((await ledger.balance(user.id)).reserved).to.equal(0);
+      expect(await ledger.verify()).to.deep.equal([]);
+
+      // The same user's API key with a daily budget of 5 (the balance has room for 50):
+      // 50 executes split across both daemons admit exactly 5.
+      await ledger.grant({ userId: user.id, amount: 100_000_000 as never, reason: 'budget race', actor: { type: 'system', id: null } });
+      const created = await daemons[0]!.api.post('/v1/api-keys', { name: 'budgeted', scopes: ['agents:execute'] }, { token });
+      expect(created.status, created.text).to.equal(201);
+      const capped = await daemons[1]!.api.put(`/v1/api-keys/${created.body.api_key.id}/budget`, { amount: 5, period: 'day' }, { token });
+      expect(capped.status, capped.text).to.equal(200);
+      const raced = await Promise.all(
+        Array.from({ length: 50 }, (_, i) =>
+          daemons[i % 2]!.api.post('/v1/agents/execute', { vision: `Budget race ${i} across daemons`, options: { costBudget: 1 } }, { apiKey: created.body.key }),
+        ),
+      );
+      expect(raced.filter((r) => r.status === 200), JSON.stringify(raced.find((r) => ![200, 402].includes(r.status))?.body ?? null)).to.have.length(5);
+      for (const r of raced.filter((x) => x.status !== 200)) expect(r.body.error.code).to.equal('BUDGET_EXCEEDED');
       expect(await ledger.verify()).to.deep.equal([]);
     } finally {
       await database.close();

@@ -92,7 +92,7 @@ describeStorage('keen-admin audit against a real daemon', (backend) => {
     expect(await exited).to.equal(0);
   });
 
-  it('tail prints one escaped line per entry for people, and filters by --type and --user', async () => {
+  it('tail prints one escaped line per entry for people, and filters by --action (and its deprecated name --type) and --user', async () => {
     const u = await buildUser(d);
     await d.container.auditStore.record({
       action: 'auth.login_failed',
@@ -102,15 +102,18 @@ describeStorage('keen-admin audit against a real daemon', (backend) => {
       target: { type: 'user', id: u.user.id },
       details: { reason: 'wrong_password', email: 'a@example.test\n2026-01-01 #1 success auth.login {"x":1}' },
     });
-    const r = await run(['audit', 'tail', '--type', 'auth.*', '--user', u.email], env);
+    const r = await run(['audit', 'tail', '--action', 'auth.*', '--user', u.email], env);
     expect(r.code, r.stderr).to.equal(0);
     const out = r.stdout.trimEnd().split('\n');
     expect(out).to.have.length(1);
     expect(out[0]).to.include('auth.login_failed').and.include(`user:${u.user.id}`).and.include('\\n2026-01-01');
+    expect(r.stderr).to.equal('');
     const none = await run(['audit', 'tail', '--type', 'nothing.here'], env);
     expect(none.stdout).to.equal('(no entries)\n');
+    expect(none.stderr).to.include('--type is deprecated; use --action');
+    expect((await run(['audit', 'tail', '--type', 'a.b', '--action', 'a.b'], env)).code).to.equal(2);
     const help = await run(['audit', 'tail', '--help'], env);
-    expect(help.stdout).to.include('Example');
+    expect(help.stdout).to.include('Example').and.include('--action <action>').and.not.include('--type');
   });
 
   it('export --since prints JSON Lines that parse', async () => {

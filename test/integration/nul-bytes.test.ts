@@ -26,7 +26,15 @@ const BODIES: Record<string, Record<string, unknown>> = {
   LogoutAllRequest: { revoke_api_keys: false },
   TenantCreateRequest: { name: 'Acme' },
   AdminApiKeyCreateRequest: { user_id: 'someone@example.com', name: 'ci key', scopes: ['sessions:read'], expires_at: '2099-01-01T00:00:00Z' },
+  ApiKeyUpdateRequest: { name: 'ci key', scopes: ['sessions:read'], expires_at: '2099-01-01T00:00:00Z' },
+  ApiKeyRollRequest: { grace_seconds: 60 },
+  BudgetRequest: { amount: 5, period: 'day' },
+  WebhookEndpointCreateRequest: { url: 'https://hooks.example.com/keen', event_types: ['session.completed'], description: 'ci' },
+  WebhookEndpointUpdateRequest: { url: 'https://hooks.example.com/keen', event_types: ['ping'], description: 'ci' },
+  WebhookSecretRotateRequest: { grace_seconds: 60 },
   CreditGrantRequest: { user_id: 'someone@example.com', amount: 1, reason: 'welcome credits' },
+  CreditAdjustRequest: { user_id: 'someone@example.com', amount: -1, reason: 'correction' },
+  CreditRefundRequest: { amount: 1, reason: 'partial outage' },
   TenantCreditGrantRequest: { amount: 1, reason: 'pool top-up' },
   ExecuteRequest: { vision: 'Build a tiny command line tool', webhook_url: 'https://hooks.example.com/keen' },
 };
@@ -47,6 +55,11 @@ const QUERY_VALUES: Record<string, string> = {
   until: '2030-01-01T00:00:00Z',
   order: 'asc',
   after_seq: '0',
+  subject: 'api_key',
+  group_by: 'day',
+  time_zone: 'UTC',
+  api_key_id: 'key_01jabc',
+  format: 'json',
 };
 
 /** Every string leaf of a value, by the dotted field name the API reports (`scopes.0`). */

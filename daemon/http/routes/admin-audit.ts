@@ -142,7 +142,12 @@ export function adminAuditRoutes(deps: AdminAuditDeps) {
       scope: 'admin',
       policy: 'administrator',
       query: 'AuditStreamQuery',
-      response: { status: 200, contentType: NDJSON, description: 'JSON Lines: AuditEntry objects and heartbeat lines' },
+      response: {
+        status: 200,
+        contentType: NDJSON,
+        description: 'JSON Lines: AuditEntry objects and heartbeat lines',
+        headers: { 'X-Accel-Buffering': { description: 'Tells nginx-style proxies not to buffer the feed.', required: true, schema: { type: 'string', enum: ['no'] } } },
+      },
       errors: ['FORBIDDEN'],
       handler: async (ctx) => {
         const reach = reachOf(ctx);

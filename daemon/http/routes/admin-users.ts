@@ -1,6 +1,6 @@
 import type { Tier } from '../../auth/principal.js';
 import { presentUser } from '../../auth/presenters.js';
-import type { CreateKeyInput, CreateUserInput, UserAdminService } from '../../users/user-admin.js';
+import type { CreateKeyInput, CreateUserInput, RollKeyInput, UpdateKeyInput, UserAdminService } from '../../users/user-admin.js';
 import { ofUser, reachFor } from '../../policies/index.js';
 import { clientOf, principalOf } from '../middleware/authenticate.js';
 import { bodyOf, cursorOf, limitOf, type AppContext } from '../context.js';
@@ -158,6 +158,37 @@ export function adminUserRoutes(deps: { users: UserAdminService }) {
         const p = principalOf(ctx);
         const who = typeof ctx.query.user_id === 'string' ? await users.findUser(p, ctx.query.user_id, clientOf(ctx)) : null;
         ctx.body = { success: true, api_keys: await users.listApiKeys(who ? ofUser(who.id) : reachFor(p, 'admin'), limitOf(ctx, 50)) };
+      },
+    },
+    {
+      method: 'PATCH',
+      path: '/v1/admin/api-keys/:id',
+      summary: "Change an API key's name, scopes, rate limit or expiry (any key in scope).",
+      tag: 'admin',
+      auth: 'any',
+      scope: 'admin',
+      policy: 'administrator',
+      body: 'ApiKeyUpdateRequest',
+      response: { status: 200, schema: 'ApiKeyResponse' },
+      errors: ['NOT_FOUND', 'INVALID_STATE', 'INSUFFICIENT_SCOPE', 'FORBIDDEN'],
+      handler: async (ctx) => {
+        ctx.body = { success: true, api_key: await users.updateApiKey(principalOf(ctx), String(ctx.params.id), bodyOf<UpdateKeyInput>(ctx), true, clientOf(ctx)) };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/admin/api-keys/:id/roll',
+      summary: 'Give an API key in scope a new secret (same id); the old secret works for a grace period.',
+      tag: 'admin',
+      auth: 'any',
+      scope: 'admin',
+      policy: 'administrator',
+      body: 'ApiKeyRollRequest',
+      bodyOptional: true,
+      response: { status: 200, schema: 'ApiKeyRolledResponse' },
+      errors: ['NOT_FOUND', 'INVALID_STATE', 'FORBIDDEN'],
+      handler: async (ctx) => {
+        ctx.body = { success: true, ...(await users.rollApiKey(principalOf(ctx), String(ctx.params.id), bodyOf<RollKeyInput | undefined>(ctx) ?? {}, true, clientOf(ctx))) };
       },
     },
     {

@@ -1,5 +1,5 @@
 import { reachFor } from '../../policies/index.js';
-import type { UserAdminService, CreateKeyInput } from '../../users/user-admin.js';
+import type { UserAdminService, CreateKeyInput, RollKeyInput, UpdateKeyInput } from '../../users/user-admin.js';
 import { clientOf, principalOf } from '../middleware/authenticate.js';
 import { bodyOf } from '../context.js';
 import { defineRoutes } from '../routes.js';
@@ -33,6 +33,33 @@ export function apiKeyRoutes(deps: { users: UserAdminService }) {
         const owner = await users.ownUser(p);
         ctx.status = 201;
         ctx.body = { success: true, ...(await users.createApiKey(p, owner, bodyOf<CreateKeyInput>(ctx), clientOf(ctx))) };
+      },
+    },
+    {
+      method: 'PATCH',
+      path: '/v1/api-keys/:id',
+      summary: "Change one of your API keys' name, scopes, rate limit or expiry.",
+      tag: 'api-keys',
+      auth: 'bearer',
+      body: 'ApiKeyUpdateRequest',
+      response: { status: 200, schema: 'ApiKeyResponse' },
+      errors: ['NOT_FOUND', 'INVALID_STATE', 'INSUFFICIENT_SCOPE', 'FORBIDDEN'],
+      handler: async (ctx) => {
+        ctx.body = { success: true, api_key: await users.updateApiKey(principalOf(ctx), String(ctx.params.id), bodyOf<UpdateKeyInput>(ctx), false, clientOf(ctx)) };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/api-keys/:id/roll',
+      summary: 'Give one of your API keys a new secret (same id); the old secret works for a grace period.',
+      tag: 'api-keys',
+      auth: 'bearer',
+      body: 'ApiKeyRollRequest',
+      bodyOptional: true,
+      response: { status: 200, schema: 'ApiKeyRolledResponse' },
+      errors: ['NOT_FOUND', 'INVALID_STATE', 'FORBIDDEN'],
+      handler: async (ctx) => {
+        ctx.body = { success: true, ...(await users.rollApiKey(principalOf(ctx), String(ctx.params.id), bodyOf<RollKeyInput | undefined>(ctx) ?? {}, false, clientOf(ctx))) };
       },
     },
     {

@@ -7,12 +7,11 @@ import { parseCredits } from '../../credits/money.js';
 import { presentPool, presentPoolEntry } from '../../credits/present.js';
 import { GatewayError, notFound } from '../../errors.js';
 import { isId } from '../../ids.js';
-import { hashRequest } from '../../idempotency/key.js';
 import type { IdempotencyStore } from '../../idempotency/store.js';
-import type { Queryable } from '../../storage/database.js';
 import { clientOf, principalOf } from '../middleware/authenticate.js';
 import { bodyOf, cursorOf, limitOf } from '../context.js';
 import { defineRoutes } from '../routes.js';
+import { answerOnce } from '../answer-once.js';
 
 interface PoolGrantBody {
   amount: number;
@@ -55,6 +54,7 @@ export function creditPoolRoutes(deps: { ledger: CreditLedger; idempotency: Idem
       body: 'TenantCreditGrantRequest',
       response: { status: 201, schema: 'TenantCreditGrantResponse' },
       errors: ['NOT_FOUND', 'FORBIDDEN', 'IDEMPOTENCY_KEY_REUSED', 'IDEMPOTENCY_KEY_IN_USE'],
+      idempotent: true,
       handler: async (ctx) => {
         const p = principalOf(ctx);
         const authority = creditAuthorityOf(p);
@@ -67,30 +67,10 @@ export function creditPoolRoutes(deps: { ledger: CreditLedger; idempotency: Idem
         // Everything that can refuse the request runs before the key is claimed.
         const amount = parseCredits(body.amount, 'amount');
         if (!(await ledger.pool(tenantId))) throw notFound('tenant');
-        const key = ctx.get('Idempotency-Key');
-        let ledgerReplayed = false;
-        const grant = async (trx?: Queryable) => {
-          const r = await ledger.grantPool(
-            {
-              tenantId,
-              amount,
-              reason: body.reason,
-              actor: { type: 'admin', id: p.userId },
-              // As for user grants: the pool keeps its own key, derived from the admin's, so a retry
-              // after the stored response is gone still answers the first grant.
-              idempotencyKey: key ? `adm_${hashRequest({ admin: p.userId, key })}` : null,
-            },
-            trx,
-          );
-          ledgerReplayed = r.replayed;
-          return { status: 201, body: { success: true, transaction: presentPoolEntry(r.entry), pool: presentPool(r.pool) } };
-        };
-        const result = key
-          ? await idempotency.run(p.userId, key, hashRequest({ method: 'POST', path: `/v1/admin/tenants/${tenantId}/credits/grant`, body }), grant)
-          : { ...(await grant()), replayed: false };
-        if (result.replayed || ledgerReplayed) ctx.set('Idempotent-Replayed', 'true');
-        ctx.status = result.status;
-        ctx.body = result.body;
+        await answerOnce(ctx, idempotency, p.userId, { method: 'POST', path: `/v1/admin/tenants/${tenantId}/credits/grant`, body }, async (ledgerKey, trx) => {
+          const r = await ledger.grantPool({ tenantId, amount, reason: body.reason, actor: { type: 'admin', id: p.userId }, idempotencyKey: ledgerKey }, trx);
+          return { status: 201, body: { success: true, transaction: presentPoolEntry(r.entry), pool: presentPool(r.pool) }, replayed: r.replayed };
+        });
       },
     },
     {

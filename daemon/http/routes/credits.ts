@@ -2,22 +2,37 @@ import { DEFAULT_PAGE, type CreditLedger, type Mismatch } from '../../credits/le
 import { formatCredits, parseCredits, toMicros } from '../../credits/money.js';
 import { creditAuthorityOf } from '../../credits/authority.js';
 import { presentBalance, presentEntry, presentPool } from '../../credits/present.js';
-import type { Queryable } from '../../storage/database.js';
-import { hashRequest } from '../../idempotency/key.js';
 import type { IdempotencyStore } from '../../idempotency/store.js';
-import { assertCanGrant, reachFor } from '../../policies/index.js';
+import { assertCanGrant, assertPlatformAdmin, reachFor } from '../../policies/index.js';
 import type { UserAdminService } from '../../users/user-admin.js';
 import { clientOf, principalOf } from '../middleware/authenticate.js';
 import { bodyOf, cursorOf, limitOf } from '../context.js';
 import { defineRoutes } from '../routes.js';
+import { answerOnce } from '../answer-once.js';
 
 const GRANT_PATH = '/v1/admin/credits/grant';
+const ADJUST_PATH = '/v1/admin/credits/adjust';
+const REFUND_PATH = '/v1/admin/sessions/:id/refund';
 
 interface GrantBody {
   user_id: string;
   amount: number;
   reason: string;
 }
+
+interface AdjustBody {
+  user_id: string;
+  /** Signed credits, never 0. */
+  amount: number;
+  reason: string;
+}
+
+interface RefundBody {
+  /** Default: everything still refundable. */
+  amount?: number;
+  reason: string;
+}
+
 
 /**
  * A mismatch as JSON. Money checks compare micros (shown as decimal credits);
@@ -36,7 +51,7 @@ export function presentMismatch(m: Mismatch) {
   };
 }
 
-/** Credits: the user's balance and ledger, and the admin grant, reads and verify. */
+/** Credits: the user's balance and ledger, and the admin grant, adjust, session refund, reads and verify. */
 export function creditRoutes(deps: { ledger: CreditLedger; idempotency: IdempotencyStore; users: UserAdminService }) {
   const { ledger, idempotency, users } = deps;
   return defineRoutes([
@@ -78,6 +93,7 @@ export function creditRoutes(deps: { ledger: CreditLedger; idempotency: Idempote
       body: 'CreditGrantRequest',
       response: { status: 201, schema: 'CreditGrantResponse' },
       errors: ['NOT_FOUND', 'FORBIDDEN', 'INSUFFICIENT_CREDITS', 'IDEMPOTENCY_KEY_REUSED', 'IDEMPOTENCY_KEY_IN_USE'],
+      idempotent: true,
       handler: async (ctx) => {
         const p = principalOf(ctx);
         const authority = creditAuthorityOf(p);
@@ -87,44 +103,89 @@ export function creditRoutes(deps: { ledger: CreditLedger; idempotency: Idempote
         const amount = parseCredits(body.amount, 'amount');
         const user = await users.findUser(p, body.user_id, clientOf(ctx));
         assertCanGrant(p, user);
-        const key = ctx.get('Idempotency-Key');
-        let ledgerReplayed = false;
-        const grant = async (trx?: Queryable): Promise<{ status: number; body: object }> => {
+        await answerOnce(ctx, idempotency, p.userId, { method: 'POST', path: GRANT_PATH, body }, async (ledgerKey, trx) => {
           if (authority.kind === 'tenant') {
             // A tenant admin mints nothing: the credits come out of its tenant's pool (402 when it is short).
-            const r = await ledger.transferFromPool({
-              tenantId: authority.tenantId,
-              userId: user.id,
-              amount,
-              reason: body.reason,
-              actor: { type: 'admin', id: p.userId },
-              idempotencyKey: key ? `adm_${hashRequest({ admin: p.userId, key })}` : null,
-            }, trx);
-            ledgerReplayed = r.replayed;
+            const r = await ledger.transferFromPool(
+              { tenantId: authority.tenantId, userId: user.id, amount, reason: body.reason, actor: { type: 'admin', id: p.userId }, idempotencyKey: ledgerKey },
+              trx,
+            );
             return {
               status: 201,
               body: { success: true, transaction: presentEntry(r.entry), balance: presentBalance(r.balance), pool: presentPool(r.pool) },
+              replayed: r.replayed,
             };
           }
-          const r = await ledger.grant({
-            userId: user.id,
-            amount,
-            reason: body.reason,
-            actor: { type: 'admin', id: p.userId },
-            // The ledger keeps its own per-user key too, derived from the admin's: should the
-            // stored response be gone (a daemon died mid-request, 24 h passed), a retry still
-            // answers the first grant instead of granting twice.
-            idempotencyKey: key ? `adm_${hashRequest({ admin: p.userId, key })}` : null,
-          }, trx);
-          ledgerReplayed = r.replayed;
-          return { status: 201, body: { success: true, transaction: presentEntry(r.entry), balance: presentBalance(r.balance) } };
-        };
-        const result = key
-          ? await idempotency.run(p.userId, key, hashRequest({ method: 'POST', path: GRANT_PATH, body }), grant)
-          : { ...(await grant()), replayed: false };
-        if (result.replayed || ledgerReplayed) ctx.set('Idempotent-Replayed', 'true');
-        ctx.status = result.status;
-        ctx.body = result.body;
+          const r = await ledger.grant({ userId: user.id, amount, reason: body.reason, actor: { type: 'admin', id: p.userId }, idempotencyKey: ledgerKey }, trx);
+          return { status: 201, body: { success: true, transaction: presentEntry(r.entry), balance: presentBalance(r.balance) }, replayed: r.replayed };
+        });
+      },
+    },
+    {
+      method: 'POST',
+      path: ADJUST_PATH,
+      summary:
+        "Correct a user's balance (by id or email) by a signed amount (platform admins): never below what its running sessions hold. With an `Idempotency-Key` header a retry within 24 h answers the first adjustment (`Idempotent-Replayed: true`).",
+      tag: 'admin',
+      auth: 'any',
+      scope: 'admin',
+      // Platform admins only: an adjustment creates or destroys credits outside any tenant's
+      // credit pool, which a tenant admin must never do (its credits come from the pool only).
+      policy: 'platform_admin',
+      body: 'CreditAdjustRequest',
+      response: { status: 201, schema: 'CreditAdjustResponse' },
+      errors: ['NOT_FOUND', 'FORBIDDEN', 'INSUFFICIENT_CREDITS', 'IDEMPOTENCY_KEY_REUSED', 'IDEMPOTENCY_KEY_IN_USE'],
+      idempotent: true,
+      handler: async (ctx) => {
+        const p = principalOf(ctx);
+        assertPlatformAdmin(p, 'adjust credits: an adjustment creates or destroys credits outside the tenant pools');
+        const body = bodyOf<AdjustBody>(ctx);
+        // Everything that can refuse the request before the ledger runs before the key is claimed.
+        const amount = parseCredits(body.amount, 'amount', { allowNegative: true });
+        const user = await users.findUser(p, body.user_id, clientOf(ctx));
+        await answerOnce(ctx, idempotency, p.userId, { method: 'POST', path: ADJUST_PATH, body }, async (ledgerKey, trx) => {
+          const r = await ledger.adjust({ userId: user.id, amount, reason: body.reason, actor: { type: 'admin', id: p.userId }, idempotencyKey: ledgerKey }, trx);
+          return { status: 201, body: { success: true, transaction: presentEntry(r.entry), balance: presentBalance(r.balance) }, replayed: r.replayed };
+        });
+      },
+    },
+    {
+      method: 'POST',
+      path: REFUND_PATH,
+      summary:
+        "Refund (part of) what a finished session was charged to its user (platform admins); never more than charged in total over all its refunds. `amount` defaults to everything still refundable. With an `Idempotency-Key` header a retry within 24 h answers the first refund (`Idempotent-Replayed: true`).",
+      tag: 'admin',
+      auth: 'any',
+      scope: 'admin',
+      // Platform admins only, like adjust: a refund creates credits outside any tenant's credit pool.
+      policy: 'platform_admin',
+      body: 'CreditRefundRequest',
+      response: { status: 201, schema: 'CreditRefundResponse' },
+      errors: ['NOT_FOUND', 'FORBIDDEN', 'INVALID_STATE', 'REFUND_EXCEEDS_CHARGE', 'IDEMPOTENCY_KEY_REUSED', 'IDEMPOTENCY_KEY_IN_USE'],
+      idempotent: true,
+      handler: async (ctx) => {
+        const p = principalOf(ctx);
+        assertPlatformAdmin(p, 'refund credits: a refund creates credits outside the tenant pools');
+        const sessionId = String(ctx.params.id);
+        const body = bodyOf<RefundBody>(ctx);
+        const amount = body.amount === undefined ? null : parseCredits(body.amount, 'amount');
+        await answerOnce(ctx, idempotency, p.userId, { method: 'POST', path: REFUND_PATH, session: sessionId, body }, async (ledgerKey, trx) => {
+          const r = await ledger.refund({ sessionId, amount, reason: body.reason, actor: { type: 'admin', id: p.userId }, idempotencyKey: ledgerKey }, trx);
+          return {
+            status: 201,
+            body: {
+              success: true,
+              user_id: r.entry.userId,
+              session_id: sessionId,
+              transaction: presentEntry(r.entry),
+              balance: presentBalance(r.balance),
+              charged: formatCredits(r.charged),
+              refunded: formatCredits(r.refunded),
+              refundable: formatCredits(r.refundable),
+            },
+            replayed: r.replayed,
+          };
+        });
       },
     },
     {

@@ -20,7 +20,8 @@ export function sessionRoutes(deps: { sessions: SessionService; users: UserAdmin
       scope: 'agents:execute',
       body: 'ExecuteRequest',
       response: { status: 200, schema: 'ExecuteResponse' },
-      errors: ['INSUFFICIENT_CREDITS', 'CONCURRENCY_LIMIT', 'IDEMPOTENCY_KEY_REUSED', 'IDEMPOTENCY_KEY_IN_USE', 'UNAVAILABLE'],
+      errors: ['INSUFFICIENT_CREDITS', 'BUDGET_EXCEEDED', 'CONCURRENCY_LIMIT', 'IDEMPOTENCY_KEY_REUSED', 'IDEMPOTENCY_KEY_IN_USE', 'UNAVAILABLE'],
+      idempotent: true,
       handler: async (ctx) => {
         const p = principalOf(ctx);
         const input = bodyOf<ExecuteInput>(ctx);

@@ -9,6 +9,9 @@ import * as m0007 from './0007_agent_sandbox.js';
 import * as m0008 from './0008_session_fencing.js';
 import * as m0009 from './0009_suspended_by.js';
 import * as m0010 from './0010_tenant_credit_pools.js';
+import * as m0011 from './0011_spend_control.js';
+import * as m0012 from './0012_key_lifecycle.js';
+import * as m0013 from './0013_webhook_endpoints.js';
 
 /**
  * Every migration, in order. Names never change once released; a new migration
@@ -26,4 +29,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0008_session_fencing': m0008,
   '0009_suspended_by': m0009,
   '0010_tenant_credit_pools': m0010,
+  '0011_spend_control': m0011,
+  '0012_key_lifecycle': m0012,
+  '0013_webhook_endpoints': m0013,
 };

@@ -26,6 +26,10 @@ export interface ApiKeySubject extends Omit<AuthSubject, 'id' | 'tokens_not_befo
   expires_at: number | null;
   revoked_at: number | null;
   last_used_at: number | null;
+  /** The key's current secret: a row found by another hash was found by its previous secret. */
+  key_hash: string;
+  /** Until when the previous secret (kept after a roll) is accepted. */
+  previous_expires_at: number | null;
 }
 
 /**
@@ -41,6 +45,7 @@ export interface AuthReads {
   subject: PreparedRead<{ id: string }, AuthSubject>;
   /** `subject` and the sign-in `sid` of the user `id`; kept until the next write to `users` or `refresh_tokens`. */
   signedIn: PreparedRead<{ id: string; sid: string }, SignedInSubject>;
+  /** A key by its current secret or by the previous one it keeps after a roll (the caller checks `previous_expires_at`). */
   apiKey: PreparedRead<{ hash: string }, ApiKeySubject>;
 }
 
@@ -85,6 +90,8 @@ export function prepareAuthReads(database: Database): AuthReads {
             'api_keys.expires_at',
             'api_keys.revoked_at',
             'api_keys.last_used_at',
+            'api_keys.key_hash',
+            'api_keys.previous_expires_at',
             'users.id as user_id',
             'users.tenant_id',
             'users.email',
@@ -92,7 +99,9 @@ export function prepareAuthReads(database: Database): AuthReads {
             'users.tier',
             'users.status',
           ])
-          .where('api_keys.key_hash', '=', p.hash),
+          // Its current secret or the one it had before its last roll: both columns are indexed
+          // (the planners use one index each, SQLite's OR optimisation and Postgres's BitmapOr).
+          .where((eb) => eb.or([eb('api_keys.key_hash', '=', p.hash), eb('api_keys.previous_key_hash', '=', p.hash)])),
       { cache: { tables: ['api_keys', 'users'], ttlMs: KEEP_MS, maxEntries: KEEP_ENTRIES } },
     ),
   };

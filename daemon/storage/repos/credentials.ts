@@ -158,6 +158,46 @@ export class CredentialRepository {
     return Number(r.numUpdatedRows) === 1;
   }
 
+  /**
+   * Changes a key that is still live (not revoked, not expired at `now`):
+   * false when it is not (revoked or expired meanwhile).
+   */
+  async updateLiveApiKey(id: string, patch: Partial<Pick<ApiKeyRow, 'name' | 'scopes' | 'rate_limit_per_hour' | 'expires_at'>>, now: number): Promise<boolean> {
+    const r = await this.db
+      .updateTable('api_keys')
+      // A new expiry is announced again (`api_key.expiring`) when its time comes.
+      .set(patch.expires_at !== undefined ? { ...patch, expiry_notified_at: null } : patch)
+      .where('id', '=', id)
+      .where('revoked_at', 'is', null)
+      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  /**
+   * Gives a live key a new secret (compare-and-set on the secret it had,
+   * `fromHash`): the old one becomes the previous secret (accepted until
+   * `previousExpiresAt`), or is dropped when `previousExpiresAt` is null; any
+   * older previous secret is dropped. False when the key was revoked, expired
+   * or rolled by someone else meanwhile.
+   */
+  async rollApiKey(
+    id: string,
+    fromHash: string,
+    next: { key_hash: string; key_prefix: string; previous_key_hash: string | null; previous_key_prefix: string | null; previous_expires_at: number | null },
+    now: number,
+  ): Promise<boolean> {
+    const r = await this.db
+      .updateTable('api_keys')
+      .set({ ...next, rolled_at: now })
+      .where('id', '=', id)
+      .where('key_hash', '=', fromHash)
+      .where('revoked_at', 'is', null)
+      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
   async touchApiKey(id: string, now: number): Promise<void> {
     await this.db.updateTable('api_keys').set({ last_used_at: now }).where('id', '=', id).execute();
   }

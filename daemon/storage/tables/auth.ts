@@ -60,5 +60,13 @@ export interface AuthTables {
     revoked_at: number | null;
     last_used_at: number | null;
     created_at: number;
+    /** The secret the key had before its last roll (migration 0012), accepted until `previous_expires_at`; null when none is kept. */
+    previous_key_hash: string | null;
+    previous_key_prefix: string | null;
+    previous_expires_at: number | null;
+    /** When the key was last rolled to a new secret. */
+    rolled_at: number | null;
+    /** When `api_key.expiring` was sent for it (0013); null before. */
+    expiry_notified_at: number | null;
   };
 }

@@ -3,6 +3,8 @@
  * micro-credits, times epoch milliseconds, all stored as bigint.
  */
 export type LedgerKind = 'grant' | 'reserve' | 'charge' | 'release' | 'refund' | 'adjustment';
+export type BudgetSubject = 'api_key' | 'user' | 'tenant';
+export type BudgetPeriod = 'day' | 'week' | 'month' | 'total';
 export type ReservationStatus = 'open' | 'settled' | 'released' | 'expired';
 /** Entries of a tenant's credit pool: `grant` adds (platform admins), `transfer` moves credits to a member. */
 export type PoolEntryKind = 'grant' | 'transfer';
@@ -44,6 +46,8 @@ export interface CreditTables {
     created_at: number;
     /** On a `grant` drawn from the tenant's pool: the pool's `transfer` entry (migration 0010). */
     pool_entry_id: string | null;
+    /** The API key that spent (reserve, charge, release, refund of a key's run); null otherwise (0011). */
+    api_key_id: string | null;
   };
   /** One row per tenant whose pool ever held credits (migration 0010_tenant_credit_pools); locked like an account. */
   credit_pools: {
@@ -89,6 +93,10 @@ export interface CreditTables {
     settled_at: number | null;
     /** The daemon instance that holds the lease and extends it. */
     owner: string;
+    /** The API key the hold was made with; null when the caller signed in (0011). */
+    api_key_id: string | null;
+    /** JSON array of the budget windows this hold counted against (`BudgetWindowRef[]`); null when none (0011). */
+    budget_windows: string | null;
   };
   /** Stored responses of requests made with an `Idempotency-Key`, per user. */
   idempotency_keys: {
@@ -101,5 +109,30 @@ export interface CreditTables {
     response_body: string | null;
     created_at: number;
     expires_at: number;
+  };
+  /** At most one budget per API key, user or tenant (migration 0011_spend_control). */
+  budgets: {
+    subject_type: BudgetSubject;
+    subject_id: string;
+    /** The subject's tenant (for a tenant: itself), for tenant admins' reach. */
+    tenant_id: string | null;
+    /** Micro-credits a period may admit. */
+    amount: number;
+    period: BudgetPeriod;
+    /** Who set it: only that role or a higher one may change or remove it. */
+    set_by: 'owner' | 'tenant_admin' | 'platform_admin';
+    created_at: number;
+    updated_at: number;
+  };
+  /** What one budget admitted in one period: open holds plus what settled holds charged. */
+  budget_windows: {
+    subject_type: BudgetSubject;
+    subject_id: string;
+    /** Start of the period (ms); 0 for a `total` budget. */
+    window_start: number;
+    used: number;
+    /** The highest threshold (percent) already announced in this window; 0 before the first. */
+    notified_pct: number;
+    updated_at: number;
   };
 }

@@ -32,6 +32,8 @@ export interface SessionTables {
     sandboxed: number | null;
     /** The lease's fencing token: the owner's writes require it; ending the session elsewhere moves it on (0008). */
     lease_epoch: number;
+    /** The API key that started the session; null when its owner signed in (0011). */
+    api_key_id: string | null;
     created_at: number;
     updated_at: number;
     ended_at: number | null;

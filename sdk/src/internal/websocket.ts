@@ -12,8 +12,24 @@ export interface WebSocketLike {
   addEventListener(type: string, listener: (event: any) => void): void;
 }
 
-/** A WebSocket class: `globalThis.WebSocket`, `ws`, or one given in the client's options. */
+/**
+ * A WebSocket class: `globalThis.WebSocket`, `ws`, or one given in the client's options.
+ * Where headers can be sent (Node, Bun) it is called as `new Ctor(url, { headers })`;
+ * elsewhere (browsers, workers, Deno, React Native) as `new Ctor(url)`, the WHATWG way.
+ */
 export type WebSocketConstructor = new (url: string, init?: { headers?: Record<string, string> }) => WebSocketLike;
+
+/**
+ * Whether this runtime's WebSockets take an `Authorization` header. True only
+ * where that is known: Node (and Bun), whose global WebSocket (undici) and `ws`
+ * both accept `{ headers }`. Everywhere else (a page, a worker, Deno, React
+ * Native, an Electron renderer) the stream is opened with a ticket in the URL,
+ * which works with any WebSocket.
+ */
+export function canSendHeaders(): boolean {
+  const g = globalThis as { process?: { versions?: { node?: unknown } }; document?: unknown; Deno?: unknown };
+  return typeof g.process?.versions?.node === 'string' && g.document === undefined && g.Deno === undefined;
+}
 
 /** Node 22 and browsers have a global WebSocket; Node 20 gets `ws`, loaded only when a stream is opened. */
 export async function resolveWebSocket(given?: WebSocketConstructor): Promise<WebSocketConstructor> {
@@ -21,8 +37,12 @@ export async function resolveWebSocket(given?: WebSocketConstructor): Promise<We
   const global = (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
   if (global) return global;
   try {
-    const mod = await import('ws');
-    return mod.default as unknown as WebSocketConstructor;
+    // Loaded only here, on Node 20, when a stream opens: browser bundles never reach it
+    // (they have a global WebSocket; the package's `browser` field maps `ws` to nothing).
+    const mod = (await import('ws')) as unknown as { default?: WebSocketConstructor; WebSocket?: WebSocketConstructor };
+    const Ctor = mod.default ?? mod.WebSocket;
+    if (typeof Ctor !== 'function') throw new TypeError('the `ws` package exports no WebSocket class');
+    return Ctor;
   } catch (err) {
     throw new ConnectionError({
       type: 'CONNECTION_ERROR',
@@ -55,14 +75,25 @@ export class Connection {
    * Opens `url` and waits for `connection_established`. A refused upgrade
    * rejects with the error its HTTP answer maps to (401, 404, 503...) when the
    * implementation exposes it (`ws` does), else with a ConnectionError.
+   * `headers` null: the WHATWG constructor, URL only (a browser; the credential
+   * is a ticket in `url`). `label` names the connection in errors: never the
+   * URL when it holds a ticket.
    */
-  static open(Ctor: WebSocketConstructor, url: string, headers: Record<string, string>, timeoutMs: number, signal?: AbortSignal): Promise<Connection> {
+  static open(
+    Ctor: WebSocketConstructor,
+    url: string,
+    headers: Record<string, string> | null,
+    timeoutMs: number,
+    signal?: AbortSignal,
+    label: string = url,
+    hint = '',
+  ): Promise<Connection> {
     return new Promise((resolve, reject) => {
       let socket: WebSocketLike;
       try {
-        socket = new Ctor(url, { headers });
+        socket = headers === null ? new Ctor(url) : new Ctor(url, { headers });
       } catch (err) {
-        reject(new ConnectionError({ type: 'CONNECTION_ERROR', code: 'CONNECTION_FAILED', message: `cannot open ${url}: ${(err as Error).message}`, cause: err }));
+        reject(new ConnectionError({ type: 'CONNECTION_ERROR', code: 'CONNECTION_FAILED', message: `cannot open ${label}: ${(err as Error).message}`, cause: err }));
         return;
       }
       const conn = new Connection(socket);
@@ -84,7 +115,7 @@ export class Connection {
       };
       const onAbort = () => settle(signal?.reason ?? new Error('aborted'));
       const timer = setTimeout(
-        () => settle(new TimeoutError({ type: 'CONNECTION_ERROR', code: 'TIMEOUT', message: `no stream connection to ${url} within ${timeoutMs} ms` })),
+        () => settle(new TimeoutError({ type: 'CONNECTION_ERROR', code: 'TIMEOUT', message: `no stream connection to ${label} within ${timeoutMs} ms` })),
         timeoutMs,
       );
       signal?.addEventListener('abort', onAbort, { once: true });
@@ -128,7 +159,7 @@ export class Connection {
       socket.addEventListener('close', (event: { code?: number; reason?: string }) => {
         if (!settled) {
           const detail = failure instanceof Error ? failure.message : typeof failure === 'string' ? failure : `closed with ${event.code ?? 'no code'}`;
-          settle(refused ?? new ConnectionError({ type: 'CONNECTION_ERROR', code: 'CONNECTION_FAILED', message: `stream connection to ${url} failed: ${detail}`, cause: failure }));
+          settle(refused ?? new ConnectionError({ type: 'CONNECTION_ERROR', code: 'CONNECTION_FAILED', message: `stream connection to ${label} failed: ${detail}${hint}`, cause: failure }));
           return;
         }
         conn.push({ kind: 'closed', code: event.code ?? 1006, reason: event.reason ?? '' });

@@ -1,5 +1,6 @@
 import type { KeenClient } from '../client.js';
-import type { AuditEntry, AuditExportQuery } from '../types.gen.js';
+import { paginate } from '../internal/paginate.js';
+import type { AuditEntry, AuditExportQuery, AuditListResponse, AuditVerifyResponse } from '../types.gen.js';
 
 /** Filters of the audit endpoints (generated from schemas/api/AuditExportQuery.json). */
 export type AuditFilters = AuditExportQuery;
@@ -8,6 +9,16 @@ export type AuditFilters = AuditExportQuery;
 export interface AuditStreamParams extends AuditFilters {
   /** Deliver the entries after this seq (default: the head of the log when the stream opens). */
   after_seq?: number;
+}
+
+/** Parameters of `audit.list()` (schemas/api/AuditListQuery.json). */
+export interface AuditListParams extends AuditFilters {
+  /** 1 to 500 (default 50). */
+  limit?: number;
+  /** `next_cursor` of the previous page. */
+  cursor?: string;
+  /** By seq: newest first (`desc`, the default) or oldest first. */
+  order?: 'asc' | 'desc';
 }
 
 /** A line of the live feed that is not an entry: sent when the feed opens and after every 15 s of quiet. */
@@ -27,6 +38,28 @@ export interface AuditHeartbeat {
  */
 export class Audit {
   constructor(private readonly client: KeenClient) {}
+
+  /** One page of the entries matching `params` (`GET /v1/admin/audit`), newest first unless `order: 'asc'`. */
+  list(params: AuditListParams = {}, options: { signal?: AbortSignal } = {}): Promise<AuditListResponse> {
+    return this.client.request<AuditListResponse>('GET', '/v1/admin/audit', { query: { ...params }, ...options });
+  }
+
+  /** Every entry matching `params`, page after page (`export` streams them in one response instead). */
+  all(params: Omit<AuditListParams, 'cursor'> = {}): AsyncGenerator<AuditEntry, void, undefined> {
+    return paginate(async (cursor) => {
+      const r = await this.list({ ...params, ...(cursor ? { cursor } : {}) });
+      return { items: r.entries, next: r.next_cursor };
+    });
+  }
+
+  /**
+   * Recomputes the hash chain and checks the signed checkpoints
+   * (`POST /v1/admin/audit/verify`; platform admins). A broken chain is an
+   * answer, not an error: check `ok` and `first_bad`.
+   */
+  verify(options: { signal?: AbortSignal } = {}): Promise<AuditVerifyResponse> {
+    return this.client.request<AuditVerifyResponse>('POST', '/v1/admin/audit/verify', { body: {}, ...options });
+  }
 
   /**
    * The entries matching `filters`, oldest first, read as the gateway streams

@@ -7,7 +7,9 @@ import type {
   TenantCreditGrantRequest,
   TenantCreditGrantResponse,
   TenantCreditPoolResponse,
+  TenantCreateRequest,
   TenantListResponse,
+  TenantResponse,
 } from '../types.js';
 
 /**
@@ -18,6 +20,11 @@ import type {
  */
 export class Tenants {
   constructor(private readonly client: KeenClient) {}
+
+  /** Creates a tenant (platform admins); a name in use is a `ConflictError` (409 `ALREADY_EXISTS`). */
+  async create(request: TenantCreateRequest): Promise<Tenant> {
+    return (await this.client.request<TenantResponse>('POST', '/v1/admin/tenants', { body: request })).tenant;
+  }
 
   /** One page of tenants, by id; pass `next_cursor` as `cursor` for the next. */
   list(params: { limit?: number; cursor?: string } = {}): Promise<TenantListResponse> {

@@ -10,7 +10,7 @@ describeShared('request rate limits over HTTP', (shared) => {
   });
   after(async () => d?.stop());
 
-  it("the seed's test: an individual user's 1001 rapid requests, the ones past 1000 get 429 with the headers", async () => {
+  it("the documented 1000 requests per hour of an individual user: of 1001 rapid requests, the one past 1000 gets 429 with the headers", async () => {
     const u = await buildUser(d, { tier: 'individual' });
     const statuses: number[] = [];
     const batch = 50;

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../../../daemon/paths.js';
 import { ERROR_CODES } from '../../../daemon/errors.js';
-import type { RouteSpec } from '../../../daemon/http/routes.js';
+import { isRateLimited, type RouteSpec } from '../../../daemon/http/routes.js';
 import { startDaemon, type TestDaemon } from '../../helpers/daemon.js';
 
 type Operation = {
@@ -12,7 +12,7 @@ type Operation = {
   security?: Array<Record<string, string[]>>;
   parameters?: Array<{ name: string; in: string; required: boolean }>;
   requestBody?: { content: Record<string, { schema: { $ref: string } }> };
-  responses: Record<string, { description: string; content?: Record<string, { schema: { $ref?: string } }> }>;
+  responses: Record<string, { description: string; headers?: Record<string, { $ref?: string; required?: boolean }>; content?: Record<string, { schema: { $ref?: string } }> }>;
 };
 
 const statusOf = (code: string): number => (ERROR_CODES as Record<string, readonly [string, number]>)[code]![1];
@@ -82,16 +82,49 @@ describe('GET /openapi.json documents every registered route', () => {
         if (ref !== `#/components/schemas/${r.response.schema}`) problems.push(`${id}: success schema ${ref}`);
         if (!doc.components.schemas[r.response.schema]) problems.push(`${id}: component ${r.response.schema} missing`);
       }
-      const statuses = new Set<number>([500, ...(r.errors ?? []).map(statusOf)]);
-      if (r.auth !== 'none') statuses.add(401).add(429);
-      if (r.scope || r.policy) statuses.add(403);
-      if (r.body) statuses.add(400).add(413);
+      const statuses = new Set<number>([500, 400, ...(r.errors ?? []).map(statusOf)]);
+      if (r.auth !== 'none') statuses.add(401);
+      if (isRateLimited(r)) statuses.add(429).add(503);
+      if (r.scope || r.policy || r.auth === 'bearer') statuses.add(403);
+      // The body parser answers on every body method, whether the route reads a body or not.
+      if (r.body || ['POST', 'PUT', 'PATCH', 'DELETE'].includes(r.method)) statuses.add(413).add(415);
+      if (r.idempotent) statuses.add(409);
       for (const s of statuses) {
         const res = op.responses[String(s)];
         if (!res) problems.push(`${id}: no ${s} response`);
         else if (res.content?.['application/json']?.schema.$ref !== '#/components/schemas/ErrorEnvelope') problems.push(`${id}: ${s} is not the error envelope`);
       }
     }
+    expect(problems).to.deep.equal([]);
+  });
+
+  it('declares the headers the middleware sets: X-Request-Id and the security headers everywhere, RateLimit on limited routes, Retry-After, Idempotency', () => {
+    const problems: string[] = [];
+    const headers = (doc.components as unknown as { headers: Record<string, unknown> }).headers;
+    for (const name of ['X-Request-Id', 'X-Content-Type-Options', 'X-Frame-Options', 'Referrer-Policy', 'Content-Security-Policy', 'Cross-Origin-Resource-Policy', 'Cache-Control', 'RateLimit-Policy', 'RateLimit', 'X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset', 'Retry-After', 'Idempotent-Replayed']) {
+      if (!headers[name]) problems.push(`components/headers/${name} missing`);
+    }
+    for (const r of routes) {
+      const op = opOf(r)!;
+      const id = `${r.method} ${r.path}`;
+      for (const [status, res] of Object.entries(op.responses)) {
+        const h = res.headers ?? {};
+        if (h['X-Request-Id']?.$ref !== '#/components/headers/X-Request-Id') problems.push(`${id} ${status}: no X-Request-Id`);
+        if (!h['X-Content-Type-Options']) problems.push(`${id} ${status}: no security headers`);
+        if (isRateLimited(r) !== Boolean(h['RateLimit'])) problems.push(`${id} ${status}: RateLimit ${h['RateLimit'] ? 'declared on a route outside the limit' : 'missing'}`);
+        const always = status.startsWith('2') || status === '429';
+        if (isRateLimited(r) && always && h['RateLimit-Policy']?.$ref !== '#/components/headers/RateLimit-Policy') problems.push(`${id} ${status}: RateLimit-Policy not required`);
+        if (['429', '503', '507'].includes(status) && h['Retry-After']?.$ref !== '#/components/headers/Retry-After') problems.push(`${id} ${status}: no Retry-After`);
+        if (status.startsWith('2') && Boolean(r.idempotent) !== Boolean(h['Idempotent-Replayed'])) problems.push(`${id} ${status}: Idempotent-Replayed`);
+      }
+      const key = (op.parameters ?? []).find((p) => p.in === 'header' && p.name === 'Idempotency-Key');
+      if (Boolean(r.idempotent) !== Boolean(key)) problems.push(`${id}: Idempotency-Key parameter ${key ? 'declared but not honoured' : 'missing'}`);
+    }
+    // The routes that honour Idempotency-Key are the ones docs/API.md's "Idempotency" paragraph names.
+    const md = readFileSync(path.join(PROJECT_ROOT, 'docs/API.md'), 'utf8');
+    const para = /\*\*Idempotency\.\*\*([^]*?)honor an/.exec(md)![1]!;
+    const named = [...para.matchAll(/`(POST|PUT|PATCH|DELETE) ([^`]+)`/g)].map((m) => `${m[1]} ${m[2]}`).sort();
+    expect(routes.filter((r) => r.idempotent).map((r) => `${r.method} ${r.path}`).sort()).to.deep.equal(named);
     expect(problems).to.deep.equal([]);
   });
 

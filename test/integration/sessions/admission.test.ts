@@ -61,7 +61,7 @@ describeStorage('execute admission: credits, concurrency, validation, idempotenc
     await expectLedgerClean(d);
   });
 
-  it("refuses each bound of the seed's schema, wrong types and unknown fields, writing nothing", async () => {
+  it('refuses each bound of the execute request schema (vision length and characters, maxIterations 1-200, costBudget 0.1-1000 with at most 6 decimals), wrong types and unknown fields, writing nothing', async () => {
     const u = await buildUser(d, { tier: 'team' });
     await grant(d, u, 100);
     const bad: Array<[Record<string, unknown>, string]> = [

@@ -8,15 +8,18 @@ import { buildUser } from '../../helpers/factories.js';
 import { execute, expectLedgerClean, grant, waitForEnd } from '../../helpers/sessions.js';
 import { bootstrapAdmin, userWithKey } from '../limits/support.js';
 
-/** An agent that writes a few lines to stderr (a colour code, a secret-looking value among them) and exits 1. */
-const FAILING_AGENT = `
-process.stdin.resume();
-process.stdin.on('end', () => {
-  for (let i = 1; i <= 25; i++) process.stderr.write('noise ' + i + '\\n');
-  process.stderr.write('\\u001b[31mError: cannot find module "left-pad"\\u001b[0m\\n');
-  process.stderr.write('JWT_SECRET=should-not-show\\n');
-  process.exit(1);
-});
+/**
+ * An agent that writes a few lines to stderr (a colour code, a secret-looking value among them) and
+ * exits 1. A shell script, not Node: a Node child of a test run under c8 inherits NODE_V8_COVERAGE and,
+ * inside the sandbox, adds its own "cannot write coverage" line to stderr at exit.
+ */
+const FAILING_AGENT = `#!/bin/sh
+cat > /dev/null
+i=1
+while [ "$i" -le 25 ]; do echo "noise $i" >&2; i=$((i + 1)); done
+printf '\\033[31mError: cannot find module "left-pad"\\033[0m\\n' >&2
+echo 'JWT_SECRET=should-not-show' >&2
+exit 1
 `;
 
 describeStorage('a failing agent shows why on its session', (backend) => {
@@ -24,8 +27,8 @@ describeStorage('a failing agent shows why on its session', (backend) => {
   let dir: string;
   before(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'keen-failing-agent-'));
-    writeFileSync(path.join(dir, 'agent.js'), FAILING_AGENT);
-    d = await startDaemon({ backend, config: { agent: { command: ['node', path.join(dir, 'agent.js')] } } });
+    writeFileSync(path.join(dir, 'agent.sh'), FAILING_AGENT, { mode: 0o755 });
+    d = await startDaemon({ backend, config: { agent: { command: ['/bin/sh', path.join(dir, 'agent.sh')] } } });
   });
   after(async () => {
     await d?.stop();

@@ -13,7 +13,7 @@ describeStorage('agent execution end to end', (backend) => {
   });
   after(async () => d?.stop());
 
-  it('runs the example agent: the seed response, ordered events, exact charge, a clean ledger', async () => {
+  it('runs the example agent: the documented execute response (session id, running, streaming_url, estimate, reservation), ordered events, exact charge, a clean ledger', async () => {
     const u = await buildUser(d, { tier: 'team' });
     await grant(d, u, 50);
     const r = await execute(d, u, 'Build a small todo application', { maxIterations: 3, costBudget: 5 });

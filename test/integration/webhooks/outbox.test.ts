@@ -5,7 +5,7 @@ import { createLogger } from '../../../daemon/logger.js';
 import { Metrics } from '../../../daemon/metrics.js';
 import { Database } from '../../../daemon/storage/database.js';
 import { WebhookOutbox } from '../../../daemon/webhooks/outbox.js';
-import { defaultBackoffMs, WebhookService, type EnqueueWebhook, type WebhookServiceOptions } from '../../../daemon/webhooks/service.js';
+import { WebhookService, type EnqueueWebhook, type WebhookServiceOptions } from '../../../daemon/webhooks/service.js';
 import { verifySignature } from '../../../daemon/webhooks/signing.js';
 import { describeStorage } from '../../helpers/backends.js';
 import { openTestDatabase, type TestDatabase } from '../../helpers/database.js';
@@ -305,17 +305,5 @@ describeStorage('webhooks/outbox and worker', (backend) => {
       expect(await outbox.record(id, 2, { status: 'delivered', delivered_at: clock.now(), updated_at: clock.now() })).to.equal(true);
       expect(await row(id)).to.include({ status: 'delivered', last_error: null });
     });
-  });
-});
-
-describe('webhooks/service defaultBackoffMs', () => {
-  it('grows from about 2 s by 4x per attempt, jittered into [base/2, base], capped at 10 min', () => {
-    expect(defaultBackoffMs(1, () => 1)).to.equal(2_000);
-    expect(defaultBackoffMs(1, () => 0)).to.equal(1_000);
-    expect(defaultBackoffMs(2, () => 1)).to.equal(8_000);
-    expect(defaultBackoffMs(3, () => 1)).to.equal(32_000);
-    expect(defaultBackoffMs(5, () => 1)).to.equal(512_000);
-    expect(defaultBackoffMs(6, () => 1)).to.equal(600_000);
-    expect(defaultBackoffMs(40, () => 0)).to.equal(300_000);
   });
 });

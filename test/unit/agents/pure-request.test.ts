@@ -5,7 +5,7 @@ import { createAgentProtocol } from '../../../daemon/agents/protocol.js';
 describe('agents/pure-request', () => {
   const protocol = createAgentProtocol();
 
-  it('builds exactly vision, workingDirectory and the five options, with the seed defaults', () => {
+  it('builds exactly vision, workingDirectory and the five options, with the documented defaults (50 iterations, web search, streaming and progress on)', () => {
     const req = buildPureRequest({ vision: 'Create a todo app', workingDirectory: '/w/ses_x', options: {}, maxAgents: 3 });
     expect(req).to.deep.equal({
       vision: 'Create a todo app',

@@ -38,7 +38,7 @@ describe('keen-admin command tree', () => {
     const program = buildProgram();
     const tree = completionTree(program);
     const root = tree.find((n) => n.path === '')!;
-    expect(root.commands.map((c) => c.name)).to.include.members(['users', 'keys', 'credits', 'audit', 'sessions', 'tenants', 'init', 'login', 'logout', 'doctor', 'completion']);
+    expect(root.commands.map((c) => c.name)).to.include.members(['users', 'keys', 'credits', 'usage', 'audit', 'sessions', 'tenants', 'budgets', 'webhooks', 'init', 'login', 'logout', 'doctor', 'completion']);
     const create = tree.find((n) => n.path === 'users/create')!;
     expect(create.options.map((o) => o.name)).to.include.members(['--email', '--tier', '--password', '--password-stdin', '--profile', '--json', '--help']);
     expect(create.options.find((o) => o.name === '--tier')!.choices).to.deep.equal(['individual', 'team', 'enterprise']);

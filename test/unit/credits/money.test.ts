@@ -11,7 +11,7 @@ import {
   type Micros,
 } from '../../../daemon/credits/money.js';
 
-function refused(value: unknown, options: { allowZero?: boolean } = {}): GatewayError {
+function refused(value: unknown, options: { allowZero?: boolean; allowNegative?: boolean } = {}): GatewayError {
   try {
     parseCredits(value, 'amount', options);
   } catch (err) {
@@ -97,6 +97,20 @@ describe('credits/money', () => {
       expect(parseCredits(0, 'price', { allowZero: true })).to.equal(0);
       expect(parseCredits('0.0', 'price', { allowZero: true })).to.equal(0);
       refused(-0.1, { allowZero: true });
+    });
+
+    it('accepts negatives only with allowNegative (adjustments), by the same rules, never 0', () => {
+      expect(parseCredits(-1.5, 'amount', { allowNegative: true })).to.equal(-1_500_000);
+      expect(parseCredits('-0.000001', 'amount', { allowNegative: true })).to.equal(-1);
+      expect(parseCredits('-1.5e2', 'amount', { allowNegative: true })).to.equal(-150_000_000);
+      expect(parseCredits(2, 'amount', { allowNegative: true })).to.equal(2_000_000);
+      expect(parseCredits(-1e9, 'amount', { allowNegative: true })).to.equal(-MAX_MICROS);
+      expect(refused(-1.5).message).to.match(/positive/);
+      expect(refused(0, { allowNegative: true }).message).to.match(/not be zero/);
+      expect(refused('-0', { allowNegative: true }).message).to.match(/not be zero/);
+      expect(refused(-1.1234567, { allowNegative: true }).message).to.match(/6 decimal/);
+      expect(refused(-1e10, { allowNegative: true }).message).to.match(/at most/);
+      for (const v of ['--1', '-+1', '+-1', '- 1', '-']) refused(v, { allowNegative: true });
     });
 
     it('names the field in message and details', () => {
