@@ -41,6 +41,17 @@ function harden(cmd: Command): Command {
   return cmd;
 }
 
+/** What `keen-admin GROUP --help` shows under "Examples:": the group's commands at work. */
+const GROUP_EXAMPLES: Record<string, string[]> = {
+  users: ['keen-admin users create --email ana@example.com --tier team --password', 'keen-admin users suspend ana@example.com'],
+  tenants: ['keen-admin tenants create "Acme Corp"', 'keen-admin tenants update "Acme Corp" --budget 5000 --budget-period month'],
+  keys: ['keen-admin keys create --user ana@example.com --name ci --expires 90d', 'keen-admin keys roll key_01j... --grace 1h'],
+  budgets: ['keen-admin budgets list --subject api_key'],
+  webhooks: ['keen-admin webhooks list', 'keen-admin webhooks deliveries wep_01j... --status failed'],
+  audit: ['keen-admin audit tail --follow', 'keen-admin audit verify'],
+  sessions: ['keen-admin sessions list --status running', 'keen-admin sessions watch ses_01j...'],
+};
+
 /** The command tree. Each command group lives in its own module under cli/commands/. */
 export function buildProgram(): Command {
   const program = new Command('keen-admin')
@@ -79,5 +90,9 @@ export function buildProgram(): Command {
   program.addCommand(doctorCommand());
   program.addCommand(backupCommand());
   program.addCommand(completionCommand());
+  for (const group of program.commands) {
+    const examples = GROUP_EXAMPLES[group.name()];
+    if (examples && group.commands.length > 0) group.addHelpText('after', `\nExamples:\n${examples.map((e) => `  ${e}`).join('\n')}`);
+  }
   return harden(program);
 }

@@ -137,7 +137,7 @@ export class Container {
   /** `api_key.expiring`, 7 days ahead. */
   readonly keyExpiry: KeyExpiryNotices;
   readonly monitoring: Monitoring;
-  private readonly background: Array<{ start(): void; stop(): void }> = [];
+  private readonly background: Array<{ start(): void; stop(): void | Promise<void> }> = [];
   readonly app: Koa<AppState>;
   private openapiDoc: Record<string, unknown> | null = null;
   private readonly stoppers: Array<() => Promise<void>> = [];

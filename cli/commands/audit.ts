@@ -42,8 +42,7 @@ export function parseSince(value: string): string {
 
 /** --user: an id or an email, resolved to the user's id (404 when out of the caller's scope). */
 async function resolveUser(cmd: Command, user: string): Promise<string> {
-  const r = await clientFor(cmd).request<{ user: { id: string } }>('GET', `/v1/admin/users/${encodeURIComponent(user)}`);
-  return r.user.id;
+  return (await clientFor(cmd).users.get(user)).id;
 }
 
 /** The client of the JSON Lines calls (SDK `client.audit`); without a key they keep their own message. */
@@ -165,9 +164,7 @@ export function auditCommand(): Command {
         tenant_id: opts.tenant,
       };
       const print = (e: AuditEntry) => process.stdout.write(g.json ? `${JSON.stringify(e)}\n` : formatEntry(e));
-      const r = await clientFor(cmd).request<{ entries: AuditEntry[] }>('GET', '/v1/admin/audit', {
-        query: { ...filters, limit: Math.min(500, opts.limit), order: 'desc' },
-      });
+      const r = await clientFor(cmd).audit.list({ ...filters, limit: Math.min(500, opts.limit), order: 'desc' });
       const latest = [...r.entries].reverse();
       for (const e of latest) print(e);
       if (!g.json && latest.length === 0 && !opts.follow) process.stdout.write('(no entries)\n');
@@ -180,7 +177,7 @@ export function auditCommand(): Command {
     .addHelpText('after', '\nExample:\n  keen-admin audit verify || echo "audit log tampered with"')
     .action(async (_opts, cmd: Command) => {
       const g = globals(cmd);
-      const r = await clientFor(cmd).request<VerifyResponse>('POST', '/v1/admin/audit/verify', { body: {} });
+      const r: VerifyResponse = await clientFor(cmd).audit.verify();
       if (g.json) process.stdout.write(`${JSON.stringify(r)}\n`);
       if (!r.ok) {
         const bad = r.first_bad;

@@ -153,10 +153,8 @@ export function sessionsCommand(): Command {
     .option('--limit <n>', 'how many (1-100)', '50')
     .addHelpText('after', '\nExample:\n  keen-admin sessions list --status running')
     .action(async (opts, cmd: Command) => {
-      const r = await clientFor(cmd).request<{ sessions: Array<Record<string, unknown>> }>('GET', '/v1/admin/sessions', {
-        query: { user_id: opts.user, status: opts.status, limit: opts.limit },
-      });
-      printResult(globals(cmd), r, r.sessions, COLUMNS);
+      const r = await clientFor(cmd).sessions.adminList({ user_id: opts.user, status: opts.status, limit: Number(opts.limit) });
+      printResult(globals(cmd), r, r.sessions as unknown as Array<Record<string, unknown>>, COLUMNS);
     });
   sessions
     .command('watch <id>')
@@ -231,8 +229,8 @@ export function sessionsCommand(): Command {
     .description('stop a session\'s agent; it is charged what it used and the rest is released')
     .addHelpText('after', '\nExample:\n  keen-admin sessions cancel ses_01j...')
     .action(async (id: string, _opts, cmd: Command) => {
-      const r = await clientFor(cmd).request<{ session: Record<string, unknown> }>('POST', `/v1/admin/sessions/${encodeURIComponent(id)}/cancel`, { body: {} });
-      printResult(globals(cmd), r, [r.session], COLUMNS);
+      const session = await clientFor(cmd).sessions.adminCancel(id);
+      printResult(globals(cmd), { success: true, session }, [session as unknown as Record<string, unknown>], COLUMNS);
     });
   return sessions;
 }

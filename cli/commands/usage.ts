@@ -69,18 +69,15 @@ export function usageCommand(): Command {
     .action(async (opts, cmd: Command) => {
       const g = globals(cmd);
       if (opts.csv && g.json) throw new CliError('--csv and --json: choose one', 2);
-      const r = await clientFor(cmd).request<UsageJson>('GET', '/v1/admin/usage', {
-        query: {
-          group_by: opts.by,
-          since: opts.since,
-          until: opts.until,
-          user_id: opts.user,
-          tenant_id: opts.tenant,
-          api_key_id: opts.key,
-          time_zone: opts.timeZone,
-          format: 'json',
-        },
-      });
+      const r = (await clientFor(cmd).usage.admin({
+        group_by: opts.by,
+        since: opts.since,
+        until: opts.until,
+        user_id: opts.user,
+        tenant_id: opts.tenant,
+        api_key_id: opts.key,
+        time_zone: opts.timeZone,
+      })) as unknown as UsageJson;
       if (g.json) process.stdout.write(JSON.stringify(r) + '\n');
       else if (opts.csv) process.stdout.write(usageCsv(r));
       else {

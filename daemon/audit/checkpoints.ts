@@ -1,4 +1,5 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify as verifySignature, type KeyObject } from 'node:crypto';
+import { Periodic } from '../periodic.js';
 import { appendFile, readFile } from 'node:fs/promises';
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -117,7 +118,7 @@ export class AuditCheckpointer {
   readonly file: string;
   private readonly privateKey: KeyObject;
   private readonly intervalMs: number;
-  private timer: NodeJS.Timeout | null = null;
+  private readonly periodic = new Periodic(() => this.checkpointIfMoved());
   private last: Checkpoint | null | undefined = undefined;
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -136,16 +137,14 @@ export class AuditCheckpointer {
 
   /** Checkpoints the head every interval (when it moved). The timer does not keep the process alive. */
   start(): void {
-    if (this.timer) return;
-    this.timer = setInterval(() => {
-      void this.checkpointIfMoved().catch((err: Error) => this.options.logger.error({ err: { message: err.message } }, 'audit checkpoint failed'));
-    }, this.intervalMs);
-    this.timer.unref();
+    this.periodic.start(this.intervalMs, {
+      tick: () => void this.periodic.run().catch((err: Error) => this.options.logger.error({ err: { message: err.message } }, 'audit checkpoint failed')),
+    });
   }
 
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+  /** Ends the timer and waits for a checkpoint in flight. */
+  stop(): Promise<void> {
+    return this.periodic.stop();
   }
 
   /** Signs the current head and appends the checkpoint to the file and the log. */

@@ -537,11 +537,6 @@ export class CreditLedger {
     });
   }
 
-  /** Same as `reserve(input, trx)`: reserves inside a transaction the caller already holds. */
-  reserveInTransaction(trx: Queryable, input: ReserveInput): Promise<Reservation> {
-    return this.reserve(input, trx);
-  }
-
   /**
    * The lease heartbeat: moves an open reservation's `expires_at` to `now + ttlMs`.
    * Allowed while the reservation is open, even just past its expiry if the reaper

@@ -1,5 +1,5 @@
 import { iso } from '../clock.js';
-import type { Balance, LedgerEntry, Reservation } from './ledger.js';
+import type { Balance, LedgerEntry } from './ledger.js';
 import { formatCredits } from './money.js';
 import type { PoolBalance, PoolEntry } from './pools.js';
 
@@ -41,30 +41,6 @@ export function presentEntry(e: LedgerEntry): TransactionJson {
     reservation_id: e.reservationId,
     session_id: e.sessionId,
     created_at: iso(e.createdAt),
-  };
-}
-
-export interface ReservationJson {
-  id: string;
-  amount: number;
-  status: Reservation['status'];
-  charged: number;
-  session_id: string | null;
-  expires_at: string;
-  created_at: string;
-  settled_at: string | null;
-}
-
-export function presentReservation(r: Reservation): ReservationJson {
-  return {
-    id: r.id,
-    amount: formatCredits(r.amount),
-    status: r.status,
-    charged: formatCredits(r.charged),
-    session_id: r.sessionId,
-    expires_at: iso(r.expiresAt),
-    created_at: iso(r.createdAt),
-    settled_at: r.settledAt === null ? null : iso(r.settledAt),
   };
 }
 

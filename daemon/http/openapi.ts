@@ -30,6 +30,7 @@ export function buildOpenApi(routes: RouteSpec[], schemas: Map<string, SchemaDoc
     components[name] = toComponent(doc);
   }
   const paths: Record<string, Record<string, unknown>> = {};
+  const errorResponses: Record<string, unknown> = {};
   for (const r of routes) {
     const p = r.path.replace(/:([A-Za-z_]+)/g, '{$1}');
     const params: Array<Record<string, unknown>> = [...r.path.matchAll(/:([A-Za-z_]+)/g)].map((m) => ({
@@ -78,20 +79,10 @@ export function buildOpenApi(routes: RouteSpec[], schemas: Map<string, SchemaDoc
       byStatus.set(entry[1], [...(byStatus.get(entry[1]) ?? []), code]);
     }
     for (const [status, list] of [...byStatus].sort((a, b) => a[0] - b[0])) {
-      // Retry-After: always on 429, 503 and 507; on 409 only with IDEMPOTENCY_KEY_IN_USE.
-      const retryAfter = status === 429 || status === 503 || status === 507 ? 'required' : list.includes('IDEMPOTENCY_KEY_IN_USE') ? 'optional' : null;
-      responses[String(status)] = {
-        description: `Error: ${list.join(', ')}`,
-        headers: {
-          ...commonHeaders(),
-          // A 429 comes from the limiter itself or after it has run; other errors may come before it
-          // (authentication, the body parser) or after it (everything else).
-          ...(limited ? rateLimitHeaders(status === 429) : {}),
-          ...(retryAfter === 'required' ? { 'Retry-After': { $ref: '#/components/headers/Retry-After' } } : {}),
-          ...(retryAfter === 'optional' ? { 'Retry-After': { ...HEADERS['Retry-After'], required: false } } : {}),
-        },
-        content: { 'application/json': { schema: { $ref: '#/components/schemas/ErrorEnvelope' } } },
-      };
+      // One shared error response per status and header set (components/responses); the
+      // operation's own description names the codes it can answer with.
+      const name = errorResponse(status, limited, list.includes('IDEMPOTENCY_KEY_IN_USE'), errorResponses);
+      responses[String(status)] = { $ref: `#/components/responses/${name}`, description: `Error: ${list.join(', ')}` };
     }
     paths[p] ??= {};
     paths[p]![r.method.toLowerCase()] = {
@@ -150,6 +141,7 @@ export function buildOpenApi(routes: RouteSpec[], schemas: Map<string, SchemaDoc
     ),
     components: {
       schemas: components,
+      responses: Object.fromEntries(Object.entries(errorResponses).sort(([a], [b]) => a.localeCompare(b))),
       headers: HEADERS,
       securitySchemes: {
         bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
@@ -240,6 +232,30 @@ const HEADERS: Record<string, { description: string; required: boolean; schema: 
 };
 
 const ref = (name: string) => ({ $ref: `#/components/headers/${name}` });
+
+/**
+ * The name of the shared error response (the envelope and its headers) for a status, made on
+ * first use: `Error429`, `Error401RateLimited` on a route under the request limit (its headers
+ * optional but on a 429), `Error409Idempotent` where IDEMPOTENCY_KEY_IN_USE adds Retry-After.
+ */
+function errorResponse(status: number, limited: boolean, inUse: boolean, into: Record<string, unknown>): string {
+  const name = `Error${status}${limited ? 'RateLimited' : ''}${inUse ? 'Idempotent' : ''}`;
+  // Retry-After: always on 429, 503 and 507; on 409 only with IDEMPOTENCY_KEY_IN_USE.
+  const retryAfter = status === 429 || status === 503 || status === 507 ? 'required' : inUse ? 'optional' : null;
+  into[name] ??= {
+    description: `Error (${status})${limited ? ' on a route under the request limit' : ''}.`,
+    headers: {
+      ...commonHeaders(),
+      // A 429 comes from the limiter itself or after it has run; other errors may come before it
+      // (authentication, the body parser) or after it (everything else).
+      ...(limited ? rateLimitHeaders(status === 429) : {}),
+      ...(retryAfter === 'required' ? { 'Retry-After': ref('Retry-After') } : {}),
+      ...(retryAfter === 'optional' ? { 'Retry-After': { ...HEADERS['Retry-After']!, required: false } } : {}),
+    },
+    content: { 'application/json': { schema: { $ref: '#/components/schemas/ErrorEnvelope' } } },
+  };
+  return name;
+}
 
 /** The headers of every response (request id, security headers). */
 const commonHeaders = () =>

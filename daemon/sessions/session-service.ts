@@ -160,14 +160,17 @@ export class SessionService {
             details: { limit: 'concurrent_sessions', current: running, max: tier.max_concurrent_sessions, retry_after: CONCURRENCY_RETRY_AFTER_S },
           });
         }
-        const held = await this.deps.ledger.reserveInTransaction(trx, {
-          userId: principal.userId,
-          amount: reservation,
-          ttlMs: this.deps.config.credits.reservation_ttl_seconds * 1000,
-          sessionId,
-          actor: { type: principal.via === 'api_key' ? 'api_key' : 'user', id: principal.apiKeyId ?? principal.userId },
-          apiKeyId: principal.apiKeyId ?? null,
-        });
+        const held = await this.deps.ledger.reserve(
+          {
+            userId: principal.userId,
+            amount: reservation,
+            ttlMs: this.deps.config.credits.reservation_ttl_seconds * 1000,
+            sessionId,
+            actor: { type: principal.via === 'api_key' ? 'api_key' : 'user', id: principal.apiKeyId ?? principal.userId },
+            apiKeyId: principal.apiKeyId ?? null,
+          },
+          trx,
+        );
         const r: SessionRow = {
           id: sessionId,
           user_id: principal.userId,

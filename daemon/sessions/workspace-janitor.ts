@@ -1,3 +1,4 @@
+import { Periodic } from '../periodic.js';
 import type { WorkspaceManager } from '../agents/workspaces.js';
 import type { Logger } from '../logger.js';
 import { EVERYTHING } from '../policies/index.js';
@@ -9,14 +10,19 @@ import type { Database } from '../storage/database.js';
  * ago (never a running session's), once an hour.
  */
 export class WorkspaceJanitor {
-  private timer: NodeJS.Timeout | null = null;
+  private readonly periodic = new Periodic(() => this.sweep());
   private readonly sessions: SessionRepository;
 
   constructor(private readonly deps: { workspaces: WorkspaceManager; database: Database; logger: Logger; intervalMs?: number }) {
     this.sessions = new SessionRepository(deps.database.db);
   }
 
-  async runOnce(): Promise<string[]> {
+  /** One pass now (shares a pass in flight): the workspaces removed. */
+  runOnce(): Promise<string[]> {
+    return this.periodic.run();
+  }
+
+  private async sweep(): Promise<string[]> {
     const removed = await this.deps.workspaces.sweep(async (sessionId, cutoffMs) => {
       const row = await this.sessions.find(sessionId, EVERYTHING);
       // A workspace whose session is unknown (a failed insert, another installation) is left alone.
@@ -27,14 +33,13 @@ export class WorkspaceJanitor {
   }
 
   start(): void {
-    this.timer = setInterval(() => {
-      void this.runOnce().catch((err: Error) => this.deps.logger.warn({ err: { message: err.message } }, 'workspace cleanup failed'));
-    }, this.deps.intervalMs ?? 3_600_000);
-    this.timer.unref();
+    this.periodic.start(this.deps.intervalMs ?? 3_600_000, {
+      tick: () => void this.periodic.run().catch((err: Error) => this.deps.logger.warn({ err: { message: err.message } }, 'workspace cleanup failed')),
+    });
   }
 
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+  /** Ends the timer and waits for a pass in flight. */
+  stop(): Promise<void> {
+    return this.periodic.stop();
   }
 }

@@ -421,6 +421,8 @@ export class KeenClient {
       session: (id, signal) => this.sessions.get(id, signal ? { signal } : {}),
       events: (id, after, signal) => this.sessions.events(id, { after, limit: 1000, ...(signal ? { signal } : {}) }),
       running: async (signal) => (await this.request<{ sessions: Session[] }>('GET', '/v1/sessions', { query: { status: 'running', limit: 100 }, ...(signal ? { signal } : {}) })).sessions,
+      // Through the client's own fetch, retries and token refresh (a browser opens the stream with a ticket).
+      ticket: async (signal) => (await this.request<{ ticket: string }>('POST', '/v1/stream/tickets', { ...(signal ? { signal } : {}) })).ticket,
     };
   }
 }

@@ -122,6 +122,11 @@ describeStorage('keen-admin audit against a real daemon', (backend) => {
     const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as AuditRecord);
     expect(rows.length).to.be.greaterThan(2);
     expect(rows.every((e) => typeof e.seq === 'number' && typeof e.hash === 'string')).to.equal(true);
+    const keys = await run(['audit', 'export', '--since', '1h', '--action', 'key.*'], env);
+    expect(keys.code, keys.stderr).to.equal(0);
+    const keyRows = keys.stdout.trim().split('\n').map((l) => JSON.parse(l) as AuditRecord);
+    expect(keyRows.length).to.be.greaterThan(0);
+    expect(keyRows.every((e) => e.action.startsWith('key.'))).to.equal(true);
     expect((await run(['audit', 'export'], env)).code).to.equal(2);
   });
 

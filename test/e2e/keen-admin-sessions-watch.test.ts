@@ -179,27 +179,36 @@ describe('keen-admin sessions watch and logs against a real daemon', () => {
     expect(help.stdout).to.include('Examples:').and.include('Exit codes: 0 the session completed').and.include('NO_COLOR');
   });
 
-  it('colours status words and event types on a terminal, unless NO_COLOR is set or --no-color is given', function () {
+  it('colours status words and event types on a terminal, unless NO_COLOR is set or --no-color is given', async function () {
     // `script` (util-linux) gives the command a pseudo-terminal.
     if (spawnSync('script', ['--version'], { encoding: 'utf8' }).status !== 0) this.skip();
-    return (async () => {
-      const id = await start('Build a small todo application');
-      await waitForEnd(d, u, id);
-      const onTty = (extra: string[], noColor: string) => {
+    const id = await start('Build a small todo application');
+    await waitForEnd(d, u, id);
+    // Asynchronous: the daemon answering the command runs in this process.
+    const onTty = (extra: string[], noColor: string) =>
+      new Promise<{ code: number | null; out: string }>((resolve, reject) => {
         const cmd = [process.execPath, ...NODE_ARGS, ADMIN, 'sessions', 'logs', id, ...extra].map((a) => `'${a}'`).join(' ');
-        return spawnSync('script', ['-qec', cmd, '/dev/null'], {
-          encoding: 'utf8',
+        const child = spawn('script', ['-qec', cmd, '/dev/null'], {
           cwd: PROJECT_ROOT,
           env: { ...process.env, KEEN_PROFILE: '', KEEN_HOST: '', KEEN_PORT: '', KEEN_CONFIG: '', XDG_CONFIG_HOME: dir, NO_COLOR: noColor, ...env },
+          stdio: ['ignore', 'pipe', 'pipe'],
         });
-      };
-      const coloured = onTty([], '');
-      expect(coloured.status, coloured.stderr).to.equal(0);
-      expect(coloured.stdout).to.include(`${ESC}[32mcompleted${ESC}[0m`).and.include(`${ESC}[1msession.status`);
-      // The agent's own escape is still escaped on a terminal.
-      expect(coloured.stdout).to.include('\\u001b[2J');
-      expect(onTty([], '1').stdout).not.to.include(ESC);
-      expect(onTty(['--no-color'], '').stdout).not.to.include(ESC);
-    })();
+        let out = '';
+        child.stdout.on('data', (c) => (out += String(c)));
+        child.stderr.on('data', (c) => (out += String(c)));
+        child.on('error', reject);
+        child.on('exit', (code) => resolve({ code, out }));
+      });
+    const coloured = await onTty([], '');
+    expect(coloured.code, coloured.out).to.equal(0);
+    expect(coloured.out).to.include(`${ESC}[32mcompleted${ESC}[0m`).and.include(`${ESC}[1msession.status`);
+    // The agent's own escape is still escaped on a terminal.
+    expect(coloured.out).to.include('\\u001b[2J');
+    const noColor = await onTty([], '1');
+    expect(noColor.code, noColor.out).to.equal(0);
+    expect(noColor.out).to.include('session.status').and.not.include(ESC);
+    const flag = await onTty(['--no-color'], '');
+    expect(flag.code, flag.out).to.equal(0);
+    expect(flag.out).to.include('session.status').and.not.include(ESC);
   });
 });

@@ -183,7 +183,8 @@ describe('README.md: the runnable blocks, in order, in a copy of the working tre
   });
 
   it('runs them with bash: every command succeeds, no error envelope, each block within its timeout', async function () {
-    this.timeout(4 * BLOCK_TIMEOUT_MS);
+    // About 30 s on a quiet machine; the whole run may take at most two blocks' timeouts.
+    this.timeout(2 * BLOCK_TIMEOUT_MS);
     if (!existsSync(path.join(PROJECT_ROOT, 'dist/daemon/main.js'))) throw new Error('dist/ is missing: run npm run build first');
     const blocks = runnableBlocks(readme);
     const dir = mkdtempSync(path.join(tmpdir(), 'keen-readme-'));

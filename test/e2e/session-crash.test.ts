@@ -34,15 +34,16 @@ describeStorage('a daemon killed while its agent runs', (backend) => {
     const { database, ledger, user, token } = await prepare(home);
     try {
       d = await spawnDaemon({ backend, home, config: { credits: { reservation_ttl_seconds: 60 } } });
-      const r = await d.api.post('/v1/agents/execute', { vision: 'A long job that will be cut short [slow:200] [iterations:200]', options: { costBudget: 5 } }, { token });
+      const r = await d.api.post('/v1/agents/execute', { vision: 'A long job that will be cut short [slow:200] [iterations:200]', options: { costBudget: 5, maxIterations: 200 } }, { token });
       expect(r.status, r.text).to.equal(200);
       const id = r.body.session.id;
-      // Let it use some credits first.
-      for (let i = 0; i < 100; i++) {
-        const s = await d.api.get(`/v1/sessions/${id}`, { token });
-        if (s.body.session.cost_so_far > 0) break;
-        await new Promise((res) => setTimeout(res, 100));
+      // Let it use some credits first: the kill must come after usage was recorded, or the test proves nothing.
+      let used = 0;
+      for (let i = 0; i < 150 && used === 0; i++) {
+        used = (await d.api.get(`/v1/sessions/${id}`, { token })).body.session.cost_so_far;
+        if (used === 0) await new Promise((res) => setTimeout(res, 100));
       }
+      expect(used, 'the agent reported no usage before the kill').to.be.greaterThan(0);
       await d.kill('SIGKILL');
       // Its agent died with it: the sandbox is bound to the daemon's life (bwrap --die-with-parent).
       let left = agentProcesses();
@@ -58,6 +59,8 @@ describeStorage('a daemon killed while its agent runs', (backend) => {
       expect(end.status).to.equal('interrupted');
       expect(end.end_reason).to.equal('gateway_restart');
       expect(end.final_cost).to.equal(end.cost_so_far);
+      // Charged at least what was recorded before the kill: a crashed daemon's sessions are never free.
+      expect(end.final_cost).to.be.at.least(used);
       const b = await ledger.balance(user.id);
       expect(b.reserved).to.equal(0);
       expect(b.balance).to.equal(20_000_000 - Math.round(end.final_cost * 1_000_000));

@@ -128,10 +128,6 @@ export class CredentialRepository {
     await this.db.insertInto('api_keys').values(row).execute();
   }
 
-  async findApiKeyByHash(keyHash: string): Promise<ApiKeyRow | undefined> {
-    return this.db.selectFrom('api_keys').selectAll().where('key_hash', '=', keyHash).executeTakeFirst();
-  }
-
   /** A key by id, within `reach` (its owner's rows, a tenant's, or every key). */
   async findApiKey(id: string, reach: Reach = EVERYTHING): Promise<ApiKeyRow | undefined> {
     let q = this.db.selectFrom('api_keys').selectAll().where('id', '=', id);

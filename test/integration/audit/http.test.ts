@@ -156,7 +156,9 @@ describeStorage('audit over HTTP: query, stream, verify, export', (backend) => {
       expect(mine(await get('action=auth')).map((e) => e.action)).to.deep.equal(['auth.logout', 'auth.login_failed', 'auth.login']);
       expect((await get(`actor_id=usr_${marker}_admin`)).map((e) => e.action)).to.deep.equal(['key.create']);
       expect((await get(`user_id=usr_${marker}`)).map((e) => e.action)).to.deep.equal(['authx.odd', 'auth.login_failed', 'auth.login']);
-      expect((await get(`tenant_id=${tenantB}`)).every((e) => e.tenant_id === tenantB)).to.equal(true);
+      const ofB = await get(`tenant_id=${tenantB}`);
+      expect(ofB).to.not.be.empty;
+      expect(ofB.every((e) => e.tenant_id === tenantB)).to.equal(true);
       expect(mine(await get('outcome=failure')).map((e) => e.action)).to.deep.equal(['auth.login_failed']);
       const since = new Date(t0).toISOString();
       expect(mine(await get(`since=${encodeURIComponent(since)}`))).to.have.length(5);
@@ -185,6 +187,7 @@ describeStorage('audit over HTTP: query, stream, verify, export', (backend) => {
       const all = await d.api.get('/v1/admin/audit?limit=500', { token: adminA });
       expect(all.status, all.text).to.equal(200);
       expect(all.body.entries.length).to.be.greaterThan(0);
+      expect(all.body.entries).to.not.be.empty;
       expect(all.body.entries.every((e: AuditRecord) => e.tenant_id === tenantA)).to.equal(true);
       const other = await d.api.get(`/v1/admin/audit?tenant_id=${tenantB}`, { token: adminA });
       expect(other.status).to.equal(200);
@@ -197,6 +200,7 @@ describeStorage('audit over HTTP: query, stream, verify, export', (backend) => {
       const { status, rows } = await getLines(d, '/v1/admin/audit/export', adminA);
       expect(status).to.equal(200);
       expect(rows.length).to.be.greaterThan(0);
+      expect(rows).to.not.be.empty;
       expect(rows.every((e) => e.tenant_id === tenantA)).to.equal(true);
       const other = await getLines(d, `/v1/admin/audit/export?tenant_id=${tenantB}`, adminA);
       expect(other.status).to.equal(200);
@@ -310,6 +314,7 @@ describeStorage('audit over HTTP: query, stream, verify, export', (backend) => {
       expect(r.contentType).to.match(/^application\/x-ndjson/);
       const rows = r.rows;
       expect(rows.map((e) => e.action)).to.include('export.one');
+      expect(rows).to.not.be.empty;
       expect(rows.every((e) => e.ts >= before)).to.equal(true);
       const entries = (await getLines(d, '/v1/admin/audit/export', root)).rows;
       expect(entries[0]!.seq).to.equal(1);

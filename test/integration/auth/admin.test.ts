@@ -53,6 +53,7 @@ describeStorage('admin API: users, tenants, keys, tenant isolation', (backend) =
     expect(inA.body.user.tenant_id).to.equal(tenantA);
     const inB = (await d.api.post('/v1/admin/users', { email: uniqueEmail('in-b'), tenant_id: tenantB }, { token: root })).body.user;
     const listed = await d.api.get('/v1/admin/users?limit=200', { token: adminA });
+    expect(listed.body.users).to.not.be.empty;
     expect(listed.body.users.every((u: { tenant_id: string }) => u.tenant_id === tenantA)).to.equal(true);
     const missing = await d.api.get('/v1/admin/users/usr_00000000000000000000000000', { token: adminA });
     const other = await d.api.get(`/v1/admin/users/${inB.id}`, { token: adminA });

@@ -103,12 +103,35 @@ describeStorage('authentication attacks', (backend) => {
     expect((await d.api.post('/v1/auth/refresh', { refresh_token: next.refresh_token })).status).to.equal(401);
   });
 
-  it('lets at most one of two racing refreshes with one token win', async () => {
+  it('lets exactly one of 8 racing refreshes with one token win, even when all of them read it as active', async () => {
     const u = await buildUser(d, { withPassword: true });
     const t = (await d.api.post('/v1/auth/login', { email: u.email, password: u.password })).body.tokens;
-    const results = await Promise.all(Array.from({ length: 8 }, () => d.api.post('/v1/auth/refresh', { refresh_token: t.refresh_token })));
-    expect(results.filter((r) => r.status === 200).length).to.be.at.most(1);
-    expect(results.filter((r) => r.status === 401).every((r) => ['REFRESH_TOKEN_REUSED', 'INVALID_TOKEN'].includes(r.body.error.code))).to.equal(true);
+    // A barrier after the read: every request sees the token active before any of them uses it, so
+    // only the compare-and-set that marks it used can keep a second one from winning.
+    const RACERS = 8;
+    const original = CredentialRepository.prototype.findRefreshToken;
+    let arrived = 0;
+    let release!: () => void;
+    const allRead = new Promise<void>((resolve) => (release = resolve));
+    const gate = sinon.stub(CredentialRepository.prototype, 'findRefreshToken').callsFake(async function (this: CredentialRepository, hash: string) {
+      const row = await original.call(this, hash);
+      if (++arrived === RACERS) release();
+      await Promise.race([allRead, new Promise((r) => setTimeout(r, 5_000))]);
+      return row;
+    });
+    try {
+      const results = await Promise.all(Array.from({ length: RACERS }, () => d.api.post('/v1/auth/refresh', { refresh_token: t.refresh_token })));
+      expect(arrived).to.equal(RACERS);
+      expect(results.filter((r) => r.status === 200)).to.have.length(1);
+      const refused = results.filter((r) => r.status !== 200);
+      expect(refused).to.have.length(RACERS - 1);
+      for (const r of refused) {
+        expect(r.status).to.equal(401);
+        expect(r.body.error.code).to.equal('REFRESH_TOKEN_REUSED');
+      }
+    } finally {
+      gate.restore();
+    }
   });
 
   it('throttles a brute force of 50 passwords from one address for the whole window, whatever X-Forwarded-For says', async () => {
@@ -165,8 +188,14 @@ describeStorage('authentication attacks', (backend) => {
     const u = await buildUser(d);
     const { key } = await buildApiKey(d, u);
     expect((await d.api.get('/v1/me', { apiKey: key })).status).to.equal(200);
-    const spy = sinon.spy(CredentialRepository.prototype, 'findApiKeyByHash');
+    // Authentication reads keys through its prepared read: that is what must not be called.
+    const reads = (d.container.auth as unknown as { reads: { apiKey: { first: (...a: unknown[]) => unknown } } }).reads;
+    const spy = sinon.spy(reads.apiKey, 'first');
     try {
+      // The spy sees a well-formed key's lookup (so a count of 0 below means something).
+      expect((await d.api.get('/v1/me', { apiKey: key })).status).to.equal(200);
+      expect(spy.callCount).to.equal(1);
+      spy.resetHistory();
       const i = 20;
       const changed = key.slice(0, i) + (key[i] === 'a' ? 'b' : 'a') + key.slice(i + 1);
       const r = await d.api.get('/v1/me', { apiKey: changed });

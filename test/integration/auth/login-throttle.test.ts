@@ -70,6 +70,27 @@ describeStorage('sign-in throttling', (backend) => {
       expect((await auditRows(d)).some((r) => r.action === 'auth.login' && r.target_id === u.user.id)).to.equal(false);
     });
 
+    it('per address: one address spraying many emails is throttled at max_failures_per_ip, whatever the email; others are not', async () => {
+      const t = await startDaemon(options({ max_failures_per_ip: 6 }));
+      try {
+        const victims: TestUser[] = [];
+        for (let i = 0; i < 4; i++) victims.push(await buildUser(t, { withPassword: true }));
+        const sprayer = freshAddress();
+        // Two wrong guesses for each of four emails: no email reaches its own limit (5), the address reaches 6.
+        const statuses: number[] = [];
+        for (const v of victims) for (let g = 0; g < 2; g++) statuses.push((await login(t, v.email, `spray-${g}`, sprayer)).status);
+        expect(statuses.slice(0, 6)).to.deep.equal([401, 401, 401, 401, 401, 401]);
+        expect(statuses.slice(6)).to.deep.equal([429, 429]);
+        // The address is throttled for a fifth email it never tried, even with the right password.
+        const fresh = await buildUser(t, { withPassword: true });
+        expectThrottled(await login(t, fresh.email, fresh.password, sprayer));
+        // Everyone else signs in, the sprayed emails included.
+        for (const v of victims) expect((await login(t, v.email, v.password, freshAddress())).status).to.equal(200);
+      } finally {
+        await t.stop();
+      }
+    });
+
     it('race: of 40 parallel guesses from one address, at most max_failures_per_email passwords are checked', async () => {
       const u = await buildUser(d, { withPassword: true });
       const ip = freshAddress();

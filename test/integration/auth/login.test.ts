@@ -148,10 +148,26 @@ describeStorage('authentication: login, tokens, MFA', (backend) => {
     expect(await actions(d)).to.include.members(['auth.mfa_setup:success', 'auth.mfa_enable:success', 'auth.mfa_recovery_used:success', 'auth.mfa_disable:success']);
   });
 
-  it('refuses MFA enable before setup and setup twice', async () => {
-    const u = await buildUser(d);
-    expect((await d.api.post('/v1/auth/mfa/enable', { token: '123456' }, { token: u.token })).body.error.code).to.equal('INVALID_STATE');
-    expect((await d.api.post('/v1/auth/mfa/disable', { token: '123456' }, { token: u.token })).body.error.code).to.equal('INVALID_STATE');
+  it('refuses MFA enable before setup, setup while MFA is on, and a second enable', async () => {
+    const u = await buildUser(d, { withPassword: true });
+    const token = (await d.api.post('/v1/auth/login', { email: u.email, password: u.password })).body.tokens.access_token;
+    expect((await d.api.post('/v1/auth/mfa/enable', { token: '123456' }, { token })).body.error.code).to.equal('INVALID_STATE');
+    expect((await d.api.post('/v1/auth/mfa/disable', { token: '123456' }, { token })).body.error.code).to.equal('INVALID_STATE');
+    // Setup twice before enabling: the second secret replaces the first (an unfinished enrolment restarts).
+    const first = (await d.api.post('/v1/auth/mfa/setup', {}, { token })).body.secret as string;
+    const second = (await d.api.post('/v1/auth/mfa/setup', {}, { token })).body.secret as string;
+    expect(second).to.not.equal(first);
+    const enabled = await d.api.post('/v1/auth/mfa/enable', { token: totpNow(second, Date.now()) }, { token });
+    expect(enabled.status, enabled.text).to.equal(200);
+    // Enabling revoked the other sign-ins; this one goes on. While MFA is on, setup would swap the
+    // secret under the user's feet (an attacker with a stolen session could lock the owner out): refused.
+    const secretBefore = (await d.container.database.db.selectFrom('users').select('mfa_secret_enc').where('id', '=', u.user.id).executeTakeFirstOrThrow()).mfa_secret_enc;
+    const again = await d.api.post('/v1/auth/mfa/setup', {}, { token });
+    expect(again.status).to.equal(409);
+    expect(again.body.error.code).to.equal('INVALID_STATE');
+    const secretAfter = (await d.container.database.db.selectFrom('users').select('mfa_secret_enc').where('id', '=', u.user.id).executeTakeFirstOrThrow()).mfa_secret_enc;
+    expect(secretAfter).to.equal(secretBefore);
+    expect((await d.api.post('/v1/auth/mfa/enable', { token: totpNow(second, Date.now() + 30_000) }, { token })).body.error.code).to.equal('INVALID_STATE');
   });
 
   it('refuses account endpoints to API keys', async () => {

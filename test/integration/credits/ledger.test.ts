@@ -107,7 +107,7 @@ describeStorage('credits/ledger', (backend) => {
       await f.ledger.grant({ userId, amount: credits(3), reason: 'x', actor: admin });
       await tdb.database
         .transaction(async (trx) => {
-          await f.ledger.reserveInTransaction(trx, { userId, amount: credits(2), ttlMs: MIN, actor: userActor(userId) });
+          await f.ledger.reserve({ userId, amount: credits(2), ttlMs: MIN, actor: userActor(userId) }, trx);
           throw new Error('session insert failed');
         })
         .catch((e: Error) => expect(e.message).to.equal('session insert failed'));

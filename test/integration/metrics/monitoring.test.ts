@@ -36,7 +36,9 @@ describeStorage('monitoring jobs', (backend) => {
     await grant(d, b, 10);
     expect(await job.tick()).to.equal(0);
     expect((await metrics.registry.getSingleMetricAsString('keen_ledger_drift_accounts')).split('\n').pop()).to.equal('keen_ledger_drift_accounts 0');
-    expect(job.lastSuccess).to.not.equal(undefined);
+    expect((await metrics.registry.getSingleMetricAsString('keen_ledger_verify_last_success_timestamp_seconds')).split('\n').pop()).to.equal(
+      `keen_ledger_verify_last_success_timestamp_seconds ${Math.floor(clock.now() / 1000)}`,
+    );
 
     // Someone edits two balances behind the ledger's back.
     const db = d.container.database.db;

@@ -76,21 +76,12 @@ export function suspiciousLabelValue(value: string): string | null {
 }
 
 /**
- * The daemon's Monitoring: the one the composition root built (`container.monitoring`),
- * or, on a container that does not wire it, one built here from the container's own
- * services (`owned`: the caller stops it).
+ * The daemon's Monitoring, as the composition root built it (`container.monitoring`):
+ * never one built by the test, so a daemon that stopped wiring it fails these tests.
+ * `owned` is always false (the daemon stops it).
  */
 export function ensureMonitoring(d: TestDaemon): { monitoring: Monitoring; owned: boolean } {
-  const c = d.container;
-  const wired = (c as { monitoring?: Monitoring }).monitoring;
-  if (wired) return { monitoring: wired, owned: false };
-  let m = built.get(d);
-  if (!m) {
-    m = new Monitoring({ metrics: c.metrics, database: c.database, ledger: c.ledger, auth: c.auth, redis: c.redis, clock: c.clock, logger: c.logger });
-    m.start();
-    built.set(d, m);
-  }
-  return { monitoring: m, owned: true };
+  const wired = (d.container as { monitoring?: Monitoring }).monitoring;
+  if (!wired) throw new Error('the container does not wire Monitoring: /metrics would lack its gauges');
+  return { monitoring: wired, owned: false };
 }
-
-const built = new WeakMap<TestDaemon, Monitoring>();

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../../../daemon/paths.js';
 import { ERROR_CODES } from '../../../daemon/errors.js';
+import { errorCodesOf } from '../../../daemon/http/openapi.js';
 import { isRateLimited, type RouteSpec } from '../../../daemon/http/routes.js';
 import { startDaemon, type TestDaemon } from '../../helpers/daemon.js';
 
@@ -12,8 +13,9 @@ type Operation = {
   security?: Array<Record<string, string[]>>;
   parameters?: Array<{ name: string; in: string; required: boolean }>;
   requestBody?: { content: Record<string, { schema: { $ref: string } }> };
-  responses: Record<string, { description: string; headers?: Record<string, { $ref?: string; required?: boolean }>; content?: Record<string, { schema: { $ref?: string } }> }>;
+  responses: Record<string, Response>;
 };
+type Response = { $ref?: string; description: string; headers?: Record<string, { $ref?: string; required?: boolean }>; content?: Record<string, { schema: { $ref?: string } }> };
 
 const statusOf = (code: string): number => (ERROR_CODES as Record<string, readonly [string, number]>)[code]![1];
 
@@ -24,7 +26,11 @@ const statusOf = (code: string): number => (ERROR_CODES as Record<string, readon
  */
 describe('GET /openapi.json documents every registered route', () => {
   let d: TestDaemon;
-  let doc: { paths: Record<string, Record<string, Operation>>; components: { schemas: Record<string, unknown>; securitySchemes: Record<string, unknown> }; security: unknown };
+  let doc: {
+    paths: Record<string, Record<string, Operation>>;
+    components: { schemas: Record<string, unknown>; responses: Record<string, Response>; securitySchemes: Record<string, unknown> };
+    security: unknown;
+  };
   let routes: RouteSpec[];
 
   before(async () => {
@@ -35,6 +41,8 @@ describe('GET /openapi.json documents every registered route', () => {
   after(async () => d?.stop());
 
   const opOf = (r: RouteSpec): Operation | undefined => doc.paths[r.path.replace(/:([A-Za-z_]+)/g, '{$1}')]?.[r.method.toLowerCase()];
+  /** A response, its $ref (a shared error response in components/responses) followed. */
+  const resolve = (res: Response | undefined): Response | undefined => (res?.$ref ? doc.components.responses[res.$ref.replace('#/components/responses/', '')] : res);
 
   it('is OpenAPI 3.1 with both credential schemes, and lists the same operations as the router', () => {
     expect((doc as unknown as { openapi: string }).openapi).to.equal('3.1.0');
@@ -90,7 +98,7 @@ describe('GET /openapi.json documents every registered route', () => {
       if (r.body || ['POST', 'PUT', 'PATCH', 'DELETE'].includes(r.method)) statuses.add(413).add(415);
       if (r.idempotent) statuses.add(409);
       for (const s of statuses) {
-        const res = op.responses[String(s)];
+        const res = resolve(op.responses[String(s)]);
         if (!res) problems.push(`${id}: no ${s} response`);
         else if (res.content?.['application/json']?.schema.$ref !== '#/components/schemas/ErrorEnvelope') problems.push(`${id}: ${s} is not the error envelope`);
       }
@@ -108,7 +116,7 @@ describe('GET /openapi.json documents every registered route', () => {
       const op = opOf(r)!;
       const id = `${r.method} ${r.path}`;
       for (const [status, res] of Object.entries(op.responses)) {
-        const h = res.headers ?? {};
+        const h = resolve(res)?.headers ?? {};
         if (h['X-Request-Id']?.$ref !== '#/components/headers/X-Request-Id') problems.push(`${id} ${status}: no X-Request-Id`);
         if (!h['X-Content-Type-Options']) problems.push(`${id} ${status}: no security headers`);
         if (isRateLimited(r) !== Boolean(h['RateLimit'])) problems.push(`${id} ${status}: RateLimit ${h['RateLimit'] ? 'declared on a route outside the limit' : 'missing'}`);
@@ -129,8 +137,27 @@ describe('GET /openapi.json documents every registered route', () => {
   });
 
   it('every $ref points at a component that exists', () => {
-    const refs = [...JSON.stringify(doc).matchAll(/"#\/components\/schemas\/([A-Za-z0-9]+)/g)].map((m) => m[1]!);
-    expect(refs.filter((n) => !doc.components.schemas[n])).to.deep.equal([]);
+    const refs = [...JSON.stringify(doc).matchAll(/"#\/components\/(schemas|responses|headers)\/([A-Za-z0-9-]+)/g)].map((m) => [m[1]!, m[2]!] as const);
+    expect(refs.length).to.be.greaterThan(0);
+    const components = doc.components as unknown as Record<string, Record<string, unknown>>;
+    expect(refs.filter(([kind, n]) => !components[kind]?.[n]).map(([kind, n]) => `${kind}/${n}`)).to.deep.equal([]);
+  });
+
+  it("docs/API.md's errors row of each route lists exactly the codes /openapi.json declares for it", () => {
+    const md = readFileSync(path.join(PROJECT_ROOT, 'docs/API.md'), 'utf8');
+    const wrong: string[] = [];
+    for (const r of routes) {
+      const at = md.indexOf(`#### \`${r.method} ${r.path}\``);
+      if (at < 0) continue; // the next test names it
+      const row = /^\| errors \| (.*) \|$/m.exec(md.slice(at, md.indexOf('\n#### ', at + 1) >>> 0))?.[1];
+      const expected = [...errorCodesOf(r)]
+        .map((c) => [statusOf(c), c] as const)
+        .sort((a, b) => a[0] - b[0] || a[1].localeCompare(b[1]))
+        .map(([s, c]) => `${s} ${c}`)
+        .join(', ');
+      if (row !== expected) wrong.push(`${r.method} ${r.path}: | errors | ${expected} |`);
+    }
+    expect(wrong).to.deep.equal([]);
   });
 
   it('docs/API.md has a section and a curl example for every route, and every error code in its table', () => {

@@ -75,12 +75,18 @@ describe('SDK resources against a real daemon', () => {
     const u = await buildUser(d, { tier: 'team' });
     await grant(d, u, 10);
     const client = sdk(d, { accessToken: u.token });
-    const run = await client.execute({ vision: 'Take your time with this [slow:300] [iterations:50]', options: { costBudget: 3 } });
-    await new Promise((r) => setTimeout(r, 400));
+    const run = await client.execute({ vision: 'Take your time with this [slow:200] [iterations:50]', options: { costBudget: 3, maxIterations: 50 } });
+    // Cancel once usage was reported: a cancelled session is charged what it used, never nothing.
+    for (const until = Date.now() + 15_000; (await client.sessions.get(run.session.id)).cost_so_far === 0; await new Promise((r) => setTimeout(r, 50))) {
+      if (Date.now() > until) throw new Error('the agent never reported usage');
+    }
     const s = await client.sessions.cancel(run.session.id);
     expect(s.status).to.equal('cancelled');
+    expect(s.final_cost).to.be.greaterThan(0);
     expect(s.final_cost).to.equal(s.cost_so_far);
-    expect((await client.credits.balance()).reserved).to.equal(0);
+    const balance = await client.credits.balance();
+    expect(balance.reserved).to.equal(0);
+    expect(balance.balance).to.be.closeTo(10 - (s.final_cost ?? 0), 1e-6);
   });
 
   it('lists, creates and revokes API keys with a user token; the new key works until revoked', async () => {

@@ -104,8 +104,10 @@ describeStorage('agent execution end to end', (backend) => {
   it('charges a crashed agent what it used, and a failed one likewise', async () => {
     const u = await buildUser(d, { tier: 'team' });
     await grant(d, u, 20);
-    const crashed = await waitForEnd(d, u, (await execute(d, u, 'Crash half way through [crash]', { costBudget: 3 })).body.session.id);
+    // Four steps: the agent reports the first step's usage, then crashes in the second.
+    const crashed = await waitForEnd(d, u, (await execute(d, u, 'Crash half way through [crash] [iterations:4]', { costBudget: 3, maxIterations: 4 })).body.session.id);
     expect(crashed.status).to.equal('failed');
+    expect(crashed.final_cost).to.be.greaterThan(0);
     expect(crashed.final_cost).to.equal(crashed.cost_so_far);
     expect(crashed.final_cost).to.be.below(3);
     const failed = await waitForEnd(d, u, (await execute(d, u, 'Report a failure at the end [fail]', { costBudget: 3 })).body.session.id);
@@ -120,16 +122,24 @@ describeStorage('agent execution end to end', (backend) => {
   it('cancels a running agent: charged what it used, the rest released', async () => {
     const u = await buildUser(d, { tier: 'team' });
     await grant(d, u, 10);
-    const r = await execute(d, u, 'Take your time with this [slow:400] [iterations:50]', { costBudget: 5 });
+    const r = await execute(d, u, 'Take your time with this [slow:200] [iterations:50]', { costBudget: 5, maxIterations: 50 });
     const id = r.body.session.id;
-    await new Promise((res) => setTimeout(res, 600));
+    // Cancel once the agent has reported usage: the cancelled session must be charged it.
+    const until = Date.now() + 15_000;
+    while ((await d.api.get(`/v1/sessions/${id}`, { token: u.token })).body.session.cost_so_far === 0) {
+      if (Date.now() > until) throw new Error('the agent never reported usage');
+      await new Promise((res) => setTimeout(res, 50));
+    }
     const c = await d.api.post(`/v1/sessions/${id}/cancel`, {}, { token: u.token });
     expect(c.status, c.text).to.equal(200);
     expect(c.body.session.status).to.equal('cancelled');
+    expect(c.body.session.final_cost).to.be.greaterThan(0);
     expect(c.body.session.final_cost).to.equal(c.body.session.cost_so_far);
+    expect(c.body.session.final_cost).to.be.below(5);
     expect((await d.api.post(`/v1/sessions/${id}/cancel`, {}, { token: u.token })).body.error.code).to.equal('INVALID_STATE');
     const b = await d.container.ledger.balance(u.user.id);
     expect(b.reserved).to.equal(0);
+    expect(b.balance).to.equal(10_000_000 - Math.round(c.body.session.final_cost * 1_000_000));
     await expectLedgerClean(d);
   });
 

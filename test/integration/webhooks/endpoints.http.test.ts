@@ -34,7 +34,8 @@ describeStorage('webhook endpoints over HTTP: events, fresh payloads, policy', (
     expect(r.status, r.text).to.equal(200);
     await waitForEnd(d, u, r.body.session.id);
     await d.container.webhooks.deliverDueNow();
-    const got = messages('/fresh');
+    // Deliveries are not ordered (several go out at once): sort by the event's own timestamp.
+    const got = messages('/fresh').sort((a, b) => Date.parse(a.json.timestamp) - Date.parse(b.json.timestamp) || (a.json.type === 'session.started' ? -1 : 1));
     expect(got.map((m) => m.json.type)).to.deep.equal(['session.started', 'session.completed']);
     for (const m of got) new Webhook(secret).verify(m.body, { 'webhook-id': String(m.headers['webhook-id']), 'webhook-timestamp': String(m.headers['webhook-timestamp']), 'webhook-signature': String(m.headers['webhook-signature']) });
     const session = (await d.api.get(`/v1/sessions/${r.body.session.id}`, { token: u.token })).body.session;

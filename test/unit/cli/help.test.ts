@@ -26,6 +26,12 @@ describe('keen-admin command tree', () => {
     }
   });
 
+  it('every command group has an Example section in its --help too', () => {
+    const groups = buildProgram().commands.filter((c) => c.commands.length > 0);
+    expect(groups.length).to.be.at.least(8);
+    for (const g of groups) expect(helpOf(g), g.name()).to.match(/^Examples?:$/m);
+  });
+
   it('the root help has an example and names the connection order', () => {
     const text = helpOf(buildProgram());
     expect(text).to.include('Example:').and.include('KEEN_PROFILE').and.include('keen-admin login');
