@@ -22,7 +22,9 @@
  *
  * Every figure is also given as a ratio to (a); (b) also as a ratio to (f).
  * BENCH_SECONDS (5), BENCH_CONNECTIONS (100), BENCH_STREAM=0 skips the stream run,
- * BENCH_ONLY=a|b|c|d|e measures that daemon case alone (on SQLite, or on Postgres with BENCH_BACKEND=postgres), BENCH_CPU_PROF=DIR runs the
+ * (b) and (c) are measured again at log level info (the default: an access-log line per
+ * request, written to a file), the configuration users run (BENCH_ONLY=i).
+ * BENCH_ONLY=a|b|c|d|e|i measures that daemon case alone (on SQLite, or on Postgres with BENCH_BACKEND=postgres), BENCH_CPU_PROF=DIR runs the
  * daemon with `node --cpu-prof` writing its profile to DIR, BENCH_DAEMON_LOG=FILE keeps its log.
  * BENCH_ONLY=g runs the sandbox case alone (SQLite), BENCH_SANDBOX=0 skips it.
  */
@@ -141,7 +143,7 @@ interface Daemon {
  * `keen-gateway start` as a child process, logging at warn: an access-log line per
  * request piped back to this process would cost the load generator CPU it needs.
  */
-async function spawnGateway(home: DaemonHome, agent: string[], agentConfig: Record<string, unknown> = {}): Promise<Daemon> {
+async function spawnGateway(home: DaemonHome, agent: string[], agentConfig: Record<string, unknown> = {}, logTo: string | null = null): Promise<Daemon> {
   const port = await freePort();
   const configFile = path.join(home.dataDir, 'bench.yaml');
   writeFileSync(
@@ -152,12 +154,14 @@ async function spawnGateway(home: DaemonHome, agent: string[], agentConfig: Reco
       data_dir: home.dataDir,
       server: { host: '127.0.0.1', port, shutdown_timeout_seconds: 5 },
       database: { url: home.databaseUrl },
-      log: { level: process.env.BENCH_DAEMON_LOG ? 'info' : 'warn' },
+      log: { level: process.env.BENCH_DAEMON_LOG || logTo ? 'info' : 'warn' },
       agent: { command: agent, ...agentConfig },
     }),
   );
   // BENCH_DAEMON_LOG=FILE: the daemon logs at info into FILE (for debugging a case; it costs throughput).
-  const logFd = process.env.BENCH_DAEMON_LOG ? openSync(process.env.BENCH_DAEMON_LOG, 'a') : 'ignore';
+  // logTo: the default configuration (log level info, one access line per request) writing to a file, as a service's log does.
+  const logFile = logTo ?? process.env.BENCH_DAEMON_LOG;
+  const logFd = logFile ? openSync(logFile, 'a') : 'ignore';
   const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
   const child = spawn(process.execPath, [...NODE_ARGS, ...prof, MAIN, 'start', '--config', configFile], {
     cwd: PROJECT_ROOT,
@@ -204,6 +208,13 @@ async function daemonCases(backend: StorageBackend, agent: string[], full: boole
           body: JSON.stringify({ vision: VISION, options: { maxIterations: 5 } }),
         }),
       );
+    }
+    if (want('i') && backend === 'sqlite') {
+      // The same reads in the configuration users run: log level info, an access-log line per request, into a file.
+      await d.stop();
+      d = await spawnGateway(fx.home, agent, {}, path.join(fx.home.dataDir, 'daemon-info.log'));
+      rows.push(await measure(`(b) at log level info, JWT (${tag})`, { url: `${d.url}/v1/credits/balance`, headers: { authorization: `Bearer ${fx.reader.token}` } }));
+      rows.push(await measure(`(c) at log level info, API key (${tag})`, { url: `${d.url}/v1/credits/balance`, headers: { authorization: `ApiKey ${fx.apiKey}` } }));
     }
     if (only && only !== 'e') return rows;
     // Executes: round-robin over the users; each accepted one starts the no-op agent. No
@@ -490,7 +501,9 @@ try {
   }
   const b = rows.find((r) => r.name.startsWith('(b)'))!;
   const c = rows.find((r) => r.name.startsWith('(c)'))!;
+  const bInfo = rows.find((r) => r.name.startsWith('(b) at log level info'));
   console.log(`\n(b) / (f) = ${(b.rps / baseline.rps).toFixed(2)}: the gateway's authenticated read against the minimal Koa + jsonwebtoken + better-sqlite3 endpoint`);
+  if (bInfo) console.log(`(b) at info / (f) = ${(bInfo.rps / baseline.rps).toFixed(2)}: the same in the default configuration (an access-log line per request, to a file)`);
   console.log(`targets: (b) >= 60% of (a): ${(b.rps / base).toFixed(2)} ${b.rps / base >= 0.6 ? 'met' : 'MISSED'}; (c) >= 60% of (a): ${(c.rps / base).toFixed(2)} ${c.rps / base >= 0.6 ? 'met' : 'MISSED'}; p99 of (b) < 25 ms: ${b.p99.toFixed(1)} ms ${b.p99 < 25 ? 'met' : 'MISSED'}`);
   if (sandbox) printSandbox(sandbox);
   else console.log('\nAgent sandbox cost (g): skipped (BENCH_SANDBOX=0)');
