@@ -1,6 +1,4 @@
 import type { AuditLogger } from '../../audit/types.js';
-import type { Principal } from '../../auth/principal.js';
-import type { ClientInfo } from '../../auth/auth-service.js';
 import { creditAuthorityOf } from '../../credits/authority.js';
 import { DEFAULT_PAGE, MAX_PAGE, type CreditLedger } from '../../credits/ledger.js';
 import { parseCredits } from '../../credits/money.js';
@@ -11,6 +9,7 @@ import type { IdempotencyStore } from '../../idempotency/store.js';
 import { clientOf, principalOf } from '../middleware/authenticate.js';
 import { bodyOf, cursorOf, limitOf } from '../context.js';
 import { defineRoutes } from '../routes.js';
+import { tenantProbe } from '../tenant-probe.js';
 import { answerOnce } from '../answer-once.js';
 
 interface PoolGrantBody {
@@ -27,19 +26,7 @@ interface PoolGrantBody {
 export function creditPoolRoutes(deps: { ledger: CreditLedger; idempotency: IdempotencyStore; audit: AuditLogger }) {
   const { ledger, idempotency, audit } = deps;
 
-  const probe = async (p: Principal, tenantId: string, client: ClientInfo): Promise<never> => {
-    await audit.record({
-      action: 'access.not_found',
-      outcome: 'denied',
-      actor: { type: p.via === 'api_key' ? 'api_key' : 'user', id: p.apiKeyId ?? p.userId },
-      tenantId: p.tenantId,
-      target: { type: 'tenant', id: tenantId.slice(0, 64) },
-      ip: client.ip ?? null,
-      userAgent: client.userAgent ?? null,
-      requestId: client.requestId ?? null,
-    });
-    throw notFound('tenant');
-  };
+  const probe = tenantProbe(audit);
 
   return defineRoutes([
     {

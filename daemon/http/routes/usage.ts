@@ -1,7 +1,5 @@
 import { DateTime } from 'luxon';
 import type { AuditLogger } from '../../audit/types.js';
-import type { Principal } from '../../auth/principal.js';
-import type { ClientInfo } from '../../auth/auth-service.js';
 import type { Clock } from '../../clock.js';
 import { DAY_MS, DEFAULT_RANGE_DAYS, MAX_RANGE_DAYS, isTimeZone, type UsageGroup, type UsageQuery, type UsageReports } from '../../credits/usage.js';
 import { presentUsage, usageCsv } from '../../credits/usage-present.js';
@@ -11,6 +9,7 @@ import type { UserAdminService } from '../../users/user-admin.js';
 import type { AppContext } from '../context.js';
 import { clientOf, principalOf } from '../middleware/authenticate.js';
 import { defineRoutes } from '../routes.js';
+import { tenantProbe } from '../tenant-probe.js';
 
 const CSV = 'text/csv; charset=utf-8';
 
@@ -93,20 +92,7 @@ export function usageRoutes(deps: UsageRouteDeps) {
     } else ctx.body = json;
   };
 
-  /** Another tenant named by a tenant admin: 404 like a tenant that does not exist, audited as a probe. */
-  const probe = async (p: Principal, tenantId: string, client: ClientInfo): Promise<never> => {
-    await audit.record({
-      action: 'access.not_found',
-      outcome: 'denied',
-      actor: { type: p.via === 'api_key' ? 'api_key' : 'user', id: p.apiKeyId ?? p.userId },
-      tenantId: p.tenantId,
-      target: { type: 'tenant', id: tenantId.slice(0, 64) },
-      ip: client.ip ?? null,
-      userAgent: client.userAgent ?? null,
-      requestId: client.requestId ?? null,
-    });
-    throw notFound('tenant');
-  };
+  const probe = tenantProbe(audit);
 
   return defineRoutes([
     {
