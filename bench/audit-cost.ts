@@ -18,7 +18,11 @@ const dropAll: AuditLogger = { record: async () => undefined };
 function noopAgent(): string[] {
   const dir = mkdtempSync(path.join(tmpdir(), 'keen-bench-agent-'));
   const file = path.join(dir, 'noop-agent.sh');
-  writeFileSync(file, `#!/bin/sh\nread -r _line\nprintf '%s\\n' '{"type":"result","status":"completed","summary":"bench"}'\n`, { mode: 0o755 });
+  writeFileSync(
+    file,
+    `#!/bin/sh\nread -r _line\nprintf '%s\\n' '{"type":"result","status":"completed","summary":"bench"}'\n`,
+    { mode: 0o755 },
+  );
   return ['/bin/sh', file];
 }
 
@@ -27,7 +31,10 @@ async function measure(backend: 'sqlite' | 'postgres', audit: 'chained' | 'none'
     backend,
     logLevel: 'warn',
     ...(audit === 'none' ? { audit: dropAll } : {}),
-    config: { agent: { command: noopAgent() }, tiers: { enterprise: { max_concurrent_sessions: 100_000, requests_per_hour: 10_000_000 } } },
+    config: {
+      agent: { command: noopAgent() },
+      tiers: { enterprise: { max_concurrent_sessions: 100_000, requests_per_hour: 10_000_000 } },
+    },
   });
   try {
     const users = await Promise.all(Array.from({ length: CONCURRENCY }, () => buildUser(d, { tier: 'enterprise' })));
@@ -38,7 +45,11 @@ async function measure(backend: 'sqlite' | 'postgres', audit: 'chained' | 'none'
     await Promise.all(
       users.map(async (u) => {
         while (Date.now() < end) {
-          const r = await d.api.post('/v1/agents/execute', { vision: 'A benchmark run that does nothing', options: { costBudget: 0.1 } }, { token: u.token });
+          const r = await d.api.post(
+            '/v1/agents/execute',
+            { vision: 'A benchmark run that does nothing', options: { costBudget: 0.1 } },
+            { token: u.token },
+          );
           if (r.status === 200) accepted++;
           else other++;
         }
@@ -56,7 +67,9 @@ for (const backend of backends) {
   // Interleaved, so drift in machine load hits both alike.
   for (const audit of ['chained', 'none', 'chained', 'none'] as const) rows.push(await measure(backend, audit));
 }
-console.log(`\nexecutes accepted per second, ${CONCURRENCY} users in parallel, ${SECONDS} s per case, no-op agent, node ${process.version}\n`);
+console.log(
+  `\nexecutes accepted per second, ${CONCURRENCY} users in parallel, ${SECONDS} s per case, no-op agent, node ${process.version}\n`,
+);
 console.log('| backend | audit | executes/s | non-200 |');
 console.log('|---|---|---:|---:|');
 for (const r of rows) console.log(`| ${r.backend} | ${r.audit} | ${r.perSecond.toFixed(1)} | ${r.other} |`);

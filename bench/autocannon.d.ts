@@ -48,7 +48,9 @@ declare module 'autocannon' {
     statusCodeStats: Record<string, { count: number }>;
   }
 
-  function autocannon(options: Options): Promise<Result> & { on(event: string, cb: (...args: unknown[]) => void): void; stop?: () => void };
+  function autocannon(
+    options: Options,
+  ): Promise<Result> & { on(event: string, cb: (...args: unknown[]) => void): void; stop?: () => void };
   export default autocannon;
   export type { ClientRequest };
 }

@@ -16,7 +16,9 @@ import Koa from 'koa';
 export function seedBaseline(file: string, ids: string[]): void {
   const db = new BetterSqlite3(file);
   db.pragma('journal_mode = WAL');
-  db.exec('create table if not exists users (id text primary key, balance integer not null, reserved integer not null)');
+  db.exec(
+    'create table if not exists users (id text primary key, balance integer not null, reserved integer not null)',
+  );
   const insert = db.prepare('insert or replace into users (id, balance, reserved) values (?, ?, 0)');
   db.transaction(() => ids.forEach((id, i) => insert.run(id, (i + 1) * 1_000_000)))();
   db.close();
@@ -24,13 +26,19 @@ export function seedBaseline(file: string, ids: string[]): void {
 
 /** A token the baseline accepts. */
 export function baselineToken(secret: string, userId: string): string {
-  return jwt.sign({ scopes: ['credits:read'] }, createSecretKey(Buffer.from(secret)), { algorithm: 'HS256', subject: userId, expiresIn: 900 });
+  return jwt.sign({ scopes: ['credits:read'] }, createSecretKey(Buffer.from(secret)), {
+    algorithm: 'HS256',
+    subject: userId,
+    expiresIn: 900,
+  });
 }
 
 async function serve(file: string, secret: string): Promise<void> {
   const key = createSecretKey(Buffer.from(secret));
   const db = new BetterSqlite3(file, { readonly: true });
-  const find = db.prepare<[string], { balance: number; reserved: number }>('select balance, reserved from users where id = ?');
+  const find = db.prepare<[string], { balance: number; reserved: number }>(
+    'select balance, reserved from users where id = ?',
+  );
   const app = new Koa();
   app.use((ctx) => {
     const header = ctx.get('authorization');
@@ -53,7 +61,12 @@ async function serve(file: string, secret: string): Promise<void> {
       ctx.body = { success: false };
       return;
     }
-    ctx.body = { success: true, balance: row.balance / 1e6, reserved: row.reserved / 1e6, available: (row.balance - row.reserved) / 1e6 };
+    ctx.body = {
+      success: true,
+      balance: row.balance / 1e6,
+      reserved: row.reserved / 1e6,
+      available: (row.balance - row.reserved) / 1e6,
+    };
   });
   const server = app.listen(0, '127.0.0.1', () => {
     const address = server.address();

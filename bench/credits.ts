@@ -10,9 +10,11 @@
  * database's own limits apply).
  */
 import { DatabaseAuditLogger } from '../daemon/audit/store.js';
+import { AuditRepository } from '../daemon/storage/repos/audit.js';
 import { MemoryAuditLogger } from '../daemon/audit/types.js';
 import { systemClock } from '../daemon/clock.js';
 import { CreditLedger } from '../daemon/credits/ledger.js';
+import { creditRepositories } from '../daemon/storage/repos/credits.js';
 import { createLogger } from '../daemon/logger.js';
 import { credits, toMicros } from '../daemon/credits/money.js';
 import { Metrics } from '../daemon/metrics.js';
@@ -41,13 +43,28 @@ async function run(backend: StorageBackend, sharedAccount: boolean): Promise<Res
   const tdb = await openTestDatabase(backend, { poolMax: CONCURRENCY });
   // The daemon's own audit store: each operation appends to the hash chain in its transaction, as in production.
   const audit =
-    AUDIT === 'memory' ? Object.assign(new MemoryAuditLogger(), { close: async () => undefined }) : new DatabaseAuditLogger({ database: tdb.database, clock: systemClock, logger: createLogger('silent') });
+    AUDIT === 'memory'
+      ? Object.assign(new MemoryAuditLogger(), { close: async () => undefined })
+      : new DatabaseAuditLogger({
+          database: tdb.database,
+          audits: new AuditRepository(tdb.database),
+          clock: systemClock,
+          logger: createLogger('silent'),
+        });
   try {
-    const ledger = new CreditLedger({ database: tdb.database, clock: systemClock, audit, metrics: new Metrics({ defaultMetrics: false }) });
+    const ledger = new CreditLedger({
+      database: tdb.database,
+      repositories: creditRepositories(tdb.database),
+      clock: systemClock,
+      audit,
+      metrics: new Metrics({ defaultMetrics: false }),
+    });
     const actor = { type: 'system' as const, id: null };
     // Plain user rows, inserted directly as the credits tests do (the credit tables reference users).
     const insertUser = async () => (await insertTestUser(tdb.database)).id;
-    const users = sharedAccount ? [await insertUser()] : await Promise.all(Array.from({ length: CONCURRENCY }, () => insertUser()));
+    const users = sharedAccount
+      ? [await insertUser()]
+      : await Promise.all(Array.from({ length: CONCURRENCY }, () => insertUser()));
     for (const userId of users) await ledger.grant({ userId, amount: credits(1_000_000), reason: 'bench', actor });
 
     const latencies: number[] = [];
@@ -71,7 +88,15 @@ async function run(backend: StorageBackend, sharedAccount: boolean): Promise<Res
     latencies.sort((a, b) => a - b);
     const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? 0;
     const clean = (await ledger.verify()).length === 0;
-    return { backend, accounts: sharedAccount ? '1 shared' : `${CONCURRENCY} (one per worker)`, pairs: latencies.length, p50: q(0.5), p99: q(0.99), errors, clean };
+    return {
+      backend,
+      accounts: sharedAccount ? '1 shared' : `${CONCURRENCY} (one per worker)`,
+      pairs: latencies.length,
+      p50: q(0.5),
+      p99: q(0.99),
+      errors,
+      clean,
+    };
   } finally {
     await audit.close();
     await tdb.close();
@@ -83,7 +108,9 @@ const results: Result[] = [];
 for (const backend of backends) {
   for (const shared of [true, false]) results.push(await run(backend, shared));
 }
-console.log(`\nreserve + settle pairs through CreditLedger, concurrency ${CONCURRENCY}, ${SECONDS} s per case, audit: ${AUDIT}, node ${process.version}\n`);
+console.log(
+  `\nreserve + settle pairs through CreditLedger, concurrency ${CONCURRENCY}, ${SECONDS} s per case, audit: ${AUDIT}, node ${process.version}\n`,
+);
 console.log('| backend | accounts | reservations/s | p50 ms (pair) | p99 ms (pair) | errors | verify |');
 console.log('|---|---|---|---|---|---|---|');
 for (const r of results) {

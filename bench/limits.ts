@@ -37,7 +37,11 @@ interface Result {
 }
 
 /** `CONNECTIONS` keep-alive connections sending GETs back to back for `seconds` (or `count` requests in all). */
-async function load(url: string, headers: Record<string, string>, bound: { seconds?: number; count?: number }): Promise<Result> {
+async function load(
+  url: string,
+  headers: Record<string, string>,
+  bound: { seconds?: number; count?: number },
+): Promise<Result> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: CONNECTIONS });
   const latencies: number[] = [];
   let errors = 0;
@@ -91,7 +95,13 @@ async function commandStats(redis: Redis): Promise<Map<string, number>> {
 }
 
 async function redisReachable(): Promise<Redis | null> {
-  const r = new Redis(REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1000 });
+  const r = new Redis(REDIS_URL, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    connectTimeout: 1000,
+  });
   r.on('error', () => undefined);
   try {
     await r.connect();
@@ -129,14 +139,27 @@ try {
   Object.assign(a.d.container.limiter, {
     consumeAll: async (requests: BatchRequest[]) => ({
       allowed: true,
-      decisions: requests.map((r) => ({ allowed: true, limit: r.limit, remaining: r.limit, resetMs: 0, retryAfterMs: 0 })),
+      decisions: requests.map((r) => ({
+        allowed: true,
+        limit: r.limit,
+        remaining: r.limit,
+        resetMs: 0,
+        retryAfterMs: 0,
+      })),
     }),
   });
   cases.push({ name: '(a) no-op limiter (baseline)', ...a, latencies: [], seconds: 0, errors: 0 });
   // (b) in-process memory limiter.
   cases.push({ name: '(b) memory limiter', ...(await setup({})), latencies: [], seconds: 0, errors: 0 });
   // (c) Redis limiter.
-  if (admin) cases.push({ name: '(c) Redis limiter', ...(await setup({ redis: { url: REDIS_URL } })), latencies: [], seconds: 0, errors: 0 });
+  if (admin)
+    cases.push({
+      name: '(c) Redis limiter',
+      ...(await setup({ redis: { url: REDIS_URL } })),
+      latencies: [],
+      seconds: 0,
+      errors: 0,
+    });
 
   for (const c of cases) await load(`${c.d.url}/v1/me`, c.headers, { count: 300 });
   // Rounds, the cases interleaved, so a change in machine load touches them all alike.
@@ -149,7 +172,8 @@ try {
     }
   }
 
-  let roundTrips: { before: Map<string, number>; after: Map<string, number>; requests: number; errors: number } | null = null;
+  let roundTrips: { before: Map<string, number>; after: Map<string, number>; requests: number; errors: number } | null =
+    null;
   const redisCase = cases.find((c) => c.name.startsWith('(c)'));
   if (admin && redisCase) {
     const before = await commandStats(admin);
@@ -175,21 +199,29 @@ try {
   if (roundTrips) {
     const n = roundTrips.requests;
     const delta = (cmd: string) => (roundTrips!.after.get(cmd) ?? 0) - (roundTrips!.before.get(cmd) ?? 0);
-    console.log(`\nRedis commands during ${n} requests of (c) (INFO commandstats; ${roundTrips.errors} non-200; other clients of the same Redis would add to these):\n`);
+    console.log(
+      `\nRedis commands during ${n} requests of (c) (INFO commandstats; ${roundTrips.errors} non-200; other clients of the same Redis would add to these):\n`,
+    );
     console.log('| command | calls | per request | |');
     console.log('|---|---|---|---|');
     const trips = delta('evalsha') + delta('eval');
-    console.log(`| EVALSHA | ${delta('evalsha')} | ${(delta('evalsha') / n).toFixed(3)} | round trip: one script decides both policies |`);
+    console.log(
+      `| EVALSHA | ${delta('evalsha')} | ${(delta('evalsha') / n).toFixed(3)} | round trip: one script decides both policies |`,
+    );
     console.log(`| EVAL | ${delta('eval')} | ${(delta('eval') / n).toFixed(3)} | round trip: script cache miss |`);
     console.log(`| **round trips** | **${trips}** | **${(trips / n).toFixed(3)}** | |`);
     for (const cmd of ['time', 'hgetall', 'hset', 'hincrby', 'hdel', 'pexpire']) {
-      if (delta(cmd) !== 0) console.log(`| ${cmd.toUpperCase()} | ${delta(cmd)} | ${(delta(cmd) / n).toFixed(3)} | inside the script, no round trip |`);
+      if (delta(cmd) !== 0)
+        console.log(
+          `| ${cmd.toUpperCase()} | ${delta(cmd)} | ${(delta(cmd) / n).toFixed(3)} | inside the script, no round trip |`,
+        );
     }
   }
   if (!admin) console.log(`\n(c) skipped: no Redis answered at ${REDIS_URL}`);
 } finally {
   for (const c of cases) {
-    if (admin && c.name.startsWith('(c)')) await deletePrefix(admin, c.d.config.redis.key_prefix).catch(() => undefined);
+    if (admin && c.name.startsWith('(c)'))
+      await deletePrefix(admin, c.d.config.redis.key_prefix).catch(() => undefined);
     await c.d.stop();
   }
   admin?.disconnect();

@@ -66,7 +66,9 @@ export class FirstEventProbe {
 
   /** Connects to `baseUrl`'s stream as the holder of `token` and waits for `connection_established` (10 s at most). */
   static async open(baseUrl: string, token: string): Promise<FirstEventProbe> {
-    const ws = new WebSocket(`${baseUrl.replace(/^http/, 'ws')}/v1/stream`, { headers: { authorization: `Bearer ${token}` } });
+    const ws = new WebSocket(`${baseUrl.replace(/^http/, 'ws')}/v1/stream`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('stream connection not established in 10 s')), 10_000);
       ws.once('message', () => {
@@ -101,8 +103,12 @@ export class FirstEventProbe {
     if (!s) this.seen.set(sessionId, (s = {}));
     const seen = s;
     const first = new Promise<{ at: number; type: string }>((resolve, reject) => {
-      let firstAt: { at: number; type: string } | null = seen.firstAgentAt === undefined ? null : { at: seen.firstAgentAt, type: seen.firstAgentType! };
-      const timer = setTimeout(() => reject(new Error(`session ${sessionId} did not end within ${timeoutMs} ms`)), timeoutMs);
+      let firstAt: { at: number; type: string } | null =
+        seen.firstAgentAt === undefined ? null : { at: seen.firstAgentAt, type: seen.firstAgentType! };
+      const timer = setTimeout(
+        () => reject(new Error(`session ${sessionId} did not end within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       const settle = (status: string) => {
         clearTimeout(timer);
         if (firstAt) resolve(firstAt);
@@ -154,7 +160,13 @@ export function spread(values: number[]): Spread {
  * gets `warmUp` uncounted executes first; at most `count` counted ones, stopping
  * at `deadlineMs` of wall time. Failed executes are counted, not timed.
  */
-export async function alternate(probes: FirstEventProbe[], body: string, count: number, warmUp: number, deadlineMs: number): Promise<Array<{ samples: FirstEventSample[]; failures: string[] }>> {
+export async function alternate(
+  probes: FirstEventProbe[],
+  body: string,
+  count: number,
+  warmUp: number,
+  deadlineMs: number,
+): Promise<Array<{ samples: FirstEventSample[]; failures: string[] }>> {
   const until = Date.now() + deadlineMs;
   const out = probes.map(() => ({ samples: [] as FirstEventSample[], failures: [] as string[] }));
   for (let i = 0; i < warmUp + count && Date.now() < until; i++) {

@@ -109,7 +109,14 @@ emit({ type: 'result', status: 'completed', summary: 'bench' });
     if (r.status !== 200) throw new Error(`execute failed: ${r.status} ${r.text}`);
     const id = r.body.session.id as string;
     dispatchTimes.length = 0;
-    const worker = new Worker(CLIENT_WORKER, { eval: true, workerData: { url: `${d.url.replace(/^http/, 'ws')}/v1/stream?sessions=${id}`, token: u.token, clients } satisfies ClientJob });
+    const worker = new Worker(CLIENT_WORKER, {
+      eval: true,
+      workerData: {
+        url: `${d.url.replace(/^http/, 'ws')}/v1/stream?sessions=${id}`,
+        token: u.token,
+        clients,
+      } satisfies ClientJob,
+    });
     const done = new Promise<number[]>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('clients did not see the end in time')), DEADLINE_MS);
       worker.on('message', (m: { kind: string; latencies?: number[] }) => {
@@ -150,7 +157,10 @@ emit({ type: 'result', status: 'completed', summary: 'bench' });
   const dir = mkdtempSync(path.join(tmpdir(), 'keen-bench-agent-'));
   const agent = path.join(dir, 'agent.mjs');
   writeFileSync(agent, AGENT);
-  const d = await startDaemon({ logLevel: 'warn', config: { agent: { command: ['node', agent] }, tiers: { enterprise: { requests_per_hour: 1_000_000 } } } });
+  const d = await startDaemon({
+    logLevel: 'warn',
+    config: { agent: { command: ['node', agent] }, tiers: { enterprise: { requests_per_hour: 1_000_000 } } },
+  });
   const bus = d.container.bus;
   const publish = bus.publish.bind(bus);
   bus.publish = async (envelope) => {
@@ -163,11 +173,20 @@ emit({ type: 'result', status: 'completed', summary: 'bench' });
     d.container.stream.tune({ maxConnectionsPerUser: CLIENTS + 10 });
     const rows = [await run(d, 1), await run(d, Math.ceil(CLIENTS / 10)), await run(d, CLIENTS)];
     const f = (n: number) => n.toFixed(1);
-    console.log(`\nStream fan-out, agent stdout line -> client receipt: ${EVENTS} events, one every ${INTERVAL_MS} ms; SQLite, memory bus; clients in a worker thread\n`);
-    console.log('| clients | samples | missing | p50 ms | p90 ms | p99 ms | max ms | daemon fan-out per event p50 / p99 ms |');
+    console.log(
+      `\nStream fan-out, agent stdout line -> client receipt: ${EVENTS} events, one every ${INTERVAL_MS} ms; SQLite, memory bus; clients in a worker thread\n`,
+    );
+    console.log(
+      '| clients | samples | missing | p50 ms | p90 ms | p99 ms | max ms | daemon fan-out per event p50 / p99 ms |',
+    );
     console.log('|---:|---:|---:|---:|---:|---:|---:|---:|');
-    for (const r of rows) console.log(`| ${r.clients} | ${r.samples} | ${r.missing} | ${f(r.p50)} | ${f(r.p90)} | ${f(r.p99)} | ${f(r.max)} | ${f(r.dispatchP50)} / ${f(r.dispatchP99)} |`);
-    console.log(`\n(${nproc} CPUs, load average ${loadavg()[0]!.toFixed(1)} at the end; the fan-out column is the synchronous hand-over to every client's socket.)`);
+    for (const r of rows)
+      console.log(
+        `| ${r.clients} | ${r.samples} | ${r.missing} | ${f(r.p50)} | ${f(r.p90)} | ${f(r.p99)} | ${f(r.max)} | ${f(r.dispatchP50)} / ${f(r.dispatchP99)} |`,
+      );
+    console.log(
+      `\n(${nproc} CPUs, load average ${loadavg()[0]!.toFixed(1)} at the end; the fan-out column is the synchronous hand-over to every client's socket.)`,
+    );
   } finally {
     await d.stop();
     if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });

@@ -12,7 +12,14 @@ try {
   await program.parseAsync(process.argv);
 } catch (err) {
   if (err instanceof CommanderError) {
-    process.exit(err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' || err.code === 'commander.executeSubCommandAsync' ? 0 : 2);
+    process.exit(
+      err.code === 'commander.helpDisplayed' ||
+        err.code === 'commander.version' ||
+        err.code === 'commander.help' ||
+        err.code === 'commander.executeSubCommandAsync'
+        ? 0
+        : 2,
+    );
   }
   printError(err, program.opts<{ verbose?: boolean; json?: boolean }>());
   process.exit(exitCodeFor(err));

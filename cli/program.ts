@@ -24,7 +24,8 @@ function usageError(cmd: Command) {
   return (message: string, write: (text: string) => void) => {
     let m = message.replace(SECRET_VALUE, '$1***');
     if (/too many arguments/.test(m) && cmd.options.some((o) => o.long === '--password')) {
-      m += '--password takes no value (arguments show in ps and shell history): it asks at a hidden prompt; or pipe the password with --password-stdin\n';
+      m +=
+        '--password takes no value (arguments show in ps and shell history): it asks at a hidden prompt; or pipe the password with --password-stdin\n';
     }
     write(m);
   };
@@ -43,9 +44,18 @@ function harden(cmd: Command): Command {
 
 /** What `keen-admin GROUP --help` shows under "Examples:": the group's commands at work. */
 const GROUP_EXAMPLES: Record<string, string[]> = {
-  users: ['keen-admin users create --email ana@example.com --tier team --password', 'keen-admin users suspend ana@example.com'],
-  tenants: ['keen-admin tenants create "Acme Corp"', 'keen-admin tenants update "Acme Corp" --budget 5000 --budget-period month'],
-  keys: ['keen-admin keys create --user ana@example.com --name ci --expires 90d', 'keen-admin keys roll key_01j... --grace 1h'],
+  users: [
+    'keen-admin users create --email ana@example.com --tier team --password',
+    'keen-admin users suspend ana@example.com',
+  ],
+  tenants: [
+    'keen-admin tenants create "Acme Corp"',
+    'keen-admin tenants update "Acme Corp" --budget 5000 --budget-period month',
+  ],
+  keys: [
+    'keen-admin keys create --user ana@example.com --name ci --expires 90d',
+    'keen-admin keys roll key_01j... --grace 1h',
+  ],
   budgets: ['keen-admin budgets list --subject api_key'],
   webhooks: ['keen-admin webhooks list', 'keen-admin webhooks deliveries wep_01j... --status failed'],
   audit: ['keen-admin audit tail --follow', 'keen-admin audit verify'],
@@ -55,18 +65,23 @@ const GROUP_EXAMPLES: Record<string, string[]> = {
 /** The command tree. Each command group lives in its own module under cli/commands/. */
 export function buildProgram(): Command {
   const program = new Command('keen-admin')
-    .description('keen-admin: operate a keen-gateway daemon (users, tenants, keys, credits, budgets, usage, webhooks, audit, sessions, backups)')
+    .description(
+      'keen-admin: operate a keen-gateway daemon (users, tenants, keys, credits, budgets, usage, webhooks, audit, sessions, backups)',
+    )
     .version(VERSION)
-    .option('--url <url>', 'daemon URL (env KEEN_URL, else the daemon\'s KEEN_HOST/KEEN_PORT/KEEN_CONFIG; then the profile\'s, else http://127.0.0.1:8080)')
+    .option(
+      '--url <url>',
+      "daemon URL (env KEEN_URL, else the daemon's KEEN_HOST/KEEN_PORT/KEEN_CONFIG; then the profile's, else http://127.0.0.1:8080)",
+    )
     .option('--api-key <key>', 'admin API key (prefer KEEN_API_KEY or keen-admin login: arguments show in ps)')
-    .option('--profile <name>', 'use this saved profile (env KEEN_PROFILE; default: the file\'s default profile)')
+    .option('--profile <name>', "use this saved profile (env KEEN_PROFILE; default: the file's default profile)")
     .option('--json', 'print one JSON document (JSON Lines when streaming)')
     .option('--verbose', 'print stack traces of errors')
     .addHelpText(
       'after',
       '\nConnection, first match wins:\n' +
         '  1. --url, --api-key, --profile\n' +
-        '  2. KEEN_URL, KEEN_API_KEY, KEEN_PROFILE; then (URL only) the daemon\'s own address: KEEN_HOST/KEEN_PORT over\n' +
+        "  2. KEEN_URL, KEEN_API_KEY, KEEN_PROFILE; then (URL only) the daemon's own address: KEEN_HOST/KEEN_PORT over\n" +
         '     server.host/port of --config FILE (init, doctor, backup) or KEEN_CONFIG\n' +
         '  3. the default profile saved by keen-admin login ($XDG_CONFIG_HOME/keen/admin.json)\n' +
         '  4. http://127.0.0.1:8080\n' +
@@ -92,7 +107,8 @@ export function buildProgram(): Command {
   program.addCommand(completionCommand());
   for (const group of program.commands) {
     const examples = GROUP_EXAMPLES[group.name()];
-    if (examples && group.commands.length > 0) group.addHelpText('after', `\nExamples:\n${examples.map((e) => `  ${e}`).join('\n')}`);
+    if (examples && group.commands.length > 0)
+      group.addHelpText('after', `\nExamples:\n${examples.map((e) => `  ${e}`).join('\n')}`);
   }
   return harden(program);
 }

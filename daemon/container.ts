@@ -9,7 +9,13 @@ import { Validator } from './http/validation.js';
 import type { Logger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { createAjv, loadSchemas } from './schemas.js';
-import { Database, type Queryable } from './storage/database.js';
+import { databaseFromConfig, type Database, type Queryable } from './storage/database.js';
+import { AuditRepository } from './storage/repos/audit.js';
+import { IdempotencyRepository } from './storage/repos/idempotency.js';
+import { WebhookOutbox } from './storage/repos/webhook-deliveries.js';
+import { WebhookEndpointRepository } from './storage/repos/webhook-endpoints.js';
+import { ApiKeyExpiryRepository } from './storage/repos/api-key-expiry.js';
+import { OperationsReads } from './storage/repos/operations.js';
 import { formatCredits } from './credits/money.js';
 import { migrateToLatest } from './storage/migrator.js';
 import { VERSION } from './version.js';
@@ -34,7 +40,10 @@ import { rateLimit } from './http/middleware/rate-limit.js';
 import { DatabaseAuditLogger } from './audit/store.js';
 import { AuditCheckpointer } from './audit/checkpoints.js';
 import { AuditRetention } from './audit/retention.js';
-import { BudgetBook, BudgetCalendar, presentBudgetStatus, type ThresholdCrossing } from './credits/budgets.js';
+import { AuditQuery } from './audit/query.js';
+import { AuditVerification } from './audit/verification.js';
+import { presentBudgetStatus } from './credits/budget-present.js';
+import { BudgetBook, BudgetCalendar, type ThresholdCrossing } from './credits/budgets.js';
 import { CreditLedger } from './credits/ledger.js';
 import { CostEstimator } from './credits/estimator.js';
 import { CreditReaper } from './credits/reaper.js';
@@ -45,6 +54,11 @@ import { budgetRoutes } from './http/routes/budgets.js';
 import { BudgetAdmin } from './credits/budget-admin.js';
 import { usageRoutes } from './http/routes/usage.js';
 import { UsageReports } from './credits/usage.js';
+import { creditRepositories } from './storage/repos/credits.js';
+import { accountRepositories, type AccountRepositories } from './storage/repos/accounts.js';
+import { prepareAuthReads } from './storage/repos/auth-reads.js';
+import { SessionRepository } from './storage/repos/sessions.js';
+import { UsageRepository } from './storage/repos/usage.js';
 import { sessionRoutes } from './http/routes/sessions.js';
 import { checkAgentCommand } from './agents/command-check.js';
 import { ConfigError } from './config/errors.js';
@@ -66,6 +80,8 @@ import { WorkspaceJanitor } from './sessions/workspace-janitor.js';
 import { WebhookService, type WebhookEventType } from './webhooks/service.js';
 import { validateWebhookUrl } from './webhooks/url.js';
 import { presentSession } from './sessions/presenters.js';
+import { PublicUrl } from './http/presenters/public-url.js';
+import { sessionPresenters } from './http/presenters/sessions.js';
 import { webhookRoutes } from './http/routes/webhooks.js';
 import { WebhookEndpoints } from './webhooks/endpoints.js';
 import { KeyExpiryNotices } from './webhooks/key-expiry.js';
@@ -96,6 +112,8 @@ export interface ContainerOptions {
  */
 export class Container {
   readonly config: ResolvedConfig;
+  /** The resolved public URL: daemon/server.ts tells it the real address once listening. */
+  readonly publicUrl: PublicUrl;
   readonly logger: Logger;
   readonly clock: Clock;
   readonly metrics: Metrics;
@@ -141,11 +159,14 @@ export class Container {
   readonly app: Koa<AppState>;
   private openapiDoc: Record<string, unknown> | null = null;
   private readonly stoppers: Array<() => Promise<void>> = [];
+  /** Users and credentials, built once: shared by auth, user admin, budgets and the budget announcements. */
+  private readonly accounts: AccountRepositories;
   /** The data directory's exclusive lock, held from `start()` until the very end of `stop()`. */
   private dataDirLock: DataDirLock | null = null;
 
   constructor(options: ContainerOptions) {
     this.config = options.config;
+    this.publicUrl = new PublicUrl(this.config.server);
     this.logger = options.logger;
     this.clock = options.clock ?? systemClock;
     this.metrics = new Metrics({ defaultMetrics: options.defaultMetrics ?? true });
@@ -155,24 +176,29 @@ export class Container {
       dataDir: this.config.data_dir,
       logger: this.logger,
     });
-    this.previousJwtSecrets = resolvePreviousSecrets({ provided: this.config.jwt_previous_secrets, current: this.jwtSecret, env: this.config.env, logger: this.logger });
-    this.database = new Database({
-      url: this.config.database.url,
-      poolMax: this.config.database.pool_max,
-      connectTimeoutMs: this.config.database.connect_timeout_ms,
-      busyTimeoutMs: this.config.database.busy_timeout_ms,
-      statementTimeoutMs: this.config.database.statement_timeout_ms,
-      queryTimeoutMs: this.config.database.query_timeout_ms,
-      keepAliveIdleMs: this.config.database.keepalive_idle_ms,
-      idleInTransactionTimeoutMs: this.config.database.idle_in_transaction_timeout_ms,
+    this.previousJwtSecrets = resolvePreviousSecrets({
+      provided: this.config.jwt_previous_secrets,
+      current: this.jwtSecret,
+      env: this.config.env,
       logger: this.logger,
-      keepReads: true,
     });
+    this.database = databaseFromConfig(this.config, { logger: this.logger, keepReads: true });
+    const audits = new AuditRepository(this.database);
+    const webhookOutbox = new WebhookOutbox(this.database);
+    const webhookEndpoints = new WebhookEndpointRepository(this.database);
+    const accounts = (this.accounts = accountRepositories(this.database));
+    const sessionRows = new SessionRepository(this.database.db);
     this.stoppers.push(() => this.database.close());
     const schemas = loadSchemas();
     this.validator = new Validator(createAjv());
 
-    this.auditStore = new DatabaseAuditLogger({ database: this.database, clock: this.clock, logger: this.logger, metrics: this.metrics });
+    this.auditStore = new DatabaseAuditLogger({
+      database: this.database,
+      audits,
+      clock: this.clock,
+      logger: this.logger,
+      metrics: this.metrics,
+    });
     this.stoppers.push(() => this.auditStore.close());
     this.audit = options.audit ?? this.auditStore;
     this.redis = this.config.redis.url ? createRedis(this.config.redis.url, this.logger) : null;
@@ -183,7 +209,12 @@ export class Container {
       });
     }
     const rateLimitMetrics = new RateLimitMetrics(this.metrics);
-    this.limiter = createRateLimiter({ redis: this.redis, metrics: rateLimitMetrics, clock: this.clock, prefix: `${this.config.redis.key_prefix}rl:` });
+    this.limiter = createRateLimiter({
+      redis: this.redis,
+      metrics: rateLimitMetrics,
+      clock: this.clock,
+      prefix: `${this.config.redis.key_prefix}rl:`,
+    });
     this.stoppers.push(() => this.limiter.close());
     this.hasher = new PasswordHasher({ maxConcurrent: this.config.auth.max_concurrent_hashes });
     const accessTokens = (this.accessTokens = new AccessTokens(this.jwtSecret, {
@@ -202,6 +233,9 @@ export class Container {
     });
     this.auth = new AuthService({
       database: this.database,
+      users: accounts.users,
+      credentials: accounts.credentials,
+      reads: prepareAuthReads(this.database),
       clock: this.clock,
       hasher: this.hasher,
       accessTokens,
@@ -216,8 +250,9 @@ export class Container {
       'Budget thresholds crossed (once per budget and period), by subject (api_key, user, tenant) and threshold percent.',
       ['subject', 'threshold'],
     );
+    const creditRepos = creditRepositories(this.database);
     this.budgets = new BudgetBook({
-      dialect: this.database.dialect,
+      repository: creditRepos.budgets,
       calendar: new BudgetCalendar(this.config.credits.budget_time_zone),
       audit: this.audit,
       thresholds: this.config.credits.budget_thresholds,
@@ -227,6 +262,7 @@ export class Container {
     });
     this.ledger = new CreditLedger({
       database: this.database,
+      repositories: creditRepos,
       clock: this.clock,
       audit: this.audit,
       metrics: this.metrics,
@@ -239,7 +275,10 @@ export class Container {
           tenantId: c.tenantId,
           sessionId: c.sessionId,
           data: null,
-          accept: (ep) => ep.low_balance_threshold !== null && c.balanceBefore >= ep.low_balance_threshold && c.balanceAfter < ep.low_balance_threshold,
+          accept: (ep) =>
+            ep.low_balance_threshold !== null &&
+            c.balanceBefore >= ep.low_balance_threshold &&
+            c.balanceAfter < ep.low_balance_threshold,
           dataFor: (ep) => ({
             user_id: c.userId,
             threshold: formatCredits(ep.low_balance_threshold ?? 0),
@@ -250,20 +289,40 @@ export class Container {
         });
       },
     });
-    this.budgetAdmin = new BudgetAdmin({ database: this.database, clock: this.clock, budgets: this.budgets, audit: this.audit });
+    this.budgetAdmin = new BudgetAdmin({
+      database: this.database,
+      clock: this.clock,
+      budgets: this.budgets,
+      audit: this.audit,
+      repositories: {
+        budgets: creditRepos.budgets,
+        credentials: accounts.credentials,
+        users: accounts.users,
+      },
+    });
     this.users = new UserAdminService({
       database: this.database,
+      users: accounts.users,
+      credentials: accounts.credentials,
       clock: this.clock,
       hasher: this.hasher,
       audit: this.audit,
       throttle: loginThrottle,
       budgets: this.budgetAdmin,
     });
-    this.idempotency = new IdempotencyStore({ database: this.database, clock: this.clock });
-    this.usage = new UsageReports(this.database);
+    const idempotencyKeys = new IdempotencyRepository(this.database);
+    this.idempotency = new IdempotencyStore({ database: this.database, keys: idempotencyKeys, clock: this.clock });
+    this.usage = new UsageReports(new UsageRepository(this.database));
     this.estimator = new CostEstimator(this.config.pricing);
     this.instanceId = loadInstanceId(this.config.data_dir);
-    this.bus = this.redis ? new RedisEventBus({ redis: this.redis, url: this.config.redis.url!, prefix: this.config.redis.key_prefix, logger: this.logger }) : new MemoryEventBus();
+    this.bus = this.redis
+      ? new RedisEventBus({
+          redis: this.redis,
+          url: this.config.redis.url!,
+          prefix: this.config.redis.key_prefix,
+          logger: this.logger,
+        })
+      : new MemoryEventBus();
     this.stoppers.push(() => this.bus.close());
     this.workspaces = new WorkspaceManager({
       root: this.config.workspaces.root,
@@ -285,6 +344,8 @@ export class Container {
     const webhookSecrets = new SecretBox(this.jwtSecret, 'webhook-endpoint-secrets', this.previousJwtSecrets);
     this.webhooks = new WebhookService({
       database: this.database,
+      outbox: webhookOutbox,
+      endpoints: webhookEndpoints,
       clock: this.clock,
       logger: this.logger,
       metrics: this.metrics,
@@ -298,6 +359,8 @@ export class Container {
     });
     this.webhookEndpoints = new WebhookEndpoints({
       database: this.database,
+      endpoints: webhookEndpoints,
+      outbox: webhookOutbox,
       clock: this.clock,
       audit: this.audit,
       secretBox: webhookSecrets,
@@ -307,6 +370,7 @@ export class Container {
     this.background.push(this.webhooks);
     this.supervisor = new SessionSupervisor({
       database: this.database,
+      sessions: sessionRows,
       clock: this.clock,
       logger: this.logger,
       ledger: this.ledger,
@@ -333,15 +397,32 @@ export class Container {
       // The final event goes out signed, committed with the session's end.
       onSessionEnd: async (session, _event, trx) => {
         const type = `session.${session.status}` as WebhookEventType;
-        const data = presentSession(session, this.config.server.public_url);
+        const data = presentSession(session, this.publicUrl.get());
         // The owner's registered endpoints that want this type, and the execute's one-off URL.
-        await this.webhooks.emit(trx, { type, userIds: [session.user_id], tenantId: session.tenant_id, sessionId: session.id, data });
+        await this.webhooks.emit(trx, {
+          type,
+          userIds: [session.user_id],
+          tenantId: session.tenant_id,
+          sessionId: session.id,
+          data,
+        });
         if (!session.webhook_url) return;
-        await this.webhooks.enqueue({ userId: session.user_id, tenantId: session.tenant_id, sessionId: session.id, url: session.webhook_url, eventType: type, data }, trx);
+        await this.webhooks.enqueue(
+          {
+            userId: session.user_id,
+            tenantId: session.tenant_id,
+            sessionId: session.id,
+            url: session.webhook_url,
+            eventType: type,
+            data,
+          },
+          trx,
+        );
       },
     });
     this.sessions = new SessionService({
       database: this.database,
+      sessions: sessionRows,
       idempotency: this.idempotency,
       clock: this.clock,
       config: this.config,
@@ -352,15 +433,22 @@ export class Container {
       metrics: sessionMetrics,
       instanceId: this.instanceId,
       validateWebhookUrl: (url) => void validateWebhookUrl(url, { allowPrivateTargets }),
+      presentStarted: sessionPresenters(this.publicUrl).started,
       onSessionStart: async (session, trx) => {
-        const data = presentSession(session, this.config.server.public_url);
-        await this.webhooks.emit(trx, { type: 'session.started', userIds: [session.user_id], tenantId: session.tenant_id, sessionId: session.id, data });
+        const data = presentSession(session, this.publicUrl.get());
+        await this.webhooks.emit(trx, {
+          type: 'session.started',
+          userIds: [session.user_id],
+          tenantId: session.tenant_id,
+          sessionId: session.id,
+          data,
+        });
       },
     });
     this.stream = new StreamServer(
       {
         auth: this.auth,
-        database: this.database,
+        sessions: sessionRows,
         bus: this.bus,
         config: this.config,
         logger: this.logger,
@@ -373,6 +461,7 @@ export class Container {
     this.monitoring = new Monitoring({
       metrics: this.metrics,
       database: this.database,
+      reads: new OperationsReads(this.database),
       ledger: this.ledger,
       auth: this.auth,
       redis: this.redis,
@@ -380,9 +469,17 @@ export class Container {
       logger: this.logger,
     });
     this.background.push(this.monitoring);
-    this.keyExpiry = new KeyExpiryNotices({ database: this.database, clock: this.clock, logger: this.logger, webhooks: this.webhooks });
+    this.keyExpiry = new KeyExpiryNotices({
+      database: this.database,
+      keys: new ApiKeyExpiryRepository(this.database),
+      clock: this.clock,
+      logger: this.logger,
+      webhooks: this.webhooks,
+    });
     this.background.push(this.keyExpiry);
-    this.background.push(new WorkspaceJanitor({ workspaces: this.workspaces, database: this.database, logger: this.logger }));
+    this.background.push(
+      new WorkspaceJanitor({ workspaces: this.workspaces, sessions: sessionRows, logger: this.logger }),
+    );
     this.background.push(
       new CreditReaper({
         ledger: this.ledger,
@@ -397,7 +494,7 @@ export class Container {
     if (this.config.audit.checkpoint_interval_seconds > 0) {
       this.background.push(
         new AuditCheckpointer({
-          database: this.database,
+          audits,
           clock: this.clock,
           logger: this.logger,
           dataDir: this.config.audit.archive_dir,
@@ -409,6 +506,7 @@ export class Container {
       this.background.push(
         new AuditRetention({
           database: this.database,
+          audits,
           clock: this.clock,
           logger: this.logger,
           archiveDir: this.config.audit.archive_dir,
@@ -426,7 +524,12 @@ export class Container {
       // Every file system the daemon writes to: its data, the SQLite file (wherever database.url puts it), workspaces, audit archives.
       const sqliteFile = this.database.dialect === 'sqlite' ? this.config.database.url.slice('sqlite:'.length) : null;
       const disk = new DiskSpaceCheck(
-        [this.config.data_dir, this.config.workspaces.root, this.config.audit.archive_dir, ...(sqliteFile && sqliteFile !== ':memory:' ? [sqliteFile] : [])],
+        [
+          this.config.data_dir,
+          this.config.workspaces.root,
+          this.config.audit.archive_dir,
+          ...(sqliteFile && sqliteFile !== ':memory:' ? [sqliteFile] : []),
+        ],
         this.config.server.min_free_disk_mb * 1024 * 1024,
         this.logger,
       );
@@ -454,10 +557,18 @@ export class Container {
         clock: this.clock,
         timeZone: this.config.credits.budget_time_zone ?? 'UTC',
       }),
-      ...sessionRoutes({ sessions: this.sessions, users: this.users }),
+      ...sessionRoutes({ sessions: this.sessions, users: this.users, publicUrl: this.publicUrl }),
       ...streamTicketRoutes({ stream: this.stream }),
       ...webhookRoutes({ webhooks: this.webhooks, endpoints: this.webhookEndpoints, users: this.users }),
-      ...adminAuditRoutes({ audit: this.auditStore, database: this.database, config: this.config }),
+      ...adminAuditRoutes({
+        audit: this.auditStore,
+        query: new AuditQuery({ audits }),
+        verification: new AuditVerification({
+          database: this.database,
+          audits,
+          archiveDir: this.config.audit.archive_dir,
+        }),
+      }),
       ...systemRoutes({
         checks,
         metrics: this.metrics,
@@ -488,7 +599,8 @@ export class Container {
     this.databaseId = await ensureDatabaseId(this.database);
     await this.startSandbox();
     const resealed = await this.auth.resealSecrets();
-    if (resealed.resealed > 0) this.logger.warn({ resealed: resealed.resealed }, 'MFA secrets moved to the current JWT_SECRET after a rotation');
+    if (resealed.resealed > 0)
+      this.logger.warn({ resealed: resealed.resealed }, 'MFA secrets moved to the current JWT_SECRET after a rotation');
     if (resealed.unreadable > 0) {
       const n = resealed.unreadable;
       this.logger.warn(
@@ -518,7 +630,10 @@ export class Container {
     const problems = checkAgentCommand(this.config.agent.command, this.config.agent_env.PATH);
     if (problems.length === 0) return;
     if (this.config.env === 'production') throw new ConfigError(problems);
-    this.logger.warn({ command: this.config.agent.command, problems }, 'agent.command cannot run: every session will fail (refused when env is production)');
+    this.logger.warn(
+      { command: this.config.agent.command, problems },
+      'agent.command cannot run: every session will fail (refused when env is production)',
+    );
   }
 
   /**
@@ -529,7 +644,10 @@ export class Container {
   private async startSandbox(): Promise<void> {
     const dataMode = existsSync(this.config.data_dir) ? statSync(this.config.data_dir).mode & 0o777 : null;
     if (dataMode !== null && (dataMode & 0o077) !== 0) {
-      this.logger.warn({ data_dir: this.config.data_dir, mode: dataMode.toString(8) }, 'the data directory is readable by other users; chmod 700 it');
+      this.logger.warn(
+        { data_dir: this.config.data_dir, mode: dataMode.toString(8) },
+        'the data directory is readable by other users; chmod 700 it',
+      );
     }
     const { mode, network } = this.config.agent.sandbox;
     if (mode === 'bubblewrap' && network === 'allow') {
@@ -545,16 +663,25 @@ export class Container {
     }
     const probe = await this.sandbox.probe();
     if (mode === 'none') {
-      this.logger.warn('agent.sandbox.mode is none: agents run unconfined, as the daemon\'s user, and can read its secrets');
+      this.logger.warn(
+        "agent.sandbox.mode is none: agents run unconfined, as the daemon's user, and can read its secrets",
+      );
       return;
     }
     if (!probe.ok) {
-      if (this.config.env === 'production') throw new SandboxUnavailableError(`the agent sandbox does not work: ${probe.detail}`);
-      this.logger.warn({ detail: probe.detail }, 'the agent sandbox does not work: agents run WITHOUT it (refused when KEEN_ENV=production)');
+      if (this.config.env === 'production')
+        throw new SandboxUnavailableError(`the agent sandbox does not work: ${probe.detail}`);
+      this.logger.warn(
+        { detail: probe.detail },
+        'the agent sandbox does not work: agents run WITHOUT it (refused when KEEN_ENV=production)',
+      );
       return;
     }
     this.logger.info({ detail: probe.detail }, 'agent sandbox ready');
-    if (network === 'host') this.logger.warn('agent.sandbox.network is host: agents reach every address the daemon can, its own port and stores included');
+    if (network === 'host')
+      this.logger.warn(
+        'agent.sandbox.network is host: agents reach every address the daemon can, its own port and stores included',
+      );
   }
 
   /**
@@ -599,12 +726,16 @@ export class Container {
     let userIds: string[];
     if (b.subject === 'user') userIds = [b.subjectId];
     else if (b.subject === 'api_key') {
-      const key = await t.selectFrom('api_keys').select('user_id').where('id', '=', b.subjectId).executeTakeFirst();
-      userIds = key ? [key.user_id] : [];
+      const owner = await this.accounts.credentials.with(t).apiKeyOwner(b.subjectId);
+      userIds = owner !== undefined ? [owner] : [];
     } else {
-      const admins = await t.selectFrom('users').select('id').where('tenant_id', '=', b.subjectId).where('role', '=', 'tenant_admin').execute();
-      userIds = admins.map((a) => a.id);
+      userIds = await this.accounts.users.with(t).tenantAdminIds(b.subjectId);
     }
-    await this.webhooks.emit(t, { type: 'budget.threshold', userIds, tenantId: b.tenantId, data: { threshold: c.threshold, budget: presentBudgetStatus(b) } });
+    await this.webhooks.emit(t, {
+      type: 'budget.threshold',
+      userIds,
+      tenantId: b.tenantId,
+      data: { threshold: c.threshold, budget: presentBudgetStatus(b) },
+    });
   }
 }

@@ -57,7 +57,11 @@ export function acquireDataDirLock(dataDir: string, info: { hostname?: string | 
     }
     throw err;
   }
-  const holder: LockHolder = { pid: process.pid, started_at: new Date().toISOString(), hostname: info.hostname ?? null };
+  const holder: LockHolder = {
+    pid: process.pid,
+    started_at: new Date().toISOString(),
+    hostname: info.hostname ?? null,
+  };
   writeFileSync(path.join(dataDir, HOLDER_FILE), JSON.stringify(holder) + '\n', { mode: 0o600 });
   let released = false;
   return {
@@ -86,7 +90,11 @@ function readHolder(dataDir: string): LockHolder | null {
   try {
     const parsed = JSON.parse(readFileSync(path.join(dataDir, HOLDER_FILE), 'utf8')) as Partial<LockHolder>;
     if (typeof parsed.pid !== 'number' || typeof parsed.started_at !== 'string') return null;
-    return { pid: parsed.pid, started_at: parsed.started_at, hostname: typeof parsed.hostname === 'string' ? parsed.hostname : null };
+    return {
+      pid: parsed.pid,
+      started_at: parsed.started_at,
+      hostname: typeof parsed.hostname === 'string' ? parsed.hostname : null,
+    };
   } catch {
     return null;
   }

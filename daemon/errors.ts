@@ -4,15 +4,10 @@
  * middleware renders it into the envelope; anything else becomes 500 INTERNAL.
  */
 
-export type ErrorType =
-  | 'AUTHENTICATION_ERROR'
-  | 'AUTHORIZATION_ERROR'
-  | 'VALIDATION_ERROR'
-  | 'INSUFFICIENT_CREDITS'
-  | 'RATE_LIMIT_ERROR'
-  | 'NOT_FOUND'
-  | 'CONFLICT'
-  | 'SYSTEM_ERROR';
+import type { ErrorEnvelope as ErrorEnvelopeJson } from '../schemas/types.gen.js';
+
+/** The error types of the envelope (schemas/api/ErrorEnvelope.json). */
+export type ErrorType = ErrorEnvelopeJson['error']['type'];
 
 /** Every error code the gateway answers with, its type and HTTP status. */
 export const ERROR_CODES = {
@@ -86,12 +81,8 @@ export class GatewayError extends Error {
   }
 }
 
-/** The response envelope of a failure (docs/API.md). */
-export interface ErrorEnvelope {
-  success: false;
-  error: { type: ErrorType; code: ErrorCode; message: string; details: unknown };
-  request_id: string;
-}
+/** The response envelope of a failure (docs/API.md, schemas/api/ErrorEnvelope.json), its code one of ours. */
+export type ErrorEnvelope = ErrorEnvelopeJson & { error: { code: ErrorCode } };
 
 export function toEnvelope(err: GatewayError, requestId: string): ErrorEnvelope {
   return {

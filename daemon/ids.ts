@@ -22,7 +22,12 @@ function encodeRandom(bytes: Buffer): string {
 }
 
 function encode40(bytes: Buffer, at: number): string {
-  let v = bytes[at]! * 2 ** 32 + ((bytes[at + 1]! << 24) >>> 0) + (bytes[at + 2]! << 16) + (bytes[at + 3]! << 8) + bytes[at + 4]!;
+  let v =
+    bytes[at]! * 2 ** 32 +
+    ((bytes[at + 1]! << 24) >>> 0) +
+    (bytes[at + 2]! << 16) +
+    (bytes[at + 3]! << 8) +
+    bytes[at + 4]!;
   let out = '';
   for (let i = 0; i < 8; i++) {
     out = CROCKFORD[v % 32]! + out;

@@ -10,9 +10,9 @@ import { ConfigError } from './config/errors.js';
 import { loadConfig, redactUrl, type ResolvedConfig } from './config/load.js';
 import { Container } from './container.js';
 import { DataDirLockedError } from './data-dir-lock.js';
-import { createLogger, type Logger } from './logger.js';
+import { createLogger, flushLogger, type Logger } from './logger.js';
 import { listen } from './server.js';
-import { Database } from './storage/database.js';
+import { databaseFromConfig } from './storage/database.js';
 import { migrateToLatest } from './storage/migrator.js';
 import { VERSION } from './version.js';
 
@@ -49,7 +49,8 @@ async function start(options: { config?: string }): Promise<void> {
     container = new Container({ config, logger });
     await container.start();
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof SandboxUnavailableError || err instanceof DataDirLockedError) fail(err.message);
+    if (err instanceof ConfigError || err instanceof SandboxUnavailableError || err instanceof DataDirLockedError)
+      fail(err.message);
     fail(describeStartupError(err, config));
   }
   let running: Awaited<ReturnType<typeof listen>>;
@@ -68,16 +69,31 @@ async function start(options: { config?: string }): Promise<void> {
     }
     logger.info({ signal }, 'shutting down');
     running.close().then(
-      () => process.exit(0),
+      () => exitFlushed(logger, 0),
       (err: unknown) => {
         logger.error({ err }, 'shutdown failed');
-        process.exit(1);
+        exitFlushed(logger, 1);
       },
     );
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('unhandledRejection', (reason) => logUnhandled(logger, reason));
+  // A crash still exits 1 with the stack on stderr, as without a handler, once the log is written out.
+  process.on('uncaughtException', (err) => {
+    process.stderr.write(`${err instanceof Error && err.stack ? err.stack : String(err)}\n`);
+    logger.fatal({ err }, 'uncaught exception: exiting');
+    exitFlushed(logger, 1);
+  });
+}
+
+/** Exits once the buffered log lines are written (2 s at most); lines still held are written at exit. */
+function exitFlushed(logger: Logger, code: number): void {
+  const timer = setTimeout(() => process.exit(code), 2000);
+  void flushLogger(logger).then(() => {
+    clearTimeout(timer);
+    process.exit(code);
+  });
 }
 
 function logUnhandled(logger: Logger, reason: unknown): void {
@@ -88,15 +104,11 @@ async function migrate(options: { config?: string }): Promise<void> {
   process.umask(0o077);
   const config = readConfig(options.config);
   const logger = createLogger(config.log.level === 'info' ? 'warn' : config.log.level);
-  const database = new Database({
-    url: config.database.url,
+  const database = databaseFromConfig(config, {
     poolMax: 2,
-    connectTimeoutMs: config.database.connect_timeout_ms,
-    busyTimeoutMs: config.database.busy_timeout_ms,
     // An operator runs this and watches it: a long migration must not be cut off.
     statementTimeoutMs: 0,
     queryTimeoutMs: 0,
-    keepAliveIdleMs: config.database.keepalive_idle_ms,
     logger,
   });
   try {
@@ -135,18 +147,24 @@ program
 
 program
   .command('restore')
-  .description('replace the SQLite database, secrets and audit files with a backup (keen-admin backup), after checking it; the daemon must be stopped')
+  .description(
+    'replace the SQLite database, secrets and audit files with a backup (keen-admin backup), after checking it; the daemon must be stopped',
+  )
   .argument('<file>', 'the backup file written by keen-admin backup --to')
   .option('-c, --config <file>', 'YAML configuration file (default: $KEEN_CONFIG)')
   .option('--force', 'replace an existing database (it is moved aside to keen.db.before-restore-<time>, not deleted)')
-  .addHelpText('after', '\nExample:\n  systemctl stop keen-gateway\n  keen-gateway restore /backups/keen-20260101T000000Z.tar --config /etc/keen/gateway.yaml --force')
+  .addHelpText(
+    'after',
+    '\nExample:\n  systemctl stop keen-gateway\n  keen-gateway restore /backups/keen-20260101T000000Z.tar --config /etc/keen/gateway.yaml --force',
+  )
   .action(restoreCommand);
 
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
   if (err instanceof CommanderError) {
-    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') process.exit(0);
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help')
+      process.exit(0);
     process.exit(2);
   }
   fail(err instanceof Error ? err.message : String(err));

@@ -1,7 +1,13 @@
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+type HttpLabels = Readonly<Record<'method' | 'route' | 'status', string>>;
+
 /** prom-client default metrics the daemon does not export (see the constructor). */
-export const DEFAULT_METRICS_DROPPED = ['keen_nodejs_active_handles_total', 'keen_nodejs_active_requests_total', 'keen_nodejs_active_resources_total'] as const;
+export const DEFAULT_METRICS_DROPPED = [
+  'keen_nodejs_active_handles_total',
+  'keen_nodejs_active_requests_total',
+  'keen_nodejs_active_resources_total',
+] as const;
 
 /**
  * The daemon's Prometheus registry. One per daemon (never the global default
@@ -14,6 +20,13 @@ export class Metrics {
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;
   readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
   readonly dbErrors: Counter<'backend'>;
+  /**
+   * Per route, method and status: the label object (made once) and the requests counted since the
+   * counter was last read. prom-client hashes the labels and copies its series list on every `inc`;
+   * the count is added to `keen_http_requests_total` when it is read (its `collect`), so a scrape
+   * sees every request answered before it.
+   */
+  private readonly requestSeries = new Map<string, { labels: HttpLabels; pending: number }>();
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics ?? true) {
@@ -23,11 +36,19 @@ export class Metrics {
       // (`keen_nodejs_active_handles{type}`, ...) carry the same numbers: the total is their `sum`.
       for (const name of DEFAULT_METRICS_DROPPED) this.registry.removeSingleMetric(name);
     }
+    const series = this.requestSeries;
     this.httpRequests = new Counter({
       name: 'keen_http_requests_total',
       help: 'HTTP requests answered, by route template, method and status code.',
       labelNames: ['method', 'route', 'status'],
       registers: [this.registry],
+      collect() {
+        for (const s of series.values()) {
+          if (s.pending === 0) continue;
+          this.inc(s.labels, s.pending);
+          s.pending = 0;
+        }
+      },
     });
     this.httpDuration = new Histogram({
       name: 'keen_http_request_duration_seconds',
@@ -42,6 +63,18 @@ export class Metrics {
       labelNames: ['backend'],
       registers: [this.registry],
     });
+  }
+
+  /** One answered request, for `keen_http_requests_total` and `keen_http_request_duration_seconds`. */
+  observeRequest(method: string, route: string, status: number, seconds: number): void {
+    const key = `${method} ${status} ${route}`;
+    let s = this.requestSeries.get(key);
+    if (s === undefined) {
+      s = { labels: Object.freeze({ method, route, status: String(status) }), pending: 0 };
+      this.requestSeries.set(key, s);
+    }
+    s.pending += 1;
+    this.httpDuration.observe(s.labels, seconds);
   }
 
   counter<L extends string>(name: string, help: string, labelNames: L[] = []): Counter<L> {

@@ -35,7 +35,10 @@ export function serverTimeouts(server: {
 }
 
 /** Starts the container's app on the configured address. */
-export async function listen(container: Container, overrides: { port?: number; host?: string } = {}): Promise<RunningServer> {
+export async function listen(
+  container: Container,
+  overrides: { port?: number; host?: string } = {},
+): Promise<RunningServer> {
   const { config, logger } = container;
   const server = http.createServer(serverTimeouts(config.server), container.app.callback());
   server.maxHeadersCount = 200;
@@ -47,7 +50,10 @@ export async function listen(container: Container, overrides: { port?: number; h
       const now = Date.now();
       if (now - lastWarned < 60_000) return;
       lastWarned = now;
-      logger.warn({ max_connections: config.server.max_connections }, 'server.max_connections reached: new connections are closed');
+      logger.warn(
+        { max_connections: config.server.max_connections },
+        'server.max_connections reached: new connections are closed',
+      );
     });
   }
   container.stream.attach(server);
@@ -61,8 +67,8 @@ export async function listen(container: Container, overrides: { port?: number; h
   });
   const port = (server.address() as AddressInfo).port;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  // With port 0 the real port is known only now.
-  if (config.server.public_url_auto) config.server.public_url = url;
+  // With port 0 the real port is known only now: links follow it unless a public URL is configured.
+  container.publicUrl.listening(url);
   logger.info({ host, port, database: container.database.dialect }, 'listening');
 
   let closing: Promise<void> | null = null;

@@ -3,6 +3,7 @@ import type { AuditEntry } from '../../schemas/types.gen.js';
 import type { AuditFilters, KeenClient } from '../../sdk/src/index.js';
 import { clientFor, globals, parsePositiveInt, type GlobalOptions } from '../core/context.js';
 import { CliError, escapeText } from '../core/output.js';
+import { grouped, startProgress } from '../core/progress.js';
 
 /** Re-exported: it moved to cli/core/output.ts, which `sessions watch` shares. */
 export { escapeText };
@@ -19,12 +20,24 @@ interface VerifyResponse {
 /** No line (heartbeats included) for this long: the connection is dead, reconnect. */
 const STALL_MS = 45_000;
 const BACKOFF_MAX_MS = 15_000;
+/** How long `audit verify` waits for the daemon's answer, which comes at the end of the check. */
+const LONG_JOB_TIMEOUT_MS = 60 * 60_000;
 
 /** One line per entry for people: time, seq, outcome, action, actor, target, tenant, details. */
 export function formatEntry(e: AuditEntry): string {
   const who = (type: string | null, id: string | null) => (type ? (id ? `${type}:${id}` : type) : '-');
   const details = Object.keys(e.details ?? {}).length > 0 ? JSON.stringify(e.details) : '';
-  const fields = [new Date(e.ts).toISOString(), `#${e.seq}`, e.outcome.padEnd(7), e.action, who(e.actor_type, e.actor_id), '->', who(e.target_type, e.target_id), `tenant=${e.tenant_id ?? '-'}`, details];
+  const fields = [
+    new Date(e.ts).toISOString(),
+    `#${e.seq}`,
+    e.outcome.padEnd(7),
+    e.action,
+    who(e.actor_type, e.actor_id),
+    '->',
+    who(e.target_type, e.target_id),
+    `tenant=${e.tenant_id ?? '-'}`,
+    details,
+  ];
   return escapeText(fields.join(' ').trimEnd()) + '\n';
 }
 
@@ -75,7 +88,13 @@ function interruptSignal(): AbortController {
  * jittered exponential backoff from the last seq seen; a refused request
  * (authentication, scope, validation) is not retried.
  */
-async function follow(g: GlobalOptions, client: KeenClient, filters: AuditFilters, afterSeq: number | null, print: (e: AuditEntry) => void): Promise<void> {
+async function follow(
+  g: GlobalOptions,
+  client: KeenClient,
+  filters: AuditFilters,
+  afterSeq: number | null,
+  print: (e: AuditEntry) => void,
+): Promise<void> {
   const interrupt = interruptSignal();
   let last = afterSeq;
   let attempt = 0;
@@ -91,7 +110,10 @@ async function follow(g: GlobalOptions, client: KeenClient, filters: AuditFilter
       };
       try {
         armStall();
-        for await (const item of client.audit.stream<AuditEntry>({ ...filters, after_seq: last === null ? undefined : last }, { signal: conn.signal })) {
+        for await (const item of client.audit.stream<AuditEntry>(
+          { ...filters, after_seq: last === null ? undefined : last },
+          { signal: conn.signal },
+        )) {
           armStall();
           attempt = 0;
           if ('type' in item && item.type === 'heartbeat') {
@@ -114,7 +136,9 @@ async function follow(g: GlobalOptions, client: KeenClient, filters: AuditFilter
       }
       if (interrupt.signal.aborted) break;
       const delay = Math.min(BACKOFF_MAX_MS, 250 * 2 ** attempt++) * (0.5 + Math.random() / 2);
-      process.stderr.write(`keen-admin: audit stream closed; reconnecting after seq ${last ?? 'head'} in ${Math.round(delay)} ms\n`);
+      process.stderr.write(
+        `keen-admin: audit stream closed; reconnecting after seq ${last ?? 'head'} in ${Math.round(delay)} ms\n`,
+      );
       await sleep(delay, interrupt.signal);
     }
   } finally {
@@ -133,8 +157,9 @@ function deprecatedTypeOption(): Option {
 /** The action filter of `--action`, or of the deprecated `--type` (with a warning); both at once is a usage error. */
 export function actionOf(opts: { action?: string; type?: string }): string | undefined {
   if (opts.type === undefined) return opts.action;
-  if (opts.action !== undefined) throw new CliError('--type is the deprecated name of --action: give only --action', 2, 'INVALID_ARGUMENT');
-  process.stderr.write('keen-admin: warning: --type is deprecated; use --action (the API\'s query parameter)\n');
+  if (opts.action !== undefined)
+    throw new CliError('--type is the deprecated name of --action: give only --action', 2, 'INVALID_ARGUMENT');
+  process.stderr.write("keen-admin: warning: --type is deprecated; use --action (the API's query parameter)\n");
   return opts.type;
 }
 
@@ -144,7 +169,9 @@ export function auditCommand(): Command {
 
   audit
     .command('tail')
-    .description('print the latest audit entries (oldest first); with --follow, keep printing new ones until interrupted')
+    .description(
+      'print the latest audit entries (oldest first); with --follow, keep printing new ones until interrupted',
+    )
     .option('--follow', 'stream new entries as they are written (reconnects by itself)')
     .option('--action <action>', 'only this action (auth.login) or resource (auth.*)')
     .addOption(deprecatedTypeOption())
@@ -153,7 +180,10 @@ export function auditCommand(): Command {
     .addOption(new Option('--outcome <outcome>', 'only this outcome').choices(['success', 'failure', 'denied']))
     .option('--tenant <id>', 'only this tenant (platform admins)')
     .option('--limit <n>', 'how many of the latest entries to print first (1-500)', parsePositiveInt('--limit'), 20)
-    .addHelpText('after', '\nExamples:\n  keen-admin audit tail --action "auth.*" --since 2h\n  keen-admin audit tail --follow --user ana@example.com --json | jq .action')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  keen-admin audit tail --action "auth.*" --since 2h\n  keen-admin audit tail --follow --user ana@example.com --json | jq .action',
+    )
     .action(async (opts, cmd: Command) => {
       const g = globals(cmd);
       const filters: AuditFilters = {
@@ -177,15 +207,31 @@ export function auditCommand(): Command {
     .addHelpText('after', '\nExample:\n  keen-admin audit verify || echo "audit log tampered with"')
     .action(async (_opts, cmd: Command) => {
       const g = globals(cmd);
-      const r: VerifyResponse = await clientFor(cmd).audit.verify();
+      const client = clientFor(cmd, { timeout: LONG_JOB_TIMEOUT_MS });
+      // The daemon answers once at the end: on a terminal, the time so far and how many entries it checks.
+      const head = process.stderr.isTTY ? (await client.audit.list({ limit: 1, order: 'desc' })).entries[0] : undefined;
+      const total = grouped(head?.seq ?? 0);
+      const progress = startProgress(
+        ({ elapsed }) => `keen-admin: the daemon is checking the chain of ${total} entries... ${elapsed.toFixed(0)} s`,
+      );
+      let r: VerifyResponse;
+      try {
+        r = await client.audit.verify();
+      } finally {
+        progress.done();
+      }
       if (g.json) process.stdout.write(`${JSON.stringify(r)}\n`);
       if (!r.ok) {
         const bad = r.first_bad;
-        const where = bad ? `seq ${bad.seq}${bad.id ? ` (${bad.id})` : ''}: ${bad.reason}: ${bad.message}` : 'unknown entry';
+        const where = bad
+          ? `seq ${bad.seq}${bad.id ? ` (${bad.id})` : ''}: ${bad.reason}: ${bad.message}`
+          : 'unknown entry';
         throw new CliError(escapeText(`audit chain broken at ${where}`), 1, 'CHAIN_BROKEN');
       }
       if (!g.json) {
-        const cp = r.checkpoints.available ? `, ${r.checkpoints.checked} checkpoints verified${r.checkpoints.skipped ? ` (${r.checkpoints.skipped} skipped: archived)` : ''}` : ', no checkpoints on this daemon';
+        const cp = r.checkpoints.available
+          ? `, ${r.checkpoints.checked} checkpoints verified${r.checkpoints.skipped ? ` (${r.checkpoints.skipped} skipped: archived)` : ''}`
+          : ', no checkpoints on this daemon';
         const archived = r.archived_entries ? ` + ${r.archived_entries} archived` : '';
         process.stdout.write(`chain intact: ${r.entries} entries${archived} (last seq ${r.last_seq ?? '-'})${cp}\n`);
       }
@@ -199,7 +245,10 @@ export function auditCommand(): Command {
     .option('--action <action>', 'only this action (auth.login) or resource (auth.*)')
     .addOption(deprecatedTypeOption())
     .option('--tenant <id>', 'only this tenant (platform admins)')
-    .addHelpText('after', '\nExamples:\n  keen-admin audit export --since 2026-01-01 --until 2026-02-01 > audit-january.jsonl\n  keen-admin audit export --since 7d --action "key.*" > key-changes.jsonl')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  keen-admin audit export --since 2026-01-01 --until 2026-02-01 > audit-january.jsonl\n  keen-admin audit export --since 7d --action "key.*" > key-changes.jsonl',
+    )
     .action(async (opts, cmd: Command) => {
       const filters: AuditFilters = {
         since: parseSince(opts.since),
@@ -209,12 +258,23 @@ export function auditCommand(): Command {
       };
       const client = streamClient(cmd);
       const ac = interruptSignal();
+      // On a terminal: entries written so far and the rate (the total is not known before the end).
+      const rate = (n: number, s: number) =>
+        `${grouped(n)} entries, ${grouped(s >= 0.5 ? n / s : 0)}/s, ${s.toFixed(0)} s`;
+      const progress = startProgress(({ count, elapsed }) => `keen-admin: exporting: ${rate(count, elapsed)}`);
+      const started = performance.now();
+      let exported = 0;
       try {
         // Each line re-serialized is the line the gateway sent (it writes JSON.stringify of a parsed entry).
         for await (const entry of client.audit.export<AuditEntry>(filters, { signal: ac.signal })) {
-          if (!process.stdout.write(`${JSON.stringify(entry)}\n`)) await new Promise((r) => process.stdout.once('drain', r));
+          if (!process.stdout.write(`${JSON.stringify(entry)}\n`))
+            await new Promise((r) => process.stdout.once('drain', r));
+          exported++;
+          progress.add();
         }
+        progress.done(`keen-admin: exported ${rate(exported, (performance.now() - started) / 1000)}`);
       } finally {
+        progress.done();
         ac.abort();
       }
     });

@@ -10,13 +10,15 @@ import { CliError, printResult } from '../core/output.js';
  */
 export function backupCommand(): Command {
   return new Command('backup')
-    .description('write a consistent backup of a SQLite daemon (running or not) to one file: database, secrets, audit archive')
+    .description(
+      'write a consistent backup of a SQLite daemon (running or not) to one file: database, secrets, audit archive',
+    )
     .requiredOption('--to <file>', 'the backup file to write (a tar archive, mode 0600)')
-    .option('-c, --config <file>', 'the daemon\'s YAML config (default: $KEEN_CONFIG)')
+    .option('-c, --config <file>', "the daemon's YAML config (default: $KEEN_CONFIG)")
     .option('--force', 'replace --to when it exists')
     .addHelpText(
       'after',
-      '\nRun it where the daemon runs, as the daemon\'s user, with its config and KEEN_* variables.\n' +
+      "\nRun it where the daemon runs, as the daemon's user, with its config and KEEN_* variables.\n" +
         'SQLite only: for Postgres use pg_dump / pg_basebackup (docs/DEPLOY.md, "Backups").\n' +
         'Restore with the daemon stopped: keen-gateway restore FILE --config FILE.\n' +
         '\nExample:\n  keen-admin backup --config /etc/keen-gateway/config.yaml --to /backups/keen-$(date -u +%Y%m%dT%H%M%SZ).tar\n' +
@@ -44,7 +46,9 @@ export function backupCommand(): Command {
       if (!g.json) {
         const c = r.manifest.counts;
         const archived = c.audit_archived_entries ? ` + ${c.audit_archived_entries} archived` : '';
-        process.stdout.write(`${c.users} users, ${c.credit_ledger_entries} ledger entries, ${c.audit_entries} audit entries${archived} (head seq ${c.audit_head_seq})\n`);
+        process.stdout.write(
+          `${c.users} users, ${c.credit_ledger_entries} ledger entries, ${c.audit_entries} audit entries${archived} (head seq ${c.audit_head_seq})\n`,
+        );
       }
       for (const note of r.notes) process.stderr.write(`keen-admin: note: ${note}\n`);
     });

@@ -11,13 +11,21 @@ const PERIODS = ['day', 'week', 'month', 'total'];
 export function addBudgetOptions(cmd: Command, removable = true): Command {
   cmd
     .option('--budget <credits>', 'at most this many credits per --budget-period (checked at every execute)')
-    .addOption(new Option('--budget-period <period>', 'when the budget starts over: day, week (from Monday), month, or total (never)').choices(PERIODS));
+    .addOption(
+      new Option(
+        '--budget-period <period>',
+        'when the budget starts over: day, week (from Monday), month, or total (never)',
+      ).choices(PERIODS),
+    );
   if (removable) cmd.option('--no-budget', 'remove the budget');
   return cmd;
 }
 
 /** `{amount, period}` from the options, null for --no-budget, undefined when neither was given. */
-export function budgetFromOptions(opts: { budget?: string | boolean; budgetPeriod?: string }): { amount: number; period: string } | null | undefined {
+export function budgetFromOptions(opts: {
+  budget?: string | boolean;
+  budgetPeriod?: string;
+}): { amount: number; period: string } | null | undefined {
   if (opts.budget === false) {
     if (opts.budgetPeriod !== undefined) throw new CliError('--no-budget and --budget-period do not go together', 2);
     return null;
@@ -26,7 +34,8 @@ export function budgetFromOptions(opts: { budget?: string | boolean; budgetPerio
     if (opts.budgetPeriod !== undefined) throw new CliError('--budget-period needs --budget', 2);
     return undefined;
   }
-  if (opts.budgetPeriod === undefined) throw new CliError('--budget needs --budget-period (day, week, month or total)', 2);
+  if (opts.budgetPeriod === undefined)
+    throw new CliError('--budget needs --budget-period (day, week, month or total)', 2);
   let amount: number;
   try {
     amount = formatCredits(parseCredits(opts.budget, '--budget'));
@@ -37,7 +46,12 @@ export function budgetFromOptions(opts: { budget?: string | boolean; budgetPerio
 }
 
 /** Sets (or with null removes) a budget as an administrator; returns it, or null once removed. */
-export async function applyBudget(client: KeenClient, subject: BudgetSubject, id: string, budget: { amount: number; period: string } | null): Promise<Budget | null> {
+export async function applyBudget(
+  client: KeenClient,
+  subject: BudgetSubject,
+  id: string,
+  budget: { amount: number; period: string } | null,
+): Promise<Budget | null> {
   if (budget === null) {
     await client.budgets.remove(subject, id);
     return null;
@@ -51,13 +65,23 @@ export function budgetUpdateCommand(subject: 'user' | 'tenant', name: string, ex
     new Command('update')
       .argument(`<${name}>`, subject === 'user' ? 'user id or email' : 'tenant id or name')
       .description(`change a ${subject}: set or remove its budget`)
-      .addHelpText('after', `\nExamples:\n  keen-admin ${name}s update ${example} --budget 200 --budget-period month\n  keen-admin ${name}s update ${example} --no-budget`),
+      .addHelpText(
+        'after',
+        `\nExamples:\n  keen-admin ${name}s update ${example} --budget 200 --budget-period month\n  keen-admin ${name}s update ${example} --no-budget`,
+      ),
   ).action(async (target: string, opts, cmd: Command) => {
     const budget = budgetFromOptions(opts);
-    if (budget === undefined) throw new CliError('nothing to change: give --budget with --budget-period, or --no-budget', 2);
+    if (budget === undefined)
+      throw new CliError('nothing to change: give --budget with --budget-period, or --no-budget', 2);
     const result = await applyBudget(clientFor(cmd), subject, target, budget);
     const out = globals(cmd);
-    if (result) printResult(out, { success: true, budget: result }, [result as unknown as Record<string, unknown>], BUDGET_COLUMNS);
+    if (result)
+      printResult(
+        out,
+        { success: true, budget: result },
+        [result as unknown as Record<string, unknown>],
+        BUDGET_COLUMNS,
+      );
     else printResult(out, { success: true }, [], BUDGET_COLUMNS);
     if (!out.json && !result) process.stdout.write('budget removed\n');
   });
@@ -65,7 +89,9 @@ export function budgetUpdateCommand(subject: 'user' | 'tenant', name: string, ex
 
 /** `keen-admin budgets ...` */
 export function budgetsCommand(): Command {
-  const budgets = new Command('budgets').description('budgets of API keys, users and tenants, and what this period used');
+  const budgets = new Command('budgets').description(
+    'budgets of API keys, users and tenants, and what this period used',
+  );
   budgets
     .command('list')
     .description('every budget in your reach (tenant admins: their tenant), with its use this period')
@@ -73,8 +99,17 @@ export function budgetsCommand(): Command {
     .addHelpText('after', '\nExample:\n  keen-admin budgets list --subject api_key')
     .action(async (opts, cmd: Command) => {
       const rows: Budget[] = [];
-      for await (const b of clientFor(cmd).budgets.all({ limit: 200, ...(opts.subject ? { subject: opts.subject } : {}) })) rows.push(b);
-      printResult(globals(cmd), { success: true, budgets: rows }, rows as unknown as Array<Record<string, unknown>>, BUDGET_COLUMNS);
+      for await (const b of clientFor(cmd).budgets.all({
+        limit: 200,
+        ...(opts.subject ? { subject: opts.subject } : {}),
+      }))
+        rows.push(b);
+      printResult(
+        globals(cmd),
+        { success: true, budgets: rows },
+        rows as unknown as Array<Record<string, unknown>>,
+        BUDGET_COLUMNS,
+      );
     });
   budgets
     .command('mine')

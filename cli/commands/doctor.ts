@@ -9,8 +9,9 @@ import { MIN_SECRET_BYTES } from '../../daemon/auth/jwt-secret.js';
 import { inspectMfaSecrets } from '../../daemon/auth/mfa-secrets.js';
 import { loadConfig, secretList, type ResolvedConfig } from '../../daemon/config/load.js';
 import { createLogger } from '../../daemon/logger.js';
-import { Database } from '../../daemon/storage/database.js';
+import { databaseFromConfig, type Database } from '../../daemon/storage/database.js';
 import { pendingMigrations } from '../../daemon/storage/migrator.js';
+import { UserRepository } from '../../daemon/storage/repos/users.js';
 import { connectionFor, globals } from '../core/context.js';
 import { CliError } from '../core/output.js';
 import { daemonAddress, DEFAULT_URL, shownUrl, sourceName } from '../core/profile.js';
@@ -33,7 +34,12 @@ const MAX_SKEW_MS = 5000;
 async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([work, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms)))]);
+    return await Promise.race([
+      work,
+      new Promise<never>(
+        (_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms)),
+      ),
+    ]);
   } finally {
     clearTimeout(timer);
   }
@@ -41,7 +47,10 @@ async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promi
 
 const messageOf = (err: unknown): string => {
   const e = err as NodeJS.ErrnoException;
-  const text = e?.message || (e instanceof AggregateError ? e.errors.map((x) => (x as Error).message).join('; ') : '') || String(err);
+  const text =
+    e?.message ||
+    (e instanceof AggregateError ? e.errors.map((x) => (x as Error).message).join('; ') : '') ||
+    String(err);
   return e?.code && !text.includes(e.code) ? `${e.code}: ${text}` : text;
 };
 
@@ -68,13 +77,17 @@ function secretsOf(config: ResolvedConfig | null, env: Record<string, string | u
 function clean(message: string, secrets: string[]): string {
   let m = message.replace(/\s*[\r\n]+\s*/g, ' ');
   for (const s of secrets) m = m.split(s).join('***');
-  // eslint-disable-next-line no-control-regex
   return m.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 function checkDataDir(config: ResolvedConfig): Check {
   const dir = config.data_dir;
-  if (!existsSync(dir)) return { name: 'data_dir', status: 'warn', message: `${dir} does not exist yet; the daemon creates it (mode 0700) at start` };
+  if (!existsSync(dir))
+    return {
+      name: 'data_dir',
+      status: 'warn',
+      message: `${dir} does not exist yet; the daemon creates it (mode 0700) at start`,
+    };
   const st = statSync(dir);
   if (!st.isDirectory()) return { name: 'data_dir', status: 'fail', message: `${dir} is not a directory` };
   // A real write: access(W_OK) says yes to root and no to nothing else (read-only mounts, full disks).
@@ -86,13 +99,19 @@ function checkDataDir(config: ResolvedConfig): Check {
     return { name: 'data_dir', status: 'fail', message: `${dir} is not writable: ${messageOf(err)}` };
   }
   if ((st.mode & 0o077) !== 0) {
-    return { name: 'data_dir', status: 'warn', message: `${dir} has mode ${octal(st.mode)}: others can reach the database and secrets in it (run: chmod 700 ${dir})` };
+    return {
+      name: 'data_dir',
+      status: 'warn',
+      message: `${dir} has mode ${octal(st.mode)}: others can reach the database and secrets in it (run: chmod 700 ${dir})`,
+    };
   }
   return { name: 'data_dir', status: 'ok', message: `${dir} (mode ${octal(st.mode)}, writable)` };
 }
 
 /** Database reachable, schema migrated, and its clock (measured from the middle of the round trip); the MFA secrets when it is migrated. */
-async function checkDatabase(config: ResolvedConfig): Promise<{ checks: Check[]; skewMs: number | null; mfa: Check | null }> {
+async function checkDatabase(
+  config: ResolvedConfig,
+): Promise<{ checks: Check[]; skewMs: number | null; mfa: Check | null }> {
   const url = config.database.url;
   const shown = shownUrl(url);
   if (url.startsWith('sqlite:')) {
@@ -100,20 +119,22 @@ async function checkDatabase(config: ResolvedConfig): Promise<{ checks: Check[];
     if (file !== ':memory:' && !existsSync(file)) {
       // Opening it would create it: doctor only looks.
       return {
-        checks: [{ name: 'database', status: 'warn', message: `${shown} does not exist yet; the daemon creates it at start (or run keen-gateway migrate)` }],
+        checks: [
+          {
+            name: 'database',
+            status: 'warn',
+            message: `${shown} does not exist yet; the daemon creates it at start (or run keen-gateway migrate)`,
+          },
+        ],
         skewMs: null,
         mfa: null,
       };
     }
   }
-  const database = new Database({
-    url,
+  const database = databaseFromConfig(config, {
     poolMax: 1,
     connectTimeoutMs: Math.min(config.database.connect_timeout_ms, TIMEOUT_MS),
     busyTimeoutMs: Math.min(config.database.busy_timeout_ms, TIMEOUT_MS),
-    statementTimeoutMs: config.database.statement_timeout_ms,
-    queryTimeoutMs: config.database.query_timeout_ms,
-    keepAliveIdleMs: config.database.keepalive_idle_ms,
     logger: createLogger('silent'),
   });
   const checks: Check[] = [];
@@ -132,20 +153,34 @@ async function checkDatabase(config: ResolvedConfig): Promise<{ checks: Check[];
       checks.push(
         pending.length === 0
           ? { name: 'migrations', status: 'ok', message: 'schema up to date' }
-          : { name: 'migrations', status: 'warn', message: `${pending.length} pending: ${pending.join(', ')} (run keen-gateway migrate, or start the daemon)` },
+          : {
+              name: 'migrations',
+              status: 'warn',
+              message: `${pending.length} pending: ${pending.join(', ')} (run keen-gateway migrate, or start the daemon)`,
+            },
       );
       if (pending.length === 0) mfa = await checkMfaSecrets(config, database);
     } catch (err) {
-      checks.push({ name: 'migrations', status: 'fail', message: `cannot read the migration state: ${messageOf(err)}` });
+      checks.push({
+        name: 'migrations',
+        status: 'fail',
+        message: `cannot read the migration state: ${messageOf(err)}`,
+      });
     }
     try {
       const before = Date.now();
-      const query = database.dialect === 'postgres' ? sql<{ now: Date | string }>`select now() as now` : sql<{ now: string }>`select datetime('now') as now`;
+      const query =
+        database.dialect === 'postgres'
+          ? sql<{ now: Date | string }>`select now() as now`
+          : sql<{ now: string }>`select datetime('now') as now`;
       const r = await withTimeout(query.execute(database.db), TIMEOUT_MS, 'database clock');
       const after = Date.now();
       const raw = r.rows[0]?.now;
       // SQLite's datetime('now') is UTC without a zone: 'YYYY-MM-DD HH:MM:SS'.
-      const serverMs = raw instanceof Date ? raw.getTime() : Date.parse(String(raw).replace(' ', 'T') + (database.dialect === 'sqlite' ? 'Z' : ''));
+      const serverMs =
+        raw instanceof Date
+          ? raw.getTime()
+          : Date.parse(String(raw).replace(' ', 'T') + (database.dialect === 'sqlite' ? 'Z' : ''));
       if (Number.isFinite(serverMs)) skewMs = serverMs - (before + after) / 2;
     } catch {
       skewMs = null;
@@ -180,7 +215,15 @@ async function checkMfaSecrets(config: ResolvedConfig, database: Database): Prom
   try {
     const current = currentJwtSecret(config);
     // No secret at all: the daemon would generate a new one, under which nothing opens.
-    report = await withTimeout(inspectMfaSecrets(database.db, current ?? randomBytes(48), config.jwt_previous_secrets.map((s) => Buffer.from(s, 'utf8'))), TIMEOUT_MS, 'MFA secrets');
+    report = await withTimeout(
+      inspectMfaSecrets(
+        new UserRepository(database.db),
+        current ?? randomBytes(48),
+        config.jwt_previous_secrets.map((s) => Buffer.from(s, 'utf8')),
+      ),
+      TIMEOUT_MS,
+      'MFA secrets',
+    );
   } catch (err) {
     return { name, status: 'warn', message: `cannot read the users' MFA secrets: ${messageOf(err)}` };
   }
@@ -196,26 +239,43 @@ async function checkMfaSecrets(config: ResolvedConfig, database: Database): Prom
     };
   }
   if (report.sealed === 0) return { name, status: 'ok', message: 'no user has an MFA secret' };
-  const moved = report.previous > 0 ? `; ${report.previous} only with JWT_PREVIOUS_SECRETS (the daemon moves them to JWT_SECRET at its next start)` : '';
-  return { name, status: 'ok', message: `${report.sealed} MFA secret${report.sealed === 1 ? '' : 's'} open with the configured secrets${moved}` };
+  const moved =
+    report.previous > 0
+      ? `; ${report.previous} only with JWT_PREVIOUS_SECRETS (the daemon moves them to JWT_SECRET at its next start)`
+      : '';
+  return {
+    name,
+    status: 'ok',
+    message: `${report.sealed} MFA secret${report.sealed === 1 ? '' : 's'} open with the configured secrets${moved}`,
+  };
 }
 
 async function checkRedis(config: ResolvedConfig): Promise<Check> {
   const url = config.redis.url;
-  if (!url) return { name: 'redis', status: 'ok', message: 'not configured (limits and the event bus are in-process: run one daemon only)' };
+  if (!url)
+    return {
+      name: 'redis',
+      status: 'ok',
+      message: 'not configured (limits and the event bus are in-process: run one daemon only)',
+    };
   const shown = shownUrl(url);
   let lastError: string | null = null;
   // Loaded here: ioredis would add to the start-up time of every other command.
   const { createRedis } = await import('../../daemon/shared/redis.js');
   const client = createRedis(
     url,
-    { warn: (obj) => (lastError = (obj as { err?: { message?: string } }).err?.message ?? lastError), info: () => undefined },
+    {
+      warn: (obj) => (lastError = (obj as { err?: { message?: string } }).err?.message ?? lastError),
+      info: () => undefined,
+    },
     { connectionName: 'keen-doctor', connectTimeoutMs: TIMEOUT_MS, commandTimeoutMs: TIMEOUT_MS },
   );
   try {
-    await withTimeout(new Promise<void>((resolve) => client.once('ready', () => resolve())), TIMEOUT_MS, 'redis').catch((err: Error) => {
-      throw new Error(lastError ?? err.message);
-    });
+    await withTimeout(new Promise<void>((resolve) => client.once('ready', () => resolve())), TIMEOUT_MS, 'redis').catch(
+      (err: Error) => {
+        throw new Error(lastError ?? err.message);
+      },
+    );
     const pong = await withTimeout(client.ping(), TIMEOUT_MS, 'redis PING');
     return { name: 'redis', status: 'ok', message: `${shown} answers PING (${pong})` };
   } catch (err) {
@@ -243,19 +303,22 @@ function checkAgent(config: ResolvedConfig, env: Record<string, string | undefin
   if (program.includes('/')) {
     const file = path.resolve(config.config_dir, program);
     if (!existsSync(file)) return { name: 'agent', status: 'fail', message: `agent.command: ${file} does not exist` };
-    if (!isExecutable(file)) return { name: 'agent', status: 'fail', message: `agent.command: ${file} is not an executable file` };
+    if (!isExecutable(file))
+      return { name: 'agent', status: 'fail', message: `agent.command: ${file} is not an executable file` };
     found = file;
   } else {
     // The runner gives the agent the daemon's PATH.
     const dirs = (config.agent_env.PATH ?? env.PATH ?? '').split(path.delimiter).filter(Boolean);
     found = dirs.map((d) => path.join(d, program)).find(isExecutable) ?? null;
-    if (!found) return { name: 'agent', status: 'fail', message: `agent.command: program "${program}" is not found on PATH` };
+    if (!found)
+      return { name: 'agent', status: 'fail', message: `agent.command: program "${program}" is not found on PATH` };
   }
   const missing = args
     .filter((a) => !a.startsWith('-') && (path.isAbsolute(a) || a.startsWith('./') || a.startsWith('../')))
     .map((a) => path.resolve(config.config_dir, a))
     .filter((a) => !existsSync(a));
-  if (missing.length > 0) return { name: 'agent', status: 'fail', message: `agent.command: ${missing.join(', ')} does not exist` };
+  if (missing.length > 0)
+    return { name: 'agent', status: 'fail', message: `agent.command: ${missing.join(', ')} does not exist` };
   return { name: 'agent', status: 'ok', message: `${found}${args.length ? ` ${args.join(' ')}` : ''}` };
 }
 
@@ -266,7 +329,12 @@ function checkAgent(config: ResolvedConfig, env: Record<string, string | undefin
  */
 async function checkSandbox(config: ResolvedConfig): Promise<Check> {
   const { mode, network } = config.agent.sandbox;
-  if (mode === 'none') return { name: 'sandbox', status: 'warn', message: 'agent.sandbox.mode is none: agents run unconfined and can read the gateway\'s secrets' };
+  if (mode === 'none')
+    return {
+      name: 'sandbox',
+      status: 'warn',
+      message: "agent.sandbox.mode is none: agents run unconfined and can read the gateway's secrets",
+    };
   // The generated files go to a folder of doctor's own, so it writes nothing beside a running daemon.
   const runtimeDir = mkdtempSync(path.join(tmpdir(), 'keen-doctor-'));
   try {
@@ -280,7 +348,12 @@ async function checkSandbox(config: ResolvedConfig): Promise<Check> {
     });
     const probe = await sandbox.probe();
     if (!probe.ok) return { name: 'sandbox', status: 'fail', message: probe.detail };
-    if (network === 'host') return { name: 'sandbox', status: 'warn', message: `${probe.detail}; network host: agents reach every address the daemon can` };
+    if (network === 'host')
+      return {
+        name: 'sandbox',
+        status: 'warn',
+        message: `${probe.detail}; network host: agents reach every address the daemon can`,
+      };
     return { name: 'sandbox', status: 'ok', message: probe.detail };
   } finally {
     rmSync(runtimeDir, { recursive: true, force: true });
@@ -302,21 +375,50 @@ function checkJwtSecret(config: ResolvedConfig): Check {
   });
   const previous = config.jwt_previous_secrets;
   const short = previous.findIndex((s) => Buffer.byteLength(s, 'utf8') < MIN_SECRET_BYTES);
-  if (short >= 0) return tooShort(`JWT_PREVIOUS_SECRETS entry ${short + 1}`, Buffer.byteLength(previous[short]!, 'utf8'));
-  const overlap = previous.length > 0 ? `; ${previous.length} previous secret${previous.length === 1 ? '' : 's'} still accepted (JWT_PREVIOUS_SECRETS): remove once the rotation's overlap is over` : '';
+  if (short >= 0)
+    return tooShort(`JWT_PREVIOUS_SECRETS entry ${short + 1}`, Buffer.byteLength(previous[short]!, 'utf8'));
+  const overlap =
+    previous.length > 0
+      ? `; ${previous.length} previous secret${previous.length === 1 ? '' : 's'} still accepted (JWT_PREVIOUS_SECRETS): remove once the rotation's overlap is over`
+      : '';
   if (config.jwt_secret !== null) {
     const bytes = Buffer.byteLength(config.jwt_secret, 'utf8');
-    if (bytes >= MIN_SECRET_BYTES) return { name: 'jwt_secret', status: 'ok', message: `JWT_SECRET is set (${bytes} bytes)${overlap}` };
+    if (bytes >= MIN_SECRET_BYTES)
+      return { name: 'jwt_secret', status: 'ok', message: `JWT_SECRET is set (${bytes} bytes)${overlap}` };
     return tooShort('JWT_SECRET', bytes);
   }
   const file = path.join(config.data_dir, 'jwt-secret');
-  if (production) return { name: 'jwt_secret', status: 'fail', message: 'JWT_SECRET is not set; it is required when KEEN_ENV=production' };
-  if (!existsSync(file)) return { name: 'jwt_secret', status: 'warn', message: `JWT_SECRET is not set; the daemon will generate one into ${file} (set JWT_SECRET in production)` };
+  if (production)
+    return {
+      name: 'jwt_secret',
+      status: 'fail',
+      message: 'JWT_SECRET is not set; it is required when KEEN_ENV=production',
+    };
+  if (!existsSync(file))
+    return {
+      name: 'jwt_secret',
+      status: 'warn',
+      message: `JWT_SECRET is not set; the daemon will generate one into ${file} (set JWT_SECRET in production)`,
+    };
   const mode = statSync(file).mode;
   const length = Buffer.from(readFileSync(file, 'utf8').trim(), 'base64url').length;
-  if (length < MIN_SECRET_BYTES) return { name: 'jwt_secret', status: 'fail', message: `${file} holds a secret shorter than ${MIN_SECRET_BYTES} bytes; delete it to generate a new one` };
-  if ((mode & 0o077) !== 0) return { name: 'jwt_secret', status: 'warn', message: `JWT_SECRET is not set, and ${file} has mode ${octal(mode)} (the daemon resets it to 0600; set JWT_SECRET in production)` };
-  return { name: 'jwt_secret', status: 'warn', message: `JWT_SECRET is not set; using the generated ${file} (mode 0600; set JWT_SECRET in production)` };
+  if (length < MIN_SECRET_BYTES)
+    return {
+      name: 'jwt_secret',
+      status: 'fail',
+      message: `${file} holds a secret shorter than ${MIN_SECRET_BYTES} bytes; delete it to generate a new one`,
+    };
+  if ((mode & 0o077) !== 0)
+    return {
+      name: 'jwt_secret',
+      status: 'warn',
+      message: `JWT_SECRET is not set, and ${file} has mode ${octal(mode)} (the daemon resets it to 0600; set JWT_SECRET in production)`,
+    };
+  return {
+    name: 'jwt_secret',
+    status: 'warn',
+    message: `JWT_SECRET is not set; using the generated ${file} (mode 0600; set JWT_SECRET in production)`,
+  };
 }
 
 /** What the daemon at `url` said on /health/live: whether it answered, its clock from the Date header (whole seconds), its version. */
@@ -337,7 +439,12 @@ async function probeDaemon(url: string): Promise<DaemonProbe> {
     if (!res.ok) return { answered: false, skewMs: null, version, error: `GET /health/live answered ${res.status}` };
     const date = Date.parse(res.headers.get('date') ?? '');
     // The header has whole seconds, truncated: compare with the middle of that second.
-    return { answered: true, skewMs: Number.isFinite(date) ? date + 500 - (before + after) / 2 : null, version, error: null };
+    return {
+      answered: true,
+      skewMs: Number.isFinite(date) ? date + 500 - (before + after) / 2 : null,
+      version,
+      error: null,
+    };
   } catch (err) {
     const cause = (err as { cause?: unknown }).cause;
     return { answered: false, skewMs: null, version: null, error: messageOf(cause ?? err) };
@@ -347,7 +454,12 @@ async function probeDaemon(url: string): Promise<DaemonProbe> {
 /** The daemon answers at the address keen-admin resolved: a daemon that does not is a failure (`--no-daemon` skips it, e.g. before the first start). */
 function checkDaemon(daemon: { url: string; source: string; probe: DaemonProbe }): Check {
   const where = `${shownUrl(daemon.url)} (from ${daemon.source})`;
-  if (daemon.probe.answered) return { name: 'daemon', status: 'ok', message: `${where} answers${daemon.probe.version ? ` (version ${daemon.probe.version})` : ''}` };
+  if (daemon.probe.answered)
+    return {
+      name: 'daemon',
+      status: 'ok',
+      message: `${where} answers${daemon.probe.version ? ` (version ${daemon.probe.version})` : ''}`,
+    };
   return {
     name: 'daemon',
     status: 'fail',
@@ -362,21 +474,34 @@ function checkClock(databaseSkew: number | null, daemon: { url: string; skewMs: 
   const compare = (what: string, skew: number, resolution: number) => {
     const off = Math.abs(skew) > MAX_SKEW_MS + resolution;
     if (off) status = 'warn';
-    parts.push(`${what} is ${off ? `${seconds(Math.abs(skew))} ${skew > 0 ? 'ahead of' : 'behind'}` : `within ${seconds(Math.max(Math.abs(skew), 0))} of`} this machine`);
+    parts.push(
+      `${what} is ${off ? `${seconds(Math.abs(skew))} ${skew > 0 ? 'ahead of' : 'behind'}` : `within ${seconds(Math.max(Math.abs(skew), 0))} of`} this machine`,
+    );
   };
   if (databaseSkew !== null) compare('the database clock', databaseSkew, 0);
   else parts.push('the database clock was not read');
   if (daemon === null) parts.push('the daemon was not asked (--no-daemon)');
   else if (daemon.skewMs !== null) compare(`the daemon at ${shownUrl(daemon.url)}`, daemon.skewMs, 500);
   else parts.push(`the daemon at ${shownUrl(daemon.url)} did not answer (not compared)`);
-  return { name: 'clock', status, message: parts.join('; ') + (status === 'warn' ? ` (more than ${MAX_SKEW_MS / 1000} s breaks token expiry and leases: sync with NTP)` : '') };
+  return {
+    name: 'clock',
+    status,
+    message:
+      parts.join('; ') +
+      (status === 'warn' ? ` (more than ${MAX_SKEW_MS / 1000} s breaks token expiry and leases: sync with NTP)` : ''),
+  };
 }
 
 /**
  * Runs every check, in order; a config that does not load stops the rest.
  * `daemonUrl` null skips the daemon (`--no-daemon`); `daemonSource` says where the URL came from.
  */
-export async function runChecks(options: { file?: string | undefined; env: Record<string, string | undefined>; daemonUrl: string | null; daemonSource?: string }): Promise<Check[]> {
+export async function runChecks(options: {
+  file?: string | undefined;
+  env: Record<string, string | undefined>;
+  daemonUrl: string | null;
+  daemonSource?: string;
+}): Promise<Check[]> {
   let config: ResolvedConfig;
   try {
     config = loadConfig({ file: options.file, env: options.env });
@@ -384,12 +509,31 @@ export async function runChecks(options: { file?: string | undefined; env: Recor
     return [{ name: 'config', status: 'fail', message: clean(messageOf(err), secretsOf(null, options.env)) }];
   }
   const source = options.file ?? options.env.KEEN_CONFIG;
-  const checks: Check[] = [{ name: 'config', status: 'ok', message: `${source ? path.resolve(source) : 'no file: defaults and environment'} (env ${config.env})` }];
+  const checks: Check[] = [
+    {
+      name: 'config',
+      status: 'ok',
+      message: `${source ? path.resolve(source) : 'no file: defaults and environment'} (env ${config.env})`,
+    },
+  ];
   checks.push(checkDataDir(config));
   const daemonUrl = options.daemonUrl;
-  const [db, redis, daemon, sandbox] = await Promise.all([checkDatabase(config), checkRedis(config), daemonUrl === null ? null : probeDaemon(daemonUrl), checkSandbox(config)]);
-  checks.push(...db.checks, redis, checkAgent(config, options.env), sandbox, checkJwtSecret(config), ...(db.mfa ? [db.mfa] : []));
-  if (daemonUrl !== null && daemon) checks.push(checkDaemon({ url: daemonUrl, source: options.daemonSource ?? 'the command line', probe: daemon }));
+  const [db, redis, daemon, sandbox] = await Promise.all([
+    checkDatabase(config),
+    checkRedis(config),
+    daemonUrl === null ? null : probeDaemon(daemonUrl),
+    checkSandbox(config),
+  ]);
+  checks.push(
+    ...db.checks,
+    redis,
+    checkAgent(config, options.env),
+    sandbox,
+    checkJwtSecret(config),
+    ...(db.mfa ? [db.mfa] : []),
+  );
+  if (daemonUrl !== null && daemon)
+    checks.push(checkDaemon({ url: daemonUrl, source: options.daemonSource ?? 'the command line', probe: daemon }));
   checks.push(checkClock(db.skewMs, daemonUrl !== null && daemon ? { url: daemonUrl, skewMs: daemon.skewMs } : null));
   const secrets = secretsOf(config, options.env);
   return checks.map((c) => ({ ...c, message: clean(c.message, secrets) }));
@@ -398,8 +542,13 @@ export async function runChecks(options: { file?: string | undefined; env: Recor
 /** `keen-admin doctor`: checks what the daemon needs, with its own config and environment, one line each. */
 export function doctorCommand(): Command {
   return new Command('doctor')
-    .description('check the daemon\'s config, data directory, database, Redis, agent, sandbox, JWT secret, MFA secrets and clocks')
-    .option('-c, --config <file>', 'the daemon\'s YAML config (default: $KEEN_CONFIG); its server.host/port say where the daemon is, unless --url or KEEN_URL')
+    .description(
+      "check the daemon's config, data directory, database, Redis, agent, sandbox, JWT secret, MFA secrets and clocks",
+    )
+    .option(
+      '-c, --config <file>',
+      "the daemon's YAML config (default: $KEEN_CONFIG); its server.host/port say where the daemon is, unless --url or KEEN_URL",
+    )
     .option('--no-daemon', 'do not ask the running daemon (before its first start): no daemon check, no daemon clock')
     .addHelpText(
       'after',
@@ -420,10 +569,17 @@ export function doctorCommand(): Command {
           if (err instanceof CliError && err.code === 'INVALID_URL') throw err;
           // A broken profile file is no reason to skip the local checks.
           daemonUrl = process.env.KEEN_URL || daemonAddress(process.env, opts.config) || DEFAULT_URL;
-          daemonSource = process.env.KEEN_URL ? 'KEEN_URL' : 'the daemon\'s settings or the default (the profile file did not load)';
+          daemonSource = process.env.KEEN_URL
+            ? 'KEEN_URL'
+            : "the daemon's settings or the default (the profile file did not load)";
         }
       }
-      const checks = await runChecks({ file: opts.config, env: process.env, daemonUrl, ...(daemonSource ? { daemonSource } : {}) });
+      const checks = await runChecks({
+        file: opts.config,
+        env: process.env,
+        daemonUrl,
+        ...(daemonSource ? { daemonSource } : {}),
+      });
       const failed = checks.filter((c) => c.status === 'fail').length;
       if (g.json) process.stdout.write(JSON.stringify({ ok: failed === 0, checks }) + '\n');
       else {

@@ -5,10 +5,13 @@ import { DatabaseAuditLogger } from '../../daemon/audit/store.js';
 import { PasswordHasher } from '../../daemon/auth/passwords.js';
 import { systemClock } from '../../daemon/clock.js';
 import { createLogger } from '../../daemon/logger.js';
-import { Database } from '../../daemon/storage/database.js';
-import { DATABASE_ID_KEY } from '../../daemon/storage/database-id.js';
+import { databaseFromConfig } from '../../daemon/storage/database.js';
+import { accountRepositories } from '../../daemon/storage/repos/accounts.js';
+import { AuditRepository } from '../../daemon/storage/repos/audit.js';
+import { readDatabaseId } from '../../daemon/storage/database-id.js';
 import { migrateToLatest } from '../../daemon/storage/migrator.js';
 import { UserAdminService } from '../../daemon/users/user-admin.js';
+import { presentBootstrap } from '../../daemon/http/presenters/users.js';
 import { GatewayError } from '../../daemon/errors.js';
 import { connectionFor, daemonConfig, globals, readStdinSecret } from '../core/context.js';
 import { CliError, printSecretOnce } from '../core/output.js';
@@ -26,17 +29,6 @@ async function askDaemon(url: string): Promise<{ databaseId: string | null } | n
   }
 }
 
-/** The database's identity (gateway_meta), without creating anything: null before a daemon first started on it. */
-async function readDatabaseId(database: Database): Promise<string | null> {
-  try {
-    const row = await database.db.selectFrom('gateway_meta').select('value').where('key', '=', DATABASE_ID_KEY).executeTakeFirst();
-    return row?.value ?? null;
-  } catch {
-    // No gateway_meta table: never migrated.
-    return null;
-  }
-}
-
 /**
  * `keen-admin init`: the only command that opens the database itself (same
  * config and environment as the daemon), to make the first platform admin.
@@ -46,13 +38,13 @@ async function readDatabaseId(database: Database): Promise<string | null> {
 export function initCommand(): Command {
   return new Command('init')
     .description('first run only: create the platform admin and print an admin API key once')
-    .requiredOption('--email <email>', 'the administrator\'s email')
+    .requiredOption('--email <email>', "the administrator's email")
     .option('--password-stdin', 'also set a password (for signing in), read from standard input')
     .option('--password', 'also set a password, asked at a hidden prompt, twice (a flag: it takes no value)')
-    .option('-c, --config <file>', 'the daemon\'s YAML config (default: $KEEN_CONFIG)')
+    .option('-c, --config <file>', "the daemon's YAML config (default: $KEEN_CONFIG)")
     .addHelpText(
       'after',
-      '\nRun it with the daemon\'s config and environment (--config or KEEN_CONFIG, KEEN_DATABASE_URL, KEEN_DATA_DIR):\n' +
+      "\nRun it with the daemon's config and environment (--config or KEEN_CONFIG, KEEN_DATABASE_URL, KEEN_DATA_DIR):\n" +
         'it prints the config file and database it opened, and refuses (exit 1, DATABASE_MISMATCH) when the daemon\n' +
         'answering at the resolved address (see keen-admin --help) serves another database.\n' +
         '\nExample:\n  keen-admin init --email ops@example.com --config /etc/keen/gateway.yaml\n  export KEEN_API_KEY=ak_live_...   # the key it printed',
@@ -74,34 +66,59 @@ export function initCommand(): Command {
         if (err instanceof CliError && err.code === 'INVALID_URL') throw err;
         // A broken profile file: the daemon's own settings still say where it is.
         daemonUrl = process.env.KEEN_URL || daemonAddress(process.env, opts.config) || DEFAULT_URL;
-        daemonSource = process.env.KEEN_URL ? 'KEEN_URL' : 'the daemon\'s settings or the default';
+        daemonSource = process.env.KEEN_URL ? 'KEEN_URL' : "the daemon's settings or the default";
       }
       const daemon = await askDaemon(daemonUrl);
       const mismatch = () =>
         new CliError(
           `the daemon at ${shownUrl(daemonUrl)} (from ${daemonSource}) serves another database than ${databaseShown}: a key made here would be refused. ` +
-            'Run init with the daemon\'s config and environment (--config FILE, KEEN_DATABASE_URL, KEEN_DATA_DIR), or name the daemon that uses this database with --url',
+            "Run init with the daemon's config and environment (--config FILE, KEEN_DATABASE_URL, KEEN_DATA_DIR), or name the daemon that uses this database with --url",
           1,
           'DATABASE_MISMATCH',
         );
       const sqliteFile = config.database.url.startsWith('sqlite:') ? config.database.url.slice('sqlite:'.length) : null;
       // Refused before opening: opening would create the file.
       if (daemon?.databaseId && sqliteFile && sqliteFile !== ':memory:' && !existsSync(sqliteFile)) throw mismatch();
-      if (!daemon) process.stderr.write(`keen-admin init: no daemon answers at ${shownUrl(daemonUrl)} (from ${daemonSource}); start it with this config and database\n`);
+      if (!daemon)
+        process.stderr.write(
+          `keen-admin init: no daemon answers at ${shownUrl(daemonUrl)} (from ${daemonSource}); start it with this config and database\n`,
+        );
 
       // Asked before the database is opened, so a cancelled prompt leaves no trace.
       const password = await passwordFromOptions(opts, readStdinSecret);
       const logger = createLogger('silent');
-      const database = new Database({ url: config.database.url, poolMax: 2, connectTimeoutMs: config.database.connect_timeout_ms, busyTimeoutMs: config.database.busy_timeout_ms, statementTimeoutMs: config.database.statement_timeout_ms, queryTimeoutMs: config.database.query_timeout_ms, keepAliveIdleMs: config.database.keepalive_idle_ms, logger });
+      const database = databaseFromConfig(config, { poolMax: 2, logger });
       let audit: DatabaseAuditLogger | undefined;
       try {
         if (daemon?.databaseId && (await readDatabaseId(database)) !== daemon.databaseId) throw mismatch();
         await migrateToLatest(database);
-        audit = new DatabaseAuditLogger({ database, clock: systemClock, logger });
-        const service = new UserAdminService({ database, clock: systemClock, hasher: new PasswordHasher({ maxConcurrent: 1 }), audit });
-        const r = await service.bootstrap({ email: opts.email, ...(password !== undefined ? { password } : {}) });
-        if (!globals(cmd).json) process.stdout.write(`created platform admin ${r.user.email} (${r.user.id}) in ${databaseShown}\n`);
-        printSecretOnce(globals(cmd), { success: true, user: r.user, api_key: r.api_key, key: r.key, config_file: file ? path.resolve(file) : null, database: databaseShown }, 'admin API key', r.key);
+        const audits = new AuditRepository(database);
+        audit = new DatabaseAuditLogger({ database, audits, clock: systemClock, logger });
+        const service = new UserAdminService({
+          database,
+          ...accountRepositories(database),
+          clock: systemClock,
+          hasher: new PasswordHasher({ maxConcurrent: 1 }),
+          audit,
+        });
+        const r = presentBootstrap(
+          await service.bootstrap({ email: opts.email, ...(password !== undefined ? { password } : {}) }),
+        );
+        if (!globals(cmd).json)
+          process.stdout.write(`created platform admin ${r.user.email} (${r.user.id}) in ${databaseShown}\n`);
+        printSecretOnce(
+          globals(cmd),
+          {
+            success: true,
+            user: r.user,
+            api_key: r.api_key,
+            key: r.key,
+            config_file: file ? path.resolve(file) : null,
+            database: databaseShown,
+          },
+          'admin API key',
+          r.key,
+        );
       } catch (err) {
         if (err instanceof GatewayError) throw new CliError(err.message, 1, err.code);
         throw err;

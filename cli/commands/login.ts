@@ -44,20 +44,44 @@ export function loginCommand(): Command {
       // Read first: a file that is too open or broken is reported before anything is asked.
       const file = readProfiles(fileName);
       const name = profileName(cmd, file);
-      const url = (nonEmpty(cmd.optsWithGlobals<{ url?: string }>().url) ?? nonEmpty(process.env.KEEN_URL) ?? file?.profiles[name]?.url ?? DEFAULT_URL).replace(/\/+$/, '');
+      const url = (
+        nonEmpty(cmd.optsWithGlobals<{ url?: string }>().url) ??
+        nonEmpty(process.env.KEEN_URL) ??
+        file?.profiles[name]?.url ??
+        DEFAULT_URL
+      ).replace(/\/+$/, '');
       const apiKey = await readKey(cmd, Boolean(opts.apiKeyStdin));
       const me = await new KeenClient({ baseUrl: url, apiKey, maxRetries: 1, timeout: 15_000 }).me();
       if (!me.scopes.includes('admin')) {
-        throw new CliError(`the key of ${me.user.email} lacks the admin scope (it has: ${me.scopes.join(', ') || 'none'}); nothing was saved`, 1, 'INSUFFICIENT_SCOPE');
+        throw new CliError(
+          `the key of ${me.user.email} lacks the admin scope (it has: ${me.scopes.join(', ') || 'none'}); nothing was saved`,
+          1,
+          'INSUFFICIENT_SCOPE',
+        );
       }
-      const next: ProfileFile = { default: file?.default, profiles: { ...(file?.profiles ?? {}), [name]: { url, api_key: apiKey } } };
+      const next: ProfileFile = {
+        default: file?.default,
+        profiles: { ...(file?.profiles ?? {}), [name]: { url, api_key: apiKey } },
+      };
       if (!next.default || !next.profiles[next.default]) next.default = name;
       writeProfiles(fileName, next);
-      const result = { success: true, profile: name, default: next.default === name, url: shownUrl(url), file: fileName, user: { id: me.user.id, email: me.user.email, role: me.user.role } };
+      const result = {
+        success: true,
+        profile: name,
+        default: next.default === name,
+        url: shownUrl(url),
+        file: fileName,
+        user: { id: me.user.id, email: me.user.email, role: me.user.role },
+      };
       if (g.json) printResult(g, result, [], []);
       else {
-        process.stdout.write(`logged in to ${shownUrl(url)} as ${me.user.email} (${me.user.role}); saved profile "${name}" to ${fileName}\n`);
-        if (next.default !== name) process.stdout.write(`the default profile is still "${next.default}": use --profile ${name} or KEEN_PROFILE=${name}\n`);
+        process.stdout.write(
+          `logged in to ${shownUrl(url)} as ${me.user.email} (${me.user.role}); saved profile "${name}" to ${fileName}\n`,
+        );
+        if (next.default !== name)
+          process.stdout.write(
+            `the default profile is still "${next.default}": use --profile ${name} or KEEN_PROFILE=${name}\n`,
+          );
       }
     });
 }
@@ -79,13 +103,17 @@ export function logoutCommand(): Command {
       if (remaining.length === 0) {
         rmSync(fileName, { force: true });
       } else {
-        writeProfiles(fileName, { ...(file.default && file.default !== name ? { default: file.default } : {}), profiles: rest });
+        writeProfiles(fileName, {
+          ...(file.default && file.default !== name ? { default: file.default } : {}),
+          profiles: rest,
+        });
       }
       const result = { success: true, profile: name, file: fileName, remaining };
       if (g.json) printResult(g, result, [], []);
       else {
         process.stdout.write(`removed profile "${name}" from ${fileName}\n`);
-        if (file.default === name && remaining.length > 0) process.stdout.write(`no default profile now: use --profile (${remaining.join(', ')}) or keen-admin login\n`);
+        if (file.default === name && remaining.length > 0)
+          process.stdout.write(`no default profile now: use --profile (${remaining.join(', ')}) or keen-admin login\n`);
       }
     });
 }

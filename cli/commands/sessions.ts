@@ -1,9 +1,25 @@
 import { Command, Option } from 'commander';
-import { NotFoundError, type KeenClient, type Session, type SessionStatus, type StreamEvent } from '../../sdk/src/index.js';
+import {
+  NotFoundError,
+  type KeenClient,
+  type Session,
+  type SessionStatus,
+  type StreamEvent,
+} from '../../sdk/src/index.js';
 import { clientFor, globals } from '../core/context.js';
 import { CliError, colorEnabled, escapeText, paint, printResult, type Style } from '../core/output.js';
 
-const COLUMNS = ['id', 'user_id', 'status', 'current_phase', 'cost_so_far', 'credit_reserved', 'final_cost', 'created_at', 'ended_at'];
+const COLUMNS = [
+  'id',
+  'user_id',
+  'status',
+  'current_phase',
+  'cost_so_far',
+  'credit_reserved',
+  'final_cost',
+  'created_at',
+  'ended_at',
+];
 const STATUSES = ['running', 'completed', 'failed', 'cancelled', 'budget_exhausted', 'timed_out', 'interrupted'];
 
 /** Exit code of `sessions watch` when the watch was stopped (Ctrl-C, SIGTERM) before the session ended: 128 + SIGINT. */
@@ -22,11 +38,18 @@ function statusStyle(status: string): Style {
   return 'red';
 }
 
-const TYPE_STYLE: Record<string, Style> = { 'session.status': 'bold', 'agent.phase': 'magenta', 'agent.progress': 'blue', 'agent.log': 'dim', 'cost.update': 'cyan' };
+const TYPE_STYLE: Record<string, Style> = {
+  'session.status': 'bold',
+  'agent.phase': 'magenta',
+  'agent.progress': 'blue',
+  'agent.log': 'dim',
+  'cost.update': 'cyan',
+};
 const LEVEL_STYLE: Record<string, Style> = { warn: 'yellow', error: 'red' };
 
 /** Anything from the event as one escaped line: the agent wrote it, and it must not drive the terminal. */
-const text = (v: unknown): string => escapeText(typeof v === 'string' ? v : v === undefined || v === null ? '' : JSON.stringify(v));
+const text = (v: unknown): string =>
+  escapeText(typeof v === 'string' ? v : v === undefined || v === null ? '' : JSON.stringify(v));
 
 /**
  * The short summary of one event for people, escaped (control characters,
@@ -34,7 +57,10 @@ const text = (v: unknown): string => escapeText(typeof v === 'string' ? v : v ==
  * status's multi-line summary (agent stderr) follows on indented lines, each
  * escaped on its own.
  */
-export function formatEvent(e: StreamEvent | { type: string; seq: number; ts: string; data: Record<string, unknown> }, color = false): string {
+export function formatEvent(
+  e: StreamEvent | { type: string; seq: number; ts: string; data: Record<string, unknown> },
+  color = false,
+): string {
   const d = (e.data ?? {}) as Record<string, unknown>;
   const time = Number.isFinite(Date.parse(e.ts)) ? new Date(e.ts).toISOString().slice(11, 19) : text(e.ts);
   let summary: string;
@@ -46,7 +72,8 @@ export function formatEvent(e: StreamEvent | { type: string; seq: number; ts: st
       if (typeof d.final_cost === 'number') parts.push(`final cost ${d.final_cost}`);
       if (d.reason !== undefined && d.reason !== null && d.reason !== d.status) parts.push(`(${text(d.reason)})`);
       summary = parts.join(' ');
-      if (typeof d.summary === 'string' && d.summary !== '') extra.push(...d.summary.split(/\r?\n/).map((l) => `    ${escapeText(l)}`));
+      if (typeof d.summary === 'string' && d.summary !== '')
+        extra.push(...d.summary.split(/\r?\n/).map((l) => `    ${escapeText(l)}`));
       break;
     }
     case 'agent.phase':
@@ -73,7 +100,9 @@ export function formatEvent(e: StreamEvent | { type: string; seq: number; ts: st
 /** The closing line of `watch`: final status, cost and usage. */
 export function formatEnd(s: Session, color = false): string {
   const cost = s.final_cost ?? s.cost_so_far;
-  const usage = s.usage ? `; ${s.usage.input_tokens} input and ${s.usage.output_tokens} output tokens, ${s.usage.web_searches} web searches` : '';
+  const usage = s.usage
+    ? `; ${s.usage.input_tokens} input and ${s.usage.output_tokens} output tokens, ${s.usage.web_searches} web searches`
+    : '';
   const reason = s.end_reason && s.end_reason !== s.status ? ` (${text(s.end_reason)})` : '';
   return `${text(s.id)} ${paint(color, statusStyle(s.status), text(s.status))}${reason}: ${s.final_cost === null ? 'cost so far' : 'final cost'} ${cost} credits of ${s.credit_reserved} reserved${usage}\n`;
 }
@@ -84,10 +113,16 @@ async function write(line: string): Promise<void> {
 }
 
 /** Every stored event of a session, page after page (`GET /v1/sessions/:id/events`, 1000 a page), oldest first. */
-export async function* storedEvents(client: KeenClient, id: string, signal?: AbortSignal): AsyncGenerator<StreamEvent, number, undefined> {
+export async function* storedEvents(
+  client: KeenClient,
+  id: string,
+  signal?: AbortSignal,
+): AsyncGenerator<StreamEvent, number, undefined> {
   let after = 0;
   for (;;) {
-    const page = await readable(id, () => client.sessions.events(id, { after, limit: 1000, ...(signal ? { signal } : {}) }));
+    const page = await readable(id, () =>
+      client.sessions.events(id, { after, limit: 1000, ...(signal ? { signal } : {}) }),
+    );
     const events = (page.events as StreamEvent[]).filter((e) => e.seq > after);
     for (const e of events) yield e;
     if (events.length === 0) return after;
@@ -134,13 +169,17 @@ interface PrintOptions {
   color?: boolean;
 }
 
-function printer(cmd: Command, opts: { color?: boolean }): { json: boolean; color: boolean; print: (e: StreamEvent) => Promise<void> } {
+function printer(
+  cmd: Command,
+  opts: { color?: boolean },
+): { json: boolean; color: boolean; print: (e: StreamEvent) => Promise<void> } {
   const json = Boolean(globals(cmd).json);
   const color = !json && colorEnabled({ color: opts.color !== false });
   return { json, color, print: (e) => write(json ? `${JSON.stringify(e)}\n` : formatEvent(e, color)) };
 }
 
-const COLOR_HELP = 'Colour only on a terminal, never with NO_COLOR set (any non-empty value; https://no-color.org) or --no-color.';
+const COLOR_HELP =
+  'Colour only on a terminal, never with NO_COLOR set (any non-empty value; https://no-color.org) or --no-color.';
 
 /** `keen-admin sessions ...` */
 export function sessionsCommand(): Command {
@@ -148,17 +187,23 @@ export function sessionsCommand(): Command {
   sessions
     .command('list')
     .description('sessions, newest first')
-    .option('--user <user>', 'only this user\'s (id or email)')
+    .option('--user <user>', "only this user's (id or email)")
     .addOption(new Option('--status <status>', 'only this status').choices(STATUSES))
     .option('--limit <n>', 'how many (1-100)', '50')
     .addHelpText('after', '\nExample:\n  keen-admin sessions list --status running')
     .action(async (opts, cmd: Command) => {
-      const r = await clientFor(cmd).sessions.adminList({ user_id: opts.user, status: opts.status, limit: Number(opts.limit) });
+      const r = await clientFor(cmd).sessions.adminList({
+        user_id: opts.user,
+        status: opts.status,
+        limit: Number(opts.limit),
+      });
       printResult(globals(cmd), r, r.sessions as unknown as Array<Record<string, unknown>>, COLUMNS);
     });
   sessions
     .command('watch <id>')
-    .description('follow a session live: each event as it arrives, then its final status and cost; exit 0 when it completed, 1 when it ended otherwise')
+    .description(
+      'follow a session live: each event as it arrives, then its final status and cost; exit 0 when it completed, 1 when it ended otherwise',
+    )
     .option('--no-color', 'no colour, even on a terminal')
     .addHelpText(
       'after',
@@ -166,7 +211,7 @@ export function sessionsCommand(): Command {
         'A session that already ended is printed whole, then the command ends. With --json: JSON Lines, one event per line, as stored.\n' +
         'Text from the agent is printed with control characters escaped (\\u001b...). ' +
         COLOR_HELP +
-        '\nReads what the API key may read with sessions:read (its own sessions; a tenant admin: the tenant\'s).\n' +
+        "\nReads what the API key may read with sessions:read (its own sessions; a tenant admin: the tenant's).\n" +
         'Exit codes: 0 the session completed; 1 it failed, was cancelled, timed out, was interrupted or exhausted its budget\n' +
         '(or the request failed); 3 daemon unreachable; 130 stopped with Ctrl-C before the end (the session goes on).\n' +
         '\nExamples:\n  keen-admin sessions watch ses_01j...\n  keen-admin sessions watch ses_01j... --json | jq -r .type\n  keen-admin sessions watch ses_01j... >/dev/null && echo "it completed"',
@@ -184,7 +229,9 @@ export function sessionsCommand(): Command {
           for await (const e of storedEvents(client, first.id, ac.signal)) await out.print(e);
         }
         if (ac.signal.aborted) {
-          process.stderr.write(`keen-admin: stopped watching; ${escapeText(first.id)} goes on (keen-admin sessions watch ${escapeText(first.id)} to follow it again)\n`);
+          process.stderr.write(
+            `keen-admin: stopped watching; ${escapeText(first.id)} goes on (keen-admin sessions watch ${escapeText(first.id)} to follow it again)\n`,
+          );
           process.exitCode = WATCH_STOPPED;
           return;
         }
@@ -226,7 +273,7 @@ export function sessionsCommand(): Command {
     });
   sessions
     .command('cancel <id>')
-    .description('stop a session\'s agent; it is charged what it used and the rest is released')
+    .description("stop a session's agent; it is charged what it used and the rest is released")
     .addHelpText('after', '\nExample:\n  keen-admin sessions cancel ses_01j...')
     .action(async (id: string, _opts, cmd: Command) => {
       const session = await clientFor(cmd).sessions.adminCancel(id);

@@ -21,13 +21,15 @@ function parseAmount(value: string): number {
 }
 
 function parseKey(value: string): string {
-  if (!isIdempotencyKey(value)) throw new CliError('--idempotency-key: expected 1 to 255 printable ASCII characters', 2);
+  if (!isIdempotencyKey(value))
+    throw new CliError('--idempotency-key: expected 1 to 255 printable ASCII characters', 2);
   return value;
 }
 
 function parseLimit(value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > MAX_PAGE) throw new CliError(`--limit: expected an integer from 1 to ${MAX_PAGE}, got "${value}"`, 2);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_PAGE)
+    throw new CliError(`--limit: expected an integer from 1 to ${MAX_PAGE}, got "${value}"`, 2);
   return n;
 }
 
@@ -73,32 +75,43 @@ export function tenantsCommand(): Command {
     });
   tenants
     .command('grant <tenant> <amount>')
-    .description("grant credits into a tenant's credit pool (platform admins); its tenant admins grant them on to members; safe to retry with the same --idempotency-key")
+    .description(
+      "grant credits into a tenant's credit pool (platform admins); its tenant admins grant them on to members; safe to retry with the same --idempotency-key",
+    )
     .option('--reason <text>', 'why (recorded in the pool ledger and the audit log)', 'granted with keen-admin')
-    .option('--idempotency-key <key>', 'makes a re-run answer the first grant instead of granting again (default: a new random key)', parseKey)
-    .addHelpText('after', '\nExample:\n  keen-admin tenants grant ten_01j... 500 --reason "Q3 allotment" --idempotency-key acme-q3\n  keen-admin tenants grant "Acme Corp" 12.5')
-    .action(async (tenant: string, amountText: string, opts: { reason: string; idempotencyKey?: string }, cmd: Command) => {
-      const amount = parseAmount(amountText);
-      const client = clientFor(cmd);
-      const tenantId = await resolveTenant(client, tenant);
-      // One key for this invocation: the SDK's retries reuse it, so a retried grant lands once.
-      const key = opts.idempotencyKey ?? randomUUID();
-      let r: Awaited<ReturnType<KeenClient['tenants']['grantCredits']>>;
-      try {
-        r = await client.tenants.grantCredits(tenantId, { amount, reason: opts.reason }, { idempotencyKey: key });
-      } catch (err) {
-        if (err instanceof ConnectionError || err instanceof TimeoutError) {
-          process.stderr.write(`keen-admin: re-run with --idempotency-key ${key} to complete this grant safely\n`);
+    .option(
+      '--idempotency-key <key>',
+      'makes a re-run answer the first grant instead of granting again (default: a new random key)',
+      parseKey,
+    )
+    .addHelpText(
+      'after',
+      '\nExample:\n  keen-admin tenants grant ten_01j... 500 --reason "Q3 allotment" --idempotency-key acme-q3\n  keen-admin tenants grant "Acme Corp" 12.5',
+    )
+    .action(
+      async (tenant: string, amountText: string, opts: { reason: string; idempotencyKey?: string }, cmd: Command) => {
+        const amount = parseAmount(amountText);
+        const client = clientFor(cmd);
+        const tenantId = await resolveTenant(client, tenant);
+        // One key for this invocation: the SDK's retries reuse it, so a retried grant lands once.
+        const key = opts.idempotencyKey ?? randomUUID();
+        let r: Awaited<ReturnType<KeenClient['tenants']['grantCredits']>>;
+        try {
+          r = await client.tenants.grantCredits(tenantId, { amount, reason: opts.reason }, { idempotencyKey: key });
+        } catch (err) {
+          if (err instanceof ConnectionError || err instanceof TimeoutError) {
+            process.stderr.write(`keen-admin: re-run with --idempotency-key ${key} to complete this grant safely\n`);
+          }
+          throw err;
         }
-        throw err;
-      }
-      printResult(globals(cmd), r, [{ transaction: r.transaction.id, tenant: tenantId, amount: r.transaction.amount, pool: r.pool.balance }], [
-        'transaction',
-        'tenant',
-        'amount',
-        'pool',
-      ]);
-    });
+        printResult(
+          globals(cmd),
+          r,
+          [{ transaction: r.transaction.id, tenant: tenantId, amount: r.transaction.amount, pool: r.pool.balance }],
+          ['transaction', 'tenant', 'amount', 'pool'],
+        );
+      },
+    );
   tenants
     .command('credits <tenant>')
     .description("show a tenant's credit pool and its ledger, newest first")
@@ -108,7 +121,10 @@ export function tenantsCommand(): Command {
     .action(async (tenant: string, opts: { limit: number; cursor?: string }, cmd: Command) => {
       const client = clientFor(cmd);
       const tenantId = await resolveTenant(client, tenant);
-      const r = await client.tenants.credits(tenantId, { limit: opts.limit, ...(opts.cursor ? { cursor: opts.cursor } : {}) });
+      const r = await client.tenants.credits(tenantId, {
+        limit: opts.limit,
+        ...(opts.cursor ? { cursor: opts.cursor } : {}),
+      });
       if (globals(cmd).json) {
         printResult(globals(cmd), r, [], []);
         return;

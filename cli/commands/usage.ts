@@ -24,7 +24,10 @@ export function bar(value: number, max: number, width: number): string {
 function parseTime(option: string) {
   return (value: string): string => {
     if (!/^(\d{1,5}[dh]|\d{4}-\d{2}-\d{2}(T[\d:.]+(Z|[+-]\d{2}:?\d{2})?)?)$/.test(value)) {
-      throw new CliError(`${option}: expected an age like 30d or 24h, a date (2026-11-01) or an ISO 8601 date-time, got "${value}"`, 2);
+      throw new CliError(
+        `${option}: expected an age like 30d or 24h, a date (2026-11-01) or an ISO 8601 date-time, got "${value}"`,
+        2,
+      );
     }
     return value;
   };
@@ -43,23 +46,36 @@ export function usageTable(r: UsageJson, terminalColumns: number | undefined): s
   const rows: Array<Record<string, unknown>> = [...r.rows, { [first]: 'TOTAL', ...r.totals }];
   const plain = table(rows, columns);
   const width = Math.max(0, ...plain.split('\n').map((l) => l.length));
-  const barWidth = terminalColumns && terminalColumns > 0 ? Math.max(MIN_BAR, Math.min(MAX_BAR, terminalColumns - width - 2)) : DEFAULT_BAR_WIDTH;
+  const barWidth =
+    terminalColumns && terminalColumns > 0
+      ? Math.max(MIN_BAR, Math.min(MAX_BAR, terminalColumns - width - 2))
+      : DEFAULT_BAR_WIDTH;
   const max = Math.max(0, ...r.rows.map((x) => Number(x.charged)));
-  const withBars = rows.map((x, i) => ({ ...x, charged_bar: i < r.rows.length ? bar(Number(x.charged), max, barWidth) : '' }));
+  const withBars = rows.map((x, i) => ({
+    ...x,
+    charged_bar: i < r.rows.length ? bar(Number(x.charged), max, barWidth) : '',
+  }));
   return table(withBars, [...columns, 'charged_bar']);
 }
 
 /** `keen-admin usage ...` */
 export function usageCommand(): Command {
   return new Command('usage')
-    .description('usage over a time range per day, API key, user or tenant: credits charged, refunded, adjusted, granted; sessions and tokens')
+    .description(
+      'usage over a time range per day, API key, user or tenant: credits charged, refunded, adjusted, granted; sessions and tokens',
+    )
     .addOption(new Option('--by <group>', 'one row per day, key, user or tenant').choices([...GROUPS]).default('day'))
-    .option('--since <time>', 'start, inclusive: an age (30d, 24h), a date or an ISO 8601 date-time', parseTime('--since'), '30d')
+    .option(
+      '--since <time>',
+      'start, inclusive: an age (30d, 24h), a date or an ISO 8601 date-time',
+      parseTime('--since'),
+      '30d',
+    )
     .option('--until <time>', 'end, exclusive (default: now)', parseTime('--until'))
     .option('--user <user>', 'only this user (id or email)')
     .option('--tenant <tenant>', 'only this tenant (id)')
     .option('--key <key>', 'only this API key (id)')
-    .option('--time-zone <zone>', 'IANA time zone days are cut in (default: the daemon\'s credits.budget_time_zone)')
+    .option('--time-zone <zone>', "IANA time zone days are cut in (default: the daemon's credits.budget_time_zone)")
     .option('--csv', 'print the CSV (a header row, then one line per row)')
     .addHelpText(
       'after',

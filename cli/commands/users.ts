@@ -21,10 +21,17 @@ export function usersCommand(): Command {
     .requiredOption('--email <email>', 'email address (unique, case-insensitive)')
     .addOption(new Option('--tier <tier>', 'tier').choices(['individual', 'team', 'enterprise']).default('individual'))
     .option('--tenant <id>', 'tenant id (tenant admins: always their own)')
-    .addOption(new Option('--role <role>', 'member, or admin (tenant admin with --tenant, platform admin without)').choices(['member', 'admin']).default('member'))
+    .addOption(
+      new Option('--role <role>', 'member, or admin (tenant admin with --tenant, platform admin without)')
+        .choices(['member', 'admin'])
+        .default('member'),
+    )
     .option('--password-stdin', 'read the password from standard input (never pass it as an argument)')
     .option('--password', 'ask for the password at a hidden prompt, twice (a flag: it takes no value)')
-    .addHelpText('after', '\nExample:\n  printf %s "$PASSWORD" | keen-admin users create --email ana@example.com --tier team --password-stdin\n  keen-admin users create --email ana@example.com --password   # prompts')
+    .addHelpText(
+      'after',
+      '\nExample:\n  printf %s "$PASSWORD" | keen-admin users create --email ana@example.com --tier team --password-stdin\n  keen-admin users create --email ana@example.com --password   # prompts',
+    )
     .action(async (opts, cmd: Command) => {
       const body: AdminUserCreateRequest = { email: opts.email, tier: opts.tier, role: opts.role };
       if (opts.tenant) body.tenant_id = opts.tenant;
@@ -40,11 +47,19 @@ export function usersCommand(): Command {
     .option('--cursor <id>', 'continue after this user id')
     .addHelpText('after', '\nExample:\n  keen-admin users list --json | jq -r ".users[].email"')
     .action(async (opts, cmd: Command) => {
-      const r = await clientFor(cmd).users.list({ limit: Number(opts.limit), ...(opts.cursor === undefined ? {} : { cursor: opts.cursor }) });
+      const r = await clientFor(cmd).users.list({
+        limit: Number(opts.limit),
+        ...(opts.cursor === undefined ? {} : { cursor: opts.cursor }),
+      });
       printResult(globals(cmd), r, r.users as unknown as Array<Record<string, unknown>>, COLUMNS);
       if (!globals(cmd).json && r.next_cursor) process.stderr.write(`more: --cursor ${r.next_cursor}\n`);
     });
-  const single = (name: string, description: string, call: (client: KeenClient, user: string) => Promise<User>, example = '') =>
+  const single = (
+    name: string,
+    description: string,
+    call: (client: KeenClient, user: string) => Promise<User>,
+    example = '',
+  ) =>
     users
       .command(`${name} <user>`)
       .description(`${description} (user: id or email)`)
@@ -56,7 +71,9 @@ export function usersCommand(): Command {
   single('suspend', 'suspend a user: every token stops working at once', (c, u) => c.users.suspend(u));
   single('activate', 'reactivate a suspended user', (c, u) => c.users.activate(u));
   single('reset-mfa', 'turn off MFA for a user who lost their authenticator', (c, u) => c.users.resetMfa(u));
-  single('unlock', "lift the sign-in back-off of a user's email after failed sign-ins from elsewhere", (c, u) => c.users.unlock(u));
+  single('unlock', "lift the sign-in back-off of a user's email after failed sign-ins from elsewhere", (c, u) =>
+    c.users.unlock(u),
+  );
   users
     .command('set-tier <user> <tier>')
     .description('set the tier of a user (individual, team, enterprise)')

@@ -4,7 +4,16 @@ import { clientFor, globals } from '../core/context.js';
 import { CliError, printResult } from '../core/output.js';
 
 export const ENDPOINT_COLUMNS = ['id', 'user_id', 'url', 'event_types', 'enabled', 'disabled_reason', 'failing_since'];
-export const DELIVERY_COLUMNS = ['id', 'event_type', 'status', 'attempts', 'last_status_code', 'last_error', 'created_at', 'delivered_at'];
+export const DELIVERY_COLUMNS = [
+  'id',
+  'event_type',
+  'status',
+  'attempts',
+  'last_status_code',
+  'last_error',
+  'created_at',
+  'delivered_at',
+];
 const STATUSES = ['pending', 'delivering', 'delivered', 'failed'];
 
 function limitOf(value: string): number {
@@ -13,22 +22,31 @@ function limitOf(value: string): number {
   return n;
 }
 
-const rowsOf = (items: WebhookEndpoint[] | WebhookDelivery[]): Array<Record<string, unknown>> => items as unknown as Array<Record<string, unknown>>;
+const rowsOf = (items: WebhookEndpoint[] | WebhookDelivery[]): Array<Record<string, unknown>> =>
+  items as unknown as Array<Record<string, unknown>>;
 
 /** `keen-admin webhooks ...`: registered webhook endpoints and their deliveries. */
 export function webhooksCommand(): Command {
-  const webhooks = new Command('webhooks').description('registered webhook endpoints: list them, read their delivery log, resend, ping');
+  const webhooks = new Command('webhooks').description(
+    'registered webhook endpoints: list them, read their delivery log, resend, ping',
+  );
   webhooks
     .command('list')
-    .description('every webhook endpoint in your reach (tenant admins: their tenant), failing and disabled ones included')
-    .option('--user <user>', 'only this user\'s endpoints (id or email)')
+    .description(
+      'every webhook endpoint in your reach (tenant admins: their tenant), failing and disabled ones included',
+    )
+    .option('--user <user>', "only this user's endpoints (id or email)")
     .addHelpText('after', '\nExample:\n  keen-admin webhooks list --user usr_01HV3K8Q2X')
     .action(async (opts: { user?: string }, cmd: Command) => {
       const client = clientFor(cmd);
       const endpoints: WebhookEndpoint[] = [];
       let cursor: string | null = null;
       do {
-        const page = await client.webhooks.adminList({ limit: 100, ...(opts.user ? { user_id: opts.user } : {}), ...(cursor ? { cursor } : {}) });
+        const page = await client.webhooks.adminList({
+          limit: 100,
+          ...(opts.user ? { user_id: opts.user } : {}),
+          ...(cursor ? { cursor } : {}),
+        });
         endpoints.push(...page.endpoints);
         cursor = page.next_cursor;
       } while (cursor);
@@ -40,7 +58,10 @@ export function webhooksCommand(): Command {
     .argument('<endpoint_id>', 'the endpoint (wep_...)')
     .addOption(new Option('--status <status>', 'only these').choices(STATUSES))
     .option('--limit <n>', 'how many (1-100)', '20')
-    .addHelpText('after', '\nExample:\n  keen-admin webhooks deliveries wep_01HV3K8Q2X --status failed --limit 50\n  (--json prints every attempt of each delivery, and its payload)')
+    .addHelpText(
+      'after',
+      '\nExample:\n  keen-admin webhooks deliveries wep_01HV3K8Q2X --status failed --limit 50\n  (--json prints every attempt of each delivery, and its payload)',
+    )
     .action(async (endpointId: string, opts: { status?: string; limit: string }, cmd: Command) => {
       const limit = limitOf(opts.limit);
       const r = await clientFor(cmd).webhooks.deliveries(endpointId, {

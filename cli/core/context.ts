@@ -45,7 +45,13 @@ export function connectionFor(cmd: Command): Connection {
   if (!conn) {
     const o = cmd.optsWithGlobals<RawGlobals>();
     const file = profilePath(process.env);
-    conn = resolveConnection({ url: o.url, apiKey: o.apiKey, profile: o.profile }, process.env, () => readProfiles(file), file, () => daemonAddress(process.env, o.config));
+    conn = resolveConnection(
+      { url: o.url, apiKey: o.apiKey, profile: o.profile },
+      process.env,
+      () => readProfiles(file),
+      file,
+      () => daemonAddress(process.env, o.config),
+    );
     connections.set(root, conn);
   }
   return conn;
@@ -73,18 +79,22 @@ export function globals(cmd: Command): GlobalOptions {
 
 /**
  * The admin API client, with the key from --api-key, KEEN_API_KEY or a saved
- * profile (`keen-admin login`).
+ * profile (`keen-admin login`). `timeout`: how long to wait for an answer to
+ * start (default 15 s; the verify commands wait longer, the daemon answers at the end).
  */
-export function clientFor(cmd: Command): KeenClient {
+export function clientFor(cmd: Command, options: { timeout?: number } = {}): KeenClient {
   const { url, apiKey } = connectionFor(cmd);
-  if (!apiKey) throw new CliError('no API key: run keen-admin login, or set KEEN_API_KEY (or pass --api-key)', 2, 'NO_API_KEY');
-  return new KeenClient({ baseUrl: url, apiKey, maxRetries: 1, timeout: 15_000 });
+  if (!apiKey)
+    throw new CliError('no API key: run keen-admin login, or set KEEN_API_KEY (or pass --api-key)', 2, 'NO_API_KEY');
+  return new KeenClient({ baseUrl: url, apiKey, maxRetries: 1, timeout: options.timeout ?? 15_000 });
 }
 
 /** Said once when the key was passed as an argument: anyone on the machine can read it from `ps`, and it stays in shell history. */
 export function warnIfKeyInArguments(root: Command): void {
   if (root.getOptionValueSource('apiKey') === 'cli') {
-    process.stderr.write('keen-admin: warning: --api-key is visible in ps and shell history; use KEEN_API_KEY or keen-admin login instead\n');
+    process.stderr.write(
+      'keen-admin: warning: --api-key is visible in ps and shell history; use KEEN_API_KEY or keen-admin login instead\n',
+    );
   }
 }
 
@@ -92,7 +102,9 @@ export function warnIfKeyInArguments(root: Command): void {
 export async function readStdinSecret(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(Buffer.from(chunk as Buffer));
-  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
 }
 
 /** `30d`, `12h`, `90m` or a future date -> ISO date-time; a bare number or a past date is a usage error. */
@@ -104,8 +116,18 @@ export function parseExpiry(value: string, option = '--expires'): string {
   }
   // A bare number is not a date (Date.parse reads "90" as the year 1990): the unit was forgotten.
   const t = /^\d+$/.test(value.trim()) ? NaN : Date.parse(value);
-  if (!Number.isFinite(t)) throw new CliError(`${option}: "${value}" is not a lifetime or a date: use 90d, 12h, 30m or a date (2027-01-31)`, 2, 'INVALID_ARGUMENT');
-  if (t <= Date.now()) throw new CliError(`${option}: ${new Date(t).toISOString()} is in the past: use a lifetime (90d, 12h, 30m) or a future date`, 2, 'INVALID_ARGUMENT');
+  if (!Number.isFinite(t))
+    throw new CliError(
+      `${option}: "${value}" is not a lifetime or a date: use 90d, 12h, 30m or a date (2027-01-31)`,
+      2,
+      'INVALID_ARGUMENT',
+    );
+  if (t <= Date.now())
+    throw new CliError(
+      `${option}: ${new Date(t).toISOString()} is in the past: use a lifetime (90d, 12h, 30m) or a future date`,
+      2,
+      'INVALID_ARGUMENT',
+    );
   return new Date(t).toISOString();
 }
 
@@ -114,7 +136,8 @@ export function parseGrace(value: string): number {
   const v = value.trim();
   if (v === '0') return 0;
   const m = /^(\d+)([smhd])$/.exec(v);
-  if (!m) throw new CliError(`--grace: "${value}" is not a duration: use 0, 30s, 90m, 24h or 7d`, 2, 'INVALID_ARGUMENT');
+  if (!m)
+    throw new CliError(`--grace: "${value}" is not a duration: use 0, 30s, 90m, 24h or 7d`, 2, 'INVALID_ARGUMENT');
   const seconds = Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as 's' | 'm' | 'h' | 'd'];
   if (seconds > 30 * 86_400) throw new CliError(`--grace: ${value} is longer than 30 days`, 2, 'INVALID_ARGUMENT');
   return seconds;
@@ -122,10 +145,17 @@ export function parseGrace(value: string): number {
 
 /** `--scopes a,b`: each must be one of SCOPES; an unknown one is a usage error that lists them. */
 export function parseScopes(value: string): string[] {
-  const scopes = value.split(',').map((s) => s.trim()).filter(Boolean);
+  const scopes = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const unknown = scopes.filter((s) => !(SCOPES as readonly string[]).includes(s));
   if (unknown.length > 0 || scopes.length === 0) {
-    throw new CliError(`--scopes: ${unknown.length ? `unknown scope${unknown.length === 1 ? '' : 's'} ${unknown.map((s) => `"${s}"`).join(', ')}` : 'empty list'}; allowed: ${SCOPES.join(', ')}`, 2, 'INVALID_ARGUMENT');
+    throw new CliError(
+      `--scopes: ${unknown.length ? `unknown scope${unknown.length === 1 ? '' : 's'} ${unknown.map((s) => `"${s}"`).join(', ')}` : 'empty list'}; allowed: ${SCOPES.join(', ')}`,
+      2,
+      'INVALID_ARGUMENT',
+    );
   }
   return scopes;
 }

@@ -25,10 +25,15 @@ export function printError(err: unknown, opts: { verbose?: boolean; json?: boole
   const code = e.code ?? (err instanceof KeenError ? err.code : undefined);
   const requestId = (err instanceof KeenError ? err.requestId : e.requestId) ?? null;
   if (opts.json) {
-    process.stderr.write(JSON.stringify({ success: false, error: { code: code ?? 'ERROR', message: e.message, request_id: requestId } }) + '\n');
+    process.stderr.write(
+      JSON.stringify({ success: false, error: { code: code ?? 'ERROR', message: e.message, request_id: requestId } }) +
+        '\n',
+    );
   } else {
     const type = err instanceof KeenError && err.type !== code ? `${err.type} ` : '';
-    process.stderr.write(`keen-admin: ${type}${code ? `${code}: ` : ''}${e.message}${requestId ? ` (request ${requestId})` : ''}\n`);
+    process.stderr.write(
+      `keen-admin: ${type}${code ? `${code}: ` : ''}${e.message}${requestId ? ` (request ${requestId})` : ''}\n`,
+    );
   }
   if (opts.verbose && e.stack) process.stderr.write(e.stack + '\n');
 }
@@ -38,7 +43,12 @@ export interface OutputOptions {
 }
 
 /** Prints a result: the JSON document with --json, else an aligned table of `rows` with `columns`. */
-export function printResult(opts: OutputOptions, json: unknown, rows: Array<Record<string, unknown>>, columns: string[]): void {
+export function printResult(
+  opts: OutputOptions,
+  json: unknown,
+  rows: Array<Record<string, unknown>>,
+  columns: string[],
+): void {
   if (opts.json) {
     process.stdout.write(JSON.stringify(json) + '\n');
     return;
@@ -51,12 +61,18 @@ export function table(rows: Array<Record<string, unknown>>, columns: string[]): 
     if (v === null || v === undefined) return '-';
     if (Array.isArray(v)) return v.join(',');
     // Escape control characters so a hostile value cannot rewrite the terminal.
-    // eslint-disable-next-line no-control-regex
-    return String(v).replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+    return String(v).replace(
+      /[\u0000-\u001f\u007f-\u009f]/g,
+      (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+    );
   };
   const data = rows.map((r) => columns.map((c) => cell(r[c])));
   const widths = columns.map((c, i) => Math.max(c.length, ...data.map((row) => row[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   if (rows.length === 0) return '(none)\n';
   return [line(columns.map((c) => c.toUpperCase())), ...data.map(line)].join('\n') + '\n';
 }
@@ -78,8 +94,10 @@ export function printSecretOnce(opts: OutputOptions, json: unknown, label: strin
  * outside (agent output, audit details, names).
  */
 export function escapeText(value: string): string {
-  // eslint-disable-next-line no-control-regex
-  return value.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return value.replace(
+    /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 /** Where colour is decided: the stream written to, the environment, `--no-color` (commander's `color: false`). */

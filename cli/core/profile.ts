@@ -1,5 +1,17 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { loadConfig, redactUrl } from '../../daemon/config/load.js';
@@ -31,7 +43,10 @@ export type ProfileEnv = Record<string, string | undefined>;
 
 /** `$XDG_CONFIG_HOME/keen/admin.json`, else `~/.config/keen/admin.json`. */
 export function profilePath(env: ProfileEnv = process.env): string {
-  const base = env.XDG_CONFIG_HOME && path.isAbsolute(env.XDG_CONFIG_HOME) ? env.XDG_CONFIG_HOME : path.join(env.HOME || homedir(), '.config');
+  const base =
+    env.XDG_CONFIG_HOME && path.isAbsolute(env.XDG_CONFIG_HOME)
+      ? env.XDG_CONFIG_HOME
+      : path.join(env.HOME || homedir(), '.config');
   return path.join(base, 'keen', 'admin.json');
 }
 
@@ -56,19 +71,27 @@ export function readProfiles(file: string, options: { checkMode?: boolean } = {}
   try {
     parsed = JSON.parse(readFileSync(file, 'utf8'));
   } catch (err) {
-    throw new CliError(`${file}: not valid JSON (${(err as Error).message}); fix it or delete it and run keen-admin login`, 1, 'INVALID_PROFILE');
+    throw new CliError(
+      `${file}: not valid JSON (${(err as Error).message}); fix it or delete it and run keen-admin login`,
+      1,
+      'INVALID_PROFILE',
+    );
   }
   const problem = describeProblem(parsed);
-  if (problem) throw new CliError(`${file}: ${problem}; fix it or delete it and run keen-admin login`, 1, 'INVALID_PROFILE');
+  if (problem)
+    throw new CliError(`${file}: ${problem}; fix it or delete it and run keen-admin login`, 1, 'INVALID_PROFILE');
   return parsed as ProfileFile;
 }
 
 function describeProblem(value: unknown): string | null {
-  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-  if (!isObject(value) || !isObject(value.profiles)) return 'expected {"default": NAME, "profiles": {NAME: {"url", "api_key"}}}';
+  const isObject = (v: unknown): v is Record<string, unknown> =>
+    typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (!isObject(value) || !isObject(value.profiles))
+    return 'expected {"default": NAME, "profiles": {NAME: {"url", "api_key"}}}';
   if (value.default !== undefined && typeof value.default !== 'string') return '"default" must be a profile name';
   for (const [name, p] of Object.entries(value.profiles)) {
-    if (!isObject(p) || typeof p.url !== 'string' || typeof p.api_key !== 'string') return `profile "${name}" needs "url" and "api_key" strings`;
+    if (!isObject(p) || typeof p.url !== 'string' || typeof p.api_key !== 'string')
+      return `profile "${name}" needs "url" and "api_key" strings`;
   }
   return null;
 }
@@ -163,7 +186,11 @@ export function checkUrl(url: string, origin: string): string {
     u = null;
   }
   if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:') || !u.host) {
-    throw new CliError(`${origin}: "${url}" is not a daemon URL: expected http://HOST:PORT or https://HOST`, 2, 'INVALID_URL');
+    throw new CliError(
+      `${origin}: "${url}" is not a daemon URL: expected http://HOST:PORT or https://HOST`,
+      2,
+      'INVALID_URL',
+    );
   }
   return url;
 }
@@ -200,11 +227,21 @@ export function resolveConnection(
   const profiles = () => (file === undefined ? (file = loadFile()) : file);
   const named = (name: string, origin: string): Profile => {
     const p = profiles()?.profiles[name];
-    if (!p) throw new CliError(`no profile "${name}" (from ${origin}) in ${fileName}: run keen-admin login --profile ${name}`, 2, 'UNKNOWN_PROFILE');
+    if (!p)
+      throw new CliError(
+        `no profile "${name}" (from ${origin}) in ${fileName}: run keen-admin login --profile ${name}`,
+        2,
+        'UNKNOWN_PROFILE',
+      );
     return p;
   };
 
-  const levels: Array<{ source: Source; url?: string | undefined; apiKey?: string | undefined; profile?: string | undefined }> = [];
+  const levels: Array<{
+    source: Source;
+    url?: string | undefined;
+    apiKey?: string | undefined;
+    profile?: string | undefined;
+  }> = [];
   const flagProfile = nonEmpty(flags.profile);
   levels.push({ source: 'flag', url: nonEmpty(flags.url), apiKey: nonEmpty(flags.apiKey) });
   if (flagProfile) {
@@ -232,7 +269,16 @@ export function resolveConnection(
   const urlLevel = levels.find((l) => l.url);
   const keyLevel = levels.find((l) => l.apiKey);
   if (urlLevel?.url) {
-    const origin = urlLevel.profile ? `profile "${urlLevel.profile}"` : { flag: '--url', env: 'KEEN_URL', daemon: 'the daemon\'s KEEN_HOST/KEEN_PORT/KEEN_CONFIG', profile: 'profile', default: 'default', none: '' }[urlLevel.source];
+    const origin = urlLevel.profile
+      ? `profile "${urlLevel.profile}"`
+      : {
+          flag: '--url',
+          env: 'KEEN_URL',
+          daemon: "the daemon's KEEN_HOST/KEEN_PORT/KEEN_CONFIG",
+          profile: 'profile',
+          default: 'default',
+          none: '',
+        }[urlLevel.source];
     checkUrl(urlLevel.url, origin);
   }
   return {

@@ -25,7 +25,11 @@ export function canPrompt(input: PromptInput = process.stdin): boolean {
  * empty line cancel, escape sequences (arrow keys) are ignored. The prompt goes
  * to `output` (stderr by default), so stdout stays clean for --json.
  */
-export function readHidden(question: string, input: PromptInput = process.stdin, output: PromptOutput = process.stderr): Promise<string> {
+export function readHidden(
+  question: string,
+  input: PromptInput = process.stdin,
+  output: PromptOutput = process.stderr,
+): Promise<string> {
   if (!canPrompt(input)) return Promise.reject(new CliError('cannot prompt: standard input is not a terminal', 2));
   return new Promise<string>((resolve, reject) => {
     let answer = '';
@@ -71,11 +75,15 @@ export function readHidden(question: string, input: PromptInput = process.stdin,
  * Asks for a new password twice, hidden, and returns it when both answers
  * match; refuses an empty one (the server checks the length rules).
  */
-export async function promptNewPassword(input: PromptInput = process.stdin, output: PromptOutput = process.stderr): Promise<string> {
+export async function promptNewPassword(
+  input: PromptInput = process.stdin,
+  output: PromptOutput = process.stderr,
+): Promise<string> {
   const first = await readHidden('Password: ', input, output);
   if (first === '') throw new CliError('no password given', 1, 'CANCELLED');
   const second = await readHidden('Repeat password: ', input, output);
-  if (first !== second) throw new CliError('the two passwords do not match; nothing was changed', 1, 'PASSWORD_MISMATCH');
+  if (first !== second)
+    throw new CliError('the two passwords do not match; nothing was changed', 1, 'PASSWORD_MISMATCH');
   return first;
 }
 
@@ -84,10 +92,18 @@ export async function promptNewPassword(input: PromptInput = process.stdin, outp
  * `--password` (a flag, never a value) asks at a hidden prompt, twice. A
  * password is never an argument: it would show in `ps` and shell history.
  */
-export async function passwordFromOptions(opts: { password?: boolean; passwordStdin?: boolean }, readStdin: () => Promise<string>): Promise<string | undefined> {
-  if (opts.password && opts.passwordStdin) throw new CliError('use --password (prompt) or --password-stdin (pipe), not both', 2);
+export async function passwordFromOptions(
+  opts: { password?: boolean; passwordStdin?: boolean },
+  readStdin: () => Promise<string>,
+): Promise<string | undefined> {
+  if (opts.password && opts.passwordStdin)
+    throw new CliError('use --password (prompt) or --password-stdin (pipe), not both', 2);
   if (opts.passwordStdin) return readStdin();
   if (!opts.password) return undefined;
-  if (!canPrompt()) throw new CliError('--password prompts on a terminal, and standard input is not one: pipe the password with --password-stdin', 2);
+  if (!canPrompt())
+    throw new CliError(
+      '--password prompts on a terminal, and standard input is not one: pipe the password with --password-stdin',
+      2,
+    );
   return promptNewPassword();
 }

@@ -19,17 +19,24 @@ function isExecutableFile(file: string): boolean {
  * is not an option, when it is a path) exists. Returns the problems, each naming
  * `agent.command`; empty when the command looks runnable.
  */
-export function checkAgentCommand(command: readonly string[], agentPath: string | undefined, cwd = process.cwd()): string[] {
+export function checkAgentCommand(
+  command: readonly string[],
+  agentPath: string | undefined,
+  cwd = process.cwd(),
+): string[] {
   const problems: string[] = [];
   const program = command[0];
   if (!program) return ['agent.command: is empty'];
   if (program.includes('/')) {
     const file = path.resolve(cwd, program);
-    if (!isExecutableFile(file)) problems.push(`agent.command: the program ${file} does not exist or is not executable`);
+    if (!isExecutableFile(file))
+      problems.push(`agent.command: the program ${file} does not exist or is not executable`);
   } else {
     const dirs = (agentPath ?? '').split(':').filter((d) => d.length > 0 && path.isAbsolute(d));
     if (!dirs.some((d) => isExecutableFile(path.join(d, program)))) {
-      problems.push(`agent.command: the program "${program}" is not found on the agent's PATH (${agentPath ?? 'unset'})`);
+      problems.push(
+        `agent.command: the program "${program}" is not found on the agent's PATH (${agentPath ?? 'unset'})`,
+      );
     }
   }
   const script = command.slice(1).find((arg) => !arg.startsWith('-'));

@@ -44,7 +44,16 @@ export interface EgressProxyOptions {
  * the proxy's own: never forwarded, so an agent's proxy credentials or
  * connection options do not reach the target.
  */
-const HOP_BY_HOP = new Set(['proxy-authorization', 'proxy-connection', 'connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+const HOP_BY_HOP = new Set([
+  'proxy-authorization',
+  'proxy-connection',
+  'connection',
+  'keep-alive',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
 
 /** One DNS label: letters, digits, hyphen, underscore (some real names have one). */
 const LABEL_RE = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
@@ -183,7 +192,9 @@ export class EgressProxy {
       return;
     }
     this.sockets.add(socket);
-    socket.on('error', (err: NodeJS.ErrnoException) => this.log.debug({ err: err.code ?? err.message }, 'egress socket error'));
+    socket.on('error', (err: NodeJS.ErrnoException) =>
+      this.log.debug({ err: err.code ?? err.message }, 'egress socket error'),
+    );
     socket.once('close', () => this.sockets.delete(socket));
   }
 
@@ -193,7 +204,12 @@ export class EgressProxy {
     const started = Date.now();
     const target = parseAuthority(req.url ?? '');
     if (!target) {
-      return this.answerRaw(client, { ok: false, status: 400, decision: 'bad_request', message: 'CONNECT needs host:port with a port in 1..65535' }, undefined, undefined);
+      return this.answerRaw(
+        client,
+        { ok: false, status: 400, decision: 'bad_request', message: 'CONNECT needs host:port with a port in 1..65535' },
+        undefined,
+        undefined,
+      );
     }
     const { host, port } = target;
     // Until the tunnel is up, read the client: bytes it sends early are kept for the target,
@@ -229,7 +245,10 @@ export class EgressProxy {
       upstream.destroy();
     };
     client.once('close', abandon);
-    const timer = setTimeout(() => upstream.destroy(new ConnectTimeout()), Math.max(0, this.connectTimeoutMs - (Date.now() - started)));
+    const timer = setTimeout(
+      () => upstream.destroy(new ConnectTimeout()),
+      Math.max(0, this.connectTimeoutMs - (Date.now() - started)),
+    );
     const failed = (err: Error): void => {
       clearTimeout(timer);
       stopEarly();
@@ -237,8 +256,18 @@ export class EgressProxy {
       this.answerRaw(
         client,
         timeout
-          ? { ok: false, status: 504, decision: 'upstream_timeout', message: `no connection to ${host}:${port} within ${this.connectTimeoutMs} ms` }
-          : { ok: false, status: 502, decision: 'upstream_error', message: `cannot connect to ${host}:${port} (${errorCode(err)})` },
+          ? {
+              ok: false,
+              status: 504,
+              decision: 'upstream_timeout',
+              message: `no connection to ${host}:${port} within ${this.connectTimeoutMs} ms`,
+            }
+          : {
+              ok: false,
+              status: 502,
+              decision: 'upstream_error',
+              message: `cannot connect to ${host}:${port} (${errorCode(err)})`,
+            },
         host,
         port,
       );
@@ -276,7 +305,17 @@ export class EgressProxy {
     }
     const port = url ? (url.port === '' ? 80 : Number(url.port)) : 0;
     if (!url || url.hostname === '' || !isPort(port)) {
-      return this.answerHttp(res, { ok: false, status: 400, decision: 'bad_request', message: 'this is a proxy: send absolute-form http:// requests (https goes through CONNECT)' }, undefined, undefined);
+      return this.answerHttp(
+        res,
+        {
+          ok: false,
+          status: 400,
+          decision: 'bad_request',
+          message: 'this is a proxy: send absolute-form http:// requests (https goes through CONNECT)',
+        },
+        undefined,
+        undefined,
+      );
     }
     const host = normalizeHost(url.hostname);
     const verdict = await this.judge(host, port, started);
@@ -297,7 +336,10 @@ export class EgressProxy {
       setHost: false,
       agent: false,
     });
-    const timer = setTimeout(() => upstreamReq.destroy(new ConnectTimeout()), Math.max(0, this.connectTimeoutMs - (Date.now() - started)));
+    const timer = setTimeout(
+      () => upstreamReq.destroy(new ConnectTimeout()),
+      Math.max(0, this.connectTimeoutMs - (Date.now() - started)),
+    );
     upstreamReq.on('socket', (socket) => {
       this.track(socket);
       socket.once('connect', () => clearTimeout(timer));
@@ -314,8 +356,18 @@ export class EgressProxy {
       this.answerHttp(
         res,
         timeout
-          ? { ok: false, status: 504, decision: 'upstream_timeout', message: `no connection to ${host}:${port} within ${this.connectTimeoutMs} ms` }
-          : { ok: false, status: 502, decision: 'upstream_error', message: `cannot reach ${host}:${port} (${errorCode(err)})` },
+          ? {
+              ok: false,
+              status: 504,
+              decision: 'upstream_timeout',
+              message: `no connection to ${host}:${port} within ${this.connectTimeoutMs} ms`,
+            }
+          : {
+              ok: false,
+              status: 502,
+              decision: 'upstream_error',
+              message: `cannot reach ${host}:${port} (${errorCode(err)})`,
+            },
         host,
         port,
       );
@@ -340,7 +392,12 @@ export class EgressProxy {
    */
   private async judge(host: string, port: number, started: number): Promise<Verdict> {
     if (!isAllowedHost(host, this.opts.allowedHosts)) {
-      return { ok: false, status: 403, decision: 'refused_host', message: `${host} is not in agent.sandbox.allowed_hosts` };
+      return {
+        ok: false,
+        status: 403,
+        decision: 'refused_host',
+        message: `${host} is not in agent.sandbox.allowed_hosts`,
+      };
     }
     let addresses: Array<{ address: string; family: number }>;
     const family = net.isIP(host);
@@ -355,9 +412,19 @@ export class EgressProxy {
         addresses = await Promise.race([this.resolver(host), timeout]);
       } catch (err) {
         if (err instanceof ConnectTimeout) {
-          return { ok: false, status: 504, decision: 'dns_timeout', message: `${host} did not resolve within ${this.connectTimeoutMs} ms` };
+          return {
+            ok: false,
+            status: 504,
+            decision: 'dns_timeout',
+            message: `${host} did not resolve within ${this.connectTimeoutMs} ms`,
+          };
         }
-        return { ok: false, status: 502, decision: 'dns_error', message: `${host} does not resolve (${errorCode(err)})` };
+        return {
+          ok: false,
+          status: 502,
+          decision: 'dns_error',
+          message: `${host} does not resolve (${errorCode(err)})`,
+        };
       } finally {
         clearTimeout(timer);
       }
@@ -369,7 +436,13 @@ export class EgressProxy {
       const bad = firstForbidden(addresses);
       if (bad) {
         // The address is logged, not told to the agent: it says nothing useful to it, and maps the private network.
-        return { ok: false, status: 403, decision: 'refused_address', message: `${host} resolves to an address that is not public`, address: bad.address };
+        return {
+          ok: false,
+          status: 403,
+          decision: 'refused_address',
+          message: `${host} resolves to an address that is not public`,
+          address: bad.address,
+        };
       }
     }
     const first = addresses[0]!;
@@ -381,11 +454,19 @@ export class EgressProxy {
   private record(verdict: Extract<Verdict, { ok: false }>, host: string | undefined, port: number | undefined): void {
     const refused = verdict.status === 400 || verdict.status === 403;
     if (refused) this.stats.refused++;
-    this.log.info({ host, port, decision: verdict.decision, status: verdict.status, address: verdict.address }, refused ? 'egress refused' : 'egress failed');
+    this.log.info(
+      { host, port, decision: verdict.decision, status: verdict.status, address: verdict.address },
+      refused ? 'egress refused' : 'egress failed',
+    );
   }
 
   /** An error status on a CONNECT socket (a raw HTTP/1.1 response), then close. */
-  private answerRaw(client: Duplex, verdict: Extract<Verdict, { ok: false }>, host: string | undefined, port: number | undefined): void {
+  private answerRaw(
+    client: Duplex,
+    verdict: Extract<Verdict, { ok: false }>,
+    host: string | undefined,
+    port: number | undefined,
+  ): void {
     this.record(verdict, host, port);
     if (client.destroyed) return;
     const body = `egress refused: ${verdict.message}\n`;
@@ -398,11 +479,20 @@ export class EgressProxy {
   }
 
   /** An error status on a plain HTTP request; the connection is closed after it. */
-  private answerHttp(res: http.ServerResponse, verdict: Extract<Verdict, { ok: false }>, host: string | undefined, port: number | undefined): void {
+  private answerHttp(
+    res: http.ServerResponse,
+    verdict: Extract<Verdict, { ok: false }>,
+    host: string | undefined,
+    port: number | undefined,
+  ): void {
     this.record(verdict, host, port);
     if (res.destroyed || res.headersSent) return;
     const body = `egress refused: ${verdict.message}\n`;
-    res.writeHead(verdict.status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' });
+    res.writeHead(verdict.status, {
+      'content-type': 'text/plain; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      connection: 'close',
+    });
     res.end(body);
   }
 }

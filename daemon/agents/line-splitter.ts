@@ -28,7 +28,9 @@ export class LineSplitter {
       if (!this.overflowing) {
         if (this.size + piece.length > this.maxBytes) {
           this.overflowing = true;
-          const prefix = Buffer.concat([...this.parts, piece]).subarray(0, 200).toString('utf8');
+          const prefix = Buffer.concat([...this.parts, piece])
+            .subarray(0, 200)
+            .toString('utf8');
           this.reset();
           this.overflowing = true;
           this.onOverflow(prefix);

@@ -8,7 +8,19 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
-import { closeSync, constants as fsConstants, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants as fsConstants,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../logger.js';
 import { LineSplitter } from './line-splitter.js';
@@ -16,7 +28,16 @@ import { copyPureRequest } from './pure-request.js';
 import { createAgentProtocol, type AgentProtocol } from './protocol.js';
 import { childrenOf, LimitWatch, processTree } from './limit-watch.js';
 import type { Sandbox, WrappedCommand } from './sandbox.js';
-import type { AgentEvent, AgentExit, AgentExitReason, AgentHooks, AgentLimitName, AgentRun, AgentRunner, PureAgentRequest } from './types.js';
+import type {
+  AgentEvent,
+  AgentExit,
+  AgentExitReason,
+  AgentHooks,
+  AgentLimitName,
+  AgentRun,
+  AgentRunner,
+  PureAgentRequest,
+} from './types.js';
 import { SESSION_ID_RE } from './workspaces.js';
 
 export interface ProcessRunnerOptions {
@@ -74,7 +95,15 @@ export function processStart(pid: number): string | null {
  * the addresses of its stores. Other names pass only when the operator lists them in
  * `agent.env_passthrough` (an LLM agent needs its model provider's key, for example).
  */
-const FORBIDDEN_ENV = [/^JWT_SECRET$/i, /^JWT_PREVIOUS_SECRETS$/i, /^KEEN_/i, /(^|_)DATABASE_URL$/i, /(^|_)REDIS_URL$/i, /^PG[A-Z]+$/, /^REDISCLI_AUTH$/i];
+const FORBIDDEN_ENV = [
+  /^JWT_SECRET$/i,
+  /^JWT_PREVIOUS_SECRETS$/i,
+  /^KEEN_/i,
+  /(^|_)DATABASE_URL$/i,
+  /(^|_)REDIS_URL$/i,
+  /^PG[A-Z]+$/,
+  /^REDISCLI_AUTH$/i,
+];
 /** Built by the runner itself; a passthrough entry cannot replace them (HOME is always the workspace). */
 const FIXED_ENV = new Set(['PATH', 'HOME', 'LANG']);
 
@@ -101,9 +130,15 @@ export function stderrTail(raw: Buffer | string): string | null {
     .replace(/\r\n?/g, '\n')
     .replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\ufffd]/g, '');
   text = text
-    .replace(/\b([A-Za-z_][A-Za-z0-9_]*)=("[^"]*"|'[^']*'|\S+)/g, (all, name: string) => (isForbiddenEnvName(name) ? `${name}=***` : all))
+    .replace(/\b([A-Za-z_][A-Za-z0-9_]*)=("[^"]*"|'[^']*'|\S+)/g, (all, name: string) =>
+      isForbiddenEnvName(name) ? `${name}=***` : all,
+    )
     .replace(/([a-z][a-z0-9+.-]*:\/\/[^\s:/@]*:)[^\s@/]+@/gi, '$1***@');
-  let lines = text.split('\n').map((l) => l.trimEnd()).filter((l) => l.trim().length > 0).slice(-TAIL_LINES);
+  let lines = text
+    .split('\n')
+    .map((l) => l.trimEnd())
+    .filter((l) => l.trim().length > 0)
+    .slice(-TAIL_LINES);
   let out = lines.join('\n');
   while (Buffer.byteLength(out) > TAIL_BYTES && lines.length > 1) {
     lines = lines.slice(1);
@@ -112,7 +147,10 @@ export function stderrTail(raw: Buffer | string): string | null {
   if (Buffer.byteLength(out) > TAIL_BYTES) {
     // One very long line: keep its end, on a character boundary.
     const buf = Buffer.from(out);
-    out = buf.subarray(buf.length - TAIL_BYTES).toString('utf8').replace(/^\ufffd+/, '');
+    out = buf
+      .subarray(buf.length - TAIL_BYTES)
+      .toString('utf8')
+      .replace(/^\ufffd+/, '');
   }
   return out.length > 0 ? out : null;
 }
@@ -131,7 +169,10 @@ export class ProcessRunner implements AgentRunner {
     for (const name of new Set(opts.envPassthrough)) {
       if (isForbiddenEnvName(name)) {
         // Once, at construction: the daemon builds one runner.
-        opts.logger.warn({ name }, 'agent.env_passthrough names a secret-looking variable; it is never passed to agents');
+        opts.logger.warn(
+          { name },
+          'agent.env_passthrough names a secret-looking variable; it is never passed to agents',
+        );
       } else if (!FIXED_ENV.has(name)) {
         this.passthrough.push(name);
       }
@@ -175,7 +216,12 @@ export class ProcessRunner implements AgentRunner {
       const file = path.join(dir, name);
       try {
         const record = JSON.parse(readFileSync(file, 'utf8')) as Partial<AgentPidRecord>;
-        if (typeof record.pid === 'number' && record.pid > 1 && typeof record.start === 'string' && processStart(record.pid) === record.start) {
+        if (
+          typeof record.pid === 'number' &&
+          record.pid > 1 &&
+          typeof record.start === 'string' &&
+          processStart(record.pid) === record.start
+        ) {
           const tree = processTree(record.pid);
           for (const target of [-record.pid, ...tree]) {
             try {
@@ -185,7 +231,10 @@ export class ProcessRunner implements AgentRunner {
             }
           }
           stopped += 1;
-          this.opts.logger.warn({ session_id: name.slice(0, -5), pid: record.pid, processes: tree.length }, 'killed an agent left running by a previous run of the daemon');
+          this.opts.logger.warn(
+            { session_id: name.slice(0, -5), pid: record.pid, processes: tree.length },
+            'killed an agent left running by a previous run of the daemon',
+          );
         }
       } catch {
         // unreadable record: nothing to stop
@@ -213,7 +262,15 @@ export class ProcessRunner implements AgentRunner {
     if (this.opts.sandbox && !prepared.command.sandboxed && this.opts.sandbox.settings.mode !== 'none') {
       log.warn('agent runs WITHOUT the sandbox: bubblewrap did not work at start (see keen-admin doctor)');
     }
-    return new ProcessRun(this.opts, this.protocol, log, hooks, prepared, { ...this.agentEnv(prepared.workspace), ...prepared.command.env }, sessionId).run;
+    return new ProcessRun(
+      this.opts,
+      this.protocol,
+      log,
+      hooks,
+      prepared,
+      { ...this.agentEnv(prepared.workspace), ...prepared.command.env },
+      sessionId,
+    ).run;
   }
 
   /** Checks the workspace and the request, opens the stderr log. Throws on anything wrong. */
@@ -225,7 +282,14 @@ export class ProcessRunner implements AgentRunner {
     }
     const command: WrappedCommand = this.opts.sandbox
       ? this.opts.sandbox.wrap(workspace, this.opts.command)
-      : { program: this.opts.command[0]!, args: this.opts.command.slice(1), fdArgs: null, workingDirectory: workspace, env: {}, sandboxed: false };
+      : {
+          program: this.opts.command[0]!,
+          args: this.opts.command.slice(1),
+          fdArgs: null,
+          workingDirectory: workspace,
+          env: {},
+          sandboxed: false,
+        };
     const pure = copyPureRequest(request);
     // Inside the sandbox the agent sees its workspace at a fixed path: no session id, no host layout.
     pure.workingDirectory = command.workingDirectory;
@@ -448,7 +512,13 @@ class ProcessRun {
       const reason: AgentExitReason = how === 'spawn_failed' ? 'spawn_failed' : (this.stopKind ?? 'exited');
       const exit = this.exitValue(reason);
       this.log.info(
-        { reason, exit_code: exit.exitCode, signal: exit.signal, invalid_lines: exit.invalidLines, result: exit.result?.status ?? null },
+        {
+          reason,
+          exit_code: exit.exitCode,
+          signal: exit.signal,
+          invalid_lines: exit.invalidLines,
+          result: exit.result?.status ?? null,
+        },
         'agent ended',
       );
       return exit;
@@ -466,7 +536,9 @@ class ProcessRun {
       stopReason: failed ? null : this.stopReason,
       limit: failed ? null : this.limit,
     };
-    const tail = failed ? stderrTail(`keen-gateway: the agent could not be started: ${this.spawnError ?? 'unknown error'}`) : stderrTail(this.stderrEnd);
+    const tail = failed
+      ? stderrTail(`keen-gateway: the agent could not be started: ${this.spawnError ?? 'unknown error'}`)
+      : stderrTail(this.stderrEnd);
     // Left out when there is nothing to show.
     return tail === null ? exit : { ...exit, stderrTail: tail };
   }
@@ -499,7 +571,10 @@ class ProcessRun {
       try {
         await task();
       } catch (err) {
-        this.log.error({ err: (err as Error).message, event_type: event?.type ?? 'invalid_line' }, 'agent event hook failed');
+        this.log.error(
+          { err: (err as Error).message, event_type: event?.type ?? 'invalid_line' },
+          'agent event hook failed',
+        );
       } finally {
         this.pending -= 1;
         if (this.paused && this.pending <= QUEUE_LOW) {

@@ -18,7 +18,9 @@ export interface AgentProtocol {
 
 /** Builds the validators from the shared ajv (every schema under schemas/). */
 export function createAgentProtocol(ajv = createAjv()): AgentProtocol {
-  const event = ajv.getSchema(`${AGENT_PROTOCOL_SCHEMA_ID}#/$defs/AgentEvent`) as ValidateFunction<AgentEvent> | undefined;
+  const event = ajv.getSchema(`${AGENT_PROTOCOL_SCHEMA_ID}#/$defs/AgentEvent`) as
+    | ValidateFunction<AgentEvent>
+    | undefined;
   const request = ajv.getSchema(`${AGENT_PROTOCOL_SCHEMA_ID}#/$defs/PureAgentRequest`) as
     | ValidateFunction<PureAgentRequest>
     | undefined;

@@ -67,7 +67,6 @@ export function copyPureRequest(req: PureAgentRequest): PureAgentRequest {
 }
 
 // C0 controls except \t (09) and \n (0a), DEL, and C1 controls.
-// eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 

@@ -19,7 +19,18 @@
  *   drops to `agent.sandbox.uid`/`gid`, clearing every capability.
  */
 import { spawn } from 'node:child_process';
-import { accessSync, chmodSync, chownSync, constants as fsConstants, existsSync, lstatSync, mkdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  chmodSync,
+  chownSync,
+  constants as fsConstants,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readlinkSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../logger.js';
 import { EGRESS_BRIDGE_SOURCE } from './egress-proxy.js';
@@ -123,7 +134,7 @@ const ETC_PATHS = [
 const FIX =
   'install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) and allow unprivileged user namespaces ' +
   '(sysctl kernel.unprivileged_userns_clone=1, or under AppArmor kernel.apparmor_restrict_unprivileged_userns=0), ' +
-  'or set agent.sandbox.mode: none and accept that agents can read the gateway\'s secrets';
+  "or set agent.sandbox.mode: none and accept that agents can read the gateway's secrets";
 
 /** The daemon refuses to start: the sandbox does not work and `env` is production. */
 export class SandboxUnavailableError extends Error {
@@ -187,15 +198,23 @@ export class Sandbox {
     // The program must be found, and every file the command names readable, as the agent's user sees them.
     const q = (v: string) => `'${v.replace(/'/g, `'\\''`)}'`;
     const say = (what: string) => `{ echo ${q(`${what} inside the sandbox`)} >&2; exit 127; }`;
-    const checks = [program.includes('/') ? `test -x ${q(program)} || ${say(`agent program ${program} not found or not executable`)}` : `command -v ${q(program)} >/dev/null || ${say(`agent program ${program} not found`)}`];
+    const checks = [
+      program.includes('/')
+        ? `test -x ${q(program)} || ${say(`agent program ${program} not found or not executable`)}`
+        : `command -v ${q(program)} >/dev/null || ${say(`agent program ${program} not found`)}`,
+    ];
     for (const part of this.opts.command.slice(1)) {
-      if (path.isAbsolute(part) && existsSync(part)) checks.push(`test -r ${q(part)} || ${say(`agent file ${part} not readable`)}`);
+      if (path.isAbsolute(part) && existsSync(part))
+        checks.push(`test -r ${q(part)} || ${say(`agent file ${part} not readable`)}`);
     }
     const wrapped = this.wrap(null, ['/bin/sh', '-c', checks.join('\n')], true);
     const outcome = await runOnce(wrapped, { PATH: '/usr/local/bin:/usr/bin:/bin' }, 10_000);
     if (outcome.code === 0) {
       this.working = true;
-      this.lastProbe = { ok: true, detail: `bubblewrap works (${this.isRoot ? `root: agents run as uid ${this.settings.uid}` : 'user namespace'}; network ${this.settings.network})` };
+      this.lastProbe = {
+        ok: true,
+        detail: `bubblewrap works (${this.isRoot ? `root: agents run as uid ${this.settings.uid}` : 'user namespace'}; network ${this.settings.network})`,
+      };
     } else {
       this.working = false;
       const said = outcome.stderr.trim().split('\n').slice(-2).join(' ').slice(0, 300);
@@ -228,13 +247,33 @@ export class Sandbox {
     if (!force && !this.active) {
       // No sandbox to die with the daemon: the agent gets SIGKILL when the daemon dies (its
       // children do not: the next start stops what is left, see ProcessRunner.stopOrphans).
-      const orphanProof = this.setpriv ? [...this.rlimitArgs(), '--', this.setpriv, '--pdeathsig', 'KILL', '--', ...argv] : limited;
-      return { program: 'prlimit', args: orphanProof, fdArgs: null, workingDirectory: workspace ?? '/', env: workspace ? { HOME: workspace } : {}, sandboxed: false };
+      const orphanProof = this.setpriv
+        ? [...this.rlimitArgs(), '--', this.setpriv, '--pdeathsig', 'KILL', '--', ...argv]
+        : limited;
+      return {
+        program: 'prlimit',
+        args: orphanProof,
+        fdArgs: null,
+        workingDirectory: workspace ?? '/',
+        env: workspace ? { HOME: workspace } : {},
+        sandboxed: false,
+      };
     }
     const s = this.settings;
     const b: string[] = [];
     if (this.isRoot) {
-      b.push('--cap-drop', 'ALL', '--cap-add', 'CAP_SETUID', '--cap-add', 'CAP_SETGID', '--cap-add', 'CAP_SETPCAP', '--cap-add', 'CAP_DAC_READ_SEARCH');
+      b.push(
+        '--cap-drop',
+        'ALL',
+        '--cap-add',
+        'CAP_SETUID',
+        '--cap-add',
+        'CAP_SETGID',
+        '--cap-add',
+        'CAP_SETPCAP',
+        '--cap-add',
+        'CAP_DAC_READ_SEARCH',
+      );
     } else {
       b.push('--unshare-user', '--uid', String(s.uid), '--gid', String(s.gid), '--disable-userns', '--cap-drop', 'ALL');
     }
@@ -247,7 +286,14 @@ export class Sandbox {
       else if (existsSync(p)) b.push('--ro-bind', p, p);
     }
     b.push('--proc', '/proc', '--dev', '/dev');
-    b.push('--size', String(Math.max(16, Math.min(this.limits.memory_mb, 1024)) * MIB), '--perms', '1777', '--tmpfs', '/tmp');
+    b.push(
+      '--size',
+      String(Math.max(16, Math.min(this.limits.memory_mb, 1024)) * MIB),
+      '--perms',
+      '1777',
+      '--tmpfs',
+      '/tmp',
+    );
     // Folders bwrap makes for mount points are private to root by default: the agent could not traverse /etc.
     // Made after /tmp is mounted, so that a read-only path under /tmp gets readable parents too.
     const etc = ETC_PATHS.filter((p) => existsSync(p));
@@ -267,22 +313,48 @@ export class Sandbox {
       b.push('--ro-bind', this.nodePath, `${RUN_DIR}/node`);
       inner = [`${RUN_DIR}/node`, `${RUN_DIR}/bridge.mjs`, `${RUN_DIR}/proxy.sock`, String(PROXY_PORT), ...argv];
       const proxy = `http://127.0.0.1:${PROXY_PORT}`;
-      Object.assign(env, { HTTPS_PROXY: proxy, HTTP_PROXY: proxy, https_proxy: proxy, http_proxy: proxy, NO_PROXY: '', no_proxy: '' });
+      Object.assign(env, {
+        HTTPS_PROXY: proxy,
+        HTTP_PROXY: proxy,
+        https_proxy: proxy,
+        http_proxy: proxy,
+        NO_PROXY: '',
+        no_proxy: '',
+      });
     }
     if (workspace !== null) b.push('--bind', workspace, s.workdir, '--chdir', s.workdir);
     else b.push('--chdir', '/');
     const drop = this.isRoot
-      ? ['setpriv', '--reuid', String(s.uid), '--regid', String(s.gid), '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--']
+      ? [
+          'setpriv',
+          '--reuid',
+          String(s.uid),
+          '--regid',
+          String(s.gid),
+          '--clear-groups',
+          '--inh-caps=-all',
+          '--bounding-set=-all',
+          '--',
+        ]
       : [];
     // bwrap reads only options from fd 3; the command stays on the command line (it holds no host layout).
     const command = [...drop, 'prlimit', ...this.rlimitArgs(), '--', ...inner];
-    return { program: this.bwrap, args: ['--args', '3', '--', ...command], fdArgs: `${b.join('\0')}\0`, workingDirectory: workspace === null ? '/' : s.workdir, env, sandboxed: true };
+    return {
+      program: this.bwrap,
+      args: ['--args', '3', '--', ...command],
+      fdArgs: `${b.join('\0')}\0`,
+      workingDirectory: workspace === null ? '/' : s.workdir,
+      env,
+      sandboxed: true,
+    };
   }
 
   /** The daemon's PATH without the folders the agent cannot see (they would only tell it the host's layout). */
   private sandboxPath(): string {
     const roots = [...SYSTEM_PATHS, ...this.settings.read_only_paths.map((p) => path.resolve(p))];
-    const kept = (this.opts.hostPath ?? '').split(':').filter((dir) => path.isAbsolute(dir) && roots.some((r) => dir === r || dir.startsWith(`${r}/`)));
+    const kept = (this.opts.hostPath ?? '')
+      .split(':')
+      .filter((dir) => path.isAbsolute(dir) && roots.some((r) => dir === r || dir.startsWith(`${r}/`)));
     return [...new Set(kept.length > 0 ? kept : ['/usr/local/bin', '/usr/bin', '/bin'])].join(':');
   }
 
@@ -339,7 +411,8 @@ function findOnPath(name: string, searchPath: string | undefined): string | null
 /** Every folder above the given absolute paths (not `/`, nothing inside the read-only system paths), parents first. */
 function ancestorsOf(paths: string[]): string[] {
   const out = new Set<string>();
-  const system = (dir: string) => ['/tmp', '/proc', '/dev'].includes(dir) || SYSTEM_PATHS.some((r) => dir === r || dir.startsWith(`${r}/`));
+  const system = (dir: string) =>
+    ['/tmp', '/proc', '/dev'].includes(dir) || SYSTEM_PATHS.some((r) => dir === r || dir.startsWith(`${r}/`));
   for (const p of paths) {
     for (let dir = path.dirname(p); dir !== '/' && !system(dir); dir = path.dirname(dir)) out.add(dir);
   }
@@ -356,7 +429,11 @@ function symlinkTarget(p: string): string | null {
 }
 
 /** Runs a wrapped command to its end with a time limit; for the probe. */
-function runOnce(cmd: WrappedCommand, env: Record<string, string>, timeoutMs: number): Promise<{ code: number | null; stderr: string; error?: string }> {
+function runOnce(
+  cmd: WrappedCommand,
+  env: Record<string, string>,
+  timeoutMs: number,
+): Promise<{ code: number | null; stderr: string; error?: string }> {
   return new Promise((resolve) => {
     let stderr = '';
     let settled = false;
@@ -366,12 +443,21 @@ function runOnce(cmd: WrappedCommand, env: Record<string, string>, timeoutMs: nu
       clearTimeout(timer);
       resolve(v);
     };
-    const child = spawn(cmd.program, cmd.args, { env: { ...env, ...cmd.env }, stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd.program, cmd.args, {
+      env: { ...env, ...cmd.env },
+      stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+    });
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       finish({ code: null, stderr, error: 'timed out' });
     }, timeoutMs);
-    child.on('error', (err) => finish({ code: null, stderr, error: (err as NodeJS.ErrnoException).code === 'ENOENT' ? `${cmd.program} is not installed` : err.message }));
+    child.on('error', (err) =>
+      finish({
+        code: null,
+        stderr,
+        error: (err as NodeJS.ErrnoException).code === 'ENOENT' ? `${cmd.program} is not installed` : err.message,
+      }),
+    );
     child.stderr!.on('data', (d: Buffer) => {
       if (stderr.length < 4096) stderr += d.toString('utf8');
     });

@@ -37,7 +37,9 @@ function write(value: unknown, seen: Set<object>): string {
     }
     const record = obj as Record<string, unknown>;
     // Default sort compares UTF-16 code units, as RFC 8785 section 3.2.3 requires.
-    const keys = Object.keys(record).filter((k) => record[k] !== undefined).sort();
+    const keys = Object.keys(record)
+      .filter((k) => record[k] !== undefined)
+      .sort();
     return `{${keys.map((k) => `${JSON.stringify(k)}:${write(record[k], seen)}`).join(',')}}`;
   } finally {
     seen.delete(obj);

@@ -1,11 +1,19 @@
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify as verifySignature, type KeyObject } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  sign,
+  verify as verifySignature,
+  type KeyObject,
+} from 'node:crypto';
 import { Periodic } from '../periodic.js';
 import { appendFile, readFile } from 'node:fs/promises';
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../logger.js';
-import type { Database } from '../storage/database.js';
+import type { AuditRepository } from '../storage/repos/audit.js';
 import { canonicalJson } from './canonical.js';
 import { GENESIS_HASH, entryHash } from './entry.js';
 import { readJsonLines } from './verify.js';
@@ -30,7 +38,12 @@ export interface Checkpoint {
   signature: string;
 }
 
-export type CheckpointReason = 'bad signature' | 'checkpoint chain' | 'truncated tail' | 'rewritten chain' | 'malformed';
+export type CheckpointReason =
+  | 'bad signature'
+  | 'checkpoint chain'
+  | 'truncated tail'
+  | 'rewritten chain'
+  | 'malformed';
 
 export interface CheckpointFailure {
   /** Index of the checkpoint in the list given. */
@@ -49,7 +62,8 @@ export interface CheckpointReport {
 }
 
 export interface AuditCheckpointerOptions {
-  database: Database;
+  /** The audit tables (built by the composition root). */
+  audits: AuditRepository;
   clock: Clock;
   logger: Logger;
   /** Where the key (`audit-signing-key.pem`) and the checkpoints (`audit-checkpoints.jsonl`) live. */
@@ -99,7 +113,10 @@ function readKey(file: string): KeyObject {
 
 /** The identifier written in each checkpoint for the key that signed it. */
 export function keyId(publicKey: KeyObject): string {
-  return createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 function payloadOf(cp: Checkpoint): Omit<Checkpoint, 'signature'> {
@@ -109,7 +126,9 @@ function payloadOf(cp: Checkpoint): Omit<Checkpoint, 'signature'> {
 
 /** The value the next checkpoint's `prev_checkpoint` must hold. */
 export function checkpointHash(cp: Checkpoint): string {
-  return createHash('sha256').update(canonicalJson(payloadOf(cp))).digest('hex');
+  return createHash('sha256')
+    .update(canonicalJson(payloadOf(cp)))
+    .digest('hex');
 }
 
 /** Writes signed checkpoints of the chain head on a timer, and verifies the chain against them. */
@@ -138,7 +157,12 @@ export class AuditCheckpointer {
   /** Checkpoints the head every interval (when it moved). The timer does not keep the process alive. */
   start(): void {
     this.periodic.start(this.intervalMs, {
-      tick: () => void this.periodic.run().catch((err: Error) => this.options.logger.error({ err: { message: err.message } }, 'audit checkpoint failed')),
+      tick: () =>
+        void this.periodic
+          .run()
+          .catch((err: Error) =>
+            this.options.logger.error({ err: { message: err.message } }, 'audit checkpoint failed'),
+          ),
     });
   }
 
@@ -169,7 +193,8 @@ export class AuditCheckpointer {
 
   /** Verifies the chain against `checkpoints` (default: this daemon's file) with this daemon's public key. */
   async verify(checkpoints?: Checkpoint[], options: { archiveDir?: string } = {}): Promise<CheckpointReport> {
-    return verifyCheckpoints(this.options.database, checkpoints ?? (await this.readCheckpoints()), this.publicKey, options);
+    const list = checkpoints ?? (await this.readCheckpoints());
+    return verifyCheckpoints(this.options.audits, list, this.publicKey, options);
   }
 
   /** One write at a time, in call order: each checkpoint links to the one before it. */
@@ -182,7 +207,7 @@ export class AuditCheckpointer {
   private checkpointIfMoved(): Promise<void> {
     return this.enqueue(async () => {
       const last = await this.lastCheckpoint();
-      const head = await readHead(this.options.database);
+      const head = await this.options.audits.head();
       if (last && last.seq === head.seq && last.hash === head.hash) return;
       await this.write();
     });
@@ -198,7 +223,7 @@ export class AuditCheckpointer {
 
   private async write(): Promise<Checkpoint> {
     const last = await this.lastCheckpoint();
-    const head = await readHead(this.options.database);
+    const head = await this.options.audits.head();
     const payload: Omit<Checkpoint, 'signature'> = {
       v: 1,
       ts: this.options.clock.now(),
@@ -217,11 +242,6 @@ export class AuditCheckpointer {
   }
 }
 
-async function readHead(database: Database): Promise<{ seq: number; hash: string }> {
-  const row = await database.db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 'chain').executeTakeFirstOrThrow();
-  return { seq: Number(row.seq), hash: row.hash };
-}
-
 /**
  * Checks each checkpoint's signature and its link to the one before, and that
  * the chain still holds an entry with the checkpoint's seq and hash. Names the
@@ -229,48 +249,75 @@ async function readHead(database: Database): Promise<{ seq: number; hash: string
  * `rewritten chain` when the entry is there with another hash.
  */
 export async function verifyCheckpoints(
-  database: Database,
+  audits: AuditRepository,
   checkpoints: Checkpoint[],
   publicKey: KeyObject,
   options: { archiveDir?: string } = {},
 ): Promise<CheckpointReport> {
-  const db = database.db;
   const report: CheckpointReport = { ok: true, checked: 0, skipped: 0, failure: null };
   const fail = (index: number, seq: number, reason: CheckpointReason, message: string): CheckpointReport => ({
     ...report,
     ok: false,
     failure: { index, seq, reason, message },
   });
-  const archives = await db.selectFrom('audit_archive').selectAll().orderBy('first_seq', 'asc').execute();
-  const head = await readHead(database);
+  const archives = await audits.archives();
+  const head = await audits.head();
   let prev: Checkpoint | null = null;
 
   for (const [index, cp] of checkpoints.entries()) {
-    if (!cp || cp.v !== 1 || !Number.isSafeInteger(cp.seq) || typeof cp.hash !== 'string' || typeof cp.signature !== 'string') {
+    if (
+      !cp ||
+      cp.v !== 1 ||
+      !Number.isSafeInteger(cp.seq) ||
+      typeof cp.hash !== 'string' ||
+      typeof cp.signature !== 'string'
+    ) {
       return fail(index, Number(cp?.seq ?? -1), 'malformed', `checkpoint ${index} is malformed`);
     }
     let signed = false;
     try {
-      signed = verifySignature(null, Buffer.from(canonicalJson(payloadOf(cp)), 'utf8'), publicKey, Buffer.from(cp.signature, 'base64'));
+      signed = verifySignature(
+        null,
+        Buffer.from(canonicalJson(payloadOf(cp)), 'utf8'),
+        publicKey,
+        Buffer.from(cp.signature, 'base64'),
+      );
     } catch {
       signed = false;
     }
-    if (!signed) return fail(index, cp.seq, 'bad signature', `checkpoint at seq ${cp.seq}: signature does not verify with this key`);
+    if (!signed)
+      return fail(
+        index,
+        cp.seq,
+        'bad signature',
+        `checkpoint at seq ${cp.seq}: signature does not verify with this key`,
+      );
     const expectedPrev = prev ? checkpointHash(prev) : GENESIS_HASH;
     if (cp.prev_checkpoint !== expectedPrev) {
-      return fail(index, cp.seq, 'checkpoint chain', `checkpoint at seq ${cp.seq} does not follow the checkpoint before it (a checkpoint was removed?)`);
+      return fail(
+        index,
+        cp.seq,
+        'checkpoint chain',
+        `checkpoint at seq ${cp.seq} does not follow the checkpoint before it (a checkpoint was removed?)`,
+      );
     }
     prev = cp;
 
     if (cp.seq === 0) {
-      if (cp.hash !== GENESIS_HASH) return fail(index, 0, 'rewritten chain', 'checkpoint at seq 0 does not hold the genesis hash');
+      if (cp.hash !== GENESIS_HASH)
+        return fail(index, 0, 'rewritten chain', 'checkpoint at seq 0 does not hold the genesis hash');
       report.checked++;
       continue;
     }
-    const row = await db.selectFrom('audit_log').select(['id', 'hash', 'prev_hash']).where('seq', '=', cp.seq).executeTakeFirst();
+    const row = await audits.entryAt(cp.seq);
     if (row) {
       if (row.hash !== cp.hash) {
-        return fail(index, cp.seq, 'rewritten chain', `entry ${cp.seq} (${row.id}) no longer has the hash the checkpoint signed (the chain was rewritten)`);
+        return fail(
+          index,
+          cp.seq,
+          'rewritten chain',
+          `entry ${cp.seq} (${row.id}) no longer has the hash the checkpoint signed (the chain was rewritten)`,
+        );
       }
       report.checked++;
       continue;
@@ -278,11 +325,23 @@ export async function verifyCheckpoints(
     const archive = archives.find((a) => Number(a.first_seq) <= cp.seq && cp.seq <= Number(a.last_seq));
     if (archive) {
       if (Number(archive.last_seq) === cp.seq) {
-        if (archive.last_hash !== cp.hash) return fail(index, cp.seq, 'rewritten chain', `archived entry ${cp.seq} does not have the hash the checkpoint signed`);
+        if (archive.last_hash !== cp.hash)
+          return fail(
+            index,
+            cp.seq,
+            'rewritten chain',
+            `archived entry ${cp.seq} does not have the hash the checkpoint signed`,
+          );
         report.checked++;
       } else if (options.archiveDir) {
         const found = await findArchived(path.join(options.archiveDir, path.basename(archive.file)), cp.seq);
-        if (!found || found !== cp.hash) return fail(index, cp.seq, 'rewritten chain', `archived entry ${cp.seq} does not have the hash the checkpoint signed`);
+        if (!found || found !== cp.hash)
+          return fail(
+            index,
+            cp.seq,
+            'rewritten chain',
+            `archived entry ${cp.seq} does not have the hash the checkpoint signed`,
+          );
         report.checked++;
       } else {
         report.skipped++;

@@ -26,7 +26,10 @@ export function rowToRecord(row: AuditRow): AuditRecord {
   let details: Record<string, unknown>;
   try {
     const parsed: unknown = JSON.parse(row.details);
-    details = typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : { [UNPARSEABLE]: row.details };
+    details =
+      typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)
+        ? (parsed as Record<string, unknown>)
+        : { [UNPARSEABLE]: row.details };
   } catch {
     details = { [UNPARSEABLE]: row.details };
   }
@@ -56,10 +59,7 @@ export function rowToRecord(row: AuditRow): AuditRecord {
  */
 export function entryHash(entry: Omit<AuditRecord, 'hash'> | AuditRecord): string {
   const { hash: _ignored, ...fields } = entry as AuditRecord;
-  return createHash('sha256')
-    .update(entry.prev_hash, 'utf8')
-    .update(canonicalJson(fields), 'utf8')
-    .digest('hex');
+  return createHash('sha256').update(entry.prev_hash, 'utf8').update(canonicalJson(fields), 'utf8').digest('hex');
 }
 
 /** One JSON Lines line (with the newline) for exports and archives. */

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { reachFilter, type Reach } from '../policies/index.js';
-import type { Database, Queryable } from '../storage/database.js';
+import { actionMatch, type AuditFilters, type AuditRepository } from '../storage/repos/audit.js';
 import { rowToRecord, toJsonLine, type AuditRecord } from './entry.js';
 
 /*
@@ -10,24 +10,7 @@ import { rowToRecord, toJsonLine, type AuditRecord } from './entry.js';
  * clause, never by filtering rows afterwards.
  */
 
-export interface AuditFilters {
-  /**
-   * An action (`auth.login`), or a resource prefix: `auth` or `auth.*` matches
-   * every `auth.` action.
-   */
-  action?: string | null;
-  /** Entries this actor did. */
-  actorId?: string | null;
-  /** Entries a user did or that were done to the user (actor, or target of type `user`). */
-  userId?: string | null;
-  /** Within every entry: one tenant's entries. Within a tenant's reach it can only narrow further. */
-  tenantId?: string | null;
-  outcome?: AuditRecord['outcome'] | null;
-  /** Epoch ms, inclusive. */
-  since?: number | null;
-  /** Epoch ms, exclusive. */
-  until?: number | null;
-}
+export type { AuditFilters };
 
 export interface AuditPageRequest {
   /** From a previous page's `nextCursor`. */
@@ -60,10 +43,10 @@ export class AuditQueryError extends Error {
 
 /** Reads of the audit log: filtered pages, incremental reads by seq, and JSON Lines export. */
 export class AuditQuery {
-  private readonly db: Queryable;
+  private readonly audits: AuditRepository;
 
-  constructor(deps: { database: Database } | { db: Queryable }) {
-    this.db = 'database' in deps ? deps.database.db : deps.db;
+  constructor(deps: { audits: AuditRepository }) {
+    this.audits = deps.audits;
   }
 
   /** One page of entries matching `filters`, inside `reach`, by seq. */
@@ -71,9 +54,8 @@ export class AuditQuery {
     const order = page.order ?? 'desc';
     const limit = clampLimit(page.limit);
     const cursor = parseCursor(page.cursor);
-    let q = this.filtered(reach, filters);
-    if (cursor !== null) q = q.where('seq', order === 'desc' ? '<' : '>', cursor);
-    const rows = await q.orderBy('seq', order).limit(limit + 1).execute();
+    checkFilters(filters);
+    const rows = await this.audits.page(reach, filters, { cursor, order, limit: limit + 1 });
     const more = rows.length > limit;
     const entries = rows.slice(0, limit).map(rowToRecord);
     const last = entries[entries.length - 1];
@@ -81,12 +63,14 @@ export class AuditQuery {
   }
 
   /** Entries with seq greater than `afterSeq`, oldest first: for tailing by polling. */
-  async listAfter(reach: Reach, afterSeq: number, filters: AuditFilters = {}, limit = MAX_PAGE_SIZE): Promise<AuditRecord[]> {
-    const rows = await this.filtered(reach, filters)
-      .where('seq', '>', afterSeq)
-      .orderBy('seq', 'asc')
-      .limit(clampLimit(limit))
-      .execute();
+  async listAfter(
+    reach: Reach,
+    afterSeq: number,
+    filters: AuditFilters = {},
+    limit = MAX_PAGE_SIZE,
+  ): Promise<AuditRecord[]> {
+    checkFilters(filters);
+    const rows = await this.audits.after(reach, filters, afterSeq, clampLimit(limit));
     return rows.map(rowToRecord);
   }
 
@@ -94,49 +78,46 @@ export class AuditQuery {
    * Every matching entry as JSON Lines (one string per entry, newline included),
    * oldest first, read in pages of `pageSize` so memory stays bounded whatever
    * the range.
+   *
+   * Each page walks the log in seq order from the last seq sent; the time range
+   * only filters (`+ts`: an expression, so neither dialect picks the ts index,
+   * which would make every page sort the whole rest of the range). The export
+   * thus reads the log once, however many pages: linear, not quadratic.
    */
-  async *exportJsonLines(reach: Reach, filters: AuditFilters = {}, options: { pageSize?: number } = {}): AsyncGenerator<string> {
+  async *exportJsonLines(
+    reach: Reach,
+    filters: AuditFilters = {},
+    options: { pageSize?: number } = {},
+  ): AsyncGenerator<string> {
     const pageSize = clampLimit(options.pageSize ?? MAX_PAGE_SIZE);
+    checkFilters(filters);
+    const { since, until, ...others } = filters;
+    const ts = sql<number>`+${sql.ref('ts')}`;
     let after = 0;
     for (;;) {
-      const rows = await this.filtered(reach, filters).where('seq', '>', after).orderBy('seq', 'asc').limit(pageSize).execute();
+      let q = this.filtered(reach, others).where('seq', '>', after);
+      if (since !== undefined && since !== null) q = q.where(ts, '>=', since);
+      if (until !== undefined && until !== null) q = q.where(ts, '<', until);
+      const rows = await q.orderBy('seq', 'asc').limit(pageSize).execute();
       for (const row of rows) yield toJsonLine(rowToRecord(row));
       if (rows.length < pageSize) return;
       after = Number(rows[rows.length - 1]!.seq);
     }
   }
 
+  /** The entries of `reach` matching `filters` (the query lives in AuditRepository); refuses malformed filters. */
   private filtered(reach: Reach, filters: AuditFilters) {
-    let q = this.db.selectFrom('audit_log').selectAll();
-    const f = reachFilter(reach);
-    if (f?.column === 'tenant_id') q = q.where('tenant_id', '=', f.value);
-    else if (f) {
-      const userId = f.value;
-      q = q.where((eb) => eb.or([eb('actor_id', '=', userId), eb.and([eb('target_type', '=', 'user'), eb('target_id', '=', userId)])]));
-    }
-    if (filters.tenantId) q = q.where('tenant_id', '=', filters.tenantId);
-    if (filters.action) {
-      const action = filters.action.trim();
-      const prefix = action.endsWith('.*') ? action.slice(0, -2) : action.includes('.') ? null : action;
-      if (prefix !== null) {
-        if (prefix === '') throw new AuditQueryError('action', 'action prefix is empty');
-        // LIKE with an explicit escape character: the same on both dialects (a range would depend on Postgres's collation).
-        const pattern = `${prefix.replace(/[!%_]/g, (c) => `!${c}`)}.%`;
-        q = q.where(sql<boolean>`${sql.ref('action')} like ${pattern} escape '!'`);
-      } else {
-        q = q.where('action', '=', action);
-      }
-    }
-    if (filters.actorId) q = q.where('actor_id', '=', filters.actorId);
-    if (filters.userId) {
-      const userId = filters.userId;
-      q = q.where((eb) => eb.or([eb('actor_id', '=', userId), eb.and([eb('target_type', '=', 'user'), eb('target_id', '=', userId)])]));
-    }
-    if (filters.outcome) q = q.where('outcome', '=', filters.outcome);
-    if (filters.since !== undefined && filters.since !== null) q = q.where('ts', '>=', checkTime('since', filters.since));
-    if (filters.until !== undefined && filters.until !== null) q = q.where('ts', '<', checkTime('until', filters.until));
-    return q;
+    checkFilters(filters);
+    return this.audits.filtered(reach, filters);
   }
+}
+
+/** Refuses what the SQL must never see: an empty action prefix, times that are not epoch milliseconds. */
+function checkFilters(filters: AuditFilters): void {
+  const match = filters.action ? actionMatch(filters.action) : null;
+  if (match && 'prefix' in match && match.prefix === '') throw new AuditQueryError('action', 'action prefix is empty');
+  if (filters.since !== undefined && filters.since !== null) checkTime('since', filters.since);
+  if (filters.until !== undefined && filters.until !== null) checkTime('until', filters.until);
 }
 
 function clampLimit(limit: number | null | undefined): number {
@@ -157,21 +138,30 @@ function checkTime(field: string, ms: number): number {
 }
 
 /**
- * The same predicate as the SQL of {@link AuditQuery}, for entries already in
- * memory (the live feed). Keep the two in step.
+ * The same predicate as the SQL of `AuditRepository.filtered`, for entries
+ * already in memory (the live feed). Keep the two in step.
  */
 export function matchesFilters(entry: AuditRecord, reach: Reach, filters: AuditFilters = {}): boolean {
   const f = reachFilter(reach);
   if (f?.column === 'tenant_id' && entry.tenant_id !== f.value) return false;
-  if (f?.column === 'user_id' && entry.actor_id !== f.value && !(entry.target_type === 'user' && entry.target_id === f.value)) return false;
+  if (
+    f?.column === 'user_id' &&
+    entry.actor_id !== f.value &&
+    !(entry.target_type === 'user' && entry.target_id === f.value)
+  )
+    return false;
   if (filters.tenantId && entry.tenant_id !== filters.tenantId) return false;
   if (filters.action) {
-    const action = filters.action.trim();
-    const prefix = action.endsWith('.*') ? action.slice(0, -2) : action.includes('.') ? null : action;
-    if (prefix !== null ? !entry.action.startsWith(`${prefix}.`) : entry.action !== action) return false;
+    const match = actionMatch(filters.action);
+    if ('prefix' in match ? !entry.action.startsWith(`${match.prefix}.`) : entry.action !== match.exact) return false;
   }
   if (filters.actorId && entry.actor_id !== filters.actorId) return false;
-  if (filters.userId && entry.actor_id !== filters.userId && !(entry.target_type === 'user' && entry.target_id === filters.userId)) return false;
+  if (
+    filters.userId &&
+    entry.actor_id !== filters.userId &&
+    !(entry.target_type === 'user' && entry.target_id === filters.userId)
+  )
+    return false;
   if (filters.outcome && entry.outcome !== filters.outcome) return false;
   if (filters.since !== undefined && filters.since !== null && entry.ts < filters.since) return false;
   if (filters.until !== undefined && filters.until !== null && entry.ts >= filters.until) return false;

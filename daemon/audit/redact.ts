@@ -152,7 +152,8 @@ function redactValue(value: unknown, depth: number, seen: WeakSet<object>, limit
       return redactValue({ name: obj.name, message: obj.message }, depth, seen, limits);
     }
     if (ArrayBuffer.isView(obj) || obj instanceof ArrayBuffer) return `[binary ${obj.byteLength} bytes]`;
-    if (obj instanceof Map) return redactValue(Object.fromEntries([...obj].map(([k, v]) => [String(k), v])), depth, seen, limits);
+    if (obj instanceof Map)
+      return redactValue(Object.fromEntries([...obj].map(([k, v]) => [String(k), v])), depth, seen, limits);
     if (obj instanceof Set) return redactValue([...obj], depth, seen, limits);
     if (Array.isArray(obj)) {
       const items = obj.slice(0, limits.maxKeys).map((v) => {

@@ -6,10 +6,13 @@ import type { Clock } from '../clock.js';
 import type { Logger } from '../logger.js';
 import { Periodic } from '../periodic.js';
 import type { Database } from '../storage/database.js';
+import type { AuditRepository } from '../storage/repos/audit.js';
 import { rowToRecord, toJsonLine } from './entry.js';
 
 export interface AuditRetentionOptions {
+  /** Opens the transaction that records a cut and deletes its entries. */
   database: Database;
+  audits: AuditRepository;
   clock: Clock;
   logger: Logger;
   /** Where archive files are written (created 0700). */
@@ -53,7 +56,10 @@ export class AuditRetention {
 
   start(): void {
     this.periodic.start(this.options.intervalMs ?? 3_600_000, {
-      tick: () => void this.runOnce().catch((err: Error) => this.options.logger.error({ err: { message: err.message } }, 'audit retention failed')),
+      tick: () =>
+        void this.runOnce().catch((err: Error) =>
+          this.options.logger.error({ err: { message: err.message } }, 'audit retention failed'),
+        ),
     });
   }
 
@@ -67,18 +73,17 @@ export class AuditRetention {
   }
 
   private async archive(): Promise<ArchiveResult | null> {
-    const { database, clock, logger, archiveDir } = this.options;
-    const db = database.db;
+    const { database, audits, clock, logger, archiveDir } = this.options;
     const cutoff = clock.now() - this.options.maxAgeMs;
     const maxEntries = this.options.maxEntriesPerRun ?? 100_000;
     const pageSize = this.options.pageSize ?? 1000;
 
-    const bounds = await db.selectFrom('audit_log').select((eb) => [eb.fn.min('seq').as('first'), eb.fn.max('seq').as('last')]).executeTakeFirst();
-    if (!bounds || bounds.first === null || bounds.last === null) return null;
-    const firstSeq = Number(bounds.first);
+    const bounds = await audits.bounds();
+    if (!bounds) return null;
+    const firstSeq = bounds.first;
     // Cut a prefix only: up to the entry before the first one that is still young.
-    const young = await db.selectFrom('audit_log').select((eb) => eb.fn.min('seq').as('seq')).where('ts', '>=', cutoff).executeTakeFirst();
-    let lastSeq = young?.seq !== null && young?.seq !== undefined ? Number(young.seq) - 1 : Number(bounds.last);
+    const young = await audits.firstSeqSince(cutoff);
+    let lastSeq = young !== null ? young - 1 : bounds.last;
     lastSeq = Math.min(lastSeq, firstSeq + maxEntries - 1);
     if (lastSeq < firstSeq) return null;
 
@@ -92,14 +97,7 @@ export class AuditRetention {
     try {
       let after = firstSeq - 1;
       while (after < lastSeq) {
-        const rows = await db
-          .selectFrom('audit_log')
-          .selectAll()
-          .where('seq', '>', after)
-          .where('seq', '<=', lastSeq)
-          .orderBy('seq', 'asc')
-          .limit(pageSize)
-          .execute();
+        const rows = await audits.range(after, lastSeq, pageSize);
         if (rows.length === 0) break;
         await fh.write(rows.map((r) => toJsonLine(rowToRecord(r))).join(''));
         entries += rows.length;
@@ -113,7 +111,9 @@ export class AuditRetention {
     }
     if (entries !== lastSeq - firstSeq + 1) {
       await rm(tmpPath, { force: true });
-      throw new Error(`audit retention: expected ${lastSeq - firstSeq + 1} entries in ${firstSeq}..${lastSeq}, read ${entries} (the chain has a gap; run verify)`);
+      throw new Error(
+        `audit retention: expected ${lastSeq - firstSeq + 1} entries in ${firstSeq}..${lastSeq}, read ${entries} (the chain has a gap; run verify)`,
+      );
     }
     // The file is complete on disk before any row is deleted.
     await rename(tmpPath, finalPath);
@@ -121,19 +121,23 @@ export class AuditRetention {
     try {
       await database.transaction(async (trx) => {
         // Same lock as appends, so two daemons' retention runs (and appends) take turns.
-        let head = trx.selectFrom('audit_head').select('seq').where('id', '=', 'chain');
-        if (database.dialect === 'postgres') head = head.forNoKeyUpdate();
-        await head.executeTakeFirstOrThrow();
-        await trx
-          .insertInto('audit_archive')
-          .values({ first_seq: firstSeq, last_seq: lastSeq, last_hash: lastHash, file: name, entries, created_at: clock.now() })
-          .execute();
-        const deleted = await trx.deleteFrom('audit_log').where('seq', '>=', firstSeq).where('seq', '<=', lastSeq).executeTakeFirst();
-        if (Number(deleted.numDeletedRows) !== entries) throw new Error(`audit retention: deleted ${deleted.numDeletedRows} rows, archived ${entries}`);
+        await audits.lockHeadSeq(trx);
+        await audits.insertArchive(trx, {
+          first_seq: firstSeq,
+          last_seq: lastSeq,
+          last_hash: lastHash,
+          file: name,
+          entries,
+          created_at: clock.now(),
+        });
+        const deleted = await audits.deleteRange(trx, firstSeq, lastSeq);
+        if (Number(deleted) !== entries) {
+          throw new Error(`audit retention: deleted ${deleted} rows, archived ${entries}`);
+        }
       });
     } catch (err) {
       // Another daemon may have archived the same range (same file name, same content): leave its file alone.
-      const other = await db.selectFrom('audit_archive').select('file').where('first_seq', '=', firstSeq).executeTakeFirst();
+      const other = await audits.archiveStartingAt(firstSeq);
       if (!other) await rm(finalPath, { force: true });
       throw err;
     }

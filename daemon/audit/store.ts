@@ -5,6 +5,7 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { EVERYTHING, type Reach } from '../policies/index.js';
 import type { Database, Queryable } from '../storage/database.js';
+import type { AuditRepository } from '../storage/repos/audit.js';
 import { canonicalJson } from './canonical.js';
 import { entryHash, type AuditRecord } from './entry.js';
 import { AuditQuery, matchesFilters, type AuditFilters } from './query.js';
@@ -12,7 +13,10 @@ import { redactDetails, redactField } from './redact.js';
 import type { AuditEvent, AuditLogger } from './types.js';
 
 export interface DatabaseAuditLoggerOptions {
+  /** Opens the transaction of an append made without the caller's. */
   database: Database;
+  /** The audit tables (built by the composition root). */
+  audits: AuditRepository;
   clock: Clock;
   logger: Logger;
   metrics?: Metrics;
@@ -71,6 +75,7 @@ interface DenialBucket {
  */
 export class DatabaseAuditLogger implements AuditLogger {
   private readonly database: Database;
+  private readonly audits: AuditRepository;
   private readonly clock: Clock;
   private readonly logger: Logger;
   private readonly entriesTotal: Counter<'outcome'> | null;
@@ -93,9 +98,10 @@ export class DatabaseAuditLogger implements AuditLogger {
 
   constructor(options: DatabaseAuditLoggerOptions) {
     this.database = options.database;
+    this.audits = options.audits;
     this.clock = options.clock;
     this.logger = options.logger;
-    this.query = new AuditQuery({ database: options.database });
+    this.query = new AuditQuery({ audits: options.audits });
     this.denialFlushIntervalMs = options.denialFlushIntervalMs ?? 10_000;
     this.maxDenialKeys = options.maxDenialKeys ?? 10_000;
     this.tailPollMs = options.tailPollMs ?? 1000;
@@ -131,24 +137,31 @@ export class DatabaseAuditLogger implements AuditLogger {
     return this.appendPrepared(this.prepare(event), trx);
   }
 
-  private async appendPrepared(prepared: ReturnType<DatabaseAuditLogger['prepare']>, trx?: Queryable): Promise<AuditRecord> {
+  private async appendPrepared(
+    prepared: ReturnType<DatabaseAuditLogger['prepare']>,
+    trx?: Queryable,
+  ): Promise<AuditRecord> {
     try {
-      const entry = trx ? await this.appendIn(trx, prepared) : await this.database.transaction((t) => this.appendIn(t, prepared));
+      const entry = trx
+        ? await this.appendIn(trx, prepared)
+        : await this.database.transaction((t) => this.appendIn(t, prepared));
       this.entriesTotal?.inc({ outcome: entry.outcome });
       // Own transaction: committed now. A caller's transaction: the poll delivers it once it commits.
       if (!trx) this.schedulePump();
       return entry;
     } catch (err) {
       this.writeErrors?.inc();
-      this.logger.error({ err: { message: (err as Error).message }, action: prepared.action }, 'audit entry could not be written');
+      this.logger.error(
+        { err: { message: (err as Error).message }, action: prepared.action },
+        'audit entry could not be written',
+      );
       throw err;
     }
   }
 
   /** The last appended seq and hash (seq 0 and 64 zeros before the first entry). */
-  async head(db: Queryable = this.database.db): Promise<ChainHead> {
-    const row = await db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 'chain').executeTakeFirstOrThrow();
-    return { seq: Number(row.seq), hash: row.hash };
+  async head(db?: Queryable): Promise<ChainHead> {
+    return this.audits.head(db);
   }
 
   /** Entries after `afterSeq`, oldest first, inside `reach`: how a tail follows entries written by other daemons. */
@@ -177,7 +190,13 @@ export class DatabaseAuditLogger implements AuditLogger {
       key = JSON.stringify([event.action, '*overflow*']);
       bucket = this.denials.get(key);
       if (!bucket) {
-        event = { action: event.action, outcome: 'denied', actor: { type: 'anonymous', id: null }, tenantId: null, details: { overflow: true } };
+        event = {
+          action: event.action,
+          outcome: 'denied',
+          actor: { type: 'anonymous', id: null },
+          tenantId: null,
+          details: { overflow: true },
+        };
       }
     }
     if (bucket) {
@@ -206,7 +225,12 @@ export class DatabaseAuditLogger implements AuditLogger {
    * wrote. Returns the function that unsubscribes.
    */
   subscribe(listener: AuditListener, options: AuditSubscribeOptions): () => void {
-    const sub: Subscriber = { listener, reach: options.reach, filters: options.filters ?? {}, cursor: options.afterSeq ?? null };
+    const sub: Subscriber = {
+      listener,
+      reach: options.reach,
+      filters: options.filters ?? {},
+      cursor: options.afterSeq ?? null,
+    };
     this.subscribers.add(sub);
     if (!this.tailTimer) {
       this.tailTimer = setInterval(() => this.schedulePump(), this.tailPollMs);
@@ -235,7 +259,9 @@ export class DatabaseAuditLogger implements AuditLogger {
 
   // --- internals -------------------------------------------------------------
 
-  private prepare(event: AuditEvent): Omit<AuditRecord, 'seq' | 'id' | 'ts' | 'prev_hash' | 'hash'> & { detailsText: string } {
+  private prepare(
+    event: AuditEvent,
+  ): Omit<AuditRecord, 'seq' | 'id' | 'ts' | 'prev_hash' | 'hash'> & { detailsText: string } {
     const details = redactDetails(event.details);
     const action = redactField(event.action, ACTIONS_MAX) ?? 'unknown';
     return {
@@ -255,26 +281,22 @@ export class DatabaseAuditLogger implements AuditLogger {
   }
 
   private async appendIn(db: Queryable, prepared: ReturnType<DatabaseAuditLogger['prepare']>): Promise<AuditRecord> {
-    let headQuery = db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 'chain');
     // Postgres: lock the head row until commit. SQLite: the transaction already holds the write lock.
-    if (this.database.dialect === 'postgres') headQuery = headQuery.forNoKeyUpdate();
-    const head = await headQuery.executeTakeFirstOrThrow();
+    const head = await this.audits.lockHead(db);
     const ts = this.clock.now();
     const { detailsText, ...fields } = prepared;
-    const unhashed: Omit<AuditRecord, 'hash'> = { seq: Number(head.seq) + 1, id: newId('aud', ts), ts, ...fields, prev_hash: head.hash };
+    const unhashed: Omit<AuditRecord, 'hash'> = {
+      seq: head.seq + 1,
+      id: newId('aud', ts),
+      ts,
+      ...fields,
+      prev_hash: head.hash,
+    };
     const entry: AuditRecord = { ...unhashed, hash: entryHash(unhashed) };
-    await db
-      .insertInto('audit_log')
-      .values({ ...entry, details: detailsText })
-      .execute();
+    await this.audits.insertEntry(db, { ...entry, details: detailsText });
     // Compare-and-set: if a caller passed a handle that is not really a transaction, a concurrent append fails here instead of forking the chain.
-    const moved = await db
-      .updateTable('audit_head')
-      .set({ seq: entry.seq, hash: entry.hash })
-      .where('id', '=', 'chain')
-      .where('seq', '=', Number(head.seq))
-      .executeTakeFirst();
-    if (Number(moved.numUpdatedRows) !== 1) throw new Error('audit chain head moved during an append');
+    const moved = await this.audits.moveHead(db, head.seq, { seq: entry.seq, hash: entry.hash });
+    if (!moved) throw new Error('audit chain head moved during an append');
     return entry;
   }
 

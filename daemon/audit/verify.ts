@@ -14,7 +14,14 @@ import { GENESIS_HASH, entryHash, rowToRecord, type AuditRecord } from './entry.
  * - `head mismatch`: the chain head does not name the last entry;
  * - `archive mismatch`: an archive file or the record of a retention cut does not fit the chain.
  */
-export type VerifyReason = 'hash mismatch' | 'prev_hash mismatch' | 'gap in seq' | 'order' | 'truncated tail' | 'head mismatch' | 'archive mismatch';
+export type VerifyReason =
+  | 'hash mismatch'
+  | 'prev_hash mismatch'
+  | 'gap in seq'
+  | 'order'
+  | 'truncated tail'
+  | 'head mismatch'
+  | 'archive mismatch';
 
 export interface VerifyFailure {
   /** The first entry that does not match (for `gap in seq`: the entry after the gap). */
@@ -54,7 +61,8 @@ const ORDER_WINDOW = 64;
 export function checkEntry(entry: AuditRecord, expectedSeq: number, expectedPrevHash: string): VerifyFailure | null {
   const at = { seq: entry.seq, id: entry.id };
   if (entry.seq > expectedSeq) {
-    const missing = entry.seq - 1 === expectedSeq ? `entry ${expectedSeq} is` : `entries ${expectedSeq}..${entry.seq - 1} are`;
+    const missing =
+      entry.seq - 1 === expectedSeq ? `entry ${expectedSeq} is` : `entries ${expectedSeq}..${entry.seq - 1} are`;
     return { ...at, reason: 'gap in seq', message: `${missing} missing before seq ${entry.seq} (deleted?)` };
   }
   if (entry.seq < expectedSeq) {
@@ -64,11 +72,19 @@ export function checkEntry(entry: AuditRecord, expectedSeq: number, expectedPrev
     for (let d = 1; d <= ORDER_WINDOW; d++) {
       for (const other of [entry.seq + d, entry.seq - d]) {
         if (other >= 1 && entryHash({ ...entry, seq: other }) === entry.hash) {
-          return { ...at, reason: 'order', message: `seq ${entry.seq} holds the entry written as seq ${other} (entries swapped or moved)` };
+          return {
+            ...at,
+            reason: 'order',
+            message: `seq ${entry.seq} holds the entry written as seq ${other} (entries swapped or moved)`,
+          };
         }
       }
     }
-    return { ...at, reason: 'hash mismatch', message: `seq ${entry.seq}: content does not match its hash (entry changed)` };
+    return {
+      ...at,
+      reason: 'hash mismatch',
+      message: `seq ${entry.seq}: content does not match its hash (entry changed)`,
+    };
   }
   if (entry.prev_hash !== expectedPrevHash) {
     return {
@@ -88,11 +104,23 @@ export function checkEntry(entry: AuditRecord, expectedSeq: number, expectedPrev
 export async function verifyChain(database: Database, options: VerifyOptions = {}): Promise<VerifyReport> {
   const db = database.db;
   const pageSize = options.pageSize ?? 1000;
-  const headRow = await db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 'chain').executeTakeFirstOrThrow();
+  const headRow = await db
+    .selectFrom('audit_head')
+    .select(['seq', 'hash'])
+    .where('id', '=', 'chain')
+    .executeTakeFirstOrThrow();
   const head = { seq: Number(headRow.seq), hash: headRow.hash };
   const archives = await db.selectFrom('audit_archive').selectAll().orderBy('first_seq', 'asc').execute();
 
-  const report: VerifyReport = { ok: true, entries: 0, archivedEntries: 0, firstSeq: null, lastSeq: null, lastHash: GENESIS_HASH, failure: null };
+  const report: VerifyReport = {
+    ok: true,
+    entries: 0,
+    archivedEntries: 0,
+    firstSeq: null,
+    lastSeq: null,
+    lastHash: GENESIS_HASH,
+    failure: null,
+  };
   const fail = (failure: VerifyFailure): VerifyReport => ({ ...report, ok: false, failure });
 
   let expectedSeq = 1;
@@ -103,7 +131,12 @@ export async function verifyChain(database: Database, options: VerifyOptions = {
     const first = Number(a.first_seq);
     const last = Number(a.last_seq);
     if (first !== expectedSeq) {
-      return fail({ seq: expectedSeq, id: null, reason: 'archive mismatch', message: `archive ${a.file} starts at seq ${first}, expected ${expectedSeq}` });
+      return fail({
+        seq: expectedSeq,
+        id: null,
+        reason: 'archive mismatch',
+        message: `archive ${a.file} starts at seq ${first}, expected ${expectedSeq}`,
+      });
     }
     if (options.archiveDir) {
       const file = path.join(options.archiveDir, path.basename(a.file));
@@ -117,10 +150,20 @@ export async function verifyChain(database: Database, options: VerifyOptions = {
           expectedPrev = entry.hash;
         }
       } catch (err) {
-        return fail({ seq: expectedSeq, id: null, reason: 'archive mismatch', message: `archive ${a.file} cannot be read: ${(err as Error).message}` });
+        return fail({
+          seq: expectedSeq,
+          id: null,
+          reason: 'archive mismatch',
+          message: `archive ${a.file} cannot be read: ${(err as Error).message}`,
+        });
       }
       if (expectedSeq !== last + 1 || expectedPrev !== a.last_hash) {
-        return fail({ seq: expectedSeq - 1, id: null, reason: 'archive mismatch', message: `archive ${a.file} does not end at seq ${last} with the recorded hash` });
+        return fail({
+          seq: expectedSeq - 1,
+          id: null,
+          reason: 'archive mismatch',
+          message: `archive ${a.file} does not end at seq ${last} with the recorded hash`,
+        });
       }
     }
     expectedSeq = last + 1;
@@ -161,7 +204,12 @@ export async function verifyChain(database: Database, options: VerifyOptions = {
     });
   }
   if (expectedPrev !== head.hash) {
-    return fail({ seq: head.seq, id: null, reason: 'head mismatch', message: `the chain head's hash does not match entry ${head.seq}` });
+    return fail({
+      seq: head.seq,
+      id: null,
+      reason: 'head mismatch',
+      message: `the chain head's hash does not match entry ${head.seq}`,
+    });
   }
   if (report.lastSeq === null && expectedSeq > 1) report.lastHash = expectedPrev;
   return report;

@@ -57,7 +57,13 @@ export class AccessTokens {
 
   constructor(
     secret: Buffer,
-    private readonly options: { issuer: string; audience: string; ttlSeconds: number; clock: Clock; previousSecrets?: Buffer[] },
+    private readonly options: {
+      issuer: string;
+      audience: string;
+      ttlSeconds: number;
+      clock: Clock;
+      previousSecrets?: Buffer[];
+    },
   ) {
     this.key = createSecretKey(secret);
     this.kid = keyId(secret);
@@ -70,7 +76,14 @@ export class AccessTokens {
   }
 
   /** `signInId`: the refresh-token family the token is issued for (the `sid` claim). */
-  sign(user: { id: string; scopes: Scope[]; tier: Tier; role: Role; tenantId: string | null; signInId?: string }): string {
+  sign(user: {
+    id: string;
+    scopes: Scope[];
+    tier: Tier;
+    role: Role;
+    tenantId: string | null;
+    signInId?: string;
+  }): string {
     const nowMs = this.options.clock.now();
     const iat = Math.floor(nowMs / 1000);
     const claims: AccessClaims = {
@@ -87,7 +100,10 @@ export class AccessTokens {
       tid: user.tenantId,
       ...(user.signInId !== undefined ? { sid: user.signInId } : {}),
     };
-    return jwt.sign(claims, this.key, { algorithm: 'HS256', header: { alg: 'HS256', typ: ACCESS_TOKEN_TYPE, kid: this.kid } });
+    return jwt.sign(claims, this.key, {
+      algorithm: 'HS256',
+      header: { alg: 'HS256', typ: ACCESS_TOKEN_TYPE, kid: this.kid },
+    });
   }
 
   /** Verifies and returns the claims, or throws INVALID_TOKEN / TOKEN_EXPIRED. */
@@ -111,11 +127,14 @@ export class AccessTokens {
   private keyFor(token: string): KeyObject {
     let header: { kid?: unknown };
     try {
-      header = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8')) as { kid?: unknown };
+      header = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8')) as {
+        kid?: unknown;
+      };
     } catch {
       throw new GatewayError('INVALID_TOKEN', 'access token is invalid');
     }
-    if (header === null || typeof header !== 'object') throw new GatewayError('INVALID_TOKEN', 'access token is invalid');
+    if (header === null || typeof header !== 'object')
+      throw new GatewayError('INVALID_TOKEN', 'access token is invalid');
     if (header.kid === undefined) return this.key;
     const key = typeof header.kid === 'string' ? this.keys.get(header.kid) : undefined;
     if (!key) throw new GatewayError('INVALID_TOKEN', 'access token is invalid');

@@ -1,18 +1,18 @@
+import { auditContext } from '../audit/actor.js';
 import type { AuditEvent, AuditLogger } from '../audit/types.js';
 import { setBounded } from '../bounded-map.js';
 import type { Clock } from '../clock.js';
-import { GatewayError } from '../errors.js';
+import { GatewayError, type ErrorCode } from '../errors.js';
 import { newId } from '../ids.js';
-import type { Database, Queryable } from '../storage/database.js';
-import { prepareAuthReads, type AuthReads, type AuthSubject } from '../storage/repos/auth-reads.js';
-import { CredentialRepository } from '../storage/repos/credentials.js';
-import { UserRepository, type UserRow } from '../storage/repos/users.js';
+import { isKept, keep, type Database, type Kept, type Queryable } from '../storage/database.js';
+import type { AuthReads, AuthSubject } from '../storage/repos/auth-reads.js';
+import type { ApiKeyRow, CredentialRepository } from '../storage/repos/credentials.js';
+import type { UserRepository, UserRow } from '../storage/repos/users.js';
 import { AccessTokens, generateRefreshToken } from './access-tokens.js';
 import { hashSecret, isWellFormedApiKey } from './api-key-format.js';
 import { normalizeEmail } from './email.js';
 import type { LoginThrottle, ThrottledAttempt } from './login-throttle.js';
 import { MAX_PASSWORD_BYTES, checkPasswordPolicy, type PasswordHasher } from './passwords.js';
-import { presentApiKey, presentUser } from './presenters.js';
 import { scopesForRole, type Principal, type Scope } from './principal.js';
 import type { SecretBox } from './secret-box.js';
 import { canonicalRecoveryCode, checkTotp, newRecoveryCodes, newTotpSecret, totpUri } from './totp.js';
@@ -24,6 +24,24 @@ export interface ClientInfo {
   requestId: string;
 }
 
+/**
+ * What a credential was accepted as, plus what can end it: the access token's
+ * expiry and issue time, or the API key's expiry. Holds no secret (a stream
+ * ticket keeps one in Redis) and is checked again with `grantEnded`.
+ */
+export interface CredentialGrant {
+  principal: Principal;
+  /** Epoch ms after which the credential is dead (access token `exp`, API key `expires_at`); null = never. */
+  expiresAt: number | null;
+  /** The access token's issue time (ms), checked against the user's `tokens_not_before` (logout everywhere). */
+  issuedAtMs: number | null;
+  /**
+   * API keys: the SHA-256 of the secret presented (what the database keeps; not a credential). After
+   * a roll it holds as the key's previous secret until the grace period ends. Absent: not checked.
+   */
+  secretHash?: string | null;
+}
+
 export interface TokenPair {
   access_token: string;
   refresh_token: string;
@@ -31,16 +49,49 @@ export interface TokenPair {
   token_type: 'Bearer';
 }
 
-/** What logout-all and a password change answer about the user's API keys (which they do not end). */
+/** What `POST /v1/auth/login` carries. */
+export interface SignInInput {
+  email: string;
+  password: string;
+  mfa_token?: string;
+}
+
+/** A sign-in: the user as it is now (its `last_login_at` set) and the new token pair. */
+export interface SignedIn {
+  user: UserRow;
+  tokens: TokenPair;
+}
+
+/** A TOTP enrolment begun: the new secret and its otpauth:// URL for an authenticator app. */
+export interface MfaEnrolment {
+  secret: string;
+  otpauthUrl: string;
+}
+
+/** MFA turned on: the recovery codes (shown once), the other sign-ins it ended, whether to sign in again. */
+export interface MfaEnabled {
+  recoveryCodes: string[];
+  revokedSignIns: number;
+  signInAgain: boolean;
+}
+
+/** What logout-all and a password change leave of the user's API keys (which they do not end). */
 export interface ApiKeysAfterSignOut {
   /** Still live after the call (none when they were revoked). */
-  api_keys: Array<ReturnType<typeof presentApiKey>>;
-  /** Revoked by this call (`revoke_api_keys`). */
-  revoked_api_keys: Array<ReturnType<typeof presentApiKey>>;
+  live: ApiKeyRow[];
+  /** Revoked by this call (`revoke_api_keys`), as they are now. */
+  revoked: ApiKeyRow[];
+  /** When the call took effect: a key's status is told against it. */
+  at: number;
 }
 
 export interface AuthServiceDeps {
+  /** Opens the transactions; the rows go through the repositories below (built once by the container). */
   database: Database;
+  users: UserRepository;
+  credentials: CredentialRepository;
+  /** The prepared per-request reads (`prepareAuthReads`). */
+  reads: AuthReads;
   clock: Clock;
   hasher: PasswordHasher;
   accessTokens: AccessTokens;
@@ -75,11 +126,13 @@ export class AuthService {
   private readonly creds: CredentialRepository;
   private readonly reads: AuthReads;
   /**
-   * Principals already built, per credential: kept rows and verified claims are
-   * frozen and replaced rather than changed, so the same objects mean the same
-   * principal. Weak: nothing here outlives the rows it was built from.
+   * Principals built from a kept user row (`Kept`, Database.prepareRead), per
+   * verified claims (AccessTokens keeps them per token): reused while the read
+   * returns the same kept row. Weak: nothing outlives what it was built from.
    */
-  private readonly principals = new WeakMap<object, { user: object; principal: Principal }>();
+  private readonly tokenPrincipals = new WeakMap<object, { user: Kept<object>; principal: Kept<Principal> }>();
+  /** Principals built from a kept API key row, per row: a new row (after any write) builds a new one. */
+  private readonly keyPrincipals = new WeakMap<Kept<object>, Kept<Principal>>();
   /**
    * API key -> its sha256, for keys that were well formed and found: the format
    * check and the hash are skipped on the key's next request. Bounded, oldest
@@ -90,9 +143,9 @@ export class AuthService {
   private observer: AuthObserver | null = null;
 
   constructor(private readonly deps: AuthServiceDeps) {
-    this.users = new UserRepository(deps.database.db);
-    this.creds = new CredentialRepository(deps.database.db);
-    this.reads = prepareAuthReads(deps.database);
+    this.users = deps.users;
+    this.creds = deps.credentials;
+    this.reads = deps.reads;
   }
 
   /** Reports each outcome of `authenticate`, `login` and `refresh` to `observer`. */
@@ -114,10 +167,17 @@ export class AuthService {
   }
 
   private audit(event: Omit<AuditEvent, 'ip' | 'userAgent' | 'requestId'>, client?: ClientInfo): Promise<void> {
-    return this.deps.audit.record({ ...event, ip: client?.ip ?? null, userAgent: client?.userAgent ?? null, requestId: client?.requestId ?? null });
+    return this.deps.audit.record({ ...event, ...auditContext(client) });
   }
 
-  private async failLogin(email: string, user: UserRow | undefined, reason: string, client: ClientInfo, error: GatewayError, attempt: ThrottledAttempt): Promise<never> {
+  private async failLogin(
+    email: string,
+    user: UserRow | undefined,
+    reason: string,
+    client: ClientInfo,
+    error: GatewayError,
+    attempt: ThrottledAttempt,
+  ): Promise<never> {
     attempt.failed();
     await this.audit(
       {
@@ -164,11 +224,11 @@ export class AuthService {
   }
 
   /** POST /v1/auth/login. */
-  login(input: { email: string; password: string; mfa_token?: string }, client: ClientInfo) {
+  login(input: SignInInput, client: ClientInfo): Promise<SignedIn> {
     return this.observed('password', this.signIn(input, client));
   }
 
-  private async signIn(input: { email: string; password: string; mfa_token?: string }, client: ClientInfo) {
+  private async signIn(input: SignInInput, client: ClientInfo): Promise<SignedIn> {
     const email = normalizeEmail(input.email);
     if (Buffer.byteLength(input.password, 'utf8') > MAX_PASSWORD_BYTES) {
       throw new GatewayError('INVALID_FIELD', `password must be at most ${MAX_PASSWORD_BYTES} bytes`, {
@@ -177,35 +237,93 @@ export class AuthService {
     }
     // Reserved before any check (atomic, so parallel guesses cannot all pass); kept when a check fails.
     const attempt = await this.reserveCheck(email, client, () =>
-      this.audit({ action: 'auth.login_throttled', outcome: 'denied', actor: { type: 'anonymous', id: null }, tenantId: null, details: { email } }, client),
+      this.audit(
+        {
+          action: 'auth.login_throttled',
+          outcome: 'denied',
+          actor: { type: 'anonymous', id: null },
+          tenantId: null,
+          details: { email },
+        },
+        client,
+      ),
     );
     return this.signInReserved(input, email, client, attempt).finally(() => attempt.release());
   }
 
-  private async signInReserved(input: { email: string; password: string; mfa_token?: string }, email: string, client: ClientInfo, attempt: ThrottledAttempt) {
+  private async signInReserved(
+    input: SignInInput,
+    email: string,
+    client: ClientInfo,
+    attempt: ThrottledAttempt,
+  ): Promise<SignedIn> {
     const user = await this.users.findByEmail(email);
-    const ok = await this.deps.hasher.verify(user?.password_hash ?? null, input.password, { clients: [`ip:${client.ip}`], signIn: true });
+    const ok = await this.deps.hasher.verify(user?.password_hash ?? null, input.password, {
+      clients: [`ip:${client.ip}`],
+      signIn: true,
+    });
     const invalid = new GatewayError('INVALID_CREDENTIALS', 'email or password is incorrect');
-    if (!ok || !user) return this.failLogin(email, user, user ? 'wrong_password' : 'unknown_email', client, invalid, attempt);
+    if (!ok || !user)
+      return this.failLogin(email, user, user ? 'wrong_password' : 'unknown_email', client, invalid, attempt);
     if (user.status !== 'active') {
-      return this.failLogin(email, user, 'account_suspended', client, new GatewayError('ACCOUNT_SUSPENDED', 'this account is suspended'), attempt);
+      return this.failLogin(
+        email,
+        user,
+        'account_suspended',
+        client,
+        new GatewayError('ACCOUNT_SUSPENDED', 'this account is suspended'),
+        attempt,
+      );
     }
     if (user.mfa_enabled === 1) {
       if (!input.mfa_token) {
-        return this.failLogin(email, user, 'mfa_missing', client, new GatewayError('MFA_REQUIRED', 'a TOTP code or recovery code is required (mfa_token)'), attempt);
+        return this.failLogin(
+          email,
+          user,
+          'mfa_missing',
+          client,
+          new GatewayError('MFA_REQUIRED', 'a TOTP code or recovery code is required (mfa_token)'),
+          attempt,
+        );
       }
       const how = await this.checkSecondFactor(user, input.mfa_token, client);
-      if (!how) return this.failLogin(email, user, 'invalid_mfa', client, new GatewayError('INVALID_MFA', 'the TOTP or recovery code is invalid'), attempt);
+      if (!how)
+        return this.failLogin(
+          email,
+          user,
+          'invalid_mfa',
+          client,
+          new GatewayError('INVALID_MFA', 'the TOTP or recovery code is invalid'),
+          attempt,
+        );
       if (how === 'recovery_code') {
-        await this.audit({ action: 'auth.mfa_recovery_used', outcome: 'success', actor: { type: 'user', id: user.id }, tenantId: user.tenant_id, target: { type: 'user', id: user.id } }, client);
+        await this.audit(
+          {
+            action: 'auth.mfa_recovery_used',
+            outcome: 'success',
+            actor: { type: 'user', id: user.id },
+            tenantId: user.tenant_id,
+            target: { type: 'user', id: user.id },
+          },
+          client,
+        );
       }
     }
     await attempt.succeeded();
     const now = this.deps.clock.now();
     await this.users.update(user.id, { last_login_at: now });
     const tokens = await this.issueTokens(user, newId('rtk', now));
-    await this.audit({ action: 'auth.login', outcome: 'success', actor: { type: 'user', id: user.id }, tenantId: user.tenant_id, target: { type: 'user', id: user.id } }, client);
-    return { user: presentUser({ ...user, last_login_at: now }), tokens };
+    await this.audit(
+      {
+        action: 'auth.login',
+        outcome: 'success',
+        actor: { type: 'user', id: user.id },
+        tenantId: user.tenant_id,
+        target: { type: 'user', id: user.id },
+      },
+      client,
+    );
+    return { user: { ...user, last_login_at: now }, tokens };
   }
 
   /**
@@ -213,7 +331,11 @@ export class AuthService {
    * the same budgets for sign-in and for the checks behind a session), or
    * audits the refusal (`denied`) and throws 429 LOGIN_THROTTLED.
    */
-  private async reserveCheck(email: string, client: ClientInfo, denied: () => Promise<void>): Promise<ThrottledAttempt> {
+  private async reserveCheck(
+    email: string,
+    client: ClientInfo,
+    denied: () => Promise<void>,
+  ): Promise<ThrottledAttempt> {
     try {
       return await this.deps.throttle.reserve(email, client.ip);
     } catch (err) {
@@ -240,7 +362,12 @@ export class AuthService {
    * (audited as `auth.mfa_unreadable`), not a bare 500; recovery codes are
    * hashed, not sealed, and keep working.
    */
-  private async checkSecondFactor(user: UserRow, token: string, client?: ClientInfo, during: 'login' | 'mfa_disable' = 'login'): Promise<'totp' | 'recovery_code' | null> {
+  private async checkSecondFactor(
+    user: UserRow,
+    token: string,
+    client?: ClientInfo,
+    during: 'login' | 'mfa_disable' = 'login',
+  ): Promise<'totp' | 'recovery_code' | null> {
     const now = this.deps.clock.now();
     if (/^\d{6}$/.test(token)) {
       if (!user.mfa_secret_enc) return null;
@@ -254,12 +381,24 @@ export class AuthService {
   }
 
   /** The user's TOTP secret; MFA_UNAVAILABLE, audited, when it opens with neither JWT_SECRET nor a JWT_PREVIOUS_SECRETS entry. */
-  private async openMfaSecret(user: UserRow, sealed: string, client: ClientInfo | undefined, during: string): Promise<string> {
+  private async openMfaSecret(
+    user: UserRow,
+    sealed: string,
+    client: ClientInfo | undefined,
+    during: string,
+  ): Promise<string> {
     try {
       return this.deps.secretBox.open(sealed);
     } catch {
       await this.audit(
-        { action: 'auth.mfa_unreadable', outcome: 'failure', actor: { type: 'user', id: user.id }, tenantId: user.tenant_id, target: { type: 'user', id: user.id }, details: { during } },
+        {
+          action: 'auth.mfa_unreadable',
+          outcome: 'failure',
+          actor: { type: 'user', id: user.id },
+          tenantId: user.tenant_id,
+          target: { type: 'user', id: user.id },
+          details: { during },
+        },
         client,
       );
       throw new GatewayError(
@@ -284,7 +423,14 @@ export class AuthService {
       used_at: null,
     });
     return {
-      access_token: this.deps.accessTokens.sign({ id: user.id, scopes: scopesForRole(user.role), tier: user.tier, role: user.role, tenantId: user.tenant_id, signInId: familyId }),
+      access_token: this.deps.accessTokens.sign({
+        id: user.id,
+        scopes: scopesForRole(user.role),
+        tier: user.tier,
+        role: user.role,
+        tenantId: user.tenant_id,
+        signInId: familyId,
+      }),
       refresh_token: refresh,
       expires_in: this.deps.accessTokens.ttlSeconds,
       token_type: 'Bearer',
@@ -308,8 +454,21 @@ export class AuthService {
     const user = await this.users.findById(row.user_id);
     const reused = async (): Promise<never> => {
       await this.revokeSignIn(row.user_id, row.family_id);
-      await this.audit({ action: 'auth.refresh_reused', outcome: 'denied', actor: { type: 'user', id: row.user_id }, tenantId: user?.tenant_id ?? null, target: { type: 'user', id: row.user_id }, details: { family_id: row.family_id } }, client);
-      throw new GatewayError('REFRESH_TOKEN_REUSED', 'refresh token was already used; every session of this sign-in is revoked');
+      await this.audit(
+        {
+          action: 'auth.refresh_reused',
+          outcome: 'denied',
+          actor: { type: 'user', id: row.user_id },
+          tenantId: user?.tenant_id ?? null,
+          target: { type: 'user', id: row.user_id },
+          details: { family_id: row.family_id },
+        },
+        client,
+      );
+      throw new GatewayError(
+        'REFRESH_TOKEN_REUSED',
+        'refresh token was already used; every session of this sign-in is revoked',
+      );
     };
     if (row.status === 'used') return reused();
     if (row.status === 'revoked') throw invalid;
@@ -326,7 +485,16 @@ export class AuthService {
       return this.issueTokens(user, row.family_id, trx);
     });
     if (!tokens) return reused();
-    await this.audit({ action: 'auth.refresh', outcome: 'success', actor: { type: 'user', id: user.id }, tenantId: user.tenant_id, target: { type: 'user', id: user.id } }, client);
+    await this.audit(
+      {
+        action: 'auth.refresh',
+        outcome: 'success',
+        actor: { type: 'user', id: user.id },
+        tenantId: user.tenant_id,
+        target: { type: 'user', id: user.id },
+      },
+      client,
+    );
     return { tokens };
   }
 
@@ -344,10 +512,21 @@ export class AuthService {
    * refused from the next request on.
    */
   async logout(principal: Principal, refreshToken: string, client: ClientInfo): Promise<void> {
-    const row = /^rt_[A-Za-z0-9_-]{43}$/.test(refreshToken) ? await this.creds.findRefreshToken(hashSecret(refreshToken)) : undefined;
+    const row = /^rt_[A-Za-z0-9_-]{43}$/.test(refreshToken)
+      ? await this.creds.findRefreshToken(hashSecret(refreshToken))
+      : undefined;
     if (!row || row.user_id !== principal.userId) throw new GatewayError('INVALID_TOKEN', 'refresh token is invalid');
     await this.revokeSignIn(row.user_id, row.family_id);
-    await this.audit({ action: 'auth.logout', outcome: 'success', actor: { type: 'user', id: principal.userId }, tenantId: principal.tenantId, target: { type: 'user', id: principal.userId } }, client);
+    await this.audit(
+      {
+        action: 'auth.logout',
+        outcome: 'success',
+        actor: { type: 'user', id: principal.userId },
+        tenantId: principal.tenantId,
+        target: { type: 'user', id: principal.userId },
+      },
+      client,
+    );
   }
 
   /**
@@ -355,16 +534,35 @@ export class AuthService {
    * token issued so far refused. API keys are not sign-ins: the answer lists
    * the ones still live, and `revokeApiKeys` revokes them in the same transaction.
    */
-  async logoutEverywhere(principal: Principal, client: ClientInfo, options: { revokeApiKeys?: boolean } = {}): Promise<ApiKeysAfterSignOut> {
+  async logoutEverywhere(
+    principal: Principal,
+    client: ClientInfo,
+    options: { revokeApiKeys?: boolean } = {},
+  ): Promise<ApiKeysAfterSignOut> {
     const now = this.deps.clock.now();
     const keys = await this.deps.database.transaction(async (trx) => {
       // The user row first, then the tokens: the order every transaction touching both takes (see rotate).
       await this.users.with(trx).update(principal.userId, { tokens_not_before: now + 1, updated_at: now });
       await this.creds.with(trx).revokeAllForUser(principal.userId);
-      return this.settleApiKeys(trx, principal.userId, principal.tenantId, options.revokeApiKeys === true, 'logout_all', now, client);
+      return this.settleApiKeys(
+        trx,
+        principal.userId,
+        principal.tenantId,
+        options.revokeApiKeys === true,
+        'logout_all',
+        now,
+        client,
+      );
     });
     await this.audit(
-      { action: 'auth.logout_all', outcome: 'success', actor: { type: 'user', id: principal.userId }, tenantId: principal.tenantId, target: { type: 'user', id: principal.userId }, details: { keys_revoked: keys.revoked_api_keys.length, keys_live: keys.api_keys.length } },
+      {
+        action: 'auth.logout_all',
+        outcome: 'success',
+        actor: { type: 'user', id: principal.userId },
+        tenantId: principal.tenantId,
+        target: { type: 'user', id: principal.userId },
+        details: { keys_revoked: keys.revoked.length, keys_live: keys.live.length },
+      },
       client,
     );
     return keys;
@@ -374,19 +572,41 @@ export class AuthService {
    * The user's live API keys after a sign-out everywhere: listed, or revoked
    * (each audited as `key.revoke` with the reason) when `revoke`, inside `trx`.
    */
-  private async settleApiKeys(trx: Queryable, userId: string, tenantId: string | null, revoke: boolean, reason: 'logout_all' | 'password_change', now: number, client: ClientInfo): Promise<ApiKeysAfterSignOut> {
+  private async settleApiKeys(
+    trx: Queryable,
+    userId: string,
+    tenantId: string | null,
+    revoke: boolean,
+    reason: 'logout_all' | 'password_change',
+    now: number,
+    client: ClientInfo,
+  ): Promise<ApiKeysAfterSignOut> {
     const creds = this.creds.with(trx);
     const live = await creds.listLiveApiKeys(userId, now);
-    if (!revoke) return { api_keys: live.map((k) => presentApiKey(k, now)), revoked_api_keys: [] };
-    const revoked = new Set(await creds.revokeApiKeysOf(userId, live.map((k) => k.id), now));
+    if (!revoke) return { live, revoked: [], at: now };
+    const revoked = new Set(
+      await creds.revokeApiKeysOf(
+        userId,
+        live.map((k) => k.id),
+        now,
+      ),
+    );
     const gone = live.filter((k) => revoked.has(k.id));
     for (const k of gone) {
       await this.deps.audit.record(
-        { action: 'key.revoke', outcome: 'success', actor: { type: 'user', id: userId }, tenantId: k.tenant_id ?? tenantId, target: { type: 'api_key', id: k.id }, ip: client.ip, userAgent: client.userAgent, requestId: client.requestId, details: { owner_id: userId, reason } },
+        {
+          action: 'key.revoke',
+          outcome: 'success',
+          actor: { type: 'user', id: userId },
+          tenantId: k.tenant_id ?? tenantId,
+          target: { type: 'api_key', id: k.id },
+          ...auditContext(client),
+          details: { owner_id: userId, reason },
+        },
         trx,
       );
     }
-    return { api_keys: [], revoked_api_keys: gone.map((k) => presentApiKey({ ...k, revoked_at: now }, now)) };
+    return { live: [], revoked: gone.map((k) => ({ ...k, revoked_at: now })), at: now };
   }
 
   /**
@@ -394,18 +614,46 @@ export class AuthService {
    * session. Lists (or, with `revokeApiKeys`, revokes) the live API keys as
    * logout-all does.
    */
-  async changePassword(principal: Principal, current: string, next: string, client: ClientInfo, options: { revokeApiKeys?: boolean } = {}): Promise<ApiKeysAfterSignOut> {
+  async changePassword(
+    principal: Principal,
+    current: string,
+    next: string,
+    client: ClientInfo,
+    options: { revokeApiKeys?: boolean } = {},
+  ): Promise<ApiKeysAfterSignOut> {
     checkPasswordPolicy(next, 'new_password');
     const user = await this.users.findById(principal.userId);
     // Throttled like a sign-in, per user (its email) and per address; the hashes are this user's share.
     const claim = { clients: [`user:${principal.userId}`, `ip:${client.ip}`] };
     const attempt = user
       ? await this.reserveCheck(user.email, client, () =>
-          this.audit({ action: 'auth.password_change', outcome: 'denied', actor: { type: 'user', id: principal.userId }, tenantId: principal.tenantId, details: { reason: 'throttled' } }, client),
+          this.audit(
+            {
+              action: 'auth.password_change',
+              outcome: 'denied',
+              actor: { type: 'user', id: principal.userId },
+              tenantId: principal.tenantId,
+              details: { reason: 'throttled' },
+            },
+            client,
+          ),
         )
       : null;
-    if (!user || !attempt || !(await this.settle(attempt, () => this.deps.hasher.verify(user.password_hash, current, claim)))) {
-      await this.audit({ action: 'auth.password_change', outcome: 'failure', actor: { type: 'user', id: principal.userId }, tenantId: principal.tenantId, details: { reason: 'wrong_password' } }, client);
+    if (
+      !user ||
+      !attempt ||
+      !(await this.settle(attempt, () => this.deps.hasher.verify(user.password_hash, current, claim)))
+    ) {
+      await this.audit(
+        {
+          action: 'auth.password_change',
+          outcome: 'failure',
+          actor: { type: 'user', id: principal.userId },
+          tenantId: principal.tenantId,
+          details: { reason: 'wrong_password' },
+        },
+        client,
+      );
       throw new GatewayError('INVALID_CREDENTIALS', 'current password is incorrect');
     }
     const hash = await this.deps.hasher.hash(next, claim);
@@ -413,23 +661,51 @@ export class AuthService {
     const keys = await this.deps.database.transaction(async (trx) => {
       await this.users.with(trx).update(user.id, { password_hash: hash, tokens_not_before: now + 1, updated_at: now });
       await this.creds.with(trx).revokeAllForUser(user.id);
-      return this.settleApiKeys(trx, user.id, user.tenant_id, options.revokeApiKeys === true, 'password_change', now, client);
+      return this.settleApiKeys(
+        trx,
+        user.id,
+        user.tenant_id,
+        options.revokeApiKeys === true,
+        'password_change',
+        now,
+        client,
+      );
     });
     await this.audit(
-      { action: 'auth.password_change', outcome: 'success', actor: { type: 'user', id: user.id }, tenantId: user.tenant_id, target: { type: 'user', id: user.id }, details: { keys_revoked: keys.revoked_api_keys.length, keys_live: keys.api_keys.length } },
+      {
+        action: 'auth.password_change',
+        outcome: 'success',
+        actor: { type: 'user', id: user.id },
+        tenantId: user.tenant_id,
+        target: { type: 'user', id: user.id },
+        details: { keys_revoked: keys.revoked.length, keys_live: keys.live.length },
+      },
       client,
     );
     return keys;
   }
 
   /** POST /v1/auth/mfa/setup: a new secret, pending until enabled with a valid code. */
-  async mfaSetup(principal: Principal, client: ClientInfo): Promise<{ secret: string; otpauth_url: string }> {
+  async mfaSetup(principal: Principal, client: ClientInfo): Promise<MfaEnrolment> {
     const user = await this.mustUser(principal.userId);
     if (user.mfa_enabled === 1) throw new GatewayError('INVALID_STATE', 'MFA is already enabled; disable it first');
     const secret = newTotpSecret();
-    await this.users.update(user.id, { mfa_secret_enc: this.deps.secretBox.seal(secret), mfa_last_step: null, updated_at: this.deps.clock.now() });
-    await this.audit({ action: 'auth.mfa_setup', outcome: 'success', actor: { type: 'user', id: user.id }, tenantId: user.tenant_id, target: { type: 'user', id: user.id } }, client);
-    return { secret, otpauth_url: totpUri(secret, user.email, this.deps.issuer) };
+    await this.users.update(user.id, {
+      mfa_secret_enc: this.deps.secretBox.seal(secret),
+      mfa_last_step: null,
+      updated_at: this.deps.clock.now(),
+    });
+    await this.audit(
+      {
+        action: 'auth.mfa_setup',
+        outcome: 'success',
+        actor: { type: 'user', id: user.id },
+        tenantId: user.tenant_id,
+        target: { type: 'user', id: user.id },
+      },
+      client,
+    );
+    return { secret, otpauthUrl: totpUri(secret, user.email, this.deps.issuer) };
   }
 
   /**
@@ -438,16 +714,25 @@ export class AuthService {
    * revoked and their access tokens refused), so a refresh token taken before
    * cannot skip the second factor. The caller's sign-in (its `sid`) is kept;
    * a caller whose access token names none (issued before sign-in ids) keeps
-   * no refresh token either: `sign_in_again`.
+   * no refresh token either: `signInAgain`.
    */
-  async mfaEnable(principal: Principal, token: string, client: ClientInfo): Promise<{ recovery_codes: string[]; revoked_sign_ins: number; sign_in_again: boolean }> {
+  async mfaEnable(principal: Principal, token: string, client: ClientInfo): Promise<MfaEnabled> {
     const user = await this.mustUser(principal.userId);
     if (user.mfa_enabled === 1) throw new GatewayError('INVALID_STATE', 'MFA is already enabled');
     if (!user.mfa_secret_enc) throw new GatewayError('INVALID_STATE', 'call /v1/auth/mfa/setup first');
     const now = this.deps.clock.now();
     const step = checkTotp(this.deps.secretBox.open(user.mfa_secret_enc), token, now);
     if (step === null || !(await this.users.advanceMfaStep(user.id, step))) {
-      await this.audit({ action: 'auth.mfa_enable', outcome: 'failure', actor: { type: 'user', id: user.id }, tenantId: user.tenant_id, details: { reason: 'invalid_mfa' } }, client);
+      await this.audit(
+        {
+          action: 'auth.mfa_enable',
+          outcome: 'failure',
+          actor: { type: 'user', id: user.id },
+          tenantId: user.tenant_id,
+          details: { reason: 'invalid_mfa' },
+        },
+        client,
+      );
       throw new GatewayError('INVALID_MFA', 'the TOTP code is invalid');
     }
     const codes = newRecoveryCodes(10);
@@ -461,10 +746,17 @@ export class AuthService {
       return this.creds.with(trx).revokeOtherFamilies(user.id, keep, now);
     });
     await this.audit(
-      { action: 'auth.mfa_enable', outcome: 'success', actor: { type: 'user', id: user.id }, tenantId: user.tenant_id, target: { type: 'user', id: user.id }, details: { revoked_sign_ins: revoked, kept_sign_in: keep } },
+      {
+        action: 'auth.mfa_enable',
+        outcome: 'success',
+        actor: { type: 'user', id: user.id },
+        tenantId: user.tenant_id,
+        target: { type: 'user', id: user.id },
+        details: { revoked_sign_ins: revoked, kept_sign_in: keep },
+      },
       client,
     );
-    return { recovery_codes: codes, revoked_sign_ins: revoked, sign_in_again: keep === null };
+    return { recoveryCodes: codes, revokedSignIns: revoked, signInAgain: keep === null };
   }
 
   /** POST /v1/auth/mfa/disable: needs a current TOTP or a recovery code. */
@@ -473,18 +765,52 @@ export class AuthService {
     if (user.mfa_enabled !== 1) throw new GatewayError('INVALID_STATE', 'MFA is not enabled');
     // Throttled like a sign-in, per user (its email) and per address.
     const attempt = await this.reserveCheck(user.email, client, () =>
-      this.audit({ action: 'auth.mfa_disable', outcome: 'denied', actor: { type: 'user', id: user.id }, tenantId: user.tenant_id, details: { reason: 'throttled' } }, client),
+      this.audit(
+        {
+          action: 'auth.mfa_disable',
+          outcome: 'denied',
+          actor: { type: 'user', id: user.id },
+          tenantId: user.tenant_id,
+          details: { reason: 'throttled' },
+        },
+        client,
+      ),
     );
-    if (!(await this.settle(attempt, async () => (await this.checkSecondFactor(user, token, client, 'mfa_disable')) !== null))) {
-      await this.audit({ action: 'auth.mfa_disable', outcome: 'failure', actor: { type: 'user', id: user.id }, tenantId: user.tenant_id, details: { reason: 'invalid_mfa' } }, client);
+    if (
+      !(await this.settle(
+        attempt,
+        async () => (await this.checkSecondFactor(user, token, client, 'mfa_disable')) !== null,
+      ))
+    ) {
+      await this.audit(
+        {
+          action: 'auth.mfa_disable',
+          outcome: 'failure',
+          actor: { type: 'user', id: user.id },
+          tenantId: user.tenant_id,
+          details: { reason: 'invalid_mfa' },
+        },
+        client,
+      );
       throw new GatewayError('INVALID_MFA', 'the TOTP or recovery code is invalid');
     }
     const now = this.deps.clock.now();
     await this.deps.database.transaction(async (trx) => {
-      await this.users.with(trx).update(user.id, { mfa_enabled: 0, mfa_secret_enc: null, mfa_last_step: null, updated_at: now });
+      await this.users
+        .with(trx)
+        .update(user.id, { mfa_enabled: 0, mfa_secret_enc: null, mfa_last_step: null, updated_at: now });
       await this.users.with(trx).replaceRecoveryCodes(user.id, []);
     });
-    await this.audit({ action: 'auth.mfa_disable', outcome: 'success', actor: { type: 'user', id: user.id }, tenantId: user.tenant_id, target: { type: 'user', id: user.id } }, client);
+    await this.audit(
+      {
+        action: 'auth.mfa_disable',
+        outcome: 'success',
+        actor: { type: 'user', id: user.id },
+        tenantId: user.tenant_id,
+        target: { type: 'user', id: user.id },
+      },
+      client,
+    );
   }
 
   private async mustUser(id: string): Promise<UserRow> {
@@ -502,12 +828,82 @@ export class AuthService {
    */
   authenticate(header: string | undefined): Promise<Principal> {
     if (!this.observer) return this.authenticateHeader(header);
-    const method: AuthMethod = header?.startsWith('Bearer ') ? 'jwt' : header?.startsWith('ApiKey ') ? 'api_key' : 'none';
+    const method: AuthMethod = header?.startsWith('Bearer ')
+      ? 'jwt'
+      : header?.startsWith('ApiKey ')
+        ? 'api_key'
+        : 'none';
     return this.observed(method, this.authenticateHeader(header));
   }
 
+  /**
+   * `authenticate`, and what can end the credential (for connections that stay
+   * open: the stream). The token's times come from its verified claims.
+   */
+  async grant(header: string | undefined): Promise<CredentialGrant> {
+    return this.grantOf(await this.authenticate(header), header!);
+  }
+
+  /**
+   * The grant of a principal that `authenticate` already accepted from `header` (a route's
+   * guard did): what can end it, without authenticating again (no second outcome for the
+   * auth metric). `header` must be the one the principal came from.
+   */
+  async grantOf(principal: Principal, header: string): Promise<CredentialGrant> {
+    const space = header.indexOf(' ');
+    const credential = header.slice(space + 1).trim();
+    if (space <= 0 || header.slice(0, space) !== (principal.via === 'jwt' ? 'Bearer' : 'ApiKey')) {
+      throw new GatewayError('INVALID_TOKEN', 'credential is invalid');
+    }
+    if (principal.via === 'jwt') {
+      // Verified a moment ago: a lookup in AccessTokens' cache of checked tokens, not a second decode.
+      const claims = this.deps.accessTokens.verify(credential);
+      if (claims.sub !== principal.userId) throw new GatewayError('INVALID_TOKEN', 'credential is invalid');
+      return { principal, expiresAt: claims.exp * 1000, issuedAtMs: claims.iat_ms };
+    }
+    const key = principal.apiKeyId ? await this.creds.findApiKey(principal.apiKeyId) : undefined;
+    // A key presented with its previous secret (rolled, in its grace period) ends with it: see grantEnded.
+    const secretHash = hashSecret(credential);
+    if (!key || (secretHash !== key.key_hash && secretHash !== key.previous_key_hash)) {
+      throw new GatewayError('INVALID_TOKEN', 'credential is invalid');
+    }
+    return { principal, expiresAt: key.expires_at, issuedAtMs: null, secretHash };
+  }
+
+  /**
+   * Why a grant no longer holds (the error code a 401 would carry now), or null
+   * while it does: expired, user gone or suspended, signed out everywhere, its
+   * sign-in ended (logout, refresh-token reuse, MFA enabled elsewhere), its API
+   * key revoked or expired. One user row and at most one key or sign-in row.
+   */
+  async grantEnded(grant: CredentialGrant): Promise<ErrorCode | null> {
+    const now = this.deps.clock.now();
+    const p = grant.principal;
+    if (grant.expiresAt !== null && grant.expiresAt <= now) {
+      return p.via === 'jwt' ? 'TOKEN_EXPIRED' : 'API_KEY_EXPIRED';
+    }
+    const user = await this.users.findById(p.userId);
+    if (!user) return 'INVALID_TOKEN';
+    if (user.status !== 'active') return 'ACCOUNT_SUSPENDED';
+    if (grant.issuedAtMs !== null && grant.issuedAtMs < Number(user.tokens_not_before)) return 'INVALID_TOKEN';
+    if (p.signInId && !(await this.creds.isSignInLive(p.userId, p.signInId))) return 'INVALID_TOKEN';
+    if (p.apiKeyId) {
+      const key = await this.creds.findApiKey(p.apiKeyId);
+      if (!key) return 'INVALID_TOKEN';
+      if (key.revoked_at !== null) return 'API_KEY_REVOKED';
+      if (key.expires_at !== null && key.expires_at <= now) return 'API_KEY_EXPIRED';
+      // Rolled since: the secret it was opened with holds only as the previous one, until its grace period ends.
+      const secret = grant.secretHash;
+      const grace = key.previous_expires_at;
+      const inGrace = secret === key.previous_key_hash && grace !== null && grace > now;
+      if (secret && secret !== key.key_hash && !inGrace) return 'INVALID_TOKEN';
+    }
+    return null;
+  }
+
   private async authenticateHeader(header: string | undefined): Promise<Principal> {
-    if (!header) throw new GatewayError('MISSING_TOKEN', 'Authorization header required: "Bearer <token>" or "ApiKey <key>"');
+    if (!header)
+      throw new GatewayError('MISSING_TOKEN', 'Authorization header required: "Bearer <token>" or "ApiKey <key>"');
     const space = header.indexOf(' ');
     const scheme = space > 0 ? header.slice(0, space) : header;
     const credential = space > 0 ? header.slice(space + 1).trim() : '';
@@ -519,15 +915,22 @@ export class AuthService {
   private async authenticateJwt(token: string): Promise<Principal> {
     const claims = this.deps.accessTokens.verify(token);
     // A token naming its sign-in is read with it in one query; one without (issued before sign-in ids) lives until it expires.
-    const user = claims.sid === undefined ? await this.reads.subject.first({ id: claims.sub }) : await this.reads.signedIn.first({ id: claims.sub, sid: claims.sid });
-    if (!user || claims.iat_ms < user.tokens_not_before) throw new GatewayError('INVALID_TOKEN', 'access token is invalid');
+    const user =
+      claims.sid === undefined
+        ? await this.reads.subject.first({ id: claims.sub })
+        : await this.reads.signedIn.first({ id: claims.sub, sid: claims.sid });
+    if (!user || claims.iat_ms < user.tokens_not_before)
+      throw new GatewayError('INVALID_TOKEN', 'access token is invalid');
     if (user.status !== 'active') throw new GatewayError('ACCOUNT_SUSPENDED', 'this account is suspended');
-    if ('sign_in_live' in user && !user.sign_in_live) throw new GatewayError('INVALID_TOKEN', 'access token is invalid');
-    const built = this.principals.get(claims);
+    if ('sign_in_live' in user && !user.sign_in_live)
+      throw new GatewayError('INVALID_TOKEN', 'access token is invalid');
+    const built = this.tokenPrincipals.get(claims);
     if (built?.user === user) return built.principal;
-    const principal = principalOf(user, claims.scopes, null, claims.sid ?? null);
-    if (Object.isFrozen(user)) this.principals.set(claims, { user, principal });
-    return principal;
+    const principal = buildPrincipal(user, claims.scopes, null, claims.sid ?? null);
+    if (!isKept(user)) return principal;
+    const kept = keep(principal);
+    this.tokenPrincipals.set(claims, { user, principal: kept });
+    return kept;
   }
 
   private async authenticateApiKey(key: string): Promise<Principal> {
@@ -543,17 +946,25 @@ export class AuthService {
     const now = this.deps.clock.now();
     // Found by the secret it had before its last roll: accepted until the end of the grace period only.
     if (row.key_hash !== hash && (row.previous_expires_at === null || row.previous_expires_at <= now)) {
-      throw new GatewayError('INVALID_TOKEN', 'API key is invalid: it was rolled to a new secret and its grace period is over');
+      throw new GatewayError(
+        'INVALID_TOKEN',
+        'API key is invalid: it was rolled to a new secret and its grace period is over',
+      );
     }
     if (row.revoked_at !== null) throw new GatewayError('API_KEY_REVOKED', 'API key has been revoked');
-    if (row.expires_at !== null && row.expires_at <= now) throw new GatewayError('API_KEY_EXPIRED', 'API key has expired');
+    if (row.expires_at !== null && row.expires_at <= now)
+      throw new GatewayError('API_KEY_EXPIRED', 'API key has expired');
     if (row.status !== 'active') throw new GatewayError('ACCOUNT_SUSPENDED', 'this account is suspended');
-    if (row.last_used_at === null || now - row.last_used_at > KEY_TOUCH_INTERVAL_MS) await this.creds.touchApiKey(row.key_id, now);
-    const built = this.principals.get(row);
-    if (built) return built.principal;
-    const principal = principalOf({ ...row, id: row.user_id }, JSON.parse(row.scopes) as string[], { id: row.key_id, rate_limit_per_hour: row.rate_limit_per_hour }, null);
-    if (Object.isFrozen(row)) this.principals.set(row, { user: row, principal });
-    return principal;
+    if (row.last_used_at === null || now - row.last_used_at > KEY_TOUCH_INTERVAL_MS)
+      await this.creds.touchApiKey(row.key_id, now);
+    const built = isKept(row) ? this.keyPrincipals.get(row) : undefined;
+    if (built) return built;
+    const apiKey = { id: row.key_id, rate_limit_per_hour: row.rate_limit_per_hour };
+    const principal = buildPrincipal({ ...row, id: row.user_id }, JSON.parse(row.scopes) as string[], apiKey, null);
+    if (!isKept(row)) return principal;
+    const kept = keep(principal);
+    this.keyPrincipals.set(row, kept);
+    return kept;
   }
 }
 
@@ -561,7 +972,12 @@ export class AuthService {
  * The principal of an active user: the credential's scopes cut down to what the
  * user's role holds now (a demoted user's old token or key loses the rest at once).
  */
-function principalOf(user: Omit<AuthSubject, 'tokens_not_before'>, credentialScopes: string[], key: { id: string; rate_limit_per_hour: number } | null, signInId: string | null): Principal {
+function buildPrincipal(
+  user: Omit<AuthSubject, 'tokens_not_before'>,
+  credentialScopes: string[],
+  key: { id: string; rate_limit_per_hour: number } | null,
+  signInId: string | null,
+): Principal {
   const allowed = new Set<string>(scopesForRole(user.role));
   return Object.freeze({
     userId: user.id,

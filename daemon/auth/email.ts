@@ -6,11 +6,11 @@ import { GatewayError } from '../errors.js';
  * whitespace inside, and anything not shaped like an address are refused.
  */
 export function normalizeEmail(value: unknown, field = 'email'): string {
-  const bad = (message: string) => new GatewayError('INVALID_FIELD', `${field} ${message}`, { details: [{ field, message }] });
+  const bad = (message: string) =>
+    new GatewayError('INVALID_FIELD', `${field} ${message}`, { details: [{ field, message }] });
   if (typeof value !== 'string') throw bad('must be a string');
   const email = value.normalize('NFKC').trim().toLowerCase();
   if (email.length === 0 || email.length > 320) throw bad('must be 1 to 320 characters');
-  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f-\u009f\s]/.test(email)) throw bad('must not contain whitespace or control characters');
   if (!/^[^@]{1,64}@[^@]+\.[^@.]+$/.test(email) || /[<>()[\]\\,;:"]/.test(email)) throw bad('must be an email address');
   return email;

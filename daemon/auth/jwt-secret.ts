@@ -12,7 +12,12 @@ export const MIN_SECRET_BYTES = 32;
  * with their derived secrets too, never for signing tokens. Held to the same
  * length rule as JWT_SECRET; the current secret among them is dropped.
  */
-export function resolvePreviousSecrets(options: { provided: string[]; current: Buffer; env: Env; logger: Logger }): Buffer[] {
+export function resolvePreviousSecrets(options: {
+  provided: string[];
+  current: Buffer;
+  env: Env;
+  logger: Logger;
+}): Buffer[] {
   const out: Buffer[] = [];
   options.provided.forEach((value, i) => {
     const bytes = secretBytes(`JWT_PREVIOUS_SECRETS entry ${i + 1}`, value, options.env, options.logger);
@@ -27,7 +32,10 @@ type Env = 'development' | 'production' | 'test';
 function secretBytes(name: string, value: string, env: Env, logger: Logger): Buffer {
   const bytes = Buffer.from(value, 'utf8');
   if (bytes.length < MIN_SECRET_BYTES) {
-    if (env === 'production') throw new ConfigError([`${name}: must be at least ${MIN_SECRET_BYTES} bytes in production (got ${bytes.length})`]);
+    if (env === 'production')
+      throw new ConfigError([
+        `${name}: must be at least ${MIN_SECRET_BYTES} bytes in production (got ${bytes.length})`,
+      ]);
     logger.warn(`${name} is shorter than ${MIN_SECRET_BYTES} bytes; refuse this in production`);
   }
   return bytes;
@@ -58,11 +66,16 @@ export function resolveJwtSecret(options: {
     }
     const secret = Buffer.from(readFileSync(file, 'utf8').trim(), 'base64url');
     if (secret.length >= MIN_SECRET_BYTES) return secret;
-    throw new ConfigError([`${file}: holds a secret shorter than ${MIN_SECRET_BYTES} bytes; delete it to generate a new one`]);
+    throw new ConfigError([
+      `${file}: holds a secret shorter than ${MIN_SECRET_BYTES} bytes; delete it to generate a new one`,
+    ]);
   }
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const secret = randomBytes(48);
   writeFileSync(file, secret.toString('base64url') + '\n', { mode: 0o600, flag: 'wx' });
-  logger.warn({ file }, 'JWT_SECRET is not set: generated a signing secret into the data directory (set JWT_SECRET in production)');
+  logger.warn(
+    { file },
+    'JWT_SECRET is not set: generated a signing secret into the data directory (set JWT_SECRET in production)',
+  );
   return secret;
 }

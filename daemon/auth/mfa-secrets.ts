@@ -1,5 +1,4 @@
-import type { Queryable } from '../storage/database.js';
-import { UserRepository } from '../storage/repos/users.js';
+import type { UserRepository } from '../storage/repos/users.js';
 import { SecretBox } from './secret-box.js';
 
 /** The HKDF purpose the TOTP secrets are sealed under (daemon/container.ts). */
@@ -19,10 +18,14 @@ export interface MfaSecretsReport {
  * daemon would (`keen-admin doctor`; the daemon's own start-up count is
  * AuthService.resealSecrets). Reads only.
  */
-export async function inspectMfaSecrets(db: Queryable, current: Buffer, previous: Buffer[]): Promise<MfaSecretsReport> {
+export async function inspectMfaSecrets(
+  users: UserRepository,
+  current: Buffer,
+  previous: Buffer[],
+): Promise<MfaSecretsReport> {
   const box = new SecretBox(current, TOTP_SECRET_PURPOSE, previous);
   const report: MfaSecretsReport = { sealed: 0, previous: 0, unreadable: [] };
-  for (const row of await new UserRepository(db).listSealedMfaSecrets()) {
+  for (const row of await users.listSealedMfaSecrets()) {
     report.sealed++;
     const opens = box.opens(row.mfa_secret_enc);
     if (opens === 'previous') report.previous++;

@@ -8,7 +8,10 @@ export const MAX_PASSWORD_BYTES = 1024;
 
 /** Refuses bad passwords before any hashing work: length in characters, size in bytes, control characters. */
 export function checkPasswordPolicy(password: unknown, field = 'password'): string {
-  if (typeof password !== 'string') throw new GatewayError('INVALID_FIELD', `${field} must be a string`, { details: [{ field, message: 'must be string' }] });
+  if (typeof password !== 'string')
+    throw new GatewayError('INVALID_FIELD', `${field} must be a string`, {
+      details: [{ field, message: 'must be string' }],
+    });
   if (Buffer.byteLength(password, 'utf8') > MAX_PASSWORD_BYTES) {
     throw new GatewayError('INVALID_FIELD', `${field} must be at most ${MAX_PASSWORD_BYTES} bytes`, {
       details: [{ field, message: `must be at most ${MAX_PASSWORD_BYTES} bytes` }],
@@ -19,7 +22,6 @@ export function checkPasswordPolicy(password: unknown, field = 'password'): stri
       details: [{ field, message: `must be at least ${MIN_PASSWORD_CHARS} characters` }],
     });
   }
-  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(password)) {
     throw new GatewayError('INVALID_FIELD', `${field} must not contain control characters`, {
       details: [{ field, message: 'must not contain control characters' }],
@@ -85,10 +87,14 @@ export class PasswordHasher {
     const clients = [...new Set(claim?.clients ?? [])];
     const signIn = claim?.signIn === true;
     if (this.pending >= this.capacity || (!signIn && this.otherWork >= this.maxOtherWork)) {
-      throw new GatewayError('UNAVAILABLE', 'too many sign-ins in progress; retry shortly', { headers: { 'Retry-After': '1' } });
+      throw new GatewayError('UNAVAILABLE', 'too many sign-ins in progress; retry shortly', {
+        headers: { 'Retry-After': '1' },
+      });
     }
     if (clients.some((c) => (this.held.get(c) ?? 0) >= this.maxPerClient)) {
-      throw new GatewayError('UNAVAILABLE', 'too many password checks in progress for this client; retry shortly', { headers: { 'Retry-After': '1' } });
+      throw new GatewayError('UNAVAILABLE', 'too many password checks in progress for this client; retry shortly', {
+        headers: { 'Retry-After': '1' },
+      });
     }
     for (const c of clients) this.held.set(c, (this.held.get(c) ?? 0) + 1);
     if (!signIn) this.otherWork += 1;

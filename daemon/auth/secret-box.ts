@@ -15,7 +15,8 @@ export class SecretBox {
   private readonly previous: Buffer[];
 
   constructor(serverSecret: Buffer, purpose: string, previousSecrets: Buffer[] = []) {
-    const derive = (secret: Buffer) => Buffer.from(hkdfSync('sha256', secret, Buffer.alloc(0), `keen-gateway:${purpose}`, 32));
+    const derive = (secret: Buffer) =>
+      Buffer.from(hkdfSync('sha256', secret, Buffer.alloc(0), `keen-gateway:${purpose}`, 32));
     this.key = derive(serverSecret);
     this.previous = previousSecrets.map(derive);
   }
@@ -29,7 +30,9 @@ export class SecretBox {
     const iv = randomBytes(12);
     const cipher = createCipheriv('aes-256-gcm', this.key, iv);
     const ct = Buffer.concat([cipher.update(plain, 'utf8'), cipher.final()]);
-    return ['v1', iv.toString('base64url'), cipher.getAuthTag().toString('base64url'), ct.toString('base64url')].join('.');
+    return ['v1', iv.toString('base64url'), cipher.getAuthTag().toString('base64url'), ct.toString('base64url')].join(
+      '.',
+    );
   }
 
   open(sealed: string): string {
@@ -54,7 +57,11 @@ export class SecretBox {
   private openWithAny(sealed: string): { plain: string; current: boolean } {
     const [v, iv, tag, ct] = sealed.split('.');
     if (v !== 'v1' || !iv || !tag || ct === undefined) throw new Error('sealed value has an unknown format');
-    const [ivBytes, tagBytes, ctBytes] = [iv, tag, ct].map((part) => Buffer.from(part, 'base64url')) as [Buffer, Buffer, Buffer];
+    const [ivBytes, tagBytes, ctBytes] = [iv, tag, ct].map((part) => Buffer.from(part, 'base64url')) as [
+      Buffer,
+      Buffer,
+      Buffer,
+    ];
     const keys = [this.key, ...this.previous];
     for (let i = 0; i < keys.length; i++) {
       try {

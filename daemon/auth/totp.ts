@@ -23,7 +23,15 @@ export function totpNow(secret: string, nowMs: number): string {
  */
 export function checkTotp(secret: string, code: string, nowMs: number): number | null {
   if (!/^\d{6}$/.test(code)) return null;
-  const r = verifySync({ secret, token: code, epoch: Math.floor(nowMs / 1000), epochTolerance: PERIOD, period: PERIOD, digits: 6, algorithm: 'sha1' });
+  const r = verifySync({
+    secret,
+    token: code,
+    epoch: Math.floor(nowMs / 1000),
+    epochTolerance: PERIOD,
+    period: PERIOD,
+    digits: 6,
+    algorithm: 'sha1',
+  });
   return r.valid ? ((r as { timeStep?: number }).timeStep ?? null) : null;
 }
 

@@ -6,8 +6,10 @@ import { BackupError, DOCS_SECTION } from './snapshot.js';
 
 /** Control characters escaped: a hostile member name or manifest value cannot rewrite the terminal. */
 function clean(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return text.replace(
+    /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 const WIDTH = 'checksums'.length;
@@ -43,7 +45,9 @@ export async function restoreCommand(file: string, options: { config?: string; f
     );
   } catch (err) {
     if (err instanceof BackupError) {
-      failWith(`${err.code === 'RESTORE_REFUSED' ? 'restore refused' : 'cannot restore'}: ${err.message}${err.code === 'RESTORE_REFUSED' ? '; nothing was replaced' : ''}${err.code === 'POSTGRES_UNSUPPORTED' ? '' : ` (${DOCS_SECTION})`}`);
+      failWith(
+        `${err.code === 'RESTORE_REFUSED' ? 'restore refused' : 'cannot restore'}: ${err.message}${err.code === 'RESTORE_REFUSED' ? '; nothing was replaced' : ''}${err.code === 'POSTGRES_UNSUPPORTED' ? '' : ` (${DOCS_SECTION})`}`,
+      );
     }
     failWith(`restore failed: ${err instanceof Error ? err.message : String(err)}`);
   }

@@ -1,5 +1,15 @@
 import { createPrivateKey, createPublicKey } from 'node:crypto';
-import { copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { CHECKPOINT_FILE, SIGNING_KEY_FILE, verifyCheckpoints, type Checkpoint } from '../audit/checkpoints.js';
@@ -11,7 +21,11 @@ import type { ResolvedConfig } from '../config/load.js';
 import { CreditLedger } from '../credits/ledger.js';
 import { acquireDataDirLock, DataDirLockedError, type DataDirLock } from '../data-dir-lock.js';
 import { createLogger } from '../logger.js';
-import { Database } from '../storage/database.js';
+import { databaseFromConfig, type Database } from '../storage/database.js';
+import { AuditRepository } from '../storage/repos/audit.js';
+import { creditRepositories } from '../storage/repos/credits.js';
+import { OperationsReads } from '../storage/repos/operations.js';
+import { UserRepository } from '../storage/repos/users.js';
 import { MIGRATIONS } from '../storage/migrations/index.js';
 import { migrateToLatest, pendingMigrations } from '../storage/migrator.js';
 import {
@@ -109,7 +123,8 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
   try {
     lock = acquireDataDirLock(config.data_dir);
   } catch (err) {
-    if (err instanceof DataDirLockedError) refuse('daemon', `${err.message.replace(/; stop it first.*$/, '')}: stop it before restoring`);
+    if (err instanceof DataDirLockedError)
+      refuse('daemon', `${err.message.replace(/; stop it first.*$/, '')}: stop it before restoring`);
     throw err;
   }
   let work: string | null = null;
@@ -117,7 +132,10 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
     probeDatabaseUnused(dbFile, refuse);
     const existing = existsSync(dbFile);
     if (existing && !options.force) {
-      refuse('daemon', `${dbFile} exists; pass --force to replace it (it is kept as ${path.basename(dbFile)}.before-restore-<time>)`);
+      refuse(
+        'daemon',
+        `${dbFile} exists; pass --force to replace it (it is kept as ${path.basename(dbFile)}.before-restore-<time>)`,
+      );
     }
     pass('daemon', `no process has ${config.data_dir} or ${dbFile} open${existing ? '' : ' (no database there yet)'}`);
 
@@ -126,7 +144,10 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
     const unpacked = unpack(source, work, refuse);
     pass('archive', `${unpacked.members.length} members unpacked into ${work}`);
     const manifest = checkManifest(unpacked, refuse);
-    pass('checksums', `${manifest.members.length} members match the manifest's sizes and sha256 (backup of ${manifest.source.database} at ${manifest.created_at})`);
+    pass(
+      'checksums',
+      `${manifest.members.length} members match the manifest's sizes and sha256 (backup of ${manifest.source.database} at ${manifest.created_at})`,
+    );
 
     // 3. The database file on its own.
     const snapshot = unpacked.paths.get(DATABASE_MEMBER)!;
@@ -159,8 +180,12 @@ function probeDatabaseUnused(dbFile: string, refuse: (name: string, message: str
     db.exec('ROLLBACK');
   } catch (err) {
     const code = (err as { code?: string }).code;
-    if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') refuse('daemon', `${dbFile} is open in another process (a running daemon?): stop it before restoring`);
-    refuse('daemon', `cannot open the current database ${dbFile}: ${messageOf(err)} (move it away by hand if it is beyond repair)`);
+    if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED')
+      refuse('daemon', `${dbFile} is open in another process (a running daemon?): stop it before restoring`);
+    refuse(
+      'daemon',
+      `cannot open the current database ${dbFile}: ${messageOf(err)} (move it away by hand if it is beyond repair)`,
+    );
   } finally {
     db?.close();
   }
@@ -178,7 +203,8 @@ function unpack(file: string, work: string, refuse: (name: string, message: stri
   let members: TarMember[];
   try {
     members = readTar(file, (name) => {
-      if (name !== MANIFEST && !placeOf(name)) throw new TarError(`unexpected member ${JSON.stringify(name)}: not part of a keen-gateway backup`);
+      if (name !== MANIFEST && !placeOf(name))
+        throw new TarError(`unexpected member ${JSON.stringify(name)}: not part of a keen-gateway backup`);
       if (paths.has(name)) throw new TarError(`member ${JSON.stringify(name)} appears twice`);
       const to = path.join(work, name.replace('/', '__'));
       paths.set(name, to);
@@ -200,10 +226,16 @@ function unpack(file: string, work: string, refuse: (name: string, message: stri
 
 function checkManifest(unpacked: Unpacked, refuse: (name: string, message: string) => never): Manifest {
   const m = unpacked.manifest as Partial<Manifest> | null;
-  if (!m || typeof m !== 'object' || m.format !== FORMAT) refuse('checksums', `${MANIFEST} is not a keen-gateway backup manifest`);
-  if (m!.version !== FORMAT_VERSION) refuse('checksums', `${MANIFEST} has format version ${String(m!.version)}; this keen-gateway reads version ${FORMAT_VERSION}`);
+  if (!m || typeof m !== 'object' || m.format !== FORMAT)
+    refuse('checksums', `${MANIFEST} is not a keen-gateway backup manifest`);
+  if (m!.version !== FORMAT_VERSION)
+    refuse(
+      'checksums',
+      `${MANIFEST} has format version ${String(m!.version)}; this keen-gateway reads version ${FORMAT_VERSION}`,
+    );
   const listed = Array.isArray(m!.members) ? m!.members : refuse('checksums', `${MANIFEST} lists no members`);
-  if (!m!.counts || typeof m!.counts !== 'object' || !m!.source || typeof m!.created_at !== 'string') refuse('checksums', `${MANIFEST} is incomplete`);
+  if (!m!.counts || typeof m!.counts !== 'object' || !m!.source || typeof m!.created_at !== 'string')
+    refuse('checksums', `${MANIFEST} is incomplete`);
   const inArchive = new Map(unpacked.members.filter((x) => x.name !== MANIFEST).map((x) => [x.name, x]));
   const seen = new Set<string>();
   for (const entry of listed) {
@@ -212,10 +244,16 @@ function checkManifest(unpacked: Unpacked, refuse: (name: string, message: strin
     seen.add(name);
     const member = inArchive.get(name);
     if (!member) refuse('checksums', `${name} is listed in ${MANIFEST} but missing from the archive`);
-    if (member!.size !== entry.size) refuse('checksums', `${name}: ${member!.size} bytes, the manifest says ${String(entry.size)}`);
-    if (member!.sha256 !== entry.sha256) refuse('checksums', `${name}: sha256 ${member!.sha256} does not match the manifest's ${String(entry.sha256)} (the file was changed or damaged)`);
+    if (member!.size !== entry.size)
+      refuse('checksums', `${name}: ${member!.size} bytes, the manifest says ${String(entry.size)}`);
+    if (member!.sha256 !== entry.sha256)
+      refuse(
+        'checksums',
+        `${name}: sha256 ${member!.sha256} does not match the manifest's ${String(entry.sha256)} (the file was changed or damaged)`,
+      );
   }
-  for (const name of inArchive.keys()) if (!seen.has(name)) refuse('checksums', `${name} is in the archive but not listed in ${MANIFEST}`);
+  for (const name of inArchive.keys())
+    if (!seen.has(name)) refuse('checksums', `${name} is in the archive but not listed in ${MANIFEST}`);
   if (!seen.has(DATABASE_MEMBER)) refuse('checksums', `the backup holds no ${DATABASE_MEMBER}`);
   return m as Manifest;
 }
@@ -235,19 +273,30 @@ function checkSqlite(
     pass('integrity', 'PRAGMA integrity_check ok, foreign_key_check ok');
     counts = readCounts(db);
     const known = new Set(Object.keys(MIGRATIONS));
-    const unknown = (db.prepare("select name from sqlite_master where type = 'table' and name = 'kysely_migration'").get()
-      ? (db.prepare('select name from kysely_migration').all() as Array<{ name: string }>)
-      : []
+    const unknown = (
+      db.prepare("select name from sqlite_master where type = 'table' and name = 'kysely_migration'").get()
+        ? (db.prepare('select name from kysely_migration').all() as Array<{ name: string }>)
+        : []
     ).filter((r) => !known.has(r.name));
-    if (unknown.length > 0) refuse('schema', `the backup has migrations this keen-gateway does not know (${unknown.map((r) => r.name).join(', ')}): restore it with the version that made it (${manifest.gateway_version}) or later`);
+    if (unknown.length > 0)
+      refuse(
+        'schema',
+        `the backup has migrations this keen-gateway does not know (${unknown.map((r) => r.name).join(', ')}): restore it with the version that made it (${manifest.gateway_version}) or later`,
+      );
   } catch (err) {
     if (err instanceof RestoreRefused) throw err;
     return refuse('integrity', `${DATABASE_MEMBER} cannot be read as a SQLite database: ${messageOf(err)}`);
   } finally {
     db?.close();
   }
-  const differ = (Object.keys(manifest.counts) as Array<keyof SnapshotCounts>).filter((k) => Number(manifest.counts[k]) !== counts[k]);
-  if (differ.length > 0) refuse('counts', `the database holds ${differ.map((k) => `${k} ${counts[k]} (manifest: ${String(manifest.counts[k])})`).join(', ')}`);
+  const differ = (Object.keys(manifest.counts) as Array<keyof SnapshotCounts>).filter(
+    (k) => Number(manifest.counts[k]) !== counts[k],
+  );
+  if (differ.length > 0)
+    refuse(
+      'counts',
+      `the database holds ${differ.map((k) => `${k} ${counts[k]} (manifest: ${String(manifest.counts[k])})`).join(', ')}`,
+    );
   pass(
     'counts',
     `${counts.users} users, ${counts.credit_ledger_entries} ledger entries, ${counts.audit_entries} audit entries` +
@@ -263,7 +312,14 @@ async function checkContents(
   refuse: (name: string, message: string) => never,
   pass: (name: string, message: string) => void,
 ): Promise<void> {
-  const database = new Database({ url: `sqlite:${snapshot}`, poolMax: 1, connectTimeoutMs: 5000, busyTimeoutMs: 5000, logger: createLogger('silent') });
+  // The backup's copy of the file, not the configured database.
+  const database = databaseFromConfig(config, {
+    url: `sqlite:${snapshot}`,
+    poolMax: 1,
+    connectTimeoutMs: 5000,
+    busyTimeoutMs: 5000,
+    logger: createLogger('silent'),
+  });
   try {
     const pending = await pendingMigrations(database);
     if (pending.length > 0) {
@@ -272,23 +328,38 @@ async function checkContents(
       } catch (err) {
         refuse('schema', messageOf(err));
       }
-      pass('schema', `applied ${pending.length} pending migration(s) to the backup's copy: ${pending.join(', ')} (the daemon would at start)`);
+      pass(
+        'schema',
+        `applied ${pending.length} pending migration(s) to the backup's copy: ${pending.join(', ')} (the daemon would at start)`,
+      );
     } else {
       pass('schema', 'up to date');
     }
 
-    const mismatches = await new CreditLedger({ database, clock: systemClock, audit: new MemoryAuditLogger() }).verify();
+    const ledger = new CreditLedger({
+      database,
+      repositories: creditRepositories(database),
+      clock: systemClock,
+      audit: new MemoryAuditLogger(),
+    });
+    const mismatches = await ledger.verify();
     if (mismatches.length > 0) {
-      const first = mismatches.slice(0, 3).map((m) => `user ${m.userId} ${m.check}${m.entryId ? ` at ${m.entryId}` : ''}: expected ${m.expected}, stored ${m.actual} - ${m.message}`);
+      const first = mismatches
+        .slice(0, 3)
+        .map(
+          (m) =>
+            `user ${m.userId} ${m.check}${m.entryId ? ` at ${m.entryId}` : ''}: expected ${m.expected}, stored ${m.actual} - ${m.message}`,
+        );
       refuse('ledger', `${mismatches.length} mismatch(es): ${first.join('; ')}`);
     }
-    const accounts = await database.db.selectFrom('credit_accounts').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
-    pass('ledger', `credit ledger consistent (${Number(accounts.n)} accounts)`);
+    const accounts = await new OperationsReads(database).countCreditAccounts();
+    pass('ledger', `credit ledger consistent (${accounts} accounts)`);
 
     // The audit files as they will be once restored: the backup's, in a folder of their own.
     const auditDir = path.join(path.dirname(snapshot), 'audit');
     mkdirSync(auditDir, { mode: 0o700 });
-    for (const [name, file] of paths) if (name.startsWith('audit/')) linkOrCopy(file, path.join(auditDir, name.slice('audit/'.length)));
+    for (const [name, file] of paths)
+      if (name.startsWith('audit/')) linkOrCopy(file, path.join(auditDir, name.slice('audit/'.length)));
     const chain = await verifyChain(database, { archiveDir: auditDir });
     if (!chain.ok) {
       const f = chain.failure!;
@@ -315,15 +386,26 @@ async function checkContents(
       } catch (err) {
         return refuse('audit', `${SIGNING_KEY_FILE} is not a usable key: ${messageOf(err)}`);
       }
-      const cp = await verifyCheckpoints(database, checkpoints, publicKey, { archiveDir: auditDir });
-      if (!cp.ok) refuse('audit', `checkpoint at seq ${cp.failure!.seq}: ${cp.failure!.reason}: ${cp.failure!.message}`);
-      cpText = checkpoints.length === 0 ? ', no checkpoints written yet' : `, ${cp.checked} signed checkpoints verified${cp.skipped ? ` (${cp.skipped} skipped)` : ''}`;
+      const audits = new AuditRepository(database);
+      const cp = await verifyCheckpoints(audits, checkpoints, publicKey, { archiveDir: auditDir });
+      if (!cp.ok)
+        refuse('audit', `checkpoint at seq ${cp.failure!.seq}: ${cp.failure!.reason}: ${cp.failure!.message}`);
+      cpText =
+        checkpoints.length === 0
+          ? ', no checkpoints written yet'
+          : `, ${cp.checked} signed checkpoints verified${cp.skipped ? ` (${cp.skipped} skipped)` : ''}`;
     } else if (existsSync(cpFile)) {
-      refuse('audit', `the backup has ${CHECKPOINT_FILE} but not ${SIGNING_KEY_FILE}: the checkpoints cannot be verified`);
+      refuse(
+        'audit',
+        `the backup has ${CHECKPOINT_FILE} but not ${SIGNING_KEY_FILE}: the checkpoints cannot be verified`,
+      );
     } else {
       cpText = ', no checkpoints in the backup';
     }
-    pass('audit', `chain intact: ${chain.entries} entries${chain.archivedEntries ? ` + ${chain.archivedEntries} archived` : ''} (last seq ${chain.lastSeq ?? '-'})${cpText}`);
+    pass(
+      'audit',
+      `chain intact: ${chain.entries} entries${chain.archivedEntries ? ` + ${chain.archivedEntries} archived` : ''} (last seq ${chain.lastSeq ?? '-'})${cpText}`,
+    );
 
     await checkSecrets(config, database, paths, manifest, refuse, pass);
   } finally {
@@ -348,7 +430,7 @@ async function checkSecrets(
   refuse: (name: string, message: string) => never,
   pass: (name: string, message: string) => void,
 ): Promise<void> {
-  const sealed = await database.db.selectFrom('users').select(['id', 'mfa_secret_enc']).where('mfa_secret_enc', 'is not', null).execute();
+  const sealed = await new UserRepository(database.db).listSealedMfaSecrets();
   const fromBackup = paths.get('data/jwt-secret');
   const currentFile = path.join(config.data_dir, 'jwt-secret');
   let secret: Buffer | null = null;
@@ -382,10 +464,15 @@ async function checkSecrets(
       ? config.jwt_secret !== null
         ? "JWT_SECRET is set in this environment and overrides the backup's data/jwt-secret: add that secret to JWT_PREVIOUS_SECRETS, or unset JWT_SECRET"
         : 'the backup holds data/jwt-secret but it does not open them'
-      : 'run restore with the daemon\'s environment: the JWT_SECRET (and JWT_PREVIOUS_SECRETS) the source daemon had';
+      : "run restore with the daemon's environment: the JWT_SECRET (and JWT_PREVIOUS_SECRETS) the source daemon had";
     refuse('secrets', `${closed.length} of ${sealed.length} sealed TOTP secrets do not open with ${where}: ${hint}`);
   }
-  pass('secrets', sealed.length === 0 ? `no sealed TOTP secrets; signing secret: ${where}` : `all ${sealed.length} sealed TOTP secrets open with ${where}`);
+  pass(
+    'secrets',
+    sealed.length === 0
+      ? `no sealed TOTP secrets; signing secret: ${where}`
+      : `all ${sealed.length} sealed TOTP secrets open with ${where}`,
+  );
 }
 
 function linkOrCopy(from: string, to: string): void {
@@ -409,7 +496,12 @@ function moveInto(from: string, to: string): void {
   }
 }
 
-function install(config: ResolvedConfig, dbFile: string, paths: Map<string, string>, now: Date): Omit<RestoreResult, 'manifest'> {
+function install(
+  config: ResolvedConfig,
+  dbFile: string,
+  paths: Map<string, string>,
+  now: Date,
+): Omit<RestoreResult, 'manifest'> {
   const stamp = now.toISOString().replace(/[:.]/g, '-');
   const movedAside: RestoreResult['movedAside'] = [];
   const restored: string[] = [];
@@ -444,7 +536,8 @@ function install(config: ResolvedConfig, dbFile: string, paths: Map<string, stri
   }
   for (const [name, from] of paths) {
     const place = placeOf(name);
-    if (place?.dir === 'audit' && !(AUDIT_FILES as readonly string[]).includes(place.file)) put(from, path.join(config.audit.archive_dir, place.file));
+    if (place?.dir === 'audit' && !(AUDIT_FILES as readonly string[]).includes(place.file))
+      put(from, path.join(config.audit.archive_dir, place.file));
   }
 
   // The database last. Its WAL and shared memory go aside first and keep the name SQLite looks

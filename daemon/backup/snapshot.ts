@@ -1,5 +1,18 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, copyFileSync, existsSync, fsyncSync, mkdtempSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  fsyncSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { CHECKPOINT_FILE, SIGNING_KEY_FILE } from '../audit/checkpoints.js';
@@ -46,7 +59,8 @@ export function placeOf(name: string): MemberPlace | null {
   if (!m) return null;
   const [, dir, file] = m as unknown as [string, 'data' | 'audit', string];
   if (dir === 'data' && (DATA_FILES as readonly string[]).includes(file)) return { dir, file };
-  if (dir === 'audit' && ((AUDIT_FILES as readonly string[]).includes(file) || ARCHIVE_NAME.test(file))) return { dir, file };
+  if (dir === 'audit' && ((AUDIT_FILES as readonly string[]).includes(file) || ARCHIVE_NAME.test(file)))
+    return { dir, file };
   return null;
 }
 
@@ -107,7 +121,11 @@ export function sqliteFileOf(config: ResolvedConfig, what: 'backup' | 'restore')
     );
   }
   const file = url.slice('sqlite:'.length);
-  if (file === ':memory:') throw new BackupError('UNSUPPORTED_DATABASE', `the database is in memory (${url}): there is nothing on disk to ${what}`);
+  if (file === ':memory:')
+    throw new BackupError(
+      'UNSUPPORTED_DATABASE',
+      `the database is in memory (${url}): there is nothing on disk to ${what}`,
+    );
   return file;
 }
 
@@ -157,13 +175,19 @@ export function readCounts(db: BetterSqlite3.Database): SnapshotCounts {
 export function readMigrations(db: BetterSqlite3.Database): string[] {
   const exists = db.prepare("select 1 from sqlite_master where type = 'table' and name = 'kysely_migration'").get();
   if (!exists) return [];
-  return (db.prepare('select name from kysely_migration order by name').all() as Array<{ name: string }>).map((r) => r.name);
+  return (db.prepare('select name from kysely_migration order by name').all() as Array<{ name: string }>).map(
+    (r) => r.name,
+  );
 }
 
 /** `PRAGMA integrity_check` (and foreign keys): null when the file is sound, else what SQLite said. */
 export function integrityProblem(db: BetterSqlite3.Database): string | null {
   const rows = db.pragma('integrity_check') as Array<{ integrity_check: string }>;
-  if (rows.length !== 1 || rows[0]!.integrity_check !== 'ok') return rows.slice(0, 5).map((r) => r.integrity_check).join('; ');
+  if (rows.length !== 1 || rows[0]!.integrity_check !== 'ok')
+    return rows
+      .slice(0, 5)
+      .map((r) => r.integrity_check)
+      .join('; ');
   const fk = db.pragma('foreign_key_check') as Array<{ table: string; parent: string }>;
   if (fk.length > 0) return `${fk.length} row(s) break a foreign key (first: ${fk[0]!.table} -> ${fk[0]!.parent})`;
   return null;
@@ -204,12 +228,18 @@ export interface BackupResult {
 export async function createBackup(options: BackupOptions): Promise<BackupResult> {
   const { config } = options;
   const dbFile = sqliteFileOf(config, 'backup');
-  if (!existsSync(dbFile)) throw new BackupError('NOT_FOUND', `no database at ${dbFile} (check --config, KEEN_DATA_DIR and KEEN_DATABASE_URL)`);
+  if (!existsSync(dbFile))
+    throw new BackupError(
+      'NOT_FOUND',
+      `no database at ${dbFile} (check --config, KEEN_DATA_DIR and KEEN_DATABASE_URL)`,
+    );
   const dest = path.resolve(options.to);
   const destDir = path.dirname(dest);
-  if (!existsSync(destDir) || !statSync(destDir).isDirectory()) throw new BackupError('NOT_FOUND', `${destDir} is not a directory`);
+  if (!existsSync(destDir) || !statSync(destDir).isDirectory())
+    throw new BackupError('NOT_FOUND', `${destDir} is not a directory`);
   if (existsSync(dest)) {
-    if (!statSync(dest).isFile()) throw new BackupError('ALREADY_EXISTS', `${dest} exists and is not a file: --to names the backup file to write`);
+    if (!statSync(dest).isFile())
+      throw new BackupError('ALREADY_EXISTS', `${dest} exists and is not a file: --to names the backup file to write`);
     if (!options.force) throw new BackupError('ALREADY_EXISTS', `${dest} exists; pass --force to replace it`);
   }
   const notes: string[] = [];
@@ -260,10 +290,16 @@ export async function createBackup(options: BackupOptions): Promise<BackupResult
     try {
       db.pragma('journal_mode = DELETE');
       const problem = integrityProblem(db);
-      if (problem) throw new BackupError('INTEGRITY', `the snapshot fails PRAGMA integrity_check: ${problem} (the live database may be damaged: do not overwrite older backups)`);
+      if (problem)
+        throw new BackupError(
+          'INTEGRITY',
+          `the snapshot fails PRAGMA integrity_check: ${problem} (the live database may be damaged: do not overwrite older backups)`,
+        );
       counts = readCounts(db);
       migrations = readMigrations(db);
-      archives = (db.prepare('select file from audit_archive order by first_seq').all() as Array<{ file: string }>).map((r) => r.file);
+      archives = (db.prepare('select file from audit_archive order by first_seq').all() as Array<{ file: string }>).map(
+        (r) => r.file,
+      );
     } finally {
       db.close();
     }
@@ -272,10 +308,17 @@ export async function createBackup(options: BackupOptions): Promise<BackupResult
     // 4. The retention archives the snapshot refers to: without them audit verify cannot re-check the archived part.
     for (const recorded of archives) {
       const name = path.basename(recorded);
-      if (!ARCHIVE_NAME.test(name)) throw new BackupError('INVALID_ARCHIVE', `the database records an audit archive named ${JSON.stringify(recorded)}, which is not an archive name`);
+      if (!ARCHIVE_NAME.test(name))
+        throw new BackupError(
+          'INVALID_ARCHIVE',
+          `the database records an audit archive named ${JSON.stringify(recorded)}, which is not an archive name`,
+        );
       const from = path.join(archiveDir, name);
       if (!existsSync(from)) {
-        throw new BackupError('MISSING_ARCHIVE', `the audit archive ${from} recorded in the database is missing: a restore could not verify the audit chain (put it back in ${archiveDir})`);
+        throw new BackupError(
+          'MISSING_ARCHIVE',
+          `the audit archive ${from} recorded in the database is missing: a restore could not verify the audit chain (put it back in ${archiveDir})`,
+        );
       }
       stage(`audit/${name}`, (to) => copyFileSync(from, to));
     }

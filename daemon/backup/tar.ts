@@ -157,10 +157,15 @@ export function readTar(file: string, target: (name: string) => string): TarMemb
       if (pos + BLOCK > total) throw new TarError(`tar: ${file} ends without the end-of-archive marker (truncated?)`);
       readExactly(block, BLOCK);
       if (block.every((b) => b === 0)) break;
-      const stored = /^[0-7]+$/.test(readString(block, 148, 8).trim()) ? parseInt(readString(block, 148, 8).trim(), 8) : -1;
+      const stored = /^[0-7]+$/.test(readString(block, 148, 8).trim())
+        ? parseInt(readString(block, 148, 8).trim(), 8)
+        : -1;
       let sum = 0;
       for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : block[i]!;
-      if (sum !== stored) throw new TarError(`tar: a header checksum does not match at byte ${pos - BLOCK} (not a tar archive, or a damaged one)`);
+      if (sum !== stored)
+        throw new TarError(
+          `tar: a header checksum does not match at byte ${pos - BLOCK} (not a tar archive, or a damaged one)`,
+        );
       if (!readString(block, 257, 6).startsWith('ustar')) throw new TarError('tar: not a ustar archive');
       const prefix = readString(block, 345, 155);
       const name = (prefix ? `${prefix}/` : '') + readString(block, 0, 100);
@@ -171,8 +176,12 @@ export function readTar(file: string, target: (name: string) => string): TarMemb
         if (size !== 0) throw new TarError(`tar: directory entry ${JSON.stringify(name)} has content`);
         continue;
       }
-      if (type !== '0' && type !== '\0') throw new TarError(`tar: entry ${JSON.stringify(name)} is not a regular file (type ${JSON.stringify(type)}); refused`);
-      if (pos + padded > total) throw new TarError(`tar: ${file} ends in the middle of ${JSON.stringify(name)} (truncated?)`);
+      if (type !== '0' && type !== '\0')
+        throw new TarError(
+          `tar: entry ${JSON.stringify(name)} is not a regular file (type ${JSON.stringify(type)}); refused`,
+        );
+      if (pos + padded > total)
+        throw new TarError(`tar: ${file} ends in the middle of ${JSON.stringify(name)} (truncated?)`);
       const dest = target(name.replace(/^(\.\/)+/, ''));
       const out = openSync(dest, 'wx', 0o600);
       const hash = createHash('sha256');

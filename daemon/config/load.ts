@@ -135,18 +135,24 @@ export function loadConfig(options: LoadConfigOptions): ResolvedConfig {
     throw new ConfigError(['redis.url: must start with redis:// or rediss://']);
   }
   if (!IANAZone.isValidZone(cfg.credits.budget_time_zone)) {
-    throw new ConfigError([`credits.budget_time_zone: "${cfg.credits.budget_time_zone}" is not an IANA time zone (e.g. UTC, Europe/Berlin)`]);
+    throw new ConfigError([
+      `credits.budget_time_zone: "${cfg.credits.budget_time_zone}" is not an IANA time zone (e.g. UTC, Europe/Berlin)`,
+    ]);
   }
   if (cfg.server.headers_timeout_ms > cfg.server.request_timeout_ms) {
     throw new ConfigError(['server.headers_timeout_ms: must not be longer than server.request_timeout_ms']);
   }
   const host = cfg.server.host;
-  const publicUrl = (cfg.server.public_url ?? `http://${host.includes(':') ? `[${host}]` : host}:${cfg.server.port}`).replace(/\/+$/, '');
+  const publicUrl = (
+    cfg.server.public_url ?? `http://${host.includes(':') ? `[${host}]` : host}:${cfg.server.port}`
+  ).replace(/\/+$/, '');
   // A command from the file resolves from the config folder; the built-in default (examples/agent/agent.js) from the package.
   const commandBase = commandGiven ? configDir : PROJECT_ROOT;
   const command = cfg.agent.command.map((part, i) =>
     // The program itself may be a bare name found on PATH; arguments that look like relative paths resolve from commandBase.
-    (i > 0 || part.includes('/')) && !path.isAbsolute(part) && /^\.{0,2}[\w.-]*\//.test(part) ? path.resolve(commandBase, part) : part,
+    (i > 0 || part.includes('/')) && !path.isAbsolute(part) && /^\.{0,2}[\w.-]*\//.test(part)
+      ? path.resolve(commandBase, part)
+      : part,
   ) as GatewayConfig['agent']['command'];
 
   return {
@@ -157,13 +163,18 @@ export function loadConfig(options: LoadConfigOptions): ResolvedConfig {
     database: { ...cfg.database, url: sqliteUrlAbsolute(dbUrl, configDir) },
     redis: { url: redisUrl, key_prefix: cfg.redis.key_prefix },
     agent: { ...cfg.agent, command },
-    workspaces: { ...cfg.workspaces, root: path.resolve(configDir, cfg.workspaces.root ?? path.join(dataDir, 'workspaces')) },
+    workspaces: {
+      ...cfg.workspaces,
+      root: path.resolve(configDir, cfg.workspaces.root ?? path.join(dataDir, 'workspaces')),
+    },
     audit: { ...cfg.audit, archive_dir: path.resolve(configDir, cfg.audit.archive_dir ?? path.join(dataDir, 'audit')) },
     config_dir: configDir,
     jwt_secret: env.JWT_SECRET && env.JWT_SECRET.length > 0 ? env.JWT_SECRET : null,
     jwt_previous_secrets: secretList(env.JWT_PREVIOUS_SECRETS),
     agent_env: Object.fromEntries(
-      ['PATH', 'LANG', ...cfg.agent.env_passthrough].flatMap((name) => (env[name] !== undefined ? [[name, env[name]!]] : [])),
+      ['PATH', 'LANG', ...cfg.agent.env_passthrough].flatMap((name) =>
+        env[name] !== undefined ? [[name, env[name]!]] : [],
+      ),
     ),
   };
 }

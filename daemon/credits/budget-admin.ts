@@ -10,6 +10,7 @@
  * A budget set by an administrator cannot be lifted or raised by someone of a
  * lower role (a key's owner cannot remove the cap a tenant admin put on it).
  */
+import { actorOf, auditContext } from '../audit/actor.js';
 import type { AuditLogger } from '../audit/types.js';
 import type { ClientInfo } from '../auth/auth-service.js';
 import type { Principal } from '../auth/principal.js';
@@ -18,11 +19,11 @@ import { GatewayError, invalidField, notFound } from '../errors.js';
 import { isId } from '../ids.js';
 import { assertPlatformAdmin, effectiveRole, reachFilter, reachFor, type Reach } from '../policies/index.js';
 import type { Database, Queryable } from '../storage/database.js';
-import { CredentialRepository } from '../storage/repos/credentials.js';
-import { UserRepository } from '../storage/repos/users.js';
+import type { BudgetRepository } from '../storage/repos/budgets.js';
+import type { CredentialRepository } from '../storage/repos/credentials.js';
+import type { UserRepository } from '../storage/repos/users.js';
 import {
   BUDGET_PERIODS,
-  presentBudgetStatus,
   type Budget,
   type BudgetBook,
   type BudgetPeriod,
@@ -44,15 +45,24 @@ export interface BudgetTarget {
   tenantId: string | null;
 }
 
+export interface BudgetAdminDeps {
+  database: Database;
+  clock: Clock;
+  budgets: BudgetBook;
+  audit: AuditLogger;
+  /** The repositories it reads, built by the composition root. */
+  repositories: { budgets: BudgetRepository; credentials: CredentialRepository; users: UserRepository };
+}
+
 export class BudgetAdmin {
   private readonly creds: CredentialRepository;
   private readonly users: UserRepository;
+  private readonly repo: BudgetRepository;
 
-  constructor(
-    private readonly deps: { database: Database; clock: Clock; budgets: BudgetBook; audit: AuditLogger },
-  ) {
-    this.creds = new CredentialRepository(deps.database.db);
-    this.users = new UserRepository(deps.database.db);
+  constructor(private readonly deps: BudgetAdminDeps) {
+    this.creds = deps.repositories.credentials;
+    this.users = deps.repositories.users;
+    this.repo = deps.repositories.budgets;
   }
 
   /** Budgets that apply to the caller: its user's, its tenant's, and each of its own keys'. */
@@ -63,37 +73,44 @@ export class BudgetAdmin {
       ...(p.tenantId ? [{ subject: 'tenant' as const, id: p.tenantId }] : []),
       ...keys.map((k) => ({ subject: 'api_key' as const, id: k.id })),
     ];
-    return this.deps.budgets.statusOf(this.deps.database.db, subjects, this.deps.clock.now());
+    return this.deps.budgets.currentStatusOf(subjects, this.deps.clock.now());
   }
 
   /** Every budget an administrator reaches (tenant admins: their tenant's), in (subject, id) order. */
-  async list(p: Principal, options: { limit: number; cursor?: string | null; subject?: string }): Promise<{ budgets: BudgetStatus[]; next: string | null }> {
+  async list(
+    p: Principal,
+    options: { limit: number; cursor?: string | null; subject?: string },
+  ): Promise<{ budgets: BudgetStatus[]; next: string | null }> {
     const reach = reachFor(p, 'admin');
     const filter = reachFilter(reach);
-    let q = this.deps.database.db.selectFrom('budgets').select(['subject_type', 'subject_id']);
-    if (filter) q = q.where('tenant_id', '=', filter.value);
-    if (options.subject !== undefined) q = q.where('subject_type', '=', subjectOf(options.subject));
-    if (options.cursor) {
-      const [t, id] = decodeCursor(options.cursor);
-      q = q.where((eb) => eb.or([eb('subject_type', '>', t), eb.and([eb('subject_type', '=', t), eb('subject_id', '>', id)])]));
-    }
-    const rows = await q.orderBy('subject_type').orderBy('subject_id').limit(options.limit + 1).execute();
+    const rows = await this.repo.listSubjects({
+      limit: options.limit + 1,
+      ...(filter ? { tenantId: filter.value } : {}),
+      ...(options.subject !== undefined ? { subject: subjectOf(options.subject) } : {}),
+      ...(options.cursor ? { after: decodeCursor(options.cursor) } : {}),
+    });
     const page = rows.slice(0, options.limit);
-    const statuses = await this.deps.budgets.statusOf(
-      this.deps.database.db,
+    const statuses = await this.deps.budgets.currentStatusOf(
       page.map((r) => ({ subject: r.subject_type, id: r.subject_id })),
       this.deps.clock.now(),
     );
-    statuses.sort((a, b) => (a.subject === b.subject ? (a.subjectId < b.subjectId ? -1 : 1) : a.subject < b.subject ? -1 : 1));
+    statuses.sort((a, b) =>
+      a.subject === b.subject ? (a.subjectId < b.subjectId ? -1 : 1) : a.subject < b.subject ? -1 : 1,
+    );
     const last = page[page.length - 1];
-    return { budgets: statuses, next: rows.length > options.limit && last ? encodeCursor(last.subject_type, last.subject_id) : null };
+    return {
+      budgets: statuses,
+      next: rows.length > options.limit && last ? encodeCursor(last.subject_type, last.subject_id) : null,
+    };
   }
 
   /** Resolves the subject a route names, within the caller's reach; NOT_FOUND when out of it. */
   async target(p: Principal, subject: BudgetSubject, idOrEmail: string, asAdmin: boolean): Promise<BudgetTarget> {
     if (subject === 'tenant') {
       assertPlatformAdmin(p, 'set tenant budgets');
-      const tenant = isId(idOrEmail, 'ten') ? await this.users.findTenant(idOrEmail) : await this.users.findTenantByName(idOrEmail);
+      const tenant = isId(idOrEmail, 'ten')
+        ? await this.users.findTenant(idOrEmail)
+        : await this.users.findTenantByName(idOrEmail);
       if (!tenant) throw notFound('tenant');
       return { subject, id: tenant.id, tenantId: tenant.id };
     }
@@ -113,12 +130,22 @@ export class BudgetAdmin {
   }
 
   /** Sets the target's budget (in `trx` when given: key creation sets one with the key). */
-  async set(p: Principal | null, target: BudgetTarget, input: BudgetInput, client?: ClientInfo, trx?: Queryable): Promise<BudgetStatus> {
+  async set(
+    p: Principal | null,
+    target: BudgetTarget,
+    input: BudgetInput,
+    client?: ClientInfo,
+    trx?: Queryable,
+  ): Promise<BudgetStatus> {
     const { amount, period } = parseBudget(input);
     const setBy = setterOf(p);
     const work = async (t: Queryable) => {
       const now = this.deps.clock.now();
-      const { budget, previous } = await this.deps.budgets.set(t, { subject: target.subject, subjectId: target.id, tenantId: target.tenantId, amount, period, setBy }, now);
+      const { budget, previous } = await this.deps.budgets.set(
+        t,
+        { subject: target.subject, subjectId: target.id, tenantId: target.tenantId, amount, period, setBy },
+        now,
+      );
       await this.deps.audit.record(
         {
           action: 'budget.set',
@@ -126,7 +153,7 @@ export class BudgetAdmin {
           actor: actorOf(p),
           tenantId: target.tenantId,
           target: { type: target.subject, id: target.id },
-          ...clientFields(client),
+          ...auditContext(client),
           details: {
             amount: formatCredits(budget.amount),
             period: budget.period,
@@ -153,7 +180,7 @@ export class BudgetAdmin {
           actor: actorOf(p),
           tenantId: target.tenantId,
           target: { type: target.subject, id: target.id },
-          ...clientFields(client),
+          ...auditContext(client),
           details: { amount: formatCredits(removed.amount), period: removed.period },
         },
         t,
@@ -167,14 +194,16 @@ export class BudgetAdmin {
   async ofKeys(keyIds: string[]): Promise<Map<string, BudgetStatus>> {
     const out = new Map<string, BudgetStatus>();
     if (keyIds.length === 0) return out;
-    const statuses = await this.deps.budgets.statusOf(this.deps.database.db, keyIds.map((id) => ({ subject: 'api_key' as const, id })), this.deps.clock.now());
+    const subjects = keyIds.map((id) => ({ subject: 'api_key' as const, id }));
+    const statuses = await this.deps.budgets.currentStatusOf(subjects, this.deps.clock.now());
     for (const s of statuses) out.set(s.subjectId, s);
     return out;
   }
 
   /** The target's budget with its current use, or null. */
   async statusOf(target: BudgetTarget): Promise<BudgetStatus | null> {
-    const [st] = await this.deps.budgets.statusOf(this.deps.database.db, [{ subject: target.subject, id: target.id }], this.deps.clock.now());
+    const subject = { subject: target.subject, id: target.id };
+    const [st] = await this.deps.budgets.currentStatusOf([subject], this.deps.clock.now());
     return st ?? null;
   }
 }
@@ -182,16 +211,18 @@ export class BudgetAdmin {
 /** Validates `{amount, period}`: a positive amount of credits and one of the periods. */
 export function parseBudget(input: BudgetInput): { amount: ReturnType<typeof parseCredits>; period: BudgetPeriod } {
   if (input === null || typeof input !== 'object') {
-    throw invalidField('budget must be an object {amount, period}', [{ field: 'budget', message: 'must be an object' }]);
+    throw invalidField('budget must be an object {amount, period}', [
+      { field: 'budget', message: 'must be an object' },
+    ]);
   }
   const amount = parseCredits(input.amount, 'amount');
   if (typeof input.period !== 'string' || !BUDGET_PERIODS.includes(input.period as BudgetPeriod)) {
-    throw invalidField(`period must be one of ${BUDGET_PERIODS.join(', ')}`, [{ field: 'period', message: `one of ${BUDGET_PERIODS.join(', ')}` }]);
+    throw invalidField(`period must be one of ${BUDGET_PERIODS.join(', ')}`, [
+      { field: 'period', message: `one of ${BUDGET_PERIODS.join(', ')}` },
+    ]);
   }
   return { amount, period: input.period as BudgetPeriod };
 }
-
-export { presentBudgetStatus };
 
 function setterOf(p: Principal | null): BudgetSetter {
   if (p === null) return 'platform_admin';
@@ -199,18 +230,11 @@ function setterOf(p: Principal | null): BudgetSetter {
   return role === 'member' ? 'owner' : role;
 }
 
-function actorOf(p: Principal | null) {
-  if (p === null) return { type: 'system' as const, id: null };
-  return { type: p.via === 'api_key' ? ('api_key' as const) : ('user' as const), id: p.apiKeyId ?? p.userId };
-}
-
-function clientFields(client?: ClientInfo) {
-  return client ? { ip: client.ip, userAgent: client.userAgent, requestId: client.requestId } : {};
-}
-
 function subjectOf(value: string): BudgetSubject {
   if (value === 'api_key' || value === 'user' || value === 'tenant') return value;
-  throw invalidField('subject must be api_key, user or tenant', [{ field: 'subject', message: 'one of api_key, user, tenant' }]);
+  throw invalidField('subject must be api_key, user or tenant', [
+    { field: 'subject', message: 'one of api_key, user, tenant' },
+  ]);
 }
 
 function encodeCursor(subject: string, id: string): string {
@@ -224,5 +248,7 @@ function decodeCursor(cursor: string): [BudgetSubject, string] {
   } catch {
     // falls through
   }
-  throw new GatewayError('INVALID_FIELD', 'cursor is not valid', { details: [{ field: 'cursor', message: 'not a cursor from a previous page' }] });
+  throw new GatewayError('INVALID_FIELD', 'cursor is not valid', {
+    details: [{ field: 'cursor', message: 'not a cursor from a previous page' }],
+  });
 }

@@ -18,8 +18,10 @@
 import { DateTime } from 'luxon';
 import type { AuditLogger } from '../audit/types.js';
 import { GatewayError } from '../errors.js';
-import type { Dialect, Queryable } from '../storage/database.js';
+import type { Queryable } from '../storage/database.js';
+import type { BudgetRepository, BudgetRow } from '../storage/repos/budgets.js';
 import type { BudgetPeriod, BudgetSubject } from '../storage/tables/credits.js';
+import { presentBudgetStatus } from './budget-present.js';
 import type { CreditActor } from './ledger.js';
 import { formatCredits, subMicros, toMicros, type Micros } from './money.js';
 
@@ -70,17 +72,6 @@ export interface ThresholdCrossing {
   threshold: number;
 }
 
-interface BudgetRow {
-  subject_type: BudgetSubject;
-  subject_id: string;
-  tenant_id: string | null;
-  amount: number | string;
-  period: BudgetPeriod;
-  set_by: BudgetSetter;
-  created_at: number | string;
-  updated_at: number | string;
-}
-
 /** Period boundaries in one time zone (luxon: DST-correct; weeks start on Monday). */
 export class BudgetCalendar {
   constructor(readonly timeZone = 'UTC') {}
@@ -93,7 +84,8 @@ export class BudgetCalendar {
 }
 
 export interface BudgetBookOptions {
-  dialect: Dialect;
+  /** The budgets' and windows' storage (built by the composition root). */
+  repository: BudgetRepository;
   calendar: BudgetCalendar;
   audit: AuditLogger;
   /** Percentages announced once per window when crossed (config credits.budget_thresholds). */
@@ -104,18 +96,16 @@ export interface BudgetBookOptions {
   onThresholdInTransaction?: (t: Queryable, crossing: ThresholdCrossing) => Promise<void>;
 }
 
-const RESERVATION_COLUMN = { api_key: 'api_key_id', user: 'user_id', tenant: 'tenant_id' } as const;
-
 export class BudgetBook {
   readonly calendar: BudgetCalendar;
-  private readonly dialect: Dialect;
+  private readonly repo: BudgetRepository;
   private readonly audit: AuditLogger;
   private readonly thresholds: number[];
   private readonly onThreshold: ((c: ThresholdCrossing) => void) | undefined;
   private readonly onThresholdInTransaction: ((t: Queryable, c: ThresholdCrossing) => Promise<void>) | undefined;
 
   constructor(options: BudgetBookOptions) {
-    this.dialect = options.dialect;
+    this.repo = options.repository;
     this.calendar = options.calendar;
     this.audit = options.audit;
     this.thresholds = [...(options.thresholds ?? [80, 100])].sort((a, b) => a - b);
@@ -125,33 +115,39 @@ export class BudgetBook {
 
   /** The budget of one subject, if any. */
   async get(q: Queryable, subject: BudgetSubject, subjectId: string): Promise<Budget | undefined> {
-    const row = await q.selectFrom('budgets').selectAll().where('subject_type', '=', subject).where('subject_id', '=', subjectId).executeTakeFirst();
+    const row = await this.repo.find(q, subject, subjectId);
     return row ? toBudget(row) : undefined;
   }
 
   /** The budgets of the given subjects, with the current period's use (a plain read; no lock). */
-  async statusOf(q: Queryable, subjects: ReadonlyArray<{ subject: BudgetSubject; id: string }>, now: number): Promise<BudgetStatus[]> {
+  async statusOf(
+    q: Queryable,
+    subjects: ReadonlyArray<{ subject: BudgetSubject; id: string }>,
+    now: number,
+  ): Promise<BudgetStatus[]> {
     const rows = await this.rowsOf(q, subjects);
     const out: BudgetStatus[] = [];
     for (const row of rows) {
       const budget = toBudget(row);
       const { start, end } = this.calendar.window(budget.period, now);
-      const w = await q
-        .selectFrom('budget_windows')
-        .select('used')
-        .where('subject_type', '=', budget.subject)
-        .where('subject_id', '=', budget.subjectId)
-        .where('window_start', '=', start)
-        .executeTakeFirst();
+      const w = await this.repo.windowUsed(q, { subject: budget.subject, subjectId: budget.subjectId, start });
       const used = w ? toMicros(Number(w.used)) : await this.seed(q, budget.subject, budget.subjectId, start, end);
       out.push(status(budget, start, end, used));
     }
     return out;
   }
 
-  /** Budgets that a spend by `spender` is checked against, with their current use. */
-  statusForSpender(q: Queryable, spender: Spender, now: number): Promise<BudgetStatus[]> {
-    return this.statusOf(q, subjectsOf(spender), now);
+  /** `statusOf` as a plain read, outside any transaction. */
+  currentStatusOf(
+    subjects: ReadonlyArray<{ subject: BudgetSubject; id: string }>,
+    now: number,
+  ): Promise<BudgetStatus[]> {
+    return this.statusOf(this.repo.reads, subjects, now);
+  }
+
+  /** Budgets that a spend by `spender` is checked against, with their current use (a plain read). */
+  statusForSpender(spender: Spender, now: number): Promise<BudgetStatus[]> {
+    return this.currentStatusOf(subjectsOf(spender), now);
   }
 
   /**
@@ -161,7 +157,14 @@ export class BudgetBook {
    */
   async set(
     q: Queryable,
-    input: { subject: BudgetSubject; subjectId: string; tenantId: string | null; amount: Micros; period: BudgetPeriod; setBy: BudgetSetter },
+    input: {
+      subject: BudgetSubject;
+      subjectId: string;
+      tenantId: string | null;
+      amount: Micros;
+      period: BudgetPeriod;
+      setBy: BudgetSetter;
+    },
     now: number,
   ): Promise<{ budget: Budget; previous: Budget | undefined }> {
     const previous = await this.get(q, input.subject, input.subjectId);
@@ -177,25 +180,25 @@ export class BudgetBook {
       updated_at: now,
     };
     if (previous) {
-      await q
-        .updateTable('budgets')
-        .set({ amount: row.amount, period: row.period, set_by: row.set_by, updated_at: now })
-        .where('subject_type', '=', input.subject)
-        .where('subject_id', '=', input.subjectId)
-        .execute();
+      const patch = { amount: row.amount, period: row.period, set_by: row.set_by, updated_at: now };
+      await this.repo.update(q, input.subject, input.subjectId, patch);
     } else {
-      await q.insertInto('budgets').values(row).execute();
+      await this.repo.insert(q, row);
     }
     return { budget: toBudget(row), previous };
   }
 
   /** Removes a subject's budget (and its windows). Returns the removed budget, if there was one. */
-  async remove(q: Queryable, subject: BudgetSubject, subjectId: string, setBy: BudgetSetter): Promise<Budget | undefined> {
+  async remove(
+    q: Queryable,
+    subject: BudgetSubject,
+    subjectId: string,
+    setBy: BudgetSetter,
+  ): Promise<Budget | undefined> {
     const previous = await this.get(q, subject, subjectId);
     if (!previous) return undefined;
     assertMayChange(previous, setBy);
-    await q.deleteFrom('budget_windows').where('subject_type', '=', subject).where('subject_id', '=', subjectId).execute();
-    await q.deleteFrom('budgets').where('subject_type', '=', subject).where('subject_id', '=', subjectId).execute();
+    await this.repo.remove(q, subject, subjectId);
     return previous;
   }
 
@@ -232,13 +235,8 @@ export class BudgetBook {
       const used = toMicros(w.used + amount);
       const pct = Math.floor((used * 100) / w.budget.amount);
       const crossed = this.thresholds.filter((x) => x <= pct && x > w.notified).pop();
-      await t
-        .updateTable('budget_windows')
-        .set({ used, updated_at: now, ...(crossed !== undefined ? { notified_pct: crossed } : {}) })
-        .where('subject_type', '=', w.budget.subject)
-        .where('subject_id', '=', w.budget.subjectId)
-        .where('window_start', '=', w.start)
-        .execute();
+      const key = { subject: w.budget.subject, subjectId: w.budget.subjectId, start: w.start };
+      await this.repo.setWindowUsed(t, key, used, now, crossed);
       if (crossed !== undefined) {
         const st = status(w.budget, w.start, w.end, used);
         crossings.push({ budget: st, threshold: crossed });
@@ -257,60 +255,45 @@ export class BudgetBook {
       }
     }
     const refs = windows.map((w) => ({ t: w.budget.subject, id: w.budget.subjectId, w: w.start }));
-    const announce = crossings.length === 0 || !this.onThreshold ? noop : () => crossings.forEach((c) => this.onThreshold!(c));
+    const announce =
+      crossings.length === 0 || !this.onThreshold ? noop : () => crossings.forEach((c) => this.onThreshold!(c));
     return { refs, announce };
   }
 
-  private async lockWindow(t: Queryable, budget: Budget, start: number, end: number | null, now: number): Promise<{ used: Micros; notified: number }> {
-    const read = async () => {
-      const q = t
-        .selectFrom('budget_windows')
-        .select(['used', 'notified_pct'])
-        .where('subject_type', '=', budget.subject)
-        .where('subject_id', '=', budget.subjectId)
-        .where('window_start', '=', start);
-      return (this.dialect === 'postgres' ? q.forUpdate() : q).executeTakeFirst();
-    };
-    let row = await read();
+  private async lockWindow(
+    t: Queryable,
+    budget: Budget,
+    start: number,
+    end: number | null,
+    now: number,
+  ): Promise<{ used: Micros; notified: number }> {
+    const key = { subject: budget.subject, subjectId: budget.subjectId, start };
+    let row = await this.repo.lockWindow(t, key);
     if (!row) {
       const used = await this.seed(t, budget.subject, budget.subjectId, start, end);
-      await t
-        .insertInto('budget_windows')
-        .values({ subject_type: budget.subject, subject_id: budget.subjectId, window_start: start, used, notified_pct: 0, updated_at: now })
-        .onConflict((oc) => oc.columns(['subject_type', 'subject_id', 'window_start']).doNothing())
-        .execute();
-      row = await read();
+      await this.repo.createWindow(t, key, used, now);
+      row = await this.repo.lockWindow(t, key);
       if (!row) throw new Error(`budget window of ${budget.subject} ${budget.subjectId} vanished under its lock`);
     }
     return { used: toMicros(Number(row.used)), notified: Number(row.notified_pct) };
   }
 
   /** What the subject's reservations made in [start, end) hold or charged: the window's use before it had a row. */
-  private async seed(q: Queryable, subject: BudgetSubject, subjectId: string, start: number, end: number | null): Promise<Micros> {
-    let query = q
-      .selectFrom('credit_reservations')
-      .select((eb) =>
-        eb.fn
-          .coalesce(
-            eb.fn.sum<number | string>(eb.case().when('status', '=', 'open').then(eb.ref('amount')).else(eb.ref('charged')).end()),
-            eb.lit(0),
-          )
-          .as('used'),
-      )
-      .where(RESERVATION_COLUMN[subject], '=', subjectId)
-      .where('created_at', '>=', start);
-    if (end !== null) query = query.where('created_at', '<', end);
-    const row = await query.executeTakeFirstOrThrow();
-    return toMicros(Number(row.used));
+  private async seed(
+    q: Queryable,
+    subject: BudgetSubject,
+    subjectId: string,
+    start: number,
+    end: number | null,
+  ): Promise<Micros> {
+    return toMicros(await this.repo.reservedSince(q, subject, subjectId, start, end));
   }
 
-  private async rowsOf(q: Queryable, subjects: ReadonlyArray<{ subject: BudgetSubject; id: string }>): Promise<BudgetRow[]> {
-    if (subjects.length === 0) return [];
-    return (await q
-      .selectFrom('budgets')
-      .selectAll()
-      .where((eb) => eb.or(subjects.map((s) => eb.and([eb('subject_type', '=', s.subject), eb('subject_id', '=', s.id)]))))
-      .execute()) as BudgetRow[];
+  private async rowsOf(
+    q: Queryable,
+    subjects: ReadonlyArray<{ subject: BudgetSubject; id: string }>,
+  ): Promise<BudgetRow[]> {
+    return this.repo.findMany(q, subjects);
   }
 }
 
@@ -319,34 +302,16 @@ export class BudgetBook {
  * charge (settlement, release, expiry), in the settling transaction. A window
  * whose budget was removed meanwhile is simply gone.
  */
-export async function giveBackToBudgets(t: Queryable, refsJson: string | null, unused: Micros, now: number): Promise<void> {
+export async function giveBackToBudgets(
+  repo: BudgetRepository,
+  t: Queryable,
+  refsJson: string | null,
+  unused: Micros,
+  now: number,
+): Promise<void> {
   if (!refsJson || unused <= 0) return;
   const refs = JSON.parse(refsJson) as BudgetWindowRef[];
-  for (const r of refs) {
-    await t
-      .updateTable('budget_windows')
-      .set((eb) => ({ used: eb('used', '-', unused), updated_at: now }))
-      .where('subject_type', '=', r.t)
-      .where('subject_id', '=', r.id)
-      .where('window_start', '=', r.w)
-      .where('used', '>=', unused)
-      .execute();
-  }
-}
-
-/** The wire shape of a budget with its current use (credits as numbers, times as ISO 8601). */
-export function presentBudgetStatus(s: BudgetStatus) {
-  return {
-    subject: s.subject,
-    id: s.subjectId,
-    amount: formatCredits(s.amount),
-    period: s.period,
-    used: formatCredits(s.used),
-    remaining: formatCredits(s.remaining),
-    period_start: s.period === 'total' ? null : new Date(s.windowStart).toISOString(),
-    resets_at: s.resetsAt === null ? null : new Date(s.resetsAt).toISOString(),
-    set_by: s.setBy,
-  };
+  for (const r of refs) await repo.giveBack(t, { subject: r.t, subjectId: r.id, start: r.w }, unused, now);
 }
 
 export function subjectsOf(spender: Spender): Array<{ subject: BudgetSubject; id: string }> {
@@ -365,14 +330,21 @@ function status(budget: Budget, start: number, end: number | null, used: Micros)
 function exceeded(s: BudgetStatus, required: Micros): GatewayError {
   const whose = s.subject === 'api_key' ? 'API key' : s.subject;
   const when = s.resetsAt === null ? 'it does not reset' : `it resets at ${new Date(s.resetsAt).toISOString()}`;
-  return new GatewayError('BUDGET_EXCEEDED', `the ${s.period === 'total' ? 'total' : `${s.period}ly`.replace('dayly', 'daily')} budget of this ${whose} would be exceeded; ${when}`, {
-    details: { budget: presentBudgetStatus(s), required: formatCredits(required) },
-  });
+  return new GatewayError(
+    'BUDGET_EXCEEDED',
+    `the ${s.period === 'total' ? 'total' : `${s.period}ly`.replace('dayly', 'daily')} budget of this ${whose} would be exceeded; ${when}`,
+    {
+      details: { budget: presentBudgetStatus(s), required: formatCredits(required) },
+    },
+  );
 }
 
 function assertMayChange(previous: Budget, setBy: BudgetSetter): void {
   if (SETTER_RANK[setBy] < SETTER_RANK[previous.setBy]) {
-    throw new GatewayError('FORBIDDEN', `this budget was set by a ${previous.setBy.replace('_', ' ')}; only they can change or remove it`);
+    throw new GatewayError(
+      'FORBIDDEN',
+      `this budget was set by a ${previous.setBy.replace('_', ' ')}; only they can change or remove it`,
+    );
   }
 }
 

@@ -52,8 +52,12 @@ export class CostEstimator {
 
   constructor(pricing: Pricing) {
     // Prices come from the validated config; a price finer than a micro is a config error, said at start-up.
-    this.inPer1k = BigInt(parseCredits(pricing.per_1k_input_tokens, 'pricing.per_1k_input_tokens', { allowZero: true }));
-    this.outPer1k = BigInt(parseCredits(pricing.per_1k_output_tokens, 'pricing.per_1k_output_tokens', { allowZero: true }));
+    this.inPer1k = BigInt(
+      parseCredits(pricing.per_1k_input_tokens, 'pricing.per_1k_input_tokens', { allowZero: true }),
+    );
+    this.outPer1k = BigInt(
+      parseCredits(pricing.per_1k_output_tokens, 'pricing.per_1k_output_tokens', { allowZero: true }),
+    );
     this.perSearch = BigInt(parseCredits(pricing.per_web_search, 'pricing.per_web_search', { allowZero: true }));
   }
 
@@ -68,7 +72,8 @@ export class CostEstimator {
     const tokenMicrosTimes1000 = input * this.inPer1k + output * this.outPer1k;
     const tokenMicros = (tokenMicrosTimes1000 + 999n) / 1000n; // ceiling division on non-negatives
     const total = tokenMicros + searches * this.perSearch;
-    if (total > BigInt(Number.MAX_SAFE_INTEGER)) throw invalidField('usage is too large to price', [{ field: 'usage', message: 'too large' }]);
+    if (total > BigInt(Number.MAX_SAFE_INTEGER))
+      throw invalidField('usage is too large to price', [{ field: 'usage', message: 'too large' }]);
     return toMicros(Number(total));
   }
 
@@ -105,7 +110,9 @@ export class CostEstimator {
 
 function count(n: number, field: string): number {
   if (!Number.isSafeInteger(n) || n < 0) {
-    throw invalidField(`${field} must be a non-negative integer`, [{ field, message: 'must be a non-negative integer' }]);
+    throw invalidField(`${field} must be a non-negative integer`, [
+      { field, message: 'must be a non-negative integer' },
+    ]);
   }
   return n;
 }

@@ -1,14 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import type { SelectQueryBuilder, Selectable } from 'kysely';
 import type { AuditActorType, AuditLogger } from '../audit/types.js';
 import type { Clock } from '../clock.js';
 import { GatewayError, invalidField, notFound } from '../errors.js';
 import { isId, newId } from '../ids.js';
 import type { Metrics } from '../metrics.js';
 import { EVERYTHING, reachFilter, type Reach } from '../policies/index.js';
-import type { Database, PreparedRead, Queryable } from '../storage/database.js';
-import type { DB } from '../storage/schema.js';
-import type { CreditTables, LedgerKind, ReservationStatus } from '../storage/tables/credits.js';
+import type { Database, Queryable } from '../storage/database.js';
+import type { CreditRepositories } from '../storage/repos/credits.js';
+import type { AccountRow, EntryRow, ReservationRow } from '../storage/repos/ledger.js';
+import type { LedgerKind, ReservationStatus } from '../storage/tables/credits.js';
 import { assertIdempotencyKey } from '../idempotency/key.js';
 import { giveBackToBudgets, type BudgetBook } from './budgets.js';
 import { CreditMetrics } from './metrics.js';
@@ -38,10 +38,6 @@ import {
   toMicros,
   type Micros,
 } from './money.js';
-
-type AccountRow = Selectable<CreditTables['credit_accounts']>;
-type EntryRow = Selectable<CreditTables['credit_ledger']>;
-type ReservationRow = Selectable<CreditTables['credit_reservations']>;
 
 /** One ledger entry to append: its signed effects on the balance and on the reserved total, and why. */
 interface EntryChange {
@@ -223,6 +219,8 @@ export type UsedMicros = (reservation: Reservation, trx: Queryable) => Micros | 
 
 export interface CreditLedgerOptions {
   database: Database;
+  /** The ledger's, pools' and budgets' storage (built by the composition root: `creditRepositories()`). */
+  repositories: CreditRepositories;
   clock: Clock;
   audit: AuditLogger;
   metrics?: Metrics;
@@ -248,6 +246,13 @@ export interface ChargeNotice {
 export const MAX_TTL_MS = 7 * 24 * 3600 * 1000;
 export const DEFAULT_PAGE = 50;
 export const MAX_PAGE = 100;
+/** Accounts summed per statement by `verify()`, at most. */
+const VERIFY_PAGE = 100;
+/**
+ * Ledger entries summed per statement by `verify()`, at most (beyond one account's worth when
+ * the account is small): a bigger account is summed alone, in steps of this many entries.
+ */
+const VERIFY_STEP_ENTRIES = 1_000;
 
 type Finish = 'settled' | 'released' | 'expired';
 
@@ -265,24 +270,20 @@ type Finish = 'settled' | 'released' | 'expired';
  */
 export class CreditLedger {
   private readonly database: Database;
+  private readonly repos: CreditRepositories;
   private readonly clock: Clock;
   private readonly audit: AuditLogger;
   private readonly metrics: CreditMetrics | null;
   readonly instanceId: string;
   readonly budgets: BudgetBook | null;
   private readonly onCharged: CreditLedgerOptions['onCharged'];
-  /** `balance()` of a user's own account, the hot read: compiled once, kept in memory on SQLite until the next credit write. */
-  private readonly ownBalance: PreparedRead<{ userId: string }, Pick<AccountRow, 'balance' | 'reserved'>>;
 
   constructor(options: CreditLedgerOptions) {
     this.database = options.database;
-    this.ownBalance = options.database.prepareRead(
-      (db, p: { userId: string }) => db.selectFrom('credit_accounts').select(['balance', 'reserved']).where('user_id', '=', p.userId),
-      { cache: { tables: ['credit_accounts'], ttlMs: 1000, maxEntries: 10_000 } },
-    );
+    this.repos = options.repositories;
     this.clock = options.clock;
     this.audit = options.audit;
-    this.metrics = options.metrics ? CreditMetrics.for(options.metrics, options.database) : null;
+    this.metrics = options.metrics ? CreditMetrics.for(options.metrics, options.repositories.ledger) : null;
     this.instanceId = options.instanceId ?? `daemon_${randomBytes(6).toString('hex')}`;
     this.budgets = options.budgets ?? null;
     this.onCharged = options.onCharged;
@@ -297,12 +298,7 @@ export class CreditLedger {
     const result = await this.run(trx, async (t) => {
       const account = await this.lockAccount(t, input.userId, true);
       if (key !== null) {
-        const previous = await t
-          .selectFrom('credit_ledger')
-          .selectAll()
-          .where('user_id', '=', input.userId)
-          .where('idempotency_key', '=', key)
-          .executeTakeFirst();
+        const previous = await this.repos.ledger.keyedEntry(t, input.userId, key);
         if (previous) {
           if (previous.kind !== 'grant' || previous.amount !== input.amount || previous.reason !== reason) {
             throw new GatewayError('IDEMPOTENCY_KEY_REUSED', 'this idempotency key was used for a different grant');
@@ -336,14 +332,16 @@ export class CreditLedger {
    */
   async adjust(input: AdjustInput, trx?: Queryable): Promise<AdjustResult> {
     if (!Number.isSafeInteger(input.amount) || input.amount === 0 || Math.abs(input.amount) > MAX_MICROS) {
-      throw invalidField('amount must be a non-zero number of credits', [{ field: 'amount', message: 'must not be zero' }]);
+      throw invalidField('amount must be a non-zero number of credits', [
+        { field: 'amount', message: 'must not be zero' },
+      ]);
     }
     const reason = cleanReason(input.reason);
     const key = input.idempotencyKey ?? null;
     if (key !== null) assertIdempotencyKey(key);
     return this.run(trx, async (t) => {
       const account = await this.lockAccount(t, input.userId, true);
-      const previous = key === null ? undefined : await keyedEntry(t, input.userId, key);
+      const previous = key === null ? undefined : await this.repos.ledger.keyedEntry(t, input.userId, key);
       if (previous) {
         if (previous.kind !== 'adjustment' || previous.amount !== input.amount || previous.reason !== reason) {
           throw new GatewayError('IDEMPOTENCY_KEY_REUSED', 'this idempotency key was used for a different adjustment');
@@ -354,7 +352,14 @@ export class CreditLedger {
         throw this.insufficient(negMicros(input.amount), available(account));
       }
       const [entry] = await this.applyEntries(t, account, [
-        { kind: 'adjustment', amount: input.amount, reservedDelta: ZERO, reason, actor: input.actor, idempotencyKey: key },
+        {
+          kind: 'adjustment',
+          amount: input.amount,
+          reservedDelta: ZERO,
+          reason,
+          actor: input.actor,
+          idempotencyKey: key,
+        },
       ]);
       await this.audit.record(
         {
@@ -391,34 +396,38 @@ export class CreditLedger {
     if (key !== null) assertIdempotencyKey(key);
     if (!isId(input.sessionId, 'ses')) throw notFound('session');
     return this.run(trx, async (t): Promise<RefundResult> => {
-      const peek = await t.selectFrom('sessions').select(['user_id', 'reservation_id']).where('id', '=', input.sessionId).executeTakeFirst();
+      const peek = await this.repos.ledger.sessionOwner(t, input.sessionId);
       if (!peek) throw notFound('session');
       // The account lock first (as everywhere): settlement takes it too, so what follows is stable.
       const account = await this.lockAccount(t, peek.user_id, false);
-      const session = await t.selectFrom('sessions').select(['status']).where('id', '=', input.sessionId).executeTakeFirstOrThrow();
-      const reservations = await t
-        .selectFrom('credit_reservations')
-        .selectAll()
-        .where('user_id', '=', peek.user_id)
-        .where((eb) => eb.or([eb('session_id', '=', input.sessionId), eb('id', '=', peek.reservation_id)]))
-        .orderBy('created_at')
-        .orderBy('id')
-        .execute();
-      const refunds = await t
-        .selectFrom('credit_ledger')
-        .select((eb) => eb.cast<number>(eb.fn.coalesce(eb.fn.sum<number>('amount'), eb.lit(0)), 'bigint').as('total'))
-        .where('user_id', '=', peek.user_id)
-        .where('kind', '=', 'refund')
-        .where('session_id', '=', input.sessionId)
-        .executeTakeFirstOrThrow();
+      const session = await this.repos.ledger.sessionStatus(t, input.sessionId);
+      const reservations = await this.repos.ledger.sessionReservations(
+        t,
+        peek.user_id,
+        input.sessionId,
+        peek.reservation_id,
+      );
+      const refunds = await this.repos.ledger.refundedTotal(t, peek.user_id, input.sessionId);
       const charged = reservations.reduce((sum, r) => addMicros(sum, toMicros(r.charged)), ZERO);
       const refunded = toMicros(Number(refunds.total));
-      const previous = key === null || !account ? undefined : await keyedEntry(t, peek.user_id, key);
+      const previous = key === null || !account ? undefined : await this.repos.ledger.keyedEntry(t, peek.user_id, key);
       if (previous) {
-        if (previous.kind !== 'refund' || previous.session_id !== input.sessionId || previous.reason !== reason || (asked !== null && previous.amount !== asked)) {
+        if (
+          previous.kind !== 'refund' ||
+          previous.session_id !== input.sessionId ||
+          previous.reason !== reason ||
+          (asked !== null && previous.amount !== asked)
+        ) {
           throw new GatewayError('IDEMPOTENCY_KEY_REUSED', 'this idempotency key was used for a different refund');
         }
-        return { entry: toEntry(previous), balance: toBalance(account!), charged, refunded, refundable: subMicros(charged, refunded), replayed: true };
+        return {
+          entry: toEntry(previous),
+          balance: toBalance(account!),
+          charged,
+          refunded,
+          refundable: subMicros(charged, refunded),
+          replayed: true,
+        };
       }
       if (session.status === 'running' || reservations.some((r) => r.status === 'open')) {
         throw new GatewayError('INVALID_STATE', 'the session is still running: refund its charge once it has ended');
@@ -426,9 +435,19 @@ export class CreditLedger {
       const refundable = subMicros(charged, refunded);
       const amount = asked ?? refundable;
       if (!account || refundable <= 0 || amount > refundable) {
-        const why = charged === 0 ? 'the session was charged nothing' : refundable <= 0 ? 'its charge was refunded in full already' : 'the amount exceeds what is left of its charge';
+        const why =
+          charged === 0
+            ? 'the session was charged nothing'
+            : refundable <= 0
+              ? 'its charge was refunded in full already'
+              : 'the amount exceeds what is left of its charge';
         throw new GatewayError('REFUND_EXCEEDS_CHARGE', `cannot refund this session: ${why}`, {
-          details: { charged: formatCredits(charged), refunded: formatCredits(refunded), refundable: formatCredits(refundable), requested: formatCredits(amount) },
+          details: {
+            charged: formatCredits(charged),
+            refunded: formatCredits(refunded),
+            refundable: formatCredits(refundable),
+            requested: formatCredits(amount),
+          },
         });
       }
       // The entry names the reservation that was charged (the last one, should there be several).
@@ -466,7 +485,14 @@ export class CreditLedger {
         },
         t,
       );
-      return { entry, balance: toBalance(account), charged, refunded: total, refundable: subMicros(charged, total), replayed: false };
+      return {
+        entry,
+        balance: toBalance(account),
+        charged,
+        refunded: total,
+        refundable: subMicros(charged, total),
+        replayed: false,
+      };
     });
   }
 
@@ -486,7 +512,13 @@ export class CreditLedger {
       const now = this.clock.now();
       const apiKeyId = input.apiKeyId ?? null;
       const budget = this.budgets
-        ? await this.budgets.admit(t, { apiKeyId, userId: account.user_id, tenantId: account.tenant_id }, input.amount, now, input.actor)
+        ? await this.budgets.admit(
+            t,
+            { apiKeyId, userId: account.user_id, tenantId: account.tenant_id },
+            input.amount,
+            now,
+            input.actor,
+          )
         : null;
       if (budget) this.database.afterCommit(t, budget.announce);
       const row: ReservationRow = {
@@ -504,7 +536,7 @@ export class CreditLedger {
         api_key_id: apiKeyId,
         budget_windows: budget && budget.refs.length > 0 ? JSON.stringify(budget.refs) : null,
       };
-      await t.insertInto('credit_reservations').values(row).execute();
+      await this.repos.ledger.insertReservation(t, row);
       const [entry] = await this.applyEntries(t, account, [
         {
           kind: 'reserve',
@@ -542,13 +574,18 @@ export class CreditLedger {
    * Allowed while the reservation is open, even just past its expiry if the reaper
    * has not taken it yet (the hold is still intact); anything else is INVALID_STATE.
    */
-  async extend(reservationId: string, ttlMs: number, options: { userId?: string } = {}, trx?: Queryable): Promise<Reservation> {
+  async extend(
+    reservationId: string,
+    ttlMs: number,
+    options: { userId?: string } = {},
+    trx?: Queryable,
+  ): Promise<Reservation> {
     assertTtl(ttlMs);
     return this.run(trx, async (t) => {
       const { row } = await this.lockReservation(t, reservationId, options.userId);
       if (row.status !== 'open') throw new GatewayError('INVALID_STATE', `reservation is ${row.status}, not open`);
       const expiresAt = this.clock.now() + ttlMs;
-      await t.updateTable('credit_reservations').set({ expires_at: expiresAt }).where('id', '=', row.id).execute();
+      await this.repos.ledger.setReservationExpiry(t, row.id, expiresAt);
       return toReservation({ ...row, expires_at: expiresAt });
     });
   }
@@ -559,7 +596,12 @@ export class CreditLedger {
    * refused with INVALID_STATE and nothing changes; an unknown id (or another
    * user's, when `userId` is given) is NOT_FOUND.
    */
-  async settle(reservationId: string, actual: Micros, options: SettleOptions = {}, trx?: Queryable): Promise<SettleResult> {
+  async settle(
+    reservationId: string,
+    actual: Micros,
+    options: SettleOptions = {},
+    trx?: Queryable,
+  ): Promise<SettleResult> {
     assertUsage(actual);
     return required(await this.finish('settled', reservationId, () => actual, options, trx));
   }
@@ -591,15 +633,7 @@ export class CreditLedger {
     let settled = 0;
     let after = '';
     for (;;) {
-      const batch = await this.database.db
-        .selectFrom('credit_reservations')
-        .select(['id', 'session_id'])
-        .where('status', '=', 'open')
-        .where('expires_at', '<=', now)
-        .where('id', '>', after)
-        .orderBy('id')
-        .limit(batchSize)
-        .execute();
+      const batch = await this.repos.ledger.expiredReservations(now, after, batchSize);
       for (const { id, session_id: sessionId } of batch) {
         if (options.skip?.(sessionId)) continue;
         try {
@@ -625,20 +659,23 @@ export class CreditLedger {
    */
   async balance(userId: string, reach: Reach = EVERYTHING, trx?: Queryable): Promise<Balance> {
     if (reachFilter(reach) === null) {
-      const own = await this.ownBalance.first({ userId }, trx);
+      const own = await this.repos.ledger.ownBalance(userId, trx);
       return own ? toBalance(own) : { balance: ZERO, reserved: ZERO, available: ZERO };
     }
-    const q = withinReach((trx ?? this.database.db).selectFrom('credit_accounts').selectAll().where('user_id', '=', userId), reach);
-    const row = await q.executeTakeFirst();
+    const row = await this.repos.ledger.accountWithin(userId, reach, trx);
     return row ? toBalance(row) : { balance: ZERO, reserved: ZERO, available: ZERO };
   }
 
   /** One reservation, or undefined (scoped to `userId` when given, and to `reach`). */
-  async reservation(reservationId: string, options: { userId?: string; reach?: Reach } = {}): Promise<Reservation | undefined> {
+  async reservation(
+    reservationId: string,
+    options: { userId?: string; reach?: Reach } = {},
+  ): Promise<Reservation | undefined> {
     if (!isId(reservationId, 'res')) return undefined;
-    let q = this.database.db.selectFrom('credit_reservations').selectAll().where('id', '=', reservationId);
-    if (options.userId !== undefined) q = q.where('user_id', '=', options.userId);
-    const row = await withinReach(q, options.reach ?? EVERYTHING).executeTakeFirst();
+    const row = await this.repos.ledger.findReservation(reservationId, {
+      ...(options.userId !== undefined ? { userId: options.userId } : {}),
+      reach: options.reach ?? EVERYTHING,
+    });
     return row ? toReservation(row) : undefined;
   }
 
@@ -652,14 +689,8 @@ export class CreditLedger {
   ): Promise<TransactionsPage> {
     const limit = pageLimit(options.limit);
     const before = options.cursor ? decodeCursor(options.cursor) : null;
-    let q = this.database.db
-      .selectFrom('credit_ledger')
-      .selectAll()
-      .where('user_id', '=', userId)
-      .orderBy('seq', 'desc')
-      .limit(limit + 1);
-    if (before !== null) q = q.where('seq', '<', before);
-    const rows = await withinReach(q, options.reach ?? EVERYTHING).execute();
+    const reach = options.reach ?? EVERYTHING;
+    const rows = await this.repos.ledger.entries(userId, { limit: limit + 1, before, reach });
     const page = rows.slice(0, limit);
     const last = page[page.length - 1];
     return {
@@ -672,18 +703,48 @@ export class CreditLedger {
    * Recomputes every account from its ledger and reservations and lists each
    * disagreement: balance vs sum of entries, reserved vs sum of open reservations,
    * available >= 0, the balance_after / reserved_after chain entry by entry, and
-   * the account version vs its last entry. Each account is read under its lock,
-   * so concurrent traffic cannot produce false alarms. An empty list means clean.
+   * the account version vs its last entry. An empty list means clean.
+   *
+   * Accounts are read in pages of at most {@link VERIFY_PAGE} accounts and
+   * {@link VERIFY_STEP_ENTRIES} entries (by the versions the accounts claim), each page
+   * summed in SQL in one statement (daemon/storage/repos/ledger-verify.ts); an account
+   * with more entries is summed alone, in steps of that many. Time and memory per
+   * statement are bounded by the step, not the ledger nor the biggest account, and the
+   * pass yields between statements (on SQLite each runs on the event loop). Only an
+   * account whose sums disagree (or that has refunds) is then checked entry by entry
+   * under its lock, so concurrent traffic cannot produce false alarms, and the
+   * mismatches are those of that check.
    */
   async verify(): Promise<Mismatch[]> {
     const mismatches: Mismatch[] = [];
-    const users = await this.database.db.selectFrom('credit_accounts').select('user_id').orderBy('user_id').execute();
-    for (const { user_id: userId } of users) {
-      await this.database.transaction(async (t) => {
-        const account = await this.lockAccount(t, userId, false);
-        if (!account) return;
-        mismatches.push(...(await this.verifyAccount(t, account)));
-      });
+    const summaries = this.repos.verify;
+    const pause = () => new Promise<void>((resolve) => setImmediate(resolve));
+    for (let after: string | null = null; ; ) {
+      const accounts = await summaries.accountVersions(after, VERIFY_PAGE);
+      if (accounts.length === 0) break;
+      let page: Array<{ userId: string; clean: boolean }>;
+      if (accounts[0]!.version > VERIFY_STEP_ENTRIES) {
+        page = [await summaries.accountInSteps(accounts[0]!.userId, VERIFY_STEP_ENTRIES, pause)];
+      } else {
+        let n = 0;
+        for (let entries = 0; n < accounts.length; n++) {
+          entries += Math.max(0, accounts[n]!.version);
+          if (n > 0 && entries > VERIFY_STEP_ENTRIES) break;
+        }
+        page = await summaries.accountPage(after, n);
+        if (page.length === 0) break;
+      }
+      for (const { userId, clean } of page) {
+        if (clean) continue;
+        await this.database.transaction(async (t) => {
+          const account = await this.lockAccount(t, userId, false);
+          if (!account) return;
+          mismatches.push(...(await this.verifyAccount(t, account)));
+        });
+      }
+      after = page[page.length - 1]!.userId;
+      // SQLite runs each statement on the event loop: let requests through between pages.
+      await pause();
     }
     mismatches.push(...(await this.verifyPools()));
     return mismatches;
@@ -696,23 +757,16 @@ export class CreditLedger {
       out.push({ userId, check, expected, actual, message, ...(entryId ? { entryId } : {}) });
     };
 
-    const sums = await t
-      .selectFrom('credit_ledger')
-      .select((eb) => eb.cast<number>(eb.fn.coalesce(eb.fn.sum<number>('amount'), eb.lit(0)), 'bigint').as('total'))
-      .where('user_id', '=', userId)
-      .executeTakeFirstOrThrow();
-    const ledgerSum = Number(sums.total);
-    if (ledgerSum !== account.balance) add('balance', ledgerSum, account.balance, 'balance differs from the sum of ledger amounts');
+    const checks = this.repos.verify;
+    const ledgerSum = await checks.entrySum(t, userId);
+    if (ledgerSum !== account.balance)
+      add('balance', ledgerSum, account.balance, 'balance differs from the sum of ledger amounts');
 
-    const open = await t
-      .selectFrom('credit_reservations')
-      .select((eb) => eb.cast<number>(eb.fn.coalesce(eb.fn.sum<number>('amount'), eb.lit(0)), 'bigint').as('total'))
-      .where('user_id', '=', userId)
-      .where('status', '=', 'open')
-      .executeTakeFirstOrThrow();
-    const openSum = Number(open.total);
-    if (openSum !== account.reserved) add('reserved', openSum, account.reserved, 'reserved differs from the sum of open reservations');
-    if (account.balance < account.reserved) add('available', account.reserved, account.balance, 'available is negative');
+    const openSum = await checks.openReservedSum(t, userId);
+    if (openSum !== account.reserved)
+      add('reserved', openSum, account.reserved, 'reserved differs from the sum of open reservations');
+    if (account.balance < account.reserved)
+      add('available', account.reserved, account.balance, 'available is negative');
 
     // Walk the chain in seq order, in pages, so a long history does not load at once.
     let prevBalance = 0;
@@ -720,23 +774,29 @@ export class CreditLedger {
     let expectedSeq = 1;
     let lastSeq = 0;
     for (;;) {
-      const rows = await t
-        .selectFrom('credit_ledger')
-        .selectAll()
-        .where('user_id', '=', userId)
-        .where('seq', '>=', expectedSeq)
-        .orderBy('seq')
-        .limit(1000)
-        .execute();
+      const rows = await checks.entriesFrom(t, userId, expectedSeq, 1000);
       for (const e of rows) {
         if (e.seq !== expectedSeq) add('chain', expectedSeq, e.seq, 'ledger sequence has a gap', e.id);
         if (e.balance_after !== prevBalance + e.amount) {
-          add('chain', prevBalance + e.amount, e.balance_after, 'balance_after does not follow from the previous entry', e.id);
+          add(
+            'chain',
+            prevBalance + e.amount,
+            e.balance_after,
+            'balance_after does not follow from the previous entry',
+            e.id,
+          );
         }
         if (e.reserved_after !== prevReserved + e.reserved_delta) {
-          add('chain', prevReserved + e.reserved_delta, e.reserved_after, 'reserved_after does not follow from the previous entry', e.id);
+          add(
+            'chain',
+            prevReserved + e.reserved_delta,
+            e.reserved_after,
+            'reserved_after does not follow from the previous entry',
+            e.id,
+          );
         }
-        if (e.balance_after < e.reserved_after) add('available', e.reserved_after, e.balance_after, 'entry left available negative', e.id);
+        if (e.balance_after < e.reserved_after)
+          add('available', e.reserved_after, e.balance_after, 'entry left available negative', e.id);
         prevBalance = e.balance_after;
         prevReserved = e.reserved_after;
         expectedSeq = e.seq + 1;
@@ -744,33 +804,19 @@ export class CreditLedger {
       }
       if (rows.length < 1000) break;
     }
-    if (prevBalance !== account.balance) add('chain', prevBalance, account.balance, 'balance differs from the last balance_after');
-    if (prevReserved !== account.reserved) add('chain', prevReserved, account.reserved, 'reserved differs from the last reserved_after');
-    if (lastSeq !== account.version) add('version', lastSeq, account.version, 'account version differs from its last ledger seq');
+    if (prevBalance !== account.balance)
+      add('chain', prevBalance, account.balance, 'balance differs from the last balance_after');
+    if (prevReserved !== account.reserved)
+      add('chain', prevReserved, account.reserved, 'reserved differs from the last reserved_after');
+    if (lastSeq !== account.version)
+      add('version', lastSeq, account.version, 'account version differs from its last ledger seq');
 
     // Refunds give back a session's charge at most: per session, sum(refund) <= sum(charged of its reservations).
-    const refunds = await t
-      .selectFrom('credit_ledger')
-      .select((eb) => ['session_id', eb.cast<number>(eb.fn.sum<number>('amount'), 'bigint').as('total')])
-      .where('user_id', '=', userId)
-      .where('kind', '=', 'refund')
-      .groupBy('session_id')
-      .execute();
-    for (const r of refunds) {
-      const total = Number(r.total);
-      const charged = r.session_id === null
-        ? 0
-        : Number(
-            (
-              await t
-                .selectFrom('credit_reservations')
-                .select((eb) => eb.cast<number>(eb.fn.coalesce(eb.fn.sum<number>('charged'), eb.lit(0)), 'bigint').as('total'))
-                .where('user_id', '=', userId)
-                .where('session_id', '=', r.session_id)
-                .executeTakeFirstOrThrow()
-            ).total,
-          );
-      if (total > charged) add('refund', charged, total, `refunds of session ${r.session_id ?? '(none)'} exceed its charge`);
+    for (const { sessionId, total } of await checks.refundsBySession(t, userId)) {
+      const charged = sessionId === null ? 0 : await checks.chargedOfSession(t, userId, sessionId);
+      if (total > charged) {
+        add('refund', charged, total, `refunds of session ${sessionId ?? '(none)'} exceed its charge`);
+      }
     }
     return out;
   }
@@ -788,22 +834,21 @@ export class CreditLedger {
     const key = input.idempotencyKey ?? null;
     if (key !== null) assertIdempotencyKey(key);
     return this.run(trx, async (t) => {
-      const pool = await lockPool(this.database, t, input.tenantId, true, this.clock.now());
+      const pool = await lockPool(this.repos.pools, t, input.tenantId, true, this.clock.now());
       if (key !== null) {
-        const previous = await t
-          .selectFrom('credit_pool_ledger')
-          .selectAll()
-          .where('tenant_id', '=', pool.tenant_id)
-          .where('idempotency_key', '=', key)
-          .executeTakeFirst();
+        const previous = await this.repos.pools.keyedEntry(t, pool.tenant_id, key);
         if (previous) {
           if (previous.kind !== 'grant' || previous.amount !== input.amount || previous.reason !== reason) {
-            throw new GatewayError('IDEMPOTENCY_KEY_REUSED', 'this idempotency key was used for a different pool grant');
+            throw new GatewayError(
+              'IDEMPOTENCY_KEY_REUSED',
+              'this idempotency key was used for a different pool grant',
+            );
           }
           return { entry: toPoolEntry(previous), pool: toPoolBalance(pool.tenant_id, pool), replayed: true };
         }
       }
-      const entry = await appendPoolEntry(t, pool, { kind: 'grant', amount: input.amount, reason, actor: input.actor, idempotencyKey: key }, this.clock.now());
+      const change = { kind: 'grant' as const, amount: input.amount, reason, actor: input.actor, idempotencyKey: key };
+      const entry = await appendPoolEntry(this.repos.pools, t, pool, change, this.clock.now());
       await this.audit.record(
         {
           action: 'credits.pool_grant',
@@ -811,7 +856,12 @@ export class CreditLedger {
           actor: input.actor,
           tenantId: pool.tenant_id,
           target: { type: 'tenant', id: pool.tenant_id },
-          details: { amount: formatCredits(input.amount), entry_id: entry.id, reason, pool_balance: formatCredits(toMicros(pool.balance)) },
+          details: {
+            amount: formatCredits(input.amount),
+            entry_id: entry.id,
+            reason,
+            pool_balance: formatCredits(toMicros(pool.balance)),
+          },
         },
         t,
       );
@@ -834,21 +884,21 @@ export class CreditLedger {
     const key = input.idempotencyKey ?? null;
     if (key !== null) assertIdempotencyKey(key);
     const result = await this.run(trx, async (t): Promise<PoolTransferResult> => {
-      const pool = await lockPool(this.database, t, input.tenantId, false, this.clock.now());
+      const pool = await lockPool(this.repos.pools, t, input.tenantId, false, this.clock.now());
       const account = await this.lockAccount(t, input.userId, true);
       if (account.tenant_id !== input.tenantId) throw notFound('user');
       if (key !== null) {
-        const previous = await t
-          .selectFrom('credit_ledger')
-          .selectAll()
-          .where('user_id', '=', input.userId)
-          .where('idempotency_key', '=', key)
-          .executeTakeFirst();
+        const previous = await this.repos.ledger.keyedEntry(t, input.userId, key);
         if (previous) {
-          const poolEntry = previous.pool_entry_id === null
-            ? undefined
-            : await t.selectFrom('credit_pool_ledger').selectAll().where('id', '=', previous.pool_entry_id).executeTakeFirst();
-          if (previous.kind !== 'grant' || previous.amount !== input.amount || previous.reason !== reason || !poolEntry || poolEntry.tenant_id !== input.tenantId) {
+          const poolEntryId = previous.pool_entry_id;
+          const poolEntry = poolEntryId === null ? undefined : await this.repos.pools.entry(t, poolEntryId);
+          if (
+            previous.kind !== 'grant' ||
+            previous.amount !== input.amount ||
+            previous.reason !== reason ||
+            !poolEntry ||
+            poolEntry.tenant_id !== input.tenantId
+          ) {
             throw new GatewayError('IDEMPOTENCY_KEY_REUSED', 'this idempotency key was used for a different grant');
           }
           return {
@@ -866,13 +916,31 @@ export class CreditLedger {
       const poolEntryId = newId('txn', now);
       const memberEntryId = newId('txn', now);
       const poolEntry = await appendPoolEntry(
+        this.repos.pools,
         t,
         pool,
-        { id: poolEntryId, kind: 'transfer', amount: negMicros(input.amount), reason, actor: input.actor, userId: account.user_id, transferEntryId: memberEntryId },
+        {
+          id: poolEntryId,
+          kind: 'transfer',
+          amount: negMicros(input.amount),
+          reason,
+          actor: input.actor,
+          userId: account.user_id,
+          transferEntryId: memberEntryId,
+        },
         now,
       );
       const [entry] = await this.applyEntries(t, account, [
-        { id: memberEntryId, kind: 'grant', amount: input.amount, reservedDelta: ZERO, reason, actor: input.actor, idempotencyKey: key, poolEntryId },
+        {
+          id: memberEntryId,
+          kind: 'grant',
+          amount: input.amount,
+          reservedDelta: ZERO,
+          reason,
+          actor: input.actor,
+          idempotencyKey: key,
+          poolEntryId,
+        },
       ]);
       await this.audit.record(
         {
@@ -891,7 +959,13 @@ export class CreditLedger {
         },
         t,
       );
-      return { entry, poolEntry, balance: toBalance(account), pool: toPoolBalance(pool.tenant_id, pool), replayed: false };
+      return {
+        entry,
+        poolEntry,
+        balance: toBalance(account),
+        pool: toPoolBalance(pool.tenant_id, pool),
+        replayed: false,
+      };
     });
     if (!result.replayed) this.metrics?.grantedMicros.inc(input.amount);
     return result;
@@ -900,39 +974,41 @@ export class CreditLedger {
   /** A tenant's pool (zero for a tenant whose pool never held credits), or undefined for an unknown tenant. */
   async pool(tenantId: string, trx?: Queryable): Promise<PoolBalance | undefined> {
     if (!isId(tenantId, 'ten')) return undefined;
-    const row = await (trx ?? this.database.db)
-      .selectFrom('tenants')
-      .leftJoin('credit_pools', 'credit_pools.tenant_id', 'tenants.id')
-      .select(['tenants.id as id', 'credit_pools.balance as balance', 'credit_pools.updated_at as updated_at'])
-      .where('tenants.id', '=', tenantId)
-      .executeTakeFirst();
+    const row = await this.repos.pools.tenantPool(tenantId, trx);
     if (!row) return undefined;
-    return toPoolBalance(row.id, row.balance === null || row.updated_at === null ? undefined : { balance: row.balance, updated_at: row.updated_at });
+    return toPoolBalance(
+      row.id,
+      row.balance === null || row.updated_at === null
+        ? undefined
+        : { balance: row.balance, updated_at: row.updated_at },
+    );
   }
 
   /** Pools that ever held credits, by tenant id; `tenantId` narrows to one (a tenant admin's own). */
-  async pools(options: { limit?: number; after?: string | null; tenantId?: string } = {}): Promise<{ pools: PoolBalance[]; next: string | null }> {
+  async pools(
+    options: { limit?: number; after?: string | null; tenantId?: string } = {},
+  ): Promise<{ pools: PoolBalance[]; next: string | null }> {
     const limit = pageLimit(options.limit);
-    let q = this.database.db.selectFrom('credit_pools').selectAll().orderBy('tenant_id').limit(limit + 1);
-    if (options.after) q = q.where('tenant_id', '>', options.after);
-    if (options.tenantId !== undefined) q = q.where('tenant_id', '=', options.tenantId);
-    const rows = await q.execute();
+    const rows = await this.repos.pools.list({
+      limit: limit + 1,
+      ...(options.after ? { after: options.after } : {}),
+      ...(options.tenantId !== undefined ? { tenantId: options.tenantId } : {}),
+    });
     const page = rows.slice(0, limit);
-    return { pools: page.map((r) => toPoolBalance(r.tenant_id, r)), next: rows.length > limit ? page[page.length - 1]!.tenant_id : null };
+    return {
+      pools: page.map((r) => toPoolBalance(r.tenant_id, r)),
+      next: rows.length > limit ? page[page.length - 1]!.tenant_id : null,
+    };
   }
 
   /** A pool's ledger, newest first; `limit` 1..100 (default 50), `cursor` from the previous page. */
-  async poolEntries(tenantId: string, options: { limit?: number; cursor?: string | null } = {}): Promise<PoolEntriesPage> {
+  async poolEntries(
+    tenantId: string,
+    options: { limit?: number; cursor?: string | null } = {},
+  ): Promise<PoolEntriesPage> {
     const limit = pageLimit(options.limit);
     const before = options.cursor ? decodeCursor(options.cursor) : null;
-    let q = this.database.db
-      .selectFrom('credit_pool_ledger')
-      .selectAll()
-      .where('tenant_id', '=', tenantId)
-      .orderBy('seq', 'desc')
-      .limit(limit + 1);
-    if (before !== null) q = q.where('seq', '<', before);
-    const rows = await q.execute();
+    const rows = await this.repos.pools.entries(tenantId, { limit: limit + 1, before });
     const page = rows.slice(0, limit);
     const last = page[page.length - 1];
     return { entries: page.map(toPoolEntry), nextCursor: rows.length > limit && last ? encodeCursor(last.seq) : null };
@@ -941,14 +1017,13 @@ export class CreditLedger {
   /** `verify()` for the pools: each read under its lock, then the member entries that name a pool entry. */
   private async verifyPools(): Promise<Mismatch[]> {
     const mismatches: Mismatch[] = [];
-    const pools = await this.database.db.selectFrom('credit_pools').select('tenant_id').orderBy('tenant_id').execute();
-    for (const { tenant_id: tenantId } of pools) {
+    for (const tenantId of await this.repos.verify.poolTenantIds()) {
       await this.database.transaction(async (t) => {
-        const pool = await lockPool(this.database, t, tenantId, false, this.clock.now());
-        if (pool) mismatches.push(...(await verifyPool(t, pool)));
+        const pool = await lockPool(this.repos.pools, t, tenantId, false, this.clock.now());
+        if (pool) mismatches.push(...(await verifyPool(this.repos.verify, t, pool)));
       });
     }
-    mismatches.push(...(await verifyPoolReferences(this.database.db)));
+    mismatches.push(...(await verifyPoolReferences(this.repos.verify)));
     return mismatches;
   }
 
@@ -966,22 +1041,13 @@ export class CreditLedger {
   private async lockAccount(t: Queryable, userId: string, create: true): Promise<AccountRow>;
   private async lockAccount(t: Queryable, userId: string, create: false): Promise<AccountRow | undefined>;
   private async lockAccount(t: Queryable, userId: string, create: boolean): Promise<AccountRow | undefined> {
-    const read = async (): Promise<AccountRow | undefined> => {
-      const q = t.selectFrom('credit_accounts').selectAll().where('user_id', '=', userId);
-      // NO KEY UPDATE: serializes writers of the account, yet lets foreign-key checks of rows
-      // that reference it (ledger entries, reservations) through, so they cannot deadlock with it.
-      return (this.database.dialect === 'postgres' ? q.forNoKeyUpdate() : q).executeTakeFirst();
-    };
-    const found = await read();
+    // FOR NO KEY UPDATE on Postgres: see LedgerRepository.lockAccount.
+    const found = await this.repos.ledger.lockAccount(t, userId);
     if (found || !create) return found;
-    const user = await t.selectFrom('users').select(['id', 'tenant_id']).where('id', '=', userId).executeTakeFirst();
+    const user = await this.repos.ledger.accountHolder(t, userId);
     if (!user) throw notFound('user');
-    await t
-      .insertInto('credit_accounts')
-      .values({ user_id: user.id, tenant_id: user.tenant_id, balance: 0, reserved: 0, updated_at: this.clock.now(), version: 0 })
-      .onConflict((oc) => oc.column('user_id').doNothing())
-      .execute();
-    const created = await read();
+    await this.repos.ledger.createAccount(t, user, this.clock.now());
+    const created = await this.repos.ledger.lockAccount(t, userId);
     if (!created) throw new Error(`credit account of ${userId} vanished after insert`);
     return created;
   }
@@ -993,12 +1059,11 @@ export class CreditLedger {
     userId: string | undefined,
   ): Promise<{ row: ReservationRow; account: AccountRow }> {
     if (!isId(reservationId, 'res')) throw notFound('reservation');
-    const peek = await t.selectFrom('credit_reservations').select('user_id').where('id', '=', reservationId).executeTakeFirst();
+    const peek = await this.repos.ledger.reservationOwner(t, reservationId);
     if (!peek || (userId !== undefined && peek.user_id !== userId)) throw notFound('reservation');
     // Always account first, then reservation: one lock order everywhere, so no deadlocks.
     const account = await this.lockAccount(t, peek.user_id, false);
-    const q = t.selectFrom('credit_reservations').selectAll().where('id', '=', reservationId);
-    const row = await (this.database.dialect === 'postgres' ? q.forNoKeyUpdate() : q).executeTakeFirst();
+    const row = await this.repos.ledger.lockReservation(t, reservationId);
     if (!row || !account) throw notFound('reservation');
     return { row, account };
   }
@@ -1023,21 +1088,23 @@ export class CreditLedger {
       const charged = minMicros(actual, amount);
       const released = subMicros(amount, charged);
       const actor = options.actor ?? SYSTEM_ACTOR;
-      const updated = await t
-        .updateTable('credit_reservations')
-        .set({ status: how, charged, settled_at: now })
-        .where('id', '=', row.id)
-        .where('status', '=', 'open')
-        .executeTakeFirst();
-      if (Number(updated.numUpdatedRows) !== 1) throw new Error(`reservation ${row.id} changed under its lock`);
+      const updated = await this.repos.ledger.finishReservation(t, row.id, { status: how, charged, settledAt: now });
+      if (updated !== 1) throw new Error(`reservation ${row.id} changed under its lock`);
       // A charge and/or a release (the reservation amount is positive, so at least one), then one account write.
-      const common = { actor, reservationId: row.id, sessionId: row.session_id, apiKeyId: row.api_key_id, reason: how === 'settled' ? null : how };
+      const common = {
+        actor,
+        reservationId: row.id,
+        sessionId: row.session_id,
+        apiKeyId: row.api_key_id,
+        reason: how === 'settled' ? null : how,
+      };
       const changes: EntryChange[] = [];
-      if (charged > 0) changes.push({ ...common, kind: 'charge', amount: negMicros(charged), reservedDelta: negMicros(charged) });
+      if (charged > 0)
+        changes.push({ ...common, kind: 'charge', amount: negMicros(charged), reservedDelta: negMicros(charged) });
       if (released > 0) changes.push({ ...common, kind: 'release', amount: ZERO, reservedDelta: negMicros(released) });
       const balanceBefore = toMicros(account.balance);
       await this.applyEntries(t, account, changes);
-      await giveBackToBudgets(t, row.budget_windows, released, now);
+      await giveBackToBudgets(this.repos.budgets, t, row.budget_windows, released, now);
       if (charged > 0 && this.onCharged) {
         await this.onCharged(t, {
           userId: account.user_id,
@@ -1119,19 +1186,15 @@ export class CreditLedger {
       if (row.reserved_after < 0 || row.balance_after < row.reserved_after) {
         throw new Error(`ledger entry would break the account invariants of ${account.user_id}`);
       }
-      await t.insertInto('credit_ledger').values(row).execute();
+      await this.repos.ledger.insertEntry(t, row);
       account.balance = row.balance_after;
       account.reserved = row.reserved_after;
       account.version = row.seq;
       entries.push(toEntry(row));
     }
-    const saved = await t
-      .updateTable('credit_accounts')
-      .set({ balance: account.balance, reserved: account.reserved, version: account.version, updated_at: this.clock.now() })
-      .where('user_id', '=', account.user_id)
-      .where('version', '<', account.version)
-      .executeTakeFirst();
-    if (Number(saved.numUpdatedRows) !== 1) throw new Error(`credit account of ${account.user_id} changed under its lock`);
+    if ((await this.repos.ledger.saveAccount(t, account, this.clock.now())) !== 1) {
+      throw new Error(`credit account of ${account.user_id} changed under its lock`);
+    }
     return entries as { -readonly [K in keyof C]: LedgerEntry };
   }
 
@@ -1149,19 +1212,13 @@ export class CreditLedger {
 
 // -- helpers ------------------------------------------------------------------
 
-type TenantTable = 'credit_accounts' | 'credit_ledger' | 'credit_reservations';
-
-/** A read of a credit table restricted to a reach (daemon/policies), in SQL. */
-function withinReach<Q extends SelectQueryBuilder<DB, TenantTable, object>>(q: Q, reach: Reach): Q {
-  const f = reachFilter(reach);
-  return (f ? q.where(f.column, '=', f.value) : q) as Q;
-}
-
 /** A page size: 1..MAX_PAGE, DEFAULT_PAGE when not given. */
 function pageLimit(limit: number | undefined): number {
   const n = limit ?? DEFAULT_PAGE;
   if (!Number.isSafeInteger(n) || n < 1 || n > MAX_PAGE) {
-    throw invalidField(`limit must be an integer from 1 to ${MAX_PAGE}`, [{ field: 'limit', message: `must be 1..${MAX_PAGE}` }]);
+    throw invalidField(`limit must be an integer from 1 to ${MAX_PAGE}`, [
+      { field: 'limit', message: `must be 1..${MAX_PAGE}` },
+    ]);
   }
   return n;
 }
@@ -1173,7 +1230,9 @@ function required<T>(value: T | null): T {
 
 function assertPositive(amount: number, field: string): asserts amount is Micros {
   if (!Number.isSafeInteger(amount) || amount <= 0 || amount > MAX_MICROS) {
-    throw invalidField(`${field} must be a positive number of credits`, [{ field, message: 'must be positive and at most 1e9 credits' }]);
+    throw invalidField(`${field} must be a positive number of credits`, [
+      { field, message: 'must be positive and at most 1e9 credits' },
+    ]);
   }
 }
 
@@ -1187,7 +1246,9 @@ function assertUsage(amount: number): asserts amount is Micros {
 
 function assertTtl(ttlMs: number): void {
   if (!Number.isSafeInteger(ttlMs) || ttlMs <= 0 || ttlMs > MAX_TTL_MS) {
-    throw invalidField('ttlMs must be a positive integer of at most 7 days', [{ field: 'ttlMs', message: 'must be 1..604800000' }]);
+    throw invalidField('ttlMs must be a positive integer of at most 7 days', [
+      { field: 'ttlMs', message: 'must be 1..604800000' },
+    ]);
   }
 }
 
@@ -1197,11 +1258,6 @@ function cleanReason(reason: string): string {
     throw invalidField('reason must be 1..500 characters', [{ field: 'reason', message: 'must be 1..500 characters' }]);
   }
   return r;
-}
-
-/** The user's entry recorded with an idempotency key, if any (unique per user). */
-function keyedEntry(t: Queryable, userId: string, key: string): Promise<EntryRow | undefined> {
-  return t.selectFrom('credit_ledger').selectAll().where('user_id', '=', userId).where('idempotency_key', '=', key).executeTakeFirst();
 }
 
 function available(account: AccountRow): Micros {

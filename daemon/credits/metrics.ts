@@ -1,6 +1,6 @@
 import { Gauge, type Counter } from 'prom-client';
 import type { Metrics } from '../metrics.js';
-import type { Database } from '../storage/database.js';
+import type { LedgerRepository } from '../storage/repos/ledger.js';
 import { formatCredits, toMicros } from './money.js';
 
 /**
@@ -16,18 +16,21 @@ export class CreditMetrics {
   private static readonly cache = new WeakMap<Metrics, CreditMetrics>();
 
   /** One instance per registry: prom-client refuses to register a name twice. */
-  static for(metrics: Metrics, database: Database): CreditMetrics {
+  static for(metrics: Metrics, ledger: LedgerRepository): CreditMetrics {
     let existing = CreditMetrics.cache.get(metrics);
     if (!existing) {
-      existing = new CreditMetrics(metrics, database);
+      existing = new CreditMetrics(metrics, ledger);
       CreditMetrics.cache.set(metrics, existing);
     }
     return existing;
   }
 
-  private constructor(metrics: Metrics, database: Database) {
+  private constructor(metrics: Metrics, ledger: LedgerRepository) {
     this.grantedMicros = metrics.counter('keen_credits_granted_micros_total', 'Micro-credits granted by this daemon.');
-    this.chargedMicros = metrics.counter('keen_credits_charged_micros_total', 'Micro-credits charged on settlement by this daemon.');
+    this.chargedMicros = metrics.counter(
+      'keen_credits_charged_micros_total',
+      'Micro-credits charged on settlement by this daemon.',
+    );
     this.releasedMicros = metrics.counter(
       'keen_credits_released_micros_total',
       'Micro-credits released (not charged) on settlement, release or expiry by this daemon.',
@@ -36,15 +39,7 @@ export class CreditMetrics {
     // Each gauge reads its own value at scrape time; prom-client awaits collect() before rendering.
     const openTotals = async (): Promise<{ n: number; total: number } | null> => {
       try {
-        const row = await database.db
-          .selectFrom('credit_reservations')
-          .select((eb) => [
-            eb.fn.countAll<number>().as('n'),
-            eb.cast<number>(eb.fn.coalesce(eb.fn.sum<number>('amount'), eb.lit(0)), 'bigint').as('total'),
-          ])
-          .where('status', '=', 'open')
-          .executeTakeFirstOrThrow();
-        return { n: Number(row.n), total: Number(row.total) };
+        return await ledger.openReservationTotals();
       } catch {
         // A scrape must not fail because the database is briefly away; the last value stays.
         return null;

@@ -66,7 +66,8 @@ export function parseCredits(value: unknown, field: string, options: ParseCredit
   // Both parts are small integers here (< 1e11 and < 1e6): exact in a double.
   const micros = Number(intDigits) * MICROS_PER_CREDIT + Number(fracDigits.padEnd(6, '0'));
   if (micros > MAX_MICROS) throw refuse(field, `must be at most ${MAX_CREDITS} credits`);
-  if (micros === 0 && !options.allowZero) throw refuse(field, options.allowNegative ? 'must not be zero' : 'must be positive');
+  if (micros === 0 && !options.allowZero)
+    throw refuse(field, options.allowNegative ? 'must not be zero' : 'must be positive');
   return (micros === 0 ? 0 : sign * micros) as Micros;
 }
 
@@ -144,6 +145,7 @@ export function negMicros(a: Micros): Micros {
 
 /** Whole credits as micros, for tests and defaults (`credits(50)`); integers only. */
 export function credits(whole: number): Micros {
-  if (!Number.isSafeInteger(whole)) throw new RangeError('credits() takes whole credits; use parseCredits for decimals');
+  if (!Number.isSafeInteger(whole))
+    throw new RangeError('credits() takes whole credits; use parseCredits for decimals');
   return toMicros(whole * MICROS_PER_CREDIT);
 }

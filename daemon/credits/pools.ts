@@ -8,17 +8,17 @@
  * `CreditLedger.transferFromPool()`; `CreditLedger.verify()` checks every pool
  * with `verifyPool()` and `verifyPoolReferences()`.
  */
-import { sql, type Selectable } from 'kysely';
 import type { AuditActorType } from '../audit/types.js';
 import { GatewayError, notFound } from '../errors.js';
 import { newId } from '../ids.js';
-import type { Database, Queryable } from '../storage/database.js';
-import type { CreditTables, PoolEntryKind } from '../storage/tables/credits.js';
+import type { Queryable } from '../storage/database.js';
+import type { LedgerVerifyRepository } from '../storage/repos/ledger-verify.js';
+import type { PoolEntryRow, PoolRepository, PoolRow } from '../storage/repos/pools.js';
+import type { PoolEntryKind } from '../storage/tables/credits.js';
 import type { Balance, CreditActor, LedgerEntry, Mismatch, MismatchCheck } from './ledger.js';
 import { ZERO, addMicros, formatCredits, subMicros, toMicros, type Micros } from './money.js';
 
-export type PoolRow = Selectable<CreditTables['credit_pools']>;
-export type PoolEntryRow = Selectable<CreditTables['credit_pool_ledger']>;
+export type { PoolEntryRow, PoolRow };
 
 /** A tenant's pool: what its admins may still hand out. */
 export interface PoolBalance {
@@ -109,23 +109,33 @@ export interface PoolChange {
  * first (race-safe: INSERT ... ON CONFLICT DO NOTHING, then the locking read);
  * an unknown tenant is NOT_FOUND.
  */
-export async function lockPool(database: Database, t: Queryable, tenantId: string, create: true, now: number): Promise<PoolRow>;
-export async function lockPool(database: Database, t: Queryable, tenantId: string, create: false, now: number): Promise<PoolRow | undefined>;
-export async function lockPool(database: Database, t: Queryable, tenantId: string, create: boolean, now: number): Promise<PoolRow | undefined> {
-  const read = async (): Promise<PoolRow | undefined> => {
-    const q = t.selectFrom('credit_pools').selectAll().where('tenant_id', '=', tenantId);
-    return (database.dialect === 'postgres' ? q.forNoKeyUpdate() : q).executeTakeFirst();
-  };
-  const found = await read();
+export async function lockPool(
+  pools: PoolRepository,
+  t: Queryable,
+  tenantId: string,
+  create: true,
+  now: number,
+): Promise<PoolRow>;
+export async function lockPool(
+  pools: PoolRepository,
+  t: Queryable,
+  tenantId: string,
+  create: false,
+  now: number,
+): Promise<PoolRow | undefined>;
+export async function lockPool(
+  pools: PoolRepository,
+  t: Queryable,
+  tenantId: string,
+  create: boolean,
+  now: number,
+): Promise<PoolRow | undefined> {
+  const found = await pools.lockPool(t, tenantId);
   if (found || !create) return found;
-  const tenant = await t.selectFrom('tenants').select('id').where('id', '=', tenantId).executeTakeFirst();
+  const tenant = await pools.poolTenant(t, tenantId);
   if (!tenant) throw notFound('tenant');
-  await t
-    .insertInto('credit_pools')
-    .values({ tenant_id: tenant.id, balance: 0, updated_at: now, version: 0 })
-    .onConflict((oc) => oc.column('tenant_id').doNothing())
-    .execute();
-  const created = await read();
+  await pools.createPool(t, tenant.id, now);
+  const created = await pools.lockPool(t, tenantId);
   if (!created) throw new Error(`credit pool of ${tenantId} vanished after insert`);
   return created;
 }
@@ -135,7 +145,13 @@ export async function lockPool(database: Database, t: Queryable, tenantId: strin
  * from the pool's balance), applies it to the in-memory row and writes the row
  * back with a version check, so a missed lock fails loudly.
  */
-export async function appendPoolEntry(t: Queryable, pool: PoolRow, change: PoolChange, now: number): Promise<PoolEntry> {
+export async function appendPoolEntry(
+  pools: PoolRepository,
+  t: Queryable,
+  pool: PoolRow,
+  change: PoolChange,
+  now: number,
+): Promise<PoolEntry> {
   const row: PoolEntryRow = {
     id: change.id ?? newId('txn', now),
     tenant_id: pool.tenant_id,
@@ -152,17 +168,13 @@ export async function appendPoolEntry(t: Queryable, pool: PoolRow, change: PoolC
     created_at: now,
   };
   if (row.balance_after < 0) throw new Error(`pool entry would leave the credit pool of ${pool.tenant_id} negative`);
-  await t.insertInto('credit_pool_ledger').values(row).execute();
+  await pools.insertEntry(t, row);
   pool.balance = row.balance_after;
   pool.version = row.seq;
   pool.updated_at = now;
-  const saved = await t
-    .updateTable('credit_pools')
-    .set({ balance: pool.balance, version: pool.version, updated_at: now })
-    .where('tenant_id', '=', pool.tenant_id)
-    .where('version', '<', pool.version)
-    .executeTakeFirst();
-  if (Number(saved.numUpdatedRows) !== 1) throw new Error(`credit pool of ${pool.tenant_id} changed under its lock`);
+  if ((await pools.savePool(t, pool, now)) !== 1) {
+    throw new Error(`credit pool of ${pool.tenant_id} changed under its lock`);
+  }
   return toPoolEntry(row);
 }
 
@@ -185,38 +197,42 @@ export function poolInsufficient(tenantId: string, required: Micros, available: 
  * (same amount, pointing back at it, a user of the tenant). Mismatches carry
  * `account: 'pool'`, the tenant id in `tenantId` and (as the account key) in `userId`.
  */
-export async function verifyPool(t: Queryable, pool: PoolRow): Promise<Mismatch[]> {
+export async function verifyPool(checks: LedgerVerifyRepository, t: Queryable, pool: PoolRow): Promise<Mismatch[]> {
   const out: Mismatch[] = [];
   const tenantId = pool.tenant_id;
   const add = (check: MismatchCheck, expected: number, actual: number, message: string, entryId?: string): void => {
-    out.push({ userId: tenantId, account: 'pool', tenantId, check, expected, actual, message, ...(entryId ? { entryId } : {}) });
+    out.push({
+      userId: tenantId,
+      account: 'pool',
+      tenantId,
+      check,
+      expected,
+      actual,
+      message,
+      ...(entryId ? { entryId } : {}),
+    });
   };
 
-  const sums = await t
-    .selectFrom('credit_pool_ledger')
-    .select((eb) => eb.cast<number>(eb.fn.coalesce(eb.fn.sum<number>('amount'), eb.lit(0)), 'bigint').as('total'))
-    .where('tenant_id', '=', tenantId)
-    .executeTakeFirstOrThrow();
-  const ledgerSum = Number(sums.total);
-  if (ledgerSum !== pool.balance) add('balance', ledgerSum, pool.balance, 'pool balance differs from the sum of its entries');
+  const ledgerSum = await checks.poolEntrySum(t, tenantId);
+  if (ledgerSum !== pool.balance)
+    add('balance', ledgerSum, pool.balance, 'pool balance differs from the sum of its entries');
   if (pool.balance < 0) add('available', 0, pool.balance, 'pool balance is negative');
 
   let prevBalance = 0;
   let expectedSeq = 1;
   let lastSeq = 0;
   for (;;) {
-    const rows = await t
-      .selectFrom('credit_pool_ledger')
-      .selectAll()
-      .where('tenant_id', '=', tenantId)
-      .where('seq', '>=', expectedSeq)
-      .orderBy('seq')
-      .limit(1000)
-      .execute();
+    const rows = await checks.poolEntriesFrom(t, tenantId, expectedSeq, 1000);
     for (const e of rows) {
       if (e.seq !== expectedSeq) add('chain', expectedSeq, e.seq, 'pool ledger sequence has a gap', e.id);
       if (e.balance_after !== prevBalance + e.amount) {
-        add('chain', prevBalance + e.amount, e.balance_after, 'balance_after does not follow from the previous pool entry', e.id);
+        add(
+          'chain',
+          prevBalance + e.amount,
+          e.balance_after,
+          'balance_after does not follow from the previous pool entry',
+          e.id,
+        );
       }
       if (e.balance_after < 0) add('available', 0, e.balance_after, 'pool entry left the pool negative', e.id);
       prevBalance = e.balance_after;
@@ -225,25 +241,17 @@ export async function verifyPool(t: Queryable, pool: PoolRow): Promise<Mismatch[
     }
     if (rows.length < 1000) break;
   }
-  if (prevBalance !== pool.balance) add('chain', prevBalance, pool.balance, 'pool balance differs from the last balance_after');
+  if (prevBalance !== pool.balance)
+    add('chain', prevBalance, pool.balance, 'pool balance differs from the last balance_after');
   if (lastSeq !== pool.version) add('version', lastSeq, pool.version, 'pool version differs from its last ledger seq');
 
   // Each transfer and the member's grant entry it wrote: only the broken pairs come back.
-  const broken = await t
-    .selectFrom('credit_pool_ledger as p')
-    .leftJoin('credit_ledger as l', 'l.id', 'p.transfer_entry_id')
-    .select(['p.id as id', 'p.amount as amount', 'l.id as memberEntryId', 'l.amount as memberAmount'])
-    .where('p.tenant_id', '=', tenantId)
-    .where('p.kind', '=', 'transfer')
-    .where(
-      sql<boolean>`(l.id is null or l.amount + p.amount <> 0 or l.kind <> 'grant' or l.pool_entry_id is null or l.pool_entry_id <> p.id
-        or l.user_id <> p.user_id or l.tenant_id is null or l.tenant_id <> p.tenant_id)`,
-    )
-    .orderBy('p.seq')
-    .limit(1000)
-    .execute();
+  const broken = await checks.brokenTransfers(t, tenantId);
   for (const b of broken) {
-    const message = b.memberEntryId === null ? 'pool transfer has no matching grant entry of the member' : 'pool transfer and the grant entry of the member disagree';
+    const message =
+      b.memberEntryId === null
+        ? 'pool transfer has no matching grant entry of the member'
+        : 'pool transfer and the grant entry of the member disagree';
     add('transfer', -b.amount, b.memberAmount === null ? 0 : Number(b.memberAmount), message, b.id);
   }
   return out;
@@ -254,23 +262,18 @@ export async function verifyPool(t: Queryable, pool: PoolRow): Promise<Mismatch[
  * which does not exist or does not name them back. Reported on the member's
  * account (check `transfer`).
  */
-export async function verifyPoolReferences(t: Queryable): Promise<Mismatch[]> {
-  const rows = await t
-    .selectFrom('credit_ledger as l')
-    .leftJoin('credit_pool_ledger as p', 'p.id', 'l.pool_entry_id')
-    .select(['l.id as id', 'l.user_id as userId', 'l.amount as amount', 'p.id as poolEntryId'])
-    .where('l.pool_entry_id', 'is not', null)
-    .where(sql<boolean>`(p.id is null or p.transfer_entry_id is null or p.transfer_entry_id <> l.id)`)
-    .orderBy('l.id')
-    .limit(1000)
-    .execute();
+export async function verifyPoolReferences(checks: LedgerVerifyRepository): Promise<Mismatch[]> {
+  const rows = await checks.danglingPoolReferences();
   return rows.map((r) => ({
     userId: r.userId,
     check: 'transfer' as const,
     expected: 0,
     actual: Number(r.amount),
     entryId: r.id,
-    message: r.poolEntryId === null ? 'grant names a pool entry that does not exist' : 'grant names a pool entry that does not name it back',
+    message:
+      r.poolEntryId === null
+        ? 'grant names a pool entry that does not exist'
+        : 'grant names a pool entry that does not name it back',
   }));
 }
 
@@ -292,5 +295,7 @@ export function toPoolEntry(r: PoolEntryRow): PoolEntry {
 }
 
 export function toPoolBalance(tenantId: string, row: Pick<PoolRow, 'balance' | 'updated_at'> | undefined): PoolBalance {
-  return row ? { tenantId, balance: toMicros(row.balance), updatedAt: row.updated_at } : { tenantId, balance: ZERO, updatedAt: null };
+  return row
+    ? { tenantId, balance: toMicros(row.balance), updatedAt: row.updated_at }
+    : { tenantId, balance: ZERO, updatedAt: null };
 }

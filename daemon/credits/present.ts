@@ -1,35 +1,21 @@
+import type { CreditBalance, CreditPool, CreditPoolEntry, CreditTransaction } from '../../schemas/types.gen.js';
 import { iso } from '../clock.js';
 import type { Balance, LedgerEntry } from './ledger.js';
 import { formatCredits } from './money.js';
 import type { PoolBalance, PoolEntry } from './pools.js';
 
-/** JSON shapes of the credit endpoints: micros become decimal credits, times ISO 8601. */
+/** The credit endpoints' JSON (types generated from schemas/api/): micros become decimal credits, times ISO 8601. */
 
-export interface BalanceJson {
-  balance: number;
-  reserved: number;
-  available: number;
-}
-
-export function presentBalance(b: Balance): BalanceJson {
-  return { balance: formatCredits(b.balance), reserved: formatCredits(b.reserved), available: formatCredits(b.available) };
-}
-
-export interface TransactionJson {
-  id: string;
-  kind: LedgerEntry['kind'];
-  amount: number;
-  reserved_delta: number;
-  balance_after: number;
-  reserved_after: number;
-  reason: string | null;
-  reservation_id: string | null;
-  session_id: string | null;
-  created_at: string;
+export function presentBalance(b: Balance): CreditBalance {
+  return {
+    balance: formatCredits(b.balance),
+    reserved: formatCredits(b.reserved),
+    available: formatCredits(b.available),
+  };
 }
 
 /** A ledger entry as the user sees it (no actor ids, no idempotency key). */
-export function presentEntry(e: LedgerEntry): TransactionJson {
+export function presentEntry(e: LedgerEntry): CreditTransaction {
   return {
     id: e.id,
     kind: e.kind,
@@ -44,30 +30,17 @@ export function presentEntry(e: LedgerEntry): TransactionJson {
   };
 }
 
-export interface PoolJson {
-  tenant_id: string;
-  balance: number;
-  updated_at: string | null;
-}
-
 /** A tenant's credit pool (schemas/api/CreditPool.json). */
-export function presentPool(p: PoolBalance): PoolJson {
-  return { tenant_id: p.tenantId, balance: formatCredits(p.balance), updated_at: p.updatedAt === null ? null : iso(p.updatedAt) };
-}
-
-export interface PoolEntryJson {
-  id: string;
-  kind: PoolEntry['kind'];
-  amount: number;
-  balance_after: number;
-  reason: string | null;
-  user_id: string | null;
-  transaction_id: string | null;
-  created_at: string;
+export function presentPool(p: PoolBalance): CreditPool {
+  return {
+    tenant_id: p.tenantId,
+    balance: formatCredits(p.balance),
+    updated_at: p.updatedAt === null ? null : iso(p.updatedAt),
+  };
 }
 
 /** An entry of a pool's ledger (schemas/api/CreditPoolEntry.json); no actor ids, no idempotency key. */
-export function presentPoolEntry(e: PoolEntry): PoolEntryJson {
+export function presentPoolEntry(e: PoolEntry): CreditPoolEntry {
   return {
     id: e.id,
     kind: e.kind,

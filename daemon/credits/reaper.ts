@@ -49,7 +49,10 @@ export class CreditReaper {
         return n;
       })
       .catch((err: unknown) => {
-        this.options.logger.warn({ err: { message: err instanceof Error ? err.message : String(err) } }, 'credit reaper pass failed');
+        this.options.logger.warn(
+          { err: { message: err instanceof Error ? err.message : String(err) } },
+          'credit reaper pass failed',
+        );
         return 0;
       });
   }

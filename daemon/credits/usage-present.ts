@@ -3,6 +3,7 @@
  * with decimal credits, or CSV with the same columns. No storage imports: the
  * operator CLI renders `--csv` with the same code from the JSON it received.
  */
+import type { UsageRow } from '../../schemas/types.gen.js';
 import type { UsageGroup, UsageReport, UsageSums } from './usage.js';
 import { formatCredits } from './money.js';
 
@@ -15,18 +16,34 @@ export const GROUP_COLUMNS: Record<UsageGroup, readonly string[]> = {
 };
 
 /** The figures of every row and of `totals`, in order. */
-export const SUM_COLUMNS = ['charged', 'refunded', 'adjusted', 'granted', 'net', 'sessions', 'input_tokens', 'output_tokens', 'web_searches'] as const;
+export const SUM_COLUMNS = [
+  'charged',
+  'refunded',
+  'adjusted',
+  'granted',
+  'net',
+  'sessions',
+  'input_tokens',
+  'output_tokens',
+  'web_searches',
+] as const;
 
 export type UsageJsonRow = Record<string, string | number | null>;
 
-export interface UsageJson {
-  success: true;
+/** The report's payload; the HTTP edge adds the envelope's `success: true`. */
+export interface UsageReportJson {
   group_by: UsageGroup;
   since: string;
   until: string;
   time_zone: string;
-  rows: UsageJsonRow[];
+  rows: UsageRow[];
   totals: Record<(typeof SUM_COLUMNS)[number], number>;
+}
+
+/** The report as it arrives on the wire (what the CLI reads, a row's columns by name). */
+export interface UsageJson extends Omit<UsageReportJson, 'rows'> {
+  success: true;
+  rows: UsageJsonRow[];
 }
 
 function sums(s: UsageSums): Record<(typeof SUM_COLUMNS)[number], number> {
@@ -43,15 +60,17 @@ function sums(s: UsageSums): Record<(typeof SUM_COLUMNS)[number], number> {
   };
 }
 
-export function presentUsage(r: UsageReport): UsageJson {
+export function presentUsage(r: UsageReport): UsageReportJson {
   const [idCol, labelCol] = GROUP_COLUMNS[r.groupBy];
   return {
-    success: true,
     group_by: r.groupBy,
     since: new Date(r.since).toISOString(),
     until: new Date(r.until).toISOString(),
     time_zone: r.timeZone,
-    rows: r.rows.map((row) => ({ [idCol!]: row.group, ...(labelCol ? { [labelCol]: row.label } : {}), ...sums(row) })),
+    // The group's columns (GROUP_COLUMNS) are the optional ones of UsageRow.
+    rows: r.rows.map(
+      (row) => ({ [idCol!]: row.group, ...(labelCol ? { [labelCol]: row.label } : {}), ...sums(row) }) as UsageRow,
+    ),
     totals: sums(r.totals),
   };
 }
@@ -70,8 +89,9 @@ function field(v: unknown): string {
 }
 
 /** The report as CSV: a header row, then one line per row (no totals line), each ending in `\n`. */
-export function usageCsv(r: Pick<UsageJson, 'group_by' | 'rows'>): string {
+export function usageCsv(r: { group_by: UsageGroup; rows: ReadonlyArray<UsageRow | UsageJsonRow> }): string {
   const columns = [...GROUP_COLUMNS[r.group_by], ...SUM_COLUMNS];
-  const lines = [columns.join(','), ...r.rows.map((row) => columns.map((c) => field(row[c])).join(','))];
+  const cell = (row: UsageRow | UsageJsonRow, c: string): unknown => (row as UsageJsonRow)[c];
+  const lines = [columns.join(','), ...r.rows.map((row) => columns.map((c) => field(cell(row, c))).join(','))];
   return lines.join('\n') + '\n';
 }

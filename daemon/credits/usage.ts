@@ -11,11 +11,9 @@
  * buckets by 15 minutes (every zone's offset is a multiple of 15 minutes) and
  * the buckets are folded into local days here, so no SQL needs zone data.
  */
-import { sql, type RawBuilder, type SelectQueryBuilder } from 'kysely';
 import { DateTime, IANAZone } from 'luxon';
-import { reachFilter, type Reach } from '../policies/index.js';
-import type { Database } from '../storage/database.js';
-import type { DB } from '../storage/schema.js';
+import type { Reach } from '../policies/index.js';
+import type { UsageGrouping, UsageRepository } from '../storage/repos/usage.js';
 import { toMicros, type Micros } from './money.js';
 
 export type UsageGroup = 'day' | 'key' | 'user' | 'tenant';
@@ -103,7 +101,12 @@ export function isTimeZone(zone: string): boolean {
 
 const isUtc = (zone: string): boolean => {
   const z = IANAZone.create(zone);
-  return z.isValid && ['UTC', 'Etc/UTC', 'Etc/GMT', 'GMT', 'Etc/Universal', 'Universal', 'Etc/Zulu', 'Zulu', 'Etc/UCT', 'UCT'].includes(z.name);
+  return (
+    z.isValid &&
+    ['UTC', 'Etc/UTC', 'Etc/GMT', 'GMT', 'Etc/Universal', 'Universal', 'Etc/Zulu', 'Zulu', 'Etc/UCT', 'UCT'].includes(
+      z.name,
+    )
+  );
 };
 
 /** The local day (`YYYY-MM-DD`) of `ms` in `zone`. */
@@ -111,62 +114,27 @@ export function dayOf(ms: number, zone: string): string {
   return DateTime.fromMillis(ms, { zone }).toISODate()!;
 }
 
-type Table = 'credit_ledger' | 'sessions';
-
 export class UsageReports {
-  constructor(private readonly database: Database) {}
+  constructor(private readonly repository: UsageRepository) {}
 
   /** Whether a tenant exists (an admin's `tenant_id` filter). */
-  async tenantExists(tenantId: string): Promise<boolean> {
-    const row = await this.database.db.selectFrom('tenants').select('id').where('id', '=', tenantId).executeTakeFirst();
-    return row !== undefined;
+  tenantExists(tenantId: string): Promise<boolean> {
+    return this.repository.tenantExists(tenantId);
   }
 
   async report(q: UsageQuery): Promise<UsageReport> {
     if (!(q.since < q.until)) throw new RangeError('usage: since must be before until');
     const utc = isUtc(q.timeZone);
     const bucketMs = utc ? DAY_MS : QUARTER_MS;
-    const groupSql = (): RawBuilder<unknown> => {
-      switch (q.groupBy) {
-        // A literal divisor, not a parameter: Postgres must see the same expression in SELECT and GROUP BY.
-        case 'day':
-          return sql.raw(`created_at / ${bucketMs}`);
-        case 'key':
-          return sql.ref('api_key_id');
-        case 'user':
-          return sql.ref('user_id');
-        case 'tenant':
-          return sql.ref('tenant_id');
-      }
-    };
+    const grouping: UsageGrouping = q.groupBy === 'day' ? { by: 'day', bucketMs } : { by: q.groupBy };
     const groupKey = (raw: unknown): string | null => {
       if (raw === null || raw === undefined) return null;
       if (q.groupBy === 'day') return dayOf(int(raw, 'bucket') * bucketMs, q.timeZone);
       return String(raw);
     };
 
-    const db = this.database.db;
-    const ledgerRows = await this.restrict(db.selectFrom('credit_ledger'), 'credit_ledger', q)
-      .select([
-        groupSql().as('g'),
-        sql<string>`coalesce(sum(case when kind = 'charge' then amount else 0 end), 0)`.as('charge'),
-        sql<string>`coalesce(sum(case when kind = 'refund' then amount else 0 end), 0)`.as('refund'),
-        sql<string>`coalesce(sum(case when kind = 'adjustment' then amount else 0 end), 0)`.as('adjustment'),
-        sql<string>`coalesce(sum(case when kind = 'grant' then amount else 0 end), 0)`.as('grant'),
-      ])
-      .where('kind', 'in', ['charge', 'refund', 'adjustment', 'grant'])
-      .groupBy(groupSql())
-      .execute();
-    const sessionRows = await this.restrict(db.selectFrom('sessions'), 'sessions', q)
-      .select([
-        groupSql().as('g'),
-        sql<string>`count(*)`.as('n'),
-        sql<string>`coalesce(sum(input_tokens), 0)`.as('input_tokens'),
-        sql<string>`coalesce(sum(output_tokens), 0)`.as('output_tokens'),
-        sql<string>`coalesce(sum(web_searches), 0)`.as('web_searches'),
-      ])
-      .groupBy(groupSql())
-      .execute();
+    const ledgerRows = await this.repository.ledgerSums(q, grouping);
+    const sessionRows = await this.repository.sessionSums(q, grouping);
 
     // Fold the buckets into groups (several 15-minute buckets make one local day).
     const groups = new Map<string | null, UsageSums>();
@@ -177,14 +145,14 @@ export class UsageReports {
       return s;
     };
     const add = (a: Micros, b: number, what: string): Micros => toMicros(a + int(b, what), what);
-    for (const r of ledgerRows as Array<Record<string, unknown>>) {
+    for (const r of ledgerRows) {
       const s = at(r.g);
       s.charged = toMicros(s.charged - int(r.charge, 'charged'), 'charged');
       s.refunded = add(s.refunded, r.refund as number, 'refunded');
       s.adjusted = add(s.adjusted, r.adjustment as number, 'adjusted');
       s.granted = add(s.granted, r.grant as number, 'granted');
     }
-    for (const r of sessionRows as Array<Record<string, unknown>>) {
+    for (const r of sessionRows) {
       const s = at(r.g);
       s.sessions += int(r.n, 'sessions');
       s.inputTokens += int(r.input_tokens, 'input_tokens');
@@ -192,12 +160,24 @@ export class UsageReports {
       s.webSearches += int(r.web_searches, 'web_searches');
     }
 
-    const labels = await this.labels(q.groupBy, [...groups.keys()].filter((k): k is string => k !== null));
-    const rows: UsageRow[] = [...groups].map(([group, sums]) => ({ group, label: group === null ? null : (labels.get(group) ?? null), ...sums }));
+    const labels = await this.labels(
+      q.groupBy,
+      [...groups.keys()].filter((k): k is string => k !== null),
+    );
+    const rows: UsageRow[] = [...groups].map(([group, sums]) => ({
+      group,
+      label: group === null ? null : (labels.get(group) ?? null),
+      ...sums,
+    }));
     if (q.groupBy === 'day') rows.sort((a, b) => String(a.group).localeCompare(String(b.group)));
     else {
       // Largest spender first; ties by id; the row without an id last.
-      rows.sort((a, b) => (a.group === null ? 1 : 0) - (b.group === null ? 1 : 0) || b.charged - a.charged || String(a.group).localeCompare(String(b.group)));
+      rows.sort(
+        (a, b) =>
+          (a.group === null ? 1 : 0) - (b.group === null ? 1 : 0) ||
+          b.charged - a.charged ||
+          String(a.group).localeCompare(String(b.group)),
+      );
     }
     const totals = empty();
     for (const r of rows) {
@@ -213,32 +193,12 @@ export class UsageReports {
     return { groupBy: q.groupBy, since: q.since, until: q.until, timeZone: q.timeZone, rows, totals };
   }
 
-  /** The range, the caller's reach and the filters, on either table (both have created_at, user_id, tenant_id, api_key_id). */
-  private restrict<T extends Table, O>(qb: SelectQueryBuilder<DB, T, O>, _table: T, q: UsageQuery): SelectQueryBuilder<DB, T, O> {
-    // One generic builder over two tables: the shared column names are checked by the Table types above.
-    let b = qb as unknown as SelectQueryBuilder<DB, 'credit_ledger', O>;
-    b = b.where('created_at', '>=', q.since).where('created_at', '<', q.until);
-    const f = reachFilter(q.reach);
-    if (f) b = b.where(f.column, '=', f.value);
-    if (q.userId) b = b.where('user_id', '=', q.userId);
-    if (q.tenantId) b = b.where('tenant_id', '=', q.tenantId);
-    if (q.apiKeyId) b = b.where('api_key_id', '=', q.apiKeyId);
-    return b as unknown as SelectQueryBuilder<DB, T, O>;
-  }
-
   /** Names of the groups: key names, user emails, tenant names. */
   private async labels(groupBy: UsageGroup, ids: string[]): Promise<Map<string, string>> {
     const out = new Map<string, string>();
     if (groupBy === 'day' || ids.length === 0) return out;
-    const db = this.database.db;
     for (let i = 0; i < ids.length; i += LOOKUP_CHUNK) {
-      const chunk = ids.slice(i, i + LOOKUP_CHUNK);
-      const rows =
-        groupBy === 'key'
-          ? await db.selectFrom('api_keys').select(['id', 'name as label']).where('id', 'in', chunk).execute()
-          : groupBy === 'user'
-            ? await db.selectFrom('users').select(['id', 'email as label']).where('id', 'in', chunk).execute()
-            : await db.selectFrom('tenants').select(['id', 'name as label']).where('id', 'in', chunk).execute();
+      const rows = await this.repository.labels(groupBy, ids.slice(i, i + LOOKUP_CHUNK));
       for (const r of rows) out.set(r.id, r.label);
     }
     return out;

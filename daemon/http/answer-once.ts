@@ -2,11 +2,15 @@ import { hashRequest } from '../idempotency/key.js';
 import type { IdempotencyStore } from '../idempotency/store.js';
 import type { Queryable } from '../storage/database.js';
 import type { AppContext } from './context.js';
+import { enveloped } from './routes.js';
 
-/** What a money write answers, and whether the ledger found it done already (its own key). */
-export interface OnceResult {
+/**
+ * What a money write answers (its payload: the edge adds the envelope), and whether the ledger
+ * found it done already (its own key).
+ */
+export interface OnceResult<T extends object> {
   status: number;
-  body: object;
+  body: T;
   replayed: boolean;
 }
 
@@ -17,25 +21,30 @@ export interface OnceResult {
  * response; without one, it just runs. `work` gets the ledger's own key, derived
  * from the caller's (null without one), so a retry after the stored response is
  * gone (a daemon died mid-request, 24 h passed) still lands once.
- * `Idempotent-Replayed: true` says nothing moved this time.
+ * `Idempotent-Replayed: true` says nothing moved this time. Sets the status and
+ * returns the payload, which the route returns for the edge to envelope
+ * (daemon/http/routes.ts, `defineRoute`); the answer is stored as it goes on the wire.
  */
-export async function answerOnce(
+export async function answerOnce<T extends object>(
   ctx: AppContext,
   idempotency: IdempotencyStore,
   userId: string,
   request: Record<string, unknown>,
-  work: (ledgerKey: string | null, trx?: Queryable) => Promise<OnceResult>,
-): Promise<void> {
+  work: (ledgerKey: string | null, trx?: Queryable) => Promise<OnceResult<T>>,
+): Promise<T> {
   const key = ctx.get('Idempotency-Key');
   const ledgerKey = key ? `adm_${hashRequest({ admin: userId, key })}` : null;
   let ledgerReplayed = false;
   const run = async (trx?: Queryable) => {
     const r = await work(ledgerKey, trx);
     ledgerReplayed = r.replayed;
-    return { status: r.status, body: r.body };
+    return { status: r.status, body: enveloped(r.body) };
   };
-  const result = key ? await idempotency.run(userId, key, hashRequest(request), run) : { ...(await run()), replayed: false };
+  const result = key
+    ? await idempotency.run(userId, key, hashRequest(request), run)
+    : { ...(await run()), replayed: false };
   if (result.replayed || ledgerReplayed) ctx.set('Idempotent-Replayed', 'true');
   ctx.status = result.status;
-  ctx.body = result.body;
+  // The stored answer carries `success: true` first; enveloping it again at the edge leaves it as it is.
+  return result.body as T;
 }

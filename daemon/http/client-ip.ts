@@ -30,7 +30,7 @@ export class ClientIpResolver {
   resolve(socketAddress: string | undefined, forwardedFor: string | string[] | undefined): string {
     const peer = normalize(socketAddress ?? '');
     if (!this.any || !this.isTrusted(peer)) return peer || 'unknown';
-    const header = Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor ?? '';
+    const header = Array.isArray(forwardedFor) ? forwardedFor.join(',') : (forwardedFor ?? '');
     const hops = header
       .split(',')
       .map((s) => normalize(s.trim()))

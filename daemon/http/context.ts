@@ -13,11 +13,9 @@ export type AppContext = ParameterizedContext<AppState> & { request: { body?: un
 export type Middleware = KoaMiddleware<AppState>;
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
-/** The parsed JSON body, after the route's schema validated it. */
-export const bodyOf = <T>(ctx: { request: unknown }): T => (ctx.request as { body?: unknown }).body as T;
-
 /** The `limit` query parameter as a number, or `fallback` when absent (the route's query schema already bounded it). */
 export const limitOf = (ctx: AppContext, fallback: number): number => Number(ctx.query.limit ?? fallback);
 
 /** The `cursor` query parameter when it is a string, else null. */
-export const cursorOf = (ctx: AppContext): string | null => (typeof ctx.query.cursor === 'string' ? ctx.query.cursor : null);
+export const cursorOf = (ctx: AppContext): string | null =>
+  typeof ctx.query.cursor === 'string' ? ctx.query.cursor : null;

@@ -23,7 +23,11 @@ function toComponent(node: unknown): unknown {
 }
 
 /** OpenAPI 3.1 for the routes, built from the same schemas ajv validates with. */
-export function buildOpenApi(routes: RouteSpec[], schemas: Map<string, SchemaDoc>, version: string): Record<string, unknown> {
+export function buildOpenApi(
+  routes: RouteSpec[],
+  schemas: Map<string, SchemaDoc>,
+  version: string,
+): Record<string, unknown> {
   const components: Record<string, unknown> = {};
   for (const [name, doc] of schemas) {
     if (!doc.$id.startsWith(API_PREFIX)) continue;
@@ -42,7 +46,12 @@ export function buildOpenApi(routes: RouteSpec[], schemas: Map<string, SchemaDoc
     if (r.query) {
       const q = schemas.get(r.query) as { properties?: Record<string, unknown>; required?: string[] } | undefined;
       for (const [name, schema] of Object.entries(q?.properties ?? {})) {
-        params.push({ name, in: 'query', required: q?.required?.includes(name) ?? false, schema: toComponent(schema) as never });
+        params.push({
+          name,
+          in: 'query',
+          required: q?.required?.includes(name) ?? false,
+          schema: toComponent(schema) as never,
+        });
       }
     }
     if (r.idempotent) {
@@ -67,7 +76,10 @@ export function buildOpenApi(routes: RouteSpec[], schemas: Map<string, SchemaDoc
       },
     };
     const content: Record<string, unknown> = {};
-    if (r.response.schema) content[r.response.contentType ?? 'application/json'] = { schema: { $ref: `#/components/schemas/${r.response.schema}` } };
+    if (r.response.schema)
+      content[r.response.contentType ?? 'application/json'] = {
+        schema: { $ref: `#/components/schemas/${r.response.schema}` },
+      };
     else if (r.response.contentType) content[r.response.contentType] = { schema: { type: 'string' } };
     for (const type of r.response.otherContentTypes ?? []) content[type] = { schema: { type: 'string' } };
     if (Object.keys(content).length > 0) success.content = content;
@@ -92,14 +104,22 @@ export function buildOpenApi(routes: RouteSpec[], schemas: Map<string, SchemaDoc
       ...(params.length ? { parameters: params } : {}),
       ...(r.auth === 'none' ? { security: [] } : r.auth === 'bearer' ? { security: [{ bearerAuth: [] }] } : {}),
       ...(r.body
-        ? { requestBody: { required: r.bodyOptional !== true, content: { 'application/json': { schema: { $ref: `#/components/schemas/${r.body}` } } } } }
+        ? {
+            requestBody: {
+              required: r.bodyOptional !== true,
+              content: { 'application/json': { schema: { $ref: `#/components/schemas/${r.body}` } } },
+            },
+          }
         : {}),
       responses,
     };
   }
   // Query-string schemas are expanded into `parameters` above; as components nothing
   // would reference them (the lint's no-unused-components). Kept when something does.
-  const queryNames = new Set([...routes.flatMap((r) => (r.query ? [r.query] : [])), ...Object.keys(components).filter((n) => n.endsWith('Query'))]);
+  const queryNames = new Set([
+    ...routes.flatMap((r) => (r.query ? [r.query] : [])),
+    ...Object.keys(components).filter((n) => n.endsWith('Query')),
+  ]);
   const referenced = JSON.stringify({ paths, components });
   for (const name of queryNames) {
     if (!referenced.includes(`"#/components/schemas/${name}"`)) delete components[name];
@@ -109,7 +129,8 @@ export function buildOpenApi(routes: RouteSpec[], schemas: Map<string, SchemaDoc
     info: {
       title: 'keen-gateway API',
       version,
-      description: 'The gateway in front of keen agents: authentication, credits, limits, sessions and the live stream.',
+      description:
+        'The gateway in front of keen agents: authentication, credits, limits, sessions and the live stream.',
       license: { name: 'Proprietary', identifier: 'UNLICENSED' },
     },
     servers: [{ url: '/' }],
@@ -133,8 +154,15 @@ export function buildOpenApi(routes: RouteSpec[], schemas: Map<string, SchemaDoc
               description: WEBHOOK_HEADERS[name],
               schema: { type: 'string' },
             })),
-            requestBody: { required: true, content: { 'application/json': { schema: { $ref: `#/components/schemas/${WEBHOOK_EVENTS[type].schema}` } } } },
-            responses: { '200': { description: 'Any 2xx answer acknowledges the delivery; anything else is retried.' } },
+            requestBody: {
+              required: true,
+              content: {
+                'application/json': { schema: { $ref: `#/components/schemas/${WEBHOOK_EVENTS[type].schema}` } },
+              },
+            },
+            responses: {
+              '200': { description: 'Any 2xx answer acknowledges the delivery; anything else is retried.' },
+            },
           },
         },
       ]),
@@ -174,9 +202,19 @@ const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
  */
 export function errorCodesOf(r: RouteSpec): Set<string> {
   const codes = new Set<string>(['INTERNAL', 'INVALID_FIELD']);
-  if (BODY_METHODS.has(r.method)) codes.add('INVALID_JSON').add('PAYLOAD_TOO_LARGE').add('UNSUPPORTED_MEDIA_TYPE').add('INSUFFICIENT_STORAGE');
+  if (BODY_METHODS.has(r.method))
+    codes.add('INVALID_JSON').add('PAYLOAD_TOO_LARGE').add('UNSUPPORTED_MEDIA_TYPE').add('INSUFFICIENT_STORAGE');
   if (r.auth !== 'none') {
-    for (const c of ['MISSING_TOKEN', 'INVALID_TOKEN_FORMAT', 'INVALID_TOKEN', 'TOKEN_EXPIRED', 'API_KEY_EXPIRED', 'API_KEY_REVOKED', 'ACCOUNT_SUSPENDED']) codes.add(c);
+    for (const c of [
+      'MISSING_TOKEN',
+      'INVALID_TOKEN_FORMAT',
+      'INVALID_TOKEN',
+      'TOKEN_EXPIRED',
+      'API_KEY_EXPIRED',
+      'API_KEY_REVOKED',
+      'ACCOUNT_SUSPENDED',
+    ])
+      codes.add(c);
   }
   if (isRateLimited(r)) codes.add('RATE_LIMITED').add('UNAVAILABLE');
   if (r.auth === 'bearer') codes.add('FORBIDDEN');
@@ -196,36 +234,77 @@ const int = { type: 'integer', minimum: 0 };
  */
 const HEADERS: Record<string, { description: string; required: boolean; schema: Record<string, unknown> }> = {
   'X-Request-Id': {
-    description: "The request's id, also in the error envelope and the daemon's log line: a well-formed incoming X-Request-Id is kept, anything else replaced.",
+    description:
+      "The request's id, also in the error envelope and the daemon's log line: a well-formed incoming X-Request-Id is kept, anything else replaced.",
     required: true,
     schema: { type: 'string', pattern: '^(req_[0-9a-hjkmnp-tv-z]{26}|[A-Za-z0-9][A-Za-z0-9._:-]{7,127})$' },
   },
-  'X-Content-Type-Options': { description: 'Set on every response.', required: true, schema: { type: 'string', enum: ['nosniff'] } },
-  'X-Frame-Options': { description: 'Set on every response.', required: true, schema: { type: 'string', enum: ['DENY'] } },
-  'Referrer-Policy': { description: 'Set on every response.', required: true, schema: { type: 'string', enum: ['no-referrer'] } },
-  'Content-Security-Policy': { description: 'Set on every response.', required: true, schema: { type: 'string', enum: ["default-src 'none'; frame-ancestors 'none'"] } },
-  'Cross-Origin-Resource-Policy': { description: 'Set on every response.', required: true, schema: { type: 'string', enum: ['same-origin'] } },
-  'Cache-Control': { description: 'Nothing the gateway answers may be cached.', required: true, schema: { type: 'string', enum: ['no-store'] } },
+  'X-Content-Type-Options': {
+    description: 'Set on every response.',
+    required: true,
+    schema: { type: 'string', enum: ['nosniff'] },
+  },
+  'X-Frame-Options': {
+    description: 'Set on every response.',
+    required: true,
+    schema: { type: 'string', enum: ['DENY'] },
+  },
+  'Referrer-Policy': {
+    description: 'Set on every response.',
+    required: true,
+    schema: { type: 'string', enum: ['no-referrer'] },
+  },
+  'Content-Security-Policy': {
+    description: 'Set on every response.',
+    required: true,
+    schema: { type: 'string', enum: ["default-src 'none'; frame-ancestors 'none'"] },
+  },
+  'Cross-Origin-Resource-Policy': {
+    description: 'Set on every response.',
+    required: true,
+    schema: { type: 'string', enum: ['same-origin'] },
+  },
+  'Cache-Control': {
+    description: 'Nothing the gateway answers may be cached.',
+    required: true,
+    schema: { type: 'string', enum: ['no-store'] },
+  },
   'RateLimit-Policy': {
-    description: 'Every request budget this request was charged to (IETF ratelimit-headers draft, structured fields): `"user";q=1000;w=3600`, with `"api_key"` for an API key, `"ip"` before sign-in.',
+    description:
+      'Every request budget this request was charged to (IETF ratelimit-headers draft, structured fields): `"user";q=1000;w=3600`, with `"api_key"` for an API key, `"ip"` before sign-in.',
     required: true,
     schema: { type: 'string', pattern: '^"[a-z_]+";q=[0-9]+;w=[0-9]+(, "[a-z_]+";q=[0-9]+;w=[0-9]+)*$' },
   },
   RateLimit: {
-    description: 'The most restrictive budget: units remaining (r) and seconds until it resets (t), e.g. `"user";r=998;t=3580`.',
+    description:
+      'The most restrictive budget: units remaining (r) and seconds until it resets (t), e.g. `"user";r=998;t=3580`.',
     required: true,
     schema: { type: 'string', pattern: '^"[a-z_]+";r=[0-9]+;t=[0-9]+$' },
   },
-  'X-RateLimit-Limit': { description: 'The most restrictive budget: requests per window.', required: true, schema: int },
-  'X-RateLimit-Remaining': { description: 'The most restrictive budget: requests left in the window.', required: true, schema: int },
-  'X-RateLimit-Reset': { description: 'The most restrictive budget: seconds until the window resets.', required: true, schema: int },
+  'X-RateLimit-Limit': {
+    description: 'The most restrictive budget: requests per window.',
+    required: true,
+    schema: int,
+  },
+  'X-RateLimit-Remaining': {
+    description: 'The most restrictive budget: requests left in the window.',
+    required: true,
+    schema: int,
+  },
+  'X-RateLimit-Reset': {
+    description: 'The most restrictive budget: seconds until the window resets.',
+    required: true,
+    schema: int,
+  },
   'Retry-After': {
-    description: 'Whole seconds to wait before retrying: a used-up request limit or sign-in throttle (429), a dependency down (503: 1), no storage (507: 30), an Idempotency-Key still in flight (409).',
+    description:
+      'Whole seconds to wait before retrying: a used-up request limit or sign-in throttle (429), a dependency down (503: 1), no storage (507: 30), an Idempotency-Key still in flight (409).',
     required: true,
     schema: int,
   },
   'Idempotent-Replayed': {
-    description: 'Present (`true`) when this answer is the stored response of an earlier request with the same Idempotency-Key: nothing was done this time.',
+    description:
+      'Present (`true`) when this answer is the stored response of an earlier request with the same Idempotency-Key: nothing was done this time.',
     required: false,
     schema: { type: 'string', enum: ['true'] },
   },
@@ -259,18 +338,32 @@ function errorResponse(status: number, limited: boolean, inUse: boolean, into: R
 
 /** The headers of every response (request id, security headers). */
 const commonHeaders = () =>
-  Object.fromEntries(['X-Request-Id', 'X-Content-Type-Options', 'X-Frame-Options', 'Referrer-Policy', 'Content-Security-Policy', 'Cross-Origin-Resource-Policy', 'Cache-Control'].map((n) => [n, ref(n)]));
+  Object.fromEntries(
+    [
+      'X-Request-Id',
+      'X-Content-Type-Options',
+      'X-Frame-Options',
+      'Referrer-Policy',
+      'Content-Security-Policy',
+      'Cross-Origin-Resource-Policy',
+      'Cache-Control',
+    ].map((n) => [n, ref(n)]),
+  );
 
 /** The request-limit headers: references where always present, optional copies where they may be missing. */
 const rateLimitHeaders = (always: boolean) =>
   Object.fromEntries(
-    ['RateLimit-Policy', 'RateLimit', 'X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset'].map((n) => [n, always ? ref(n) : { ...HEADERS[n]!, required: false }]),
+    ['RateLimit-Policy', 'RateLimit', 'X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset'].map((n) => [
+      n,
+      always ? ref(n) : { ...HEADERS[n]!, required: false },
+    ]),
   );
 
 const WEBHOOK_HEADERS: Record<string, string> = {
   'webhook-id': 'The delivery id (whk_...), the same on every attempt and resend: deduplicate on it.',
   'webhook-timestamp': 'Unix seconds of this attempt; refuse ones far from your clock.',
-  'webhook-signature': 'Space-separated v1,<base64 HMAC-SHA256> signatures of "<id>.<timestamp>.<body>", one per live secret.',
+  'webhook-signature':
+    'Space-separated v1,<base64 HMAC-SHA256> signatures of "<id>.<timestamp>.<body>", one per live secret.',
 };
 
 function operationId(r: RouteSpec): string {
@@ -278,7 +371,13 @@ function operationId(r: RouteSpec): string {
     .replace(/^\/v1\//, '/')
     .split('/')
     .filter(Boolean)
-    .map((w) => cap((w.startsWith(':') ? 'By' + cap(w.slice(1)) : w).replace(/[^A-Za-z0-9]+(.)/g, (_, c: string) => c.toUpperCase())));
+    .map((w) =>
+      cap(
+        (w.startsWith(':') ? 'By' + cap(w.slice(1)) : w).replace(/[^A-Za-z0-9]+(.)/g, (_, c: string) =>
+          c.toUpperCase(),
+        ),
+      ),
+    );
   return r.method.toLowerCase() + words.join('');
 }
 

@@ -1,3 +1,4 @@
+import { actorOf, auditContext } from '../audit/actor.js';
 import type { AuditLogger } from '../audit/types.js';
 import type { ClientInfo } from '../auth/auth-service.js';
 import type { Principal } from '../auth/principal.js';
@@ -12,12 +13,10 @@ export function tenantProbe(audit: AuditLogger) {
     await audit.record({
       action: 'access.not_found',
       outcome: 'denied',
-      actor: { type: p.via === 'api_key' ? 'api_key' : 'user', id: p.apiKeyId ?? p.userId },
+      actor: actorOf(p),
       tenantId: p.tenantId,
       target: { type: 'tenant', id: tenantId.slice(0, 64) },
-      ip: client.ip ?? null,
-      userAgent: client.userAgent ?? null,
-      requestId: client.requestId ?? null,
+      ...auditContext(client),
     });
     throw notFound('tenant');
   };

@@ -85,9 +85,13 @@ export class Validator {
     if (!fn(value)) {
       const details = fieldProblems(fn.errors);
       const first = details[0];
-      throw new GatewayError('INVALID_FIELD', first ? `${what}: ${first.field} ${first.message}` : `${what} is invalid`, {
-        details,
-      });
+      throw new GatewayError(
+        'INVALID_FIELD',
+        first ? `${what}: ${first.field} ${first.message}` : `${what} is invalid`,
+        {
+          details,
+        },
+      );
     }
     return value as T;
   }

@@ -1,6 +1,7 @@
 import type { Clock } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import type { Database, Queryable } from '../storage/database.js';
+import type { IdempotencyRepository } from '../storage/repos/idempotency.js';
 import { assertIdempotencyKey } from './key.js';
 
 /** What a keyed request answered: replayed as it was for a retry. */
@@ -15,7 +16,10 @@ export interface IdempotentResult<B = unknown> extends StoredResponse<B> {
 }
 
 export interface IdempotencyStoreOptions {
+  /** Opens the transaction of `run()`. */
   database: Database;
+  /** The `idempotency_keys` table (built by the composition root). */
+  keys: IdempotencyRepository;
   clock: Clock;
   /** How long a finished response is kept and replayed. Default 24 h (docs/API.md). */
   retentionMs?: number;
@@ -39,12 +43,14 @@ const HASH_RE = /^[0-9a-f]{16,64}$/;
  */
 export class IdempotencyStore {
   private readonly database: Database;
+  private readonly keys: IdempotencyRepository;
   private readonly clock: Clock;
   readonly retentionMs: number;
   private lastPrune = 0;
 
   constructor(options: IdempotencyStoreOptions) {
     this.database = options.database;
+    this.keys = options.keys;
     this.clock = options.clock;
     this.retentionMs = options.retentionMs ?? 24 * 3600 * 1000;
   }
@@ -77,33 +83,29 @@ export class IdempotencyStore {
    * was another request). Follow a null with the work and `completeIn()` in the
    * same transaction.
    */
-  async claimIn<B>(trx: Queryable, userId: string, key: string, requestHash: string): Promise<IdempotentResult<B> | null> {
+  async claimIn<B>(
+    trx: Queryable,
+    userId: string,
+    key: string,
+    requestHash: string,
+  ): Promise<IdempotentResult<B> | null> {
     this.check(key, requestHash);
     const now = this.clock.now();
-    await trx
-      .deleteFrom('idempotency_keys')
-      .where('user_id', '=', userId)
-      .where('key', '=', key)
-      .where('expires_at', '<=', now)
-      .execute();
-    const inserted = await trx
-      .insertInto('idempotency_keys')
-      .values({
-        user_id: userId,
-        key,
-        request_hash: requestHash,
-        status: 'in_flight',
-        response_status: null,
-        response_body: null,
-        created_at: now,
-        expires_at: now + this.retentionMs,
-      })
-      .onConflict((oc) => oc.columns(['user_id', 'key']).doNothing())
-      .executeTakeFirst();
-    if (Number(inserted.numInsertedOrUpdatedRows ?? 0n) === 1) return null;
+    await this.keys.deleteExpired(trx, userId, key, now);
+    const claimed = await this.keys.claim(trx, {
+      user_id: userId,
+      key,
+      request_hash: requestHash,
+      status: 'in_flight',
+      response_status: null,
+      response_body: null,
+      created_at: now,
+      expires_at: now + this.retentionMs,
+    });
+    if (claimed) return null;
 
     // Another request holds the key and has committed (a concurrent claim waited for it).
-    const row = await trx.selectFrom('idempotency_keys').selectAll().where('user_id', '=', userId).where('key', '=', key).executeTakeFirst();
+    const row = await this.keys.find(trx, userId, key);
     if (!row) throw new Error('idempotency key row vanished under its conflict');
     if (row.request_hash !== requestHash) {
       throw new GatewayError('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used with a different request');
@@ -123,25 +125,17 @@ export class IdempotencyStore {
       throw new Error(`idempotent handler returned an invalid status ${response.status}`);
     }
     const now = this.clock.now();
-    const done = await trx
-      .updateTable('idempotency_keys')
-      .set({
-        status: 'done',
-        response_status: response.status,
-        response_body: JSON.stringify(response.body ?? null),
-        expires_at: now + this.retentionMs,
-      })
-      .where('user_id', '=', userId)
-      .where('key', '=', key)
-      .where('status', '=', 'in_flight')
-      .executeTakeFirst();
-    if (Number(done.numUpdatedRows) !== 1) throw new Error('idempotency key was not claimed in this transaction');
+    const done = await this.keys.complete(trx, userId, key, {
+      response_status: response.status,
+      response_body: JSON.stringify(response.body ?? null),
+      expires_at: now + this.retentionMs,
+    });
+    if (!done) throw new Error('idempotency key was not claimed in this transaction');
   }
 
   /** Deletes every expired row (finished responses past retention, abandoned claims). Returns how many. */
   async pruneExpired(now: number = this.clock.now()): Promise<number> {
-    const r = await this.database.db.deleteFrom('idempotency_keys').where('expires_at', '<=', now).executeTakeFirst();
-    return Number(r.numDeletedRows);
+    return this.keys.pruneExpired(now);
   }
 
   private check(key: string, requestHash: string): void {

@@ -17,6 +17,25 @@ function sfString(value: string): string {
   return `"${value.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 }
 
+/** A policy's entry in `RateLimit-Policy` (`"user";q=1000;w=3600`), made once per policy object. */
+const policyEntries = new WeakMap<PolicyResult['policy'], string>();
+function policyEntry(policy: PolicyResult['policy']): string {
+  let entry = policyEntries.get(policy);
+  if (entry === undefined) {
+    entry = `${sfString(policy.name)};q=${policy.limit};w=${toSeconds(policy.windowMs, 1)}`;
+    policyEntries.set(policy, entry);
+  }
+  return entry;
+}
+
+/** The policy names (`user`, `api_key`, `ip`) as sf-strings, made once each. */
+const sfNames = new Map<string, string>();
+function sfName(name: string): string {
+  let quoted = sfNames.get(name);
+  if (quoted === undefined) sfNames.set(name, (quoted = sfString(name)));
+  return quoted;
+}
+
 /**
  * The policy that binds: among denials the one that frees up last (longest
  * retryAfterMs); otherwise the one with the fewest units left (then the longest
@@ -51,10 +70,9 @@ export function rateLimitHeaders(results: PolicyResult[]): Record<string, string
   const { policy, decision } = binding;
   const reset = toSeconds(decision.resetMs);
   const headers: Record<string, string> = {
-    'RateLimit-Policy': results
-      .map((r) => `${sfString(r.policy.name)};q=${r.policy.limit};w=${toSeconds(r.policy.windowMs, 1)}`)
-      .join(', '),
-    RateLimit: `${sfString(policy.name)};r=${decision.remaining};t=${reset}`,
+    'RateLimit-Policy':
+      results.length === 1 ? policyEntry(results[0]!.policy) : results.map((r) => policyEntry(r.policy)).join(', '),
+    RateLimit: `${sfName(policy.name)};r=${decision.remaining};t=${reset}`,
     'X-RateLimit-Limit': String(policy.limit),
     'X-RateLimit-Remaining': String(decision.remaining),
     'X-RateLimit-Reset': String(reset),

@@ -97,7 +97,7 @@ export class MemoryRateLimiter implements BatchRateLimiter {
 
   private run(requests: BatchRequest[], take: boolean): BatchDecision {
     for (const r of requests) validateRequest(r.key, r.limit, r.windowMs, r.cost ?? 1);
-    assertDistinctKeys(requests.map((r) => r.key));
+    if (requests.length > 1) assertDistinctKeys(requests.map((r) => r.key));
     const now = Math.floor(this.clock.now());
     if (now >= this.nextSweepAt) this.sweep(now);
 

@@ -1,4 +1,4 @@
-import type { Counter } from 'prom-client';
+import { Counter } from 'prom-client';
 import type { Metrics } from '../metrics.js';
 import type { FailureMode } from './resilient.js';
 
@@ -20,6 +20,12 @@ export interface DecisionRecord {
 export class RateLimitMetrics {
   readonly backendFailures: Counter<'mode'>;
   readonly decisions: Counter<'policy' | 'outcome'>;
+  /**
+   * Decisions counted since `decisions` was last read, per policy and outcome (label object made
+   * once): one per request, so they are added to the counter when it is read (a scrape), sparing
+   * prom-client's label hashing and series copy on every request.
+   */
+  private readonly pending = new Map<string, { labels: { policy: string; outcome: DecisionOutcome }; count: number }>();
 
   constructor(metrics: Metrics) {
     this.backendFailures = metrics.counter(
@@ -27,11 +33,20 @@ export class RateLimitMetrics {
       'Rate limit decisions the backend (Redis) could not make, by the failure mode applied.',
       ['mode'],
     );
-    this.decisions = metrics.counter(
-      'keen_ratelimit_decisions_total',
-      'Rate limit decisions by policy and outcome (allowed, denied, skipped, degraded).',
-      ['policy', 'outcome'],
-    );
+    const pending = this.pending;
+    this.decisions = new Counter({
+      name: 'keen_ratelimit_decisions_total',
+      help: 'Rate limit decisions by policy and outcome (allowed, denied, skipped, degraded).',
+      labelNames: ['policy', 'outcome'],
+      registers: [metrics.registry],
+      collect() {
+        for (const p of pending.values()) {
+          if (p.count === 0) continue;
+          this.inc(p.labels, p.count);
+          p.count = 0;
+        }
+      },
+    });
     // Export both series from the start, so an alert on their rate has a baseline.
     for (const mode of ['fail_open', 'fail_closed'] as const) this.backendFailures.inc({ mode }, 0);
   }
@@ -43,7 +58,10 @@ export class RateLimitMetrics {
 
   /** Counts one policy decision. */
   recordDecision(policy: string, outcome: DecisionOutcome): void {
-    this.decisions.inc({ policy, outcome });
+    const key = `${policy} ${outcome}`;
+    let p = this.pending.get(key);
+    if (p === undefined) this.pending.set(key, (p = { labels: Object.freeze({ policy, outcome }), count: 0 }));
+    p.count += 1;
   }
 
   /** Counts every policy of a check (see `decisionRecords` in policy.ts). */

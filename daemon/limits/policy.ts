@@ -30,7 +30,12 @@ export const DEFAULT_API_KEY_LIMIT_PER_HOUR = 1000;
  */
 export function principalPolicies(tiers: GatewayConfig['tiers'], principal: Principal): RateLimitPolicy[] {
   const policies: RateLimitPolicy[] = [
-    { name: 'user', key: `user:${principal.userId}`, limit: tiers[principal.tier].requests_per_hour, windowMs: HOUR_MS },
+    {
+      name: 'user',
+      key: `user:${principal.userId}`,
+      limit: tiers[principal.tier].requests_per_hour,
+      windowMs: HOUR_MS,
+    },
   ];
   if (principal.via === 'api_key' && principal.apiKeyId !== null) {
     policies.push({
@@ -83,7 +88,7 @@ export interface CheckResult {
  * otherwise follows the limiter's default.
  */
 export async function checkAll(limiter: RateLimiter, policies: RateLimitPolicy[], cost = 1): Promise<CheckResult> {
-  const requests: BatchRequest[] = policies.map((p) => ({ key: p.key, limit: p.limit, windowMs: p.windowMs, cost }));
+  const requests = cost === 1 ? unitRequestsOf(policies) : batchRequests(policies, cost);
   const batch =
     limiter instanceof ResilientRateLimiter
       ? await limiter.consumeAll(requests, failureModeOf(policies, limiter.mode))
@@ -95,10 +100,30 @@ export async function checkAll(limiter: RateLimiter, policies: RateLimitPolicy[]
   };
 }
 
+function batchRequests(policies: RateLimitPolicy[], cost: number): BatchRequest[] {
+  return policies.map((p) => ({ key: p.key, limit: p.limit, windowMs: p.windowMs, cost }));
+}
+
+/**
+ * The limiter requests of a cost of 1, built once per policies array: the rate-limit middleware
+ * passes the same array for every request of a kept principal. The policies are never changed once
+ * built, and no limiter changes the requests it is given.
+ */
+const unitRequests = new WeakMap<RateLimitPolicy[], BatchRequest[]>();
+function unitRequestsOf(policies: RateLimitPolicy[]): BatchRequest[] {
+  let requests = unitRequests.get(policies);
+  if (requests === undefined) unitRequests.set(policies, (requests = batchRequests(policies, 1)));
+  return requests;
+}
+
 /** fail_closed wins: one policy that must not be bypassed is enough to refuse. */
 export function failureModeOf(policies: RateLimitPolicy[], fallback: FailureMode): FailureMode {
-  const modes = policies.map((p) => p.failureMode ?? fallback);
-  return modes.includes('fail_closed') ? 'fail_closed' : modes.length > 0 ? 'fail_open' : fallback;
+  let any = false;
+  for (const p of policies) {
+    if ((p.failureMode ?? fallback) === 'fail_closed') return 'fail_closed';
+    any = true;
+  }
+  return any ? 'fail_open' : fallback;
 }
 
 /** The per-policy outcomes of a check, for RateLimitMetrics.recordDecisions. */

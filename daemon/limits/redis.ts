@@ -131,7 +131,9 @@ export class RedisRateLimiter implements BatchRateLimiter {
     const keys = requests.map((r) => this.redisKey(r.key));
     const perKey: number[] = [];
     for (const r of requests) perKey.push(r.limit, r.windowMs, r.cost ?? 1);
-    const reply = await this.withDeadline('decide', (deadline) => fn(requests.length, ...keys, now, this.buckets, deadline, ...perKey));
+    const reply = await this.withDeadline('decide', (deadline) =>
+      fn(requests.length, ...keys, now, this.buckets, deadline, ...perKey),
+    );
     const decisions = requests.map((r, i): RateLimitDecision => {
       const at = 3 + i * 4;
       return {
@@ -157,7 +159,13 @@ export class RedisRateLimiter implements BatchRateLimiter {
     let timer: NodeJS.Timeout | undefined;
     const gaveUp = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new RateLimitBackendError(`rate limit backend failed to ${what}`, new Error(`Command timed out: no answer from Redis within ${this.timeoutMs} ms`))),
+        () =>
+          reject(
+            new RateLimitBackendError(
+              `rate limit backend failed to ${what}`,
+              new Error(`Command timed out: no answer from Redis within ${this.timeoutMs} ms`),
+            ),
+          ),
         this.timeoutMs,
       );
     });

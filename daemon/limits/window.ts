@@ -57,12 +57,7 @@ export interface Tally {
 }
 
 /** Sums the buckets that count at `now`. Buckets newer than `now` (a clock that went back) are ignored. */
-export function tally(
-  buckets: Iterable<[number, number]>,
-  now: number,
-  windowMs: number,
-  b: number,
-): Tally {
+export function tally(buckets: Iterable<[number, number]>, now: number, windowMs: number, b: number): Tally {
   const oldest = bucketIndex(now - windowMs + 1, windowMs, b);
   const current = bucketIndex(now, windowMs, b);
   const live: Array<[number, number]> = [];
@@ -125,11 +120,13 @@ export function decide(t: Tally, input: DecideInput): RateLimitDecision {
 /** Throws a RangeError for arguments no policy should produce (a bug, not a backend failure). */
 export function validateRequest(key: string, limit: number, windowMs: number, cost: number): void {
   if (typeof key !== 'string' || key.length === 0) throw new RangeError('rate limit key must be a non-empty string');
-  if (!Number.isSafeInteger(limit) || limit < 0) throw new RangeError(`rate limit must be an integer >= 0, got ${limit}`);
+  if (!Number.isSafeInteger(limit) || limit < 0)
+    throw new RangeError(`rate limit must be an integer >= 0, got ${limit}`);
   if (!Number.isSafeInteger(windowMs) || windowMs < 1) {
     throw new RangeError(`rate limit window must be an integer >= 1 ms, got ${windowMs}`);
   }
-  if (!Number.isSafeInteger(cost) || cost < 1) throw new RangeError(`rate limit cost must be an integer >= 1, got ${cost}`);
+  if (!Number.isSafeInteger(cost) || cost < 1)
+    throw new RangeError(`rate limit cost must be an integer >= 1, got ${cost}`);
 }
 
 /** Throws when a batch names a key twice: the all-or-nothing check assumes distinct keys. */

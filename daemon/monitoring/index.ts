@@ -6,6 +6,7 @@ import type { CreditLedger } from '../credits/ledger.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { isUnavailableError, type Database } from '../storage/database.js';
+import type { OperationsReads } from '../storage/repos/operations.js';
 import { LedgerDriftMonitor } from './ledger-drift.js';
 import { RedisProbe } from './redis.js';
 import { registerExpiredReservationsGauge } from './reservations.js';
@@ -15,7 +16,10 @@ export { RedisProbe } from './redis.js';
 
 export interface MonitoringOptions {
   metrics: Metrics;
+  /** Observed (transaction timings) and pinged; no query of its own. */
   database: Database;
+  /** The counts behind `keen_credit_reservations_expired_open`. */
+  reads: OperationsReads;
   ledger: Pick<CreditLedger, 'verify'>;
   auth: Pick<AuthService, 'observe'>;
   redis: Redis | null;
@@ -52,7 +56,8 @@ export class Monitoring {
       labelNames: ['method', 'outcome'],
       registers,
     });
-    for (const method of ['jwt', 'api_key', 'password', 'refresh'] as const) this.authAttempts.inc({ method, outcome: 'success' }, 0);
+    for (const method of ['jwt', 'api_key', 'password', 'refresh'] as const)
+      this.authAttempts.inc({ method, outcome: 'success' }, 0);
     // Outcomes are `success`, an ERROR_CODES key or `error`: a fixed set, never a credential.
     options.auth.observe((method, outcome) => this.authAttempts.inc({ method, outcome: outcome.toLowerCase() }));
 
@@ -98,7 +103,7 @@ export class Monitoring {
     });
     void up;
 
-    registerExpiredReservationsGauge({ metrics, database, clock: options.clock });
+    registerExpiredReservationsGauge({ metrics, reads: options.reads, clock: options.clock });
     this.redisProbe = new RedisProbe(redis, metrics);
     this.ledgerDrift = new LedgerDriftMonitor({
       ledger: options.ledger,

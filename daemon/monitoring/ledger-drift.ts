@@ -53,7 +53,9 @@ export class LedgerDriftMonitor {
   }
 
   start(): void {
-    this.periodic.start(this.options.intervalMs ?? LEDGER_DRIFT_INTERVAL_MS, { firstDelayMs: this.options.firstDelayMs ?? LEDGER_DRIFT_FIRST_DELAY_MS });
+    this.periodic.start(this.options.intervalMs ?? LEDGER_DRIFT_INTERVAL_MS, {
+      firstDelayMs: this.options.firstDelayMs ?? LEDGER_DRIFT_FIRST_DELAY_MS,
+    });
   }
 
   /** One verify now; resolves with the number of drifting accounts, or null when the pass failed. */
@@ -69,12 +71,19 @@ export class LedgerDriftMonitor {
         this.driftAccounts.set(accounts);
         this.lastSuccess.set(Math.floor(this.options.clock.now() / 1000));
         // The user ids go to the log (operators need them), never to a label.
-        if (accounts > 0) this.options.logger.error({ accounts, users: [...new Set(mismatches.map((m) => m.userId))].slice(0, 20) }, 'credit ledger drift detected');
+        if (accounts > 0)
+          this.options.logger.error(
+            { accounts, users: [...new Set(mismatches.map((m) => m.userId))].slice(0, 20) },
+            'credit ledger drift detected',
+          );
         return accounts;
       })
       .catch((err: unknown) => {
         this.failures.inc();
-        this.options.logger.warn({ err: { message: err instanceof Error ? err.message : String(err) } }, 'ledger verify pass failed');
+        this.options.logger.warn(
+          { err: { message: err instanceof Error ? err.message : String(err) } },
+          'ledger verify pass failed',
+        );
         return null;
       });
   }

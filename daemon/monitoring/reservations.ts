@@ -1,7 +1,7 @@
 import { Gauge } from 'prom-client';
 import type { Clock } from '../clock.js';
 import type { Metrics } from '../metrics.js';
-import type { Database } from '../storage/database.js';
+import type { OperationsReads } from '../storage/repos/operations.js';
 
 /**
  * `keen_credit_reservations_expired_open`: open reservations whose lease ran
@@ -9,8 +9,13 @@ import type { Database } from '../storage/database.js';
  * expired lease within one pass (15 s by default), so a value that stays above
  * zero means no daemon is reaping: credits are held that nobody will release.
  */
-export function registerExpiredReservationsGauge(options: { metrics: Metrics; database: Database; clock: Clock; graceMs?: number }): Gauge {
-  const { database, clock } = options;
+export function registerExpiredReservationsGauge(options: {
+  metrics: Metrics;
+  reads: OperationsReads;
+  clock: Clock;
+  graceMs?: number;
+}): Gauge {
+  const { reads, clock } = options;
   const graceMs = options.graceMs ?? 60_000;
   return new Gauge({
     name: 'keen_credit_reservations_expired_open',
@@ -18,13 +23,7 @@ export function registerExpiredReservationsGauge(options: { metrics: Metrics; da
     registers: [options.metrics.registry],
     async collect() {
       try {
-        const row = await database.db
-          .selectFrom('credit_reservations')
-          .select((eb) => eb.fn.countAll<number>().as('n'))
-          .where('status', '=', 'open')
-          .where('expires_at', '<=', clock.now() - graceMs)
-          .executeTakeFirstOrThrow();
-        this.set(Number(row.n));
+        this.set(await reads.countExpiredOpenReservations(clock.now() - graceMs));
       } catch {
         // A scrape must not fail because the database is briefly away; the last value stays.
       }

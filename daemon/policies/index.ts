@@ -38,8 +38,10 @@ export function reachFilter(reach: Reach): { column: 'tenant_id' | 'user_id'; va
   const r = reach as { all?: unknown; tenantId?: unknown; userId?: unknown };
   const keys = Object.keys(r).filter((k) => r[k as keyof typeof r] !== undefined);
   if (keys.length === 1 && r.all === true) return null;
-  if (keys.length === 1 && typeof r.tenantId === 'string' && r.tenantId !== '') return { column: 'tenant_id', value: r.tenantId };
-  if (keys.length === 1 && typeof r.userId === 'string' && r.userId !== '') return { column: 'user_id', value: r.userId };
+  if (keys.length === 1 && typeof r.tenantId === 'string' && r.tenantId !== '')
+    return { column: 'tenant_id', value: r.tenantId };
+  if (keys.length === 1 && typeof r.userId === 'string' && r.userId !== '')
+    return { column: 'user_id', value: r.userId };
   throw new Error(`malformed reach: ${JSON.stringify(reach)}`);
 }
 
@@ -91,7 +93,9 @@ export type RoutePolicy = 'administrator' | 'platform_admin';
 /** 403 INSUFFICIENT_SCOPE unless the credential carries `scope`. */
 export function assertScope(p: Principal, scope: Scope): void {
   if (!(p.scopes as readonly string[]).includes(scope)) {
-    throw new GatewayError('INSUFFICIENT_SCOPE', `this credential lacks the scope ${scope}`, { details: { required: scope } });
+    throw new GatewayError('INSUFFICIENT_SCOPE', `this credential lacks the scope ${scope}`, {
+      details: { required: scope },
+    });
   }
 }
 
@@ -103,7 +107,8 @@ export function assertRoutePolicy(p: Principal, policy: RoutePolicy): void {
 
 /** 403 FORBIDDEN unless `p` acts as a platform admin (`what`: the action, for the message). */
 export function assertPlatformAdmin(p: Principal, what = 'do this'): void {
-  if (effectiveRole(p) !== 'platform_admin') throw new GatewayError('FORBIDDEN', `only platform administrators ${what}`);
+  if (effectiveRole(p) !== 'platform_admin')
+    throw new GatewayError('FORBIDDEN', `only platform administrators ${what}`);
 }
 
 // -- API keys ---------------------------------------------------------------------
@@ -128,17 +133,29 @@ export function keyScopes(actor: Principal | null, ownerRole: Role, requested?: 
   const mintable = new Set<string>(mintableScopes(actor));
   if (requested === undefined) {
     const both = SCOPES.filter((s) => owner.has(s) && mintable.has(s));
-    if (both.length === 0) throw new GatewayError('INSUFFICIENT_SCOPE', "this credential can grant none of the scopes the key's owner holds; name the scopes");
+    if (both.length === 0)
+      throw new GatewayError(
+        'INSUFFICIENT_SCOPE',
+        "this credential can grant none of the scopes the key's owner holds; name the scopes",
+      );
     return both;
   }
   const scopes = [...new Set(requested)];
   const unknown = scopes.filter((s) => !(SCOPES as readonly string[]).includes(s));
-  if (unknown.length > 0) throw new GatewayError('INVALID_FIELD', `unknown scope: ${unknown.join(', ')}`, { details: [{ field: 'scopes', message: 'unknown scope' }] });
+  if (unknown.length > 0)
+    throw new GatewayError('INVALID_FIELD', `unknown scope: ${unknown.join(', ')}`, {
+      details: [{ field: 'scopes', message: 'unknown scope' }],
+    });
   const beyondOwner = scopes.filter((s) => !owner.has(s));
-  if (beyondOwner.length > 0) throw new GatewayError('INSUFFICIENT_SCOPE', `the key's owner does not hold: ${beyondOwner.join(', ')}`);
+  if (beyondOwner.length > 0)
+    throw new GatewayError('INSUFFICIENT_SCOPE', `the key's owner does not hold: ${beyondOwner.join(', ')}`);
   const beyondActor = scopes.filter((s) => !mintable.has(s));
   if (beyondActor.length > 0) {
-    throw new GatewayError('INSUFFICIENT_SCOPE', `this credential cannot grant scopes it does not hold: ${beyondActor.join(', ')}`, { details: { required: beyondActor } });
+    throw new GatewayError(
+      'INSUFFICIENT_SCOPE',
+      `this credential cannot grant scopes it does not hold: ${beyondActor.join(', ')}`,
+      { details: { required: beyondActor } },
+    );
   }
   return scopes as Scope[];
 }
@@ -182,20 +199,28 @@ export function assertUserChange(actor: Principal, target: UserTarget | null, ch
   if (effectiveRole(actor) === 'platform_admin') return;
   const capTier = (tier: Tier) => {
     if (tierRank(tier) > tierRank(actor.tier)) {
-      throw new GatewayError('FORBIDDEN', `a tenant administrator gives tiers up to its own (${actor.tier}); ${tier} is for platform administrators to give`);
+      throw new GatewayError(
+        'FORBIDDEN',
+        `a tenant administrator gives tiers up to its own (${actor.tier}); ${tier} is for platform administrators to give`,
+      );
     }
   };
   switch (change.kind) {
     case 'create':
-      if (change.role === 'platform_admin') throw new GatewayError('FORBIDDEN', 'only platform administrators create platform administrators');
+      if (change.role === 'platform_admin')
+        throw new GatewayError('FORBIDDEN', 'only platform administrators create platform administrators');
       return capTier(change.tier);
     case 'set_tier':
       if (target!.id === actor.userId) throw new GatewayError('FORBIDDEN', 'you cannot change your own tier');
-      if (target!.role !== 'member') throw new GatewayError('FORBIDDEN', "only platform administrators change an administrator's tier");
+      if (target!.role !== 'member')
+        throw new GatewayError('FORBIDDEN', "only platform administrators change an administrator's tier");
       return capTier(change.tier);
     case 'activate':
       if (target!.status === 'suspended' && target!.suspended_by_role !== 'tenant_admin') {
-        throw new GatewayError('FORBIDDEN', 'this user was suspended by a platform administrator; only a platform administrator can reactivate it');
+        throw new GatewayError(
+          'FORBIDDEN',
+          'this user was suspended by a platform administrator; only a platform administrator can reactivate it',
+        );
       }
       return;
     case 'suspend':
@@ -211,7 +236,9 @@ export function assertUserChange(actor: Principal, target: UserTarget | null, ch
  */
 export function suspendedBy(actor: Principal, target: Pick<UserTarget, 'status' | 'suspended_by_role'>): SuspendedBy {
   if (effectiveRole(actor) === 'platform_admin') return 'platform_admin';
-  return target.status === 'suspended' && target.suspended_by_role !== 'tenant_admin' ? 'platform_admin' : 'tenant_admin';
+  return target.status === 'suspended' && target.suspended_by_role !== 'tenant_admin'
+    ? 'platform_admin'
+    : 'tenant_admin';
 }
 
 // -- credits ----------------------------------------------------------------------

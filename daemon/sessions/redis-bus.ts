@@ -39,7 +39,10 @@ export class RedisEventBus implements EventBus {
     this.emitter.setMaxListeners(0);
     this.channel = `${deps.prefix}events`;
     // No command timeout: a subscriber waits for messages indefinitely.
-    this.subscriber = createRedis(deps.url, deps.logger, { commandTimeoutMs: 0, connectionName: 'keen-gateway:events' });
+    this.subscriber = createRedis(deps.url, deps.logger, {
+      commandTimeoutMs: 0,
+      connectionName: 'keen-gateway:events',
+    });
     this.subscriber.on('message', (channel: string, message: string) => {
       if (channel === this.channel) this.onMessage(message);
     });
@@ -53,7 +56,10 @@ export class RedisEventBus implements EventBus {
     try {
       await this.subscriber.subscribe(this.channel);
     } catch (err) {
-      this.deps.logger.warn({ err: { message: (err as Error).message } }, 'subscribing to the event channel failed; retrying on reconnect');
+      this.deps.logger.warn(
+        { err: { message: (err as Error).message } },
+        'subscribing to the event channel failed; retrying on reconnect',
+      );
     }
   }
 

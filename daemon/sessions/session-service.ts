@@ -1,5 +1,7 @@
+import type { ExecuteRequest, ExecuteResponse } from '../../schemas/types.gen.js';
 import { buildPureRequest, sanitizeVision } from '../agents/pure-request.js';
-import { presentBudgetStatus } from '../credits/budgets.js';
+import type { BudgetStatus } from '../credits/budgets.js';
+import { actorOf, auditContext } from '../audit/actor.js';
 import type { AuditLogger } from '../audit/types.js';
 import type { ClientInfo } from '../auth/auth-service.js';
 import type { Principal } from '../auth/principal.js';
@@ -8,36 +10,69 @@ import type { ResolvedConfig } from '../config/load.js';
 import type { CostEstimator } from '../credits/estimator.js';
 import type { CreditLedger } from '../credits/ledger.js';
 import type { IdempotencyStore } from '../idempotency/store.js';
-import { formatCredits, parseCredits } from '../credits/money.js';
+import { formatCredits, parseCredits, type Micros } from '../credits/money.js';
 import { GatewayError, invalidField, notFound } from '../errors.js';
 import { isId, newId } from '../ids.js';
 import type { Database, Queryable } from '../storage/database.js';
 import { reachFor } from '../policies/index.js';
-import { FINAL_STATUSES, SessionRepository, type SessionRow } from '../storage/repos/sessions.js';
+import {
+  FINAL_STATUSES,
+  type SessionEventRow,
+  type SessionRepository,
+  type SessionRow,
+} from '../storage/repos/sessions.js';
 import type { SessionStatus } from '../storage/tables/sessions.js';
 import type { SessionMetrics } from './metrics.js';
-import { presentEvent, presentSession } from './presenters.js';
 import type { SessionSupervisor } from './supervisor.js';
 
-/** The execute body after schema validation (docs/API.md). */
 /** Execute refusals that are audited (denied) and counted by outcome. */
-const DENIALS: Partial<Record<string, { outcome: string; action: 'concurrency.denied' | 'credits.insufficient' | 'budget.exceeded' }>> = {
+const DENIALS: Partial<
+  Record<string, { outcome: string; action: 'concurrency.denied' | 'credits.insufficient' | 'budget.exceeded' }>
+> = {
   CONCURRENCY_LIMIT: { outcome: 'concurrency_limit', action: 'concurrency.denied' },
   INSUFFICIENT_CREDITS: { outcome: 'insufficient_credits', action: 'credits.insufficient' },
   BUDGET_EXCEEDED: { outcome: 'budget_exceeded', action: 'budget.exceeded' },
 };
 
-export interface ExecuteInput {
-  vision: string;
-  options?: { maxIterations?: number; costBudget?: number; enableWebSearch?: boolean; enableStreaming?: boolean; showProgress?: boolean };
-  webhook_url?: string;
+/** The execute body after schema validation (docs/API.md). */
+export type ExecuteInput = ExecuteRequest;
+
+/** What execute answers, whole (and what a retry with the same Idempotency-Key replays). */
+export type ExecuteBody = ExecuteResponse;
+
+/** A page of sessions, newest first; `nextCursor` continues it. */
+export interface SessionPage {
+  sessions: SessionRow[];
+  nextCursor: string | null;
 }
 
-/** What execute answers (and what a retry with the same Idempotency-Key replays). */
-export type ExecuteBody = ReturnType<SessionService['executeBody']>;
+/** A limit that would refuse an execute now (POST /v1/agents/quote); amounts in micros. */
+export type AdmissionReason =
+  | { limit: 'concurrent_sessions'; current: number; max: number; retryAfterSeconds: number }
+  | { limit: 'credits'; current: Micros; max: Micros }
+  | { limit: 'budget'; current: Micros; max: Micros; budget: BudgetStatus; retryAfterSeconds: number | null };
+
+/** What execute would decide now, and why: the cost, the hold, the balance and the budgets in play. */
+export interface Quote {
+  estimate: Micros;
+  reservation: Micros;
+  available: Micros;
+  budgets: BudgetStatus[];
+  /** Empty when execute would be admitted. */
+  reasons: AdmissionReason[];
+}
+
+/** Stored events of a session after a seq, with where the session is now. */
+export interface SessionEvents {
+  events: SessionEventRow[];
+  lastSeq: number;
+  status: SessionStatus;
+}
 
 export interface SessionServiceDeps {
+  /** Opens the admission transaction; the rows go through `sessions` (built once by the container). */
   database: Database;
+  sessions: SessionRepository;
   idempotency: IdempotencyStore;
   clock: Clock;
   config: ResolvedConfig;
@@ -47,6 +82,11 @@ export interface SessionServiceDeps {
   audit: AuditLogger;
   metrics: SessionMetrics;
   instanceId: string;
+  /**
+   * The answer an execute stores with its Idempotency-Key and answers (the edge's presenter,
+   * which knows the public URL): built in the admission transaction, replayed as it is.
+   */
+  presentStarted: (row: SessionRow, requestId: string) => ExecuteBody;
   /** Checks a webhook URL (scheme, host, address policy); throws INVALID_FIELD. */
   validateWebhookUrl: (url: string) => void;
   /** In the execute's transaction, after the session row: `session.started` for registered webhook endpoints. */
@@ -65,13 +105,19 @@ export class SessionService {
   private readonly sessions: SessionRepository;
 
   constructor(private readonly deps: SessionServiceDeps) {
-    this.sessions = new SessionRepository(deps.database.db);
+    this.sessions = deps.sessions;
   }
 
   private prepare(principal: Principal, input: ExecuteInput) {
     const vision = sanitizeVision(input.vision);
-    if ([...vision].length < 10) throw invalidField('vision must be at least 10 characters after removing control characters', [{ field: 'vision', message: 'must be at least 10 characters' }]);
-    if ([...vision].length > 32_000) throw invalidField('vision must be at most 32,000 characters', [{ field: 'vision', message: 'must be at most 32000 characters' }]);
+    if ([...vision].length < 10)
+      throw invalidField('vision must be at least 10 characters after removing control characters', [
+        { field: 'vision', message: 'must be at least 10 characters' },
+      ]);
+    if ([...vision].length > 32_000)
+      throw invalidField('vision must be at most 32,000 characters', [
+        { field: 'vision', message: 'must be at most 32000 characters' },
+      ]);
     const o = input.options ?? {};
     if (o.costBudget !== undefined) parseCredits(o.costBudget, 'options.costBudget');
     if (input.webhook_url !== undefined) this.deps.validateWebhookUrl(input.webhook_url);
@@ -87,44 +133,53 @@ export class SessionService {
       },
       maxAgents: tier.max_agents_per_session,
     });
-    const costInput = { vision, options: { maxIterations: request.options.maxIterations, enableWebSearch: request.options.enableWebSearch, ...(o.costBudget !== undefined ? { costBudget: o.costBudget } : {}) } };
-    return { vision, request, tier, estimate: this.deps.estimator.estimate(costInput), reservation: this.deps.estimator.reservationFor(costInput) };
+    const costInput = {
+      vision,
+      options: {
+        maxIterations: request.options.maxIterations,
+        enableWebSearch: request.options.enableWebSearch,
+        ...(o.costBudget !== undefined ? { costBudget: o.costBudget } : {}),
+      },
+    };
+    return {
+      vision,
+      request,
+      tier,
+      estimate: this.deps.estimator.estimate(costInput),
+      reservation: this.deps.estimator.reservationFor(costInput),
+    };
   }
 
   /** POST /v1/agents/quote: what execute would decide now, and why; no side effects. */
-  async quote(principal: Principal, input: ExecuteInput) {
+  async quote(principal: Principal, input: ExecuteInput): Promise<Quote> {
     const { estimate, reservation, tier } = this.prepare(principal, input);
-    const [balance, running] = await Promise.all([this.deps.ledger.balance(principal.userId), this.sessions.countRunning(principal.userId)]);
-    const reasons: Array<{ limit: string; current: number; max: number; retry_after?: number; budget?: ReturnType<typeof presentBudgetStatus> }> = [];
+    const [balance, running] = await Promise.all([
+      this.deps.ledger.balance(principal.userId),
+      this.sessions.countRunning(principal.userId),
+    ]);
+    const reasons: AdmissionReason[] = [];
     if (running >= tier.max_concurrent_sessions) {
-      reasons.push({ limit: 'concurrent_sessions', current: running, max: tier.max_concurrent_sessions, retry_after: CONCURRENCY_RETRY_AFTER_S });
+      const max = tier.max_concurrent_sessions;
+      const retryAfterSeconds = CONCURRENCY_RETRY_AFTER_S;
+      reasons.push({ limit: 'concurrent_sessions', current: running, max, retryAfterSeconds });
     }
-    if (balance.available < reservation) reasons.push({ limit: 'credits', current: formatCredits(balance.available), max: formatCredits(reservation) });
+    if (balance.available < reservation) {
+      reasons.push({ limit: 'credits', current: balance.available, max: reservation });
+    }
     const budgets = this.deps.ledger.budgets
       ? await this.deps.ledger.budgets.statusForSpender(
-          this.deps.database.db,
           { apiKeyId: principal.apiKeyId ?? null, userId: principal.userId, tenantId: principal.tenantId },
           this.deps.clock.now(),
         )
       : [];
     for (const b of budgets) {
       if (b.remaining < reservation) {
-        reasons.push({
-          limit: 'budget',
-          current: formatCredits(b.remaining),
-          max: formatCredits(reservation),
-          budget: presentBudgetStatus(b),
-          ...(b.resetsAt !== null ? { retry_after: Math.max(1, Math.ceil((b.resetsAt - this.deps.clock.now()) / 1000)) } : {}),
-        });
+        const now = this.deps.clock.now();
+        const retryAfterSeconds = b.resetsAt === null ? null : Math.max(1, Math.ceil((b.resetsAt - now) / 1000));
+        reasons.push({ limit: 'budget', current: b.remaining, max: reservation, budget: b, retryAfterSeconds });
       }
     }
-    return {
-      estimated_cost: formatCredits(estimate),
-      reservation: formatCredits(reservation),
-      available: formatCredits(balance.available),
-      budgets: budgets.map(presentBudgetStatus),
-      admission: { allowed: reasons.length === 0, reasons },
-    };
+    return { estimate, reservation, available: balance.available, budgets, reasons };
   }
 
   /**
@@ -132,7 +187,12 @@ export class SessionService {
    * its reservation and the stored response are one transaction: a committed
    * execute is always replayed, an uncommitted one never leaves a claim.
    */
-  async execute(principal: Principal, input: ExecuteInput, client: ClientInfo, idempotency?: { key: string; requestHash: string }): Promise<{ body: ExecuteBody; replayed: boolean }> {
+  async execute(
+    principal: Principal,
+    input: ExecuteInput,
+    client: ClientInfo,
+    idempotency?: { key: string; requestHash: string },
+  ): Promise<{ body: ExecuteBody; replayed: boolean }> {
     let prepared: ReturnType<SessionService['prepare']>;
     try {
       prepared = this.prepare(principal, input);
@@ -148,17 +208,31 @@ export class SessionService {
     try {
       started = await this.deps.database.transaction(async (trx) => {
         if (idempotency) {
-          const earlier = await this.deps.idempotency.claimIn<ExecuteBody>(trx, principal.userId, idempotency.key, idempotency.requestHash);
+          const earlier = await this.deps.idempotency.claimIn<ExecuteBody>(
+            trx,
+            principal.userId,
+            idempotency.key,
+            idempotency.requestHash,
+          );
           if (earlier) return { replay: earlier.body };
         }
         const repo = this.sessions.with(trx);
         await repo.lockUser(principal.userId, this.deps.database.dialect);
         const running = await repo.countRunning(principal.userId);
         if (running >= tier.max_concurrent_sessions) {
-          throw new GatewayError('CONCURRENCY_LIMIT', `your tier allows ${tier.max_concurrent_sessions} concurrent sessions; ${running} are running`, {
-            headers: { 'Retry-After': String(CONCURRENCY_RETRY_AFTER_S) },
-            details: { limit: 'concurrent_sessions', current: running, max: tier.max_concurrent_sessions, retry_after: CONCURRENCY_RETRY_AFTER_S },
-          });
+          throw new GatewayError(
+            'CONCURRENCY_LIMIT',
+            `your tier allows ${tier.max_concurrent_sessions} concurrent sessions; ${running} are running`,
+            {
+              headers: { 'Retry-After': String(CONCURRENCY_RETRY_AFTER_S) },
+              details: {
+                limit: 'concurrent_sessions',
+                current: running,
+                max: tier.max_concurrent_sessions,
+                retry_after: CONCURRENCY_RETRY_AFTER_S,
+              },
+            },
+          );
         }
         const held = await this.deps.ledger.reserve(
           {
@@ -166,7 +240,7 @@ export class SessionService {
             amount: reservation,
             ttlMs: this.deps.config.credits.reservation_ttl_seconds * 1000,
             sessionId,
-            actor: { type: principal.via === 'api_key' ? 'api_key' : 'user', id: principal.apiKeyId ?? principal.userId },
+            actor: actorOf(principal),
             apiKeyId: principal.apiKeyId ?? null,
           },
           trx,
@@ -207,18 +281,21 @@ export class SessionService {
           {
             action: 'session.execute',
             outcome: 'success',
-            actor: { type: principal.via === 'api_key' ? 'api_key' : 'user', id: principal.apiKeyId ?? principal.userId },
+            actor: actorOf(principal),
             tenantId: principal.tenantId,
             target: { type: 'session', id: sessionId },
-            ip: client.ip,
-            userAgent: client.userAgent,
-            requestId: client.requestId,
-            details: { user_id: principal.userId, reserved: formatCredits(held.amount), vision_chars: [...vision].length },
+            ...auditContext(client),
+            details: {
+              user_id: principal.userId,
+              reserved: formatCredits(held.amount),
+              vision_chars: [...vision].length,
+            },
           },
           trx,
         );
-        const body = this.executeBody(r, client);
-        if (idempotency) await this.deps.idempotency.completeIn(trx, principal.userId, idempotency.key, { status: 200, body });
+        const body = this.deps.presentStarted(r, client.requestId);
+        if (idempotency)
+          await this.deps.idempotency.completeIn(trx, principal.userId, idempotency.key, { status: 200, body });
         return { row: r, body };
       });
     } catch (err) {
@@ -230,7 +307,7 @@ export class SessionService {
           await this.deps.audit.record({
             action: denial.action,
             outcome: 'denied',
-            actor: { type: principal.via === 'api_key' ? 'api_key' : 'user', id: principal.apiKeyId ?? principal.userId },
+            actor: actorOf(principal),
             tenantId: principal.tenantId,
             ip: client.ip,
             requestId: client.requestId,
@@ -246,31 +323,15 @@ export class SessionService {
     return { body: started.body, replayed: false };
   }
 
-  private executeBody(row: SessionRow, client: ClientInfo) {
-    const session = presentSession(row, this.deps.config.server.public_url);
-    return {
-      success: true as const,
-      session: {
-        id: session.id,
-        session_id: session.session_id,
-        status: session.status,
-        current_phase: 'EXPLORE',
-        streaming_url: session.streaming_url,
-        estimated_cost: session.estimated_cost,
-        created_at: session.created_at,
-      },
-      credit_reserved: formatCredits(row.reserved),
-      request_id: client.requestId,
-    };
-  }
-
   private async find(principal: Principal, id: string, asAdmin: boolean): Promise<SessionRow> {
-    const row = isId(id, 'ses') ? await this.sessions.find(id, reachFor(principal, asAdmin ? 'admin' : 'user')) : undefined;
+    const row = isId(id, 'ses')
+      ? await this.sessions.find(id, reachFor(principal, asAdmin ? 'admin' : 'user'))
+      : undefined;
     if (!row) {
       await this.deps.audit.record({
         action: 'access.not_found',
         outcome: 'denied',
-        actor: { type: principal.via === 'api_key' ? 'api_key' : 'user', id: principal.apiKeyId ?? principal.userId },
+        actor: actorOf(principal),
         tenantId: principal.tenantId,
         target: { type: 'session', id: id.slice(0, 64) },
       });
@@ -279,33 +340,42 @@ export class SessionService {
     return row;
   }
 
-  async get(principal: Principal, id: string, asAdmin = false) {
-    return presentSession(await this.find(principal, id, asAdmin), this.deps.config.server.public_url);
+  async get(principal: Principal, id: string, asAdmin = false): Promise<SessionRow> {
+    return this.find(principal, id, asAdmin);
   }
 
-  async list(principal: Principal, options: { limit: number; cursor?: string | null; status?: string; userId?: string }, asAdmin = false) {
+  async list(
+    principal: Principal,
+    options: { limit: number; cursor?: string | null; status?: string; userId?: string },
+    asAdmin = false,
+  ): Promise<SessionPage> {
     const status = options.status as SessionStatus | undefined;
-    if (status && status !== 'running' && !FINAL_STATUSES.includes(status)) throw invalidField('status is not a session status', [{ field: 'status', message: 'unknown status' }]);
-    const rows = await this.sessions.list(reachFor(principal, asAdmin ? 'admin' : 'user'), { limit: options.limit + 1, before: options.cursor ?? null, ...(status ? { status } : {}), ...(options.userId ? { userId: options.userId } : {}) });
+    if (status && status !== 'running' && !FINAL_STATUSES.includes(status))
+      throw invalidField('status is not a session status', [{ field: 'status', message: 'unknown status' }]);
+    const rows = await this.sessions.list(reachFor(principal, asAdmin ? 'admin' : 'user'), {
+      limit: options.limit + 1,
+      before: options.cursor ?? null,
+      ...(status ? { status } : {}),
+      ...(options.userId ? { userId: options.userId } : {}),
+    });
     const page = rows.slice(0, options.limit);
-    return { sessions: page.map((r) => presentSession(r, this.deps.config.server.public_url)), next_cursor: rows.length > options.limit ? page[page.length - 1]!.id : null };
+    return { sessions: page, nextCursor: rows.length > options.limit ? page[page.length - 1]!.id : null };
   }
 
-  async events(principal: Principal, id: string, after: number, limit: number) {
+  async events(principal: Principal, id: string, after: number, limit: number): Promise<SessionEvents> {
     const row = await this.find(principal, id, false);
-    const events = (await this.sessions.events(row.id, after, limit)).map(presentEvent);
-    return { events, last_seq: row.last_seq, status: row.status };
+    return { events: await this.sessions.events(row.id, after, limit), lastSeq: row.last_seq, status: row.status };
   }
 
   /** Stops the agent (on whichever daemon runs it), charges what it used, releases the rest. */
-  async cancel(principal: Principal, id: string, client: ClientInfo, asAdmin = false) {
+  async cancel(principal: Principal, id: string, client: ClientInfo, asAdmin = false): Promise<SessionRow> {
     const row = await this.find(principal, id, asAdmin);
     if (row.status !== 'running') throw new GatewayError('INVALID_STATE', `session is ${row.status}`);
     await this.sessions.update(row.id, { cancel_requested_at: this.deps.clock.now() });
     await this.deps.audit.record({
       action: 'session.cancel_requested',
       outcome: 'success',
-      actor: { type: asAdmin ? 'admin' : principal.via === 'api_key' ? 'api_key' : 'user', id: principal.apiKeyId ?? principal.userId },
+      actor: actorOf(principal, { asAdmin }),
       tenantId: row.tenant_id,
       target: { type: 'session', id: row.id },
       ip: client.ip,

@@ -11,7 +11,7 @@ import type { Logger } from '../logger.js';
 import { EVERYTHING } from '../policies/index.js';
 import { isUnavailableError, type Database, type Queryable } from '../storage/database.js';
 import { isStorageFullError } from '../storage/disk.js';
-import { SessionRepository, type Fence, type SessionEventRow, type SessionRow } from '../storage/repos/sessions.js';
+import type { Fence, SessionEventRow, SessionRepository, SessionRow } from '../storage/repos/sessions.js';
 import type { SessionStatus } from '../storage/tables/sessions.js';
 import type { BusEnvelope, EventBus } from './bus.js';
 import { presentEvent } from './presenters.js';
@@ -46,7 +46,9 @@ interface LiveSession {
 }
 
 export interface SupervisorDeps {
+  /** Opens the transactions; the rows go through `sessions` (built once by the container). */
   database: Database;
+  sessions: SessionRepository;
   clock: Clock;
   logger: Logger;
   ledger: CreditLedger;
@@ -118,7 +120,7 @@ export class SessionSupervisor {
   private stopping = false;
 
   constructor(private readonly deps: SupervisorDeps) {
-    this.sessions = new SessionRepository(deps.database.db);
+    this.sessions = deps.sessions;
   }
 
   /** What starts the agents. */
@@ -176,18 +178,32 @@ export class SessionSupervisor {
         await this.enqueue(live, () => this.emit(live, 'session.status', { status: 'running' }).then(() => undefined));
         const workingDirectory = await this.deps.workspaces.create(row.id);
         const ttl = this.deps.reservationTtlMs;
-        live.heartbeat = setInterval(() => void this.beat(live), Math.max(200, Math.min(Math.floor(ttl / 3), Math.floor(this.leaseMarginMs / 2))));
+        live.heartbeat = setInterval(
+          () => void this.beat(live),
+          Math.max(200, Math.min(Math.floor(ttl / 3), Math.floor(this.leaseMarginMs / 2))),
+        );
         live.heartbeat.unref();
-        live.run = this.deps.runner.start(row.id, { ...request, workingDirectory }, {
-          onEvent: (e) => this.enqueue(live, () => this.onAgentEvent(live, e)),
-          onInvalidLine: () => this.deps.metrics.invalidLines.inc(),
-        });
+        live.run = this.deps.runner.start(
+          row.id,
+          { ...request, workingDirectory },
+          {
+            onEvent: (e) => this.enqueue(live, () => this.onAgentEvent(live, e)),
+            onInvalidLine: () => this.deps.metrics.invalidLines.inc(),
+          },
+        );
         if (live.fenced || live.stopReason === 'lease_lost') void live.run.stop(live.stopReason ?? 'lease_lost', 0);
         else if (this.stopping || live.stopReason) await live.run.stop(live.stopReason ?? 'shutdown');
         exit = await live.run.done;
       } catch (err) {
         this.deps.logger.error({ err, session_id: row.id }, 'agent could not be started');
-        exit = { reason: 'spawn_failed', exitCode: null, signal: null, result: null, invalidLines: 0, stopReason: null };
+        exit = {
+          reason: 'spawn_failed',
+          exitCode: null,
+          signal: null,
+          result: null,
+          invalidLines: 0,
+          stopReason: null,
+        };
       }
       if (live.heartbeat) clearInterval(live.heartbeat);
       await live.chain;
@@ -232,7 +248,10 @@ export class SessionSupervisor {
         if (!isTransientStorageError(err) || live.fenced || waited >= limit) throw err;
         if (!warned) {
           warned = true;
-          this.deps.logger.warn({ err: { message: (err as Error).message }, session_id: live.row.id, what }, 'storage unavailable: retrying the write');
+          this.deps.logger.warn(
+            { err: { message: (err as Error).message }, session_id: live.row.id, what },
+            'storage unavailable: retrying the write',
+          );
         }
         await sleep(delay);
         delay = Math.min(delay * 2, 2000);
@@ -241,7 +260,11 @@ export class SessionSupervisor {
   }
 
   /** Stores an event with the next seq (while the lease holds), then publishes it; null when fenced off. */
-  private async emit(live: LiveSession, type: string, data: Record<string, unknown>): Promise<BusEnvelope['event'] | null> {
+  private async emit(
+    live: LiveSession,
+    type: string,
+    data: Record<string, unknown>,
+  ): Promise<BusEnvelope['event'] | null> {
     if (live.fenced) return null;
     const event = { ts: this.deps.clock.now(), type, data: JSON.stringify(data) };
     const row = await this.durably(live, 'event', () =>
@@ -264,7 +287,10 @@ export class SessionSupervisor {
       await this.deps.bus.publish({ userId: live.row.user_id, tenantId: live.row.tenant_id, event });
     } catch (err) {
       // Stored already: a subscriber replays it from the database.
-      this.deps.logger.warn({ err: { message: (err as Error).message }, session_id: live.row.id }, 'publishing an event failed');
+      this.deps.logger.warn(
+        { err: { message: (err as Error).message }, session_id: live.row.id },
+        'publishing an event failed',
+      );
     }
   }
 
@@ -272,13 +298,18 @@ export class SessionSupervisor {
     if (live.fenced) return;
     switch (e.type) {
       case 'phase': {
-        const held = await this.durably(live, 'phase', () => this.sessions.updateFenced(live.fence, { current_phase: e.phase, updated_at: this.deps.clock.now() }));
+        const held = await this.durably(live, 'phase', () =>
+          this.sessions.updateFenced(live.fence, { current_phase: e.phase, updated_at: this.deps.clock.now() }),
+        );
         if (!held) return this.onFenced(live);
         await this.emit(live, 'agent.phase', { phase: e.phase });
         return;
       }
       case 'progress':
-        await this.emit(live, 'agent.progress', { message: e.message, ...(e.percent === undefined ? {} : { percent: e.percent }) });
+        await this.emit(live, 'agent.progress', {
+          message: e.message,
+          ...(e.percent === undefined ? {} : { percent: e.percent }),
+        });
         return;
       case 'log':
         await this.emit(live, 'agent.log', { level: e.level, message: e.message });
@@ -287,7 +318,11 @@ export class SessionSupervisor {
         live.result = { status: e.status, summary: e.summary };
         return;
       case 'usage': {
-        const cost = this.deps.estimator.priceUsage({ input_tokens: e.input_tokens, output_tokens: e.output_tokens, web_searches: e.web_searches });
+        const cost = this.deps.estimator.priceUsage({
+          input_tokens: e.input_tokens,
+          output_tokens: e.output_tokens,
+          web_searches: e.web_searches,
+        });
         // Counted at once: what the agent reported is charged even if storing it has to wait.
         live.cost += cost;
         live.input += e.input_tokens;
@@ -299,9 +334,14 @@ export class SessionSupervisor {
           void live.run?.stop('budget');
         }
         const usage = { input: e.input_tokens, output: e.output_tokens, searches: e.web_searches, cost };
-        const held = await this.durably(live, 'usage', () => this.sessions.addUsage(live.fence, usage, this.deps.clock.now()));
+        const held = await this.durably(live, 'usage', () =>
+          this.sessions.addUsage(live.fence, usage, this.deps.clock.now()),
+        );
         if (!held) return this.onFenced(live);
-        await this.emit(live, 'cost.update', { cost_so_far: formatCredits(live.cost), reserved: formatCredits(live.row.reserved) });
+        await this.emit(live, 'cost.update', {
+          cost_so_far: formatCredits(live.cost),
+          reserved: formatCredits(live.row.reserved),
+        });
         return;
       }
     }
@@ -338,7 +378,10 @@ export class SessionSupervisor {
     } catch (err) {
       // The reservation is no longer open: someone settled it, so the session is no longer ours.
       if (err instanceof GatewayError && err.code === 'INVALID_STATE') return this.onFenced(live);
-      this.deps.logger.warn({ err: { message: (err as Error).message }, session_id: live.row.id }, 'lease heartbeat failed');
+      this.deps.logger.warn(
+        { err: { message: (err as Error).message }, session_id: live.row.id },
+        'lease heartbeat failed',
+      );
     } finally {
       live.beating = false;
     }
@@ -354,7 +397,10 @@ export class SessionSupervisor {
   private onFenced(live: LiveSession): void {
     if (live.fenced) return;
     live.fenced = true;
-    this.deps.logger.warn({ session_id: live.row.id }, 'the session was ended elsewhere (lease lost): killing its agent, writing nothing more');
+    this.deps.logger.warn(
+      { session_id: live.row.id },
+      'the session was ended elsewhere (lease lost): killing its agent, writing nothing more',
+    );
     if (!live.stopReason) live.stopReason = 'lease_lost';
     void live.run?.stop('lease_lost', 0);
   }
@@ -380,7 +426,11 @@ export class SessionSupervisor {
       this.deps.metrics.ended.inc({ status: 'interrupted' });
       return; // ended, charged and announced by whoever took the session
     }
-    const summary = withStderr(reason, (live.result ?? exit.result)?.summary?.slice(0, 2000) ?? null, exit.stderrTail ?? null);
+    const summary = withStderr(
+      reason,
+      (live.result ?? exit.result)?.summary?.slice(0, 2000) ?? null,
+      exit.stderrTail ?? null,
+    );
     const final = await this.durably(live, 'settlement', () => this.settle(live, status, reason, summary, live.cost));
     if (final) await this.publish(live, final);
     else this.onFenced(live);
@@ -397,7 +447,15 @@ export class SessionSupervisor {
     const now = this.deps.clock.now();
     const charge = Math.min(cost, live.row.reserved) as Micros;
     return this.deps.database.transaction(async (trx) => {
-      const patch = { status, end_reason: reason, summary, final_cost: charge, cost_so_far: cost, ended_at: now, updated_at: now };
+      const patch = {
+        status,
+        end_reason: reason,
+        summary,
+        final_cost: charge,
+        cost_so_far: cost,
+        ended_at: now,
+        updated_at: now,
+      };
       if (!(await this.sessions.with(trx).finish(live.row.id, patch, live.fence))) return null;
       try {
         await this.deps.ledger.settle(live.row.reservation_id, charge, { actor: { type: 'system', id: null } }, trx);
@@ -412,14 +470,27 @@ export class SessionSupervisor {
         output_tokens: live.row.output_tokens + live.output,
         web_searches: live.row.web_searches + live.searches,
       };
-      return this.announceEnd(trx, ended, { status, final_cost: formatCredits(charge), reason, ...(summary ? { summary } : {}) });
+      return this.announceEnd(trx, ended, {
+        status,
+        final_cost: formatCredits(charge),
+        reason,
+        ...(summary ? { summary } : {}),
+      });
     });
   }
 
   /** In the transaction that ended the session: its final event, webhook and audit entry, whoever ended it. */
-  private async announceEnd(trx: Queryable, ended: SessionRow, data: Record<string, unknown>): Promise<BusEnvelope['event']> {
+  private async announceEnd(
+    trx: Queryable,
+    ended: SessionRow,
+    data: Record<string, unknown>,
+  ): Promise<BusEnvelope['event']> {
     const repo = this.sessions.with(trx);
-    const row: SessionEventRow = await repo.appendFinalEvent(ended.id, { ts: ended.updated_at, type: 'session.status', data: JSON.stringify(data) });
+    const row: SessionEventRow = await repo.appendFinalEvent(ended.id, {
+      ts: ended.updated_at,
+      type: 'session.status',
+      data: JSON.stringify(data),
+    });
     const event = presentEvent(row);
     // The session as GET /v1/sessions/:id shows it now (usage, phase, cost, last_seq), read in this
     // transaction: `ended` may be the row as it was when the run started, with the end patched on.
@@ -433,7 +504,12 @@ export class SessionSupervisor {
         actor: { type: 'system', id: null },
         tenantId: ended.tenant_id,
         target: { type: 'session', id: ended.id },
-        details: { user_id: ended.user_id, reason: ended.end_reason, charged: formatCredits(ended.final_cost ?? 0), reserved: formatCredits(ended.reserved) },
+        details: {
+          user_id: ended.user_id,
+          reason: ended.end_reason,
+          charged: formatCredits(ended.final_cost ?? 0),
+          reserved: formatCredits(ended.reserved),
+        },
       },
       trx,
     );
@@ -471,7 +547,8 @@ export class SessionSupervisor {
         this.deps.logger.error({ err, session_id: row.id }, 'could not end a lost session; the reaper will');
       }
     }
-    if (rows.length > 0) this.deps.logger.warn({ sessions: ended }, 'sessions lost by a previous run of this daemon ended as interrupted');
+    if (rows.length > 0)
+      this.deps.logger.warn({ sessions: ended }, 'sessions lost by a previous run of this daemon ended as interrupted');
     return ended;
   }
 
@@ -480,18 +557,29 @@ export class SessionSupervisor {
     const event = await this.deps.database.transaction(async (trx) => {
       const now = this.deps.clock.now();
       const current = await this.sessions.with(trx).find(row.id, EVERYTHING);
-      if (!current || current.status !== 'running') return null;
+      if (current?.status !== 'running') return null;
       const charge = Math.min(current.cost_so_far, current.reserved) as Micros;
-      const patch = { status: 'interrupted' as const, end_reason: reason, final_cost: charge, ended_at: now, updated_at: now };
+      const patch = {
+        status: 'interrupted' as const,
+        end_reason: reason,
+        final_cost: charge,
+        ended_at: now,
+        updated_at: now,
+      };
       if (!(await this.sessions.with(trx).finish(row.id, patch, 'takeover'))) return null;
       try {
         await this.deps.ledger.settle(current.reservation_id, charge, { actor: { type: 'system', id: null } }, trx);
       } catch (err) {
         if (!(err instanceof GatewayError && err.code === 'INVALID_STATE')) throw err;
       }
-      return this.announceEnd(trx, { ...current, ...patch }, { status: 'interrupted', final_cost: formatCredits(charge), reason });
+      return this.announceEnd(
+        trx,
+        { ...current, ...patch },
+        { status: 'interrupted', final_cost: formatCredits(charge), reason },
+      );
     });
-    if (event) await this.deps.bus.publish({ userId: row.user_id, tenantId: row.tenant_id, event }).catch(() => undefined);
+    if (event)
+      await this.deps.bus.publish({ userId: row.user_id, tenantId: row.tenant_id, event }).catch(() => undefined);
     return event !== null;
   }
 
@@ -508,9 +596,19 @@ export class SessionSupervisor {
     const charge = Math.min(row.cost_so_far, reservation.amount) as Micros;
     if (row.status !== 'running') return charge;
     const now = this.deps.clock.now();
-    const patch = { status: 'interrupted' as const, end_reason: 'lease_expired', final_cost: charge, ended_at: now, updated_at: now };
+    const patch = {
+      status: 'interrupted' as const,
+      end_reason: 'lease_expired',
+      final_cost: charge,
+      ended_at: now,
+      updated_at: now,
+    };
     if (await repo.finish(row.id, patch, 'takeover')) {
-      const event = await this.announceEnd(trx, { ...row, ...patch }, { status: 'interrupted', final_cost: formatCredits(charge), reason: 'lease_expired' });
+      const event = await this.announceEnd(
+        trx,
+        { ...row, ...patch },
+        { status: 'interrupted', final_cost: formatCredits(charge), reason: 'lease_expired' },
+      );
       this.reapedEvents.set(reservation.id, { userId: row.user_id, tenantId: row.tenant_id, event });
     }
     return charge;

@@ -2,8 +2,7 @@ import { Periodic } from '../periodic.js';
 import type { WorkspaceManager } from '../agents/workspaces.js';
 import type { Logger } from '../logger.js';
 import { EVERYTHING } from '../policies/index.js';
-import { SessionRepository } from '../storage/repos/sessions.js';
-import type { Database } from '../storage/database.js';
+import type { SessionRepository } from '../storage/repos/sessions.js';
 
 /**
  * Removes workspaces of sessions that ended more than `workspaces.retention_days`
@@ -13,8 +12,15 @@ export class WorkspaceJanitor {
   private readonly periodic = new Periodic(() => this.sweep());
   private readonly sessions: SessionRepository;
 
-  constructor(private readonly deps: { workspaces: WorkspaceManager; database: Database; logger: Logger; intervalMs?: number }) {
-    this.sessions = new SessionRepository(deps.database.db);
+  constructor(
+    private readonly deps: {
+      workspaces: WorkspaceManager;
+      sessions: SessionRepository;
+      logger: Logger;
+      intervalMs?: number;
+    },
+  ) {
+    this.sessions = deps.sessions;
   }
 
   /** One pass now (shares a pass in flight): the workspaces removed. */
@@ -34,7 +40,10 @@ export class WorkspaceJanitor {
 
   start(): void {
     this.periodic.start(this.deps.intervalMs ?? 3_600_000, {
-      tick: () => void this.periodic.run().catch((err: Error) => this.deps.logger.warn({ err: { message: err.message } }, 'workspace cleanup failed')),
+      tick: () =>
+        void this.periodic
+          .run()
+          .catch((err: Error) => this.deps.logger.warn({ err: { message: err.message } }, 'workspace cleanup failed')),
     });
   }
 

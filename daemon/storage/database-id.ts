@@ -16,6 +16,25 @@ export async function ensureDatabaseId(database: Database): Promise<string> {
     .values({ key: DATABASE_ID_KEY, value: randomUUID() })
     .onConflict((oc) => oc.column('key').doNothing())
     .execute();
-  const row = await database.db.selectFrom('gateway_meta').select('value').where('key', '=', DATABASE_ID_KEY).executeTakeFirstOrThrow();
+  const row = await database.db
+    .selectFrom('gateway_meta')
+    .select('value')
+    .where('key', '=', DATABASE_ID_KEY)
+    .executeTakeFirstOrThrow();
   return row.value;
+}
+
+/** The database's identity (gateway_meta), without creating anything: null before a daemon first started on it. */
+export async function readDatabaseId(database: Database): Promise<string | null> {
+  try {
+    const row = await database.db
+      .selectFrom('gateway_meta')
+      .select('value')
+      .where('key', '=', DATABASE_ID_KEY)
+      .executeTakeFirst();
+    return row?.value ?? null;
+  } catch {
+    // No gateway_meta table: never migrated.
+    return null;
+  }
 }

@@ -1,10 +1,22 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { CompiledQuery, Kysely, PostgresDialect, SqliteDialect, sql, type Compilable, type PostgresPool, type PostgresPoolClient, type Transaction as KyselyTransaction } from 'kysely';
+import {
+  CompiledQuery,
+  Kysely,
+  PostgresDialect,
+  SqliteDialect,
+  sql,
+  type Compilable,
+  type PostgresPool,
+  type PostgresPoolClient,
+  type Transaction as KyselyTransaction,
+} from 'kysely';
 import pg from 'pg';
 import { setBounded } from '../bounded-map.js';
+import type { ResolvedConfig } from '../config/load.js';
 import type { Logger } from '../logger.js';
+import { ANNOUNCED_TABLES, InvalidationListener, WriteAnnouncer } from './invalidation.js';
 import type { DB } from './schema.js';
 import { WriteGenerations } from './write-generations.js';
 
@@ -21,24 +33,54 @@ export type Transaction = KyselyTransaction<DB> | Kysely<DB>;
  */
 export type QueryObserver = (operation: 'transaction' | 'ping', seconds: number, error: unknown) => void;
 
-/** A single-row read compiled once (see `Database.prepareRead`): `first()` binds new values and runs it, in `trx` when given. */
-export interface PreparedRead<P, R> {
-  first(params: P, trx?: Queryable): Promise<R | undefined>;
+declare const KEPT: unique symbol;
+
+/**
+ * An object served to many callers, the same one until what it was built from changes: a row a
+ * prepared read keeps (`Database.prepareRead`), or something built from one and cached beside it (a
+ * principal, its rate-limit policies). Frozen. Caches keyed by object identity accept only this type:
+ * an object that is not kept is new on every request, and would only fill them.
+ */
+export type Kept<T> = Readonly<T> & { readonly [KEPT]: true };
+
+const keptObjects = new WeakSet<object>();
+
+/** Freezes `value` and marks it kept (see `Kept`). */
+export function keep<T extends object>(value: T): Kept<T> {
+  keptObjects.add(Object.freeze(value));
+  return value as Kept<T>;
+}
+
+/** Whether `value` came from `keep()`: the one way to tell a kept row from a fresh one. */
+export function isKept<T extends object>(value: T): value is Kept<T> {
+  return keptObjects.has(value);
 }
 
 /**
- * Keeps a prepared read's rows in memory on SQLite (see `Database.prepareRead`).
- * `tables`: every table the read looks at; a write to any of them drops what is kept.
+ * A single-row read compiled once (see `Database.prepareRead`): `first()` binds new values and runs it,
+ * in `trx` when given. With a cache, a row may be `Kept` (tell with `isKept`).
+ */
+export interface PreparedRead<P, R> {
+  first(params: P, trx?: Queryable): Promise<R | Kept<R> | undefined>;
+}
+
+/**
+ * Keeps a prepared read's rows in memory (see `Database.prepareRead`). `tables`: every table the read
+ * looks at; a write to any of them drops what is kept. Only tables whose writes Postgres fleets
+ * announce (ANNOUNCED_TABLES in daemon/storage/invalidation.ts).
  */
 export interface ReadCacheOptions {
   tables: ReadonlyArray<keyof DB & string>;
-  /** How long a row may be kept at most: what an edit made outside this daemon (another process on the file) can go unseen. */
+  /**
+   * How long a row may be kept at most: what an edit made outside the daemons (another process on the
+   * SQLite file, psql) can go unseen, and the bound on Postgres while the invalidation link is silent.
+   */
   ttlMs: number;
   maxEntries: number;
 }
 
-interface KeptRow {
-  value: unknown;
+interface KeptEntry {
+  value: Kept<object>;
   generation: number;
   until: number;
 }
@@ -77,11 +119,14 @@ export interface DatabaseOptions {
   idleInTransactionTimeoutMs?: number;
   logger: Logger;
   /**
-   * Let prepared reads with a `cache` keep rows in memory (SQLite only). For the
-   * daemon, which owns its SQLite file; a tool that opens the file beside a
-   * running daemon leaves it off and always reads what is committed.
+   * Let prepared reads with a `cache` keep rows in memory. For the daemon: on SQLite it owns the file;
+   * on Postgres it also LISTENs for the other daemons' writes on one more connection
+   * (daemon/storage/invalidation.ts). A tool that opens the database beside running daemons leaves it
+   * off and always reads what is committed.
    */
   keepReads?: boolean;
+  /** Postgres with `keepReads`: the invalidation listener's link (default `url`) and checks. For tests. */
+  invalidation?: { url?: string; pingIntervalMs?: number; pingTimeoutMs?: number };
 }
 
 /**
@@ -96,8 +141,12 @@ export class Database {
   private readonly pool: pg.Pool | null = null;
   private readonly sqlite: BetterSqlite3.Database | null = null;
   private readonly statement: ((source: string) => BetterSqlite3.Statement) | null = null;
-  /** Write counters per table, seen by every query through `db` (SQLite only: there this daemon is the one writer). */
+  /**
+   * Write counters per table, seen by every query through `db` (with `keepReads`); on Postgres also
+   * moved by the other daemons' writes, through `listener`.
+   */
   private readonly writes: WriteGenerations | null = null;
+  private readonly listener: InvalidationListener | null = null;
   private observer: QueryObserver | null = null;
   /** Work to run inside each open transaction just before it commits (see `beforeCommit`). */
   private readonly commitHooks = new WeakMap<object, Array<() => Promise<void>>>();
@@ -117,7 +166,10 @@ export class Database {
       this.sqlite = sqlite;
       this.statement = statementCache(sqlite);
       this.writes = options.keepReads ? new WriteGenerations() : null;
-      this.db = new Kysely<DB>({ dialect: new SqliteDialect({ database: withPrepare(sqlite, this.statement) }), plugins: this.writes ? [this.writes] : [] });
+      this.db = new Kysely<DB>({
+        dialect: new SqliteDialect({ database: withPrepare(sqlite, this.statement) }),
+        plugins: this.writes ? [this.writes] : [],
+      });
     } else {
       this.dialect = 'postgres';
       const int8 = (value: string): number => {
@@ -154,12 +206,34 @@ export class Database {
       const report = (err: Error): void => {
         if (logged.has(err)) return;
         logged.add(err);
-        options.logger.warn({ err: { message: err.message, code: (err as { code?: unknown }).code } }, 'postgres connection error');
+        options.logger.warn(
+          { err: { message: err.message, code: (err as { code?: unknown }).code } },
+          'postgres connection error',
+        );
       };
       pool.on('connect', (client) => client.on('error', report));
       pool.on('error', report);
       this.pool = pool;
-      this.db = new Kysely<DB>({ dialect: new PostgresDialect({ pool: discardingTimedOutClients(pool) }) });
+      this.writes = options.keepReads ? new WriteGenerations() : null;
+      this.db = new Kysely<DB>({
+        // A transaction's commit moves the generations of what it wrote, as its notification will.
+        dialect: new PostgresDialect({
+          pool: discardingTimedOutClients(pool, (tables) => this.writes?.noteWrite(tables)),
+        }),
+        plugins: this.writes ? [this.writes] : [],
+      });
+      if (this.writes) {
+        this.listener = new InvalidationListener({
+          url: options.invalidation?.url ?? options.url,
+          generations: this.writes,
+          logger: options.logger,
+          connectTimeoutMs: options.connectTimeoutMs,
+          keepAliveIdleMs,
+          ...(options.invalidation?.pingIntervalMs ? { pingIntervalMs: options.invalidation.pingIntervalMs } : {}),
+          ...(options.invalidation?.pingTimeoutMs ? { pingTimeoutMs: options.invalidation.pingTimeoutMs } : {}),
+        });
+        void this.listener.start();
+      }
     }
   }
 
@@ -172,13 +246,16 @@ export class Database {
    * connection the read waits behind it as any other query does, so it never
    * sees uncommitted rows. Postgres runs it through the pool as usual.
    *
-   * With `cache`, on SQLite, a row found outside a transaction is kept in
-   * memory until a statement writes to one of `cache.tables` (WriteGenerations
-   * counts each write before and after it runs) or `ttlMs` passes. The daemon
-   * is the only writer of its SQLite file, so a kept row is never older than
-   * the last commit; `ttlMs` bounds how long an operator's edit from another
-   * process can go unseen. Postgres, shared by several daemons, keeps nothing.
-   * Misses (no row) are not kept.
+   * With `cache` (and `keepReads`), a row found outside a transaction is kept
+   * in memory, frozen and branded `Kept`, until a statement writes to one of
+   * `cache.tables` (WriteGenerations counts each write before and after it
+   * runs) or `ttlMs` passes. On SQLite the daemon is the only writer of its
+   * file, so a kept row is never older than the last commit. On Postgres the
+   * other daemons' writes arrive as notifications (daemon/storage/invalidation.ts);
+   * while the listener is not connected nothing is served from memory or kept.
+   * `ttlMs` bounds how long an edit from outside (another process on the
+   * SQLite file, psql, a silent invalidation link) can go unseen. Misses (no
+   * row) are not kept.
    */
   prepareRead<P extends Record<string, unknown>, R>(
     build: (db: Kysely<DB>, params: P) => Compilable<R>,
@@ -188,7 +265,8 @@ export class Database {
     const compiled = build(this.db, stand).compile();
     const slots = compiled.parameters.map((v) => (v instanceof ParamRef ? v.name : null));
     const named = slots.filter((n): n is string => n !== null);
-    const bind = (params: P): unknown[] => compiled.parameters.map((v, i) => (slots[i] === null ? v : params[slots[i]!]));
+    const bind = (params: P): unknown[] =>
+      compiled.parameters.map((v, i) => (slots[i] === null ? v : params[slots[i]!]));
     const { statement, sqlite, db, writes } = this;
     const run = async (params: P, trx?: Queryable): Promise<R | undefined> => {
       const values = bind(params);
@@ -199,25 +277,43 @@ export class Database {
       return result.rows[0];
     };
     const cache = options.cache;
+    const unannounced = cache?.tables.filter((t) => !ANNOUNCED_TABLES.has(t)) ?? [];
+    if (unannounced.length > 0) {
+      const names = unannounced.join(', ');
+      throw new Error(`prepareRead: ${names} not in ANNOUNCED_TABLES (daemon/storage/invalidation.ts)`);
+    }
     if (!cache || !writes) return { first: run };
-    const kept = new Map<string, KeptRow>();
+    const kept = new Map<string, KeptEntry>();
     return {
       async first(params, trx) {
         if (trx !== undefined && trx !== db) return run(params, trx);
+        // Postgres with its invalidation listener down: other daemons' writes would go unseen.
+        if (!writes.serving) return run(params);
         const key = named.length === 1 ? String(params[named[0]!]) : named.map((n) => String(params[n])).join('\u0000');
         const generation = writes.generation(cache.tables);
         const now = Date.now();
         const hit = kept.get(key);
-        if (hit && hit.generation === generation && hit.until > now) return hit.value as R;
+        if (hit && hit.generation === generation && hit.until > now) return hit.value as Kept<R>;
         const value = await run(params);
-        if (value !== undefined && writes.generation(cache.tables) === generation) {
-          setBounded(kept, key, { value: Object.freeze(value), generation, until: now + cache.ttlMs }, cache.maxEntries);
-        } else if (hit) {
-          kept.delete(key);
+        if (value !== undefined && writes.serving && writes.generation(cache.tables) === generation) {
+          const row = keep(value as R & object);
+          setBounded(kept, key, { value: row, generation, until: now + cache.ttlMs }, cache.maxEntries);
+          return row;
         }
+        if (hit) kept.delete(key);
         return value;
       },
     };
+  }
+
+  /**
+   * The kept-rows cache's state: whether it serves (always on SQLite; on Postgres while the invalidation
+   * listener is connected), notifications applied and links lost. Null without `keepReads`.
+   */
+  get cacheState(): { serving: boolean; notifications: number; losses: number } | null {
+    if (!this.writes) return null;
+    const listener = this.listener;
+    return { serving: this.writes.serving, notifications: listener?.received ?? 0, losses: listener?.losses ?? 0 };
   }
 
   /** Reports every transaction and ping to `observer` (one observer; the last one set wins). */
@@ -315,24 +411,32 @@ export class Database {
   async ping(timeoutMs = 2000): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     try {
-      await this.observed('ping', () => Promise.race([
-        sql`select 1`.execute(this.db),
-        new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`database did not answer within ${timeoutMs} ms`)), timeoutMs);
-        }),
-      ]));
+      await this.observed('ping', () =>
+        Promise.race([
+          sql`select 1`.execute(this.db),
+          new Promise((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`database did not answer within ${timeoutMs} ms`)), timeoutMs);
+          }),
+        ]),
+      );
     } finally {
       clearTimeout(timer);
     }
   }
 
   async close(): Promise<void> {
+    await this.listener?.stop();
     await this.db.destroy();
   }
 }
 
 /** The Postgres bounds a caller leaves out (the config's defaults, schemas/config.schema.json). */
-export const POSTGRES_DEFAULTS = { statementTimeoutMs: 15_000, queryTimeoutMs: 20_000, keepAliveIdleMs: 10_000, idleInTransactionTimeoutMs: 10_000 } as const;
+export const POSTGRES_DEFAULTS = {
+  statementTimeoutMs: 15_000,
+  queryTimeoutMs: 20_000,
+  keepAliveIdleMs: 10_000,
+  idleInTransactionTimeoutMs: 10_000,
+} as const;
 
 /**
  * The pool as Kysely sees it, with one change: a client whose query hit pg's
@@ -342,17 +446,20 @@ export const POSTGRES_DEFAULTS = { statementTimeoutMs: 15_000, queryTimeoutMs: 2
  * rollback included) and goes back to the pool with the error, which closes
  * its socket instead of reusing it.
  */
-function discardingTimedOutClients(pool: pg.Pool): PostgresPool {
+function discardingTimedOutClients(pool: pg.Pool, committed: (tables: readonly string[]) => void): PostgresPool {
   const views = new WeakMap<pg.PoolClient, PostgresPoolClient>();
   const view = (client: pg.PoolClient): PostgresPoolClient => {
     let broken: Error | null = null;
-    const query = (text: string, values: ReadonlyArray<unknown>) => {
+    const send = (text: string, values: ReadonlyArray<unknown>) => {
       if (broken) return Promise.reject(broken);
       return client.query(text, values as unknown[]).catch((err: unknown) => {
         if (err instanceof Error && err.message === 'Query read timeout') broken = err;
         throw err;
       });
     };
+    // Every connection announces its writes to kept tables, so the daemons' caches drop them (invalidation.ts).
+    const announcer = new WriteAnnouncer(committed);
+    const query = (text: string, values: ReadonlyArray<unknown>) => announcer.query(text, values, send);
     return {
       // Kysely's type also has a cursor overload, used only with a `cursor` dialect option (not set here).
       query: query as unknown as PostgresPoolClient['query'],
@@ -395,7 +502,10 @@ function statementCache(sqlite: BetterSqlite3.Database): (source: string) => Bet
 }
 
 /** The connection as Kysely's dialect sees it, with `prepare` served from the statement cache. */
-function withPrepare(sqlite: BetterSqlite3.Database, prepare: (source: string) => BetterSqlite3.Statement): BetterSqlite3.Database {
+function withPrepare(
+  sqlite: BetterSqlite3.Database,
+  prepare: (source: string) => BetterSqlite3.Statement,
+): BetterSqlite3.Database {
   return new Proxy(sqlite, {
     get(target, prop, receiver) {
       if (prop === 'prepare') return prepare;
@@ -434,4 +544,31 @@ export function isUnavailableError(err: unknown): boolean {
   return /Connection terminated|timeout exceeded when trying to connect|Query read timeout|connect ECONNREFUSED|Client has encountered a connection error|Connection ended unexpectedly|database did not answer/i.test(
     msg,
   );
+}
+
+/** What `databaseFromConfig` may change from the config: a tool's own pool size, bounds or file, and the logger. */
+export type DatabaseFromConfigOptions = Partial<Omit<DatabaseOptions, 'logger'>> & { logger: Logger };
+
+/**
+ * The one way a `Database` is built from the configuration (the daemon, `migrate`,
+ * `keen-admin init` and `doctor`, restore's check of a backup): every
+ * `database.*` key, then `options`, which win (a tool's pool size, an operator
+ * command's unbounded statements, restore's copy of the file).
+ */
+export function databaseFromConfig(
+  config: { database: ResolvedConfig['database'] },
+  options: DatabaseFromConfigOptions,
+): Database {
+  const c = config.database;
+  return new Database({
+    url: c.url,
+    poolMax: c.pool_max,
+    connectTimeoutMs: c.connect_timeout_ms,
+    busyTimeoutMs: c.busy_timeout_ms,
+    statementTimeoutMs: c.statement_timeout_ms,
+    queryTimeoutMs: c.query_timeout_ms,
+    keepAliveIdleMs: c.keepalive_idle_ms,
+    idleInTransactionTimeoutMs: c.idle_in_transaction_timeout_ms,
+    ...options,
+  });
 }

@@ -1,7 +1,22 @@
-import type { KyselyPlugin, PluginTransformQueryArgs, PluginTransformResultArgs, QueryResult, RootOperationNode, UnknownRow } from 'kysely';
+import type {
+  KyselyPlugin,
+  PluginTransformQueryArgs,
+  PluginTransformResultArgs,
+  QueryResult,
+  RootOperationNode,
+  UnknownRow,
+} from 'kysely';
 
 /** Statement kinds that change rows or schema; anything else (selects) leaves the generations alone. */
-const WRITE_KINDS = new Set(['InsertQueryNode', 'UpdateQueryNode', 'DeleteQueryNode', 'MergeQueryNode', 'CreateTableNode', 'AlterTableNode', 'DropTableNode']);
+const WRITE_KINDS = new Set([
+  'InsertQueryNode',
+  'UpdateQueryNode',
+  'DeleteQueryNode',
+  'MergeQueryNode',
+  'CreateTableNode',
+  'AlterTableNode',
+  'DropTableNode',
+]);
 /** Raw SQL that may write (`sql\`...\``): its tables are not parsed, so it counts as a write to every table. */
 const RAW_WRITE = /\b(insert|update|delete|replace|alter|drop)\b/i;
 const EVERY_TABLE = '*';
@@ -11,12 +26,38 @@ const EVERY_TABLE = '*';
  * Kysely plugin: before the statement runs and again once it has run. A cached
  * read made while the counters of its tables did not move cannot hold a row
  * older than the last write. Writes whose tables cannot be told (raw SQL that
- * may write) bump every table: too much invalidation, never too little.
+ * may write) bump every table: too much invalidation, never too little. On
+ * Postgres the other daemons' writes move the counters too (`noteWrite`,
+ * from daemon/storage/invalidation.ts), and `serving` says whether they can.
  */
 export class WriteGenerations implements KyselyPlugin {
   private readonly counters = new Map<string, number>();
   private total = 0;
   private readonly pending = new WeakMap<object, string[]>();
+  private live = true;
+
+  /**
+   * Whether kept rows may be served and kept. Always on SQLite (this daemon is the one writer). On
+   * Postgres only while the invalidation listener is connected (daemon/storage/invalidation.ts): other
+   * daemons' writes are seen through it alone.
+   */
+  get serving(): boolean {
+    return this.live;
+  }
+
+  /** Turns serving on or off; either way every table moves, so nothing kept before the change is served after it. */
+  setServing(live: boolean): void {
+    this.live = live;
+    this.advance([EVERY_TABLE]);
+  }
+
+  /**
+   * A write the plugin did not count as it ran: announced by another daemon (a notification), or a
+   * commit of this daemon's on Postgres, which makes its writes visible to the other connections.
+   */
+  noteWrite(tables: readonly string[]): void {
+    this.advance(tables);
+  }
 
   /** The sum of the tables' counters (and of the every-table counter): it moves when any of them is written. */
   generation(tables: readonly string[]): number {
@@ -50,6 +91,10 @@ export class WriteGenerations implements KyselyPlugin {
 
   private bump(tables: string[]): void {
     this.total++;
+    this.advance(tables);
+  }
+
+  private advance(tables: readonly string[]): void {
     for (const t of tables) this.counters.set(t, (this.counters.get(t) ?? 0) + 1);
   }
 }

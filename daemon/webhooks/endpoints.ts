@@ -5,7 +5,7 @@
  * its reach. An endpoint out of reach is NOT_FOUND, never FORBIDDEN.
  */
 import { randomBytes } from 'node:crypto';
-import type { Selectable } from 'kysely';
+import { actorOf, auditContext } from '../audit/actor.js';
 import type { AuditLogger } from '../audit/types.js';
 import type { ClientInfo } from '../auth/auth-service.js';
 import type { Principal } from '../auth/principal.js';
@@ -14,16 +14,13 @@ import { iso, type Clock } from '../clock.js';
 import { formatCredits, parseCredits } from '../credits/money.js';
 import { GatewayError, invalidField, notFound } from '../errors.js';
 import { isId, newId } from '../ids.js';
-import { effectiveRole, reachFilter, reachFor, type Reach } from '../policies/index.js';
+import { effectiveRole, reachFor, type Reach } from '../policies/index.js';
 import type { Database, Queryable } from '../storage/database.js';
-import type { WebhookTables } from '../storage/tables/webhooks.js';
+import type { AttemptRow, DeliveryRow, WebhookOutbox } from '../storage/repos/webhook-deliveries.js';
+import type { EndpointRow, WebhookEndpointRepository } from '../storage/repos/webhook-endpoints.js';
 import { WEBHOOK_EVENT_TYPES, type WebhookEventType } from './events.js';
 import type { WebhookService } from './service.js';
 import { validateWebhookUrl } from './url.js';
-
-type EndpointRow = Selectable<WebhookTables['webhook_endpoints']>;
-type DeliveryRow = Selectable<WebhookTables['webhook_deliveries']>;
-type AttemptRow = Selectable<WebhookTables['webhook_attempts']>;
 
 export interface EndpointInput {
   url?: unknown;
@@ -40,7 +37,10 @@ const MAX_ENDPOINTS_PER_USER = 50;
 export class WebhookEndpoints {
   constructor(
     private readonly deps: {
+      /** Opens the transaction of each change (with its audit entry). */
       database: Database;
+      endpoints: WebhookEndpointRepository;
+      outbox: WebhookOutbox;
       clock: Clock;
       audit: AuditLogger;
       secretBox: SecretBox;
@@ -49,7 +49,11 @@ export class WebhookEndpoints {
     },
   ) {}
 
-  async create(p: Principal, input: EndpointInput, client?: ClientInfo): Promise<{ endpoint: ReturnType<typeof presentEndpoint>; secret: string }> {
+  async create(
+    p: Principal,
+    input: EndpointInput,
+    client?: ClientInfo,
+  ): Promise<{ endpoint: ReturnType<typeof presentEndpoint>; secret: string }> {
     const url = this.url(input.url);
     const eventTypes = eventTypesOf(input.event_types);
     const now = this.deps.clock.now();
@@ -73,26 +77,34 @@ export class WebhookEndpoints {
       updated_at: now,
     };
     await this.deps.database.transaction(async (trx) => {
-      const count = await trx.selectFrom('webhook_endpoints').select((eb) => eb.fn.countAll<number | string>().as('n')).where('user_id', '=', p.userId).executeTakeFirstOrThrow();
-      if (Number(count.n) >= MAX_ENDPOINTS_PER_USER) {
-        throw new GatewayError('INVALID_STATE', `at most ${MAX_ENDPOINTS_PER_USER} webhook endpoints per user; delete one first`);
+      const count = await this.deps.endpoints.countOfUser(trx, p.userId);
+      if (count >= MAX_ENDPOINTS_PER_USER) {
+        throw new GatewayError(
+          'INVALID_STATE',
+          `at most ${MAX_ENDPOINTS_PER_USER} webhook endpoints per user; delete one first`,
+        );
       }
-      await trx.insertInto('webhook_endpoints').values(row).execute();
-      await this.audit(trx, p, 'webhook.endpoint_create', row, client, { url_host: hostOf(url), event_types: eventTypes });
+      await this.deps.endpoints.insert(trx, row);
+      await this.audit(trx, p, 'webhook.endpoint_create', row, client, {
+        url_host: hostOf(url),
+        event_types: eventTypes,
+      });
     });
     return { endpoint: presentEndpoint(row, now), secret };
   }
 
   /** Endpoints in `reach`, by id, cursor-paginated. */
-  async list(reach: Reach, options: { limit: number; cursor?: string | null }): Promise<{ endpoints: Array<ReturnType<typeof presentEndpoint>>; next: string | null }> {
-    const f = reachFilter(reach);
-    let q = this.deps.database.db.selectFrom('webhook_endpoints').selectAll();
-    if (f) q = q.where(f.column, '=', f.value);
-    if (options.cursor) q = q.where('id', '>', options.cursor);
-    const rows = await q.orderBy('id').limit(options.limit + 1).execute();
+  async list(
+    reach: Reach,
+    options: { limit: number; cursor?: string | null },
+  ): Promise<{ endpoints: Array<ReturnType<typeof presentEndpoint>>; next: string | null }> {
+    const rows = await this.deps.endpoints.list(reach, { limit: options.limit + 1, cursor: options.cursor ?? null });
     const page = rows.slice(0, options.limit);
     const now = this.deps.clock.now();
-    return { endpoints: page.map((r) => presentEndpoint(r, now)), next: rows.length > options.limit ? page[page.length - 1]!.id : null };
+    return {
+      endpoints: page.map((r) => presentEndpoint(r, now)),
+      next: rows.length > options.limit ? page[page.length - 1]!.id : null,
+    };
   }
 
   async get(p: Principal, id: string) {
@@ -106,9 +118,11 @@ export class WebhookEndpoints {
     if (input.url !== undefined) patch.url = this.url(input.url);
     if (input.event_types !== undefined) patch.event_types = JSON.stringify(eventTypesOf(input.event_types));
     if (input.description !== undefined) patch.description = descriptionOf(input.description);
-    if (input.low_balance_threshold !== undefined) patch.low_balance_threshold = thresholdOf(input.low_balance_threshold);
+    if (input.low_balance_threshold !== undefined)
+      patch.low_balance_threshold = thresholdOf(input.low_balance_threshold);
     if (input.enabled !== undefined) {
-      if (typeof input.enabled !== 'boolean') throw invalidField('enabled must be true or false', [{ field: 'enabled', message: 'must be a boolean' }]);
+      if (typeof input.enabled !== 'boolean')
+        throw invalidField('enabled must be true or false', [{ field: 'enabled', message: 'must be a boolean' }]);
       patch.enabled = input.enabled ? 1 : 0;
       // Enabled again: whatever made it fail is taken as fixed; disabled by its owner: no reason of ours.
       patch.disabled_reason = null;
@@ -116,11 +130,15 @@ export class WebhookEndpoints {
       patch.failing_since = null;
     }
     const fields = Object.keys(patch);
-    if (fields.length === 0) throw invalidField('nothing to change', [{ field: '', message: 'must have at least one field' }]);
+    if (fields.length === 0)
+      throw invalidField('nothing to change', [{ field: '', message: 'must have at least one field' }]);
     patch.updated_at = now;
     await this.deps.database.transaction(async (trx) => {
-      await trx.updateTable('webhook_endpoints').set(patch).where('id', '=', row.id).execute();
-      await this.audit(trx, p, 'webhook.endpoint_update', row, client, { fields, ...(patch.url ? { url_host: hostOf(patch.url) } : {}) });
+      await this.deps.endpoints.update(trx, row.id, patch);
+      await this.audit(trx, p, 'webhook.endpoint_update', row, client, {
+        fields,
+        ...(patch.url ? { url_host: hostOf(patch.url) } : {}),
+      });
     });
     return presentEndpoint({ ...row, ...patch }, now);
   }
@@ -130,13 +148,8 @@ export class WebhookEndpoints {
     const row = await this.find(p, id);
     const now = this.deps.clock.now();
     await this.deps.database.transaction(async (trx) => {
-      await trx.deleteFrom('webhook_endpoints').where('id', '=', row.id).execute();
-      await trx
-        .updateTable('webhook_deliveries')
-        .set({ status: 'failed', last_error: 'endpoint deleted', updated_at: now })
-        .where('endpoint_id', '=', row.id)
-        .where('status', '=', 'pending')
-        .execute();
+      await this.deps.endpoints.delete(trx, row.id);
+      await this.deps.outbox.failPendingOf(trx, row.id, now);
       await this.audit(trx, p, 'webhook.endpoint_delete', row, client, { url_host: hostOf(row.url) });
     });
   }
@@ -150,7 +163,9 @@ export class WebhookEndpoints {
   async rotateSecret(p: Principal, id: string, graceSeconds: unknown, client?: ClientInfo) {
     const grace = graceSeconds === undefined ? DEFAULT_SECRET_GRACE_SECONDS : graceSeconds;
     if (typeof grace !== 'number' || !Number.isInteger(grace) || grace < 0 || grace > MAX_SECRET_GRACE_SECONDS) {
-      throw invalidField(`grace_seconds must be an integer from 0 to ${MAX_SECRET_GRACE_SECONDS}`, [{ field: 'grace_seconds', message: `from 0 to ${MAX_SECRET_GRACE_SECONDS}` }]);
+      throw invalidField(`grace_seconds must be an integer from 0 to ${MAX_SECRET_GRACE_SECONDS}`, [
+        { field: 'grace_seconds', message: `from 0 to ${MAX_SECRET_GRACE_SECONDS}` },
+      ]);
     }
     const row = await this.find(p, id);
     const now = this.deps.clock.now();
@@ -163,8 +178,10 @@ export class WebhookEndpoints {
     };
     await this.deps.database.transaction(async (trx) => {
       // Compare-and-set on the secret: of two racing rotations one wins, the other is refused.
-      const r = await trx.updateTable('webhook_endpoints').set(patch).where('id', '=', row.id).where('secret_enc', '=', row.secret_enc).executeTakeFirst();
-      if (Number(r.numUpdatedRows) !== 1) throw new GatewayError('INVALID_STATE', 'the secret was rotated meanwhile; read the endpoint and try again');
+      const replaced = await this.deps.endpoints.replaceSecret(trx, row.id, row.secret_enc, patch);
+      if (!replaced) {
+        throw new GatewayError('INVALID_STATE', 'the secret was rotated meanwhile; read the endpoint and try again');
+      }
       await this.audit(trx, p, 'webhook.secret_rotate', row, client, { grace_seconds: grace });
     });
     return { endpoint: presentEndpoint({ ...row, ...patch }, now), secret };
@@ -173,13 +190,17 @@ export class WebhookEndpoints {
   /** One page of an endpoint's deliveries, newest first, each with its attempts. */
   async deliveries(p: Principal, id: string, options: { limit: number; cursor?: string | null; status?: string }) {
     const ep = await this.find(p, id);
-    let q = this.deps.database.db.selectFrom('webhook_deliveries').selectAll().where('endpoint_id', '=', ep.id);
-    if (options.status) q = q.where('status', '=', options.status as DeliveryRow['status']);
-    if (options.cursor) q = q.where('id', '<', options.cursor);
-    const rows = await q.orderBy('id', 'desc').limit(options.limit + 1).execute();
+    const rows = await this.deps.outbox.listForEndpoint(ep.id, {
+      limit: options.limit + 1,
+      cursor: options.cursor ?? null,
+      ...(options.status ? { status: options.status as DeliveryRow['status'] } : {}),
+    });
     const page = rows.slice(0, options.limit);
     const attempts = await this.attemptsOf(page.map((r) => r.id));
-    return { deliveries: page.map((r) => presentDelivery(r, attempts.get(r.id) ?? [])), next: rows.length > options.limit ? page[page.length - 1]!.id : null };
+    return {
+      deliveries: page.map((r) => presentDelivery(r, attempts.get(r.id) ?? [])),
+      next: rows.length > options.limit ? page[page.length - 1]!.id : null,
+    };
   }
 
   async delivery(p: Principal, id: string, deliveryId: string) {
@@ -198,13 +219,8 @@ export class WebhookEndpoints {
     const row = await this.findDelivery(p, id, deliveryId);
     const now = this.deps.clock.now();
     await this.deps.database.transaction(async (trx) => {
-      const r = await trx
-        .updateTable('webhook_deliveries')
-        .set((eb) => ({ status: 'pending' as const, next_attempt_at: now, resends: eb('resends', '+', 1), updated_at: now }))
-        .where('id', '=', row.id)
-        .where('status', 'in', ['delivered', 'failed'])
-        .executeTakeFirst();
-      if (Number(r.numUpdatedRows) !== 1) throw new GatewayError('INVALID_STATE', `the delivery is ${row.status}: it is being sent already`);
+      const queued = await this.deps.outbox.resend(trx, row.id, now);
+      if (!queued) throw new GatewayError('INVALID_STATE', `the delivery is ${row.status}: it is being sent already`);
       await this.audit(trx, p, 'webhook.resend', ep, client, { delivery_id: row.id, event_type: row.event_type });
     });
     return this.delivery(p, id, deliveryId);
@@ -230,19 +246,14 @@ export class WebhookEndpoints {
   private async find(p: Principal, id: string): Promise<EndpointRow> {
     const reach = endpointReach(p);
     if (!isId(id, 'wep')) throw notFound('webhook endpoint');
-    const f = reachFilter(reach);
-    let q = this.deps.database.db.selectFrom('webhook_endpoints').selectAll().where('id', '=', id);
-    if (f) q = q.where(f.column, '=', f.value);
-    const row = await q.executeTakeFirst();
+    const row = await this.deps.endpoints.find(id, reach);
     if (!row) throw notFound('webhook endpoint');
     return row;
   }
 
   private async findDelivery(p: Principal, id: string, deliveryId: string): Promise<DeliveryRow> {
     const ep = await this.find(p, id);
-    const row = isId(deliveryId, 'whk')
-      ? await this.deps.database.db.selectFrom('webhook_deliveries').selectAll().where('id', '=', deliveryId).where('endpoint_id', '=', ep.id).executeTakeFirst()
-      : undefined;
+    const row = isId(deliveryId, 'whk') ? await this.deps.outbox.findForEndpoint(deliveryId, ep.id) : undefined;
     if (!row) throw notFound('delivery');
     return row;
   }
@@ -250,7 +261,7 @@ export class WebhookEndpoints {
   private async attemptsOf(deliveryIds: string[]): Promise<Map<string, AttemptRow[]>> {
     const out = new Map<string, AttemptRow[]>();
     if (deliveryIds.length === 0) return out;
-    const rows = await this.deps.database.db.selectFrom('webhook_attempts').selectAll().where('delivery_id', 'in', deliveryIds).orderBy('delivery_id').orderBy('attempt').execute();
+    const rows = await this.deps.outbox.attemptsOf(deliveryIds);
     for (const r of rows) {
       const list = out.get(r.delivery_id) ?? [];
       list.push(r);
@@ -260,26 +271,40 @@ export class WebhookEndpoints {
   }
 
   private url(value: unknown): string {
-    if (typeof value !== 'string') throw invalidField('url must be a string', [{ field: 'url', message: 'must be a string' }]);
+    if (typeof value !== 'string')
+      throw invalidField('url must be a string', [{ field: 'url', message: 'must be a string' }]);
     try {
       return validateWebhookUrl(value, { allowPrivateTargets: this.deps.allowPrivateTargets }).toString();
     } catch (err) {
-      if (err instanceof GatewayError) throw invalidField(err.message.replace(/^webhook_url/, 'url'), [{ field: 'url', message: err.message.replace(/^webhook_url:? ?/, '') }]);
+      if (err instanceof GatewayError)
+        throw invalidField(err.message.replace(/^webhook_url/, 'url'), [
+          { field: 'url', message: err.message.replace(/^webhook_url:? ?/, '') },
+        ]);
       throw err;
     }
   }
 
-  private async audit(trx: Queryable, p: Principal, action: 'webhook.endpoint_create' | 'webhook.endpoint_update' | 'webhook.endpoint_delete' | 'webhook.secret_rotate' | 'webhook.resend', ep: EndpointRow, client: ClientInfo | undefined, details: Record<string, unknown>): Promise<void> {
+  private async audit(
+    trx: Queryable,
+    p: Principal,
+    action:
+      | 'webhook.endpoint_create'
+      | 'webhook.endpoint_update'
+      | 'webhook.endpoint_delete'
+      | 'webhook.secret_rotate'
+      | 'webhook.resend',
+    ep: EndpointRow,
+    client: ClientInfo | undefined,
+    details: Record<string, unknown>,
+  ): Promise<void> {
     await this.deps.audit.record(
       {
         action,
         outcome: 'success',
-        actor: { type: p.via === 'api_key' ? 'api_key' : p.userId === ep.user_id ? 'user' : 'admin', id: p.via === 'api_key' ? p.apiKeyId : p.userId },
+        actor: actorOf(p, { asAdmin: p.userId !== ep.user_id }),
         tenantId: ep.tenant_id,
         target: { type: 'webhook_endpoint', id: ep.id },
-        ip: client?.ip ?? null,
-        userAgent: client?.userAgent ?? null,
-        requestId: client?.requestId ?? null,
+        ...auditContext(client),
         details: { owner_id: ep.user_id, ...details },
       },
       trx,
@@ -293,7 +318,10 @@ export function endpointReach(p: Principal): Reach {
 }
 
 export function presentEndpoint(r: EndpointRow, now: number) {
-  const previousLive = r.previous_secret_enc !== null && r.previous_secret_expires_at !== null && Number(r.previous_secret_expires_at) > now;
+  const previousLive =
+    r.previous_secret_enc !== null &&
+    r.previous_secret_expires_at !== null &&
+    Number(r.previous_secret_expires_at) > now;
   return {
     id: r.id,
     user_id: r.user_id,
@@ -343,8 +371,14 @@ function newSecret(): string {
 
 function eventTypesOf(value: unknown): string[] {
   const all = WEBHOOK_EVENT_TYPES as readonly string[];
-  if (!Array.isArray(value) || value.length === 0 || value.some((t) => typeof t !== 'string' || (t !== '*' && !all.includes(t)))) {
-    throw invalidField(`event_types must list event types (${all.join(', ')}) or be ["*"]`, [{ field: 'event_types', message: 'unknown event type' }]);
+  if (
+    !Array.isArray(value) ||
+    value.length === 0 ||
+    value.some((t) => typeof t !== 'string' || (t !== '*' && !all.includes(t)))
+  ) {
+    throw invalidField(`event_types must list event types (${all.join(', ')}) or be ["*"]`, [
+      { field: 'event_types', message: 'unknown event type' },
+    ]);
   }
   const types = [...new Set(value as string[])];
   return types.includes('*') ? ['*'] : (types as WebhookEventType[]);
@@ -352,7 +386,10 @@ function eventTypesOf(value: unknown): string[] {
 
 function descriptionOf(value: unknown): string | null {
   if (value === undefined || value === null) return null;
-  if (typeof value !== 'string' || value.length > 500) throw invalidField('description must be a string of at most 500 characters', [{ field: 'description', message: 'at most 500 characters' }]);
+  if (typeof value !== 'string' || value.length > 500)
+    throw invalidField('description must be a string of at most 500 characters', [
+      { field: 'description', message: 'at most 500 characters' },
+    ]);
   return value.trim() === '' ? null : value;
 }
 

@@ -3,6 +3,7 @@ import type { Clock } from '../clock.js';
 import type { Logger } from '../logger.js';
 import { Periodic } from '../periodic.js';
 import type { Database } from '../storage/database.js';
+import type { ApiKeyExpiryRepository } from '../storage/repos/api-key-expiry.js';
 import type { WebhookService } from './service.js';
 
 /** How long before its expiry an API key is announced (`api_key.expiring`). */
@@ -19,14 +20,27 @@ const PER_PASS = 200;
 export class KeyExpiryNotices {
   private readonly periodic = new Periodic(() => this.pass());
 
-  constructor(private readonly deps: { database: Database; clock: Clock; logger: Logger; webhooks: WebhookService; intervalMs?: number }) {}
+  constructor(
+    private readonly deps: {
+      /** Opens the transaction that claims a key and queues its event. */
+      database: Database;
+      keys: ApiKeyExpiryRepository;
+      clock: Clock;
+      logger: Logger;
+      webhooks: WebhookService;
+      intervalMs?: number;
+    },
+  ) {}
 
   start(): void {
     this.periodic.start(this.deps.intervalMs ?? 600_000, {
       firstDelayMs: 20_000,
       tick: () =>
         void this.periodic.run().catch((err: unknown) => {
-          this.deps.logger.warn({ err: { message: err instanceof Error ? err.message : String(err) } }, 'api key expiry notices failed');
+          this.deps.logger.warn(
+            { err: { message: err instanceof Error ? err.message : String(err) } },
+            'api key expiry notices failed',
+          );
         }),
     });
   }
@@ -42,22 +56,17 @@ export class KeyExpiryNotices {
 
   private async pass(): Promise<number> {
     const now = this.deps.clock.now();
-    const due = await this.deps.database.db
-      .selectFrom('api_keys')
-      .selectAll()
-      .where('revoked_at', 'is', null)
-      .where('expiry_notified_at', 'is', null)
-      .where('expires_at', '>', now)
-      .where('expires_at', '<=', now + EXPIRY_NOTICE_MS)
-      .orderBy('expires_at')
-      .limit(PER_PASS)
-      .execute();
+    const due = await this.deps.keys.dueForNotice(now, now + EXPIRY_NOTICE_MS, PER_PASS);
     let sent = 0;
     for (const key of due) {
       const claimed = await this.deps.database.transaction(async (trx) => {
-        const r = await trx.updateTable('api_keys').set({ expiry_notified_at: now }).where('id', '=', key.id).where('expiry_notified_at', 'is', null).executeTakeFirst();
-        if (Number(r.numUpdatedRows) !== 1) return false;
-        await this.deps.webhooks.emit(trx, { type: 'api_key.expiring', userIds: [key.user_id], tenantId: key.tenant_id, data: { api_key: presentApiKey(key, now) } });
+        if (!(await this.deps.keys.claimNotice(trx, key.id, now))) return false;
+        await this.deps.webhooks.emit(trx, {
+          type: 'api_key.expiring',
+          userIds: [key.user_id],
+          tenantId: key.tenant_id,
+          data: { api_key: presentApiKey(key, now) },
+        });
         return true;
       });
       if (claimed) sent += 1;

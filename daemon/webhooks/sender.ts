@@ -96,7 +96,11 @@ export class WebhookSender {
     const started = performance.now();
     const head: Buffer[] = [];
     let headBytes = 0;
-    const result = (outcome: AttemptResult['outcome'], statusCode: number | null, error: string | null): AttemptResult => ({
+    const result = (
+      outcome: AttemptResult['outcome'],
+      statusCode: number | null,
+      error: string | null,
+    ): AttemptResult => ({
       outcome,
       statusCode,
       error: error === null ? null : error.slice(0, 200),
@@ -144,7 +148,9 @@ export class WebhookSender {
           'webhook-timestamp': String(request.timestampSeconds),
           // One signature per secret, space-separated (Standard Webhooks): receivers holding the
           // secret from before a JWT_SECRET rotation keep verifying during the overlap.
-          'webhook-signature': [request.secret, ...(request.previousSecrets ?? [])].map((s) => signWebhook(s, request.id, request.timestampSeconds, body)).join(' '),
+          'webhook-signature': [request.secret, ...(request.previousSecrets ?? [])]
+            .map((s) => signWebhook(s, request.id, request.timestampSeconds, body))
+            .join(' '),
         },
       });
 
@@ -212,7 +218,13 @@ export class WebhookSender {
         if (!this.allowPrivateTargets) {
           const bad = firstForbidden(addresses);
           if (bad) {
-            return callback(new TargetRefusedError(`${hostname} resolves to ${bad.address}, a private, loopback, link-local or reserved address`), '', 0);
+            return callback(
+              new TargetRefusedError(
+                `${hostname} resolves to ${bad.address}, a private, loopback, link-local or reserved address`,
+              ),
+              '',
+              0,
+            );
           }
         }
         if (options.all) return callback(null, addresses);

@@ -8,7 +8,8 @@ import type { Database, Queryable } from '../storage/database.js';
 import type { AuditLogger } from '../audit/types.js';
 import type { SecretBox } from '../auth/secret-box.js';
 import { wants, type WebhookEventType, type WebhookMessage } from './events.js';
-import { WebhookOutbox, type DeliveryRow } from './outbox.js';
+import type { WebhookEndpointRepository } from '../storage/repos/webhook-endpoints.js';
+import type { DeliveryRow, WebhookOutbox } from '../storage/repos/webhook-deliveries.js';
 import { WebhookSender, type AttemptResult, type Resolver } from './sender.js';
 import { deriveSigningSecret } from './signing.js';
 
@@ -42,7 +43,12 @@ export interface WebhookEvent {
 export type DeliveryOutcome = 'delivered' | 'retry' | 'failed' | 'refused';
 
 export interface WebhookServiceOptions {
+  /** Opens the transaction that records an attempt. */
   database: Database;
+  /** The deliveries and their attempts (built by the composition root). */
+  outbox: WebhookOutbox;
+  /** Registered endpoints: who an event goes to, their secrets and health. */
+  endpoints: WebhookEndpointRepository;
   clock: Clock;
   logger: Logger;
   metrics: Metrics;
@@ -76,7 +82,9 @@ export interface WebhookServiceOptions {
 }
 
 /** The delay after attempt n (1-based): 5 s, 1 min, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, then 14 h. */
-export const BACKOFF_SCHEDULE_MS = [5_000, 60_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 50_400_000] as const;
+export const BACKOFF_SCHEDULE_MS = [
+  5_000, 60_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 50_400_000,
+] as const;
 
 /**
  * Exponential backoff with jitter over more than a day: the delay after attempt
@@ -121,7 +129,7 @@ export class WebhookService {
   private readonly periodic = new Periodic(() => this.pass());
 
   constructor(private readonly options: WebhookServiceOptions) {
-    this.outbox = new WebhookOutbox(options.database);
+    this.outbox = options.outbox;
     this.sender = new WebhookSender({
       allowPrivateTargets: options.allowPrivateTargets,
       ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
@@ -190,21 +198,25 @@ export class WebhookService {
    */
   async emit(trx: Queryable, event: WebhookEvent): Promise<string[]> {
     if (event.userIds.length === 0) return [];
-    const endpoints = await trx
-      .selectFrom('webhook_endpoints')
-      .select(['id', 'user_id', 'tenant_id', 'url', 'event_types', 'low_balance_threshold'])
-      .where('user_id', 'in', event.userIds)
-      .where('enabled', '=', 1)
-      .orderBy('id')
-      .execute();
+    const endpoints = await this.options.endpoints.enabledOf(trx, event.userIds);
     const ids: string[] = [];
     for (const ep of endpoints) {
       if (!wants(JSON.parse(ep.event_types) as string[], event.type)) continue;
-      const view = { low_balance_threshold: ep.low_balance_threshold === null ? null : Number(ep.low_balance_threshold) };
+      const view = {
+        low_balance_threshold: ep.low_balance_threshold === null ? null : Number(ep.low_balance_threshold),
+      };
       if (event.accept && !event.accept(view)) continue;
       const data = event.dataFor ? event.dataFor(view) : event.data;
       const { id } = await this.enqueue(
-        { userId: ep.user_id, tenantId: ep.tenant_id, sessionId: event.sessionId ?? null, url: ep.url, eventType: event.type, data, endpointId: ep.id },
+        {
+          userId: ep.user_id,
+          tenantId: ep.tenant_id,
+          sessionId: event.sessionId ?? null,
+          url: ep.url,
+          eventType: event.type,
+          data,
+          endpointId: ep.id,
+        },
         trx,
       );
       ids.push(id);
@@ -224,7 +236,10 @@ export class WebhookService {
 
   private async tick(): Promise<void> {
     await this.deliverDueNow().catch((err: unknown) => {
-      this.options.logger.warn({ err: { message: err instanceof Error ? err.message : String(err) } }, 'webhook delivery pass failed');
+      this.options.logger.warn(
+        { err: { message: err instanceof Error ? err.message : String(err) } },
+        'webhook delivery pass failed',
+      );
     });
   }
 
@@ -243,7 +258,10 @@ export class WebhookService {
     if (abandoned > 0) {
       counts.failed += abandoned;
       this.deliveries.inc({ outcome: 'failed' }, abandoned);
-      this.options.logger.warn({ abandoned }, 'webhook deliveries failed: their last attempt never reported an outcome');
+      this.options.logger.warn(
+        { abandoned },
+        'webhook deliveries failed: their last attempt never reported an outcome',
+      );
     }
     const handled: string[] = [];
     while (handled.length < MAX_PER_PASS) {
@@ -273,7 +291,12 @@ export class WebhookService {
     if ('skip' in target) {
       // The endpoint was deleted or disabled since the event: nothing is sent.
       const now = clock.now();
-      const recorded = await this.outbox.record(row.id, attempt, { status: 'failed', last_status_code: null, last_error: target.skip, updated_at: now });
+      const recorded = await this.outbox.record(row.id, attempt, {
+        status: 'failed',
+        last_status_code: null,
+        last_error: target.skip,
+        updated_at: now,
+      });
       if (recorded) this.deliveries.inc({ outcome: 'failed' });
       return recorded ? 'failed' : null;
     }
@@ -291,11 +314,20 @@ export class WebhookService {
     } catch (err) {
       // send() does not throw; if it ever does, count it as a failed attempt rather than lose the row.
       result = { outcome: 'failed', statusCode: null, error: 'internal: sender error', durationMs: 0 };
-      logger.error({ err: { message: err instanceof Error ? err.message : String(err) }, delivery_id: row.id }, 'webhook sender threw');
+      logger.error(
+        { err: { message: err instanceof Error ? err.message : String(err) }, delivery_id: row.id },
+        'webhook sender threw',
+      );
     }
     const now = clock.now();
     const outcome: DeliveryOutcome =
-      result.outcome === 'delivered' ? 'delivered' : result.outcome === 'refused' ? 'refused' : attempt >= this.maxAttempts + row.resends ? 'failed' : 'retry';
+      result.outcome === 'delivered'
+        ? 'delivered'
+        : result.outcome === 'refused'
+          ? 'refused'
+          : attempt >= this.maxAttempts + row.resends
+            ? 'failed'
+            : 'retry';
     let recorded: boolean;
     let disabled: { reason: string } | null = null;
     try {
@@ -304,46 +336,73 @@ export class WebhookService {
           row.id,
           attempt,
           outcome === 'delivered'
-            ? { status: 'delivered', last_status_code: result.statusCode, last_error: null, delivered_at: now, updated_at: now }
+            ? {
+                status: 'delivered',
+                last_status_code: result.statusCode,
+                last_error: null,
+                delivered_at: now,
+                updated_at: now,
+              }
             : outcome === 'retry'
-              ? { status: 'pending', next_attempt_at: now + Math.max(0, this.backoffMs(attempt)), last_status_code: result.statusCode, last_error: result.error, updated_at: now }
+              ? {
+                  status: 'pending',
+                  next_attempt_at: now + Math.max(0, this.backoffMs(attempt)),
+                  last_status_code: result.statusCode,
+                  last_error: result.error,
+                  updated_at: now,
+                }
               : { status: 'failed', last_status_code: result.statusCode, last_error: result.error, updated_at: now },
           trx,
         );
         if (!ok) return false;
-        await trx
-          .insertInto('webhook_attempts')
-          .values({
-            delivery_id: row.id,
-            attempt,
-            endpoint_id: row.endpoint_id,
-            started_at: startedAt,
-            duration_ms: Math.round(result.durationMs),
-            status_code: result.statusCode,
-            outcome: result.outcome,
-            error: result.error,
-            response_excerpt: result.responseExcerpt ?? null,
-          })
-          .onConflict((oc) => oc.columns(['delivery_id', 'attempt']).doNothing())
-          .execute();
+        await this.outbox.insertAttempt(trx, {
+          delivery_id: row.id,
+          attempt,
+          endpoint_id: row.endpoint_id,
+          started_at: startedAt,
+          duration_ms: Math.round(result.durationMs),
+          status_code: result.statusCode,
+          outcome: result.outcome,
+          error: result.error,
+          response_excerpt: result.responseExcerpt ?? null,
+        });
         if (row.endpoint_id) disabled = await this.trackEndpoint(trx, row.endpoint_id, result, now);
         return true;
       });
     } catch (err) {
       // The claim lapses and another pass retries the delivery.
-      logger.warn({ err: { message: err instanceof Error ? err.message : String(err) }, delivery_id: row.id }, 'could not record a webhook attempt');
+      logger.warn(
+        { err: { message: err instanceof Error ? err.message : String(err) }, delivery_id: row.id },
+        'could not record a webhook attempt',
+      );
       return null;
     }
     if (!recorded) {
-      logger.warn({ delivery_id: row.id, attempt }, 'webhook attempt finished after its claim lapsed; outcome not recorded');
+      logger.warn(
+        { delivery_id: row.id, attempt },
+        'webhook attempt finished after its claim lapsed; outcome not recorded',
+      );
       return null;
     }
     this.deliveries.inc({ outcome });
     this.latency.observe({ outcome }, result.durationMs / 1000);
-    const log = { delivery_id: row.id, endpoint_id: row.endpoint_id, session_id: row.session_id, event_type: row.event_type, attempt, outcome, status_code: result.statusCode, error: result.error };
+    const log = {
+      delivery_id: row.id,
+      endpoint_id: row.endpoint_id,
+      session_id: row.session_id,
+      event_type: row.event_type,
+      attempt,
+      outcome,
+      status_code: result.statusCode,
+      error: result.error,
+    };
     if (outcome === 'delivered' || outcome === 'retry') logger.info(log, 'webhook attempt');
     else logger.warn(log, 'webhook delivery failed for good');
-    if (disabled) logger.warn({ endpoint_id: row.endpoint_id, reason: (disabled as { reason: string }).reason }, 'webhook endpoint disabled');
+    if (disabled)
+      logger.warn(
+        { endpoint_id: row.endpoint_id, reason: (disabled as { reason: string }).reason },
+        'webhook endpoint disabled',
+      );
     return outcome;
   }
 
@@ -352,21 +411,21 @@ export class WebhookService {
     if (!row.endpoint_id) {
       return {
         url: row.url,
-        secrets: [this.signingSecretFor(row.user_id), ...(this.options.previousServerSecrets ?? []).map((s) => deriveSigningSecret(s, row.user_id))],
+        secrets: [
+          this.signingSecretFor(row.user_id),
+          ...(this.options.previousServerSecrets ?? []).map((s) => deriveSigningSecret(s, row.user_id)),
+        ],
       };
     }
-    const ep = await this.options.database.db
-      .selectFrom('webhook_endpoints')
-      .select(['url', 'enabled', 'secret_enc', 'previous_secret_enc', 'previous_secret_expires_at'])
-      .where('id', '=', row.endpoint_id)
-      .executeTakeFirst();
+    const ep = await this.options.endpoints.target(row.endpoint_id);
     if (!ep) return { skip: 'endpoint deleted' };
     if (ep.enabled !== 1) return { skip: 'endpoint disabled' };
     const box = this.options.secretBox;
     if (!box) return { skip: 'internal: no secret box for endpoint secrets' };
     const now = this.options.clock.now();
     const secrets = [box.open(ep.secret_enc)];
-    if (ep.previous_secret_enc && ep.previous_secret_expires_at !== null && Number(ep.previous_secret_expires_at) > now) secrets.push(box.open(ep.previous_secret_enc));
+    if (ep.previous_secret_enc && ep.previous_secret_expires_at !== null && Number(ep.previous_secret_expires_at) > now)
+      secrets.push(box.open(ep.previous_secret_enc));
     return { url: ep.url, secrets };
   }
 
@@ -376,26 +435,27 @@ export class WebhookService {
    * has failed for `disableAfterMs`, disables the endpoint with the reason and
    * audits it. Returns the reason when it was disabled now.
    */
-  private async trackEndpoint(trx: Queryable, endpointId: string, result: AttemptResult, now: number): Promise<{ reason: string } | null> {
+  private async trackEndpoint(
+    trx: Queryable,
+    endpointId: string,
+    result: AttemptResult,
+    now: number,
+  ): Promise<{ reason: string } | null> {
     if (result.outcome === 'delivered') {
-      await trx.updateTable('webhook_endpoints').set({ failing_since: null }).where('id', '=', endpointId).where('failing_since', 'is not', null).execute();
+      await this.options.endpoints.clearFailing(trx, endpointId);
       return null;
     }
-    const ep = await trx.selectFrom('webhook_endpoints').select(['user_id', 'tenant_id', 'failing_since', 'enabled']).where('id', '=', endpointId).executeTakeFirst();
+    const ep = await this.options.endpoints.health(trx, endpointId);
     if (!ep || ep.enabled !== 1) return null;
     if (ep.failing_since === null) {
-      await trx.updateTable('webhook_endpoints').set({ failing_since: now }).where('id', '=', endpointId).execute();
+      await this.options.endpoints.markFailing(trx, endpointId, now);
       return null;
     }
     const since = Number(ep.failing_since);
     const disableAfterMs = this.options.disableAfterMs ?? DEFAULT_DISABLE_AFTER_MS;
     if (now - since < disableAfterMs) return null;
     const reason = `every delivery failed since ${iso(since)} (last: ${result.error ?? 'error'})`.slice(0, 500);
-    await trx
-      .updateTable('webhook_endpoints')
-      .set({ enabled: 0, disabled_reason: reason, disabled_at: now, updated_at: now })
-      .where('id', '=', endpointId)
-      .execute();
+    await this.options.endpoints.disable(trx, endpointId, reason, now);
     await this.options.audit?.record(
       {
         action: 'webhook.endpoint_disabled',

@@ -16,7 +16,9 @@ const SECRET_PREFIX = 'whsec_';
  * secret says nothing about another's or about the server secret.
  */
 export function deriveSigningSecret(serverSecret: Buffer, userId: string): string {
-  const key = Buffer.from(hkdfSync('sha256', serverSecret, Buffer.alloc(0), `keen-gateway:webhook-signing:${userId}`, 32));
+  const key = Buffer.from(
+    hkdfSync('sha256', serverSecret, Buffer.alloc(0), `keen-gateway:webhook-signing:${userId}`, 32),
+  );
   return `${SECRET_PREFIX}${key.toString('base64')}`;
 }
 

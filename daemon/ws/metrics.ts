@@ -14,7 +14,11 @@ export class StreamMetrics {
 
   constructor(metrics: Metrics) {
     const registers = [metrics.registry];
-    this.connections = new Gauge({ name: 'keen_stream_connections', help: 'Open stream (WebSocket) connections on this daemon.', registers });
+    this.connections = new Gauge({
+      name: 'keen_stream_connections',
+      help: 'Open stream (WebSocket) connections on this daemon.',
+      registers,
+    });
     this.messages = new Counter({
       name: 'keen_stream_messages_sent_total',
       help: 'Messages sent to stream clients: session events, and control messages (greeting, errors).',

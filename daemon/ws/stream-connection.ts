@@ -1,4 +1,5 @@
 import { WebSocket, type RawData } from 'ws';
+import type { ClientInfo } from '../auth/auth-service.js';
 import type { Clock } from '../clock.js';
 import type { ErrorCode } from '../errors.js';
 import { NUL_MESSAGE, nulFields } from '../http/validation.js';
@@ -34,7 +35,13 @@ export interface StreamHub {
   metrics: StreamMetrics;
   logger: Logger;
   clock: Clock;
-  limits: { maxSubscriptions: number; maxBufferedBytes: number; messagesPerSecond: number; messageBurst: number; slowCloseGraceMs: number };
+  limits: {
+    maxSubscriptions: number;
+    maxBufferedBytes: number;
+    messagesPerSecond: number;
+    messageBurst: number;
+    slowCloseGraceMs: number;
+  };
   watch(sessionId: string, conn: StreamConnection): void;
   unwatch(sessionId: string, conn: StreamConnection): void;
   notFound(conn: StreamConnection, sessionId: string): void;
@@ -77,6 +84,8 @@ export class StreamConnection {
     readonly id: string,
     readonly ws: WebSocket,
     readonly grant: StreamGrant,
+    /** The upgrade's request id, client address and user agent (the edge's; daemon/http/edge.ts). */
+    readonly client: ClientInfo,
     private readonly hub: StreamHub,
   ) {
     this.tokens = hub.limits.messageBurst;
@@ -146,7 +155,16 @@ export class StreamConnection {
     if (!this.followsAll || this.closed || ownerId !== this.userId || event.seq !== 1) return;
     if (this.subs.has(event.session_id) || this.pending.has(event.session_id)) return;
     if (this.subs.size >= this.hub.limits.maxSubscriptions) return;
-    const sub: Subscription = { sessionId: event.session_id, ownerId, lastSeq: event.seq - 1, catchingUp: false, buffer: [], overflowed: false, auto: true, lastSentAt: this.hub.clock.now() };
+    const sub: Subscription = {
+      sessionId: event.session_id,
+      ownerId,
+      lastSeq: event.seq - 1,
+      catchingUp: false,
+      buffer: [],
+      overflowed: false,
+      auto: true,
+      lastSentAt: this.hub.clock.now(),
+    };
     this.subs.set(sub.sessionId, sub);
     this.hub.watch(sub.sessionId, this);
     this.onLive(event, ownerId, encoded);
@@ -158,7 +176,10 @@ export class StreamConnection {
       const now = this.hub.clock.now();
       if (now - this.rateErrorAt >= 1000) {
         this.rateErrorAt = now;
-        this.sendError('RATE_LIMITED', `at most ${this.hub.limits.messagesPerSecond} messages a second; messages over it are dropped`);
+        this.sendError(
+          'RATE_LIMITED',
+          `at most ${this.hub.limits.messagesPerSecond} messages a second; messages over it are dropped`,
+        );
       }
       return;
     }
@@ -178,7 +199,8 @@ export class StreamConnection {
       const extra = Object.keys(msg).filter((k) => !['type', 'session_id', 'after'].includes(k));
       if (extra.length > 0) return this.sendError('INVALID_FIELD', `unknown field ${extra[0]!.slice(0, 64)}`);
       if (!sessionId) return this.sendError('INVALID_FIELD', 'session_id must be a session id');
-      if (msg.after !== undefined && !isSeq(msg.after)) return this.sendError('INVALID_FIELD', 'after must be a non-negative integer', sessionId);
+      if (msg.after !== undefined && !isSeq(msg.after))
+        return this.sendError('INVALID_FIELD', 'after must be a non-negative integer', sessionId);
       void this.subscribe(sessionId, msg.after === undefined ? null : msg.after);
       return;
     }
@@ -220,15 +242,24 @@ export class StreamConnection {
       return this.sendError('INVALID_STATE', 'already subscribed to this session; unsubscribe first', sessionId);
     }
     if (this.subs.size + this.pending.size >= this.hub.limits.maxSubscriptions) {
-      return this.sendError('RATE_LIMITED', `at most ${this.hub.limits.maxSubscriptions} subscriptions per connection`, sessionId);
+      return this.sendError(
+        'RATE_LIMITED',
+        `at most ${this.hub.limits.maxSubscriptions} subscriptions per connection`,
+        sessionId,
+      );
     }
     this.pending.add(sessionId);
     let row;
     try {
       // Another user's session answers exactly like one that does not exist.
-      row = isId(sessionId, 'ses') ? await this.hub.sessions.find(sessionId, reachFor(this.grant.principal, 'user')) : undefined;
+      row = isId(sessionId, 'ses')
+        ? await this.hub.sessions.find(sessionId, reachFor(this.grant.principal, 'user'))
+        : undefined;
     } catch (err) {
-      this.hub.logger.warn({ err: { message: (err as Error).message }, connection_id: this.id }, 'stream subscribe: session lookup failed');
+      this.hub.logger.warn(
+        { err: { message: (err as Error).message }, connection_id: this.id },
+        'stream subscribe: session lookup failed',
+      );
       return this.sendError('UNAVAILABLE', 'the session could not be read; try again', sessionId);
     } finally {
       this.pending.delete(sessionId);
@@ -302,7 +333,10 @@ export class StreamConnection {
         sub.buffer = held.slice(gapAt).concat(sub.buffer);
       }
     } catch (err) {
-      this.hub.logger.warn({ err: { message: (err as Error).message }, connection_id: this.id, session_id: sub.sessionId }, 'stream replay failed');
+      this.hub.logger.warn(
+        { err: { message: (err as Error).message }, connection_id: this.id, session_id: sub.sessionId },
+        'stream replay failed',
+      );
       if (this.isCurrent(sub)) {
         this.drop(sub);
         this.sendError('UNAVAILABLE', 'stored events could not be read; subscribe again with after', sub.sessionId);
@@ -345,7 +379,8 @@ export class StreamConnection {
     sub.lastSentAt = this.hub.clock.now();
     this.send(encoded ?? JSON.stringify(event), 'event');
     // A session's events end with its final status: nothing follows it.
-    if (event.type === 'session.status' && FINAL.has(String(event.data.status)) && this.subs.get(sub.sessionId) === sub) this.drop(sub);
+    if (event.type === 'session.status' && FINAL.has(String(event.data.status)) && this.subs.get(sub.sessionId) === sub)
+      this.drop(sub);
   }
 
   private drop(sub: Subscription): void {
@@ -358,7 +393,11 @@ export class StreamConnection {
   }
 
   sendError(code: ErrorCode, message: string, sessionId?: string): void {
-    this.sendControl({ type: 'error', error: { code, message }, ...(sessionId === undefined ? {} : { session_id: sessionId }) });
+    this.sendControl({
+      type: 'error',
+      error: { code, message },
+      ...(sessionId === undefined ? {} : { session_id: sessionId }),
+    });
   }
 
   private send(text: string | Buffer, kind: 'event' | 'control'): void {
@@ -375,7 +414,10 @@ export class StreamConnection {
    */
   private closeSlow(): void {
     this.hub.metrics.slowConsumerCloses.inc();
-    this.hub.logger.info({ connection_id: this.id, buffered: this.ws.bufferedAmount }, 'stream client too far behind: closing with 1013');
+    this.hub.logger.info(
+      { connection_id: this.id, buffered: this.ws.bufferedAmount },
+      'stream client too far behind: closing with 1013',
+    );
     for (const sub of [...this.subs.values()]) this.drop(sub);
     this.close(CLOSE.TRY_AGAIN_LATER, 'too far behind; reconnect and resume with after');
     setTimeout(() => this.ws.terminate(), this.hub.limits.slowCloseGraceMs).unref();

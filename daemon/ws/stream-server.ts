@@ -7,24 +7,27 @@ import type { AuthService } from '../auth/auth-service.js';
 import type { AuditLogger } from '../audit/types.js';
 import type { Clock } from '../clock.js';
 import type { ResolvedConfig } from '../config/load.js';
-import { GatewayError, toEnvelope } from '../errors.js';
+import { actorOf, auditContext } from '../audit/actor.js';
+import type { ClientInfo } from '../auth/auth-service.js';
+import type { Principal } from '../auth/principal.js';
+import { GatewayError } from '../errors.js';
+import { Edge, type Access } from '../http/edge.js';
 import { NUL_MESSAGE, nulFields } from '../http/validation.js';
 import { newId } from '../ids.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
-import { assertScope } from '../policies/index.js';
 import type { BusEnvelope, EventBus } from '../sessions/bus.js';
 import { createRedis } from '../shared/redis.js';
-import type { Database } from '../storage/database.js';
-import { SessionRepository } from '../storage/repos/sessions.js';
-import { GrantChecker, grantKey, type StreamGrant } from './grants.js';
+import type { SessionRepository } from '../storage/repos/sessions.js';
+import { grantKey, type StreamGrant } from './grants.js';
 import { StreamMetrics } from './metrics.js';
 import { CLOSE, StreamConnection, type StreamHub } from './stream-connection.js';
 import { MemoryTicketStore, RedisTicketStore, StreamTickets } from './tickets.js';
 
 export interface StreamServerDeps {
   auth: AuthService;
-  database: Database;
+  /** Where replays and reconciliations read stored events (built once by the container). */
+  sessions: SessionRepository;
   bus: EventBus;
   config: ResolvedConfig;
   logger: Logger;
@@ -99,6 +102,14 @@ const MAX_PAYLOAD = 64 * 1024;
 const MAX_FRAGMENTS = 256;
 /** An upgrade request with more headers than this is refused (Node keeps at most `maxHeadersCount`). */
 const MAX_UPGRADE_HEADERS = 100;
+/** What the stream asks of its caller, as a route spec would (docs/stream.md). */
+const STREAM_ACCESS: Access = { auth: 'any', scope: 'sessions:read' };
+
+/** One upgrade request at the edge: its request id, client address and user agent, and the path it asked for. */
+interface Upgrade {
+  client: ClientInfo;
+  path: string;
+}
 
 /**
  * The WebSocket stream on the HTTP server's port (`GET /v1/stream`,
@@ -117,7 +128,10 @@ export class StreamServer {
     clientTracking: false,
   });
   private readonly streamMetrics: StreamMetrics;
-  private readonly grants: GrantChecker;
+  /** Request id, client address, credential, scope and error envelope: the same rules as HTTP. */
+  private readonly edge: Edge;
+  /** The request id of an upgrade being completed, for the `X-Request-Id` of its 101 answer. */
+  private readonly upgradeIds = new WeakMap<IncomingMessage, string>();
   private readonly tickets: StreamTickets;
   private readonly allowedOrigins: Set<string>;
   private readonly connections = new Set<StreamConnection>();
@@ -141,7 +155,16 @@ export class StreamServer {
   ) {
     this.options = { ...DEFAULT_STREAM_OPTIONS, ...options };
     this.streamMetrics = new StreamMetrics(deps.metrics);
-    this.grants = new GrantChecker({ auth: deps.auth, database: deps.database, clock: deps.clock });
+    this.edge = new Edge({
+      auth: deps.auth,
+      trustedProxies: deps.config.server.trusted_proxies,
+      logger: deps.logger,
+      metrics: deps.metrics,
+    });
+    this.wss.on('headers', (headers, req) => {
+      const id = this.upgradeIds.get(req);
+      if (id !== undefined) headers.push(`X-Request-Id: ${id}`);
+    });
     this.allowedOrigins = new Set(deps.config.stream.allowed_origins);
     const { redis } = deps.config;
     this.tickets = new StreamTickets(
@@ -151,7 +174,7 @@ export class StreamServer {
       deps.clock,
     );
     this.hub = {
-      sessions: new SessionRepository(deps.database.db),
+      sessions: deps.sessions,
       metrics: this.streamMetrics,
       logger: deps.logger,
       clock: deps.clock,
@@ -172,9 +195,10 @@ export class StreamServer {
           .record({
             action: 'access.not_found',
             outcome: 'denied',
-            actor: { type: p.via === 'api_key' ? 'api_key' : 'user', id: p.apiKeyId ?? p.userId },
+            actor: actorOf(p),
             tenantId: p.tenantId,
             target: { type: 'session', id: sessionId.slice(0, 64) },
+            ...auditContext(conn.client),
             details: { via: 'stream' },
           })
           .catch(() => undefined);
@@ -193,18 +217,20 @@ export class StreamServer {
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       // A reset socket must not become an unhandled 'error' event.
       socket.on('error', () => socket.destroy());
-      this.onUpgrade(req, socket, head).catch((err: unknown) => {
-        this.deps.logger.error({ err }, 'stream upgrade failed');
-        this.reject(socket, newId('req'), new GatewayError('INTERNAL', 'internal error'));
-      });
+      // Logs name the path only: the query string may hold a token or a ticket.
+      const up: Upgrade = { client: this.edge.context(req), path: (req.url ?? '/').split('?')[0]!.slice(0, 256) };
+      this.onUpgrade(req, socket, head, up).catch((err: unknown) => this.reject(socket, up, err));
     });
     this.unsubscribeBus = this.deps.bus.subscribe((envelope) => this.dispatch(envelope));
     this.startTimers();
   }
 
-  /** `POST /v1/stream/tickets`: a single-use ticket standing for the caller's credential. */
-  async issueTicket(authorization: string | undefined): Promise<{ ticket: string; expires_at: string }> {
-    return this.tickets.issue(await this.grants.authenticate(authorization));
+  /**
+   * `POST /v1/stream/tickets`: a single-use ticket standing for the caller's credential, which the
+   * route's guard authenticated (`principal`, from `authorization`): not authenticated again here.
+   */
+  async issueTicket(principal: Principal, authorization: string): Promise<{ ticket: string; expires_at: string }> {
+    return this.tickets.issue(await this.edge.grantOf(principal, authorization));
   }
 
   /** Closes every stream connection with 1001 (going away) so clients resume elsewhere. */
@@ -272,7 +298,10 @@ export class StreamServer {
         }
       }
     } catch (err) {
-      this.deps.logger.warn({ err: { message: (err as Error).message } }, 'stream reconciliation failed; retrying next interval');
+      this.deps.logger.warn(
+        { err: { message: (err as Error).message } },
+        'stream reconciliation failed; retrying next interval',
+      );
     } finally {
       this.reconciling = false;
     }
@@ -307,7 +336,7 @@ export class StreamServer {
       for (const { grant, conns } of groups.values()) {
         let why;
         try {
-          why = await this.grants.revoked(grant);
+          why = await this.edge.grantEnded(grant);
         } catch (err) {
           // The database is away: keep the connections rather than drop every client at once.
           this.deps.logger.warn({ err: { message: (err as Error).message } }, 'stream credential re-check failed');
@@ -315,7 +344,10 @@ export class StreamServer {
         }
         if (!why) continue;
         for (const conn of conns) {
-          this.deps.logger.info({ connection_id: conn.id, reason: why }, 'stream credential no longer valid: closing with 1008');
+          this.deps.logger.info(
+            { connection_id: conn.id, req_id: conn.client.requestId, reason: why },
+            'stream credential no longer valid: closing with 1008',
+          );
           conn.close(CLOSE.POLICY_VIOLATION, why);
         }
       }
@@ -334,92 +366,90 @@ export class StreamServer {
     for (const conn of watching) conn.onLive(envelope.event, envelope.userId, serialize);
     // Connections without a sessions filter follow every session of their user.
     const all = this.followers.get(envelope.userId);
-    if (all) for (const conn of [...all]) if (!watching.has(conn)) conn.onUserEvent(envelope.event, envelope.userId, serialize);
+    if (all)
+      for (const conn of [...all])
+        if (!watching.has(conn)) conn.onUserEvent(envelope.event, envelope.userId, serialize);
   }
 
-  private async onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    const requestId = newId('req');
+  /**
+   * Decides an upgrade before the handshake. Every refusal is thrown, and answered by
+   * `reject` as the HTTP edge answers it (daemon/http/edge.ts).
+   */
+  private async onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, up: Upgrade): Promise<void> {
     let url: URL;
     try {
       url = new URL(req.url ?? '/', 'http://stream.invalid');
     } catch {
-      return this.reject(socket, requestId, new GatewayError('INVALID_FIELD', 'malformed request target'));
+      throw new GatewayError('INVALID_FIELD', 'malformed request target');
     }
-    // Logs name the path only: the query string may hold a token or a ticket.
-    const log = { request_id: requestId, path: url.pathname, ip: req.socket.remoteAddress };
-    if (url.pathname !== STREAM_PATH) return this.reject(socket, requestId, new GatewayError('NOT_FOUND', 'route not found'));
+    up.path = url.pathname.slice(0, 256);
+    if (url.pathname !== STREAM_PATH) throw new GatewayError('NOT_FOUND', 'route not found');
     // U+0000 in any parameter (sessions, after, ticket, token): refused before any lookup.
     const nul = [...new Set([...url.searchParams].flatMap(([k, v]) => nulFields({ [k]: v })))];
     if (nul.length > 0) {
-      return this.reject(socket, requestId, new GatewayError('INVALID_FIELD', `query: ${nul[0]} ${NUL_MESSAGE}`, { details: nul.map((field) => ({ field, message: NUL_MESSAGE })) }));
+      throw new GatewayError('INVALID_FIELD', `query: ${nul[0]} ${NUL_MESSAGE}`, {
+        details: nul.map((field) => ({ field, message: NUL_MESSAGE })),
+      });
     }
-    if (this.closing) return this.reject(socket, requestId, new GatewayError('UNAVAILABLE', 'server shutting down', { headers: { 'Retry-After': '1' } }));
+    if (this.closing)
+      throw new GatewayError('UNAVAILABLE', 'server shutting down', { headers: { 'Retry-After': '1' } });
     if (req.rawHeaders.length / 2 > MAX_UPGRADE_HEADERS) {
-      return this.reject(socket, requestId, new GatewayError('INVALID_FIELD', 'too many request headers'), 431);
+      return this.reject(socket, up, new GatewayError('INVALID_FIELD', 'too many request headers'), 431);
     }
     const origin = req.headers.origin;
-    if (origin !== undefined && !this.allowedOrigins.has(origin)) {
-      this.deps.logger.info(log, 'stream upgrade refused: origin not allowed');
-      return this.reject(socket, requestId, new GatewayError('FORBIDDEN', 'origin not allowed'));
-    }
-    let grant: StreamGrant;
-    try {
-      grant = await this.authenticate(req, url);
-    } catch (err) {
-      if (!(err instanceof GatewayError)) throw err;
-      this.deps.logger.info({ ...log, code: err.code }, 'stream upgrade refused');
-      return this.reject(socket, requestId, err);
-    }
-    try {
-      assertScope(grant.principal, 'sessions:read');
-    } catch (err) {
-      return this.reject(socket, requestId, err as GatewayError);
-    }
+    if (origin !== undefined && !this.allowedOrigins.has(origin))
+      throw new GatewayError('FORBIDDEN', 'origin not allowed');
+    const grant = await this.authenticate(req, url);
+    this.edge.authorize(grant.principal, STREAM_ACCESS);
     const sessions = (url.searchParams.get('sessions') ?? '').split(',').filter((s) => s.length > 0);
     if (sessions.length > this.options.maxSubscriptions || sessions.some((s) => s.length > 64)) {
-      return this.reject(socket, requestId, new GatewayError('INVALID_FIELD', `sessions: at most ${this.options.maxSubscriptions} session ids`));
+      throw new GatewayError('INVALID_FIELD', `sessions: at most ${this.options.maxSubscriptions} session ids`);
     }
     const afterParam = url.searchParams.get('after');
     const after = afterParam === null ? null : /^\d{1,15}$/.test(afterParam) ? Number(afterParam) : NaN;
-    if (Number.isNaN(after)) return this.reject(socket, requestId, new GatewayError('INVALID_FIELD', 'after must be a non-negative integer'));
+    if (Number.isNaN(after)) throw new GatewayError('INVALID_FIELD', 'after must be a non-negative integer');
     const userId = grant.principal.userId;
     if ((this.perUser.get(userId) ?? 0) >= this.options.maxConnectionsPerUser) {
-      return this.reject(
-        socket,
-        requestId,
-        new GatewayError('CONCURRENCY_LIMIT', `at most ${this.options.maxConnectionsPerUser} stream connections per user`, { headers: { 'Retry-After': '5' } }),
+      throw new GatewayError(
+        'CONCURRENCY_LIMIT',
+        `at most ${this.options.maxConnectionsPerUser} stream connections per user`,
+        { headers: { 'Retry-After': '5' } },
       );
     }
-    if (this.closing) return this.reject(socket, requestId, new GatewayError('UNAVAILABLE', 'server shutting down', { headers: { 'Retry-After': '1' } }));
+    if (this.closing)
+      throw new GatewayError('UNAVAILABLE', 'server shutting down', { headers: { 'Retry-After': '1' } });
     // No await from the limit check to here: handleUpgrade completes synchronously (no extensions, no verifyClient).
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, grant, sessions, after));
+    this.upgradeIds.set(req, up.client.requestId);
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, grant, up, sessions, after));
   }
 
   /** `Authorization` header, else `?ticket=`, else `?token=` (the browser fallback; docs/stream.md). */
   private async authenticate(req: IncomingMessage, url: URL): Promise<StreamGrant> {
     const header = req.headers.authorization;
-    if (header !== undefined) return this.grants.authenticate(header);
+    if (header !== undefined) return this.edge.grant(header);
     const ticket = url.searchParams.get('ticket');
     if (ticket !== null) {
       const grant = await this.tickets.redeem(ticket);
       if (!grant) throw new GatewayError('INVALID_TOKEN', 'stream ticket is invalid, used or expired');
       // The credential behind the ticket may have died in the meantime.
-      const why = await this.grants.revoked(grant);
+      const why = await this.edge.grantEnded(grant);
       if (why) throw new GatewayError(why, 'the credential behind this ticket is no longer valid');
       return grant;
     }
     const token = url.searchParams.get('token');
-    if (token !== null) return this.grants.authenticate(`Bearer ${token}`);
+    if (token !== null) return this.edge.grant(`Bearer ${token}`);
     throw new GatewayError('MISSING_TOKEN', 'credentials required: an Authorization header, ?ticket= or ?token=');
   }
 
-  private onConnection(ws: WebSocket, grant: StreamGrant, sessions: string[], after: number | null): void {
-    const conn = new StreamConnection(newId('con'), ws, grant, this.hub);
+  private onConnection(ws: WebSocket, grant: StreamGrant, up: Upgrade, sessions: string[], after: number | null): void {
+    const conn = new StreamConnection(newId('con'), ws, grant, up.client, this.hub);
     const userId = grant.principal.userId;
     this.connections.add(conn);
     this.perUser.set(userId, (this.perUser.get(userId) ?? 0) + 1);
     this.streamMetrics.connections.inc();
-    ws.on('error', (err) => this.deps.logger.debug({ connection_id: conn.id, err: { message: err.message } }, 'stream connection error'));
+    ws.on('error', (err) =>
+      this.deps.logger.debug({ connection_id: conn.id, err: { message: err.message } }, 'stream connection error'),
+    );
     ws.once('close', (code) => {
       this.connections.delete(conn);
       const mine = this.followers.get(userId);
@@ -430,7 +460,18 @@ export class StreamServer {
       this.streamMetrics.connections.dec();
       this.deps.logger.debug({ connection_id: conn.id, code }, 'stream connection closed');
     });
-    this.deps.logger.debug({ connection_id: conn.id, user_id: userId }, 'stream connection opened');
+    // One line per upgrade, as HTTP has one per request: the request id and address of the edge.
+    this.deps.logger.info(
+      {
+        req_id: up.client.requestId,
+        path: up.path,
+        status: 101,
+        ip: up.client.ip,
+        connection_id: conn.id,
+        user_id: userId,
+      },
+      'stream connection opened',
+    );
     if (this.closing) return conn.close(CLOSE.GOING_AWAY, 'server shutting down');
     conn.start(sessions, after);
     if (conn.followsAll) {
@@ -440,21 +481,34 @@ export class StreamServer {
     }
   }
 
-  /** A real HTTP response on the raw socket, then the socket is closed: no upgrade. */
-  private reject(socket: Duplex, requestId: string, err: GatewayError, status = err.status): void {
-    this.streamMetrics.rejectedUpgrades.inc({ status: String(status) });
+  /**
+   * Refuses an upgrade: the HTTP edge's answer for `thrown` (status, headers, JSON
+   * envelope with the request id) as a real HTTP response on the raw socket, one
+   * log line, then the socket is closed. No upgrade.
+   */
+  private reject(socket: Duplex, up: Upgrade, thrown: unknown, status?: number): void {
+    const { requestId, ip } = up.client;
+    const refusal = this.edge.refusal(thrown, requestId);
+    const answer = status ?? refusal.status;
+    if (refusal.error.code === 'INTERNAL')
+      this.deps.logger.error({ req_id: requestId, err: thrown }, 'stream upgrade failed');
+    this.deps.logger.info(
+      { req_id: requestId, path: up.path, status: answer, ip, code: refusal.error.code },
+      'stream upgrade refused',
+    );
+    this.streamMetrics.rejectedUpgrades.inc({ status: String(answer) });
     if (!socket.writable) {
       socket.destroy();
       return;
     }
-    const body = JSON.stringify(toEnvelope(err, requestId));
+    const body = JSON.stringify(refusal.body);
     const head = [
-      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}`,
+      `HTTP/1.1 ${answer} ${STATUS_CODES[answer] ?? 'Error'}`,
       'Content-Type: application/json',
       `Content-Length: ${Buffer.byteLength(body)}`,
       'Connection: close',
       `X-Request-Id: ${requestId}`,
-      ...Object.entries(err.headers).map(([k, v]) => `${k}: ${v}`),
+      ...Object.entries(refusal.headers).map(([k, v]) => `${k}: ${v}`),
     ];
     socket.once('finish', () => socket.destroy());
     socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);

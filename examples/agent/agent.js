@@ -95,7 +95,8 @@ async function main() {
   const total = 3 + steps; // explore, plan, each step, verify
   const progress = (message) => {
     done += 1;
-    if (options?.showProgress !== false) emit({ type: 'progress', message, percent: Math.min(100, Math.round((done / total) * 100)) });
+    if (options?.showProgress !== false)
+      emit({ type: 'progress', message, percent: Math.min(100, Math.round((done / total) * 100)) });
   };
 
   emit({ type: 'phase', phase: 'EXPLORE' });
@@ -106,7 +107,14 @@ async function main() {
 
   emit({ type: 'phase', phase: 'PLAN' });
   const name = slug(vision);
-  const plan = [`# Plan`, '', `Vision: ${vision}`, '', ...Array.from({ length: steps }, (_, i) => `${i + 1}. step ${i + 1}`), ''].join('\n');
+  const plan = [
+    `# Plan`,
+    '',
+    `Vision: ${vision}`,
+    '',
+    ...Array.from({ length: steps }, (_, i) => `${i + 1}. step ${i + 1}`),
+    '',
+  ].join('\n');
   writeFileSync(path.join(dir, 'PLAN.md'), plan);
   progress('wrote PLAN.md');
   if (pause) await sleep(pause);

@@ -68,7 +68,8 @@ try {
         console.log(`cost     ${e.data.cost_so_far} of ${e.data.reserved} credits`);
         break;
       case 'agent.log':
-        if (e.data.level === 'warn' || e.data.level === 'error') console.log(`${e.data.level.padEnd(8)} ${e.data.message}`);
+        if (e.data.level === 'warn' || e.data.level === 'error')
+          console.log(`${e.data.level.padEnd(8)} ${e.data.message}`);
         break;
       case 'session.status':
         if (e.data.status !== 'running') final = e.data;
@@ -80,12 +81,16 @@ try {
     console.log(`cancelled: charged ${s.final_cost} credits`);
     process.exitCode = 130;
   } else {
-    console.log(`done     ${final.status}: charged ${final.final_cost} credits${final.summary ? `\n${final.summary}` : ''}`);
+    console.log(
+      `done     ${final.status}: charged ${final.final_cost} credits${final.summary ? `\n${final.summary}` : ''}`,
+    );
     process.exitCode = final.status === 'completed' ? 0 : 1;
   }
 } catch (err) {
   if (err instanceof InsufficientCreditsError) {
-    console.error(`not enough credits: this run needs ${err.required}, ${err.available} available (short by ${err.shortfall})`);
+    console.error(
+      `not enough credits: this run needs ${err.required}, ${err.available} available (short by ${err.shortfall})`,
+    );
     process.exitCode = 3;
   } else if (err instanceof RateLimitError) {
     console.error(`rate limited (${err.code}): try again in ${err.retryAfter ?? '?'} s`);

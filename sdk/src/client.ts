@@ -224,7 +224,10 @@ export class KeenClient {
    * - Aborting `options.signal` stops the iteration: the pending `next()` rejects
    *   with the signal's reason. Leaving the loop early (`break`) closes the connection.
    */
-  async *requestLines<T = Record<string, unknown>>(path: string, options: LinesOptions = {}): AsyncGenerator<T, void, undefined> {
+  async *requestLines<T = Record<string, unknown>>(
+    path: string,
+    options: LinesOptions = {},
+  ): AsyncGenerator<T, void, undefined> {
     const { signal } = options;
     signal?.throwIfAborted();
     // Closes the connection when the caller leaves early, and times out a response that does not start.
@@ -260,10 +263,17 @@ export class KeenClient {
     let renewed = false;
     for (;;) {
       const auth = this.authorization();
-      const timer = setTimeout(() => local.abort(new DOMException(`no answer within ${this.timeout} ms`, 'TimeoutError')), this.timeout);
+      const timer = setTimeout(
+        () => local.abort(new DOMException(`no answer within ${this.timeout} ms`, 'TimeoutError')),
+        this.timeout,
+      );
       let err: KeenError;
       try {
-        const res = await this.fetchImpl(url, { method: 'GET', headers: this.headers(NDJSON_TYPE, auth), signal: fetchSignal });
+        const res = await this.fetchImpl(url, {
+          method: 'GET',
+          headers: this.headers(NDJSON_TYPE, auth),
+          signal: fetchSignal,
+        });
         if (res.ok) return res;
         err = errorFromResponse(res.status, parseBody(await res.text()), res.headers);
       } catch (thrown) {
@@ -272,7 +282,12 @@ export class KeenClient {
       } finally {
         clearTimeout(timer);
       }
-      if (err.code === 'TOKEN_EXPIRED' && auth?.startsWith('Bearer ') && !renewed && (await this.renew(auth.slice(7)))) {
+      if (
+        err.code === 'TOKEN_EXPIRED' &&
+        auth?.startsWith('Bearer ') &&
+        !renewed &&
+        (await this.renew(auth.slice(7)))
+      ) {
         renewed = true;
         continue;
       }
@@ -295,7 +310,12 @@ export class KeenClient {
           if (signal?.aborted) throw signal.reason ?? thrown;
           const e = thrown as Error | undefined;
           const cause = e?.cause instanceof Error ? e.cause.message : e?.message;
-          throw new ConnectionError({ type: 'CONNECTION_ERROR', code: 'STREAM_LOST', message: `the response from ${this.baseUrl} broke off: ${cause}`, cause: thrown });
+          throw new ConnectionError({
+            type: 'CONNECTION_ERROR',
+            code: 'STREAM_LOST',
+            message: `the response from ${this.baseUrl} broke off: ${cause}`,
+            cause: thrown,
+          });
         }
         if (chunk.done) break;
         buf += decoder.decode(chunk.value, { stream: true });
@@ -316,7 +336,8 @@ export class KeenClient {
 
   private url(path: string, query: RequestOptions['query']): string {
     const url = new URL(this.baseUrl + path);
-    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined && v !== null) url.searchParams.set(k, String(v));
+    for (const [k, v] of Object.entries(query ?? {}))
+      if (v !== undefined && v !== null) url.searchParams.set(k, String(v));
     return url.toString();
   }
 
@@ -327,7 +348,13 @@ export class KeenClient {
     return headers;
   }
 
-  private async send<T>(method: string, path: string, options: RequestOptions, authenticated: boolean, maxRetries: number): Promise<T> {
+  private async send<T>(
+    method: string,
+    path: string,
+    options: RequestOptions,
+    authenticated: boolean,
+    maxRetries: number,
+  ): Promise<T> {
     const url = this.url(path, options.query);
     const body = options.body === undefined ? undefined : JSON.stringify(options.body);
     // Generated once, before the first attempt: every retry carries the same key.
@@ -351,7 +378,12 @@ export class KeenClient {
         if (options.signal?.aborted) throw options.signal.reason ?? thrown;
         err = this.transportError(thrown);
       }
-      if (err.code === 'TOKEN_EXPIRED' && auth?.startsWith('Bearer ') && !renewed && (await this.renew(auth.slice(7)))) {
+      if (
+        err.code === 'TOKEN_EXPIRED' &&
+        auth?.startsWith('Bearer ') &&
+        !renewed &&
+        (await this.renew(auth.slice(7)))
+      ) {
         // One refresh per request, not counted as a retry.
         renewed = true;
         continue;
@@ -373,10 +405,20 @@ export class KeenClient {
     if (thrown instanceof KeenError) return thrown;
     const e = thrown as Error | undefined;
     if (e?.name === 'TimeoutError') {
-      return new TimeoutError({ type: 'CONNECTION_ERROR', code: 'TIMEOUT', message: `no answer from ${this.baseUrl} within ${this.timeout} ms`, cause: thrown });
+      return new TimeoutError({
+        type: 'CONNECTION_ERROR',
+        code: 'TIMEOUT',
+        message: `no answer from ${this.baseUrl} within ${this.timeout} ms`,
+        cause: thrown,
+      });
     }
     const cause = e?.cause instanceof Error ? e.cause.message : e?.message;
-    return new ConnectionError({ type: 'CONNECTION_ERROR', code: 'CONNECTION_FAILED', message: `cannot reach ${this.baseUrl}: ${cause}`, cause: thrown });
+    return new ConnectionError({
+      type: 'CONNECTION_ERROR',
+      code: 'CONNECTION_FAILED',
+      message: `cannot reach ${this.baseUrl}: ${cause}`,
+      cause: thrown,
+    });
   }
 
   private authorization(): string | null {
@@ -396,7 +438,13 @@ export class KeenClient {
     this.refreshing ??= (async () => {
       try {
         // Never retried: had the first answer been lost, a second try would present a dead token.
-        const r = await this.send<RefreshResponse>('POST', '/v1/auth/refresh', { body: { refresh_token: this.refreshToken } }, false, 0);
+        const r = await this.send<RefreshResponse>(
+          'POST',
+          '/v1/auth/refresh',
+          { body: { refresh_token: this.refreshToken } },
+          false,
+          0,
+        );
         this.accessToken = r.tokens.access_token;
         this.refreshToken = r.tokens.refresh_token;
         await this.onTokens?.(r.tokens);
@@ -420,9 +468,17 @@ export class KeenClient {
       webSocket: () => resolveWebSocket(this.webSocketClass),
       session: (id, signal) => this.sessions.get(id, signal ? { signal } : {}),
       events: (id, after, signal) => this.sessions.events(id, { after, limit: 1000, ...(signal ? { signal } : {}) }),
-      running: async (signal) => (await this.request<{ sessions: Session[] }>('GET', '/v1/sessions', { query: { status: 'running', limit: 100 }, ...(signal ? { signal } : {}) })).sessions,
+      running: async (signal) =>
+        (
+          await this.request<{ sessions: Session[] }>('GET', '/v1/sessions', {
+            query: { status: 'running', limit: 100 },
+            ...(signal ? { signal } : {}),
+          })
+        ).sessions,
       // Through the client's own fetch, retries and token refresh (a browser opens the stream with a ticket).
-      ticket: async (signal) => (await this.request<{ ticket: string }>('POST', '/v1/stream/tickets', { ...(signal ? { signal } : {}) })).ticket,
+      ticket: async (signal) =>
+        (await this.request<{ ticket: string }>('POST', '/v1/stream/tickets', { ...(signal ? { signal } : {}) }))
+          .ticket,
     };
   }
 }
@@ -437,6 +493,7 @@ function retryDelay(err: KeenError, retryAfterSeconds: number | null, attempt: n
     // The first attempt is still running on the server (its answer was lost): wait for it.
     err.code === 'IDEMPOTENCY_KEY_IN_USE';
   if (!retryable) return null;
-  if (retryAfterSeconds !== null) return retryAfterSeconds * 1000 <= MAX_RETRY_AFTER_MS ? retryAfterSeconds * 1000 : null;
+  if (retryAfterSeconds !== null)
+    return retryAfterSeconds * 1000 <= MAX_RETRY_AFTER_MS ? retryAfterSeconds * 1000 : null;
   return backoffDelay(attempt);
 }

@@ -76,7 +76,8 @@ export class InsufficientCreditsError extends KeenError {
    * what is left, `resets_at`); null for a plain shortage of credits.
    */
   get budget(): Budget | null {
-    const b = this.details && typeof this.details === 'object' ? (this.details as { budget?: unknown }).budget : undefined;
+    const b =
+      this.details && typeof this.details === 'object' ? (this.details as { budget?: unknown }).budget : undefined;
     return b && typeof b === 'object' ? (b as Budget) : null;
   }
 }
@@ -129,10 +130,18 @@ export function parseRetryAfter(value: string | null, now = Date.now()): number 
 }
 
 /** The one factory that turns a failed response into the right error class. */
-export function errorFromResponse(status: number, body: unknown, headers: { get(name: string): string | null }): KeenError {
+export function errorFromResponse(
+  status: number,
+  body: unknown,
+  headers: { get(name: string): string | null },
+): KeenError {
   const env = body && typeof body === 'object' ? (body as Partial<ErrorEnvelope>) : null;
   const e = env?.error && typeof env.error === 'object' ? env.error : null;
-  const fallback = BY_STATUS[status] ?? (status >= 500 ? (['SYSTEM_ERROR', ServerError] as [string, ErrorClass]) : (['UNKNOWN_ERROR', KeenError] as [string, ErrorClass]));
+  const fallback =
+    BY_STATUS[status] ??
+    (status >= 500
+      ? (['SYSTEM_ERROR', ServerError] as [string, ErrorClass])
+      : (['UNKNOWN_ERROR', KeenError] as [string, ErrorClass]));
   const type = typeof e?.type === 'string' ? e.type : fallback[0];
   const Cls = BY_TYPE[type] ?? fallback[1];
   const err = new Cls({

@@ -1,4 +1,13 @@
-export { KeenClient, type KeenClientOptions, type ApiKeyAuth, type TokenAuth, type RequestOptions, type LinesOptions, type ExecuteOptions, type FetchLike } from './client.js';
+export {
+  KeenClient,
+  type KeenClientOptions,
+  type ApiKeyAuth,
+  type TokenAuth,
+  type RequestOptions,
+  type LinesOptions,
+  type ExecuteOptions,
+  type FetchLike,
+} from './client.js';
 export {
   KeenError,
   AuthenticationError,

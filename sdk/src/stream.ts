@@ -1,4 +1,11 @@
-import { AuthenticationError, ConnectionError, KeenError, NotFoundError, TimeoutError, errorFromResponse } from './errors.js';
+import {
+  AuthenticationError,
+  ConnectionError,
+  KeenError,
+  NotFoundError,
+  TimeoutError,
+  errorFromResponse,
+} from './errors.js';
 import { backoffDelay, sleep } from './internal/backoff.js';
 import { Connection, canSendHeaders, type WebSocketConstructor } from './internal/websocket.js';
 import type { Session, SessionEventsResponse, StreamEvent } from './types.js';
@@ -56,7 +63,11 @@ interface Follower {
  * reconnections, with no gap and no duplicate; ends after the final
  * `session.status`.
  */
-export async function* followSession(ctx: StreamContext, sessionId: string, options: StreamOptions = {}): AsyncGenerator<StreamEvent, void, undefined> {
+export async function* followSession(
+  ctx: StreamContext,
+  sessionId: string,
+  options: StreamOptions = {},
+): AsyncGenerator<StreamEvent, void, undefined> {
   const { signal } = options;
   let last = options.after ?? 0;
   let done = false;
@@ -83,7 +94,10 @@ export async function* followSession(ctx: StreamContext, sessionId: string, opti
 }
 
 /** Every session of the user as it happens, until `signal` aborts. */
-export async function* followAll(ctx: StreamContext, options: StreamAllOptions = {}): AsyncGenerator<StreamEvent, void, undefined> {
+export async function* followAll(
+  ctx: StreamContext,
+  options: StreamAllOptions = {},
+): AsyncGenerator<StreamEvent, void, undefined> {
   const { signal } = options;
   const last = new Map<string, number>();
   const ended = new Set<string>();
@@ -95,7 +109,8 @@ export async function* followAll(ctx: StreamContext, options: StreamAllOptions =
       // subscribed sessions). A session that started while disconnected is replayed whole.
       const subs = new Map<string, number | undefined>([...last]);
       try {
-        for (const s of await ctx.running(signal)) if (!subs.has(s.id) && !ended.has(s.id)) subs.set(s.id, reconnect ? 0 : undefined);
+        for (const s of await ctx.running(signal))
+          if (!subs.has(s.id) && !ended.has(s.id)) subs.set(s.id, reconnect ? 0 : undefined);
       } catch {
         // Best effort: the live feed still brings their next events.
       }
@@ -125,7 +140,13 @@ export async function* followAll(ctx: StreamContext, options: StreamAllOptions =
  * `e` preceded by whatever came between `after` and it. The server promises no
  * gap; should one appear anyway (a bus hiccup), the stored events fill it.
  */
-async function fill(ctx: StreamContext, sessionId: string, after: number, e: StreamEvent, signal?: AbortSignal): Promise<StreamEvent[]> {
+async function fill(
+  ctx: StreamContext,
+  sessionId: string,
+  after: number,
+  e: StreamEvent,
+  signal?: AbortSignal,
+): Promise<StreamEvent[]> {
   if (e.seq === after + 1) return [e];
   const out: StreamEvent[] = [];
   let from = after;
@@ -141,7 +162,11 @@ async function fill(ctx: StreamContext, sessionId: string, after: number, e: Str
 }
 
 /** The connection loop: connect, subscribe, read, and on a drop reconnect with backoff and resume. */
-async function* run(ctx: StreamContext, follower: Follower, signal?: AbortSignal): AsyncGenerator<StreamEvent, void, undefined> {
+async function* run(
+  ctx: StreamContext,
+  follower: Follower,
+  signal?: AbortSignal,
+): AsyncGenerator<StreamEvent, void, undefined> {
   // No `?sessions=` filter: subscribe messages carry `after`, which is what resuming needs.
   const url = streamUrl(ctx.baseUrl);
   let failures = 0;
@@ -166,7 +191,14 @@ async function* run(ctx: StreamContext, follower: Follower, signal?: AbortSignal
         continue;
       }
       // A refusal the server means (401, 403, 404) does not heal by retrying.
-      if (err instanceof KeenError && err.status !== null && err.status < 500 && err.status !== 408 && err.status !== 429) throw err;
+      if (
+        err instanceof KeenError &&
+        err.status !== null &&
+        err.status < 500 &&
+        err.status !== 408 &&
+        err.status !== 429
+      )
+        throw err;
       if (++failures > MAX_RECONNECTS) throw err;
       await sleep(backoffDelay(failures - 1, 250, 10_000), signal);
       continue;
@@ -186,7 +218,12 @@ async function* run(ctx: StreamContext, follower: Follower, signal?: AbortSignal
           // The server could not read stored events: reconnecting subscribes again with `after`.
           if (problem.code === 'UNAVAILABLE') break;
           if (problem.code === 'NOT_FOUND' && problem.session_id === follower.filter) {
-            throw new NotFoundError({ type: 'NOT_FOUND', code: 'NOT_FOUND', message: problem.message ?? 'session not found', status: 404 });
+            throw new NotFoundError({
+              type: 'NOT_FOUND',
+              code: 'NOT_FOUND',
+              message: problem.message ?? 'session not found',
+              status: 404,
+            });
           }
           continue;
         }
@@ -205,7 +242,11 @@ async function* run(ctx: StreamContext, follower: Follower, signal?: AbortSignal
     if (signal?.aborted) return;
     failures = received ? 0 : failures + 1;
     if (failures > MAX_RECONNECTS) {
-      throw new ConnectionError({ type: 'CONNECTION_ERROR', code: 'STREAM_LOST', message: `the stream at ${url} keeps closing without delivering events` });
+      throw new ConnectionError({
+        type: 'CONNECTION_ERROR',
+        code: 'STREAM_LOST',
+        message: `the stream at ${url} keeps closing without delivering events`,
+      });
     }
     await sleep(backoffDelay(failures, 250, 10_000), signal);
   }
@@ -240,9 +281,20 @@ async function streamTicket(ctx: StreamContext, signal?: AbortSignal): Promise<s
     text = await res.text();
   } catch (err) {
     if (signal?.aborted) throw signal.reason ?? err;
-    if (timeout.aborted) throw new TimeoutError({ type: 'CONNECTION_ERROR', code: 'TIMEOUT', message: `no answer from ${endpoint} within ${ctx.timeout} ms`, cause: err });
+    if (timeout.aborted)
+      throw new TimeoutError({
+        type: 'CONNECTION_ERROR',
+        code: 'TIMEOUT',
+        message: `no answer from ${endpoint} within ${ctx.timeout} ms`,
+        cause: err,
+      });
     const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : (err as Error)?.message;
-    throw new ConnectionError({ type: 'CONNECTION_ERROR', code: 'CONNECTION_FAILED', message: `cannot reach ${endpoint}: ${cause}`, cause: err });
+    throw new ConnectionError({
+      type: 'CONNECTION_ERROR',
+      code: 'CONNECTION_FAILED',
+      message: `cannot reach ${endpoint}: ${cause}`,
+      cause: err,
+    });
   }
   let body: unknown = null;
   try {
@@ -253,7 +305,13 @@ async function streamTicket(ctx: StreamContext, signal?: AbortSignal): Promise<s
   if (status < 200 || status >= 300) throw errorFromResponse(status, body, headers);
   const ticket = (body as { ticket?: unknown } | null)?.ticket;
   if (typeof ticket !== 'string') {
-    throw new KeenError({ type: 'SYSTEM_ERROR', code: 'INVALID_RESPONSE', message: `the answer of POST ${endpoint} holds no ticket`, status, requestId: headers.get('x-request-id') });
+    throw new KeenError({
+      type: 'SYSTEM_ERROR',
+      code: 'INVALID_RESPONSE',
+      message: `the answer of POST ${endpoint} holds no ticket`,
+      status,
+      requestId: headers.get('x-request-id'),
+    });
   }
   return ticket;
 }
@@ -283,6 +341,13 @@ function asError(data: unknown): { code: string; message?: string; session_id?: 
 
 function asEvent(data: unknown): StreamEvent | null {
   const m = data as Partial<StreamEvent> | null;
-  if (!m || typeof m !== 'object' || typeof m.type !== 'string' || typeof m.session_id !== 'string' || typeof m.seq !== 'number') return null;
+  if (
+    !m ||
+    typeof m !== 'object' ||
+    typeof m.type !== 'string' ||
+    typeof m.session_id !== 'string' ||
+    typeof m.seq !== 'number'
+  )
+    return null;
   return m as StreamEvent;
 }

@@ -138,4 +138,9 @@ export type TokensListener = (tokens: TokenPair) => void | Promise<void>;
 export type WebhookEventType = Exclude<WebhookEndpointCreateRequest['event_types'][number], '*'>;
 
 /** A webhook message, as `verifyWebhook()` returns it: narrow on `type`. */
-export type WebhookMessage = WebhookSessionEvent | WebhookLowBalanceEvent | WebhookBudgetThresholdEvent | WebhookApiKeyExpiringEvent | WebhookPingEvent;
+export type WebhookMessage =
+  | WebhookSessionEvent
+  | WebhookLowBalanceEvent
+  | WebhookBudgetThresholdEvent
+  | WebhookApiKeyExpiringEvent
+  | WebhookPingEvent;

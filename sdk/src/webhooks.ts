@@ -52,11 +52,13 @@ export async function verifyWebhook(
   const id = header(headers, 'webhook-id');
   const timestamp = header(headers, 'webhook-timestamp');
   const signature = header(headers, 'webhook-signature');
-  if (!id || !timestamp || !signature) throw new WebhookVerificationError('missing webhook-id, webhook-timestamp or webhook-signature header');
+  if (!id || !timestamp || !signature)
+    throw new WebhookVerificationError('missing webhook-id, webhook-timestamp or webhook-signature header');
 
   if (!/^\d{1,15}$/.test(timestamp)) throw new WebhookVerificationError('webhook-timestamp is not a number of seconds');
   const tolerance = options.toleranceSeconds ?? DEFAULT_TOLERANCE_SECONDS;
-  const nowMs = options.now === undefined ? Date.now() : typeof options.now === 'number' ? options.now : options.now.getTime();
+  const nowMs =
+    options.now === undefined ? Date.now() : typeof options.now === 'number' ? options.now : options.now.getTime();
   const now = Math.floor(nowMs / 1000);
   const ts = Number(timestamp);
   if (ts < now - tolerance) throw new WebhookVerificationError('webhook-timestamp is too old');
@@ -91,13 +93,15 @@ export async function verifyWebhook(
   } catch {
     throw new WebhookVerificationError('the body is not JSON');
   }
-  if (!message || typeof message !== 'object' || Array.isArray(message)) throw new WebhookVerificationError('the body is not a JSON object');
+  if (!message || typeof message !== 'object' || Array.isArray(message))
+    throw new WebhookVerificationError('the body is not a JSON object');
   return message as WebhookMessage;
 }
 
 /** One header's value, whatever the case of its name; a repeated header's values joined by spaces. */
 function header(headers: WebhookHeaders, name: string): string | null {
-  if (typeof (headers as Headers).get === 'function' && typeof (headers as Headers).has === 'function') return (headers as Headers).get(name);
+  if (typeof (headers as Headers).get === 'function' && typeof (headers as Headers).has === 'function')
+    return (headers as Headers).get(name);
   const record = headers as Record<string, string | string[] | undefined>;
   for (const [k, v] of Object.entries(record)) {
     if (k.toLowerCase() !== name || v === undefined) continue;

@@ -1,7 +1,17 @@
 import { expect } from 'chai';
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
@@ -14,6 +24,7 @@ import { systemClock } from '../../daemon/clock.js';
 import { createLogger } from '../../daemon/logger.js';
 import { PROJECT_ROOT } from '../../daemon/paths.js';
 import { Database } from '../../daemon/storage/database.js';
+import { AuditRepository } from '../../daemon/storage/repos/audit.js';
 import { runAdmin, type CliRun } from '../helpers/cli.js';
 import { MAIN, makeHome, NODE_ARGS, spawnDaemon, type ChildDaemon, type DaemonHome } from '../helpers/daemon.js';
 import { uniqueEmail } from '../helpers/factories.js';
@@ -24,12 +35,19 @@ const PASSWORD = 'a-long-enough-password';
 /** Without JWT_SECRET the daemon generates `<data_dir>/jwt-secret`: the file a backup must carry. */
 const GENERATED_SECRET = { JWT_SECRET: '' };
 /** Grants in a tight loop must not meet the hourly request limit; checkpoints every second race the backup. */
-const DAEMON_CONFIG = { tiers: { enterprise: { requests_per_hour: 1_000_000 } }, audit: { checkpoint_interval_seconds: 1 } };
+const DAEMON_CONFIG = {
+  tiers: { enterprise: { requests_per_hour: 1_000_000 } },
+  audit: { checkpoint_interval_seconds: 1 },
+};
 
 /** `keen-gateway ARGS` as operators run it. */
 function runGateway(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...NODE_ARGS, MAIN, ...args], { cwd: PROJECT_ROOT, env: { ...process.env, ...GENERATED_SECRET, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...NODE_ARGS, MAIN, ...args], {
+      cwd: PROJECT_ROOT,
+      env: { ...process.env, ...GENERATED_SECRET, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c) => (stdout += String(c)));
@@ -41,7 +59,10 @@ function runGateway(args: string[], env: Record<string, string> = {}): Promise<C
 
 function writeConfig(home: DaemonHome, extra: Record<string, unknown> = {}): string {
   const file = path.join(home.dataDir, 'gateway.yaml');
-  writeFileSync(file, stringify({ env: 'test', data_dir: home.dataDir, database: { url: home.databaseUrl }, ...extra }));
+  writeFileSync(
+    file,
+    stringify({ env: 'test', data_dir: home.dataDir, database: { url: home.databaseUrl }, ...extra }),
+  );
   return file;
 }
 
@@ -52,7 +73,8 @@ function digest(dir: string): Record<string, string> {
     for (const e of readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, e.name);
       if (e.isDirectory()) walk(p);
-      else if (!/^daemon\.(lock|pid)/.test(e.name)) out[path.relative(dir, p)] = createHash('sha256').update(readFileSync(p)).digest('hex');
+      else if (!/^daemon\.(lock|pid)/.test(e.name))
+        out[path.relative(dir, p)] = createHash('sha256').update(readFileSync(p)).digest('hex');
     }
   };
   walk(dir);
@@ -66,17 +88,28 @@ const sha256 = (file: string) => createHash('sha256').update(readFileSync(file))
  * again; with `fixManifest` the manifest's sizes and hashes are brought up to
  * date, as an attacker who understands the format would.
  */
-function repack(from: string, to: string, edit: (file: (name: string) => string, manifest: any) => void, fixManifest: boolean): void {
+function repack(
+  from: string,
+  to: string,
+  edit: (file: (name: string) => string, manifest: any) => void,
+  fixManifest: boolean,
+): void {
   const dir = mkdtempSync(path.join(tmpdir(), 'keen-repack-'));
   try {
     const members = readTar(from, (name) => path.join(dir, name.replace('/', '__')));
     const file = (name: string) => path.join(dir, name.replace('/', '__'));
     const manifest = JSON.parse(readFileSync(file('manifest.json'), 'utf8'));
     edit(file, manifest);
-    if (fixManifest) for (const m of manifest.members) Object.assign(m, { size: statSync(file(m.name)).size, sha256: sha256(file(m.name)) });
+    if (fixManifest)
+      for (const m of manifest.members)
+        Object.assign(m, { size: statSync(file(m.name)).size, sha256: sha256(file(m.name)) });
     writeFileSync(file('manifest.json'), JSON.stringify(manifest));
     rmSync(to, { force: true });
-    writeTar(to, members.map((m) => ({ name: m.name, path: file(m.name) })), { mode: 0o600 });
+    writeTar(
+      to,
+      members.map((m) => ({ name: m.name, path: file(m.name) })),
+      { mode: 0o600 },
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -87,8 +120,18 @@ function contentOffset(tar: string, member: string): number {
   const buf = readFileSync(tar);
   let pos = 0;
   while (pos < buf.length) {
-    const name = buf.subarray(pos, pos + 100).toString('utf8').replace(/\0.*$/s, '');
-    const size = parseInt(buf.subarray(pos + 124, pos + 136).toString('utf8').replace(/\0.*$/s, '').trim(), 8);
+    const name = buf
+      .subarray(pos, pos + 100)
+      .toString('utf8')
+      .replace(/\0.*$/s, '');
+    const size = parseInt(
+      buf
+        .subarray(pos + 124, pos + 136)
+        .toString('utf8')
+        .replace(/\0.*$/s, '')
+        .trim(),
+      8,
+    );
     if (name === member) return pos + 512;
     pos += 512 + Math.ceil(size / 512) * 512;
   }
@@ -124,14 +167,22 @@ describe('keen-admin backup and keen-gateway restore (SQLite, real processes)', 
   };
   const stop = async (d: ChildDaemon) => expect(await d.kill('SIGTERM')).to.equal(0);
   const grant = async (d: ChildDaemon, amount: number) => {
-    const r = await d.api.post('/v1/admin/credits/grant', { user_id: user.id, amount, reason: 'load' }, { apiKey: adminKey });
+    const r = await d.api.post(
+      '/v1/admin/credits/grant',
+      { user_id: user.id, amount, reason: 'load' },
+      { apiKey: adminKey },
+    );
     if (r.status !== 201) throw new Error(`grant: ${r.status} ${r.text}`);
     return r.body.transaction.id as string;
   };
   const ledgerIds = (dbFile: string): Set<string> => {
     const db = new BetterSqlite3(dbFile, { readonly: true, fileMustExist: true });
     try {
-      return new Set((db.prepare('select id from credit_ledger where user_id = ?').all(user.id) as Array<{ id: string }>).map((r) => r.id));
+      return new Set(
+        (db.prepare('select id from credit_ledger where user_id = ?').all(user.id) as Array<{ id: string }>).map(
+          (r) => r.id,
+        ),
+      );
     } finally {
       db.close();
     }
@@ -148,18 +199,38 @@ describe('keen-admin backup and keen-gateway restore (SQLite, real processes)', 
     this.timeout(STEP_TIMEOUT);
     home = await newHome();
     configFile = writeConfig(home);
-    const init = await runAdmin(['init', '--email', uniqueEmail('ops'), '--config', configFile, '--json'], { env: GENERATED_SECRET });
+    const init = await runAdmin(['init', '--email', uniqueEmail('ops'), '--config', configFile, '--json'], {
+      env: GENERATED_SECRET,
+    });
     expect(init.code, init.stderr).to.equal(0);
     adminKey = init.json.key;
 
     // A retention cut and a signed checkpoint before the daemon runs: the backup must carry both.
-    const database = new Database({ url: home.databaseUrl, poolMax: 1, connectTimeoutMs: 3000, busyTimeoutMs: 3000, logger: createLogger('silent') });
+    const database = new Database({
+      url: home.databaseUrl,
+      poolMax: 1,
+      connectTimeoutMs: 3000,
+      busyTimeoutMs: 3000,
+      logger: createLogger('silent'),
+    });
     try {
       const archiveDir = path.join(home.dataDir, 'audit');
       const later = { now: () => Date.now() + 86_400_000 };
-      const cut = await new AuditRetention({ database, clock: later, logger: createLogger('silent'), archiveDir, maxAgeMs: 1000 }).runOnce();
+      const cut = await new AuditRetention({
+        database,
+        audits: new AuditRepository(database),
+        clock: later,
+        logger: createLogger('silent'),
+        archiveDir,
+        maxAgeMs: 1000,
+      }).runOnce();
       expect(cut?.entries).to.be.greaterThan(0);
-      await new AuditCheckpointer({ database, clock: systemClock, logger: createLogger('silent'), dataDir: archiveDir }).checkpointNow();
+      await new AuditCheckpointer({
+        audits: new AuditRepository(database),
+        clock: systemClock,
+        logger: createLogger('silent'),
+        dataDir: archiveDir,
+      }).checkpointNow();
     } finally {
       await database.close();
     }
@@ -169,12 +240,18 @@ describe('keen-admin backup and keen-gateway restore (SQLite, real processes)', 
     expect(existsSync(path.join(home.dataDir, 'jwt-secret'))).to.equal(true);
     // A user with a password and TOTP: the sealed TOTP secret only opens with the generated jwt-secret.
     const email = uniqueEmail('backup');
-    const created = await d.api.post('/v1/admin/users', { email, password: PASSWORD, tier: 'team' }, { apiKey: adminKey });
+    const created = await d.api.post(
+      '/v1/admin/users',
+      { email, password: PASSWORD, tier: 'team' },
+      { apiKey: adminKey },
+    );
     expect(created.status, created.text).to.equal(201);
     const login = await d.api.post('/v1/auth/login', { email, password: PASSWORD });
     const token = login.body.tokens.access_token as string;
     const setup = await d.api.post('/v1/auth/mfa/setup', {}, { token });
-    expect((await d.api.post('/v1/auth/mfa/enable', { token: totpNow(setup.body.secret, Date.now()) }, { token })).status).to.equal(200);
+    expect(
+      (await d.api.post('/v1/auth/mfa/enable', { token: totpNow(setup.body.secret, Date.now()) }, { token })).status,
+    ).to.equal(200);
     user = { id: created.body.user.id, email, totpSecret: setup.body.secret };
     prior = [await grant(d, 10)];
 
@@ -194,13 +271,18 @@ describe('keen-admin backup and keen-gateway restore (SQLite, real processes)', 
     await new Promise((r) => setTimeout(r, 300));
     backupFile = path.join(scratch, 'keen.tar');
     t0 = Date.now();
-    const b = await runAdmin(['backup', '--config', configFile, '--to', backupFile, '--json'], { env: GENERATED_SECRET });
+    const b = await runAdmin(['backup', '--config', configFile, '--to', backupFile, '--json'], {
+      env: GENERATED_SECRET,
+    });
     t1 = Date.now();
     await new Promise((r) => setTimeout(r, 200));
     loading = false;
     await Promise.all(writers);
     expect(b.code, b.stderr).to.equal(0);
-    expect(done.filter((g) => g.answered > t0 && g.sent < t1).length, 'grants answered while the backup ran').to.be.greaterThan(0);
+    expect(
+      done.filter((g) => g.answered > t0 && g.sent < t1).length,
+      'grants answered while the backup ran',
+    ).to.be.greaterThan(0);
     prior.push(...done.filter((g) => g.answered < t0).map((g) => g.id));
     afterwards = [...done.filter((g) => g.sent > t1).map((g) => g.id), await grant(d, 1000)];
 
@@ -210,7 +292,13 @@ describe('keen-admin backup and keen-gateway restore (SQLite, real processes)', 
     expect(manifest).to.include({ format: 'keen-gateway-backup', version: 1, jwt_secret_file: true });
     expect(manifest.source.database).to.equal(home.databaseUrl);
     const names = manifest.members.map((m: { name: string }) => m.name);
-    expect(names).to.include.members(['keen.db', 'data/jwt-secret', 'data/instance-id', 'audit/audit-signing-key.pem', 'audit/audit-checkpoints.jsonl']);
+    expect(names).to.include.members([
+      'keen.db',
+      'data/jwt-secret',
+      'data/instance-id',
+      'audit/audit-signing-key.pem',
+      'audit/audit-checkpoints.jsonl',
+    ]);
     expect(names.filter((n: string) => /^audit\/audit-\d{12}-\d{12}\.jsonl$/.test(n))).to.have.length(1);
     expect(manifest.counts.users).to.equal(2);
     expect(manifest.counts.audit_archived_entries).to.be.greaterThan(0);
@@ -225,8 +313,12 @@ describe('keen-admin backup and keen-gateway restore (SQLite, real processes)', 
     expect(JSON.parse(readFileSync(path.join(out, 'manifest.json'), 'utf8'))).to.deep.equal(manifest);
     // ... and tar itself reads it the same.
     expect(execFileSync('tar', ['-tf', backupFile], { encoding: 'utf8' }).trim().split('\n')).to.deep.equal(listed);
-    expect(JSON.parse(execFileSync('tar', ['-xOf', backupFile, 'manifest.json'], { encoding: 'utf8' }))).to.deep.equal(manifest);
-    expect(readFileSync(path.join(out, 'data__jwt-secret'), 'utf8')).to.equal(readFileSync(path.join(home.dataDir, 'jwt-secret'), 'utf8'));
+    expect(JSON.parse(execFileSync('tar', ['-xOf', backupFile, 'manifest.json'], { encoding: 'utf8' }))).to.deep.equal(
+      manifest,
+    );
+    expect(readFileSync(path.join(out, 'data__jwt-secret'), 'utf8')).to.equal(
+      readFileSync(path.join(home.dataDir, 'jwt-secret'), 'utf8'),
+    );
     for (const f of readdirSync(out)) expect(statSync(path.join(out, f)).mode & 0o777, f).to.equal(0o600);
     const snapshotIds = ledgerIds(path.join(out, 'keen.db'));
     for (const id of prior) expect(snapshotIds.has(id), `grant ${id} answered before the backup`).to.equal(true);
@@ -236,10 +328,16 @@ describe('keen-admin backup and keen-gateway restore (SQLite, real processes)', 
     const again = await runAdmin(['backup', '--config', configFile, '--to', backupFile], { env: GENERATED_SECRET });
     expect(again.code).to.equal(1);
     expect(again.stderr).to.include('ALREADY_EXISTS').and.include('--force');
-    const text = await runAdmin(['backup', '--config', configFile, '--to', path.join(scratch, 'people.tar')], { env: GENERATED_SECRET });
+    const text = await runAdmin(['backup', '--config', configFile, '--to', path.join(scratch, 'people.tar')], {
+      env: GENERATED_SECRET,
+    });
     expect(text.code, text.stderr).to.equal(0);
-    expect(text.stdout).to.match(/^backup written: .*people\.tar \(\d+ bytes, mode 0600\)\nMEMBER\s+SIZE\s+SHA256\nkeen\.db\s+\d+\s+[0-9a-f]{64}\n/);
-    expect(text.stdout).to.match(/\d+ users, \d+ ledger entries, \d+ audit entries \+ \d+ archived \(head seq \d+\)\n$/);
+    expect(text.stdout).to.match(
+      /^backup written: .*people\.tar \(\d+ bytes, mode 0600\)\nMEMBER\s+SIZE\s+SHA256\nkeen\.db\s+\d+\s+[0-9a-f]{64}\n/,
+    );
+    expect(text.stdout).to.match(
+      /\d+ users, \d+ ledger entries, \d+ audit entries \+ \d+ archived \(head seq \d+\)\n$/,
+    );
   });
 
   it('restore refuses while the daemon runs on the data directory, and changes nothing', async function () {
@@ -251,7 +349,9 @@ describe('keen-admin backup and keen-gateway restore (SQLite, real processes)', 
     expect(r.stderr).to.include('restore refused').and.include(`pid ${d.child.pid}`).and.include('stop it');
     expect(d.child.exitCode).to.equal(null);
     expect((await d.api.get('/health/ready')).status).to.equal(200);
-    expect(readdirSync(home.dataDir).filter((f) => f.startsWith('.restore-') || f.includes('.before-restore-'))).to.deep.equal([]);
+    expect(
+      readdirSync(home.dataDir).filter((f) => f.startsWith('.restore-') || f.includes('.before-restore-')),
+    ).to.deep.equal([]);
     await stop(d);
   });
 
@@ -263,21 +363,38 @@ describe('keen-admin backup and keen-gateway restore (SQLite, real processes)', 
     const config = writeConfig(restoredHome, { audit: { archive_dir: auditDir } });
     const r = await runGateway(['restore', backupFile, '--config', config]);
     expect(r.code, r.stderr + r.stdout).to.equal(0);
-    for (const check of ['daemon', 'archive', 'checksums', 'integrity', 'counts', 'schema', 'ledger', 'audit', 'secrets']) {
+    for (const check of [
+      'daemon',
+      'archive',
+      'checksums',
+      'integrity',
+      'counts',
+      'schema',
+      'ledger',
+      'audit',
+      'secrets',
+    ]) {
       expect(r.stdout, check).to.match(new RegExp(`^ok {4}${check} `, 'm'));
     }
-    expect(r.stdout).to.match(/^ok {4}audit +chain intact: \d+ entries \+ \d+ archived .*\d+ signed checkpoints verified/m);
+    expect(r.stdout).to.match(
+      /^ok {4}audit +chain intact: \d+ entries \+ \d+ archived .*\d+ signed checkpoints verified/m,
+    );
     expect(r.stdout).to.include('all 1 sealed TOTP secrets open with');
     expect(r.stdout).to.include('restore complete');
     expect(r.stdout).not.to.include('moved aside');
     expect(readdirSync(restoredHome.dataDir).filter((f) => f.startsWith('.restore-'))).to.deep.equal([]);
-    for (const f of ['keen.db', 'jwt-secret', 'instance-id']) expect(statSync(path.join(restoredHome.dataDir, f)).mode & 0o777, f).to.equal(0o600);
+    for (const f of ['keen.db', 'jwt-secret', 'instance-id'])
+      expect(statSync(path.join(restoredHome.dataDir, f)).mode & 0o777, f).to.equal(0o600);
     expect(readdirSync(auditDir)).to.include.members(['audit-signing-key.pem', 'audit-checkpoints.jsonl']);
     expect(readFileSync(path.join(restoredHome.dataDir, 'instance-id'), 'utf8').trim()).to.equal(instanceId);
 
     const d = await start(restoredHome, { audit: { archive_dir: auditDir, checkpoint_interval_seconds: 1 } });
     // The TOTP secret was sealed under the generated jwt-secret: signing in proves it came back.
-    const login = await d.api.post('/v1/auth/login', { email: user.email, password: PASSWORD, mfa_token: totpNow(user.totpSecret, Date.now() + 30_000) });
+    const login = await d.api.post('/v1/auth/login', {
+      email: user.email,
+      password: PASSWORD,
+      mfa_token: totpNow(user.totpSecret, Date.now() + 30_000),
+    });
     expect(login.status, login.text).to.equal(200);
     const ids = ledgerIds(path.join(restoredHome.dataDir, 'keen.db'));
     for (const id of prior) expect(ids.has(id), id).to.equal(true);
@@ -309,12 +426,19 @@ describe('keen-admin backup and keen-gateway restore (SQLite, real processes)', 
     const r = await runGateway(['restore', backupFile, '--config', configFile, '--force']);
     expect(r.code, r.stderr + r.stdout).to.equal(0);
     const aside = readdirSync(home.dataDir).filter((f) => f.includes('.before-restore-'));
-    expect(aside.some((f) => /^keen\.db\.before-restore-[\dT-]+Z$/.test(f)), aside.join(', ')).to.equal(true);
+    expect(
+      aside.some((f) => /^keen\.db\.before-restore-[\dT-]+Z$/.test(f)),
+      aside.join(', '),
+    ).to.equal(true);
     // The secrets did not change: restored in place, no copy aside.
     expect(aside.filter((f) => !f.startsWith('keen.db'))).to.deep.equal([]);
     const oldDb = path.join(home.dataDir, aside.find((f) => /^keen\.db\.before-restore-[\dT-]+Z$/.test(f))!);
     expect(sha256(oldDb)).to.equal(was['keen.db']);
-    expect(readdirSync(path.join(home.dataDir, 'audit')).some((f) => f.startsWith('audit-checkpoints.jsonl.before-restore-'))).to.equal(true);
+    expect(
+      readdirSync(path.join(home.dataDir, 'audit')).some((f) =>
+        f.startsWith('audit-checkpoints.jsonl.before-restore-'),
+      ),
+    ).to.equal(true);
 
     const d = await start(home);
     const ids = ledgerIds(path.join(home.dataDir, 'keen.db'));
@@ -340,7 +464,9 @@ describe('keen-admin backup and keen-gateway restore (SQLite, real processes)', 
     });
     afterEach(() => {
       expect(digest(target.dataDir)).to.deep.equal(was);
-      expect(readdirSync(target.dataDir).filter((f) => f.startsWith('.restore-') || f.includes('.before-restore-'))).to.deep.equal([]);
+      expect(
+        readdirSync(target.dataDir).filter((f) => f.startsWith('.restore-') || f.includes('.before-restore-')),
+      ).to.deep.equal([]);
     });
 
     const refused = async (file: string, check: string, message: RegExp) => {
@@ -366,16 +492,31 @@ describe('keen-admin backup and keen-gateway restore (SQLite, real processes)', 
     it('an edited manifest: a hash, a count, an extra member, a missing one', async function () {
       this.timeout(STEP_TIMEOUT);
       const hash = path.join(scratch, 'hash.tar');
-      repack(backupFile, hash, (_f, m) => (m.members.find((x: { name: string }) => x.name === 'data/jwt-secret').sha256 = '0'.repeat(64)), false);
+      repack(
+        backupFile,
+        hash,
+        (_f, m) => (m.members.find((x: { name: string }) => x.name === 'data/jwt-secret').sha256 = '0'.repeat(64)),
+        false,
+      );
       await refused(hash, 'checksums', /data\/jwt-secret: sha256 .* does not match/);
       const count = path.join(scratch, 'count.tar');
       repack(backupFile, count, (_f, m) => (m.counts.users += 1), false);
       await refused(count, 'counts', /users 2 \(manifest: 3\)/);
       const missing = path.join(scratch, 'missing.tar');
-      repack(backupFile, missing, (_f, m) => m.members.push({ name: 'data/instance-id-2', size: 1, sha256: '0'.repeat(64) }), false);
+      repack(
+        backupFile,
+        missing,
+        (_f, m) => m.members.push({ name: 'data/instance-id-2', size: 1, sha256: '0'.repeat(64) }),
+        false,
+      );
       await refused(missing, 'checksums', /data\/instance-id-2 is listed in manifest\.json but missing/);
       const unlisted = path.join(scratch, 'unlisted.tar');
-      repack(backupFile, unlisted, (_f, m) => (m.members = m.members.filter((x: { name: string }) => x.name !== 'data/instance-id')), false);
+      repack(
+        backupFile,
+        unlisted,
+        (_f, m) => (m.members = m.members.filter((x: { name: string }) => x.name !== 'data/instance-id')),
+        false,
+      );
       await refused(unlisted, 'checksums', /data\/instance-id is in the archive but not listed/);
     });
 
@@ -387,13 +528,28 @@ describe('keen-admin backup and keen-gateway restore (SQLite, real processes)', 
         db.close();
       };
       const ledger = path.join(scratch, 'ledger.tar');
-      repack(backupFile, ledger, edit(`update credit_accounts set balance = balance + 1000000 where user_id = '${user.id}'`), true);
+      repack(
+        backupFile,
+        ledger,
+        edit(`update credit_accounts set balance = balance + 1000000 where user_id = '${user.id}'`),
+        true,
+      );
       await refused(ledger, 'ledger', /mismatch\(es\): user usr_\S+ balance/);
       const audit = path.join(scratch, 'audit.tar');
-      repack(backupFile, audit, edit("update audit_log set action = 'credits.forged' where seq = (select max(seq) from audit_log)"), true);
+      repack(
+        backupFile,
+        audit,
+        edit("update audit_log set action = 'credits.forged' where seq = (select max(seq) from audit_log)"),
+        true,
+      );
       await refused(audit, 'audit', /audit chain broken at seq \d+ .*hash mismatch/);
       const secret = path.join(scratch, 'secret.tar');
-      repack(backupFile, secret, (file) => writeFileSync(file('data/jwt-secret'), Buffer.alloc(48, 7).toString('base64url') + '\n'), true);
+      repack(
+        backupFile,
+        secret,
+        (file) => writeFileSync(file('data/jwt-secret'), Buffer.alloc(48, 7).toString('base64url') + '\n'),
+        true,
+      );
       await refused(secret, 'secrets', /1 of 1 sealed TOTP secrets do not open/);
     });
 
@@ -432,10 +588,20 @@ describe('keen-admin backup and keen-gateway restore (SQLite, real processes)', 
       const dir = mkdtempSync(path.join(scratch, 'pg-'));
       mkdirSync(path.join(dir, 'data'));
       const config = path.join(dir, 'gateway.yaml');
-      writeFileSync(config, stringify({ env: 'test', data_dir: path.join(dir, 'data'), database: { url: 'postgres://keen:canary-pw-5521@127.0.0.1:1/keen' } }));
+      writeFileSync(
+        config,
+        stringify({
+          env: 'test',
+          data_dir: path.join(dir, 'data'),
+          database: { url: 'postgres://keen:canary-pw-5521@127.0.0.1:1/keen' },
+        }),
+      );
       const b = await runAdmin(['backup', '--config', config, '--to', path.join(dir, 'x.tar')]);
       expect(b.code).to.equal(1);
-      expect(b.stderr).to.include('POSTGRES_UNSUPPORTED').and.include('pg_dump').and.include('docs/DEPLOY.md, "Backups"');
+      expect(b.stderr)
+        .to.include('POSTGRES_UNSUPPORTED')
+        .and.include('pg_dump')
+        .and.include('docs/DEPLOY.md, "Backups"');
       expect(b.stderr).not.to.include('canary-pw-5521');
       expect(existsSync(path.join(dir, 'x.tar'))).to.equal(false);
       const j = await runAdmin(['backup', '--config', config, '--to', path.join(dir, 'x.tar'), '--json']);

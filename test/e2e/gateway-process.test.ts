@@ -81,26 +81,43 @@ describe('keen-gateway executable', function () {
     // A bwrap that fails like one on a kernel without unprivileged user namespaces.
     const bin = path.join(dir, 'bin');
     mkdirSync(bin);
-    writeFileSync(path.join(bin, 'bwrap'), '#!/bin/sh\necho "bwrap: setting up uid map: Permission denied" >&2\nexit 1\n', { mode: 0o755 });
+    writeFileSync(
+      path.join(bin, 'bwrap'),
+      '#!/bin/sh\necho "bwrap: setting up uid map: Permission denied" >&2\nexit 1\n',
+      { mode: 0o755 },
+    );
     // A data directory others can read is warned about before anything else.
     mkdirSync(path.join(dir, 'data'), { mode: 0o755 });
     chmodSync(path.join(dir, 'data'), 0o755);
-    const env = { KEEN_DATA_DIR: path.join(dir, 'data'), KEEN_PORT: '0', KEEN_ENV: 'production', JWT_SECRET: 'p'.repeat(48), PATH: `${bin}:${process.env.PATH}` };
+    const env = {
+      KEEN_DATA_DIR: path.join(dir, 'data'),
+      KEEN_PORT: '0',
+      KEEN_ENV: 'production',
+      JWT_SECRET: 'p'.repeat(48),
+      PATH: `${bin}:${process.env.PATH}`,
+    };
     const r = run(['start'], env);
     expect(r.code).to.equal(1);
     expect(r.stdout).to.include('the data directory is readable by other users');
-    expect(r.stderr).to.include('the agent sandbox does not work').and.include('setting up uid map').and.include('apt-get install bubblewrap');
+    expect(r.stderr)
+      .to.include('the agent sandbox does not work')
+      .and.include('setting up uid map')
+      .and.include('apt-get install bubblewrap');
     expect(r.stderr).to.include('agent.sandbox.mode: none');
   });
 
   it('creates its database and workspaces private whatever the umask (0077)', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'keen-e2e-'));
     const data = path.join(dir, 'data');
-    const r = spawnSync('/bin/sh', ['-c', `umask 000; exec "${process.execPath}" ${NODE_ARGS.join(' ')} "${MAIN}" migrate`], {
-      cwd: PROJECT_ROOT,
-      env: { ...process.env, KEEN_DATA_DIR: data },
-      encoding: 'utf8',
-    });
+    const r = spawnSync(
+      '/bin/sh',
+      ['-c', `umask 000; exec "${process.execPath}" ${NODE_ARGS.join(' ')} "${MAIN}" migrate`],
+      {
+        cwd: PROJECT_ROOT,
+        env: { ...process.env, KEEN_DATA_DIR: data },
+        encoding: 'utf8',
+      },
+    );
     expect(r.status, r.stderr).to.equal(0);
     expect(statSync(path.join(data, 'keen.db')).mode & 0o077).to.equal(0);
     expect(statSync(data).mode & 0o077).to.equal(0);
@@ -121,7 +138,10 @@ describe('keen-gateway executable', function () {
     it('`migrate` works on Postgres too', async () => {
       const schema = await createTestSchema();
       try {
-        const r = run(['migrate'], { KEEN_DATABASE_URL: schema.url, KEEN_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'keen-e2e-')) });
+        const r = run(['migrate'], {
+          KEEN_DATABASE_URL: schema.url,
+          KEEN_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'keen-e2e-')),
+        });
         expect(r.code, r.stderr).to.equal(0);
         expect(r.stdout).to.match(/applied \d+ migration/);
       } finally {
@@ -145,11 +165,15 @@ describe('keen-gateway executable', function () {
       d = await spawnDaemon();
       // A request whose body is still arriving when the signal comes.
       const response = new Promise<{ status: number; body: string }>((resolve, reject) => {
-        const req = http.request(`${d.url}/v1/slow`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': '2' } }, (res) => {
-          let body = '';
-          res.on('data', (c) => (body += String(c)));
-          res.on('end', () => resolve({ status: res.statusCode!, body }));
-        });
+        const req = http.request(
+          `${d.url}/v1/slow`,
+          { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': '2' } },
+          (res) => {
+            let body = '';
+            res.on('data', (c) => (body += String(c)));
+            res.on('end', () => resolve({ status: res.statusCode!, body }));
+          },
+        );
         req.on('error', reject);
         req.write('{');
         setTimeout(() => {
@@ -197,4 +221,3 @@ describe('keen-admin executable', () => {
     expect(r.status).to.equal(2);
   });
 });
-

@@ -13,7 +13,11 @@ interface Run {
 }
 
 function keenAdmin(args: string[], env: Record<string, string>): ChildProcessWithoutNullStreams {
-  return spawn(process.execPath, [...NODE_ARGS, ADMIN, ...args], { cwd: PROJECT_ROOT, env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  return spawn(process.execPath, [...NODE_ARGS, ADMIN, ...args], {
+    cwd: PROJECT_ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
 }
 
 function run(args: string[], env: Record<string, string>): Promise<Run> {
@@ -119,12 +123,18 @@ describeStorage('keen-admin audit against a real daemon', (backend) => {
   it('export --since prints JSON Lines that parse', async () => {
     const r = await run(['audit', 'export', '--since', '1h'], env);
     expect(r.code, r.stderr).to.equal(0);
-    const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as AuditRecord);
+    const rows = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as AuditRecord);
     expect(rows.length).to.be.greaterThan(2);
     expect(rows.every((e) => typeof e.seq === 'number' && typeof e.hash === 'string')).to.equal(true);
     const keys = await run(['audit', 'export', '--since', '1h', '--action', 'key.*'], env);
     expect(keys.code, keys.stderr).to.equal(0);
-    const keyRows = keys.stdout.trim().split('\n').map((l) => JSON.parse(l) as AuditRecord);
+    const keyRows = keys.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as AuditRecord);
     expect(keyRows.length).to.be.greaterThan(0);
     expect(keyRows.every((e) => e.action.startsWith('key.'))).to.equal(true);
     expect((await run(['audit', 'export'], env)).code).to.equal(2);
@@ -134,8 +144,18 @@ describeStorage('keen-admin audit against a real daemon', (backend) => {
     const ok = await run(['audit', 'verify'], env);
     expect(ok.code, ok.stderr).to.equal(0);
     expect(ok.stdout).to.match(/^chain intact: \d+ entries/);
-    const victim = await d.container.database.db.selectFrom('audit_log').select(['seq', 'id']).orderBy('seq', 'asc').offset(1).limit(1).executeTakeFirstOrThrow();
-    await d.container.database.db.updateTable('audit_log').set({ outcome: 'denied' }).where('seq', '=', victim.seq).execute();
+    const victim = await d.container.database.db
+      .selectFrom('audit_log')
+      .select(['seq', 'id'])
+      .orderBy('seq', 'asc')
+      .offset(1)
+      .limit(1)
+      .executeTakeFirstOrThrow();
+    await d.container.database.db
+      .updateTable('audit_log')
+      .set({ outcome: 'denied' })
+      .where('seq', '=', victim.seq)
+      .execute();
     const bad = await run(['audit', 'verify'], env);
     expect(bad.code).to.equal(1);
     expect(bad.stderr).to.include(`seq ${victim.seq}`).and.include(victim.id).and.include('hash mismatch');

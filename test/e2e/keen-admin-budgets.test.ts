@@ -25,7 +25,10 @@ describeStorage('keen-admin budgets: keys, users, tenants against a real daemon'
 
   it('keys create --budget, keys list shows it, keys update --no-budget removes it', async function () {
     this.timeout(SPAWN_TIMEOUT);
-    const c = await admin(['keys', 'create', '--user', member.email, '--name', 'ci', '--budget', '20', '--budget-period', 'day', '--json'], root);
+    const c = await admin(
+      ['keys', 'create', '--user', member.email, '--name', 'ci', '--budget', '20', '--budget-period', 'day', '--json'],
+      root,
+    );
     expect(c.code, c.stderr).to.equal(0);
     expect(c.json.api_key.budget).to.include({ amount: 20, period: 'day', used: 0, set_by: 'platform_admin' });
     const id = c.json.api_key.id as string;
@@ -43,12 +46,17 @@ describeStorage('keen-admin budgets: keys, users, tenants against a real daemon'
 
   it('users update and tenants update set and remove budgets; budgets list shows them', async function () {
     this.timeout(SPAWN_TIMEOUT);
-    const user = await admin(['users', 'update', member.email, '--budget', '200', '--budget-period', 'month', '--json'], root);
+    const user = await admin(
+      ['users', 'update', member.email, '--budget', '200', '--budget-period', 'month', '--json'],
+      root,
+    );
     expect(user.code, user.stderr).to.equal(0);
     expect(user.json.budget).to.include({ subject: 'user', id: member.user.id, amount: 200, period: 'month' });
     const tenant = await admin(['tenants', 'update', tenantId, '--budget', '5000', '--budget-period', 'total'], root);
     expect(tenant.code, tenant.stderr).to.equal(0);
-    expect(tenant.stdout).to.match(/^SUBJECT\s+ID\s+AMOUNT\s+PERIOD/).and.include(tenantId);
+    expect(tenant.stdout)
+      .to.match(/^SUBJECT\s+ID\s+AMOUNT\s+PERIOD/)
+      .and.include(tenantId);
     const list = await admin(['budgets', 'list', '--json'], root);
     expect(list.code, list.stderr).to.equal(0);
     const ids = list.json.budgets.map((b: { id: string }) => b.id);

@@ -14,7 +14,13 @@ describeStorage('keen-admin credits adjust and refund against a real daemon', (b
   let d: TestDaemon;
   let env: Record<string, string>;
 
-  const ledgerRows = (userId: string) => d.container.database.db.selectFrom('credit_ledger').selectAll().where('user_id', '=', userId).orderBy('seq').execute();
+  const ledgerRows = (userId: string) =>
+    d.container.database.db
+      .selectFrom('credit_ledger')
+      .selectAll()
+      .where('user_id', '=', userId)
+      .orderBy('seq')
+      .execute();
 
   before(async () => {
     d = await startDaemon({ backend, config: { credits: { reservation_ttl_seconds: 30 } } });
@@ -27,19 +33,53 @@ describeStorage('keen-admin credits adjust and refund against a real daemon', (b
     this.timeout(SPAWN_TIMEOUT);
     const u = await buildUser(d);
     await grant(d, u, 10);
-    const args = ['credits', 'adjust', '--user', u.email, '--amount', '-1.5', '--reason', 'double-billed run', '--idempotency-key', 'cli-adj-1', '--json'];
+    const args = [
+      'credits',
+      'adjust',
+      '--user',
+      u.email,
+      '--amount',
+      '-1.5',
+      '--reason',
+      'double-billed run',
+      '--idempotency-key',
+      'cli-adj-1',
+      '--json',
+    ];
     const first = await admin(args, env);
     expect(first.code, first.stderr).to.equal(0);
-    expect(first.json.transaction).to.include({ kind: 'adjustment', amount: -1.5, balance_after: 8.5, reason: 'double-billed run' });
+    expect(first.json.transaction).to.include({
+      kind: 'adjustment',
+      amount: -1.5,
+      balance_after: 8.5,
+      reason: 'double-billed run',
+    });
     expect(first.json.balance).to.deep.equal({ balance: 8.5, reserved: 0, available: 8.5 });
     const again = await admin(args, env);
     expect(again.code, again.stderr).to.equal(0);
     expect(again.json).to.deep.equal(first.json);
-    const other = await admin(['credits', 'adjust', '--user', u.email, '--amount', '-2', '--reason', 'double-billed run', '--idempotency-key', 'cli-adj-1'], env);
+    const other = await admin(
+      [
+        'credits',
+        'adjust',
+        '--user',
+        u.email,
+        '--amount',
+        '-2',
+        '--reason',
+        'double-billed run',
+        '--idempotency-key',
+        'cli-adj-1',
+      ],
+      env,
+    );
     expect(other.code).to.equal(1);
     expect(other.stderr).to.include('IDEMPOTENCY_KEY_REUSED');
 
-    const table = await admin(['credits', 'adjust', '--user', u.user.id, '--amount', '0.25', '--reason', 'goodwill'], env);
+    const table = await admin(
+      ['credits', 'adjust', '--user', u.user.id, '--amount', '0.25', '--reason', 'goodwill'],
+      env,
+    );
     expect(table.code, table.stderr).to.equal(0);
     expect(table.stdout).to.match(/^TRANSACTION\s+USER\s+AMOUNT\s+BALANCE\s+RESERVED\s+AVAILABLE\n/);
     expect(table.stdout).to.match(/txn_\S+\s+usr_\S+\s+0\.25\s+8\.75\s+0\s+8\.75/);
@@ -71,14 +111,30 @@ describeStorage('keen-admin credits adjust and refund against a real daemon', (b
     const end = await waitForEnd(d, u, r.body.session.id);
     expect(end.final_cost).to.equal(2);
 
-    const part = await admin(['credits', 'refund', end.id, '--amount', '0.5', '--reason', 'partial outage', '--json'], env);
+    const part = await admin(
+      ['credits', 'refund', end.id, '--amount', '0.5', '--reason', 'partial outage', '--json'],
+      env,
+    );
     expect(part.code, part.stderr).to.equal(0);
-    expect(part.json).to.include({ session_id: end.id, user_id: u.user.id, charged: 2, refunded: 0.5, refundable: 1.5 });
-    expect(part.json.transaction).to.include({ kind: 'refund', amount: 0.5, session_id: end.id, reason: 'partial outage' });
+    expect(part.json).to.include({
+      session_id: end.id,
+      user_id: u.user.id,
+      charged: 2,
+      refunded: 0.5,
+      refundable: 1.5,
+    });
+    expect(part.json.transaction).to.include({
+      kind: 'refund',
+      amount: 0.5,
+      session_id: end.id,
+      reason: 'partial outage',
+    });
 
     const rest = await admin(['credits', 'refund', end.id, '--reason', 'the rest'], env);
     expect(rest.code, rest.stderr).to.equal(0);
-    expect(rest.stdout).to.match(/^TRANSACTION\s+SESSION\s+USER\s+AMOUNT\s+CHARGED\s+REFUNDED\s+REFUNDABLE\s+BALANCE\n/);
+    expect(rest.stdout).to.match(
+      /^TRANSACTION\s+SESSION\s+USER\s+AMOUNT\s+CHARGED\s+REFUNDED\s+REFUNDABLE\s+BALANCE\n/,
+    );
     expect(rest.stdout).to.match(/txn_\S+\s+ses_\S+\s+usr_\S+\s+1\.5\s+2\s+2\s+0\s+10/);
 
     const more = await admin(['credits', 'refund', end.id, '--reason', 'again'], env);
@@ -86,7 +142,9 @@ describeStorage('keen-admin credits adjust and refund against a real daemon', (b
     expect(more.stderr).to.include('REFUND_EXCEEDS_CHARGE');
     const bad = await admin(['credits', 'refund', end.id, '--amount', '-1', '--reason', 'negative'], env);
     expect(bad.code, bad.stderr).to.equal(2);
-    expect((await ledgerRows(u.user.id)).filter((x) => x.kind === 'refund').map((x) => Number(x.amount))).to.deep.equal([500_000, 1_500_000]);
+    expect((await ledgerRows(u.user.id)).filter((x) => x.kind === 'refund').map((x) => Number(x.amount))).to.deep.equal(
+      [500_000, 1_500_000],
+    );
     await expectLedgerClean(d);
   });
 

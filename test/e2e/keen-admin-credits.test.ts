@@ -15,7 +15,8 @@ describeStorage('keen-admin credits against a real daemon', (backend) => {
   let env: Record<string, string>;
   let u: TestUser;
 
-  const ledgerRows = (userId: string) => d.container.database.db.selectFrom('credit_ledger').selectAll().where('user_id', '=', userId).execute();
+  const ledgerRows = (userId: string) =>
+    d.container.database.db.selectFrom('credit_ledger').selectAll().where('user_id', '=', userId).execute();
 
   before(async () => {
     d = await startDaemon({ backend });
@@ -27,7 +28,10 @@ describeStorage('keen-admin credits against a real daemon', (backend) => {
 
   it('grant prints the entry and the new balance (--json parsed, table for people)', async function () {
     this.timeout(SPAWN_TIMEOUT);
-    const j = await admin(['credits', 'grant', '--user', u.email, '--amount', '12.5', '--reason', 'welcome', '--json'], env);
+    const j = await admin(
+      ['credits', 'grant', '--user', u.email, '--amount', '12.5', '--reason', 'welcome', '--json'],
+      env,
+    );
     expect(j.code, j.stderr).to.equal(0);
     expect(j.json.transaction).to.include({ kind: 'grant', amount: 12.5, balance_after: 12.5, reason: 'welcome' });
     expect(j.json.balance).to.deep.equal({ balance: 12.5, reserved: 0, available: 12.5 });
@@ -49,7 +53,10 @@ describeStorage('keen-admin credits against a real daemon', (backend) => {
     expect(again.code, again.stderr).to.equal(0);
     expect(again.json).to.deep.equal(first.json);
     expect(await ledgerRows(v.user.id)).to.have.length(1);
-    const other = await admin(['credits', 'grant', '--user', v.email, '--amount', '4', '--idempotency-key', 'cli-grant-1'], env);
+    const other = await admin(
+      ['credits', 'grant', '--user', v.email, '--amount', '4', '--idempotency-key', 'cli-grant-1'],
+      env,
+    );
     expect(other.code).to.equal(1);
     expect(other.stderr).to.include('IDEMPOTENCY_KEY_REUSED');
     expect(await ledgerRows(v.user.id)).to.have.length(1);
@@ -58,14 +65,18 @@ describeStorage('keen-admin credits against a real daemon', (backend) => {
   it('exits 2 on a malformed amount or key, before any request; 1 for an unknown user', async function () {
     this.timeout(SPAWN_TIMEOUT);
     const amounts = ['abc', '0', '-5', '1.1234567', '1e308', ''];
-    const runs = await Promise.all(amounts.map((amount) => admin(['credits', 'grant', '--user', u.email, '--amount', amount], env)));
+    const runs = await Promise.all(
+      amounts.map((amount) => admin(['credits', 'grant', '--user', u.email, '--amount', amount], env)),
+    );
     for (const [i, r] of runs.entries()) {
       const amount = amounts[i]!;
       expect(r.code, `${amount}: ${r.stderr}`).to.equal(2);
       expect(r.stderr, amount).to.include('--amount');
       expect(r.stdout).to.equal('');
     }
-    expect((await admin(['credits', 'grant', '--user', u.email, '--amount', '1', '--idempotency-key', 'é'], env)).code).to.equal(2);
+    expect(
+      (await admin(['credits', 'grant', '--user', u.email, '--amount', '1', '--idempotency-key', 'é'], env)).code,
+    ).to.equal(2);
     expect((await admin(['credits', 'grant', '--user', u.email], env)).code).to.equal(2);
     expect((await admin(['credits', 'history', '--user', u.email, '--limit', '0'], env)).code).to.equal(2);
     expect(await ledgerRows(u.user.id)).to.have.length(2);
@@ -78,7 +89,13 @@ describeStorage('keen-admin credits against a real daemon', (backend) => {
     this.timeout(SPAWN_TIMEOUT);
     const b = await admin(['credits', 'balance', '--user', u.email, '--json'], env);
     expect(b.code, b.stderr).to.equal(0);
-    expect(b.json).to.deep.equal({ success: true, user_id: u.user.id, balance: 12.500001, reserved: 0, available: 12.500001 });
+    expect(b.json).to.deep.equal({
+      success: true,
+      user_id: u.user.id,
+      balance: 12.500001,
+      reserved: 0,
+      available: 12.500001,
+    });
     const bt = await admin(['credits', 'balance', '--user', u.email], env);
     expect(bt.stdout).to.match(/^USER\s+BALANCE\s+RESERVED\s+AVAILABLE\nusr_\S+\s+12\.500001\s+0\s+12\.500001\n$/);
     const h = await admin(['credits', 'history', '--user', u.email, '--limit', '1', '--json'], env);
@@ -102,7 +119,9 @@ describeStorage('keen-admin credits against a real daemon', (backend) => {
     const okJson = await admin(['credits', 'verify', '--json'], env);
     expect(okJson.json).to.deep.equal({ success: true, ok: true, mismatches: [] });
 
-    await sql`UPDATE credit_accounts SET balance = balance + 1000000 WHERE user_id = ${u.user.id}`.execute(d.container.database.db);
+    await sql`UPDATE credit_accounts SET balance = balance + 1000000 WHERE user_id = ${u.user.id}`.execute(
+      d.container.database.db,
+    );
     try {
       const bad = await admin(['credits', 'verify'], env);
       expect(bad.code).to.equal(1);
@@ -114,7 +133,9 @@ describeStorage('keen-admin credits against a real daemon', (backend) => {
       expect(badJson.json.ok).to.equal(false);
       expect(badJson.json.mismatches.map((m: { check: string }) => m.check)).to.include('balance');
     } finally {
-      await sql`UPDATE credit_accounts SET balance = balance - 1000000 WHERE user_id = ${u.user.id}`.execute(d.container.database.db);
+      await sql`UPDATE credit_accounts SET balance = balance - 1000000 WHERE user_id = ${u.user.id}`.execute(
+        d.container.database.db,
+      );
     }
     expect((await admin(['credits', 'verify'], env)).code).to.equal(0);
   });

@@ -42,14 +42,41 @@ describeStorage('keen-admin keys: list, update, roll against a real daemon', (ba
   it('keys update ID changes what is given (--name, --scopes, --rate-limit, --expires-at, --no-expiry)', async function () {
     this.timeout(SPAWN_TIMEOUT);
     const k = await buildApiKey(d, member, { name: 'before', scopes: ['sessions:read', 'credits:read'] });
-    const j = await admin(['keys', 'update', k.id, '--name', 'after', '--scopes', 'sessions:read', '--rate-limit', '42', '--expires-at', '2099-01-31', '--json'], root);
+    const j = await admin(
+      [
+        'keys',
+        'update',
+        k.id,
+        '--name',
+        'after',
+        '--scopes',
+        'sessions:read',
+        '--rate-limit',
+        '42',
+        '--expires-at',
+        '2099-01-31',
+        '--json',
+      ],
+      root,
+    );
     expect(j.code, j.stderr).to.equal(0);
-    expect(j.json.api_key).to.include({ id: k.id, name: 'after', rate_limit_per_hour: 42, expires_at: '2099-01-31T00:00:00.000Z' });
+    expect(j.json.api_key).to.include({
+      id: k.id,
+      name: 'after',
+      rate_limit_per_hour: 42,
+      expires_at: '2099-01-31T00:00:00.000Z',
+    });
     expect(j.json.api_key.scopes).to.deep.equal(['sessions:read']);
     const t = await admin(['keys', 'update', k.id, '--no-expiry'], root);
     expect(t.code, t.stderr).to.equal(0);
-    expect(t.stdout).to.match(/^ID\s+USER_ID\s+NAME/).and.include('after');
-    const row = await d.container.database.db.selectFrom('api_keys').selectAll().where('id', '=', k.id).executeTakeFirstOrThrow();
+    expect(t.stdout)
+      .to.match(/^ID\s+USER_ID\s+NAME/)
+      .and.include('after');
+    const row = await d.container.database.db
+      .selectFrom('api_keys')
+      .selectAll()
+      .where('id', '=', k.id)
+      .executeTakeFirstOrThrow();
     expect(row.expires_at).to.equal(null);
     expect(row.rate_limit_per_hour).to.equal(42);
   });

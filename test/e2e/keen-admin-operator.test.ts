@@ -15,7 +15,16 @@ import { createTestSchema } from '../helpers/postgres.js';
 
 const AGENT = ['node', path.join(PROJECT_ROOT, 'examples/agent/agent.js')];
 /** The daemon settings a developer's shell might carry: cleared so each test says what it uses. */
-const CLEAN_ENV = { KEEN_CONFIG: '', KEEN_ENV: '', KEEN_DATA_DIR: '', KEEN_DATABASE_URL: '', KEEN_REDIS_URL: '', KEEN_PROFILE: '', JWT_SECRET: '', JWT_PREVIOUS_SECRETS: '' };
+const CLEAN_ENV = {
+  KEEN_CONFIG: '',
+  KEEN_ENV: '',
+  KEEN_DATA_DIR: '',
+  KEEN_DATABASE_URL: '',
+  KEEN_REDIS_URL: '',
+  KEEN_PROFILE: '',
+  JWT_SECRET: '',
+  JWT_PREVIOUS_SECRETS: '',
+};
 
 interface Check {
   name: string;
@@ -27,7 +36,11 @@ const check = (r: CliRun, name: string): Check => (r.json.checks as Check[]).fin
 /** A fresh config home (XDG_CONFIG_HOME and HOME) so no test sees a real ~/.config/keen. */
 function configHome(): { env: Record<string, string>; file: string; cleanup(): void } {
   const dir = mkdtempSync(path.join(tmpdir(), 'keen-home-'));
-  return { env: { ...CLEAN_ENV, XDG_CONFIG_HOME: path.join(dir, 'xdg'), HOME: dir }, file: path.join(dir, 'xdg', 'keen', 'admin.json'), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  return {
+    env: { ...CLEAN_ENV, XDG_CONFIG_HOME: path.join(dir, 'xdg'), HOME: dir },
+    file: path.join(dir, 'xdg', 'keen', 'admin.json'),
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }
 
 function writeConfig(dir: string, config: Record<string, unknown>): string {
@@ -44,8 +57,14 @@ describeStorage('keen-admin login, profiles and doctor against a real daemon', (
 
   before(async () => {
     d = await startDaemon({ backend });
-    configFile = writeConfig(d.home.dataDir, { data_dir: d.home.dataDir, database: { url: d.home.databaseUrl }, agent: { command: AGENT } });
-    const init = await admin(['init', '--email', uniqueEmail('ops'), '--config', configFile, '--json'], { env: CLEAN_ENV });
+    configFile = writeConfig(d.home.dataDir, {
+      data_dir: d.home.dataDir,
+      database: { url: d.home.databaseUrl },
+      agent: { command: AGENT },
+    });
+    const init = await admin(['init', '--email', uniqueEmail('ops'), '--config', configFile, '--json'], {
+      env: CLEAN_ENV,
+    });
     expect(init.code, init.stderr).to.equal(0);
     key = init.json.key;
   });
@@ -60,20 +79,38 @@ describeStorage('keen-admin login, profiles and doctor against a real daemon', (
     expect(r.stdout + r.stderr).not.to.include(key);
     expect(statSync(home.file).mode & 0o777).to.equal(0o600);
     expect(statSync(path.dirname(home.file)).mode & 0o777).to.equal(0o700);
-    expect(JSON.parse(readFileSync(home.file, 'utf8'))).to.deep.equal({ default: 'default', profiles: { default: { url: d.url, api_key: key } } });
+    expect(JSON.parse(readFileSync(home.file, 'utf8'))).to.deep.equal({
+      default: 'default',
+      profiles: { default: { url: d.url, api_key: key } },
+    });
 
     const list = await admin(['tenants', 'list', '--json'], { env: home.env });
     expect(list.code, list.stderr).to.equal(0);
     expect(list.json.success).to.equal(true);
     // The environment still beats the profile: a wrong KEEN_URL is used, and reported as unreachable.
-    expect((await admin(['tenants', 'list'], { env: { ...home.env, KEEN_URL: 'http://127.0.0.1:9' } })).code).to.equal(3);
+    expect((await admin(['tenants', 'list'], { env: { ...home.env, KEEN_URL: 'http://127.0.0.1:9' } })).code).to.equal(
+      3,
+    );
   });
 
   it('keeps several profiles: the first is the default, --profile and KEEN_PROFILE choose another', async () => {
-    expect((await admin(['login', '--url', 'http://127.0.0.1:9', '--profile', 'dead', '--api-key-stdin'], { env: home.env, stdin: key })).code).to.equal(3);
+    expect(
+      (
+        await admin(['login', '--url', 'http://127.0.0.1:9', '--profile', 'dead', '--api-key-stdin'], {
+          env: home.env,
+          stdin: key,
+        })
+      ).code,
+    ).to.equal(3);
     expect(existsSync(home.file)).to.equal(false);
-    expect((await admin(['login', '--url', d.url, '--profile', 'main', '--api-key-stdin'], { env: home.env, stdin: key })).code).to.equal(0);
-    const other = await admin(['login', '--url', d.url, '--profile', 'second', '--api-key-stdin', '--json'], { env: home.env, stdin: key });
+    expect(
+      (await admin(['login', '--url', d.url, '--profile', 'main', '--api-key-stdin'], { env: home.env, stdin: key }))
+        .code,
+    ).to.equal(0);
+    const other = await admin(['login', '--url', d.url, '--profile', 'second', '--api-key-stdin', '--json'], {
+      env: home.env,
+      stdin: key,
+    });
     expect(other.code, other.stderr).to.equal(0);
     expect(other.json).to.include({ profile: 'second', default: false });
     expect(other.stdout).not.to.include(key);
@@ -93,12 +130,16 @@ describeStorage('keen-admin login, profiles and doctor against a real daemon', (
     expect(r.stderr).to.include('permissions 0640').and.include('too open').and.include(`chmod 600 ${home.file}`);
     expect(r.stdout + r.stderr).not.to.include(key);
     // With the key in the environment the file is not needed, so not read.
-    expect((await admin(['tenants', 'list'], { env: { ...home.env, KEEN_URL: d.url, KEEN_API_KEY: key } })).code).to.equal(0);
+    expect(
+      (await admin(['tenants', 'list'], { env: { ...home.env, KEEN_URL: d.url, KEEN_API_KEY: key } })).code,
+    ).to.equal(0);
   });
 
   it('logout removes the profile; commands then have no key (exit 2)', async () => {
     expect((await admin(['login', '--url', d.url, '--api-key-stdin'], { env: home.env, stdin: key })).code).to.equal(0);
-    expect((await admin(['login', '--url', d.url, '--profile', 'b', '--api-key-stdin'], { env: home.env, stdin: key })).code).to.equal(0);
+    expect(
+      (await admin(['login', '--url', d.url, '--profile', 'b', '--api-key-stdin'], { env: home.env, stdin: key })).code,
+    ).to.equal(0);
     const out = await admin(['logout', '--profile', 'b'], { env: home.env });
     expect(out.code, out.stderr).to.equal(0);
     expect(Object.keys(JSON.parse(readFileSync(home.file, 'utf8')).profiles)).to.deep.equal(['default']);
@@ -145,18 +186,36 @@ describeStorage('keen-admin login, profiles and doctor against a real daemon', (
       agent: { command: AGENT },
       ...(TEST_REDIS_URL ? { redis: { url: TEST_REDIS_URL } } : {}),
     });
-    const r = await admin(['doctor', '--config', config, '--url', d.url, '--json'], { env: { ...home.env, JWT_SECRET: d.home.jwtSecret } });
+    const r = await admin(['doctor', '--config', config, '--url', d.url, '--json'], {
+      env: { ...home.env, JWT_SECRET: d.home.jwtSecret },
+    });
     expect(r.code, r.stdout + r.stderr).to.equal(0);
     expect(r.json.ok).to.equal(true);
     const checks = r.json.checks as Check[];
-    expect(checks.map((c) => c.name)).to.deep.equal(['config', 'data_dir', 'database', 'migrations', 'redis', 'agent', 'sandbox', 'jwt_secret', 'mfa_secrets', 'daemon', 'clock']);
+    expect(checks.map((c) => c.name)).to.deep.equal([
+      'config',
+      'data_dir',
+      'database',
+      'migrations',
+      'redis',
+      'agent',
+      'sandbox',
+      'jwt_secret',
+      'mfa_secrets',
+      'daemon',
+      'clock',
+    ]);
     for (const c of checks) expect(c.status, `${c.name}: ${c.message}`).to.equal('ok');
     expect(check(r, 'database').message).to.include(backend);
-    expect(check(r, 'clock').message).to.include('database clock is within').and.include(`daemon at ${d.url} is within`);
+    expect(check(r, 'clock').message)
+      .to.include('database clock is within')
+      .and.include(`daemon at ${d.url} is within`);
     if (TEST_REDIS_URL) expect(check(r, 'redis').message).to.include('answers PING');
     expect(r.stdout).not.to.include(d.home.jwtSecret);
 
-    const text = await admin(['doctor', '--config', config, '--url', d.url], { env: { ...home.env, JWT_SECRET: d.home.jwtSecret } });
+    const text = await admin(['doctor', '--config', config, '--url', d.url], {
+      env: { ...home.env, JWT_SECRET: d.home.jwtSecret },
+    });
     expect(text.code).to.equal(0);
     expect(text.stdout.trim().split('\n')).to.have.length(11);
     expect(text.stdout).to.match(/^ok {4}config {6}/);
@@ -175,12 +234,20 @@ describeStorage('keen-admin login, profiles and doctor against a real daemon', (
       url = `sqlite:${file}`;
     }
     try {
-      const config = writeConfig(d.home.dataDir, { data_dir: d.home.dataDir, database: { url }, agent: { command: AGENT } });
-      const r = await admin(['doctor', '--config', config, '--url', d.url, '--json'], { env: { ...home.env, JWT_SECRET: d.home.jwtSecret } });
+      const config = writeConfig(d.home.dataDir, {
+        data_dir: d.home.dataDir,
+        database: { url },
+        agent: { command: AGENT },
+      });
+      const r = await admin(['doctor', '--config', config, '--url', d.url, '--json'], {
+        env: { ...home.env, JWT_SECRET: d.home.jwtSecret },
+      });
       expect(r.code, r.stderr).to.equal(0);
       expect(check(r, 'database').status).to.equal('ok');
       expect(check(r, 'migrations')).to.include({ status: 'warn' });
-      expect(check(r, 'migrations').message).to.match(/pending: 0001_/).and.include('keen-gateway migrate');
+      expect(check(r, 'migrations').message)
+        .to.match(/pending: 0001_/)
+        .and.include('keen-gateway migrate');
     } finally {
       await drop();
     }
@@ -200,15 +267,23 @@ describe('keen-admin doctor failures', () => {
   });
 
   it('fails on an unreachable database (exit 1) without printing its password', async () => {
-    const config = writeConfig(dir, { data_dir: dir, database: { url: 'postgres://keen:canary-pw-7731@127.0.0.1:1/keen' }, agent: { command: AGENT } });
-    const r = await admin(['doctor', '--config', config, '--url', 'http://127.0.0.1:9', '--json'], { env: { ...home.env, JWT_SECRET: 'x'.repeat(40) } });
+    const config = writeConfig(dir, {
+      data_dir: dir,
+      database: { url: 'postgres://keen:canary-pw-7731@127.0.0.1:1/keen' },
+      agent: { command: AGENT },
+    });
+    const r = await admin(['doctor', '--config', config, '--url', 'http://127.0.0.1:9', '--json'], {
+      env: { ...home.env, JWT_SECRET: 'x'.repeat(40) },
+    });
     expect(r.code).to.equal(1);
     expect(r.json.ok).to.equal(false);
     expect(check(r, 'database')).to.include({ status: 'fail' });
     expect(check(r, 'database').message).to.include('postgres://keen:***@127.0.0.1:1/keen');
     expect(r.stdout + r.stderr).not.to.include('canary-pw-7731');
     expect(JSON.parse(r.stderr).error.code).to.equal('CHECK_FAILED');
-    const text = await admin(['doctor', '--config', config], { env: { ...home.env, JWT_SECRET: 'x'.repeat(40), KEEN_URL: 'http://127.0.0.1:9' } });
+    const text = await admin(['doctor', '--config', config], {
+      env: { ...home.env, JWT_SECRET: 'x'.repeat(40), KEEN_URL: 'http://127.0.0.1:9' },
+    });
     expect(text.code).to.equal(1);
     expect(text.stdout).to.match(/^fail {2}database/m);
     expect(text.stdout + text.stderr).not.to.include('canary-pw-7731');
@@ -220,7 +295,9 @@ describe('keen-admin doctor failures', () => {
     chmodSync(data, 0o755);
     const config = writeConfig(dir, { data_dir: data, agent: { command: AGENT } });
     // --no-daemon: a daemon that does not answer is a failure of its own.
-    const r = await admin(['doctor', '--config', config, '--no-daemon', '--json'], { env: { ...home.env, JWT_SECRET: 'x'.repeat(40) } });
+    const r = await admin(['doctor', '--config', config, '--no-daemon', '--json'], {
+      env: { ...home.env, JWT_SECRET: 'x'.repeat(40) },
+    });
     expect(check(r, 'data_dir')).to.include({ status: 'warn' });
     expect(check(r, 'data_dir').message).to.include('0755').and.include(`chmod 700 ${data}`);
     expect(r.code, r.stdout).to.equal(0); // warnings do not fail
@@ -229,19 +306,25 @@ describe('keen-admin doctor failures', () => {
   it('fails a short JWT_SECRET under KEEN_ENV=production (a warning in development), never printing it', async () => {
     const config = writeConfig(dir, { data_dir: dir, agent: { command: AGENT } });
     const secret = 'short-canary-secret';
-    const prod = await admin(['doctor', '--config', config, '--url', 'http://127.0.0.1:9', '--json'], { env: { ...home.env, KEEN_ENV: 'production', JWT_SECRET: secret } });
+    const prod = await admin(['doctor', '--config', config, '--url', 'http://127.0.0.1:9', '--json'], {
+      env: { ...home.env, KEEN_ENV: 'production', JWT_SECRET: secret },
+    });
     expect(prod.code).to.equal(1);
     expect(check(prod, 'jwt_secret')).to.include({ status: 'fail' });
     expect(check(prod, 'jwt_secret').message).to.include('19 bytes').and.include('at least 32');
     expect(prod.stdout + prod.stderr).not.to.include(secret);
-    const dev = await admin(['doctor', '--config', config, '--url', 'http://127.0.0.1:9', '--json'], { env: { ...home.env, JWT_SECRET: secret } });
+    const dev = await admin(['doctor', '--config', config, '--url', 'http://127.0.0.1:9', '--json'], {
+      env: { ...home.env, JWT_SECRET: secret },
+    });
     expect(check(dev, 'jwt_secret')).to.include({ status: 'warn' });
     // Unset, with the generated file: a warning in development, a failure in production.
     writeFileSync(path.join(dir, 'jwt-secret'), Buffer.alloc(48, 7).toString('base64url') + '\n', { mode: 0o600 });
     const gen = await admin(['doctor', '--config', config, '--url', 'http://127.0.0.1:9', '--json'], { env: home.env });
     expect(check(gen, 'jwt_secret')).to.include({ status: 'warn' });
     expect(check(gen, 'jwt_secret').message).to.include('generated');
-    const genProd = await admin(['doctor', '--config', config, '--url', 'http://127.0.0.1:9', '--json'], { env: { ...home.env, KEEN_ENV: 'production' } });
+    const genProd = await admin(['doctor', '--config', config, '--url', 'http://127.0.0.1:9', '--json'], {
+      env: { ...home.env, KEEN_ENV: 'production' },
+    });
     expect(check(genProd, 'jwt_secret')).to.include({ status: 'fail' });
   });
 
@@ -249,15 +332,23 @@ describe('keen-admin doctor failures', () => {
     const config = writeConfig(dir, { data_dir: dir, agent: { command: AGENT } });
     const current = 'c'.repeat(40);
     const old = 'previous-canary-' + 'p'.repeat(30);
-    const overlap = await admin(['doctor', '--config', config, '--url', 'http://127.0.0.1:9', '--json'], { env: { ...home.env, KEEN_ENV: 'production', JWT_SECRET: current, JWT_PREVIOUS_SECRETS: old } });
+    const overlap = await admin(['doctor', '--config', config, '--url', 'http://127.0.0.1:9', '--json'], {
+      env: { ...home.env, KEEN_ENV: 'production', JWT_SECRET: current, JWT_PREVIOUS_SECRETS: old },
+    });
     expect(check(overlap, 'jwt_secret')).to.include({ status: 'ok' });
     expect(check(overlap, 'jwt_secret').message).to.include('1 previous secret still accepted');
     const short = 'short-previous-canary';
-    const bad = await admin(['doctor', '--config', config, '--url', 'http://127.0.0.1:9', '--json'], { env: { ...home.env, KEEN_ENV: 'production', JWT_SECRET: current, JWT_PREVIOUS_SECRETS: `${old}, ${short}` } });
+    const bad = await admin(['doctor', '--config', config, '--url', 'http://127.0.0.1:9', '--json'], {
+      env: { ...home.env, KEEN_ENV: 'production', JWT_SECRET: current, JWT_PREVIOUS_SECRETS: `${old}, ${short}` },
+    });
     expect(bad.code).to.equal(1);
     expect(check(bad, 'jwt_secret')).to.include({ status: 'fail' });
     expect(check(bad, 'jwt_secret').message).to.include('entry 2 is 21 bytes');
-    for (const r of [overlap, bad]) expect(r.stdout + r.stderr).not.to.include(old).and.not.to.include(short).and.not.to.include(current);
+    for (const r of [overlap, bad])
+      expect(r.stdout + r.stderr)
+        .not.to.include(old)
+        .and.not.to.include(short)
+        .and.not.to.include(current);
   });
 
   it('names the key path of an invalid config, and a missing agent program', async () => {
@@ -268,7 +359,9 @@ describe('keen-admin doctor failures', () => {
     expect(check(r, 'config')).to.include({ status: 'fail' });
     expect(check(r, 'config').message).to.include('server.port');
     const agent = writeConfig(dir, { data_dir: dir, agent: { command: ['no-such-agent-program-x', './missing.js'] } });
-    const a = await admin(['doctor', '--config', agent, '--url', 'http://127.0.0.1:9', '--json'], { env: { ...home.env, JWT_SECRET: 'x'.repeat(40) } });
+    const a = await admin(['doctor', '--config', agent, '--url', 'http://127.0.0.1:9', '--json'], {
+      env: { ...home.env, JWT_SECRET: 'x'.repeat(40) },
+    });
     expect(check(a, 'agent')).to.include({ status: 'fail' });
     expect(check(a, 'agent').message).to.include('not found on PATH');
   });
@@ -277,21 +370,34 @@ describe('keen-admin doctor failures', () => {
     // A bwrap that fails like one on a kernel without unprivileged user namespaces.
     const bin = path.join(dir, 'bin');
     mkdirSync(bin);
-    writeFileSync(path.join(bin, 'bwrap'), '#!/bin/sh\necho "bwrap: setting up uid map: Permission denied" >&2\nexit 1\n', { mode: 0o755 });
+    writeFileSync(
+      path.join(bin, 'bwrap'),
+      '#!/bin/sh\necho "bwrap: setting up uid map: Permission denied" >&2\nexit 1\n',
+      { mode: 0o755 },
+    );
     const config = writeConfig(dir, { data_dir: dir, agent: { command: AGENT } });
     const env = { ...home.env, JWT_SECRET: 'x'.repeat(40), PATH: `${bin}:${home.env.PATH ?? process.env.PATH}` };
     const r = await admin(['doctor', '--config', config, '--url', 'http://127.0.0.1:9', '--json'], { env });
     expect(r.code).to.equal(1);
     expect(check(r, 'sandbox')).to.include({ status: 'fail' });
-    expect(check(r, 'sandbox').message).to.include('setting up uid map').and.include('apt-get install bubblewrap').and.include('agent.sandbox.mode: none');
+    expect(check(r, 'sandbox').message)
+      .to.include('setting up uid map')
+      .and.include('apt-get install bubblewrap')
+      .and.include('agent.sandbox.mode: none');
     const none = writeConfig(dir, { data_dir: dir, agent: { command: AGENT, sandbox: { mode: 'none' } } });
     const w = await admin(['doctor', '--config', none, '--url', 'http://127.0.0.1:9', '--json'], { env });
     expect(check(w, 'sandbox')).to.include({ status: 'warn' });
   });
 
   it('fails when the configured Redis does not answer, without printing its password', async () => {
-    const config = writeConfig(dir, { data_dir: dir, agent: { command: AGENT }, redis: { url: 'redis://:redis-canary-99@127.0.0.1:1' } });
-    const r = await admin(['doctor', '--config', config, '--url', 'http://127.0.0.1:9', '--json'], { env: { ...home.env, JWT_SECRET: 'x'.repeat(40) } });
+    const config = writeConfig(dir, {
+      data_dir: dir,
+      agent: { command: AGENT },
+      redis: { url: 'redis://:redis-canary-99@127.0.0.1:1' },
+    });
+    const r = await admin(['doctor', '--config', config, '--url', 'http://127.0.0.1:9', '--json'], {
+      env: { ...home.env, JWT_SECRET: 'x'.repeat(40) },
+    });
     expect(r.code).to.equal(1);
     expect(check(r, 'redis')).to.include({ status: 'fail' });
     expect(r.stdout + r.stderr).not.to.include('redis-canary-99');
@@ -302,7 +408,20 @@ describe('keen-admin completion, help and passwords', () => {
   it('completion bash is valid bash, mentions every command group and completes from the tree', async () => {
     const r = await admin(['completion', 'bash']);
     expect(r.code, r.stderr).to.equal(0);
-    for (const group of ['init', 'login', 'logout', 'users', 'tenants', 'keys', 'credits', 'audit', 'sessions', 'doctor', 'completion']) expect(r.stdout).to.include(group);
+    for (const group of [
+      'init',
+      'login',
+      'logout',
+      'users',
+      'tenants',
+      'keys',
+      'credits',
+      'audit',
+      'sessions',
+      'doctor',
+      'completion',
+    ])
+      expect(r.stdout).to.include(group);
     const dir = mkdtempSync(path.join(tmpdir(), 'keen-completion-'));
     try {
       const script = path.join(dir, 'keen-admin.bash');
@@ -310,8 +429,17 @@ describe('keen-admin completion, help and passwords', () => {
       const syntax = spawnSync('bash', ['-n', script], { encoding: 'utf8' });
       expect(syntax.status, syntax.stderr).to.equal(0);
       const complete = (words: string) =>
-        spawnSync('bash', ['-c', `source "$1"; COMP_WORDS=(${words}); COMP_CWORD=$((\${#COMP_WORDS[@]} - 1)); _keen_admin; echo "\${COMPREPLY[*]}"`, 'x', script], { encoding: 'utf8' }).stdout.trim();
-      expect(complete("keen-admin use")).to.equal('users');
+        spawnSync(
+          'bash',
+          [
+            '-c',
+            `source "$1"; COMP_WORDS=(${words}); COMP_CWORD=$((\${#COMP_WORDS[@]} - 1)); _keen_admin; echo "\${COMPREPLY[*]}"`,
+            'x',
+            script,
+          ],
+          { encoding: 'utf8' },
+        ).stdout.trim();
+      expect(complete('keen-admin use')).to.equal('users');
       expect(complete("keen-admin users ''").split(' ')).to.include.members(['create', 'list', 'set-tier']);
       expect(complete('keen-admin users create --ti')).to.equal('--tier');
       expect(complete("keen-admin users create --tier ''")).to.equal('individual team enterprise');
@@ -349,10 +477,20 @@ describe('keen-admin completion, help and passwords', () => {
 });
 
 /** Runs the built CLI on a pseudo-terminal (util-linux `script`), answering each prompt once it is shown. */
-function onTerminal(args: string[], env: Record<string, string>, answers: Array<[string, string]>): Promise<{ code: number | null; output: string }> {
-  const command = [process.execPath, ...NODE_ARGS, ADMIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+function onTerminal(
+  args: string[],
+  env: Record<string, string>,
+  answers: Array<[string, string]>,
+): Promise<{ code: number | null; output: string }> {
+  const command = [process.execPath, ...NODE_ARGS, ADMIN, ...args]
+    .map((a) => `'${a.replace(/'/g, `'\\''`)}'`)
+    .join(' ');
   return new Promise((resolve, reject) => {
-    const child = spawn('script', ['-q', '-e', '-c', command, '/dev/null'], { cwd: PROJECT_ROOT, env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn('script', ['-q', '-e', '-c', command, '/dev/null'], {
+      cwd: PROJECT_ROOT,
+      env: { ...process.env, ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let output = '';
     let next = 0;
     let searchFrom = 0;
@@ -389,7 +527,8 @@ describeStorage('keen-admin interactive password prompt', (backend) => {
     }
     d = await startDaemon({ backend });
     const u = await buildUser(d, { role: 'admin' });
-    const key = (await d.api.post('/v1/api-keys', { name: 'ops', scopes: ['admin'] }, { token: u.token })).body.key as string;
+    const key = (await d.api.post('/v1/api-keys', { name: 'ops', scopes: ['admin'] }, { token: u.token })).body
+      .key as string;
     env = { ...CLEAN_ENV, KEEN_URL: d.url, KEEN_API_KEY: key };
   });
   after(async () => d?.stop());

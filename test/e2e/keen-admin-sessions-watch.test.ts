@@ -70,7 +70,11 @@ describe('keen-admin sessions watch and logs against a real daemon', () => {
   });
 
   async function start(vision: string): Promise<string> {
-    const r = await d.api.post('/v1/agents/execute', { vision, options: { maxIterations: 1, costBudget: 2 } }, { token: u.token });
+    const r = await d.api.post(
+      '/v1/agents/execute',
+      { vision, options: { maxIterations: 1, costBudget: 2 } },
+      { token: u.token },
+    );
     expect(r.status, r.text).to.equal(200);
     return r.body.session.id as string;
   }
@@ -79,7 +83,16 @@ describe('keen-admin sessions watch and logs against a real daemon', () => {
   function spawnAdmin(args: string[]) {
     const child = spawn(process.execPath, [...NODE_ARGS, ADMIN, ...args], {
       cwd: PROJECT_ROOT,
-      env: { ...process.env, KEEN_PROFILE: '', KEEN_HOST: '', KEEN_PORT: '', KEEN_CONFIG: '', NO_COLOR: '', XDG_CONFIG_HOME: dir, ...env },
+      env: {
+        ...process.env,
+        KEEN_PROFILE: '',
+        KEEN_HOST: '',
+        KEEN_PORT: '',
+        KEEN_CONFIG: '',
+        NO_COLOR: '',
+        XDG_CONFIG_HOME: dir,
+        ...env,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const run: CliRun = { code: null, stdout: '', stderr: '', json: null };
@@ -89,14 +102,15 @@ describe('keen-admin sessions watch and logs against a real daemon', () => {
     const seen = async (pattern: RegExp) => {
       const until = Date.now() + 30_000;
       while (!pattern.test(run.stdout)) {
-        if (Date.now() > until || child.exitCode !== null) throw new Error(`no ${pattern} in the output: ${run.stdout}\n${run.stderr}`);
+        if (Date.now() > until || child.exitCode !== null)
+          throw new Error(`no ${pattern} in the output: ${run.stdout}\n${run.stderr}`);
         await new Promise((r) => setTimeout(r, 100));
       }
     };
     return { child, exited, seen };
   }
 
-  it('watch follows a running session live, escapes the agent\'s text, then prints the final status and cost and exits 0', async () => {
+  it("watch follows a running session live, escapes the agent's text, then prints the final status and cost and exits 0", async () => {
     const id = await start('Build a small todo application [wait:3000]');
     const watch = spawnAdmin(['sessions', 'watch', id]);
     // The first event comes before the agent's (it waits 3 s): the watch is live, not replaying a finished run.
@@ -106,17 +120,31 @@ describe('keen-admin sessions watch and logs against a real daemon', () => {
     expect(r.code, r.stderr).to.equal(0);
     expect(r.stderr).to.equal('');
     const lines = r.stdout.trimEnd().split('\n');
-    const events = (await d.api.get(`/v1/sessions/${id}/events`, { token: u.token })).body.events as Array<{ seq: number; type: string }>;
+    const events = (await d.api.get(`/v1/sessions/${id}/events`, { token: u.token })).body.events as Array<{
+      seq: number;
+      type: string;
+    }>;
     expect(seqs(r.stdout)).to.deep.equal(events.map((e) => e.seq));
-    expect(r.stdout).to.match(/#\d+ +agent\.phase +phase EXPLORE/).and.match(/agent\.progress +half way \(50%\)/).and.match(/cost\.update +cost so far [\d.]+ of 2 reserved/);
+    expect(r.stdout)
+      .to.match(/#\d+ +agent\.phase +phase EXPLORE/)
+      .and.match(/agent\.progress +half way \(50%\)/)
+      .and.match(/cost\.update +cost so far [\d.]+ of 2 reserved/);
     // Hostile text: escaped, on its own line, no escape byte reaches the terminal (and no colour in a pipe).
-    expect(r.stdout).not.to.include(ESC).and.not.to.include('\r').and.not.to.include('\u202e').and.not.to.include('\u0007');
+    expect(r.stdout)
+      .not.to.include(ESC)
+      .and.not.to.include('\r')
+      .and.not.to.include('\u202e')
+      .and.not.to.include('\u0007');
     expect(r.stdout).to.include('hostile \\u001b[2J\\u001b]0;pwned\\u0007 line\\u000d\\u000a12:00:00  #99');
     expect(lines.filter((l) => l.includes('#99'))).to.have.length(1);
     // The final status, the agent's summary under it, then the closing line.
     expect(lines.at(-3)).to.match(/session\.status +completed final cost [\d.]+/);
     expect(lines.at(-2)).to.equal('    done');
-    expect(lines.at(-1)).to.match(new RegExp(`^${id} completed: final cost [\\d.]+ credits of 2 reserved; 1000 input and 100 output tokens, 0 web searches$`));
+    expect(lines.at(-1)).to.match(
+      new RegExp(
+        `^${id} completed: final cost [\\d.]+ credits of 2 reserved; 1000 input and 100 output tokens, 0 web searches$`,
+      ),
+    );
   });
 
   it('watch of a session that already ended prints its events and ends: exit 1 for failed, 0 for completed; --json is JSON Lines', async () => {
@@ -124,7 +152,9 @@ describe('keen-admin sessions watch and logs against a real daemon', () => {
     await waitForEnd(d, u, failed);
     const r = await runAdmin(['sessions', 'watch', failed], { env });
     expect(r.code, r.stderr).to.equal(1);
-    expect(r.stdout).to.match(/session\.status +failed/).and.include('    it broke\n    second line\n');
+    expect(r.stdout)
+      .to.match(/session\.status +failed/)
+      .and.include('    it broke\n    second line\n');
     expect(r.stdout.trimEnd().split('\n').at(-1)).to.match(new RegExp(`^${failed} failed \\(.+\\): final cost`));
 
     const done = await start('Build a small todo application');
@@ -132,7 +162,12 @@ describe('keen-admin sessions watch and logs against a real daemon', () => {
     const json = await runAdmin(['sessions', 'watch', done, '--json'], { env });
     expect(json.code, json.stderr).to.equal(0);
     const events = (await d.api.get(`/v1/sessions/${done}/events`, { token: u.token })).body.events;
-    expect(json.stdout.trimEnd().split('\n').map((l) => JSON.parse(l))).to.deep.equal(events);
+    expect(
+      json.stdout
+        .trimEnd()
+        .split('\n')
+        .map((l) => JSON.parse(l)),
+    ).to.deep.equal(events);
   });
 
   it('watch exits 1 when the session is cancelled while it watches', async () => {
@@ -161,14 +196,21 @@ describe('keen-admin sessions watch and logs against a real daemon', () => {
   it('logs prints every stored event (all pages) and exits 0; --json is the events as stored; a session out of reach says whose key to use', async () => {
     const id = await start('Build a small todo application');
     await waitForEnd(d, u, id);
-    const events = (await d.api.get(`/v1/sessions/${id}/events`, { token: u.token })).body.events as Array<{ seq: number }>;
+    const events = (await d.api.get(`/v1/sessions/${id}/events`, { token: u.token })).body.events as Array<{
+      seq: number;
+    }>;
     const r = await runAdmin(['sessions', 'logs', id], { env });
     expect(r.code, r.stderr).to.equal(0);
     expect(seqs(r.stdout)).to.deep.equal(events.map((e) => e.seq));
     expect(r.stdout).not.to.include(ESC);
     const json = await runAdmin(['sessions', 'logs', id, '--json'], { env });
     expect(json.code, json.stderr).to.equal(0);
-    expect(json.stdout.trimEnd().split('\n').map((l) => JSON.parse(l))).to.deep.equal(events);
+    expect(
+      json.stdout
+        .trimEnd()
+        .split('\n')
+        .map((l) => JSON.parse(l)),
+    ).to.deep.equal(events);
     // NO_COLOR and --no-color change nothing in a pipe: there is no colour to remove.
     expect((await runAdmin(['sessions', 'logs', id, '--no-color'], { env })).stdout).to.equal(r.stdout);
 
@@ -176,7 +218,10 @@ describe('keen-admin sessions watch and logs against a real daemon', () => {
     expect(other.code).to.equal(1);
     expect(other.stderr).to.include('NOT_FOUND').and.include("the owner's key");
     const help = await runAdmin(['sessions', 'watch', '--help']);
-    expect(help.stdout).to.include('Examples:').and.include('Exit codes: 0 the session completed').and.include('NO_COLOR');
+    expect(help.stdout)
+      .to.include('Examples:')
+      .and.include('Exit codes: 0 the session completed')
+      .and.include('NO_COLOR');
   });
 
   it('colours status words and event types on a terminal, unless NO_COLOR is set or --no-color is given', async function () {
@@ -187,10 +232,21 @@ describe('keen-admin sessions watch and logs against a real daemon', () => {
     // Asynchronous: the daemon answering the command runs in this process.
     const onTty = (extra: string[], noColor: string) =>
       new Promise<{ code: number | null; out: string }>((resolve, reject) => {
-        const cmd = [process.execPath, ...NODE_ARGS, ADMIN, 'sessions', 'logs', id, ...extra].map((a) => `'${a}'`).join(' ');
+        const cmd = [process.execPath, ...NODE_ARGS, ADMIN, 'sessions', 'logs', id, ...extra]
+          .map((a) => `'${a}'`)
+          .join(' ');
         const child = spawn('script', ['-qec', cmd, '/dev/null'], {
           cwd: PROJECT_ROOT,
-          env: { ...process.env, KEEN_PROFILE: '', KEEN_HOST: '', KEEN_PORT: '', KEEN_CONFIG: '', XDG_CONFIG_HOME: dir, NO_COLOR: noColor, ...env },
+          env: {
+            ...process.env,
+            KEEN_PROFILE: '',
+            KEEN_HOST: '',
+            KEEN_PORT: '',
+            KEEN_CONFIG: '',
+            XDG_CONFIG_HOME: dir,
+            NO_COLOR: noColor,
+            ...env,
+          },
           stdio: ['ignore', 'pipe', 'pipe'],
         });
         let out = '';

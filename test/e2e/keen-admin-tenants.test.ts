@@ -19,7 +19,13 @@ describeStorage('keen-admin tenants: credit pools against a real daemon', (backe
   let otherTenant: string;
   let member: TestUser;
 
-  const poolRows = (id: string) => d.container.database.db.selectFrom('credit_pool_ledger').selectAll().where('tenant_id', '=', id).orderBy('seq').execute();
+  const poolRows = (id: string) =>
+    d.container.database.db
+      .selectFrom('credit_pool_ledger')
+      .selectAll()
+      .where('tenant_id', '=', id)
+      .orderBy('seq')
+      .execute();
 
   before(async () => {
     d = await startDaemon({ backend });
@@ -72,7 +78,9 @@ describeStorage('keen-admin tenants: credit pools against a real daemon', (backe
 
   it('exits 2 on a malformed amount or key before any request; 1 for an unknown tenant', async function () {
     this.timeout(SPAWN_TIMEOUT);
-    const runs = await Promise.all(['abc', '0', '-5', '1.1234567', '1e308'].map((amount) => admin(['tenants', 'grant', tenantId, amount], root)));
+    const runs = await Promise.all(
+      ['abc', '0', '-5', '1.1234567', '1e308'].map((amount) => admin(['tenants', 'grant', tenantId, amount], root)),
+    );
     for (const r of runs) {
       expect(r.code, r.stderr).to.equal(2);
       expect(r.stderr).to.include('AMOUNT');
@@ -88,9 +96,12 @@ describeStorage('keen-admin tenants: credit pools against a real daemon', (backe
     expect(await poolRows(tenantId)).to.have.length(2);
   });
 
-  it("a tenant admin hands the pool out with credits grant, sees its own pool, and cannot grant into it", async function () {
+  it('a tenant admin hands the pool out with credits grant, sees its own pool, and cannot grant into it', async function () {
     this.timeout(SPAWN_TIMEOUT);
-    const g = await admin(['credits', 'grant', '--user', member.email, '--amount', '4', '--reason', 'sprint'], tenantAdmin);
+    const g = await admin(
+      ['credits', 'grant', '--user', member.email, '--amount', '4', '--reason', 'sprint'],
+      tenantAdmin,
+    );
     expect(g.code, g.stderr).to.equal(0);
     expect(g.stdout).to.match(/^TRANSACTION\s+USER\s+AMOUNT\s+BALANCE\s+RESERVED\s+AVAILABLE\s+POOL\n/);
     expect(g.stdout).to.match(/txn_\S+\s+\S+\s+4\s+4\s+0\s+4\s+8\.5\n$/);
@@ -104,7 +115,9 @@ describeStorage('keen-admin tenants: credit pools against a real daemon', (backe
     expect(list.json.tenants[0]).to.include({ id: tenantId, pool: 8.5 });
     const c = await admin(['tenants', 'credits', tenantId, '--limit', '2'], tenantAdmin);
     expect(c.code, c.stderr).to.equal(0);
-    expect(c.stdout).to.match(/^pool ten_\S+: 8\.5 credits\nID\s+CREATED_AT\s+KIND\s+AMOUNT\s+BALANCE_AFTER\s+USER_ID\s+TRANSACTION_ID\s+REASON\n/);
+    expect(c.stdout).to.match(
+      /^pool ten_\S+: 8\.5 credits\nID\s+CREATED_AT\s+KIND\s+AMOUNT\s+BALANCE_AFTER\s+USER_ID\s+TRANSACTION_ID\s+REASON\n/,
+    );
     expect(c.stdout).to.include('transfer').and.include(member.user.id);
     expect(c.stderr).to.include('more: --cursor ');
     const cj = await admin(['tenants', 'credits', tenantId, '--json'], tenantAdmin);
@@ -123,7 +136,9 @@ describeStorage('keen-admin tenants: credit pools against a real daemon', (backe
     this.timeout(SPAWN_TIMEOUT);
     expect((await admin(['credits', 'verify'], root)).code).to.equal(0);
     const [entry] = await poolRows(tenantId);
-    await sql`UPDATE credit_pool_ledger SET amount = amount + 1000000 WHERE id = ${entry!.id}`.execute(d.container.database.db);
+    await sql`UPDATE credit_pool_ledger SET amount = amount + 1000000 WHERE id = ${entry!.id}`.execute(
+      d.container.database.db,
+    );
     try {
       const bad = await admin(['credits', 'verify'], root);
       expect(bad.code).to.equal(1);
@@ -131,7 +146,9 @@ describeStorage('keen-admin tenants: credit pools against a real daemon', (backe
       expect(bad.stderr).to.include(`mismatch: pool ${tenantId} chain at ${entry!.id}`);
       expect(bad.stderr).to.include('LEDGER_MISMATCH');
     } finally {
-      await sql`UPDATE credit_pool_ledger SET amount = amount - 1000000 WHERE id = ${entry!.id}`.execute(d.container.database.db);
+      await sql`UPDATE credit_pool_ledger SET amount = amount - 1000000 WHERE id = ${entry!.id}`.execute(
+        d.container.database.db,
+      );
     }
     expect((await admin(['credits', 'verify'], root)).code).to.equal(0);
   });

@@ -34,7 +34,10 @@ describeStorage('keen-admin usage against a real daemon', (backend) => {
     ben = await buildUser(d, { tenantId: tenantA, tier: 'team' });
     await grant(d, ana, 10);
     await grant(d, ben, 3);
-    for (const [u, vision] of [[ana, 'Build a thing for ana [iterations:4]'], [ben, 'Build a thing for ben [iterations:1]']] as const) {
+    for (const [u, vision] of [
+      [ana, 'Build a thing for ana [iterations:4]'],
+      [ben, 'Build a thing for ben [iterations:1]'],
+    ] as const) {
       const r = await execute(d, u, vision, { costBudget: 1 });
       expect(r.status, r.text).to.equal(200);
       await waitForEnd(d, u, r.body.session.id);
@@ -46,8 +49,12 @@ describeStorage('keen-admin usage against a real daemon', (backend) => {
   it('--json prints the API document; --csv the API CSV, byte for byte', async function () {
     this.timeout(SPAWN_TIMEOUT);
     const u = until();
-    const api = await d.api.get(`/v1/admin/usage?group_by=user&since=1d&until=${encodeURIComponent(u)}`, { token: root });
-    const apiCsv = await d.api.get(`/v1/admin/usage?group_by=user&since=1d&until=${encodeURIComponent(u)}&format=csv`, { token: root });
+    const api = await d.api.get(`/v1/admin/usage?group_by=user&since=1d&until=${encodeURIComponent(u)}`, {
+      token: root,
+    });
+    const apiCsv = await d.api.get(`/v1/admin/usage?group_by=user&since=1d&until=${encodeURIComponent(u)}&format=csv`, {
+      token: root,
+    });
     const [j, c] = await Promise.all([
       admin(['usage', '--by', 'user', '--since', '1d', '--until', u, '--json'], env),
       admin(['usage', '--by', 'user', '--since', '1d', '--until', u, '--csv'], env),
@@ -58,7 +65,9 @@ describeStorage('keen-admin usage against a real daemon', (backend) => {
     expect(j.json.rows.map((r: { email: string }) => r.email)).to.include.members([ana.email, ben.email]);
     expect(c.code, c.stderr).to.equal(0);
     expect(c.stdout).to.equal(apiCsv.text);
-    expect(c.stdout.split('\n')[0]).to.equal('user_id,email,charged,refunded,adjusted,granted,net,sessions,input_tokens,output_tokens,web_searches');
+    expect(c.stdout.split('\n')[0]).to.equal(
+      'user_id,email,charged,refunded,adjusted,granted,net,sessions,input_tokens,output_tokens,web_searches',
+    );
   });
 
   it('prints a table with a bar per row scaled to the largest charge, and a TOTAL line', async function () {
@@ -66,7 +75,9 @@ describeStorage('keen-admin usage against a real daemon', (backend) => {
     const t = await admin(['usage', '--by', 'user', '--since', '1d', '--until', until()], env);
     expect(t.code, t.stderr).to.equal(0);
     const lines = t.stdout.trimEnd().split('\n');
-    expect(lines[0]).to.match(/^USER_ID\s+EMAIL\s+CHARGED\s+REFUNDED\s+ADJUSTED\s+GRANTED\s+NET\s+SESSIONS\s+INPUT_TOKENS\s+OUTPUT_TOKENS\s+CHARGED_BAR$/);
+    expect(lines[0]).to.match(
+      /^USER_ID\s+EMAIL\s+CHARGED\s+REFUNDED\s+ADJUSTED\s+GRANTED\s+NET\s+SESSIONS\s+INPUT_TOKENS\s+OUTPUT_TOKENS\s+CHARGED_BAR$/,
+    );
     const anaLine = lines.find((l) => l.includes(ana.email))!;
     const benLine = lines.find((l) => l.includes(ben.email))!;
     // Ana spent the most (4 iterations): the full 30-character bar (stdout is not a terminal).

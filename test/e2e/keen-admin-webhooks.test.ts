@@ -33,7 +33,11 @@ describeStorage('keen-admin webhooks: list, deliveries, resend, ping against a r
     const platform = await buildUser(d, { role: 'admin', tier: 'enterprise' });
     root = { KEEN_URL: d.url, KEEN_API_KEY: (await buildApiKey(d, platform, { name: 'ops' })).key };
     member = await buildUser(d);
-    const r = await d.api.post('/v1/webhooks/endpoints', { url: hook.url, event_types: ['session.completed', 'session.failed'] }, { token: member.token });
+    const r = await d.api.post(
+      '/v1/webhooks/endpoints',
+      { url: hook.url, event_types: ['session.completed', 'session.failed'] },
+      { token: member.token },
+    );
     expect(r.status, r.text).to.equal(201);
     endpointId = r.body.endpoint.id;
   });
@@ -70,7 +74,9 @@ describeStorage('keen-admin webhooks: list, deliveries, resend, ping against a r
     const table = await admin(['webhooks', 'deliveries', endpointId], root);
     expect(table.code, table.stderr).to.equal(0);
     const lines = table.stdout.trim().split('\n');
-    expect(lines[0]).to.match(/^ID\s+EVENT_TYPE\s+STATUS\s+ATTEMPTS\s+LAST_STATUS_CODE\s+LAST_ERROR\s+CREATED_AT\s+DELIVERED_AT$/);
+    expect(lines[0]).to.match(
+      /^ID\s+EVENT_TYPE\s+STATUS\s+ATTEMPTS\s+LAST_STATUS_CODE\s+LAST_ERROR\s+CREATED_AT\s+DELIVERED_AT$/,
+    );
     expect(lines[1]).to.match(new RegExp(`^${delivery.id}\\s+ping\\s+delivered\\s+1\\s+204\\s+-\\s`));
     const json = await admin(['webhooks', 'deliveries', endpointId, '--limit', '5', '--json'], root);
     expect(json.code, json.stderr).to.equal(0);
@@ -96,7 +102,11 @@ describeStorage('keen-admin webhooks: list, deliveries, resend, ping against a r
     const tenantId = await buildTenant(d);
     const tenantAdmin = await buildUser(d, { role: 'admin', tenantId });
     const inTenant = await buildUser(d, { tenantId });
-    const r = await d.api.post('/v1/webhooks/endpoints', { url: hook.url, event_types: ['*'] }, { token: inTenant.token });
+    const r = await d.api.post(
+      '/v1/webhooks/endpoints',
+      { url: hook.url, event_types: ['*'] },
+      { token: inTenant.token },
+    );
     expect(r.status, r.text).to.equal(201);
     const env = { KEEN_URL: d.url, KEEN_API_KEY: (await buildApiKey(d, tenantAdmin, { name: 'tenant-ops' })).key };
     const list = await admin(['webhooks', 'list', '--json'], env);

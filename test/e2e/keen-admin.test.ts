@@ -51,14 +51,19 @@ describeStorage('keen-admin against a real daemon', (backend) => {
 
   it('users create (password from stdin), list, show, set-tier, suspend, activate, reset-mfa, unlock', async () => {
     const email = uniqueEmail('cli');
-    const c = await admin(['users', 'create', '--email', email, '--tier', 'team', '--password-stdin', '--json'], { env, stdin: 'a-long-enough-password\n' });
+    const c = await admin(['users', 'create', '--email', email, '--tier', 'team', '--password-stdin', '--json'], {
+      env,
+      stdin: 'a-long-enough-password\n',
+    });
     expect(c.code, c.stderr).to.equal(0);
     expect(c.json.user).to.include({ email, tier: 'team', role: 'member' });
     expect((await d.api.post('/v1/auth/login', { email, password: 'a-long-enough-password' })).status).to.equal(200);
     const list = await admin(['users', 'list', '--json'], { env });
     expect(list.json.users.map((u: { email: string }) => u.email)).to.include(email);
     expect((await admin(['users', 'show', email, '--json'], { env })).json.user.id).to.equal(c.json.user.id);
-    expect((await admin(['users', 'set-tier', email, 'enterprise', '--json'], { env })).json.user.tier).to.equal('enterprise');
+    expect((await admin(['users', 'set-tier', email, 'enterprise', '--json'], { env })).json.user.tier).to.equal(
+      'enterprise',
+    );
     expect((await admin(['users', 'suspend', email, '--json'], { env })).json.user.status).to.equal('suspended');
     expect((await admin(['users', 'activate', c.json.user.id, '--json'], { env })).json.user.status).to.equal('active');
     expect((await admin(['users', 'reset-mfa', email, '--json'], { env })).json.user.mfa_enabled).to.equal(false);
@@ -69,7 +74,9 @@ describeStorage('keen-admin against a real daemon', (backend) => {
     expect(unlocked.code, unlocked.stderr).to.equal(0);
     expect(unlocked.json.user.email).to.equal(email);
     const table = await admin(['users', 'show', email], { env });
-    expect(table.stdout).to.include(email).and.match(/^ID\s+EMAIL/);
+    expect(table.stdout)
+      .to.include(email)
+      .and.match(/^ID\s+EMAIL/);
   });
 
   it('refuses a short password from stdin and creates nothing', async () => {
@@ -83,7 +90,24 @@ describeStorage('keen-admin against a real daemon', (backend) => {
 
   it('keys create (printed once), list without the key, revoke', async () => {
     const u = await buildUser(d);
-    const c = await admin(['keys', 'create', '--user', u.email, '--name', 'ci', '--scopes', 'credits:read,sessions:read', '--rate-limit', '100', '--expires', '30d', '--json'], { env });
+    const c = await admin(
+      [
+        'keys',
+        'create',
+        '--user',
+        u.email,
+        '--name',
+        'ci',
+        '--scopes',
+        'credits:read,sessions:read',
+        '--rate-limit',
+        '100',
+        '--expires',
+        '30d',
+        '--json',
+      ],
+      { env },
+    );
     expect(c.code, c.stderr).to.equal(0);
     expect(c.json.key).to.match(/^ak_live_/);
     expect(c.json.api_key).to.include({ rate_limit_per_hour: 100 });
@@ -105,7 +129,9 @@ describeStorage('keen-admin against a real daemon', (backend) => {
     expect(r.stderr).to.include("unknown option '--emial'");
     const t = await admin(['users', 'create', '--email', 'x@y.z', '--tier', 'gold'], { env });
     expect(t.code).to.equal(2);
-    expect((await admin(['keys', 'create', '--user', 'a', '--name', 'b', '--rate-limit', 'lots'], { env })).code).to.equal(2);
+    expect(
+      (await admin(['keys', 'create', '--user', 'a', '--name', 'b', '--rate-limit', 'lots'], { env })).code,
+    ).to.equal(2);
     expect((await admin(['users', 'list'], { env: { KEEN_URL: d.url } })).code).to.equal(2);
   });
 
@@ -126,7 +152,13 @@ describeStorage('keen-admin against a real daemon', (backend) => {
   });
 
   it('prints help with an example on every command', async () => {
-    for (const args of [['--help'], ['users', '--help'], ['users', 'create', '--help'], ['keys', 'create', '--help'], ['init', '--help']]) {
+    for (const args of [
+      ['--help'],
+      ['users', '--help'],
+      ['users', 'create', '--help'],
+      ['keys', 'create', '--help'],
+      ['init', '--help'],
+    ]) {
       const r = await admin(args);
       expect(r.code, args.join(' ')).to.equal(0);
       expect(r.stdout).to.include('Usage:');
@@ -145,7 +177,13 @@ describe('the daemon records audit entries durably by default', () => {
       const env = { KEEN_URL: daemon.url, KEEN_API_KEY: init.json.key };
       expect((await admin(['tenants', 'create', 'Durable', '--json'], { env })).code).to.equal(0);
       await daemon.api.post('/v1/auth/login', { email: uniqueEmail('nobody'), password: 'canary-password-123' });
-      const db = new Database({ url: daemon.home.databaseUrl, poolMax: 1, connectTimeoutMs: 2000, busyTimeoutMs: 2000, logger: createLogger('silent') });
+      const db = new Database({
+        url: daemon.home.databaseUrl,
+        poolMax: 1,
+        connectTimeoutMs: 2000,
+        busyTimeoutMs: 2000,
+        logger: createLogger('silent'),
+      });
       try {
         const rows = await db.db.selectFrom('audit_log').selectAll().orderBy('seq').execute();
         const actions = rows.map((r) => r.action);

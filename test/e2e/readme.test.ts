@@ -26,7 +26,18 @@
  */
 import { expect } from 'chai';
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -68,7 +79,10 @@ export function runnableBlocks(markdown: string): RunnableBlock[] {
     if (l.trim() !== MARKER) continue;
     const next = lines[i + 1] ?? '';
     const m = /^(```+)(sh|bash|shell)\s*$/.exec(next);
-    if (!m) throw new Error(`README.md:${i + 1}: ${MARKER} must be followed by a \`\`\`sh fence, found ${JSON.stringify(next)}`);
+    if (!m)
+      throw new Error(
+        `README.md:${i + 1}: ${MARKER} must be followed by a \`\`\`sh fence, found ${JSON.stringify(next)}`,
+      );
     const body: string[] = [];
     let j = i + 2;
     for (; j < lines.length && !lines[j]!.startsWith(m[1]!); j++) body.push(lines[j]!);
@@ -98,8 +112,13 @@ function freePort(): Promise<number> {
 /** The working tree's files (tracked and untracked, not ignored), relative to the root. */
 function workingTreeFiles(root: string): string[] {
   const excluded = (rel: string) => EXCLUDED.some((e) => rel === e || rel.startsWith(`${e}/`));
-  const git = existsSync(path.join(root, '.git')) ? spawnSync('git', ['-C', root, 'ls-files', '-z', '--cached', '--others', '--exclude-standard'], { encoding: 'utf8' }) : null;
-  if (git && git.status === 0) return git.stdout.split('\0').filter((f) => f && !excluded(f) && existsSync(path.join(root, f)));
+  const git = existsSync(path.join(root, '.git'))
+    ? spawnSync('git', ['-C', root, 'ls-files', '-z', '--cached', '--others', '--exclude-standard'], {
+        encoding: 'utf8',
+      })
+    : null;
+  if (git && git.status === 0)
+    return git.stdout.split('\0').filter((f) => f && !excluded(f) && existsSync(path.join(root, f)));
   // Not a git checkout (an unpacked tarball): everything but what is built or installed.
   const walk = (rel: string): string[] =>
     readdirSync(path.join(root, rel), { withFileTypes: true }).flatMap((e) => {
@@ -131,7 +150,12 @@ function script(blocks: RunnableBlock[], port: number, outDir: string): string {
     'npm() { if [ "$1" = ci ]; then echo "readme test: npm ci skipped (node_modules linked, dist/ copied)"; else command npm "$@"; fi; }',
   ];
   for (const b of blocks) {
-    parts.push(`echo 'start ${b.index}' >&3`, `exec >${q(path.join(outDir, `block-${b.index}.out`))} 2>&1`, onPort(b.code, port), `echo 'end ${b.index}' >&3`);
+    parts.push(
+      `echo 'start ${b.index}' >&3`,
+      `exec >${q(path.join(outDir, `block-${b.index}.out`))} 2>&1`,
+      onPort(b.code, port),
+      `echo 'end ${b.index}' >&3`,
+    );
   }
   parts.push('exec >/dev/null 2>&1', "echo 'done' >&3", '');
   return parts.join('\n');
@@ -173,19 +197,25 @@ function errorEnvelope(output: string): string | null {
 describe('README.md: the runnable blocks, in order, in a copy of the working tree', () => {
   const readme = readFileSync(path.join(PROJECT_ROOT, 'README.md'), 'utf8');
 
-  it('marks the newcomer\'s blocks runnable: set-up and first admin, then an agent run and its cancel', () => {
+  it("marks the newcomer's blocks runnable: set-up and first admin, then an agent run and its cancel", () => {
     const blocks = runnableBlocks(readme);
-    expect(blocks.map((b) => b.heading)).to.deep.equal(['Operating: first admin, users, keys', 'Running an agent, end to end']);
+    expect(blocks.map((b) => b.heading)).to.deep.equal([
+      'Operating: first admin, users, keys',
+      'Running an agent, end to end',
+    ]);
     expect(blocks[0]!.code).to.include('node dist/daemon/main.js start &').and.include('keen-admin.js init');
     expect(blocks[1]!.code).to.include('/v1/agents/execute').and.include('/cancel');
-    expect(onPort('curl -s localhost:8080/v1/x "http://127.0.0.1:8080/y" localhost:80800', 4321)).to.equal('curl -s localhost:4321/v1/x "http://127.0.0.1:4321/y" localhost:80800');
+    expect(onPort('curl -s localhost:8080/v1/x "http://127.0.0.1:8080/y" localhost:80800', 4321)).to.equal(
+      'curl -s localhost:4321/v1/x "http://127.0.0.1:4321/y" localhost:80800',
+    );
     expect(() => runnableBlocks(`${MARKER}\ntext\n`)).to.throw('must be followed by a ```sh fence');
   });
 
   it('runs them with bash: every command succeeds, no error envelope, each block within its timeout', async function () {
     // About 30 s on a quiet machine; the whole run may take at most two blocks' timeouts.
     this.timeout(2 * BLOCK_TIMEOUT_MS);
-    if (!existsSync(path.join(PROJECT_ROOT, 'dist/daemon/main.js'))) throw new Error('dist/ is missing: run npm run build first');
+    if (!existsSync(path.join(PROJECT_ROOT, 'dist/daemon/main.js')))
+      throw new Error('dist/ is missing: run npm run build first');
     const blocks = runnableBlocks(readme);
     const dir = mkdtempSync(path.join(tmpdir(), 'keen-readme-'));
     const work = path.join(dir, 'keen-gateway');
@@ -215,7 +245,12 @@ describe('README.md: the runnable blocks, in order, in a copy of the working tre
       return `README.md block ${b.index} (line ${b.line}, "${b.heading}")`;
     };
 
-    const child = spawn('bash', [scriptFile], { cwd: work, env, detached: true, stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
+    const child = spawn('bash', [scriptFile], {
+      cwd: work,
+      env,
+      detached: true,
+      stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+    });
     const pgid = child.pid!;
     let stderr = '';
     child.stderr!.on('data', (c) => (stderr += String(c)));
@@ -237,10 +272,19 @@ describe('README.md: the runnable blocks, in order, in a copy of the working tre
             if (what === 'start') {
               current = Number(n);
               clearTimeout(timer);
-              timer = setTimeout(() => finish(`${describeBlock(current)} did not finish within ${BLOCK_TIMEOUT_MS / 1000} s; its output:\n${outputOf(current)}`), BLOCK_TIMEOUT_MS);
+              timer = setTimeout(
+                () =>
+                  finish(
+                    `${describeBlock(current)} did not finish within ${BLOCK_TIMEOUT_MS / 1000} s; its output:\n${outputOf(current)}`,
+                  ),
+                BLOCK_TIMEOUT_MS,
+              );
             } else if (what === 'end') {
               const bad = errorEnvelope(outputOf(Number(n)));
-              if (bad) finish(`${describeBlock(Number(n))} printed an error envelope: ${bad}\nits output:\n${outputOf(Number(n))}`);
+              if (bad)
+                finish(
+                  `${describeBlock(Number(n))} printed an error envelope: ${bad}\nits output:\n${outputOf(Number(n))}`,
+                );
             } else if (what === 'done') {
               finish(null);
             }
@@ -248,7 +292,9 @@ describe('README.md: the runnable blocks, in order, in a copy of the working tre
         });
         child.on('exit', (code, signal) => {
           if (code === 0) return;
-          finish(`${current ? describeBlock(current) : 'the prelude'} exited with ${code ?? signal}; its output:\n${current ? outputOf(current) : ''}${stderr}`);
+          finish(
+            `${current ? describeBlock(current) : 'the prelude'} exited with ${code ?? signal}; its output:\n${current ? outputOf(current) : ''}${stderr}`,
+          );
         });
       });
       if (failure) expect.fail(failure);

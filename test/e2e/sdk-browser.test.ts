@@ -17,7 +17,16 @@ const run = promisify(execFile);
 
 /** Debian's chromium package (`apt-get install chromium`; .ci/run installs it). */
 const CHROMIUM = process.env.KEEN_TEST_CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 interface PageResult {
   session_id?: string;
@@ -83,8 +92,14 @@ describe('the SDK in a browser: the example page bundled with esbuild, run in he
     // The package's `browser` field maps `ws` to nothing: esbuild lists it as disabled, empty.
     expect(inputs.filter((f) => /node_modules[\\/]ws[\\/]/.test(f) && !f.startsWith('(disabled):'))).to.deep.equal([]);
     expect(inputs.filter((f) => f.startsWith('node:'))).to.deep.equal([]);
-    expect(inputs.some((f) => /sdk[\\/]dist[\\/]index\.js$/.test(f)), inputs.join('\n')).to.equal(true);
-    expect(inputs.some((f) => /dist[\\/]cjs[\\/]/.test(f)), 'the ES modules, not the CommonJS build').to.equal(false);
+    expect(
+      inputs.some((f) => /sdk[\\/]dist[\\/]index\.js$/.test(f)),
+      inputs.join('\n'),
+    ).to.equal(true);
+    expect(
+      inputs.some((f) => /dist[\\/]cjs[\\/]/.test(f)),
+      'the ES modules, not the CommonJS build',
+    ).to.equal(false);
     expect(bundleText).not.to.include('ws does not work in the browser');
   });
 
@@ -113,16 +128,21 @@ describe('the SDK in a browser: the example page bundled with esbuild, run in he
 
       const types = result.events!.map((e) => e.type);
       console.log(`      the page saw ${types.length} events: ${[...new Set(types)].join(', ')}`);
-      for (const t of ['agent.phase', 'agent.progress', 'cost.update', 'session.status']) expect(types, why).to.include(t);
+      for (const t of ['agent.phase', 'agent.progress', 'cost.update', 'session.status'])
+        expect(types, why).to.include(t);
       expect(types.at(-1)).to.equal('session.status');
       expect(result.events!.map((e) => e.seq)).to.deep.equal(result.events!.map((_, i) => i + 1));
       expect(log).to.match(/^phase {4}EXPLORE$/m);
       expect(log).to.match(/^done {5}completed: charged [\d.]+$/m);
 
       // Every stored event, once, in order: nothing lost on the way to the page.
-      const stored = await d.api.get(`/v1/sessions/${result.session_id}/events?limit=1000`, { headers: { authorization } });
+      const stored = await d.api.get(`/v1/sessions/${result.session_id}/events?limit=1000`, {
+        headers: { authorization },
+      });
       expect(stored.status, stored.text).to.equal(200);
-      expect(result.events).to.deep.equal((stored.body.events as StreamEvent[]).map((e) => ({ type: e.type, seq: e.seq })));
+      expect(result.events).to.deep.equal(
+        (stored.body.events as StreamEvent[]).map((e) => ({ type: e.type, seq: e.seq })),
+      );
 
       // How the page authenticated the stream: a ticket asked for with the credential, then
       // the upgrade with the ticket in the URL, from the page's origin, with no Authorization header.

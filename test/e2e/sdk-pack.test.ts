@@ -17,16 +17,26 @@ function installed(nodeModules: string): string[] {
   const names: string[] = [];
   for (const entry of readdirSync(nodeModules)) {
     if (entry.startsWith('.')) continue;
-    if (entry.startsWith('@')) for (const sub of readdirSync(path.join(nodeModules, entry))) names.push(`${entry}/${sub}`);
+    if (entry.startsWith('@'))
+      for (const sub of readdirSync(path.join(nodeModules, entry))) names.push(`${entry}/${sub}`);
     else names.push(entry);
   }
   return names.sort();
 }
 
 /** Runs `script` (the example by default) in `cwd` with a clean environment (no tsx loader, no inherited keys). */
-function example(cwd: string, env: Record<string, string>, vision: string, script = 'run.mjs'): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function example(
+  cwd: string,
+  env: Record<string, string>,
+  vision: string,
+  script = 'run.mjs',
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [script, vision], { cwd, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [script, vision], {
+      cwd,
+      env: { PATH: process.env.PATH ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += String(c)));
@@ -58,7 +68,16 @@ const stranger = new KeenClient({ baseUrl: process.env.KEEN_URL, apiKey: 'ak_liv
 /** Both entry points typed: an .mts importing and a .cts requiring the package, checked by tsc (NodeNext). */
 const TYPES_CHECK = {
   'tsconfig.json': JSON.stringify({
-    compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext', target: 'ES2022', lib: ['ES2023', 'DOM'], types: [], strict: true, noEmit: true, skipLibCheck: true },
+    compilerOptions: {
+      module: 'NodeNext',
+      moduleResolution: 'NodeNext',
+      target: 'ES2022',
+      lib: ['ES2023', 'DOM'],
+      types: [],
+      strict: true,
+      noEmit: true,
+      skipLibCheck: true,
+    },
     files: ['check.mts', 'check.cts'],
   }),
   'check.mts': `import { KeenClient, InsufficientCreditsError, type CreditBalanceResponse } from '@keen/sdk';
@@ -100,7 +119,9 @@ describe('the SDK as a published package (npm pack, install, run the example)', 
 
   it('packs the SDK (building it: no dist before), installs with only its own dependencies, and runs the example against a daemon', async () => {
     expect(existsSync(path.join(sdkCopy, 'dist'))).to.equal(false);
-    const packed = JSON.parse((await run('npm', ['pack', '--json', '--pack-destination', tmp], { cwd: sdkCopy })).stdout) as Array<{
+    const packed = JSON.parse(
+      (await run('npm', ['pack', '--json', '--pack-destination', tmp], { cwd: sdkCopy })).stdout,
+    ) as Array<{
       filename: string;
       size: number;
       unpackedSize: number;
@@ -120,9 +141,13 @@ describe('the SDK as a published package (npm pack, install, run the example)', 
       'dist/cjs/types.gen.d.ts',
     ]);
     expect(files.filter((f) => !f.startsWith('dist/') && !['package.json', 'README.md'].includes(f))).to.deep.equal([]);
-    console.log(`      packed ${pack.filename}: ${pack.size} bytes (${pack.unpackedSize} unpacked), ${files.length} files`);
+    console.log(
+      `      packed ${pack.filename}: ${pack.size} bytes (${pack.unpackedSize} unpacked), ${files.length} files`,
+    );
 
-    await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', path.join(tmp, pack.filename)], { cwd: app });
+    await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', path.join(tmp, pack.filename)], {
+      cwd: app,
+    });
     const deps = installed(path.join(app, 'node_modules'));
     console.log(`      installed: ${deps.join(', ')}`);
     expect(deps).to.deep.equal(['@keen/sdk', 'ws']);
@@ -133,7 +158,11 @@ describe('the SDK as a published package (npm pack, install, run the example)', 
     const u = await buildUser(d, { tier: 'team' });
     await grant(d, u, 20);
     const key = (await buildApiKey(d, u)).key;
-    const ok = await example(app, { KEEN_URL: d.url, KEEN_API_KEY: key, KEEN_BUDGET: '3' }, 'Build a small todo application [iterations:3]');
+    const ok = await example(
+      app,
+      { KEEN_URL: d.url, KEEN_API_KEY: key, KEEN_BUDGET: '3' },
+      'Build a small todo application [iterations:3]',
+    );
     expect(ok.code, ok.stderr + ok.stdout).to.equal(0);
     expect(ok.stdout).to.match(/^session  ses_\w+: 3 credits reserved/m);
     expect(ok.stdout).to.match(/^phase    EXPLORE$/m);
@@ -144,7 +173,11 @@ describe('the SDK as a published package (npm pack, install, run the example)', 
     // 402: the example says by how much the user is short, and exits 3.
     const poor = await buildUser(d);
     await grant(d, poor, 1);
-    const short = await example(app, { KEEN_URL: d.url, KEEN_API_KEY: (await buildApiKey(d, poor)).key, KEEN_BUDGET: '3' }, 'Build a small todo application');
+    const short = await example(
+      app,
+      { KEEN_URL: d.url, KEEN_API_KEY: (await buildApiKey(d, poor)).key, KEEN_BUDGET: '3' },
+      'Build a small todo application',
+    );
     expect(short.code, short.stderr + short.stdout).to.equal(3);
     expect(short.stderr).to.include('not enough credits: this run needs 3, 1 available (short by 2)');
   });
@@ -152,8 +185,20 @@ describe('the SDK as a published package (npm pack, install, run the example)', 
   it('loads with require() from CommonJS and with import from an ES module, each with its own build and types', async () => {
     // Installed by the test before: the tarball in `app`.
     expect(existsSync(path.join(app, 'node_modules/@keen/sdk/dist/cjs/index.js'))).to.equal(true);
-    writeFileSync(path.join(app, 'client.cjs'), consumer("const { KeenClient, KeenError, AuthenticationError } = require('@keen/sdk');", "require.resolve('@keen/sdk')"));
-    writeFileSync(path.join(app, 'client.mjs'), consumer("import { KeenClient, KeenError, AuthenticationError } from '@keen/sdk';", "import.meta.resolve('@keen/sdk')"));
+    writeFileSync(
+      path.join(app, 'client.cjs'),
+      consumer(
+        "const { KeenClient, KeenError, AuthenticationError } = require('@keen/sdk');",
+        "require.resolve('@keen/sdk')",
+      ),
+    );
+    writeFileSync(
+      path.join(app, 'client.mjs'),
+      consumer(
+        "import { KeenClient, KeenError, AuthenticationError } from '@keen/sdk';",
+        "import.meta.resolve('@keen/sdk')",
+      ),
+    );
 
     const u = await buildUser(d, { tier: 'team' });
     await grant(d, u, 10);
@@ -163,7 +208,13 @@ describe('the SDK as a published package (npm pack, install, run the example)', 
     // CommonJS, streaming too: on Node 20 that loads `ws` through the CommonJS build.
     const cjs = await example(app, env, 'Build a small todo application [iterations:2]', 'client.cjs');
     expect(cjs.code, cjs.stderr + cjs.stdout).to.equal(0);
-    const c = JSON.parse(cjs.stdout) as { resolved: string; balance: number; via: string; refused: unknown; events: string[] };
+    const c = JSON.parse(cjs.stdout) as {
+      resolved: string;
+      balance: number;
+      via: string;
+      refused: unknown;
+      events: string[];
+    };
     expect(c.resolved).to.match(/node_modules\/@keen\/sdk\/dist\/cjs\/index\.js$/);
     expect(c.balance).to.equal(10);
     expect(c.via).to.equal('api_key');
@@ -183,9 +234,11 @@ describe('the SDK as a published package (npm pack, install, run the example)', 
     // Types: tsc resolves the `import` condition to dist/index.d.ts and `require` to dist/cjs/index.d.ts.
     for (const [name, text] of Object.entries(TYPES_CHECK)) writeFileSync(path.join(app, name), text);
     const tsc = path.join(PROJECT_ROOT, 'node_modules/typescript/bin/tsc');
-    const checked = await run(process.execPath, [tsc, '-p', 'tsconfig.json', '--listFiles'], { cwd: app }).catch((err: { stdout?: string; stderr?: string }) => {
-      throw new Error(`tsc failed on the consumer files:\n${err.stdout ?? ''}${err.stderr ?? ''}`);
-    });
+    const checked = await run(process.execPath, [tsc, '-p', 'tsconfig.json', '--listFiles'], { cwd: app }).catch(
+      (err: { stdout?: string; stderr?: string }) => {
+        throw new Error(`tsc failed on the consumer files:\n${err.stdout ?? ''}${err.stderr ?? ''}`);
+      },
+    );
     const listed = checked.stdout.split('\n');
     expect(listed.some((f) => f.endsWith('node_modules/@keen/sdk/dist/index.d.ts'))).to.equal(true);
     expect(listed.some((f) => f.endsWith('node_modules/@keen/sdk/dist/cjs/index.d.ts'))).to.equal(true);

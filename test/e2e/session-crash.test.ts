@@ -11,14 +11,22 @@ import { webhookReceiver } from '../helpers/webhooks.js';
 /** Sandboxes and example agents running on this machine (the suite runs one daemon at a time). */
 function agentProcesses(): string[] {
   try {
-    return execFileSync('pgrep', ['-f', '^bwrap |examples/agent/agent.js'], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+    return execFileSync('pgrep', ['-f', '^bwrap |examples/agent/agent.js'], { encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .filter(Boolean);
   } catch {
     return []; // pgrep exits 1 when nothing matches
   }
 }
 
 const prepare = (home: DaemonHome) =>
-  prepareOutside(home, { label: 'crash', tier: 'team', micros: 20_000_000, scopes: ['agents:execute', 'sessions:read', 'credits:read'] });
+  prepareOutside(home, {
+    label: 'crash',
+    tier: 'team',
+    micros: 20_000_000,
+    scopes: ['agents:execute', 'sessions:read', 'credits:read'],
+  });
 
 describeStorage('a daemon killed while its agent runs', (backend) => {
   let home: DaemonHome;
@@ -34,7 +42,14 @@ describeStorage('a daemon killed while its agent runs', (backend) => {
     const { database, ledger, user, token } = await prepare(home);
     try {
       d = await spawnDaemon({ backend, home, config: { credits: { reservation_ttl_seconds: 60 } } });
-      const r = await d.api.post('/v1/agents/execute', { vision: 'A long job that will be cut short [slow:200] [iterations:200]', options: { costBudget: 5, maxIterations: 200 } }, { token });
+      const r = await d.api.post(
+        '/v1/agents/execute',
+        {
+          vision: 'A long job that will be cut short [slow:200] [iterations:200]',
+          options: { costBudget: 5, maxIterations: 200 },
+        },
+        { token },
+      );
       expect(r.status, r.text).to.equal(200);
       const id = r.body.session.id;
       // Let it use some credits first: the kill must come after usage was recorded, or the test proves nothing.
@@ -73,7 +88,7 @@ describeStorage('a daemon killed while its agent runs', (backend) => {
     }
   });
 
-  it('when the daemon never comes back, another daemon\'s reaper settles the session once its lease runs out', async function () {
+  it("when the daemon never comes back, another daemon's reaper settles the session once its lease runs out", async function () {
     this.timeout(90_000);
     home = await makeHome({ backend });
     const { database, ledger, user, token } = await prepare(home);
@@ -82,13 +97,25 @@ describeStorage('a daemon killed while its agent runs', (backend) => {
     try {
       hooks = await webhookReceiver();
       d = await spawnDaemon({ backend, home, config: { credits: { reservation_ttl_seconds: 5 } } });
-      const r = await d.api.post('/v1/agents/execute', { vision: 'A long job on a daemon that will die [slow:200] [iterations:200]', options: { costBudget: 5 }, webhook_url: hooks.url }, { token });
+      const r = await d.api.post(
+        '/v1/agents/execute',
+        {
+          vision: 'A long job on a daemon that will die [slow:200] [iterations:200]',
+          options: { costBudget: 5 },
+          webhook_url: hooks.url,
+        },
+        { token },
+      );
       expect(r.status, r.text).to.equal(200);
       const id = r.body.session.id;
       await new Promise((res) => setTimeout(res, 800));
       await d.kill('SIGKILL');
       other = await makeHome({ backend, databaseUrl: home.databaseUrl, jwtSecret: home.jwtSecret });
-      d = await spawnDaemon({ backend, home: other, config: { credits: { reservation_ttl_seconds: 5, reaper_interval_seconds: 1 } } });
+      d = await spawnDaemon({
+        backend,
+        home: other,
+        config: { credits: { reservation_ttl_seconds: 5, reaper_interval_seconds: 1 } },
+      });
       const end = await waitForEnd(d, { token }, id, 40_000);
       expect(end.status).to.equal('interrupted');
       expect(end.end_reason).to.equal('lease_expired');

@@ -24,12 +24,25 @@ function emptyConfigHome(): string {
  * KEEN_API_KEY, KEEN_PROFILE and the daemon's KEEN_HOST, KEEN_PORT and
  * KEEN_CONFIG are cleared unless passed), optional standard input.
  */
-export function runAdmin(args: string[], options: { env?: Record<string, string>; stdin?: string } = {}): Promise<CliRun> {
+export function runAdmin(
+  args: string[],
+  options: { env?: Record<string, string>; stdin?: string } = {},
+): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...NODE_ARGS, ADMIN, ...args], {
       cwd: PROJECT_ROOT,
       // An empty config home: a developer's own ~/.config/keen/admin.json never leaks into a test.
-      env: { ...process.env, KEEN_API_KEY: '', KEEN_URL: '', KEEN_PROFILE: '', KEEN_HOST: '', KEEN_PORT: '', KEEN_CONFIG: '', XDG_CONFIG_HOME: emptyConfigHome(), ...options.env },
+      env: {
+        ...process.env,
+        KEEN_API_KEY: '',
+        KEEN_URL: '',
+        KEEN_PROFILE: '',
+        KEEN_HOST: '',
+        KEEN_PORT: '',
+        KEEN_CONFIG: '',
+        XDG_CONFIG_HOME: emptyConfigHome(),
+        ...options.env,
+      },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stdout = '';

@@ -80,7 +80,10 @@ function baseConfig(home: DaemonHome, options: DaemonOptions): Record<string, un
       server: { host: '127.0.0.1', port: 0, shutdown_timeout_seconds: 2 },
       database: { url: home.databaseUrl },
       // A prefix per daemon home: Redis outlives test runs, and suites must not see each other's counters.
-      redis: { url: shared === 'redis' ? TEST_REDIS_URL : null, key_prefix: `keen-test:${path.basename(home.dataDir)}:` },
+      redis: {
+        url: shared === 'redis' ? TEST_REDIS_URL : null,
+        key_prefix: `keen-test:${path.basename(home.dataDir)}:`,
+      },
       log: { level: options.logLevel ?? 'info' },
       agent: { command: ['node', path.join(PROJECT_ROOT, 'examples/agent/agent.js')] },
       webhooks: { allow_private_targets: true },
@@ -111,10 +114,21 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<TestDaem
       cb();
     },
   });
-  const env = { JWT_SECRET: home.jwtSecret, PATH: options.path ?? process.env.PATH, LANG: process.env.LANG, ...(options.previousJwtSecrets ? { JWT_PREVIOUS_SECRETS: options.previousJwtSecrets.join(',') } : {}) };
+  const env = {
+    JWT_SECRET: home.jwtSecret,
+    PATH: options.path ?? process.env.PATH,
+    LANG: process.env.LANG,
+    ...(options.previousJwtSecrets ? { JWT_PREVIOUS_SECRETS: options.previousJwtSecrets.join(',') } : {}),
+  };
   const config = loadConfig({ env, overrides: baseConfig(home, options) });
   const logger = createLogger(config.log.level, sink);
-  const container = new Container({ config, logger, clock: options.clock, defaultMetrics: options.defaultMetrics ?? false, ...(options.audit ? { audit: options.audit } : {}) });
+  const container = new Container({
+    config,
+    logger,
+    clock: options.clock,
+    defaultMetrics: options.defaultMetrics ?? false,
+    ...(options.audit ? { audit: options.audit } : {}),
+  });
   try {
     await container.start();
   } catch (err) {
@@ -165,7 +179,9 @@ export const NODE_ARGS = ['--enable-source-maps'];
 export const MAIN = path.join(PROJECT_ROOT, 'dist/daemon/main.js');
 export const ADMIN = path.join(PROJECT_ROOT, 'dist/cli/keen-admin.js');
 
-export async function spawnDaemon(options: DaemonOptions & { env?: Record<string, string>; home?: DaemonHome } = {}): Promise<ChildDaemon> {
+export async function spawnDaemon(
+  options: DaemonOptions & { env?: Record<string, string>; home?: DaemonHome } = {},
+): Promise<ChildDaemon> {
   const home = options.home ?? (await makeHome(options));
   const configFile = path.join(home.dataDir, 'gateway.yaml');
   writeFileSync(configFile, toYaml(baseConfig(home, options)));
@@ -179,7 +195,10 @@ export async function spawnDaemon(options: DaemonOptions & { env?: Record<string
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const port = await new Promise<number>((resolve, reject) => {
     let buf = '';
-    const timer = setTimeout(() => reject(new Error(`daemon did not start in time:\n${stderr.join('')}\n${stdout.join('')}`)), 30_000);
+    const timer = setTimeout(
+      () => reject(new Error(`daemon did not start in time:\n${stderr.join('')}\n${stdout.join('')}`)),
+      30_000,
+    );
     child.stdout!.on('data', (chunk: Buffer) => {
       stdout.push(String(chunk));
       buf += String(chunk);

@@ -11,7 +11,10 @@ export interface TestDatabase {
   close(): Promise<void>;
 }
 
-export async function openTestDatabase(backend: StorageBackend, options: { poolMax?: number; keepReads?: boolean } = {}): Promise<TestDatabase> {
+export async function openTestDatabase(
+  backend: StorageBackend,
+  options: { poolMax?: number; keepReads?: boolean } = {},
+): Promise<TestDatabase> {
   const home = await makeHome({ backend });
   const database = new Database({
     url: home.databaseUrl,

@@ -45,4 +45,3 @@ export function fill(file: string, leaveBytes: number): void {
     closeSync(fd);
   }
 }
-

@@ -12,7 +12,8 @@ export interface TestUser {
 }
 
 let counter = 0;
-export const uniqueEmail = (prefix = 'user'): string => `${prefix}-${Date.now().toString(36)}-${counter++}-${randomBytes(3).toString('hex')}@example.test`;
+export const uniqueEmail = (prefix = 'user'): string =>
+  `${prefix}-${Date.now().toString(36)}-${counter++}-${randomBytes(3).toString('hex')}@example.test`;
 
 /**
  * A user made through the daemon's own service (as an admin would), with a
@@ -20,7 +21,14 @@ export const uniqueEmail = (prefix = 'user'): string => `${prefix}-${Date.now().
  */
 export async function buildUser(
   d: TestDaemon,
-  overrides: { email?: string; role?: 'member' | 'admin'; tier?: Tier; tenantId?: string | null; withPassword?: boolean; password?: string } = {},
+  overrides: {
+    email?: string;
+    role?: 'member' | 'admin';
+    tier?: Tier;
+    tenantId?: string | null;
+    withPassword?: boolean;
+    password?: string;
+  } = {},
 ): Promise<TestUser> {
   const email = overrides.email ?? uniqueEmail();
   const password = overrides.password ?? `pw-${randomBytes(12).toString('hex')}`;
@@ -35,8 +43,17 @@ export async function buildUser(
 }
 
 export function mintToken(d: TestDaemon, user: UserRow): string {
-  const scopes = user.role === 'member' ? (['agents:execute', 'sessions:read', 'credits:read', 'keys:manage'] as const) : (['agents:execute', 'sessions:read', 'credits:read', 'keys:manage', 'admin'] as const);
-  return d.container.accessTokens.sign({ id: user.id, scopes: [...scopes], tier: user.tier, role: user.role, tenantId: user.tenant_id });
+  const scopes =
+    user.role === 'member'
+      ? (['agents:execute', 'sessions:read', 'credits:read', 'keys:manage'] as const)
+      : (['agents:execute', 'sessions:read', 'credits:read', 'keys:manage', 'admin'] as const);
+  return d.container.accessTokens.sign({
+    id: user.id,
+    scopes: [...scopes],
+    tier: user.tier,
+    role: user.role,
+    tenantId: user.tenant_id,
+  });
 }
 
 export async function buildTenant(d: TestDaemon, name = `tenant-${randomBytes(4).toString('hex')}`): Promise<string> {
@@ -63,7 +80,10 @@ export function principal(u: UserRow) {
     email: u.email,
     role: u.role,
     tier: u.tier,
-    scopes: u.role === 'member' ? (['agents:execute', 'sessions:read', 'credits:read', 'keys:manage'] as never[]) : (['agents:execute', 'sessions:read', 'credits:read', 'keys:manage', 'admin'] as never[]),
+    scopes:
+      u.role === 'member'
+        ? (['agents:execute', 'sessions:read', 'credits:read', 'keys:manage'] as never[])
+        : (['agents:execute', 'sessions:read', 'credits:read', 'keys:manage', 'admin'] as never[]),
     via: 'jwt' as const,
     apiKeyId: null,
     apiKeyRateLimitPerHour: null,
@@ -71,7 +91,11 @@ export function principal(u: UserRow) {
 }
 
 /** An API key for `user`, made through the API. */
-export async function buildApiKey(d: TestDaemon, u: TestUser, body: Record<string, unknown> = {}): Promise<{ id: string; key: string }> {
+export async function buildApiKey(
+  d: TestDaemon,
+  u: TestUser,
+  body: Record<string, unknown> = {},
+): Promise<{ id: string; key: string }> {
   const r = await d.api.post('/v1/api-keys', { name: 'test key', ...body }, { token: u.token });
   if (r.status !== 201) throw new Error(`api key creation failed: ${r.status} ${r.text}`);
   return { id: r.body.api_key.id, key: r.body.key };

@@ -15,7 +15,10 @@ export interface RequestOptions {
 }
 
 export class Api {
-  constructor(readonly baseUrl: string, private readonly defaults: RequestOptions = {}) {}
+  constructor(
+    readonly baseUrl: string,
+    private readonly defaults: RequestOptions = {},
+  ) {}
 
   /** A client whose requests carry these credentials. */
   as(creds: { token?: string; apiKey?: string }): Api {

@@ -7,6 +7,8 @@ import { CreditLedger } from '../../daemon/credits/ledger.js';
 import { createLogger } from '../../daemon/logger.js';
 import { Database } from '../../daemon/storage/database.js';
 import { migrateToLatest } from '../../daemon/storage/migrator.js';
+import { accountRepositories } from '../../daemon/storage/repos/accounts.js';
+import { creditRepositories } from '../../daemon/storage/repos/credits.js';
 import type { UserRow } from '../../daemon/storage/repos/users.js';
 import { UserAdminService } from '../../daemon/users/user-admin.js';
 import type { DaemonHome } from './daemon.js';
@@ -26,14 +28,44 @@ export interface OutsideSetup {
  * and makes a user holding `micros` micro-credits, with an access token, through
  * the daemon's own services, with no daemon running in this process.
  */
-export async function prepareOutside(home: DaemonHome, options: { label: string; tier: Tier; micros: number; scopes: Scope[] }): Promise<OutsideSetup> {
-  const database = new Database({ url: home.databaseUrl, poolMax: 2, connectTimeoutMs: 3000, busyTimeoutMs: 3000, logger: createLogger('silent') });
+export async function prepareOutside(
+  home: DaemonHome,
+  options: { label: string; tier: Tier; micros: number; scopes: Scope[] },
+): Promise<OutsideSetup> {
+  const database = new Database({
+    url: home.databaseUrl,
+    poolMax: 2,
+    connectTimeoutMs: 3000,
+    busyTimeoutMs: 3000,
+    logger: createLogger('silent'),
+  });
   await migrateToLatest(database);
   const audit = new MemoryAuditLogger();
-  const users = new UserAdminService({ database, clock: systemClock, hasher: new PasswordHasher({ maxConcurrent: 1 }), audit });
+  const users = new UserAdminService({
+    database,
+    ...accountRepositories(database),
+    clock: systemClock,
+    hasher: new PasswordHasher({ maxConcurrent: 1 }),
+    audit,
+  });
   const user = await users.createUser(null, { email: uniqueEmail(options.label), tier: options.tier });
-  const ledger = new CreditLedger({ database, clock: systemClock, audit });
-  await ledger.grant({ userId: user.id, amount: options.micros as never, reason: options.label, actor: { type: 'system', id: null } });
-  const tokens = new AccessTokens(Buffer.from(home.jwtSecret, 'utf8'), { issuer: 'keen-gateway', audience: 'keen-api', ttlSeconds: 900, clock: systemClock });
-  return { database, ledger, user, token: tokens.sign({ id: user.id, scopes: options.scopes, tier: user.tier, role: user.role, tenantId: null }) };
+  const ledger = new CreditLedger({ database, repositories: creditRepositories(database), clock: systemClock, audit });
+  await ledger.grant({
+    userId: user.id,
+    amount: options.micros as never,
+    reason: options.label,
+    actor: { type: 'system', id: null },
+  });
+  const tokens = new AccessTokens(Buffer.from(home.jwtSecret, 'utf8'), {
+    issuer: 'keen-gateway',
+    audience: 'keen-api',
+    ttlSeconds: 900,
+    clock: systemClock,
+  });
+  return {
+    database,
+    ledger,
+    user,
+    token: tokens.sign({ id: user.id, scopes: options.scopes, tier: user.tier, role: user.role, tenantId: null }),
+  };
 }

@@ -6,7 +6,9 @@ export const mochaHooks = {
     const list = skippedBackends();
     if (list.length > 0) {
       const line = '!'.repeat(72);
-      process.stderr.write(`\n${line}\n!! SKIPPED BACKENDS: ${list.join(', ')}\n!! Set the variables to run those suites (CI always does).\n${line}\n`);
+      process.stderr.write(
+        `\n${line}\n!! SKIPPED BACKENDS: ${list.join(', ')}\n!! Set the variables to run those suites (CI always does).\n${line}\n`,
+      );
     }
   },
 };

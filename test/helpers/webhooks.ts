@@ -30,6 +30,14 @@ export function webhookReceiver(): Promise<{ url: string; received: ReceivedWebh
 }
 
 /** The three Standard Webhooks headers of a received POST, as verifySignature takes them. */
-export function signatureHeaders(got: ReceivedWebhook): { 'webhook-id': string; 'webhook-timestamp': string; 'webhook-signature': string } {
-  return { 'webhook-id': String(got.headers['webhook-id']), 'webhook-timestamp': String(got.headers['webhook-timestamp']), 'webhook-signature': String(got.headers['webhook-signature']) };
+export function signatureHeaders(got: ReceivedWebhook): {
+  'webhook-id': string;
+  'webhook-timestamp': string;
+  'webhook-signature': string;
+} {
+  return {
+    'webhook-id': String(got.headers['webhook-id']),
+    'webhook-timestamp': String(got.headers['webhook-timestamp']),
+    'webhook-signature': String(got.headers['webhook-signature']),
+  };
 }

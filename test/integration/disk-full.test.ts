@@ -19,7 +19,8 @@ function expectInsufficientStorage(r: ApiResponse, d: TestDaemon): void {
   expect(r.body.error.message).to.match(/storage/i);
   expect(r.body.request_id).to.be.a('string');
   expect(Number(r.headers.get('retry-after'))).to.be.at.least(1);
-  for (const leak of [d.home.dataDir, 'keen.db', 'SQLITE', 'No space left', 'could not extend']) expect(r.text).to.not.include(leak);
+  for (const leak of [d.home.dataDir, 'keen.db', 'SQLITE', 'No space left', 'could not extend'])
+    expect(r.text).to.not.include(leak);
 }
 
 describe('a full SQLite database [sqlite]', function () {
@@ -35,7 +36,8 @@ describe('a full SQLite database [sqlite]', function () {
   });
   after(async () => d?.stop());
 
-  const grant = (amount: number) => d.api.post('/v1/admin/credits/grant', { user_id: u.user.id, amount, reason: 'disk test' }, { token: root });
+  const grant = (amount: number) =>
+    d.api.post('/v1/admin/credits/grant', { user_id: u.user.id, amount, reason: 'disk test' }, { token: root });
   const balance = async () => (await d.api.get('/v1/credits/balance', { token: u.token })).body.balance as number;
 
   /**
@@ -94,7 +96,9 @@ describe('a full SQLite database [sqlite]', function () {
     expect(refusedGrant, `no 507 after ${granted} grants`).to.equal(true);
     // Nothing half-written: no refused user, the balance and the ledger hold exactly the grants answered 201.
     const db = d.container.database.db;
-    expect(await db.selectFrom('users').select('id').where('email', '=', refusedEmail!).executeTakeFirst()).to.equal(undefined);
+    expect(await db.selectFrom('users').select('id').where('email', '=', refusedEmail!).executeTakeFirst()).to.equal(
+      undefined,
+    );
     expect(await balance()).to.equal(5 + granted);
     const ledger = await db.selectFrom('credit_ledger').select('id').where('user_id', '=', u.user.id).execute();
     expect(ledger).to.have.length(1 + granted);
@@ -110,7 +114,9 @@ describe('a full SQLite database [sqlite]', function () {
     expect(again.status, again.text).to.equal(201);
     expect((await grant(7)).status).to.equal(201);
     expect(await balance()).to.equal(12 + granted);
-    const actions = (await db.selectFrom('audit_log').select('action').where('target_id', '=', again.body.user.id).execute()).map((r) => r.action);
+    const actions = (
+      await db.selectFrom('audit_log').select('action').where('target_id', '=', again.body.user.id).execute()
+    ).map((r) => r.action);
     expect(actions).to.include('user.create');
   });
 });
@@ -137,7 +143,8 @@ describeRoot('free disk space: readiness and writes on a real full file system [
     fs?.unmount();
   });
 
-  const createUser = () => d.api.post('/v1/admin/users', { email: uniqueEmail('tmpfs'), tier: 'individual' }, { token: root });
+  const createUser = () =>
+    d.api.post('/v1/admin/users', { email: uniqueEmail('tmpfs'), tier: 'individual' }, { token: root });
 
   it('readiness fails while free space is below server.min_free_disk_mb, writes answer 507 when there is none, and both recover once space is freed', async () => {
     const ok = await d.api.get('/health/ready');
@@ -167,7 +174,10 @@ describeRoot('free disk space: readiness and writes on a real full file system [
     }
     expect(full, `no 507 in ${statuses.length} writes on a full disk`).to.not.equal(null);
     expectInsufficientStorage(full!, d);
-    const users = await d.container.database.db.selectFrom('users').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    const users = await d.container.database.db
+      .selectFrom('users')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow();
     // The platform admin, the user made below the threshold, and every 201 of the full disk.
     expect(Number(users.n)).to.equal(2 + statuses.filter((s) => s === 201).length);
     expect((await d.api.get('/health/ready')).status).to.equal(503);
@@ -183,63 +193,77 @@ describeRoot('free disk space: readiness and writes on a real full file system [
   });
 });
 
-(TEST_POSTGRES_URL || IN_CI ? describeRoot : describe.skip)('a full Postgres tablespace [postgres, tmpfs]', function () {
-  this.timeout(60_000);
-  let fs: { dir: string; unmount(): void } | undefined;
-  let schema: TestSchema;
-  let admin: pg.Client;
-  let d: TestDaemon;
-  let root: string;
-  const tablespace = `keen_t_full_${process.pid}`;
+(TEST_POSTGRES_URL || IN_CI ? describeRoot : describe.skip)(
+  'a full Postgres tablespace [postgres, tmpfs]',
+  function () {
+    this.timeout(60_000);
+    let fs: { dir: string; unmount(): void } | undefined;
+    let schema: TestSchema;
+    let admin: pg.Client;
+    let d: TestDaemon;
+    let root: string;
+    const tablespace = `keen_t_full_${process.pid}`;
 
-  before(async () => {
-    if (!TEST_POSTGRES_URL) throw new Error('KEEN_TEST_POSTGRES_URL is not set');
-    // A tablespace on a small tmpfs owned by the server's user: the users table lives there.
-    fs = mountTmpfs(4);
-    execFileSync('chown', ['postgres:postgres', fs.dir]);
-    admin = new pg.Client({ connectionString: TEST_POSTGRES_URL });
-    await admin.connect();
-    await admin.query(`create tablespace ${tablespace} location '${fs.dir}'`);
-    schema = await createTestSchema();
-    d = await startDaemon({ backend: 'postgres', databaseUrl: schema.url });
-    root = mintToken(d, await platformAdmin(d));
-    await admin.query(`alter table ${schema.name}.users set tablespace ${tablespace}`);
-    await admin.query(`create table ${schema.name}.test_filler (data text) tablespace ${tablespace}`);
-  });
-  after(async () => {
-    await d?.stop();
-    await schema?.drop();
-    await admin?.query(`drop tablespace if exists ${tablespace}`).catch(() => undefined);
-    await admin?.end();
-    fs?.unmount();
-  });
+    before(async () => {
+      if (!TEST_POSTGRES_URL) throw new Error('KEEN_TEST_POSTGRES_URL is not set');
+      // A tablespace on a small tmpfs owned by the server's user: the users table lives there.
+      fs = mountTmpfs(4);
+      execFileSync('chown', ['postgres:postgres', fs.dir]);
+      admin = new pg.Client({ connectionString: TEST_POSTGRES_URL });
+      await admin.connect();
+      await admin.query(`create tablespace ${tablespace} location '${fs.dir}'`);
+      schema = await createTestSchema();
+      d = await startDaemon({ backend: 'postgres', databaseUrl: schema.url });
+      root = mintToken(d, await platformAdmin(d));
+      await admin.query(`alter table ${schema.name}.users set tablespace ${tablespace}`);
+      await admin.query(`create table ${schema.name}.test_filler (data text) tablespace ${tablespace}`);
+    });
+    after(async () => {
+      await d?.stop();
+      await schema?.drop();
+      await admin?.query(`drop tablespace if exists ${tablespace}`).catch(() => undefined);
+      await admin?.end();
+      fs?.unmount();
+    });
 
-  it('a write answers 507 INSUFFICIENT_STORAGE (SQLSTATE 53100), and succeeds again once space is freed', async () => {
-    // Fill the tablespace, 1 MB at a time, with rows stored as they are (no compression, no TOAST).
-    await admin.query(`alter table ${schema.name}.test_filler alter column data set storage plain`);
-    let filled: string | undefined;
-    for (let i = 0; i < 100 && !filled; i++) {
-      filled = await admin
-        .query(`insert into ${schema.name}.test_filler select repeat(md5(random()::text), 64) from generate_series(1, 500)`)
-        .then(() => undefined, (err: { code?: string }) => err.code ?? 'no code');
-    }
-    expect(filled).to.equal('53100');
-    // The users table's last page may still hold a few rows; the first user that needs a new page is refused.
-    const create = (email: string) => d.api.post('/v1/admin/users', { email, tier: 'individual' }, { token: root });
-    let refusedEmail: string | null = null;
-    for (let i = 0; i < 500 && !refusedEmail; i++) {
-      const email = uniqueEmail('pgfull');
-      const r = await create(email);
-      if (r.status !== 201) {
-        expectInsufficientStorage(r, d);
-        refusedEmail = email;
+    it('a write answers 507 INSUFFICIENT_STORAGE (SQLSTATE 53100), and succeeds again once space is freed', async () => {
+      // Fill the tablespace, 1 MB at a time, with rows stored as they are (no compression, no TOAST).
+      await admin.query(`alter table ${schema.name}.test_filler alter column data set storage plain`);
+      let filled: string | undefined;
+      for (let i = 0; i < 100 && !filled; i++) {
+        filled = await admin
+          .query(
+            `insert into ${schema.name}.test_filler select repeat(md5(random()::text), 64) from generate_series(1, 500)`,
+          )
+          .then(
+            () => undefined,
+            (err: { code?: string }) => err.code ?? 'no code',
+          );
       }
-    }
-    expect(refusedEmail, 'no 507 on a full tablespace').to.not.equal(null);
-    expect(await d.container.database.db.selectFrom('users').select('id').where('email', '=', refusedEmail!).executeTakeFirst()).to.equal(undefined);
+      expect(filled).to.equal('53100');
+      // The users table's last page may still hold a few rows; the first user that needs a new page is refused.
+      const create = (email: string) => d.api.post('/v1/admin/users', { email, tier: 'individual' }, { token: root });
+      let refusedEmail: string | null = null;
+      for (let i = 0; i < 500 && !refusedEmail; i++) {
+        const email = uniqueEmail('pgfull');
+        const r = await create(email);
+        if (r.status !== 201) {
+          expectInsufficientStorage(r, d);
+          refusedEmail = email;
+        }
+      }
+      expect(refusedEmail, 'no 507 on a full tablespace').to.not.equal(null);
+      expect(
+        await d.container.database.db
+          .selectFrom('users')
+          .select('id')
+          .where('email', '=', refusedEmail!)
+          .executeTakeFirst(),
+      ).to.equal(undefined);
 
-    await admin.query(`drop table ${schema.name}.test_filler`);
-    const created = await create(refusedEmail!);
-    expect(created.status, created.text).to.equal(201);
-  });
-});
+      await admin.query(`drop table ${schema.name}.test_filler`);
+      const created = await create(refusedEmail!);
+      expect(created.status, created.text).to.equal(201);
+    });
+  },
+);

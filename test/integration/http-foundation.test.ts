@@ -74,14 +74,20 @@ describeStorage('HTTP foundation', (backend) => {
   });
 
   it('refuses malformed JSON', async () => {
-    const r = await d.api.request('POST', '/v1/anything', { rawBody: '{"a":', headers: { 'content-type': 'application/json' } });
+    const r = await d.api.request('POST', '/v1/anything', {
+      rawBody: '{"a":',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(r.status).to.equal(400);
     expectEnvelope(r.body, 'VALIDATION_ERROR', 'INVALID_JSON');
   });
 
   it('refuses non-object JSON (a string, a number, null)', async () => {
     for (const raw of ['"text"', '42', 'null', 'true']) {
-      const r = await d.api.request('POST', '/v1/anything', { rawBody: raw, headers: { 'content-type': 'application/json' } });
+      const r = await d.api.request('POST', '/v1/anything', {
+        rawBody: raw,
+        headers: { 'content-type': 'application/json' },
+      });
       expect(r.status, raw).to.equal(400);
       expectEnvelope(r.body, 'VALIDATION_ERROR', 'INVALID_JSON');
     }
@@ -89,13 +95,19 @@ describeStorage('HTTP foundation', (backend) => {
 
   it('refuses a 10 MiB body with 413 in the envelope', async () => {
     const big = JSON.stringify({ vision: 'x'.repeat(10 * 1024 * 1024) });
-    const r = await d.api.request('POST', '/v1/anything', { rawBody: big, headers: { 'content-type': 'application/json' } });
+    const r = await d.api.request('POST', '/v1/anything', {
+      rawBody: big,
+      headers: { 'content-type': 'application/json' },
+    });
     expect(r.status).to.equal(413);
     expectEnvelope(r.body, 'VALIDATION_ERROR', 'PAYLOAD_TOO_LARGE');
   });
 
   it('refuses bodies that are not JSON with 415', async () => {
-    const r = await d.api.request('POST', '/v1/anything', { rawBody: 'a=1', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    const r = await d.api.request('POST', '/v1/anything', {
+      rawBody: 'a=1',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    });
     expect(r.status).to.equal(415);
     expectEnvelope(r.body, 'VALIDATION_ERROR', 'UNSUPPORTED_MEDIA_TYPE');
   });
@@ -106,7 +118,7 @@ describeStorage('HTTP foundation', (backend) => {
       'POST /v1/anything HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Encoding: bogus\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}',
     );
     expect(raw).to.match(/^HTTP\/1\.1 415/);
-    expect(raw).to.include("UNSUPPORTED_MEDIA_TYPE");
+    expect(raw).to.include('UNSUPPORTED_MEDIA_TYPE');
     expect(raw).to.include('"success":false');
   });
 
@@ -132,7 +144,9 @@ describeStorage('HTTP foundation', (backend) => {
   });
 
   it('never logs the Authorization header or query-string credentials', async () => {
-    await d.api.get('/health/live?token=canary-query-secret', { headers: { authorization: 'Bearer canary-header-secret' } });
+    await d.api.get('/health/live?token=canary-query-secret', {
+      headers: { authorization: 'Bearer canary-header-secret' },
+    });
     await d.api.get('/nope?ticket=canary-ticket-secret');
     const text = d.logs.join('');
     expect(text).to.include('"path":"/nope"');

@@ -21,15 +21,30 @@ const BODIES: Record<string, Record<string, unknown>> = {
   PasswordChangeRequest: { current_password: 'correct horse battery', new_password: 'another long passphrase' },
   MfaTokenRequest: { token: '123456' },
   ApiKeyCreateRequest: { name: 'ci key', scopes: ['sessions:read'], expires_at: '2099-01-01T00:00:00Z' },
-  AdminUserCreateRequest: { email: 'new-user@example.com', password: 'correct horse battery', tier: 'team', tenant_id: 'ten_01jabc', role: 'member' },
+  AdminUserCreateRequest: {
+    email: 'new-user@example.com',
+    password: 'correct horse battery',
+    tier: 'team',
+    tenant_id: 'ten_01jabc',
+    role: 'member',
+  },
   SetTierRequest: { tier: 'team' },
   LogoutAllRequest: { revoke_api_keys: false },
   TenantCreateRequest: { name: 'Acme' },
-  AdminApiKeyCreateRequest: { user_id: 'someone@example.com', name: 'ci key', scopes: ['sessions:read'], expires_at: '2099-01-01T00:00:00Z' },
+  AdminApiKeyCreateRequest: {
+    user_id: 'someone@example.com',
+    name: 'ci key',
+    scopes: ['sessions:read'],
+    expires_at: '2099-01-01T00:00:00Z',
+  },
   ApiKeyUpdateRequest: { name: 'ci key', scopes: ['sessions:read'], expires_at: '2099-01-01T00:00:00Z' },
   ApiKeyRollRequest: { grace_seconds: 60 },
   BudgetRequest: { amount: 5, period: 'day' },
-  WebhookEndpointCreateRequest: { url: 'https://hooks.example.com/keen', event_types: ['session.completed'], description: 'ci' },
+  WebhookEndpointCreateRequest: {
+    url: 'https://hooks.example.com/keen',
+    event_types: ['session.completed'],
+    description: 'ci',
+  },
   WebhookEndpointUpdateRequest: { url: 'https://hooks.example.com/keen', event_types: ['ping'], description: 'ci' },
   WebhookSecretRotateRequest: { grace_seconds: 60 },
   CreditGrantRequest: { user_id: 'someone@example.com', amount: 1, reason: 'welcome credits' },
@@ -65,9 +80,14 @@ const QUERY_VALUES: Record<string, string> = {
 /** Every string leaf of a value, by the dotted field name the API reports (`scopes.0`). */
 function stringLeaves(value: unknown, at = ''): Array<{ field: string; path: Array<string | number> }> {
   if (typeof value === 'string') return [{ field: at, path: [] }];
-  if (Array.isArray(value)) return value.flatMap((v, i) => stringLeaves(v, at ? `${at}.${i}` : String(i)).map((l) => ({ ...l, path: [i, ...l.path] })));
+  if (Array.isArray(value))
+    return value.flatMap((v, i) =>
+      stringLeaves(v, at ? `${at}.${i}` : String(i)).map((l) => ({ ...l, path: [i, ...l.path] })),
+    );
   if (value && typeof value === 'object') {
-    return Object.entries(value).flatMap(([k, v]) => stringLeaves(v, at ? `${at}.${k}` : k).map((l) => ({ ...l, path: [k, ...l.path] })));
+    return Object.entries(value).flatMap(([k, v]) =>
+      stringLeaves(v, at ? `${at}.${k}` : k).map((l) => ({ ...l, path: [k, ...l.path] })),
+    );
   }
   return [];
 }
@@ -84,7 +104,9 @@ function withNul(value: unknown, path: Array<string | number>): unknown {
 }
 
 const pathOf = (r: RouteSpec, param?: string): string =>
-  r.path.replace(/:([A-Za-z_]+)/g, (_, name: string) => (name === param ? encodeURIComponent(`x${NUL}y`) : name === 'id' ? idFor(r.path) : 'abc'));
+  r.path.replace(/:([A-Za-z_]+)/g, (_, name: string) =>
+    name === param ? encodeURIComponent(`x${NUL}y`) : name === 'id' ? idFor(r.path) : 'abc',
+  );
 
 /** A well-formed id of the kind the path takes. */
 function idFor(path: string): string {
@@ -115,7 +137,12 @@ describeStorage('NUL characters in request strings', (backend) => {
   async function send(method: string, path: string, body?: unknown) {
     const headers: Record<string, string> = { authorization: `Bearer ${admin.token}` };
     if (body !== undefined) headers['content-type'] = 'application/json';
-    const res = await fetch(d.url + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(5000) });
+    const res = await fetch(d.url + path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(5000),
+    });
     const text = await res.text();
     let json: any = null;
     try {
@@ -127,7 +154,14 @@ describeStorage('NUL characters in request strings', (backend) => {
   }
 
   /** Sends, then checks the answer: 400 INVALID_FIELD naming `field`, and no error in the log. */
-  async function expectRefused(what: string, method: string, path: string, body: unknown, field: string, problems: string[]): Promise<void> {
+  async function expectRefused(
+    what: string,
+    method: string,
+    path: string,
+    body: unknown,
+    field: string,
+    problems: string[],
+  ): Promise<void> {
     const before = d.logs.length;
     let r;
     try {
@@ -137,8 +171,13 @@ describeStorage('NUL characters in request strings', (backend) => {
       return;
     }
     const errorLines = d.logs.slice(before).filter((l) => /"level":"(error|fatal)"/.test(l));
-    if (r.status !== 400 || r.json?.error?.code !== 'INVALID_FIELD') problems.push(`${what}: ${r.status} ${r.text.slice(0, 200)}`);
-    else if (!(r.json.error.details as Array<{ field: string; message: string }>).some((p) => p.field === field && /NUL/.test(p.message))) {
+    if (r.status !== 400 || r.json?.error?.code !== 'INVALID_FIELD')
+      problems.push(`${what}: ${r.status} ${r.text.slice(0, 200)}`);
+    else if (
+      !(r.json.error.details as Array<{ field: string; message: string }>).some(
+        (p) => p.field === field && /NUL/.test(p.message),
+      )
+    ) {
       problems.push(`${what}: details do not name ${field} as holding NUL: ${JSON.stringify(r.json.error.details)}`);
     }
     if (errorLines.length > 0) problems.push(`${what}: logged an error: ${errorLines[0]!.slice(0, 300)}`);
@@ -164,11 +203,25 @@ describeStorage('NUL characters in request strings', (backend) => {
       const sample = BODIES[r.body!]!;
       for (const leaf of stringLeaves(sample)) {
         cases++;
-        await expectRefused(`${r.method} ${r.path} body ${leaf.field}`, r.method, pathOf(r), withNul(sample, leaf.path), leaf.field, problems);
+        await expectRefused(
+          `${r.method} ${r.path} body ${leaf.field}`,
+          r.method,
+          pathOf(r),
+          withNul(sample, leaf.path),
+          leaf.field,
+          problems,
+        );
       }
     }
     // A NUL in a member's name, too.
-    await expectRefused('POST /v1/agents/execute body key', 'POST', '/v1/agents/execute', { [`vision${NUL}`]: 'Build a tiny command line tool' }, `vision${NUL}`, problems);
+    await expectRefused(
+      'POST /v1/agents/execute body key',
+      'POST',
+      '/v1/agents/execute',
+      { [`vision${NUL}`]: 'Build a tiny command line tool' },
+      `vision${NUL}`,
+      problems,
+    );
     expect(cases).to.be.greaterThan(25);
     expect(problems.join('\n')).to.equal('');
   });
@@ -183,7 +236,14 @@ describeStorage('NUL characters in request strings', (backend) => {
         for (const req of schema.required ?? []) if (req !== name) params.set(req, QUERY_VALUES[req]!);
         const v = QUERY_VALUES[name]!;
         params.set(name, `${v.slice(0, 1)}${NUL}${v.slice(1)}`);
-        await expectRefused(`${r.method} ${r.path}?${name}`, r.method, `${pathOf(r)}?${params}`, undefined, name, problems);
+        await expectRefused(
+          `${r.method} ${r.path}?${name}`,
+          r.method,
+          `${pathOf(r)}?${params}`,
+          undefined,
+          name,
+          problems,
+        );
       }
     }
     expect(problems.join('\n')).to.equal('');
@@ -196,7 +256,14 @@ describeStorage('NUL characters in request strings', (backend) => {
     expect(withParams.length).to.be.greaterThan(5);
     for (const r of withParams) {
       for (const [, name] of r.path.matchAll(/:([A-Za-z_]+)/g)) {
-        await expectRefused(`${r.method} ${r.path} :${name}`, r.method, pathOf(r, name), r.body ? BODIES[r.body] : undefined, name!, problems);
+        await expectRefused(
+          `${r.method} ${r.path} :${name}`,
+          r.method,
+          pathOf(r, name),
+          r.body ? BODIES[r.body] : undefined,
+          name!,
+          problems,
+        );
       }
     }
     expect(problems.join('\n')).to.equal('');
@@ -207,7 +274,9 @@ describeStorage('NUL characters in request strings', (backend) => {
     const before = d.logs.length;
     const raw = await new Promise<string>((resolve, reject) => {
       const sock = net.connect(Number(port), hostname, () =>
-        sock.write(`POST /v1/admin/credits/grant HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${admin.token}\r\nIdempotency-Key: a${NUL}b\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`),
+        sock.write(
+          `POST /v1/admin/credits/grant HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${admin.token}\r\nIdempotency-Key: a${NUL}b\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`,
+        ),
       );
       let out = '';
       sock.on('data', (chunk) => (out += String(chunk)));
@@ -220,7 +289,11 @@ describeStorage('NUL characters in request strings', (backend) => {
   });
 
   it('the stream refuses a NUL in its URL parameters and its subscribe messages', async () => {
-    for (const query of [`sessions=ses_${encodeURIComponent(NUL)}`, `sessions=ses_a,b${encodeURIComponent(NUL)}`, `after=1${encodeURIComponent(NUL)}`]) {
+    for (const query of [
+      `sessions=ses_${encodeURIComponent(NUL)}`,
+      `sessions=ses_a,b${encodeURIComponent(NUL)}`,
+      `after=1${encodeURIComponent(NUL)}`,
+    ]) {
       const before = d.logs.length;
       const r = await refused(d, { token: admin.token, query });
       expect(r.status, query).to.equal(400);

@@ -75,7 +75,9 @@ describe('slow clients: header and request timeouts', function () {
 
   before(async () => {
     d = await startDaemon({
-      config: { server: { headers_timeout_ms: HEADERS_MS, request_timeout_ms: REQUEST_MS, keep_alive_timeout_ms: 1000 } },
+      config: {
+        server: { headers_timeout_ms: HEADERS_MS, request_timeout_ms: REQUEST_MS, keep_alive_timeout_ms: 1000 },
+      },
     });
   });
   afterEach(() => {
@@ -101,7 +103,10 @@ describe('slow clients: header and request timeouts', function () {
     const closed = await Promise.all(open.map((s) => within(s.closedAfter, bound + 1000)));
     const stillOpen = closed.filter((t) => t === null).length;
     expect(stillOpen, `connections still open after ${bound + 1000} ms`).to.equal(0);
-    for (const t of closed) expect(t!).to.be.at.most(bound).and.at.least(HEADERS_MS - 50);
+    for (const t of closed)
+      expect(t!)
+        .to.be.at.most(bound)
+        .and.at.least(HEADERS_MS - 50);
     // The server said why before closing.
     for (const s of open) expect(s.received()).to.match(/^HTTP\/1\.1 408 /);
     // Still serving afterwards.
@@ -124,7 +129,9 @@ describe('slow clients: header and request timeouts', function () {
     const t = await within(s.closedAfter, REQUEST_MS + CHECK_MS + MARGIN_MS + 1000);
     clearInterval(timer);
     expect(t, 'the slow body was not cut').to.not.equal(null);
-    expect(t!).to.be.at.least(REQUEST_MS - 50).and.at.most(REQUEST_MS + CHECK_MS + MARGIN_MS);
+    expect(t!)
+      .to.be.at.least(REQUEST_MS - 50)
+      .and.at.most(REQUEST_MS + CHECK_MS + MARGIN_MS);
     expect(i, 'cut before the body was complete').to.be.below(body.length);
     expect(s.received()).to.match(/^HTTP\/1\.1 408 /);
   });
@@ -167,7 +174,14 @@ describe('server.max_connections', function () {
     const port = d.server.port;
     const held = Array.from({ length: 5 }, () => dribble(port, 'GET /health/live HTTP/1.1\r\n', 200, ''));
     open.push(...held);
-    await Promise.all(held.map((s) => new Promise((resolve) => (s.socket.readyState === 'open' ? resolve(null) : s.socket.once('connect', resolve)))));
+    await Promise.all(
+      held.map(
+        (s) =>
+          new Promise((resolve) =>
+            s.socket.readyState === 'open' ? resolve(null) : s.socket.once('connect', resolve),
+          ),
+      ),
+    );
     // Let the server account for them.
     await new Promise((resolve) => setTimeout(resolve, 200));
     const extra = dribble(port, '', 60_000, '');

@@ -9,10 +9,18 @@ import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 type Meta = { value: string };
 
 /** gateway_meta is a plain key/value table: a neutral place to test the read path. */
-function metaRead(database: Database, cache?: { ttlMs: number; maxEntries?: number }): PreparedRead<{ key: string }, Meta> {
-  return database.prepareRead((db, p: { key: string }) => db.selectFrom('gateway_meta').select('value').where('key', '=', p.key), {
-    ...(cache ? { cache: { tables: ['gateway_meta'], ttlMs: cache.ttlMs, maxEntries: cache.maxEntries ?? 100 } } : {}),
-  });
+function metaRead(
+  database: Database,
+  cache?: { ttlMs: number; maxEntries?: number },
+): PreparedRead<{ key: string }, Meta> {
+  return database.prepareRead(
+    (db, p: { key: string }) => db.selectFrom('gateway_meta').select('value').where('key', '=', p.key),
+    {
+      ...(cache
+        ? { cache: { tables: ['gateway_meta'], ttlMs: cache.ttlMs, maxEntries: cache.maxEntries ?? 100 } }
+        : {}),
+    },
+  );
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -23,7 +31,13 @@ describeStorage('storage: prepared reads', (backend) => {
   let outside: Database;
   before(async () => {
     t = await openTestDatabase(backend, { keepReads: true });
-    outside = new Database({ url: t.home.databaseUrl, poolMax: 2, connectTimeoutMs: 2000, busyTimeoutMs: 5000, logger: createLogger('silent') });
+    outside = new Database({
+      url: t.home.databaseUrl,
+      poolMax: 2,
+      connectTimeoutMs: 2000,
+      busyTimeoutMs: 5000,
+      logger: createLogger('silent'),
+    });
   });
   after(async () => {
     await outside?.close();
@@ -61,7 +75,8 @@ describeStorage('storage: prepared reads', (backend) => {
       // A read from outside while the transaction is open: on SQLite (one connection) it waits
       // for the commit; on Postgres it sees the last commit. Never the uncommitted row, never a kept one.
       pending = read.first({ key: 'pr-tx' }).then((r) => (outsideDuring = r));
-      await sleep(50);
+      // Long enough for Postgres to open a second pool connection on a loaded machine.
+      await sleep(250);
       if (backend === 'postgres') expect(outsideDuring!.value).to.equal('before');
       else expect(outsideDuring).to.equal(undefined);
     });
@@ -116,11 +131,14 @@ describeStorage('storage: prepared reads', (backend) => {
       expect((await read.first({ key: 'pr-tool' }))!.value).to.equal('second');
     });
   } else {
-    it('keeps nothing on Postgres, which other daemons write: an outside write is seen at once', async () => {
+    it('keeps a row on Postgres until another connection’s write is announced (invalidation.ts)', async () => {
       const read = metaRead(db(), { ttlMs: 60_000 });
+      for (let i = 0; i < 100 && !db().cacheState!.serving; i++) await sleep(20);
       await put('pr-out', 'kept');
       expect((await read.first({ key: 'pr-out' }))!.value).to.equal('kept');
+      const heard = db().cacheState!.notifications;
       await put('pr-out', 'outside', outside);
+      for (let i = 0; i < 100 && db().cacheState!.notifications === heard; i++) await sleep(10);
       expect((await read.first({ key: 'pr-out' }))!.value).to.equal('outside');
     });
   }
@@ -130,7 +148,14 @@ describe('storage: WriteGenerations', () => {
   let database: Database;
   let writes: WriteGenerations;
   before(async () => {
-    database = new Database({ url: 'sqlite::memory:', poolMax: 1, connectTimeoutMs: 1000, busyTimeoutMs: 1000, logger: createLogger('silent'), keepReads: true });
+    database = new Database({
+      url: 'sqlite::memory:',
+      poolMax: 1,
+      connectTimeoutMs: 1000,
+      busyTimeoutMs: 1000,
+      logger: createLogger('silent'),
+      keepReads: true,
+    });
     writes = (database as unknown as { writes: WriteGenerations }).writes;
     await sql`create table a (id text primary key, v text)`.execute(database.db);
     await sql`create table b (id text primary key, v text)`.execute(database.db);
@@ -138,7 +163,8 @@ describe('storage: WriteGenerations', () => {
   after(async () => database.close());
 
   const gens = () => ({ a: writes.generation(['a' as never]), b: writes.generation(['b' as never]) });
-  const kdb = () => database.db as unknown as import('kysely').Kysely<{ a: { id: string; v: string }; b: { id: string; v: string } }>;
+  const kdb = () =>
+    database.db as unknown as import('kysely').Kysely<{ a: { id: string; v: string }; b: { id: string; v: string } }>;
 
   it('counts inserts, updates and deletes against their own table only', async () => {
     const start = gens();
@@ -179,17 +205,20 @@ describeStorage('storage: work just before commit', (backend) => {
     t = await openTestDatabase(backend);
   });
   after(async () => t?.close());
-  const value = async (key: string) => (await t.database.db.selectFrom('gateway_meta').select('value').where('key', '=', key).executeTakeFirst())?.value;
+  const value = async (key: string) =>
+    (await t.database.db.selectFrom('gateway_meta').select('value').where('key', '=', key).executeTakeFirst())?.value;
 
   it('runs hooks in order inside the transaction, after its function, then commits them with it', async () => {
     const order: string[] = [];
     await t.database.transaction(async (trx) => {
-      expect(t.database.beforeCommit(trx, async () => {
-        order.push('hook 1');
-        await trx.insertInto('gateway_meta').values({ key: 'bc-1', value: 'hooked' }).execute();
-        // A hook may add another; it runs too.
-        t.database.beforeCommit(trx, async () => void order.push('hook 3'));
-      })).to.equal(true);
+      expect(
+        t.database.beforeCommit(trx, async () => {
+          order.push('hook 1');
+          await trx.insertInto('gateway_meta').values({ key: 'bc-1', value: 'hooked' }).execute();
+          // A hook may add another; it runs too.
+          t.database.beforeCommit(trx, async () => void order.push('hook 3'));
+        }),
+      ).to.equal(true);
       t.database.beforeCommit(trx, async () => void order.push('hook 2'));
       await trx.insertInto('gateway_meta').values({ key: 'bc-0', value: 'body' }).execute();
       order.push('body');

@@ -43,11 +43,19 @@ describeStorage('storage', (backend) => {
         db.transaction(async (trx) => {
           const q = trx.selectFrom('gateway_meta').select('value').where('key', '=', 'counter');
           const row = await (db.dialect === 'postgres' ? q.forUpdate() : q).executeTakeFirstOrThrow();
-          await trx.updateTable('gateway_meta').set({ value: String(Number(row.value) + 1) }).where('key', '=', 'counter').execute();
+          await trx
+            .updateTable('gateway_meta')
+            .set({ value: String(Number(row.value) + 1) })
+            .where('key', '=', 'counter')
+            .execute();
         }),
       ),
     );
-    const row = await db.db.selectFrom('gateway_meta').select('value').where('key', '=', 'counter').executeTakeFirstOrThrow();
+    const row = await db.db
+      .selectFrom('gateway_meta')
+      .select('value')
+      .where('key', '=', 'counter')
+      .executeTakeFirstOrThrow();
     expect(row.value).to.equal('40');
   });
 

@@ -6,7 +6,11 @@ import { buildUser, type TestUser } from '../helpers/factories.js';
 import { grant } from '../helpers/sessions.js';
 
 /** A plain GET over node:http (fetch would queue on its own connection pool). */
-function get(url: string, headers: Record<string, string>, agent: http.Agent): Promise<{ status: number; headers: http.IncomingHttpHeaders; text: string }> {
+function get(
+  url: string,
+  headers: Record<string, string>,
+  agent: http.Agent,
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; text: string }> {
   return new Promise((resolve, reject) => {
     const req = http.get(url, { headers, agent }, (res) => {
       let text = '';
@@ -57,7 +61,13 @@ describeStorage('load: 1,000 concurrent GET /v1/credits/balance from 100 users',
         const who = i % USERS;
         const res = await get(`${d.url}/v1/credits/balance`, { authorization: `Bearer ${users[who]!.token}` }, agent);
         const body = JSON.parse(res.text) as { success: boolean; balance: number; available: number };
-        return { who, status: res.status, body, remaining: Number(res.headers['x-ratelimit-remaining']), limit: Number(res.headers['x-ratelimit-limit']) };
+        return {
+          who,
+          status: res.status,
+          body,
+          remaining: Number(res.headers['x-ratelimit-remaining']),
+          limit: Number(res.headers['x-ratelimit-limit']),
+        };
       }),
     );
     const statuses = new Map<number, number>();

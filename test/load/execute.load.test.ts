@@ -63,7 +63,10 @@ describeStorage('load: executes of the same users while their earlier sessions s
       const results = await Promise.all(
         Array.from({ length: USERS * PER_USER }, async (_, i) => {
           const user = users[i % USERS]!;
-          const r = await execute(d, user, `Load wave ${wave}: build a small todo app with tests`, { maxIterations: 1, costBudget: 0.5 });
+          const r = await execute(d, user, `Load wave ${wave}: build a small todo app with tests`, {
+            maxIterations: 1,
+            costBudget: 0.5,
+          });
           return { user, status: r.status, text: r.text, id: r.body?.session?.id as string | undefined };
         }),
       );
@@ -74,7 +77,9 @@ describeStorage('load: executes of the same users while their earlier sessions s
     // Every session ends and nothing stays reserved.
     const until = Date.now() + 90_000;
     for (;;) {
-      const reserved = await Promise.all(users.map(async (u) => (await d.container.ledger.balance(u.user.id)).reserved));
+      const reserved = await Promise.all(
+        users.map(async (u) => (await d.container.ledger.balance(u.user.id)).reserved),
+      );
       if (reserved.every((r) => r === 0)) break;
       if (Date.now() > until) throw new Error(`credits still reserved: ${reserved.join(', ')}`);
       await new Promise((r) => setTimeout(r, 200));
@@ -82,7 +87,11 @@ describeStorage('load: executes of the same users while their earlier sessions s
     const ended = await d.container.database.db
       .selectFrom('sessions')
       .select(['status'])
-      .where('id', 'in', ids.map((s) => s.id))
+      .where(
+        'id',
+        'in',
+        ids.map((s) => s.id),
+      )
       .execute();
     expect(ended).to.have.length(ids.length);
     expect(new Set(ended.map((s) => s.status))).to.deep.equal(new Set(['completed']));

@@ -42,21 +42,41 @@ describe('config loading', () => {
     expect(c.log.level).to.equal('info');
     expect(c.server.public_url).to.equal('http://127.0.0.1:8080');
     expect(c.workspaces.root).to.equal(path.join(cwd, 'data', 'workspaces'));
-    expect(c.tiers.individual).to.deep.equal({ requests_per_hour: 1000, max_concurrent_sessions: 2, max_agents_per_session: 10 });
-    expect(c.tiers.team).to.deep.equal({ requests_per_hour: 5000, max_concurrent_sessions: 10, max_agents_per_session: 20 });
-    expect(c.tiers.enterprise).to.deep.equal({ requests_per_hour: 50000, max_concurrent_sessions: 100, max_agents_per_session: 50 });
+    expect(c.tiers.individual).to.deep.equal({
+      requests_per_hour: 1000,
+      max_concurrent_sessions: 2,
+      max_agents_per_session: 10,
+    });
+    expect(c.tiers.team).to.deep.equal({
+      requests_per_hour: 5000,
+      max_concurrent_sessions: 10,
+      max_agents_per_session: 20,
+    });
+    expect(c.tiers.enterprise).to.deep.equal({
+      requests_per_hour: 50000,
+      max_concurrent_sessions: 100,
+      max_agents_per_session: 50,
+    });
     expect(c.webhooks.allow_private_targets).to.equal(false);
     expect(c.jwt_secret).to.equal(null);
   });
 
   it('has server timeouts against slow clients and a free-disk threshold, and refuses headers_timeout_ms > request_timeout_ms', () => {
     const c = loadConfig({ env: {}, cwd: tmp() });
-    expect(c.server).to.include({ headers_timeout_ms: 10_000, request_timeout_ms: 30_000, keep_alive_timeout_ms: 5000, max_connections: 0, min_free_disk_mb: 100 });
+    expect(c.server).to.include({
+      headers_timeout_ms: 10_000,
+      request_timeout_ms: 30_000,
+      keep_alive_timeout_ms: 5000,
+      max_connections: 0,
+      min_free_disk_mb: 100,
+    });
     const overrides = { server: { headers_timeout_ms: 5000, request_timeout_ms: 4000 } };
     expect(problemsOf(() => loadConfig({ env: {}, cwd: tmp(), overrides }))).to.deep.equal([
       'server.headers_timeout_ms: must not be longer than server.request_timeout_ms',
     ]);
-    expect(problemsOf(() => loadConfig({ env: {}, cwd: tmp(), overrides: { server: { headers_timeout_ms: 10 } } }))).to.have.length(1);
+    expect(
+      problemsOf(() => loadConfig({ env: {}, cwd: tmp(), overrides: { server: { headers_timeout_ms: 10 } } })),
+    ).to.have.length(1);
   });
 
   it('lets the environment override the file', () => {
@@ -88,7 +108,11 @@ describe('config loading', () => {
   it('keeps partial tier overrides and fills the rest from the defaults', () => {
     const file = writeYaml(tmp(), 'tiers:\n  team:\n    requests_per_hour: 7\n');
     const c = loadConfig({ file, env: {} });
-    expect(c.tiers.team).to.deep.equal({ requests_per_hour: 7, max_concurrent_sessions: 10, max_agents_per_session: 20 });
+    expect(c.tiers.team).to.deep.equal({
+      requests_per_hour: 7,
+      max_concurrent_sessions: 10,
+      max_agents_per_session: 20,
+    });
   });
 
   it('names the key path of a value of the wrong type', () => {
@@ -97,7 +121,9 @@ describe('config loading', () => {
   });
 
   it('refuses a non-numeric KEEN_PORT with the key path', () => {
-    expect(problemsOf(() => loadConfig({ env: { KEEN_PORT: 'abc' }, cwd: tmp() }))).to.include('server.port: must be integer');
+    expect(problemsOf(() => loadConfig({ env: { KEEN_PORT: 'abc' }, cwd: tmp() }))).to.include(
+      'server.port: must be integer',
+    );
   });
 
   it('refuses an unknown key, naming it', () => {
@@ -120,9 +146,15 @@ describe('config loading', () => {
   });
 
   it('reports a missing file, a YAML syntax error and a non-mapping document', () => {
-    expect(problemsOf(() => loadConfig({ file: '/nonexistent/keen.yaml', env: {} }))[0]).to.match(/config file not found/);
-    expect(problemsOf(() => loadConfig({ file: writeYaml(tmp(), 'server: [\n'), env: {} }))[0]).to.match(/not valid YAML/);
-    expect(problemsOf(() => loadConfig({ file: writeYaml(tmp(), '- a\n- b\n'), env: {} }))[0]).to.match(/must be a mapping/);
+    expect(problemsOf(() => loadConfig({ file: '/nonexistent/keen.yaml', env: {} }))[0]).to.match(
+      /config file not found/,
+    );
+    expect(problemsOf(() => loadConfig({ file: writeYaml(tmp(), 'server: [\n'), env: {} }))[0]).to.match(
+      /not valid YAML/,
+    );
+    expect(problemsOf(() => loadConfig({ file: writeYaml(tmp(), '- a\n- b\n'), env: {} }))[0]).to.match(
+      /must be a mapping/,
+    );
   });
 
   it('accepts an empty file as all defaults', () => {
@@ -131,13 +163,20 @@ describe('config loading', () => {
   });
 
   it('refuses database and redis URLs of unknown schemes', () => {
-    expect(problemsOf(() => loadConfig({ env: { KEEN_DATABASE_URL: 'mysql://x' }, cwd: tmp() }))[0]).to.match(/^database\.url/);
-    expect(problemsOf(() => loadConfig({ env: { KEEN_REDIS_URL: 'http://x' }, cwd: tmp() }))[0]).to.match(/^redis\.url/);
+    expect(problemsOf(() => loadConfig({ env: { KEEN_DATABASE_URL: 'mysql://x' }, cwd: tmp() }))[0]).to.match(
+      /^database\.url/,
+    );
+    expect(problemsOf(() => loadConfig({ env: { KEEN_REDIS_URL: 'http://x' }, cwd: tmp() }))[0]).to.match(
+      /^redis\.url/,
+    );
   });
 
   it('resolves relative paths from the config file folder', () => {
     const dir = tmp();
-    const file = writeYaml(dir, 'data_dir: state\nagent:\n  command: ["node", "agents/run.js", "--flag"]\ndatabase:\n  url: "sqlite:db/k.db"\n');
+    const file = writeYaml(
+      dir,
+      'data_dir: state\nagent:\n  command: ["node", "agents/run.js", "--flag"]\ndatabase:\n  url: "sqlite:db/k.db"\n',
+    );
     const c = loadConfig({ file, env: {} });
     expect(c.data_dir).to.equal(path.join(dir, 'state'));
     expect(c.agent.command).to.deep.equal(['node', path.join(dir, 'agents/run.js'), '--flag']);
@@ -149,7 +188,7 @@ describe('config loading', () => {
     expect(c.server.public_url).to.equal('http://[::1]:81');
   });
 
-  it('gives the documented stream limits by default, the same as the stream server\'s own defaults', () => {
+  it("gives the documented stream limits by default, the same as the stream server's own defaults", () => {
     const c = loadConfig({ env: {}, cwd: tmp() });
     expect(c.stream).to.deep.equal({
       allowed_origins: [],
@@ -161,23 +200,41 @@ describe('config loading', () => {
       messages_per_second: 20,
       message_burst: 50,
     });
-    const { shutdownGraceMs: _s, slowCloseGraceMs: _g, reconcileIntervalMs: _r, ...configurable } = DEFAULT_STREAM_OPTIONS;
+    const {
+      shutdownGraceMs: _s,
+      slowCloseGraceMs: _g,
+      reconcileIntervalMs: _r,
+      ...configurable
+    } = DEFAULT_STREAM_OPTIONS;
     expect(streamOptionsFromConfig(c.stream)).to.deep.equal(configurable);
   });
 
   it('maps stream limits from the file to the stream server options, keeping the other defaults', () => {
-    const file = writeYaml(tmp(), 'stream:\n  max_connections_per_user: 3\n  ping_interval_seconds: 0.5\n  messages_per_second: 2.5\n');
+    const file = writeYaml(
+      tmp(),
+      'stream:\n  max_connections_per_user: 3\n  ping_interval_seconds: 0.5\n  messages_per_second: 2.5\n',
+    );
     const c = loadConfig({ file, env: {} });
     expect(c.stream.max_connections_per_user).to.equal(3);
     expect(c.stream.max_subscriptions_per_connection).to.equal(100);
-    expect(streamOptionsFromConfig(c.stream)).to.include({ maxConnectionsPerUser: 3, pingIntervalMs: 500, messagesPerSecond: 2.5, maxSubscriptions: 100, recheckIntervalMs: 5000 });
+    expect(streamOptionsFromConfig(c.stream)).to.include({
+      maxConnectionsPerUser: 3,
+      pingIntervalMs: 500,
+      messagesPerSecond: 2.5,
+      maxSubscriptions: 100,
+      recheckIntervalMs: 5000,
+    });
   });
 
   it('refuses stream limits out of range or of the wrong type, naming the key path', () => {
     const zero = writeYaml(tmp(), 'stream:\n  max_connections_per_user: 0\n');
-    expect(problemsOf(() => loadConfig({ file: zero, env: {} }))).to.deep.equal(['stream.max_connections_per_user: must be >= 1']);
+    expect(problemsOf(() => loadConfig({ file: zero, env: {} }))).to.deep.equal([
+      'stream.max_connections_per_user: must be >= 1',
+    ]);
     const text = writeYaml(tmp(), 'stream:\n  max_connections_per_user: "20"\n');
-    expect(problemsOf(() => loadConfig({ file: text, env: {} }))).to.deep.equal(['stream.max_connections_per_user: must be integer']);
+    expect(problemsOf(() => loadConfig({ file: text, env: {} }))).to.deep.equal([
+      'stream.max_connections_per_user: must be integer',
+    ]);
     const others = writeYaml(
       tmp(),
       'stream:\n  max_subscriptions_per_connection: 1.5\n  max_buffered_bytes: 1023\n  ping_interval_seconds: 0\n  credential_recheck_seconds: 3601\n  messages_per_second: 0\n  message_burst: 0\n',
@@ -220,7 +277,10 @@ describe('JWT secret resolution', () => {
   it('refuses a truncated secret file', () => {
     const dir = tmp();
     writeFileSync(path.join(dir, 'jwt-secret'), 'c2hvcnQ\n', { mode: 0o600 });
-    expect(() => resolveJwtSecret({ provided: null, env: 'development', dataDir: dir, logger: silent })).to.throw(ConfigError, /shorter than 32/);
+    expect(() => resolveJwtSecret({ provided: null, env: 'development', dataDir: dir, logger: silent })).to.throw(
+      ConfigError,
+      /shorter than 32/,
+    );
   });
 
   it('uses JWT_SECRET when given, and never writes it to disk', () => {
@@ -231,8 +291,14 @@ describe('JWT secret resolution', () => {
   });
 
   it('stops a production daemon without a secret or with a short one', () => {
-    expect(() => resolveJwtSecret({ provided: null, env: 'production', dataDir: tmp(), logger: silent })).to.throw(ConfigError, /required/);
-    expect(() => resolveJwtSecret({ provided: 'short', env: 'production', dataDir: tmp(), logger: silent })).to.throw(ConfigError, /at least 32 bytes/);
+    expect(() => resolveJwtSecret({ provided: null, env: 'production', dataDir: tmp(), logger: silent })).to.throw(
+      ConfigError,
+      /required/,
+    );
+    expect(() => resolveJwtSecret({ provided: 'short', env: 'production', dataDir: tmp(), logger: silent })).to.throw(
+      ConfigError,
+      /at least 32 bytes/,
+    );
   });
 
   it('accepts a short secret outside production, with a warning', () => {

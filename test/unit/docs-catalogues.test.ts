@@ -35,7 +35,12 @@ function tableRows(text: string, header: string): string[][] {
   const rows: string[][] = [];
   for (const line of lines.slice(start + 2)) {
     if (!line.startsWith('|')) break;
-    rows.push(line.slice(1, line.endsWith('|') ? -1 : undefined).split('|').map((c) => c.trim()));
+    rows.push(
+      line
+        .slice(1, line.endsWith('|') ? -1 : undefined)
+        .split('|')
+        .map((c) => c.trim()),
+    );
   }
   return rows;
 }
@@ -60,8 +65,14 @@ describe('docs catalogues against the code', () => {
 
     it('lists every action in AUDIT_ACTIONS, once, and no other', () => {
       expect(duplicates(documented), 'listed twice').to.deep.equal([]);
-      expect(AUDIT_ACTIONS.filter((a) => !documented.includes(a)), 'recorded but not documented').to.deep.equal([]);
-      expect(documented.filter((a) => !(AUDIT_ACTIONS as readonly string[]).includes(a)), 'documented but not recorded').to.deep.equal([]);
+      expect(
+        AUDIT_ACTIONS.filter((a) => !documented.includes(a)),
+        'recorded but not documented',
+      ).to.deep.equal([]);
+      expect(
+        documented.filter((a) => !(AUDIT_ACTIONS as readonly string[]).includes(a)),
+        'documented but not recorded',
+      ).to.deep.equal([]);
     });
 
     it('marks no action as planned', () => {
@@ -75,7 +86,10 @@ describe('docs catalogues against the code', () => {
       for (const { text } of sources) {
         for (const m of text.matchAll(/\baction:\s*'([a-z_]+\.[a-z_]+)'/g)) literals.add(m[1]!);
       }
-      expect([...literals].filter((a) => !catalogue.includes(a)), 'recorded but not in AUDIT_ACTIONS').to.deep.equal([]);
+      expect(
+        [...literals].filter((a) => !catalogue.includes(a)),
+        'recorded but not in AUDIT_ACTIONS',
+      ).to.deep.equal([]);
       // An action no code names is a stale catalogue entry (the type alone cannot tell).
       const unused = catalogue.filter((a) => !sources.some(({ text }) => text.includes(`'${a}'`)));
       expect(unused, 'in AUDIT_ACTIONS but recorded nowhere').to.deep.equal([]);
@@ -91,8 +105,14 @@ describe('docs catalogues against the code', () => {
       const documented = rows.map((r) => `${codeOf(r[1]!)} ${r[0]} ${r[2]}`);
       const code = Object.entries(ERROR_CODES).map(([c, [type, status]]) => `${c} ${type} ${status}`);
       expect(duplicates(rows.map((r) => codeOf(r[1]!))), 'listed twice').to.deep.equal([]);
-      expect(code.filter((c) => !documented.includes(c)), 'in ERROR_CODES, missing or different in the table').to.deep.equal([]);
-      expect(documented.filter((c) => !code.includes(c)), 'in the table, missing or different in ERROR_CODES').to.deep.equal([]);
+      expect(
+        code.filter((c) => !documented.includes(c)),
+        'in ERROR_CODES, missing or different in the table',
+      ).to.deep.equal([]);
+      expect(
+        documented.filter((c) => !code.includes(c)),
+        'in the table, missing or different in ERROR_CODES',
+      ).to.deep.equal([]);
     });
 
     it('the scope table lists SCOPES, in order', () => {
@@ -101,8 +121,10 @@ describe('docs catalogues against the code', () => {
     });
 
     it("the members' scopes named in the conventions are SCOPES without admin", () => {
-      const m = /a JWT carries its user's scopes \(members:\s+([^;]+);\s+admins also `admin`\)/.exec(section(md, '## Conventions'));
-      expect(m, 'the sentence on a JWT\'s scopes').to.not.equal(null);
+      const m = /a JWT carries its user's scopes \(members:\s+([^;]+);\s+admins also `admin`\)/.exec(
+        section(md, '## Conventions'),
+      );
+      expect(m, "the sentence on a JWT's scopes").to.not.equal(null);
       const members = [...m![1]!.matchAll(/`([^`]+)`/g)].map((x) => x[1]);
       expect(members).to.deep.equal(SCOPES.filter((s) => s !== 'admin'));
     });

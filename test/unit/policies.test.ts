@@ -35,7 +35,8 @@ function who(role: Principal['role'], overrides: Partial<Principal> = {}): Princ
     ...overrides,
   };
 }
-const key = (role: Principal['role'], scopes: Scope[], overrides: Partial<Principal> = {}) => who(role, { via: 'api_key', apiKeyId: 'key_1', scopes, ...overrides });
+const key = (role: Principal['role'], scopes: Scope[], overrides: Partial<Principal> = {}) =>
+  who(role, { via: 'api_key', apiKeyId: 'key_1', scopes, ...overrides });
 
 const member = who('member');
 const tenantAdmin = who('tenant_admin');
@@ -50,14 +51,31 @@ function code(f: () => unknown): string | null {
   }
 }
 
-const user = (overrides: Partial<UserTarget> = {}): UserTarget => ({ id: 'usr_m', tenant_id: 'ten_a', role: 'member', status: 'active', suspended_by_role: null, ...overrides });
+const user = (overrides: Partial<UserTarget> = {}): UserTarget => ({
+  id: 'usr_m',
+  tenant_id: 'ten_a',
+  role: 'member',
+  status: 'active',
+  suspended_by_role: null,
+  ...overrides,
+});
 
 describe('policies: reach', () => {
   it('spells every row out, and refuses a malformed reach instead of widening it', () => {
     expect(reachFilter(EVERYTHING)).to.equal(null);
     expect(reachFilter({ tenantId: 'ten_a' })).to.deep.equal({ column: 'tenant_id', value: 'ten_a' });
     expect(reachFilter({ userId: 'usr_1' })).to.deep.equal({ column: 'user_id', value: 'usr_1' });
-    for (const bad of [null, undefined, {}, { tenantId: null }, { tenantId: '' }, { userId: '' }, { all: false }, { all: 'yes' }, { tenantId: 'ten_a', userId: 'usr_1' }]) {
+    for (const bad of [
+      null,
+      undefined,
+      {},
+      { tenantId: null },
+      { tenantId: '' },
+      { userId: '' },
+      { all: false },
+      { all: 'yes' },
+      { tenantId: 'ten_a', userId: 'usr_1' },
+    ]) {
       expect(() => reachFilter(bad as never), JSON.stringify(bad)).to.throw();
     }
   });
@@ -141,49 +159,119 @@ describe('policies: API keys', () => {
 
 describe('policies: changes to users', () => {
   it('platform admins may make every change', () => {
-    for (const change of [{ kind: 'activate' }, { kind: 'suspend' }, { kind: 'reset_mfa' }, { kind: 'set_tier', tier: 'enterprise' }] as const) {
-      expect(code(() => assertUserChange(platform, user({ status: 'suspended', suspended_by_role: 'platform_admin' }), change))).to.equal(null);
+    for (const change of [
+      { kind: 'activate' },
+      { kind: 'suspend' },
+      { kind: 'reset_mfa' },
+      { kind: 'set_tier', tier: 'enterprise' },
+    ] as const) {
+      expect(
+        code(() =>
+          assertUserChange(platform, user({ status: 'suspended', suspended_by_role: 'platform_admin' }), change),
+        ),
+      ).to.equal(null);
     }
-    expect(code(() => assertUserChange(platform, user({ id: 'usr_platform_admin', tenant_id: null, role: 'platform_admin' }), { kind: 'set_tier', tier: 'enterprise' }))).to.equal(null);
-    expect(code(() => assertUserChange(platform, null, { kind: 'create', role: 'platform_admin', tier: 'enterprise' }))).to.equal(null);
+    expect(
+      code(() =>
+        assertUserChange(platform, user({ id: 'usr_platform_admin', tenant_id: null, role: 'platform_admin' }), {
+          kind: 'set_tier',
+          tier: 'enterprise',
+        }),
+      ),
+    ).to.equal(null);
+    expect(
+      code(() => assertUserChange(platform, null, { kind: 'create', role: 'platform_admin', tier: 'enterprise' })),
+    ).to.equal(null);
   });
 
   it('a tenant admin cannot lift a suspension the platform made (nor one from before who-suspended was kept)', () => {
-    expect(code(() => assertUserChange(tenantAdmin, user({ status: 'suspended', suspended_by_role: 'platform_admin' }), { kind: 'activate' }))).to.equal('FORBIDDEN');
-    expect(code(() => assertUserChange(tenantAdmin, user({ status: 'suspended', suspended_by_role: null }), { kind: 'activate' }))).to.equal('FORBIDDEN');
-    expect(code(() => assertUserChange(tenantAdmin, user({ status: 'suspended', suspended_by_role: 'tenant_admin' }), { kind: 'activate' }))).to.equal(null);
+    expect(
+      code(() =>
+        assertUserChange(tenantAdmin, user({ status: 'suspended', suspended_by_role: 'platform_admin' }), {
+          kind: 'activate',
+        }),
+      ),
+    ).to.equal('FORBIDDEN');
+    expect(
+      code(() =>
+        assertUserChange(tenantAdmin, user({ status: 'suspended', suspended_by_role: null }), { kind: 'activate' }),
+      ),
+    ).to.equal('FORBIDDEN');
+    expect(
+      code(() =>
+        assertUserChange(tenantAdmin, user({ status: 'suspended', suspended_by_role: 'tenant_admin' }), {
+          kind: 'activate',
+        }),
+      ),
+    ).to.equal(null);
     expect(code(() => assertUserChange(tenantAdmin, user(), { kind: 'activate' }))).to.equal(null);
   });
 
   it('suspendedBy keeps a platform suspension when a tenant admin suspends again', () => {
     expect(suspendedBy(tenantAdmin, { status: 'active', suspended_by_role: null })).to.equal('tenant_admin');
-    expect(suspendedBy(tenantAdmin, { status: 'suspended', suspended_by_role: 'platform_admin' })).to.equal('platform_admin');
-    expect(suspendedBy(tenantAdmin, { status: 'suspended', suspended_by_role: 'tenant_admin' })).to.equal('tenant_admin');
-    expect(suspendedBy(platform, { status: 'suspended', suspended_by_role: 'tenant_admin' })).to.equal('platform_admin');
+    expect(suspendedBy(tenantAdmin, { status: 'suspended', suspended_by_role: 'platform_admin' })).to.equal(
+      'platform_admin',
+    );
+    expect(suspendedBy(tenantAdmin, { status: 'suspended', suspended_by_role: 'tenant_admin' })).to.equal(
+      'tenant_admin',
+    );
+    expect(suspendedBy(platform, { status: 'suspended', suspended_by_role: 'tenant_admin' })).to.equal(
+      'platform_admin',
+    );
   });
 
   it("tiers: a tenant admin sets a member's up to its own, never its own nor an administrator's", () => {
     expect(code(() => assertUserChange(tenantAdmin, user(), { kind: 'set_tier', tier: 'team' }))).to.equal(null);
     expect(code(() => assertUserChange(tenantAdmin, user(), { kind: 'set_tier', tier: 'individual' }))).to.equal(null);
-    expect(code(() => assertUserChange(tenantAdmin, user(), { kind: 'set_tier', tier: 'enterprise' }))).to.equal('FORBIDDEN');
-    expect(code(() => assertUserChange(tenantAdmin, user({ id: 'usr_tenant_admin', role: 'tenant_admin' }), { kind: 'set_tier', tier: 'individual' }))).to.equal('FORBIDDEN');
-    expect(code(() => assertUserChange(tenantAdmin, user({ id: 'usr_peer', role: 'tenant_admin' }), { kind: 'set_tier', tier: 'individual' }))).to.equal('FORBIDDEN');
-    expect(code(() => assertUserChange(tenantAdmin, null, { kind: 'create', role: 'member', tier: 'enterprise' }))).to.equal('FORBIDDEN');
-    expect(code(() => assertUserChange(tenantAdmin, null, { kind: 'create', role: 'tenant_admin', tier: 'team' }))).to.equal(null);
-    expect(code(() => assertUserChange(tenantAdmin, null, { kind: 'create', role: 'platform_admin', tier: 'individual' }))).to.equal('FORBIDDEN');
+    expect(code(() => assertUserChange(tenantAdmin, user(), { kind: 'set_tier', tier: 'enterprise' }))).to.equal(
+      'FORBIDDEN',
+    );
+    expect(
+      code(() =>
+        assertUserChange(tenantAdmin, user({ id: 'usr_tenant_admin', role: 'tenant_admin' }), {
+          kind: 'set_tier',
+          tier: 'individual',
+        }),
+      ),
+    ).to.equal('FORBIDDEN');
+    expect(
+      code(() =>
+        assertUserChange(tenantAdmin, user({ id: 'usr_peer', role: 'tenant_admin' }), {
+          kind: 'set_tier',
+          tier: 'individual',
+        }),
+      ),
+    ).to.equal('FORBIDDEN');
+    expect(
+      code(() => assertUserChange(tenantAdmin, null, { kind: 'create', role: 'member', tier: 'enterprise' })),
+    ).to.equal('FORBIDDEN');
+    expect(
+      code(() => assertUserChange(tenantAdmin, null, { kind: 'create', role: 'tenant_admin', tier: 'team' })),
+    ).to.equal(null);
+    expect(
+      code(() => assertUserChange(tenantAdmin, null, { kind: 'create', role: 'platform_admin', tier: 'individual' })),
+    ).to.equal('FORBIDDEN');
   });
 
   it('outside the reach is 404 like a missing user; without an admin credential, 403', () => {
-    expect(code(() => assertUserChange(tenantAdmin, user({ tenant_id: 'ten_b' }), { kind: 'suspend' }))).to.equal('NOT_FOUND');
-    expect(code(() => assertUserChange(tenantAdmin, user({ tenant_id: null }), { kind: 'reset_mfa' }))).to.equal('NOT_FOUND');
+    expect(code(() => assertUserChange(tenantAdmin, user({ tenant_id: 'ten_b' }), { kind: 'suspend' }))).to.equal(
+      'NOT_FOUND',
+    );
+    expect(code(() => assertUserChange(tenantAdmin, user({ tenant_id: null }), { kind: 'reset_mfa' }))).to.equal(
+      'NOT_FOUND',
+    );
     expect(code(() => assertUserChange(member, user(), { kind: 'suspend' }))).to.equal('FORBIDDEN');
-    expect(code(() => assertUserChange(key('tenant_admin', MEMBER), user(), { kind: 'suspend' }))).to.equal('FORBIDDEN');
+    expect(code(() => assertUserChange(key('tenant_admin', MEMBER), user(), { kind: 'suspend' }))).to.equal(
+      'FORBIDDEN',
+    );
   });
 });
 
 describe('policies: credits', () => {
   it('a tenant admin never grants to itself; a platform admin may', () => {
-    expect(code(() => assertCanGrant(tenantAdmin, { id: 'usr_tenant_admin', tenant_id: 'ten_a' }))).to.equal('FORBIDDEN');
+    expect(code(() => assertCanGrant(tenantAdmin, { id: 'usr_tenant_admin', tenant_id: 'ten_a' }))).to.equal(
+      'FORBIDDEN',
+    );
     expect(code(() => assertCanGrant(tenantAdmin, { id: 'usr_m', tenant_id: 'ten_a' }))).to.equal(null);
     expect(code(() => assertCanGrant(tenantAdmin, { id: 'usr_m', tenant_id: 'ten_b' }))).to.equal('NOT_FOUND');
     expect(code(() => assertCanGrant(platform, { id: 'usr_platform_admin', tenant_id: null }))).to.equal(null);

@@ -21,14 +21,26 @@ describe('storage full: recognising the error', () => {
     ]) {
       expect(isStorageFullError(err), err.message).to.equal(true);
     }
-    for (const err of [coded('SQLITE_BUSY'), coded('SQLITE_IOERR_READ'), coded('SQLITE_CONSTRAINT_UNIQUE'), coded('23505'), coded('53300'), new Error('x'), null, 'ENOSPC']) {
+    for (const err of [
+      coded('SQLITE_BUSY'),
+      coded('SQLITE_IOERR_READ'),
+      coded('SQLITE_CONSTRAINT_UNIQUE'),
+      coded('23505'),
+      coded('53300'),
+      new Error('x'),
+      null,
+      'ENOSPC',
+    ]) {
       expect(isStorageFullError(err), String(err)).to.equal(false);
     }
   });
 
   it('the error middleware answers 507 INSUFFICIENT_STORAGE with Retry-After, without the cause in the body', async () => {
     const handler = errorHandler({ logger: createLogger('silent'), metrics: new Metrics({ defaultMetrics: false }) });
-    for (const thrown of [coded('SQLITE_FULL', 'database or disk is full'), coded('53100', 'could not extend file "base/1/2": No space left on device')]) {
+    for (const thrown of [
+      coded('SQLITE_FULL', 'database or disk is full'),
+      coded('53100', 'could not extend file "base/1/2": No space left on device'),
+    ]) {
       const headers: Record<string, string> = {};
       const ctx = {
         state: { requestId: 'req_test' },

@@ -21,8 +21,12 @@ describe('test hygiene', () => {
       const text = readFileSync(file, 'utf8');
       const rel = path.relative(PROJECT_ROOT, file);
       return [
-        ...[...text.matchAll(/import\(\s*['"](\.{1,2}\/[^'"]+)['"]\s*\)/g)].filter((m) => !m[1]!.endsWith('.mjs')).map((m) => `${rel}: import('${m[1]}')`),
-        ...[...text.matchAll(/^import [^;]*from\s+['"](\.{1,2}\/[^'"]+\.mjs)['"]/gm)].map((m) => `${rel}: static import of ${m[1]}`),
+        ...[...text.matchAll(/import\(\s*['"](\.{1,2}\/[^'"]+)['"]\s*\)/g)]
+          .filter((m) => !m[1]!.endsWith('.mjs'))
+          .map((m) => `${rel}: import('${m[1]}')`),
+        ...[...text.matchAll(/^import [^;]*from\s+['"](\.{1,2}\/[^'"]+\.mjs)['"]/gm)].map(
+          (m) => `${rel}: static import of ${m[1]}`,
+        ),
       ];
     });
     expect(offenders).to.deep.equal([]);

@@ -35,8 +35,20 @@ describe('request validation', () => {
 
   it('formats nested paths and deduplicates', () => {
     const problems = fieldProblems([
-      { instancePath: '/options/maxIterations', keyword: 'maximum', message: 'must be <= 200', params: {}, schemaPath: '' },
-      { instancePath: '/options/maxIterations', keyword: 'maximum', message: 'must be <= 200', params: {}, schemaPath: '' },
+      {
+        instancePath: '/options/maxIterations',
+        keyword: 'maximum',
+        message: 'must be <= 200',
+        params: {},
+        schemaPath: '',
+      },
+      {
+        instancePath: '/options/maxIterations',
+        keyword: 'maximum',
+        message: 'must be <= 200',
+        params: {},
+        schemaPath: '',
+      },
       { instancePath: '/options', keyword: 'required', message: '', params: { missingProperty: 'x' }, schemaPath: '' },
       { instancePath: '', keyword: 'type', message: undefined, params: {}, schemaPath: '' },
     ]);
@@ -70,7 +82,9 @@ describe('database availability errors', () => {
     expect(isUnavailableError(new Error('timeout exceeded when trying to connect'))).to.equal(true);
     // What pg 8 and pg-pool produce on a partition, a slow server and a connect timeout (test/integration/postgres-faults.test.ts).
     expect(isUnavailableError(new Error('Query read timeout'))).to.equal(true);
-    expect(isUnavailableError(Object.assign(new Error('canceling statement due to statement timeout'), { code: '57014' }))).to.equal(true);
+    expect(
+      isUnavailableError(Object.assign(new Error('canceling statement due to statement timeout'), { code: '57014' })),
+    ).to.equal(true);
     expect(isUnavailableError(new Error('Connection terminated due to connection timeout'))).to.equal(true);
     expect(isUnavailableError(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }))).to.equal(true);
     expect(isUnavailableError(Object.assign(new Error('dup'), { code: '23505' }))).to.equal(false);
@@ -85,7 +99,11 @@ describe('NUL (U+0000) in request strings', () => {
   const validator = new Validator(createAjv());
 
   it('names every string and member name holding a NUL, by its dotted path', () => {
-    expect(nulFields({ a: 'ok', b: ['x', 'y\u0000'], c: { d: '\u0000' }, ['e\u0000']: 1, n: 5, z: null })).to.deep.equal(['b.1', 'c.d', 'e\u0000']);
+    expect(nulFields({ a: 'ok', b: ['x', 'y\u0000'], c: { d: '\u0000' }, 'e\u0000': 1, n: 5, z: null })).to.deep.equal([
+      'b.1',
+      'c.d',
+      'e\u0000',
+    ]);
     expect(nulFields('\u0000')).to.deep.equal(['(body)']);
     expect(nulFields({ a: 'fine', b: [1, true, null] })).to.deep.equal([]);
   });

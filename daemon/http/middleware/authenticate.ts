@@ -1,8 +1,8 @@
 import type { AuthService, ClientInfo } from '../../auth/auth-service.js';
-import type { Principal, Scope } from '../../auth/principal.js';
+import type { Principal } from '../../auth/principal.js';
 import { GatewayError } from '../../errors.js';
-import { assertRoutePolicy, assertScope, type RoutePolicy } from '../../policies/index.js';
 import type { AppContext, Middleware } from '../context.js';
+import { authorize, userAgentOf, type Access } from '../edge.js';
 import type { RouteSpec } from '../routes.js';
 
 /** The principal of an authenticated request (set by `authenticate`). */
@@ -12,41 +12,39 @@ export function principalOf(ctx: AppContext): Principal {
   return p;
 }
 
+/** The request's id, client address and user agent, as the edge established them (request-context.ts). */
 export function clientOf(ctx: AppContext): ClientInfo {
-  const ua = ctx.get('User-Agent');
-  return { ip: ctx.state.clientIp, userAgent: ua ? ua.slice(0, 256) : null, requestId: ctx.state.requestId };
+  return { ip: ctx.state.clientIp, userAgent: userAgentOf(ctx.get('User-Agent')), requestId: ctx.state.requestId };
 }
 
 /**
  * The guard chain of a route, from its spec: authenticate, then what runs once
  * the caller is known (rate limits), then the token-type, scope and policy
- * checks (daemon/policies).
+ * checks: the edge's `authorize` (daemon/http/edge.ts), which the stream uses too.
  */
 export function routeGuards(deps: { auth: AuthService; afterAuthentication?: (spec: RouteSpec) => Middleware[] }) {
   const authenticate: Middleware = async (ctx, next) => {
     ctx.state.auth = await deps.auth.authenticate(ctx.get('Authorization') || undefined);
     await next();
   };
-  const bearerOnly: Middleware = async (ctx, next) => {
-    if (principalOf(ctx as AppContext).via !== 'jwt') {
-      throw new GatewayError('FORBIDDEN', "this endpoint needs a user's access token (Bearer), not an API key");
-    }
-    await next();
-  };
-  const scope = (needed: Scope): Middleware => async (ctx, next) => {
-    assertScope(principalOf(ctx as AppContext), needed);
-    await next();
-  };
-  const policy = (needed: RoutePolicy): Middleware => async (ctx, next) => {
-    assertRoutePolicy(principalOf(ctx as AppContext), needed);
-    await next();
-  };
+  const access =
+    (needed: Access): Middleware =>
+    async (ctx, next) => {
+      authorize(principalOf(ctx as AppContext), needed);
+      await next();
+    };
   return (spec: RouteSpec): Middleware[] => {
     if (spec.auth === 'none') return [];
     const chain: Middleware[] = [authenticate, ...(deps.afterAuthentication?.(spec) ?? [])];
-    if (spec.auth === 'bearer') chain.push(bearerOnly);
-    if (spec.scope) chain.push(scope(spec.scope));
-    if (spec.policy) chain.push(policy(spec.policy));
+    if (spec.auth === 'bearer' || spec.scope || spec.policy) {
+      chain.push(
+        access({
+          auth: spec.auth,
+          ...(spec.scope ? { scope: spec.scope } : {}),
+          ...(spec.policy ? { policy: spec.policy } : {}),
+        }),
+      );
+    }
     return chain;
   };
 }

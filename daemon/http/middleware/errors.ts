@@ -33,7 +33,13 @@ export function errorHandler(deps: { logger: Logger; metrics: Metrics }): Middle
       const err = classify(thrown, deps);
       if (err.code === 'INSUFFICIENT_STORAGE' && Date.now() - fullLoggedAt >= 10_000) {
         fullLoggedAt = Date.now();
-        deps.logger.warn({ req_id: ctx.state.requestId, err: { message: (thrown as Error).message, code: (thrown as { code?: unknown }).code } }, 'storage is full: writes answer 507 until space is freed');
+        deps.logger.warn(
+          {
+            req_id: ctx.state.requestId,
+            err: { message: (thrown as Error).message, code: (thrown as { code?: unknown }).code },
+          },
+          'storage is full: writes answer 507 until space is freed',
+        );
       }
       if (err.status >= 500 && err.code === 'INTERNAL') {
         deps.logger.error({ req_id: ctx.state.requestId, err: thrown }, 'unhandled error');
@@ -48,7 +54,7 @@ export function errorHandler(deps: { logger: Logger; metrics: Metrics }): Middle
 /** Freeing space takes an operator or a cleanup job, not a moment. */
 const STORAGE_FULL_RETRY_AFTER_SECONDS = 30;
 
-function classify(thrown: unknown, deps: { logger: Logger; metrics: Metrics }): GatewayError {
+export function classify(thrown: unknown, deps: { logger: Logger; metrics: Metrics }): GatewayError {
   if (thrown instanceof GatewayError) return thrown;
   const e = thrown as { status?: number; statusCode?: number; type?: string; name?: string };
   const status = e?.status ?? e?.statusCode;
@@ -64,9 +70,13 @@ function classify(thrown: unknown, deps: { logger: Logger; metrics: Metrics }): 
   if (status === 400) return new GatewayError('INVALID_FIELD', 'request body could not be read');
   if (isStorageFullError(thrown)) {
     // Neither the path nor the database's message: only that there is no room, and when to try again.
-    return new GatewayError('INSUFFICIENT_STORAGE', 'the gateway has no storage space left to save this request; nothing was saved, retry later', {
-      headers: { 'Retry-After': String(STORAGE_FULL_RETRY_AFTER_SECONDS) },
-    });
+    return new GatewayError(
+      'INSUFFICIENT_STORAGE',
+      'the gateway has no storage space left to save this request; nothing was saved, retry later',
+      {
+        headers: { 'Retry-After': String(STORAGE_FULL_RETRY_AFTER_SECONDS) },
+      },
+    );
   }
   if (isUnavailableError(thrown)) {
     deps.metrics.dbErrors.inc({ backend: 'any' });

@@ -1,4 +1,5 @@
 import type { GatewayConfig } from '../../../schemas/types.gen.js';
+import { ANONYMOUS_ACTOR, actorOf } from '../../audit/actor.js';
 import type { AuditEvent } from '../../audit/types.js';
 import type { Principal } from '../../auth/principal.js';
 import { GatewayError } from '../../errors.js';
@@ -6,6 +7,7 @@ import { rateLimitHeaders, rateLimitedError } from '../../limits/headers.js';
 import type { RateLimitMetrics } from '../../limits/metrics.js';
 import { checkAll, decisionRecords, policiesFor, type RateLimitPolicy } from '../../limits/policy.js';
 import type { RateLimiter } from '../../limits/types.js';
+import { isKept, type Kept } from '../../storage/database.js';
 import type { Middleware } from '../context.js';
 
 /**
@@ -24,21 +26,33 @@ export function rateLimit(deps: {
   onDenied?: (event: AuditEvent) => void;
 }): Middleware {
   /**
-   * The policies of a principal, per failure mode, built once: principals of
-   * kept rows are the same frozen objects request after request (AuthService).
+   * The policies of a principal, per failure mode, built once: a `Kept`
+   * principal (built by AuthService from a kept row) is the same object request
+   * after request; any other is new each time, and is not cached.
    */
-  const built = new WeakMap<Principal, { open?: RateLimitPolicy[]; closed?: RateLimitPolicy[] }>();
+  const built = new WeakMap<Kept<Principal>, { open?: RateLimitPolicy[]; closed?: RateLimitPolicy[] }>();
   const make = (principal: Principal | null, ip: string, mode: 'fail_open' | 'fail_closed'): RateLimitPolicy[] =>
-    policiesFor({ tiers: deps.tiers, principal, ip, anonymousLimitPerHour: deps.ipRequestsPerHour }).map((p) => ({ ...p, failureMode: mode }));
-  const policiesOf = (principal: Principal | null, ip: string, mode: 'fail_open' | 'fail_closed'): RateLimitPolicy[] => {
-    if (principal === null || !Object.isFrozen(principal)) return make(principal, ip, mode);
+    policiesFor({ tiers: deps.tiers, principal, ip, anonymousLimitPerHour: deps.ipRequestsPerHour }).map((p) => ({
+      ...p,
+      failureMode: mode,
+    }));
+  const policiesOf = (
+    principal: Principal | null,
+    ip: string,
+    mode: 'fail_open' | 'fail_closed',
+  ): RateLimitPolicy[] => {
+    if (principal === null || !isKept(principal)) return make(principal, ip, mode);
     let entry = built.get(principal);
     if (!entry) built.set(principal, (entry = {}));
     const key = mode === 'fail_open' ? 'open' : 'closed';
     return (entry[key] ??= make(principal, ip, mode));
   };
   return async (ctx, next) => {
-    const policies = policiesOf((ctx.state.auth as Principal | undefined) ?? null, ctx.state.clientIp, ctx.method === 'GET' ? 'fail_open' : 'fail_closed');
+    const policies = policiesOf(
+      (ctx.state.auth as Principal | undefined) ?? null,
+      ctx.state.clientIp,
+      ctx.method === 'GET' ? 'fail_open' : 'fail_closed',
+    );
     const check = await checkAll(deps.limiter, policies);
     deps.metrics.recordDecisions(decisionRecords(check));
     if (!check.allowed) {
@@ -46,7 +60,7 @@ export function rateLimit(deps: {
       deps.onDenied?.({
         action: 'ratelimit.denied',
         outcome: 'denied',
-        actor: principal ? { type: principal.via === 'api_key' ? 'api_key' : 'user', id: principal.apiKeyId ?? principal.userId } : { type: 'anonymous', id: null },
+        actor: principal ? actorOf(principal) : ANONYMOUS_ACTOR,
         tenantId: principal?.tenantId ?? null,
         ip: ctx.state.clientIp,
         requestId: ctx.state.requestId,

@@ -1,21 +1,15 @@
-import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
-import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
-import { createPublicKey } from 'node:crypto';
-import { CHECKPOINT_FILE, SIGNING_KEY_FILE, loadOrCreateSigningKey, verifyCheckpoints, type Checkpoint } from '../../audit/checkpoints.js';
 import { toJsonLine, type AuditRecord } from '../../audit/entry.js';
-import { AuditQuery, AuditQueryError, DEFAULT_PAGE_SIZE, type AuditFilters } from '../../audit/query.js';
+import { AuditQueryError, DEFAULT_PAGE_SIZE, type AuditFilters, type AuditQuery } from '../../audit/query.js';
 import type { DatabaseAuditLogger } from '../../audit/store.js';
-import { verifyChain } from '../../audit/verify.js';
-import type { ResolvedConfig } from '../../config/load.js';
+import type { AuditVerification } from '../../audit/verification.js';
 import { GatewayError } from '../../errors.js';
-import type { Database } from '../../storage/database.js';
 import { reachFor, type Reach } from '../../policies/index.js';
 import { cursorOf, limitOf, type AppContext } from '../context.js';
 import { principalOf } from '../middleware/authenticate.js';
-import { defineRoutes } from '../routes.js';
+import { defineRoute, defineRoutes } from '../routes.js';
+import { presentAuditEntry } from '../presenters/audit.js';
 
 /** A heartbeat line goes out when the stream has been quiet this long, so proxies and clients see it alive. */
 export const HEARTBEAT_MS = 15_000;
@@ -25,8 +19,10 @@ const NDJSON = 'application/x-ndjson';
 
 export interface AdminAuditDeps {
   audit: DatabaseAuditLogger;
-  database: Database;
-  config: ResolvedConfig;
+  /** Pages, the live tail's reads and the export (over the audit repository). */
+  query: AuditQuery;
+  /** The chain and checkpoint verification (daemon/audit/verification.ts). */
+  verification: AuditVerification;
   /** Open live feeds; the owner can end them all at shutdown. Default: a registry of this module's own. */
   streams?: AuditStreams;
   heartbeatMs?: number;
@@ -69,7 +65,9 @@ function timeParam(ctx: AppContext, field: 'since' | 'until'): number | undefine
   if (raw === undefined) return undefined;
   const ms = /^\d{1,15}$/.test(raw) ? Number(raw) : Date.parse(raw);
   if (!Number.isSafeInteger(ms)) {
-    throw new GatewayError('INVALID_FIELD', `query: ${field} must be an ISO 8601 time`, { details: [{ field, message: 'must be an ISO 8601 time' }] });
+    throw new GatewayError('INVALID_FIELD', `query: ${field} must be an ISO 8601 time`, {
+      details: [{ field, message: 'must be an ISO 8601 time' }],
+    });
   }
   return ms;
 }
@@ -94,7 +92,9 @@ async function asHttp<T>(fn: () => Promise<T>): Promise<T> {
     return await fn();
   } catch (err) {
     if (err instanceof AuditQueryError) {
-      throw new GatewayError('INVALID_FIELD', `query: ${err.field} ${err.message}`, { details: [{ field: err.field, message: err.message }] });
+      throw new GatewayError('INVALID_FIELD', `query: ${err.field} ${err.message}`, {
+        details: [{ field: err.field, message: err.message }],
+      });
     }
     throw err;
   }
@@ -102,13 +102,12 @@ async function asHttp<T>(fn: () => Promise<T>): Promise<T> {
 
 /** The audit log for administrators: query, live tail, verify, export. */
 export function adminAuditRoutes(deps: AdminAuditDeps) {
-  const { audit, database, config } = deps;
-  const query = new AuditQuery({ database });
+  const { audit, query, verification } = deps;
   const streams = deps.streams ?? new AuditStreams();
   const heartbeatMs = deps.heartbeatMs ?? HEARTBEAT_MS;
 
   return defineRoutes([
-    {
+    defineRoute({
       method: 'GET',
       path: '/v1/admin/audit',
       summary: 'Audit entries, newest first by default, cursor-paginated; tenant admins see their tenant only.',
@@ -128,10 +127,10 @@ export function adminAuditRoutes(deps: AdminAuditDeps) {
             order: ctx.query.order === 'asc' ? 'asc' : 'desc',
           }),
         );
-        ctx.body = { success: true, entries: page.entries, next_cursor: page.nextCursor };
+        return { entries: page.entries.map(presentAuditEntry), next_cursor: page.nextCursor };
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'GET',
       path: '/v1/admin/audit/stream',
       summary:
@@ -146,13 +145,20 @@ export function adminAuditRoutes(deps: AdminAuditDeps) {
         status: 200,
         contentType: NDJSON,
         description: 'JSON Lines: AuditEntry objects and heartbeat lines',
-        headers: { 'X-Accel-Buffering': { description: 'Tells nginx-style proxies not to buffer the feed.', required: true, schema: { type: 'string', enum: ['no'] } } },
+        headers: {
+          'X-Accel-Buffering': {
+            description: 'Tells nginx-style proxies not to buffer the feed.',
+            required: true,
+            schema: { type: 'string', enum: ['no'] },
+          },
+        },
       },
       errors: ['FORBIDDEN'],
       handler: async (ctx) => {
         const reach = reachOf(ctx);
         const filters = filtersOf(ctx);
-        const afterSeq = str(ctx.query.after_seq) !== undefined ? Number(ctx.query.after_seq) : (await audit.head()).seq;
+        const afterSeq =
+          str(ctx.query.after_seq) !== undefined ? Number(ctx.query.after_seq) : (await audit.head()).seq;
         const server = (ctx.req.socket as { server?: Server }).server;
         const out = new PassThrough();
         let last = afterSeq;
@@ -179,11 +185,14 @@ export function adminAuditRoutes(deps: AdminAuditDeps) {
           out.end();
         };
         const untrack = streams.track(end);
-        const timer = setInterval(() => {
-          // The daemon is shutting down: end the response so server.close() is not held until its deadline.
-          if (server && !server.listening) return end();
-          if (Date.now() - lastWrite >= heartbeatMs) heartbeat();
-        }, Math.min(SHUTDOWN_CHECK_MS, heartbeatMs));
+        const timer = setInterval(
+          () => {
+            // The daemon is shutting down: end the response so server.close() is not held until its deadline.
+            if (server && !server.listening) return end();
+            if (Date.now() - lastWrite >= heartbeatMs) heartbeat();
+          },
+          Math.min(SHUTDOWN_CHECK_MS, heartbeatMs),
+        );
         timer.unref();
         // Koa destroys the body stream when the client goes away; the response's close covers the rest.
         // (Not the request's close: it fires as soon as a GET's empty body has been read.)
@@ -196,8 +205,8 @@ export function adminAuditRoutes(deps: AdminAuditDeps) {
         // The first line sends the headers at once and tells the client where the feed starts.
         heartbeat();
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'POST',
       path: '/v1/admin/audit/verify',
       summary: 'Recompute the hash chain and check the signed checkpoints (platform admins).',
@@ -207,28 +216,9 @@ export function adminAuditRoutes(deps: AdminAuditDeps) {
       policy: 'platform_admin',
       response: { status: 200, schema: 'AuditVerifyResponse' },
       errors: ['FORBIDDEN'],
-      handler: async (ctx) => {
-        const archiveDir = config.audit.archive_dir;
-        const chain = await verifyChain(database, existsSync(archiveDir) ? { archiveDir } : {});
-        const checkpoints = await verifyAgainstCheckpoints(database, archiveDir);
-        const cpFailure = checkpoints.failure;
-        const firstBad = chain.failure
-          ? { seq: chain.failure.seq, id: chain.failure.id, reason: chain.failure.reason, message: chain.failure.message }
-          : cpFailure
-            ? { seq: cpFailure.seq, id: await entryIdAt(database, cpFailure.seq), reason: cpFailure.reason, message: cpFailure.message }
-            : null;
-        ctx.body = {
-          success: true,
-          ok: chain.ok && checkpoints.ok,
-          entries: chain.entries,
-          archived_entries: chain.archivedEntries,
-          last_seq: chain.lastSeq,
-          first_bad: firstBad,
-          checkpoints,
-        };
-      },
-    },
-    {
+      handler: () => verification.run(),
+    }),
+    defineRoute({
       method: 'GET',
       path: '/v1/admin/audit/export',
       summary: 'Entries as JSON Lines, oldest first, streamed page by page; tenant admins get their tenant only.',
@@ -252,40 +242,6 @@ export function adminAuditRoutes(deps: AdminAuditDeps) {
         ctx.type = NDJSON;
         ctx.body = Readable.from(all(), { objectMode: false });
       },
-    },
+    }),
   ]);
-}
-
-/**
- * Checks the chain against this daemon's signed checkpoints, when it has a
- * signing key (checkpoints enabled). The key is only read here, never created.
- */
-async function verifyAgainstCheckpoints(database: Database, dir: string) {
-  const keyFile = path.join(dir, SIGNING_KEY_FILE);
-  if (!existsSync(keyFile)) return { available: false, ok: true, checked: 0, skipped: 0, failure: null };
-  const publicKey = createPublicKey(loadOrCreateSigningKey(keyFile));
-  let checkpoints: Checkpoint[] = [];
-  try {
-    checkpoints = (await readFile(path.join(dir, CHECKPOINT_FILE), 'utf8'))
-      .split('\n')
-      .filter((l) => l.trim() !== '')
-      .map((l) => JSON.parse(l) as Checkpoint);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-      return { available: true, ok: false, checked: 0, skipped: 0, failure: { seq: 0, reason: 'malformed', message: 'the checkpoint file cannot be read' } };
-    }
-  }
-  const report = await verifyCheckpoints(database, checkpoints, publicKey, existsSync(dir) ? { archiveDir: dir } : {});
-  return {
-    available: true,
-    ok: report.ok,
-    checked: report.checked,
-    skipped: report.skipped,
-    failure: report.failure ? { seq: report.failure.seq, reason: report.failure.reason, message: report.failure.message } : null,
-  };
-}
-
-async function entryIdAt(database: Database, seq: number): Promise<string | null> {
-  const row = await database.db.selectFrom('audit_log').select('id').where('seq', '=', seq).executeTakeFirst();
-  return row?.id ?? null;
 }

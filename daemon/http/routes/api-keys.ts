@@ -1,14 +1,14 @@
 import { reachFor } from '../../policies/index.js';
-import type { UserAdminService, CreateKeyInput, RollKeyInput, UpdateKeyInput } from '../../users/user-admin.js';
+import type { UserAdminService } from '../../users/user-admin.js';
+import { presentIssuedKey, presentKey, presentRolledKey } from '../presenters/users.js';
 import { clientOf, principalOf } from '../middleware/authenticate.js';
-import { bodyOf } from '../context.js';
-import { defineRoutes } from '../routes.js';
+import { defineRoute, defineRoutes } from '../routes.js';
 
 /** A user's own API keys (bearer only, so a leaked key cannot mint more keys). */
 export function apiKeyRoutes(deps: { users: UserAdminService }) {
   const { users } = deps;
   return defineRoutes([
-    {
+    defineRoute({
       method: 'GET',
       path: '/v1/api-keys',
       summary: 'List your API keys (never the keys themselves).',
@@ -16,10 +16,10 @@ export function apiKeyRoutes(deps: { users: UserAdminService }) {
       auth: 'bearer',
       response: { status: 200, schema: 'ApiKeyListResponse' },
       handler: async (ctx) => {
-        ctx.body = { success: true, api_keys: await users.listApiKeys(reachFor(principalOf(ctx), 'self')) };
+        return { api_keys: (await users.listApiKeys(reachFor(principalOf(ctx), 'self'))).map(presentKey) };
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'POST',
       path: '/v1/api-keys',
       summary: 'Create an API key; the key is in this response only.',
@@ -32,10 +32,10 @@ export function apiKeyRoutes(deps: { users: UserAdminService }) {
         const p = principalOf(ctx);
         const owner = await users.ownUser(p);
         ctx.status = 201;
-        ctx.body = { success: true, ...(await users.createApiKey(p, owner, bodyOf<CreateKeyInput>(ctx), clientOf(ctx))) };
+        return presentIssuedKey(await users.createApiKey(p, owner, ctx.request.body, clientOf(ctx)));
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'PATCH',
       path: '/v1/api-keys/:id',
       summary: "Change one of your API keys' name, scopes, rate limit or expiry.",
@@ -45,10 +45,14 @@ export function apiKeyRoutes(deps: { users: UserAdminService }) {
       response: { status: 200, schema: 'ApiKeyResponse' },
       errors: ['NOT_FOUND', 'INVALID_STATE', 'INSUFFICIENT_SCOPE', 'FORBIDDEN'],
       handler: async (ctx) => {
-        ctx.body = { success: true, api_key: await users.updateApiKey(principalOf(ctx), String(ctx.params.id), bodyOf<UpdateKeyInput>(ctx), false, clientOf(ctx)) };
+        return {
+          api_key: presentKey(
+            await users.updateApiKey(principalOf(ctx), String(ctx.params.id), ctx.request.body, false, clientOf(ctx)),
+          ),
+        };
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'POST',
       path: '/v1/api-keys/:id/roll',
       summary: 'Give one of your API keys a new secret (same id); the old secret works for a grace period.',
@@ -59,10 +63,12 @@ export function apiKeyRoutes(deps: { users: UserAdminService }) {
       response: { status: 200, schema: 'ApiKeyRolledResponse' },
       errors: ['NOT_FOUND', 'INVALID_STATE', 'FORBIDDEN'],
       handler: async (ctx) => {
-        ctx.body = { success: true, ...(await users.rollApiKey(principalOf(ctx), String(ctx.params.id), bodyOf<RollKeyInput | undefined>(ctx) ?? {}, false, clientOf(ctx))) };
+        return presentRolledKey(
+          await users.rollApiKey(principalOf(ctx), String(ctx.params.id), ctx.request.body ?? {}, false, clientOf(ctx)),
+        );
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'DELETE',
       path: '/v1/api-keys/:id',
       summary: 'Revoke one of your API keys.',
@@ -71,8 +77,10 @@ export function apiKeyRoutes(deps: { users: UserAdminService }) {
       response: { status: 200, schema: 'ApiKeyResponse' },
       errors: ['NOT_FOUND', 'FORBIDDEN'],
       handler: async (ctx) => {
-        ctx.body = { success: true, api_key: await users.revokeApiKey(principalOf(ctx), String(ctx.params.id), false, clientOf(ctx)) };
+        return {
+          api_key: presentKey(await users.revokeApiKey(principalOf(ctx), String(ctx.params.id), false, clientOf(ctx))),
+        };
       },
-    },
+    }),
   ]);
 }

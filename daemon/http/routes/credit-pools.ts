@@ -1,3 +1,4 @@
+import { accountActor } from '../../audit/actor.js';
 import type { AuditLogger } from '../../audit/types.js';
 import { creditAuthorityOf } from '../../credits/authority.js';
 import { DEFAULT_PAGE, MAX_PAGE, type CreditLedger } from '../../credits/ledger.js';
@@ -7,15 +8,10 @@ import { GatewayError, notFound } from '../../errors.js';
 import { isId } from '../../ids.js';
 import type { IdempotencyStore } from '../../idempotency/store.js';
 import { clientOf, principalOf } from '../middleware/authenticate.js';
-import { bodyOf, cursorOf, limitOf } from '../context.js';
-import { defineRoutes } from '../routes.js';
+import { cursorOf, limitOf } from '../context.js';
+import { defineRoute, defineRoutes, type Payload } from '../routes.js';
 import { tenantProbe } from '../tenant-probe.js';
 import { answerOnce } from '../answer-once.js';
-
-interface PoolGrantBody {
-  amount: number;
-  reason: string;
-}
 
 /**
  * Tenant credit pools (docs/credits.md): the platform grants into a tenant's
@@ -29,7 +25,7 @@ export function creditPoolRoutes(deps: { ledger: CreditLedger; idempotency: Idem
   const probe = tenantProbe(audit);
 
   return defineRoutes([
-    {
+    defineRoute({
       method: 'POST',
       path: '/v1/admin/tenants/:id/credits/grant',
       summary:
@@ -50,20 +46,34 @@ export function creditPoolRoutes(deps: { ledger: CreditLedger; idempotency: Idem
           if (authority.tenantId !== tenantId) return probe(p, tenantId, clientOf(ctx));
           throw new GatewayError('FORBIDDEN', "only platform administrators grant credits into a tenant's pool");
         }
-        const body = bodyOf<PoolGrantBody>(ctx);
+        const body = ctx.request.body;
         // Everything that can refuse the request runs before the key is claimed.
         const amount = parseCredits(body.amount, 'amount');
         if (!(await ledger.pool(tenantId))) throw notFound('tenant');
-        await answerOnce(ctx, idempotency, p.userId, { method: 'POST', path: `/v1/admin/tenants/${tenantId}/credits/grant`, body }, async (ledgerKey, trx) => {
-          const r = await ledger.grantPool({ tenantId, amount, reason: body.reason, actor: { type: 'admin', id: p.userId }, idempotencyKey: ledgerKey }, trx);
-          return { status: 201, body: { success: true, transaction: presentPoolEntry(r.entry), pool: presentPool(r.pool) }, replayed: r.replayed };
-        });
+        return answerOnce<Payload<'TenantCreditGrantResponse'>>(
+          ctx,
+          idempotency,
+          p.userId,
+          { method: 'POST', path: `/v1/admin/tenants/${tenantId}/credits/grant`, body },
+          async (ledgerKey, trx) => {
+            const r = await ledger.grantPool(
+              { tenantId, amount, reason: body.reason, actor: accountActor(p, true), idempotencyKey: ledgerKey },
+              trx,
+            );
+            return {
+              status: 201,
+              body: { transaction: presentPoolEntry(r.entry), pool: presentPool(r.pool) },
+              replayed: r.replayed,
+            };
+          },
+        );
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'GET',
       path: '/v1/admin/tenants/:id/credits',
-      summary: "A tenant's credit pool and its ledger, newest first, cursor-paginated (platform admins: any tenant; tenant admins: their own).",
+      summary:
+        "A tenant's credit pool and its ledger, newest first, cursor-paginated (platform admins: any tenant; tenant admins: their own).",
       tag: 'admin',
       auth: 'any',
       scope: 'admin',
@@ -79,10 +89,10 @@ export function creditPoolRoutes(deps: { ledger: CreditLedger; idempotency: Idem
         const pool = isId(tenantId, 'ten') ? await ledger.pool(tenantId) : undefined;
         if (!pool) throw notFound('tenant');
         const page = await ledger.poolEntries(tenantId, { limit: limitOf(ctx, DEFAULT_PAGE), cursor: cursorOf(ctx) });
-        ctx.body = { success: true, pool: presentPool(pool), entries: page.entries.map(presentPoolEntry), next_cursor: page.nextCursor };
+        return { pool: presentPool(pool), entries: page.entries.map(presentPoolEntry), next_cursor: page.nextCursor };
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'GET',
       path: '/v1/admin/credits/pools',
       summary: 'Tenant credit pools by tenant id, cursor-paginated (a tenant admin sees its own).',
@@ -100,8 +110,8 @@ export function creditPoolRoutes(deps: { ledger: CreditLedger; idempotency: Idem
           after: cursorOf(ctx),
           ...(authority.kind === 'tenant' ? { tenantId: authority.tenantId } : {}),
         });
-        ctx.body = { success: true, pools: r.pools.map(presentPool), next_cursor: r.next };
+        return { pools: r.pools.map(presentPool), next_cursor: r.next };
       },
-    },
+    }),
   ]);
 }

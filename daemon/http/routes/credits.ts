@@ -1,38 +1,19 @@
 import { DEFAULT_PAGE, type CreditLedger, type Mismatch } from '../../credits/ledger.js';
 import { formatCredits, parseCredits, toMicros } from '../../credits/money.js';
 import { creditAuthorityOf } from '../../credits/authority.js';
+import { accountActor } from '../../audit/actor.js';
 import { presentBalance, presentEntry, presentPool } from '../../credits/present.js';
 import type { IdempotencyStore } from '../../idempotency/store.js';
 import { assertCanGrant, assertPlatformAdmin, reachFor } from '../../policies/index.js';
 import type { UserAdminService } from '../../users/user-admin.js';
 import { clientOf, principalOf } from '../middleware/authenticate.js';
-import { bodyOf, cursorOf, limitOf } from '../context.js';
-import { defineRoutes } from '../routes.js';
+import { cursorOf, limitOf } from '../context.js';
+import { defineRoute, defineRoutes, type Payload } from '../routes.js';
 import { answerOnce } from '../answer-once.js';
 
 const GRANT_PATH = '/v1/admin/credits/grant';
 const ADJUST_PATH = '/v1/admin/credits/adjust';
 const REFUND_PATH = '/v1/admin/sessions/:id/refund';
-
-interface GrantBody {
-  user_id: string;
-  amount: number;
-  reason: string;
-}
-
-interface AdjustBody {
-  user_id: string;
-  /** Signed credits, never 0. */
-  amount: number;
-  reason: string;
-}
-
-interface RefundBody {
-  /** Default: everything still refundable. */
-  amount?: number;
-  reason: string;
-}
-
 
 /**
  * A mismatch as JSON. Money checks compare micros (shown as decimal credits);
@@ -55,7 +36,7 @@ export function presentMismatch(m: Mismatch) {
 export function creditRoutes(deps: { ledger: CreditLedger; idempotency: IdempotencyStore; users: UserAdminService }) {
   const { ledger, idempotency, users } = deps;
   return defineRoutes([
-    {
+    defineRoute({
       method: 'GET',
       path: '/v1/credits/balance',
       summary: 'Your balance, what running sessions hold, and what is available, in credits.',
@@ -64,10 +45,10 @@ export function creditRoutes(deps: { ledger: CreditLedger; idempotency: Idempote
       scope: 'credits:read',
       response: { status: 200, schema: 'CreditBalanceResponse' },
       handler: async (ctx) => {
-        ctx.body = { success: true, ...presentBalance(await ledger.balance(principalOf(ctx).userId)) };
+        return presentBalance(await ledger.balance(principalOf(ctx).userId));
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'GET',
       path: '/v1/credits/transactions',
       summary: 'Your ledger, newest first, cursor-paginated.',
@@ -77,11 +58,14 @@ export function creditRoutes(deps: { ledger: CreditLedger; idempotency: Idempote
       query: 'CreditTransactionsQuery',
       response: { status: 200, schema: 'CreditTransactionListResponse' },
       handler: async (ctx) => {
-        const page = await ledger.transactions(principalOf(ctx).userId, { limit: limitOf(ctx, DEFAULT_PAGE), cursor: cursorOf(ctx) });
-        ctx.body = { success: true, transactions: page.entries.map(presentEntry), next_cursor: page.nextCursor };
+        const page = await ledger.transactions(principalOf(ctx).userId, {
+          limit: limitOf(ctx, DEFAULT_PAGE),
+          cursor: cursorOf(ctx),
+        });
+        return { transactions: page.entries.map(presentEntry), next_cursor: page.nextCursor };
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'POST',
       path: GRANT_PATH,
       summary:
@@ -97,31 +81,55 @@ export function creditRoutes(deps: { ledger: CreditLedger; idempotency: Idempote
       handler: async (ctx) => {
         const p = principalOf(ctx);
         const authority = creditAuthorityOf(p);
-        const body = bodyOf<GrantBody>(ctx);
+        const body = ctx.request.body;
         // Everything that can refuse the request runs before the key is claimed; the grant and
         // its stored response then commit together.
         const amount = parseCredits(body.amount, 'amount');
         const user = await users.findUser(p, body.user_id, clientOf(ctx));
         assertCanGrant(p, user);
-        await answerOnce(ctx, idempotency, p.userId, { method: 'POST', path: GRANT_PATH, body }, async (ledgerKey, trx) => {
-          if (authority.kind === 'tenant') {
-            // A tenant admin mints nothing: the credits come out of its tenant's pool (402 when it is short).
-            const r = await ledger.transferFromPool(
-              { tenantId: authority.tenantId, userId: user.id, amount, reason: body.reason, actor: { type: 'admin', id: p.userId }, idempotencyKey: ledgerKey },
+        return answerOnce<Payload<'CreditGrantResponse'>>(
+          ctx,
+          idempotency,
+          p.userId,
+          { method: 'POST', path: GRANT_PATH, body },
+          async (ledgerKey, trx) => {
+            if (authority.kind === 'tenant') {
+              // A tenant admin mints nothing: the credits come out of its tenant's pool (402 when it is short).
+              const r = await ledger.transferFromPool(
+                {
+                  tenantId: authority.tenantId,
+                  userId: user.id,
+                  amount,
+                  reason: body.reason,
+                  actor: accountActor(p, true),
+                  idempotencyKey: ledgerKey,
+                },
+                trx,
+              );
+              return {
+                status: 201,
+                body: {
+                  transaction: presentEntry(r.entry),
+                  balance: presentBalance(r.balance),
+                  pool: presentPool(r.pool),
+                },
+                replayed: r.replayed,
+              };
+            }
+            const r = await ledger.grant(
+              { userId: user.id, amount, reason: body.reason, actor: accountActor(p, true), idempotencyKey: ledgerKey },
               trx,
             );
             return {
               status: 201,
-              body: { success: true, transaction: presentEntry(r.entry), balance: presentBalance(r.balance), pool: presentPool(r.pool) },
+              body: { transaction: presentEntry(r.entry), balance: presentBalance(r.balance) },
               replayed: r.replayed,
             };
-          }
-          const r = await ledger.grant({ userId: user.id, amount, reason: body.reason, actor: { type: 'admin', id: p.userId }, idempotencyKey: ledgerKey }, trx);
-          return { status: 201, body: { success: true, transaction: presentEntry(r.entry), balance: presentBalance(r.balance) }, replayed: r.replayed };
-        });
+          },
+        );
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'POST',
       path: ADJUST_PATH,
       summary:
@@ -139,21 +147,34 @@ export function creditRoutes(deps: { ledger: CreditLedger; idempotency: Idempote
       handler: async (ctx) => {
         const p = principalOf(ctx);
         assertPlatformAdmin(p, 'adjust credits: an adjustment creates or destroys credits outside the tenant pools');
-        const body = bodyOf<AdjustBody>(ctx);
+        const body = ctx.request.body;
         // Everything that can refuse the request before the ledger runs before the key is claimed.
         const amount = parseCredits(body.amount, 'amount', { allowNegative: true });
         const user = await users.findUser(p, body.user_id, clientOf(ctx));
-        await answerOnce(ctx, idempotency, p.userId, { method: 'POST', path: ADJUST_PATH, body }, async (ledgerKey, trx) => {
-          const r = await ledger.adjust({ userId: user.id, amount, reason: body.reason, actor: { type: 'admin', id: p.userId }, idempotencyKey: ledgerKey }, trx);
-          return { status: 201, body: { success: true, transaction: presentEntry(r.entry), balance: presentBalance(r.balance) }, replayed: r.replayed };
-        });
+        return answerOnce<Payload<'CreditAdjustResponse'>>(
+          ctx,
+          idempotency,
+          p.userId,
+          { method: 'POST', path: ADJUST_PATH, body },
+          async (ledgerKey, trx) => {
+            const r = await ledger.adjust(
+              { userId: user.id, amount, reason: body.reason, actor: accountActor(p, true), idempotencyKey: ledgerKey },
+              trx,
+            );
+            return {
+              status: 201,
+              body: { transaction: presentEntry(r.entry), balance: presentBalance(r.balance) },
+              replayed: r.replayed,
+            };
+          },
+        );
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'POST',
       path: REFUND_PATH,
       summary:
-        "Refund (part of) what a finished session was charged to its user (platform admins); never more than charged in total over all its refunds. `amount` defaults to everything still refundable. With an `Idempotency-Key` header a retry within 24 h answers the first refund (`Idempotent-Replayed: true`).",
+        'Refund (part of) what a finished session was charged to its user (platform admins); never more than charged in total over all its refunds. `amount` defaults to everything still refundable. With an `Idempotency-Key` header a retry within 24 h answers the first refund (`Idempotent-Replayed: true`).',
       tag: 'admin',
       auth: 'any',
       scope: 'admin',
@@ -161,34 +182,49 @@ export function creditRoutes(deps: { ledger: CreditLedger; idempotency: Idempote
       policy: 'platform_admin',
       body: 'CreditRefundRequest',
       response: { status: 201, schema: 'CreditRefundResponse' },
-      errors: ['NOT_FOUND', 'FORBIDDEN', 'INVALID_STATE', 'REFUND_EXCEEDS_CHARGE', 'IDEMPOTENCY_KEY_REUSED', 'IDEMPOTENCY_KEY_IN_USE'],
+      errors: [
+        'NOT_FOUND',
+        'FORBIDDEN',
+        'INVALID_STATE',
+        'REFUND_EXCEEDS_CHARGE',
+        'IDEMPOTENCY_KEY_REUSED',
+        'IDEMPOTENCY_KEY_IN_USE',
+      ],
       idempotent: true,
       handler: async (ctx) => {
         const p = principalOf(ctx);
         assertPlatformAdmin(p, 'refund credits: a refund creates credits outside the tenant pools');
         const sessionId = String(ctx.params.id);
-        const body = bodyOf<RefundBody>(ctx);
+        const body = ctx.request.body;
         const amount = body.amount === undefined ? null : parseCredits(body.amount, 'amount');
-        await answerOnce(ctx, idempotency, p.userId, { method: 'POST', path: REFUND_PATH, session: sessionId, body }, async (ledgerKey, trx) => {
-          const r = await ledger.refund({ sessionId, amount, reason: body.reason, actor: { type: 'admin', id: p.userId }, idempotencyKey: ledgerKey }, trx);
-          return {
-            status: 201,
-            body: {
-              success: true,
-              user_id: r.entry.userId,
-              session_id: sessionId,
-              transaction: presentEntry(r.entry),
-              balance: presentBalance(r.balance),
-              charged: formatCredits(r.charged),
-              refunded: formatCredits(r.refunded),
-              refundable: formatCredits(r.refundable),
-            },
-            replayed: r.replayed,
-          };
-        });
+        return answerOnce<Payload<'CreditRefundResponse'>>(
+          ctx,
+          idempotency,
+          p.userId,
+          { method: 'POST', path: REFUND_PATH, session: sessionId, body },
+          async (ledgerKey, trx) => {
+            const r = await ledger.refund(
+              { sessionId, amount, reason: body.reason, actor: accountActor(p, true), idempotencyKey: ledgerKey },
+              trx,
+            );
+            return {
+              status: 201,
+              body: {
+                user_id: r.entry.userId,
+                session_id: sessionId,
+                transaction: presentEntry(r.entry),
+                balance: presentBalance(r.balance),
+                charged: formatCredits(r.charged),
+                refunded: formatCredits(r.refunded),
+                refundable: formatCredits(r.refundable),
+              },
+              replayed: r.replayed,
+            };
+          },
+        );
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'GET',
       path: '/v1/admin/credits/balance',
       summary: "A user's balance (`user_id`: id or email).",
@@ -202,10 +238,10 @@ export function creditRoutes(deps: { ledger: CreditLedger; idempotency: Idempote
       handler: async (ctx) => {
         const p = principalOf(ctx);
         const user = await users.findUser(p, String(ctx.query.user_id), clientOf(ctx));
-        ctx.body = { success: true, user_id: user.id, ...presentBalance(await ledger.balance(user.id, reachFor(p, 'admin'))) };
+        return { user_id: user.id, ...presentBalance(await ledger.balance(user.id, reachFor(p, 'admin'))) };
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'GET',
       path: '/v1/admin/credits/transactions',
       summary: "A user's ledger (`user_id`: id or email), newest first, cursor-paginated.",
@@ -219,11 +255,15 @@ export function creditRoutes(deps: { ledger: CreditLedger; idempotency: Idempote
       handler: async (ctx) => {
         const p = principalOf(ctx);
         const user = await users.findUser(p, String(ctx.query.user_id), clientOf(ctx));
-        const page = await ledger.transactions(user.id, { limit: limitOf(ctx, DEFAULT_PAGE), cursor: cursorOf(ctx), reach: reachFor(p, 'admin') });
-        ctx.body = { success: true, user_id: user.id, transactions: page.entries.map(presentEntry), next_cursor: page.nextCursor };
+        const page = await ledger.transactions(user.id, {
+          limit: limitOf(ctx, DEFAULT_PAGE),
+          cursor: cursorOf(ctx),
+          reach: reachFor(p, 'admin'),
+        });
+        return { user_id: user.id, transactions: page.entries.map(presentEntry), next_cursor: page.nextCursor };
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'POST',
       path: '/v1/admin/credits/verify',
       summary: 'Recompute every account from its ledger and list each mismatch (platform admins).',
@@ -233,10 +273,10 @@ export function creditRoutes(deps: { ledger: CreditLedger; idempotency: Idempote
       policy: 'platform_admin',
       response: { status: 200, schema: 'CreditVerifyResponse' },
       errors: ['FORBIDDEN'],
-      handler: async (ctx) => {
+      handler: async () => {
         const mismatches = await ledger.verify();
-        ctx.body = { success: true, ok: mismatches.length === 0, mismatches: mismatches.map(presentMismatch) };
+        return { ok: mismatches.length === 0, mismatches: mismatches.map(presentMismatch) };
       },
-    },
+    }),
   ]);
 }

@@ -1,38 +1,55 @@
 import { assertIdempotencyKey, hashRequest } from '../../idempotency/key.js';
-import type { ExecuteInput, SessionService } from '../../sessions/session-service.js';
+import type { SessionService } from '../../sessions/session-service.js';
 import type { UserAdminService } from '../../users/user-admin.js';
-import { bodyOf, cursorOf, limitOf, type AppContext } from '../context.js';
+import { cursorOf, limitOf, type AppContext } from '../context.js';
 import { clientOf, principalOf } from '../middleware/authenticate.js';
-import { defineRoutes } from '../routes.js';
+import { defineRoute, defineRoutes } from '../routes.js';
+import type { PublicUrl } from '../presenters/public-url.js';
+import { presentQuote, sessionPresenters } from '../presenters/sessions.js';
 
-const statusOf = (ctx: AppContext): string | undefined => (typeof ctx.query.status === 'string' ? ctx.query.status : undefined);
+const statusOf = (ctx: AppContext): string | undefined =>
+  typeof ctx.query.status === 'string' ? ctx.query.status : undefined;
 
 /** Execute and quote, the user's sessions, and the admin's view of them. */
-export function sessionRoutes(deps: { sessions: SessionService; users: UserAdminService }) {
+export function sessionRoutes(deps: { sessions: SessionService; users: UserAdminService; publicUrl: PublicUrl }) {
   const { sessions, users } = deps;
+  const present = sessionPresenters(deps.publicUrl);
   return defineRoutes([
-    {
+    defineRoute({
       method: 'POST',
       path: '/v1/agents/execute',
-      summary: 'Start an agent run: validates, reserves credits and a session slot in one transaction, starts the agent.',
+      summary:
+        'Start an agent run: validates, reserves credits and a session slot in one transaction, starts the agent.',
       tag: 'agents',
       auth: 'any',
       scope: 'agents:execute',
       body: 'ExecuteRequest',
       response: { status: 200, schema: 'ExecuteResponse' },
-      errors: ['INSUFFICIENT_CREDITS', 'BUDGET_EXCEEDED', 'CONCURRENCY_LIMIT', 'IDEMPOTENCY_KEY_REUSED', 'IDEMPOTENCY_KEY_IN_USE', 'UNAVAILABLE'],
+      errors: [
+        'INSUFFICIENT_CREDITS',
+        'BUDGET_EXCEEDED',
+        'CONCURRENCY_LIMIT',
+        'IDEMPOTENCY_KEY_REUSED',
+        'IDEMPOTENCY_KEY_IN_USE',
+        'UNAVAILABLE',
+      ],
       idempotent: true,
       handler: async (ctx) => {
         const p = principalOf(ctx);
-        const input = bodyOf<ExecuteInput>(ctx);
+        const input = ctx.request.body;
         const key = ctx.get('Idempotency-Key');
         if (key) assertIdempotencyKey(key);
-        const r = await sessions.execute(p, input, clientOf(ctx), key ? { key, requestHash: hashRequest({ route: 'execute', body: input }) } : undefined);
+        const r = await sessions.execute(
+          p,
+          input,
+          clientOf(ctx),
+          key ? { key, requestHash: hashRequest({ route: 'execute', body: input }) } : undefined,
+        );
         if (r.replayed) ctx.set('Idempotent-Replayed', 'true');
-        ctx.body = r.body;
+        return r.body;
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'POST',
       path: '/v1/agents/quote',
       summary: 'What execute would decide now, and why (cost estimate, reservation, admission); no side effects.',
@@ -42,10 +59,10 @@ export function sessionRoutes(deps: { sessions: SessionService; users: UserAdmin
       body: 'ExecuteRequest',
       response: { status: 200, schema: 'QuoteResponse' },
       handler: async (ctx) => {
-        ctx.body = { success: true, ...(await sessions.quote(principalOf(ctx), bodyOf<ExecuteInput>(ctx))) };
+        return presentQuote(await sessions.quote(principalOf(ctx), ctx.request.body));
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'GET',
       path: '/v1/sessions',
       summary: "Your sessions, newest first (a tenant admin's access token or `admin`-scoped key: the tenant's).",
@@ -55,23 +72,30 @@ export function sessionRoutes(deps: { sessions: SessionService; users: UserAdmin
       query: 'SessionListQuery',
       response: { status: 200, schema: 'SessionListResponse' },
       handler: async (ctx) => {
-        ctx.body = { success: true, ...(await sessions.list(principalOf(ctx), { limit: limitOf(ctx, 20), cursor: cursorOf(ctx), status: statusOf(ctx) })) };
+        return present.page(
+          await sessions.list(principalOf(ctx), {
+            limit: limitOf(ctx, 20),
+            cursor: cursorOf(ctx),
+            status: statusOf(ctx),
+          }),
+        );
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'GET',
       path: '/v1/sessions/:id',
-      summary: 'One session: status, phase, cost so far, final cost, timings, end reason, and whether its agent ran sandboxed.',
+      summary:
+        'One session: status, phase, cost so far, final cost, timings, end reason, and whether its agent ran sandboxed.',
       tag: 'sessions',
       auth: 'any',
       scope: 'sessions:read',
       response: { status: 200, schema: 'SessionResponse' },
       errors: ['NOT_FOUND'],
       handler: async (ctx) => {
-        ctx.body = { success: true, session: await sessions.get(principalOf(ctx), String(ctx.params.id)) };
+        return { session: present.session(await sessions.get(principalOf(ctx), String(ctx.params.id))) };
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'GET',
       path: '/v1/sessions/:id/events',
       summary: 'Stored events of a session after a seq, for replay.',
@@ -82,10 +106,17 @@ export function sessionRoutes(deps: { sessions: SessionService; users: UserAdmin
       response: { status: 200, schema: 'SessionEventsResponse' },
       errors: ['NOT_FOUND'],
       handler: async (ctx) => {
-        ctx.body = { success: true, ...(await sessions.events(principalOf(ctx), String(ctx.params.id), Number(ctx.query.after ?? 0), limitOf(ctx, 500))) };
+        return present.events(
+          await sessions.events(
+            principalOf(ctx),
+            String(ctx.params.id),
+            Number(ctx.query.after ?? 0),
+            limitOf(ctx, 500),
+          ),
+        );
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'POST',
       path: '/v1/sessions/:id/cancel',
       summary: 'Stop the agent; charge what it used and release the rest.',
@@ -95,10 +126,12 @@ export function sessionRoutes(deps: { sessions: SessionService; users: UserAdmin
       response: { status: 200, schema: 'SessionResponse' },
       errors: ['NOT_FOUND', 'INVALID_STATE'],
       handler: async (ctx) => {
-        ctx.body = { success: true, session: await sessions.cancel(principalOf(ctx), String(ctx.params.id), clientOf(ctx)) };
+        return {
+          session: present.session(await sessions.cancel(principalOf(ctx), String(ctx.params.id), clientOf(ctx))),
+        };
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'GET',
       path: '/v1/admin/sessions',
       summary: 'Sessions of everyone in scope; filter by user (id or email) and status.',
@@ -111,14 +144,18 @@ export function sessionRoutes(deps: { sessions: SessionService; users: UserAdmin
       errors: ['NOT_FOUND', 'FORBIDDEN'],
       handler: async (ctx) => {
         const p = principalOf(ctx);
-        const who = typeof ctx.query.user_id === 'string' ? await users.findUser(p, ctx.query.user_id, clientOf(ctx)) : null;
-        ctx.body = {
-          success: true,
-          ...(await sessions.list(p, { limit: limitOf(ctx, 50), cursor: cursorOf(ctx), status: statusOf(ctx), ...(who ? { userId: who.id } : {}) }, true)),
+        const who =
+          typeof ctx.query.user_id === 'string' ? await users.findUser(p, ctx.query.user_id, clientOf(ctx)) : null;
+        const page = {
+          limit: limitOf(ctx, 50),
+          cursor: cursorOf(ctx),
+          status: statusOf(ctx),
+          ...(who ? { userId: who.id } : {}),
         };
+        return present.page(await sessions.list(p, page, true));
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'POST',
       path: '/v1/admin/sessions/:id/cancel',
       summary: 'Cancel any session in scope.',
@@ -130,8 +167,8 @@ export function sessionRoutes(deps: { sessions: SessionService; users: UserAdmin
       errors: ['NOT_FOUND', 'INVALID_STATE', 'FORBIDDEN'],
       handler: async (ctx) => {
         const p = principalOf(ctx);
-        ctx.body = { success: true, session: await sessions.cancel(p, String(ctx.params.id), clientOf(ctx), true) };
+        return { session: present.session(await sessions.cancel(p, String(ctx.params.id), clientOf(ctx), true)) };
       },
-    },
+    }),
   ]);
 }

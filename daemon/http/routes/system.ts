@@ -1,6 +1,6 @@
 import { GatewayError } from '../../errors.js';
 import type { Metrics } from '../../metrics.js';
-import { defineRoutes } from '../routes.js';
+import { defineRoute, defineRoutes } from '../routes.js';
 
 /** A dependency readiness depends on. */
 export interface HealthCheck {
@@ -17,27 +17,33 @@ export function systemRoutes(deps: {
   openapi: () => Record<string, unknown>;
 }) {
   return defineRoutes([
-    {
+    defineRoute({
       method: 'GET',
       path: '/health/live',
       summary: 'Liveness: the process answers.',
       tag: 'health',
       auth: 'none',
       response: { status: 200, schema: 'HealthResponse' },
-      handler: (ctx) => {
+      handler: () => {
         const databaseId = deps.databaseId?.();
-        ctx.body = { success: true, status: 'ok', version: deps.version, ...(databaseId ? { database_id: databaseId } : {}), checks: {} };
+        return {
+          status: 'ok' as const,
+          version: deps.version,
+          ...(databaseId ? { database_id: databaseId } : {}),
+          checks: {},
+        };
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'GET',
       path: '/health/ready',
-      summary: 'Readiness: the database and, when configured, Redis answer, and the disks have server.min_free_disk_mb free. 503 names what failed.',
+      summary:
+        'Readiness: the database and, when configured, Redis answer, and the disks have server.min_free_disk_mb free. 503 names what failed.',
       tag: 'health',
       auth: 'none',
       response: { status: 200, schema: 'HealthResponse' },
       errors: ['UNAVAILABLE'],
-      handler: async (ctx) => {
+      handler: async () => {
         const results = await Promise.all(
           deps.checks.map(async (c) => {
             try {
@@ -56,10 +62,10 @@ export function systemRoutes(deps: {
             headers: { 'Retry-After': '1' },
           });
         }
-        ctx.body = { success: true, status: 'ok', version: deps.version, checks };
+        return { status: 'ok' as const, version: deps.version, checks };
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'GET',
       path: '/metrics',
       summary: 'Prometheus metrics in the text exposition format.',
@@ -70,8 +76,8 @@ export function systemRoutes(deps: {
         ctx.type = deps.metrics.registry.contentType;
         ctx.body = await deps.metrics.registry.metrics();
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'GET',
       path: '/openapi.json',
       summary: 'This API described in OpenAPI 3.1, built from schemas/.',
@@ -81,6 +87,6 @@ export function systemRoutes(deps: {
       handler: (ctx) => {
         ctx.body = deps.openapi();
       },
-    },
+    }),
   ]);
 }

@@ -1,21 +1,33 @@
 import { DateTime } from 'luxon';
 import type { AuditLogger } from '../../audit/types.js';
 import type { Clock } from '../../clock.js';
-import { DAY_MS, DEFAULT_RANGE_DAYS, MAX_RANGE_DAYS, isTimeZone, type UsageGroup, type UsageQuery, type UsageReports } from '../../credits/usage.js';
+import {
+  DAY_MS,
+  DEFAULT_RANGE_DAYS,
+  MAX_RANGE_DAYS,
+  isTimeZone,
+  type UsageGroup,
+  type UsageQuery,
+  type UsageReports,
+} from '../../credits/usage.js';
 import { presentUsage, usageCsv } from '../../credits/usage-present.js';
 import { invalidField, notFound } from '../../errors.js';
 import { reachFor, type Reach } from '../../policies/index.js';
 import type { UserAdminService } from '../../users/user-admin.js';
 import type { AppContext } from '../context.js';
 import { clientOf, principalOf } from '../middleware/authenticate.js';
-import { defineRoutes } from '../routes.js';
+import { defineRoute, defineRoutes, RAW } from '../routes.js';
 import { tenantProbe } from '../tenant-probe.js';
 
 const CSV = 'text/csv; charset=utf-8';
 
 /** What a CSV answer adds (declared in /openapi.json). */
 const CSV_HEADERS = {
-  'Content-Disposition': { description: 'CSV answers only: `attachment; filename="usage-<group_by>.csv"`.', required: false, schema: { type: 'string', pattern: '^attachment; filename="usage-[a-z_]+\\.csv"$' } },
+  'Content-Disposition': {
+    description: 'CSV answers only: `attachment; filename="usage-<group_by>.csv"`.',
+    required: false,
+    schema: { type: 'string', pattern: '^attachment; filename="usage-[a-z_]+\\.csv"$' },
+  },
 };
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
@@ -40,7 +52,10 @@ export function parseUsageTime(raw: string, field: 'since' | 'until', now: numbe
     if (t.isValid) ms = t.toMillis();
   }
   if (ms === null || !Number.isSafeInteger(ms) || ms < 0) {
-    throw refuse(field, 'must be an ISO 8601 date or date-time (2026-11-01, 2026-11-01T09:00:00Z) or an age like 30d or 24h');
+    throw refuse(
+      field,
+      'must be an ISO 8601 date or date-time (2026-11-01, 2026-11-01T09:00:00Z) or an age like 30d or 24h',
+    );
   }
   return ms;
 }
@@ -61,9 +76,11 @@ export function usageParams(ctx: AppContext, now: number, defaultZone: string): 
   const untilRaw = str(q.until);
   const sinceRaw = str(q.since);
   const until = untilRaw === undefined ? now : parseUsageTime(untilRaw, 'until', now, timeZone);
-  const since = sinceRaw === undefined ? until - DEFAULT_RANGE_DAYS * DAY_MS : parseUsageTime(sinceRaw, 'since', now, timeZone);
+  const since =
+    sinceRaw === undefined ? until - DEFAULT_RANGE_DAYS * DAY_MS : parseUsageTime(sinceRaw, 'since', now, timeZone);
   if (!(since < until)) throw refuse('since', 'must be before until');
-  if (until - since > MAX_RANGE_DAYS * DAY_MS) throw refuse('since', `the range must be at most ${MAX_RANGE_DAYS} days`);
+  if (until - since > MAX_RANGE_DAYS * DAY_MS)
+    throw refuse('since', `the range must be at most ${MAX_RANGE_DAYS} days`);
   const format = str(q.format);
   const csv = format === 'csv' || (format === undefined && ctx.accepts('application/json', 'text/csv') === 'text/csv');
   return { groupBy: (str(q.group_by) as UsageGroup | undefined) ?? 'day', since, until, timeZone, csv };
@@ -82,20 +99,30 @@ export interface UsageRouteDeps {
 export function usageRoutes(deps: UsageRouteDeps) {
   const { usage, users, audit, clock } = deps;
 
-  const answer = async (ctx: AppContext, params: UsageParams, query: Omit<UsageQuery, 'groupBy' | 'since' | 'until' | 'timeZone'>) => {
-    const report = await usage.report({ ...query, groupBy: params.groupBy, since: params.since, until: params.until, timeZone: params.timeZone });
+  const answer = async (
+    ctx: AppContext,
+    params: UsageParams,
+    query: Omit<UsageQuery, 'groupBy' | 'since' | 'until' | 'timeZone'>,
+  ) => {
+    const report = await usage.report({
+      ...query,
+      groupBy: params.groupBy,
+      since: params.since,
+      until: params.until,
+      timeZone: params.timeZone,
+    });
     const json = presentUsage(report);
-    if (params.csv) {
-      ctx.type = CSV;
-      ctx.set('Content-Disposition', `attachment; filename="usage-${params.groupBy}.csv"`);
-      ctx.body = usageCsv(json);
-    } else ctx.body = json;
+    if (!params.csv) return json;
+    ctx.type = CSV;
+    ctx.set('Content-Disposition', `attachment; filename="usage-${params.groupBy}.csv"`);
+    ctx.body = usageCsv(json);
+    return RAW;
   };
 
   const probe = tenantProbe(audit);
 
   return defineRoutes([
-    {
+    defineRoute({
       method: 'GET',
       path: '/v1/usage',
       summary:
@@ -104,15 +131,21 @@ export function usageRoutes(deps: UsageRouteDeps) {
       auth: 'any',
       scope: 'credits:read',
       query: 'UsageQuery',
-      response: { status: 200, schema: 'UsageReportResponse', description: 'The report (JSON); `text/csv` with `format=csv` or `Accept: text/csv`', otherContentTypes: ['text/csv'], headers: CSV_HEADERS },
+      response: {
+        status: 200,
+        schema: 'UsageReportResponse',
+        description: 'The report (JSON); `text/csv` with `format=csv` or `Accept: text/csv`',
+        otherContentTypes: ['text/csv'],
+        headers: CSV_HEADERS,
+      },
       errors: ['INVALID_FIELD'],
       handler: async (ctx) => {
         const p = principalOf(ctx);
         const params = usageParams(ctx, clock.now(), deps.timeZone);
-        await answer(ctx, params, { reach: reachFor(p, 'self'), apiKeyId: str(ctx.query.api_key_id) ?? null });
+        return answer(ctx, params, { reach: reachFor(p, 'self'), apiKeyId: str(ctx.query.api_key_id) ?? null });
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'GET',
       path: '/v1/admin/usage',
       summary:
@@ -122,7 +155,13 @@ export function usageRoutes(deps: UsageRouteDeps) {
       scope: 'admin',
       policy: 'administrator',
       query: 'UsageAdminQuery',
-      response: { status: 200, schema: 'UsageReportResponse', description: 'The report (JSON); `text/csv` with `format=csv` or `Accept: text/csv`', otherContentTypes: ['text/csv'], headers: CSV_HEADERS },
+      response: {
+        status: 200,
+        schema: 'UsageReportResponse',
+        description: 'The report (JSON); `text/csv` with `format=csv` or `Accept: text/csv`',
+        otherContentTypes: ['text/csv'],
+        headers: CSV_HEADERS,
+      },
       errors: ['INVALID_FIELD', 'NOT_FOUND', 'FORBIDDEN'],
       handler: async (ctx) => {
         const p = principalOf(ctx);
@@ -135,8 +174,8 @@ export function usageRoutes(deps: UsageRouteDeps) {
         }
         const userRaw = str(ctx.query.user_id);
         const userId = userRaw === undefined ? null : (await users.findUser(p, userRaw, clientOf(ctx))).id;
-        await answer(ctx, params, { reach, userId, tenantId, apiKeyId: str(ctx.query.api_key_id) ?? null });
+        return answer(ctx, params, { reach, userId, tenantId, apiKeyId: str(ctx.query.api_key_id) ?? null });
       },
-    },
+    }),
   ]);
 }

@@ -1,11 +1,11 @@
 import { WEBHOOK_EVENTS, WEBHOOK_EVENT_TYPES } from '../../webhooks/events.js';
-import { endpointReach, type EndpointInput, type WebhookEndpoints } from '../../webhooks/endpoints.js';
+import { endpointReach, type WebhookEndpoints } from '../../webhooks/endpoints.js';
 import type { WebhookService } from '../../webhooks/service.js';
 import { ofUser, reachFor } from '../../policies/index.js';
 import type { UserAdminService } from '../../users/user-admin.js';
 import { clientOf, principalOf } from '../middleware/authenticate.js';
-import { bodyOf, cursorOf, limitOf, type AppContext } from '../context.js';
-import { defineRoutes } from '../routes.js';
+import { cursorOf, limitOf, type AppContext } from '../context.js';
+import { defineRoute, defineRoutes } from '../routes.js';
 
 const ENDPOINT = '/v1/webhooks/endpoints/:id';
 
@@ -14,37 +14,49 @@ const ENDPOINT = '/v1/webhooks/endpoints/:id';
  * event filters, the delivery log, resend and ping; and the per-user secret of
  * an execute's one-off `webhook_url`.
  */
-export function webhookRoutes(deps: { webhooks: WebhookService; endpoints: WebhookEndpoints; users: UserAdminService }) {
+export function webhookRoutes(deps: {
+  webhooks: WebhookService;
+  endpoints: WebhookEndpoints;
+  users: UserAdminService;
+}) {
   const { endpoints } = deps;
   const id = (ctx: AppContext) => String(ctx.params.id);
   return defineRoutes([
-    {
+    defineRoute({
       method: 'GET',
       path: '/v1/webhooks/secret',
-      summary: "Your signing secret for an execute's one-off webhook_url (Standard Webhooks, whsec_...): verify the webhook-signature header with it.",
+      summary:
+        "Your signing secret for an execute's one-off webhook_url (Standard Webhooks, whsec_...): verify the webhook-signature header with it.",
       tag: 'webhooks',
       auth: 'bearer',
       response: { status: 200, schema: 'WebhookSecretResponse' },
       errors: ['FORBIDDEN'],
       handler: (ctx) => {
-        ctx.body = { success: true, secret: deps.webhooks.signingSecretFor(principalOf(ctx).userId) };
+        return { secret: deps.webhooks.signingSecretFor(principalOf(ctx).userId) };
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'GET',
       path: '/v1/webhooks/event-types',
       summary: 'Every event type an endpoint can subscribe to, what it means, and the schema of its message.',
       tag: 'webhooks',
       auth: 'any',
       response: { status: 200, schema: 'WebhookEventTypesResponse' },
-      handler: (ctx) => {
-        ctx.body = { success: true, event_types: WEBHOOK_EVENT_TYPES.map((type) => ({ type, description: WEBHOOK_EVENTS[type].description, schema: WEBHOOK_EVENTS[type].schema })) };
+      handler: () => {
+        return {
+          event_types: WEBHOOK_EVENT_TYPES.map((type) => ({
+            type,
+            description: WEBHOOK_EVENTS[type].description,
+            schema: WEBHOOK_EVENTS[type].schema,
+          })),
+        };
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'POST',
       path: '/v1/webhooks/endpoints',
-      summary: 'Register a webhook endpoint: its URL and the event types it wants. Its signing secret is in this response only.',
+      summary:
+        'Register a webhook endpoint: its URL and the event types it wants. Its signing secret is in this response only.',
       tag: 'webhooks',
       auth: 'any',
       scope: 'keys:manage',
@@ -53,10 +65,10 @@ export function webhookRoutes(deps: { webhooks: WebhookService; endpoints: Webho
       errors: ['INVALID_STATE'],
       handler: async (ctx) => {
         ctx.status = 201;
-        ctx.body = { success: true, ...(await endpoints.create(principalOf(ctx), bodyOf<EndpointInput>(ctx), clientOf(ctx))) };
+        return endpoints.create(principalOf(ctx), ctx.request.body, clientOf(ctx));
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'GET',
       path: '/v1/webhooks/endpoints',
       summary: 'Your webhook endpoints, by id, cursor-paginated.',
@@ -66,11 +78,14 @@ export function webhookRoutes(deps: { webhooks: WebhookService; endpoints: Webho
       query: 'ListQuery',
       response: { status: 200, schema: 'WebhookEndpointListResponse' },
       handler: async (ctx) => {
-        const page = await endpoints.list(reachFor(principalOf(ctx), 'self'), { limit: limitOf(ctx, 50), cursor: cursorOf(ctx) });
-        ctx.body = { success: true, endpoints: page.endpoints, next_cursor: page.next };
+        const page = await endpoints.list(reachFor(principalOf(ctx), 'self'), {
+          limit: limitOf(ctx, 50),
+          cursor: cursorOf(ctx),
+        });
+        return { endpoints: page.endpoints, next_cursor: page.next };
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'GET',
       path: ENDPOINT,
       summary: 'One webhook endpoint (yours; an administrator: any in reach).',
@@ -80,13 +95,14 @@ export function webhookRoutes(deps: { webhooks: WebhookService; endpoints: Webho
       response: { status: 200, schema: 'WebhookEndpointResponse' },
       errors: ['NOT_FOUND'],
       handler: async (ctx) => {
-        ctx.body = { success: true, endpoint: await endpoints.get(principalOf(ctx), id(ctx)) };
+        return { endpoint: await endpoints.get(principalOf(ctx), id(ctx)) };
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'PATCH',
       path: ENDPOINT,
-      summary: "Change an endpoint's URL, event types, description, low-balance threshold or enabled state (true re-enables one the gateway disabled).",
+      summary:
+        "Change an endpoint's URL, event types, description, low-balance threshold or enabled state (true re-enables one the gateway disabled).",
       tag: 'webhooks',
       auth: 'any',
       scope: 'keys:manage',
@@ -94,10 +110,10 @@ export function webhookRoutes(deps: { webhooks: WebhookService; endpoints: Webho
       response: { status: 200, schema: 'WebhookEndpointResponse' },
       errors: ['NOT_FOUND'],
       handler: async (ctx) => {
-        ctx.body = { success: true, endpoint: await endpoints.update(principalOf(ctx), id(ctx), bodyOf<EndpointInput>(ctx), clientOf(ctx)) };
+        return { endpoint: await endpoints.update(principalOf(ctx), id(ctx), ctx.request.body, clientOf(ctx)) };
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'DELETE',
       path: ENDPOINT,
       summary: 'Delete an endpoint; its deliveries not yet sent are dropped.',
@@ -108,13 +124,14 @@ export function webhookRoutes(deps: { webhooks: WebhookService; endpoints: Webho
       errors: ['NOT_FOUND'],
       handler: async (ctx) => {
         await endpoints.remove(principalOf(ctx), id(ctx), clientOf(ctx));
-        ctx.body = { success: true };
+        return {};
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'POST',
       path: `${ENDPOINT}/rotate-secret`,
-      summary: 'A new signing secret (in this response only); the old one signs too for `grace_seconds` (default 24 h), so receivers switch without missing a message.',
+      summary:
+        'A new signing secret (in this response only); the old one signs too for `grace_seconds` (default 24 h), so receivers switch without missing a message.',
       tag: 'webhooks',
       auth: 'any',
       scope: 'keys:manage',
@@ -123,14 +140,15 @@ export function webhookRoutes(deps: { webhooks: WebhookService; endpoints: Webho
       response: { status: 200, schema: 'WebhookSecretRotatedResponse' },
       errors: ['NOT_FOUND', 'INVALID_STATE'],
       handler: async (ctx) => {
-        const body = bodyOf<{ grace_seconds?: number } | undefined>(ctx) ?? {};
-        ctx.body = { success: true, ...(await endpoints.rotateSecret(principalOf(ctx), id(ctx), body.grace_seconds, clientOf(ctx))) };
+        const body = ctx.request.body ?? {};
+        return endpoints.rotateSecret(principalOf(ctx), id(ctx), body.grace_seconds, clientOf(ctx));
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'GET',
       path: `${ENDPOINT}/deliveries`,
-      summary: "An endpoint's deliveries, newest first, each with every attempt (time, status, latency, the start of the answer).",
+      summary:
+        "An endpoint's deliveries, newest first, each with every attempt (time, status, latency, the start of the answer).",
       tag: 'webhooks',
       auth: 'any',
       scope: 'keys:manage',
@@ -139,11 +157,15 @@ export function webhookRoutes(deps: { webhooks: WebhookService; endpoints: Webho
       errors: ['NOT_FOUND'],
       handler: async (ctx) => {
         const status = typeof ctx.query.status === 'string' ? ctx.query.status : undefined;
-        const page = await endpoints.deliveries(principalOf(ctx), id(ctx), { limit: limitOf(ctx, 20), cursor: cursorOf(ctx), ...(status ? { status } : {}) });
-        ctx.body = { success: true, deliveries: page.deliveries, next_cursor: page.next };
+        const page = await endpoints.deliveries(principalOf(ctx), id(ctx), {
+          limit: limitOf(ctx, 20),
+          cursor: cursorOf(ctx),
+          ...(status ? { status } : {}),
+        });
+        return { deliveries: page.deliveries, next_cursor: page.next };
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'GET',
       path: `${ENDPOINT}/deliveries/:delivery_id`,
       summary: 'One delivery with its payload and every attempt.',
@@ -153,13 +175,14 @@ export function webhookRoutes(deps: { webhooks: WebhookService; endpoints: Webho
       response: { status: 200, schema: 'WebhookDeliveryResponse' },
       errors: ['NOT_FOUND'],
       handler: async (ctx) => {
-        ctx.body = { success: true, delivery: await endpoints.delivery(principalOf(ctx), id(ctx), String(ctx.params.delivery_id)) };
+        return { delivery: await endpoints.delivery(principalOf(ctx), id(ctx), String(ctx.params.delivery_id)) };
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'POST',
       path: `${ENDPOINT}/deliveries/:delivery_id/resend`,
-      summary: 'Send a delivery again now: the same message and id (`webhook-id`), so a receiver that has it already can ignore it.',
+      summary:
+        'Send a delivery again now: the same message and id (`webhook-id`), so a receiver that has it already can ignore it.',
       tag: 'webhooks',
       auth: 'any',
       scope: 'keys:manage',
@@ -168,10 +191,12 @@ export function webhookRoutes(deps: { webhooks: WebhookService; endpoints: Webho
       errors: ['NOT_FOUND', 'INVALID_STATE'],
       handler: async (ctx) => {
         ctx.status = 202;
-        ctx.body = { success: true, delivery: await endpoints.resend(principalOf(ctx), id(ctx), String(ctx.params.delivery_id), clientOf(ctx)) };
+        return {
+          delivery: await endpoints.resend(principalOf(ctx), id(ctx), String(ctx.params.delivery_id), clientOf(ctx)),
+        };
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'POST',
       path: `${ENDPOINT}/ping`,
       summary: 'Send a `ping` message to the endpoint, to test it.',
@@ -183,13 +208,14 @@ export function webhookRoutes(deps: { webhooks: WebhookService; endpoints: Webho
       errors: ['NOT_FOUND', 'INVALID_STATE'],
       handler: async (ctx) => {
         ctx.status = 202;
-        ctx.body = { success: true, delivery: await endpoints.ping(principalOf(ctx), id(ctx)) };
+        return { delivery: await endpoints.ping(principalOf(ctx), id(ctx)) };
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'GET',
       path: '/v1/admin/webhooks/endpoints',
-      summary: 'Every webhook endpoint in your reach (tenant admins: their tenant), by id; `user_id` (id or email) filters.',
+      summary:
+        'Every webhook endpoint in your reach (tenant admins: their tenant), by id; `user_id` (id or email) filters.',
       tag: 'webhooks',
       auth: 'any',
       scope: 'admin',
@@ -199,10 +225,14 @@ export function webhookRoutes(deps: { webhooks: WebhookService; endpoints: Webho
       errors: ['FORBIDDEN', 'NOT_FOUND'],
       handler: async (ctx) => {
         const p = principalOf(ctx);
-        const who = typeof ctx.query.user_id === 'string' ? await deps.users.findUser(p, ctx.query.user_id, clientOf(ctx)) : null;
-        const page = await endpoints.list(who ? ofUser(who.id) : endpointReach(p), { limit: limitOf(ctx, 50), cursor: cursorOf(ctx) });
-        ctx.body = { success: true, endpoints: page.endpoints, next_cursor: page.next };
+        const who =
+          typeof ctx.query.user_id === 'string' ? await deps.users.findUser(p, ctx.query.user_id, clientOf(ctx)) : null;
+        const page = await endpoints.list(who ? ofUser(who.id) : endpointReach(p), {
+          limit: limitOf(ctx, 50),
+          cursor: cursorOf(ctx),
+        });
+        return { endpoints: page.endpoints, next_cursor: page.next };
       },
-    },
+    }),
   ]);
 }

@@ -14,7 +14,11 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addCheckConstraint('credit_accounts_reserved_nonneg', sql`reserved >= 0`)
     .addCheckConstraint('credit_accounts_available_nonneg', sql`balance >= reserved`)
     .execute();
-  await db.schema.createIndex('credit_accounts_tenant_idx').on('credit_accounts').columns(['tenant_id', 'user_id']).execute();
+  await db.schema
+    .createIndex('credit_accounts_tenant_idx')
+    .on('credit_accounts')
+    .columns(['tenant_id', 'user_id'])
+    .execute();
 
   await db.schema
     .createTable('credit_ledger')
@@ -40,7 +44,12 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     )
     .execute();
   await db.schema.createIndex('credit_ledger_user_idx').on('credit_ledger').columns(['user_id', 'id']).execute();
-  await db.schema.createIndex('credit_ledger_user_seq_uq').on('credit_ledger').columns(['user_id', 'seq']).unique().execute();
+  await db.schema
+    .createIndex('credit_ledger_user_seq_uq')
+    .on('credit_ledger')
+    .columns(['user_id', 'seq'])
+    .unique()
+    .execute();
   // NULLs are distinct on both dialects, so only keyed grants compete here.
   await db.schema
     .createIndex('credit_ledger_idempotency_uq')
@@ -76,7 +85,11 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .on('credit_reservations')
     .columns(['status', 'expires_at'])
     .execute();
-  await db.schema.createIndex('credit_reservations_session_idx').on('credit_reservations').column('session_id').execute();
+  await db.schema
+    .createIndex('credit_reservations_session_idx')
+    .on('credit_reservations')
+    .column('session_id')
+    .execute();
 
   await db.schema
     .createTable('idempotency_keys')

@@ -29,7 +29,11 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .columns(['status', 'next_attempt_at'])
     .execute();
   await db.schema.createIndex('webhook_deliveries_session_idx').on('webhook_deliveries').column('session_id').execute();
-  await db.schema.createIndex('webhook_deliveries_user_idx').on('webhook_deliveries').columns(['user_id', 'id']).execute();
+  await db.schema
+    .createIndex('webhook_deliveries_user_idx')
+    .on('webhook_deliveries')
+    .columns(['user_id', 'id'])
+    .execute();
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {

@@ -8,7 +8,10 @@ import type { Kysely } from 'kysely';
  * same update, so a stale owner's late writes are refused.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
-  await db.schema.alterTable('sessions').addColumn('lease_epoch', 'integer', (c) => c.notNull().defaultTo(1)).execute();
+  await db.schema
+    .alterTable('sessions')
+    .addColumn('lease_epoch', 'integer', (c) => c.notNull().defaultTo(1))
+    .execute();
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {

@@ -41,7 +41,12 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     )
     .addCheckConstraint('credit_pool_ledger_nonneg', sql`balance_after >= 0`)
     .execute();
-  await db.schema.createIndex('credit_pool_ledger_seq_uq').on('credit_pool_ledger').columns(['tenant_id', 'seq']).unique().execute();
+  await db.schema
+    .createIndex('credit_pool_ledger_seq_uq')
+    .on('credit_pool_ledger')
+    .columns(['tenant_id', 'seq'])
+    .unique()
+    .execute();
   // NULLs are distinct on both dialects, so only keyed pool grants compete here.
   await db.schema
     .createIndex('credit_pool_ledger_idempotency_uq')

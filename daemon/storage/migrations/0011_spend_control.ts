@@ -19,11 +19,19 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema.alterTable('credit_reservations').addColumn('budget_windows', 'text').execute();
   await db.schema.alterTable('credit_ledger').addColumn('api_key_id', 'varchar(40)').execute();
   await db.schema.createIndex('credit_ledger_created_idx').on('credit_ledger').columns(['created_at']).execute();
-  await db.schema.createIndex('credit_ledger_tenant_created_idx').on('credit_ledger').columns(['tenant_id', 'created_at']).execute();
+  await db.schema
+    .createIndex('credit_ledger_tenant_created_idx')
+    .on('credit_ledger')
+    .columns(['tenant_id', 'created_at'])
+    .execute();
   await db.schema.createIndex('sessions_created_idx').on('sessions').columns(['created_at']).execute();
   // A budget window is seeded from the reservations its subject made in the period.
   for (const column of ['api_key_id', 'user_id', 'tenant_id']) {
-    await db.schema.createIndex(`credit_reservations_${column}_created_idx`).on('credit_reservations').columns([column, 'created_at']).execute();
+    await db.schema
+      .createIndex(`credit_reservations_${column}_created_idx`)
+      .on('credit_reservations')
+      .columns([column, 'created_at'])
+      .execute();
   }
 
   await db.schema

@@ -13,7 +13,12 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema.alterTable('api_keys').addColumn('previous_expires_at', 'bigint').execute();
   await db.schema.alterTable('api_keys').addColumn('rolled_at', 'bigint').execute();
   // NULLs are distinct on both dialects: only keys rolled with a grace period hold one.
-  await db.schema.createIndex('api_keys_previous_hash_uq').on('api_keys').column('previous_key_hash').unique().execute();
+  await db.schema
+    .createIndex('api_keys_previous_hash_uq')
+    .on('api_keys')
+    .column('previous_key_hash')
+    .unique()
+    .execute();
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {

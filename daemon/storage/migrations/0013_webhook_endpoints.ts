@@ -33,13 +33,28 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('updated_at', 'bigint', (c) => c.notNull())
     .addCheckConstraint('webhook_endpoints_enabled', sql`enabled in (0, 1)`)
     .execute();
-  await db.schema.createIndex('webhook_endpoints_user_idx').on('webhook_endpoints').columns(['user_id', 'id']).execute();
-  await db.schema.createIndex('webhook_endpoints_tenant_idx').on('webhook_endpoints').columns(['tenant_id', 'id']).execute();
+  await db.schema
+    .createIndex('webhook_endpoints_user_idx')
+    .on('webhook_endpoints')
+    .columns(['user_id', 'id'])
+    .execute();
+  await db.schema
+    .createIndex('webhook_endpoints_tenant_idx')
+    .on('webhook_endpoints')
+    .columns(['tenant_id', 'id'])
+    .execute();
 
   await db.schema.alterTable('webhook_deliveries').addColumn('endpoint_id', 'varchar(40)').execute();
   // Each resend allows one attempt beyond webhooks' attempt limit.
-  await db.schema.alterTable('webhook_deliveries').addColumn('resends', 'integer', (c) => c.notNull().defaultTo(0)).execute();
-  await db.schema.createIndex('webhook_deliveries_endpoint_idx').on('webhook_deliveries').columns(['endpoint_id', 'id']).execute();
+  await db.schema
+    .alterTable('webhook_deliveries')
+    .addColumn('resends', 'integer', (c) => c.notNull().defaultTo(0))
+    .execute();
+  await db.schema
+    .createIndex('webhook_deliveries_endpoint_idx')
+    .on('webhook_deliveries')
+    .columns(['endpoint_id', 'id'])
+    .execute();
 
   await db.schema
     .createTable('webhook_attempts')

@@ -12,6 +12,7 @@ import * as m0010 from './0010_tenant_credit_pools.js';
 import * as m0011 from './0011_spend_control.js';
 import * as m0012 from './0012_key_lifecycle.js';
 import * as m0013 from './0013_webhook_endpoints.js';
+import * as m0014 from './0014_audit_actor_time.js';
 
 /**
  * Every migration, in order. Names never change once released; a new migration
@@ -32,4 +33,5 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0011_spend_control': m0011,
   '0012_key_lifecycle': m0012,
   '0013_webhook_endpoints': m0013,
+  '0014_audit_actor_time': m0014,
 };

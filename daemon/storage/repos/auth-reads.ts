@@ -3,7 +3,10 @@ import type { Database, PreparedRead } from '../database.js';
 import type { UserRow } from './users.js';
 
 /** What authentication needs of a user: who, in which tenant, with which role, tier and status. */
-export type AuthSubject = Pick<UserRow, 'id' | 'tenant_id' | 'email' | 'role' | 'tier' | 'status' | 'tokens_not_before'>;
+export type AuthSubject = Pick<
+  UserRow,
+  'id' | 'tenant_id' | 'email' | 'role' | 'tier' | 'status' | 'tokens_not_before'
+>;
 
 /**
  * The user of an access token that names its sign-in (`sid`), with whether that
@@ -35,8 +38,8 @@ export interface ApiKeySubject extends Omit<AuthSubject, 'id' | 'tokens_not_befo
 /**
  * The reads made on every authenticated request, compiled once
  * (`Database.prepareRead`): only the columns authentication uses, and an API
- * key together with its owner in one query rather than two. On SQLite their
- * rows are kept in memory until the next write to `users` or `api_keys` (a
+ * key together with its owner in one query rather than two. Their rows are
+ * kept in memory until the next write to `users` or `api_keys` by any daemon (a
  * suspension, role change, logout-everywhere or revocation is seen by the very
  * next request), for at most a second. `signedIn` is also dropped on a write
  * to `refresh_tokens` (a logout or a reuse is seen by the very next request).
@@ -56,7 +59,10 @@ export function prepareAuthReads(database: Database): AuthReads {
   return {
     subject: database.prepareRead(
       (db, p: { id: string }) =>
-        db.selectFrom('users').select(['id', 'tenant_id', 'email', 'role', 'tier', 'status', 'tokens_not_before']).where('id', '=', p.id),
+        db
+          .selectFrom('users')
+          .select(['id', 'tenant_id', 'email', 'role', 'tier', 'status', 'tokens_not_before'])
+          .where('id', '=', p.id),
       { cache: { tables: ['users'], ttlMs: KEEP_MS, maxEntries: KEEP_ENTRIES } },
     ),
     signedIn: database.prepareRead(

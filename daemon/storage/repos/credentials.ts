@@ -88,7 +88,11 @@ export class CredentialRepository {
       .where('user_id', '=', userId)
       .where('status', '=', 'active')
       .where('expires_at', '>', now);
-    let revoke = this.db.updateTable('refresh_tokens').set({ status: 'revoked' }).where('user_id', '=', userId).where('status', '!=', 'revoked');
+    let revoke = this.db
+      .updateTable('refresh_tokens')
+      .set({ status: 'revoked' })
+      .where('user_id', '=', userId)
+      .where('status', '!=', 'revoked');
     if (keepFamilyId !== null) {
       live = live.where('family_id', '!=', keepFamilyId);
       revoke = revoke.where('family_id', '!=', keepFamilyId);
@@ -158,7 +162,11 @@ export class CredentialRepository {
    * Changes a key that is still live (not revoked, not expired at `now`):
    * false when it is not (revoked or expired meanwhile).
    */
-  async updateLiveApiKey(id: string, patch: Partial<Pick<ApiKeyRow, 'name' | 'scopes' | 'rate_limit_per_hour' | 'expires_at'>>, now: number): Promise<boolean> {
+  async updateLiveApiKey(
+    id: string,
+    patch: Partial<Pick<ApiKeyRow, 'name' | 'scopes' | 'rate_limit_per_hour' | 'expires_at'>>,
+    now: number,
+  ): Promise<boolean> {
     const r = await this.db
       .updateTable('api_keys')
       // A new expiry is announced again (`api_key.expiring`) when its time comes.
@@ -180,7 +188,13 @@ export class CredentialRepository {
   async rollApiKey(
     id: string,
     fromHash: string,
-    next: { key_hash: string; key_prefix: string; previous_key_hash: string | null; previous_key_prefix: string | null; previous_expires_at: number | null },
+    next: {
+      key_hash: string;
+      key_prefix: string;
+      previous_key_hash: string | null;
+      previous_key_prefix: string | null;
+      previous_expires_at: number | null;
+    },
     now: number,
   ): Promise<boolean> {
     const r = await this.db
@@ -192,6 +206,12 @@ export class CredentialRepository {
       .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
       .executeTakeFirst();
     return Number(r.numUpdatedRows) === 1;
+  }
+
+  /** The owner of an API key, revoked or not; undefined when there is no such key. */
+  async apiKeyOwner(id: string): Promise<string | undefined> {
+    const key = await this.db.selectFrom('api_keys').select('user_id').where('id', '=', id).executeTakeFirst();
+    return key?.user_id;
   }
 
   async touchApiKey(id: string, now: number): Promise<void> {

@@ -24,7 +24,14 @@ export interface NewEvent {
   data: string;
 }
 
-export const FINAL_STATUSES: SessionStatus[] = ['completed', 'failed', 'cancelled', 'budget_exhausted', 'timed_out', 'interrupted'];
+export const FINAL_STATUSES: SessionStatus[] = [
+  'completed',
+  'failed',
+  'cancelled',
+  'budget_exhausted',
+  'timed_out',
+  'interrupted',
+];
 
 /** Sessions and their events. Every read takes the caller's reach (daemon/policies) and applies it in SQL. */
 export class SessionRepository {
@@ -56,7 +63,10 @@ export class SessionRepository {
     return q.executeTakeFirst();
   }
 
-  async list(reach: Reach, options: { limit: number; before?: string | null; status?: SessionStatus; userId?: string }): Promise<SessionRow[]> {
+  async list(
+    reach: Reach,
+    options: { limit: number; before?: string | null; status?: SessionStatus; userId?: string },
+  ): Promise<SessionRow[]> {
     let q = this.db.selectFrom('sessions').selectAll().orderBy('id', 'desc').limit(options.limit);
     const f = reachFilter(reach);
     if (f) q = q.where(f.column, '=', f.value);
@@ -67,13 +77,22 @@ export class SessionRepository {
   }
 
   async listRunningOwnedBy(owner: string): Promise<SessionRow[]> {
-    return this.db.selectFrom('sessions').selectAll().where('owner', '=', owner).where('status', '=', 'running').execute();
+    return this.db
+      .selectFrom('sessions')
+      .selectAll()
+      .where('owner', '=', owner)
+      .where('status', '=', 'running')
+      .execute();
   }
 
   /** How far each session got (its last stored seq) and whether it still runs: the stream's reconciliation, one query per batch. */
   async progress(ids: string[]): Promise<Array<{ id: string; last_seq: number; status: SessionStatus }>> {
     if (ids.length === 0) return [];
-    const rows = await this.db.selectFrom('sessions').select(['id', 'last_seq', 'status']).where('id', 'in', ids).execute();
+    const rows = await this.db
+      .selectFrom('sessions')
+      .select(['id', 'last_seq', 'status'])
+      .where('id', 'in', ids)
+      .execute();
     return rows.map((r) => ({ id: r.id, last_seq: Number(r.last_seq), status: r.status }));
   }
 
@@ -129,11 +148,19 @@ export class SessionRepository {
    * a crash left without its `last_seq` bump.
    */
   async appendFinalEvent(sessionId: string, event: NewEvent): Promise<SessionEventRow> {
-    const current = await this.db.selectFrom('sessions').select('last_seq').where('id', '=', sessionId).executeTakeFirstOrThrow();
+    const current = await this.db
+      .selectFrom('sessions')
+      .select('last_seq')
+      .where('id', '=', sessionId)
+      .executeTakeFirstOrThrow();
     const seq = Math.max(Number(current.last_seq), await this.maxSeq(sessionId)) + 1;
     const row = { session_id: sessionId, seq, ...event };
     await this.db.insertInto('session_events').values(row).execute();
-    await this.db.updateTable('sessions').set({ last_seq: seq, updated_at: event.ts }).where('id', '=', sessionId).execute();
+    await this.db
+      .updateTable('sessions')
+      .set({ last_seq: seq, updated_at: event.ts })
+      .where('id', '=', sessionId)
+      .execute();
     return row;
   }
 
@@ -196,15 +223,26 @@ export class SessionRepository {
    * on); anyone else (the reaper, a recovery) passes `'takeover'`, which moves
    * the lease epoch on so that the old owner's late writes are refused.
    */
-  async finish(id: string, patch: Partial<Omit<SessionRow, 'id' | 'lease_epoch'>> & { status: SessionStatus }, by: Fence | 'takeover'): Promise<boolean> {
+  async finish(
+    id: string,
+    patch: Partial<Omit<SessionRow, 'id' | 'lease_epoch'>> & { status: SessionStatus },
+    by: Fence | 'takeover',
+  ): Promise<boolean> {
     let q = this.db.updateTable('sessions').where('id', '=', id).where('status', '=', 'running');
-    q = by === 'takeover' ? q.set({ ...patch, lease_epoch: sql`lease_epoch + 1` }) : q.set(patch).where('lease_epoch', '=', by.epoch);
+    q =
+      by === 'takeover'
+        ? q.set({ ...patch, lease_epoch: sql`lease_epoch + 1` })
+        : q.set(patch).where('lease_epoch', '=', by.epoch);
     const r = await q.executeTakeFirst();
     return Number(r.numUpdatedRows) === 1;
   }
 
   /** Adds usage and cost while `fence` holds; false when it does not (nothing is added). */
-  async addUsage(fence: Fence, usage: { input: number; output: number; searches: number; cost: number }, now: number): Promise<boolean> {
+  async addUsage(
+    fence: Fence,
+    usage: { input: number; output: number; searches: number; cost: number },
+    now: number,
+  ): Promise<boolean> {
     const r = await this.db
       .updateTable('sessions')
       .set({

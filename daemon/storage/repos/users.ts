@@ -47,13 +47,22 @@ export class UserRepository {
 
   /** Every user with an MFA secret, sealed as stored. */
   async listSealedMfaSecrets(): Promise<Array<{ id: string; mfa_secret_enc: string }>> {
-    const rows = await this.db.selectFrom('users').select(['id', 'mfa_secret_enc']).where('mfa_secret_enc', 'is not', null).execute();
+    const rows = await this.db
+      .selectFrom('users')
+      .select(['id', 'mfa_secret_enc'])
+      .where('mfa_secret_enc', 'is not', null)
+      .execute();
     return rows as Array<{ id: string; mfa_secret_enc: string }>;
   }
 
   /** Replaces a user's sealed MFA secret only if it is still `from` (an enrolment in between wins). True when replaced. */
   async replaceSealedMfaSecret(id: string, from: string, to: string): Promise<boolean> {
-    const r = await this.db.updateTable('users').set({ mfa_secret_enc: to }).where('id', '=', id).where('mfa_secret_enc', '=', from).executeTakeFirst();
+    const r = await this.db
+      .updateTable('users')
+      .set({ mfa_secret_enc: to })
+      .where('id', '=', id)
+      .where('mfa_secret_enc', '=', from)
+      .executeTakeFirst();
     return Number(r.numUpdatedRows) === 1;
   }
 
@@ -68,6 +77,17 @@ export class UserRepository {
     return Number(r.numUpdatedRows) === 1;
   }
 
+  /** Ids of the tenant's administrators (`tenant_admin`), whatever their status. */
+  async tenantAdminIds(tenantId: string): Promise<string[]> {
+    const admins = await this.db
+      .selectFrom('users')
+      .select('id')
+      .where('tenant_id', '=', tenantId)
+      .where('role', '=', 'tenant_admin')
+      .execute();
+    return admins.map((a) => a.id);
+  }
+
   async countPlatformAdmins(): Promise<number> {
     const r = await this.db
       .selectFrom('users')
@@ -78,7 +98,10 @@ export class UserRepository {
   }
 
   // Recovery codes (part of the user aggregate).
-  async replaceRecoveryCodes(userId: string, rows: Array<{ id: string; code_hash: string; created_at: number }>): Promise<void> {
+  async replaceRecoveryCodes(
+    userId: string,
+    rows: Array<{ id: string; code_hash: string; created_at: number }>,
+  ): Promise<void> {
     await this.db.deleteFrom('recovery_codes').where('user_id', '=', userId).execute();
     if (rows.length > 0) {
       await this.db

@@ -1,5 +1,12 @@
 /** Agent sessions and their events (migration 0005_sessions). Money in micro-credits, times in epoch ms. */
-export type SessionStatus = 'running' | 'completed' | 'failed' | 'cancelled' | 'budget_exhausted' | 'timed_out' | 'interrupted';
+export type SessionStatus =
+  | 'running'
+  | 'completed'
+  | 'failed'
+  | 'cancelled'
+  | 'budget_exhausted'
+  | 'timed_out'
+  | 'interrupted';
 
 export interface SessionTables {
   sessions: {

@@ -61,7 +61,11 @@ async function start(params) {
 $('run').addEventListener('submit', (event) => {
   event.preventDefault();
   const form = new FormData(event.target);
-  void start({ credential: String(form.get('credential')), vision: String(form.get('vision')), budget: Number(form.get('budget')) });
+  void start({
+    credential: String(form.get('credential')),
+    vision: String(form.get('vision')),
+    budget: Number(form.get('budget')),
+  });
 });
 
 const fragment = new URLSearchParams(location.hash.slice(1));

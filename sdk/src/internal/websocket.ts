@@ -1,4 +1,4 @@
-import { ConnectionError, KeenError, TimeoutError, errorFromResponse } from '../errors.js';
+import { ConnectionError, type KeenError, TimeoutError, errorFromResponse } from '../errors.js';
 
 /**
  * The part of the WHATWG WebSocket the SDK uses. Node 22's global WebSocket and
@@ -9,6 +9,7 @@ export interface WebSocketLike {
   readonly readyState: number;
   send(data: string): void;
   close(code?: number, reason?: string): void;
+  // biome-ignore lint/suspicious/noExplicitAny: the browser's and ws's listener types must both fit
   addEventListener(type: string, listener: (event: any) => void): void;
 }
 
@@ -31,19 +32,25 @@ export function canSendHeaders(): boolean {
   return typeof g.process?.versions?.node === 'string' && g.document === undefined && g.Deno === undefined;
 }
 
-/** Node 22 and browsers have a global WebSocket; Node 20 gets `ws`, loaded only when a stream is opened. */
+/**
+ * The WebSocket class a stream opens: the one given in the client's options; on Node (and Bun) `ws`, the SDK's
+ * dependency, even where a global WebSocket exists (Node 22+, undici's): only `ws` tells the HTTP answer of a
+ * refused upgrade (401, 403, 404...), which the stream throws instead of retrying as a network failure; elsewhere
+ * (browsers, workers, Deno), or where `ws` cannot be loaded, `globalThis.WebSocket`.
+ */
 export async function resolveWebSocket(given?: WebSocketConstructor): Promise<WebSocketConstructor> {
   if (given) return given;
   const global = (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-  if (global) return global;
+  if (global && !canSendHeaders()) return global;
   try {
-    // Loaded only here, on Node 20, when a stream opens: browser bundles never reach it
+    // Loaded only here, on Node, when a stream opens: browser bundles never reach it
     // (they have a global WebSocket; the package's `browser` field maps `ws` to nothing).
     const mod = (await import('ws')) as unknown as { default?: WebSocketConstructor; WebSocket?: WebSocketConstructor };
     const Ctor = mod.default ?? mod.WebSocket;
     if (typeof Ctor !== 'function') throw new TypeError('the `ws` package exports no WebSocket class');
     return Ctor;
   } catch (err) {
+    if (global) return global;
     throw new ConnectionError({
       type: 'CONNECTION_ERROR',
       code: 'NO_WEBSOCKET',
@@ -93,7 +100,14 @@ export class Connection {
       try {
         socket = headers === null ? new Ctor(url) : new Ctor(url, { headers });
       } catch (err) {
-        reject(new ConnectionError({ type: 'CONNECTION_ERROR', code: 'CONNECTION_FAILED', message: `cannot open ${label}: ${(err as Error).message}`, cause: err }));
+        reject(
+          new ConnectionError({
+            type: 'CONNECTION_ERROR',
+            code: 'CONNECTION_FAILED',
+            message: `cannot open ${label}: ${(err as Error).message}`,
+            cause: err,
+          }),
+        );
         return;
       }
       const conn = new Connection(socket);
@@ -115,33 +129,52 @@ export class Connection {
       };
       const onAbort = () => settle(signal?.reason ?? new Error('aborted'));
       const timer = setTimeout(
-        () => settle(new TimeoutError({ type: 'CONNECTION_ERROR', code: 'TIMEOUT', message: `no stream connection to ${label} within ${timeoutMs} ms` })),
+        () =>
+          settle(
+            new TimeoutError({
+              type: 'CONNECTION_ERROR',
+              code: 'TIMEOUT',
+              message: `no stream connection to ${label} within ${timeoutMs} ms`,
+            }),
+          ),
         timeoutMs,
       );
       signal?.addEventListener('abort', onAbort, { once: true });
 
       // `ws` tells the HTTP answer of a refused upgrade; the WHATWG API only says it failed.
-      const emitter = socket as unknown as { on?: (event: string, fn: (...args: any[]) => void) => void; terminate?: () => void };
+      const emitter = socket as unknown as {
+        // biome-ignore lint/suspicious/noExplicitAny: each ws event has its own listener arguments
+        on?: (event: string, fn: (...args: any[]) => void) => void;
+        terminate?: () => void;
+      };
       if (typeof emitter.on === 'function') {
-        emitter.on('unexpected-response', (req: { destroy(): void }, res: AsyncIterable<Buffer> & { statusCode: number; headers: Record<string, string | string[] | undefined> }) => {
-          void (async () => {
-            let text = '';
-            try {
-              for await (const chunk of res) text += String(chunk);
-            } catch {
-              // The body is a courtesy: the status alone decides.
-            }
-            let body: unknown = null;
-            try {
-              body = text ? JSON.parse(text) : null;
-            } catch {
-              body = null;
-            }
-            refused = errorFromResponse(res.statusCode, body, { get: (name) => [res.headers[name.toLowerCase()]].flat()[0] ?? null });
-            req.destroy();
-            settle(refused);
-          })();
-        });
+        emitter.on(
+          'unexpected-response',
+          (
+            req: { destroy(): void },
+            res: AsyncIterable<Buffer> & { statusCode: number; headers: Record<string, string | string[] | undefined> },
+          ) => {
+            void (async () => {
+              let text = '';
+              try {
+                for await (const chunk of res) text += String(chunk);
+              } catch {
+                // The body is a courtesy: the status alone decides.
+              }
+              let body: unknown = null;
+              try {
+                body = text ? JSON.parse(text) : null;
+              } catch {
+                body = null;
+              }
+              refused = errorFromResponse(res.statusCode, body, {
+                get: (name) => [res.headers[name.toLowerCase()]].flat()[0] ?? null,
+              });
+              req.destroy();
+              settle(refused);
+            })();
+          },
+        );
         emitter.on('ping', () => conn.touch());
       }
       socket.addEventListener('message', (event: { data: unknown }) => {
@@ -158,8 +191,21 @@ export class Connection {
       });
       socket.addEventListener('close', (event: { code?: number; reason?: string }) => {
         if (!settled) {
-          const detail = failure instanceof Error ? failure.message : typeof failure === 'string' ? failure : `closed with ${event.code ?? 'no code'}`;
-          settle(refused ?? new ConnectionError({ type: 'CONNECTION_ERROR', code: 'CONNECTION_FAILED', message: `stream connection to ${label} failed: ${detail}${hint}`, cause: failure }));
+          const detail =
+            failure instanceof Error
+              ? failure.message
+              : typeof failure === 'string'
+                ? failure
+                : `closed with ${event.code ?? 'no code'}`;
+          settle(
+            refused ??
+              new ConnectionError({
+                type: 'CONNECTION_ERROR',
+                code: 'CONNECTION_FAILED',
+                message: `stream connection to ${label} failed: ${detail}${hint}`,
+                cause: failure,
+              }),
+          );
           return;
         }
         conn.push({ kind: 'closed', code: event.code ?? 1006, reason: event.reason ?? '' });
@@ -232,7 +278,12 @@ export class Connection {
 }
 
 function parse(data: unknown): unknown {
-  const text = typeof data === 'string' ? data : data instanceof ArrayBuffer || ArrayBuffer.isView(data) ? new TextDecoder().decode(data as ArrayBuffer) : String(data);
+  const text =
+    typeof data === 'string'
+      ? data
+      : data instanceof ArrayBuffer || ArrayBuffer.isView(data)
+        ? new TextDecoder().decode(data as ArrayBuffer)
+        : String(data);
   try {
     return JSON.parse(text);
   } catch {

@@ -1,5 +1,13 @@
 import type { KeenClient } from '../client.js';
-import type { AdminApiKeyCreateRequest, ApiKey, ApiKeyCreatedResponse, ApiKeyListResponse, ApiKeyResponse, ApiKeyRolledResponse, ApiKeyUpdateRequest } from '../types.js';
+import type {
+  AdminApiKeyCreateRequest,
+  ApiKey,
+  ApiKeyCreatedResponse,
+  ApiKeyListResponse,
+  ApiKeyResponse,
+  ApiKeyRolledResponse,
+  ApiKeyUpdateRequest,
+} from '../types.js';
 
 /** Parameters of `adminKeys.list()`. */
 export interface AdminKeyListParams {
@@ -30,7 +38,8 @@ export class AdminKeys {
 
   /** The keys of one user, or of everyone in reach (never the keys themselves). */
   async list(params: AdminKeyListParams = {}): Promise<ApiKey[]> {
-    return (await this.client.request<ApiKeyListResponse>('GET', '/v1/admin/api-keys', { query: { ...params } })).api_keys;
+    return (await this.client.request<ApiKeyListResponse>('GET', '/v1/admin/api-keys', { query: { ...params } }))
+      .api_keys;
   }
 
   /**

@@ -1,5 +1,11 @@
 import type { KeenClient } from '../client.js';
-import type { ApiKey, ApiKeyCreateRequest, ApiKeyCreatedResponse, ApiKeyRolledResponse, ApiKeyUpdateRequest } from '../types.js';
+import type {
+  ApiKey,
+  ApiKeyCreateRequest,
+  ApiKeyCreatedResponse,
+  ApiKeyRolledResponse,
+  ApiKeyUpdateRequest,
+} from '../types.js';
 
 /** Your API keys. The gateway accepts these calls with a signed-in user's token only, never with an API key. */
 export class ApiKeys {
@@ -22,7 +28,9 @@ export class ApiKeys {
    * key answers 409 `INVALID_STATE`.
    */
   async update(id: string, patch: ApiKeyUpdateRequest): Promise<ApiKey> {
-    return (await this.client.request<{ api_key: ApiKey }>('PATCH', `/v1/api-keys/${encodeURIComponent(id)}`, { body: patch })).api_key;
+    return (
+      await this.client.request<{ api_key: ApiKey }>('PATCH', `/v1/api-keys/${encodeURIComponent(id)}`, { body: patch })
+    ).api_key;
   }
 
   /**
@@ -36,7 +44,10 @@ export class ApiKeys {
    */
   roll(id: string, options: { graceSeconds?: number } = {}): Promise<ApiKeyRolledResponse> {
     const body = options.graceSeconds === undefined ? {} : { grace_seconds: options.graceSeconds };
-    return this.client.request<ApiKeyRolledResponse>('POST', `/v1/api-keys/${encodeURIComponent(id)}/roll`, { body, retry: false });
+    return this.client.request<ApiKeyRolledResponse>('POST', `/v1/api-keys/${encodeURIComponent(id)}/roll`, {
+      body,
+      retry: false,
+    });
   }
 
   /** Revokes a key; requests made with it fail from now on. */

@@ -69,8 +69,14 @@ export class Audit {
    * for await (const e of client.audit.export({ since: '2026-01-01T00:00:00Z' })) out.write(`${JSON.stringify(e)}\n`);
    * ```
    */
-  export<T extends object = AuditEntry>(filters: AuditFilters = {}, options: { signal?: AbortSignal } = {}): AsyncGenerator<T, void, undefined> {
-    return this.client.requestLines<T>('/v1/admin/audit/export', { query: { ...filters }, ...(options.signal ? { signal: options.signal } : {}) });
+  export<T extends object = AuditEntry>(
+    filters: AuditFilters = {},
+    options: { signal?: AbortSignal } = {},
+  ): AsyncGenerator<T, void, undefined> {
+    return this.client.requestLines<T>('/v1/admin/audit/export', {
+      query: { ...filters },
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
   }
 
   /**
@@ -79,7 +85,13 @@ export class Audit {
    * `options.signal` aborts or the connection ends. It does not reconnect: resume
    * with `after_seq` set to the last entry's `seq` (or heartbeat's `after_seq`).
    */
-  stream<T extends object = AuditEntry>(params: AuditStreamParams = {}, options: { signal?: AbortSignal } = {}): AsyncGenerator<T | AuditHeartbeat, void, undefined> {
-    return this.client.requestLines<T | AuditHeartbeat>('/v1/admin/audit/stream', { query: { ...params }, ...(options.signal ? { signal: options.signal } : {}) });
+  stream<T extends object = AuditEntry>(
+    params: AuditStreamParams = {},
+    options: { signal?: AbortSignal } = {},
+  ): AsyncGenerator<T | AuditHeartbeat, void, undefined> {
+    return this.client.requestLines<T | AuditHeartbeat>('/v1/admin/audit/stream', {
+      query: { ...params },
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
   }
 }

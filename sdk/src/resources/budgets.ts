@@ -23,7 +23,9 @@ export class Budgets {
 
   /** Caps one of your own API keys (a signed-in session only; an API key cannot cap keys). */
   setForOwnKey(keyId: string, budget: BudgetRequest): Promise<BudgetResponse> {
-    return this.client.request<BudgetResponse>('PUT', `/v1/api-keys/${encodeURIComponent(keyId)}/budget`, { body: budget });
+    return this.client.request<BudgetResponse>('PUT', `/v1/api-keys/${encodeURIComponent(keyId)}/budget`, {
+      body: budget,
+    });
   }
 
   /** Removes your own key's budget (unless an administrator set it). */
@@ -33,12 +35,19 @@ export class Budgets {
 
   /** Administrators: sets the budget of a key, user or (platform admins) tenant in reach. */
   set(subject: BudgetSubject, id: string, budget: BudgetRequest): Promise<BudgetResponse> {
-    return this.client.request<BudgetResponse>('PUT', `/v1/admin/${ADMIN_PATH[subject]}/${encodeURIComponent(id)}/budget`, { body: budget });
+    return this.client.request<BudgetResponse>(
+      'PUT',
+      `/v1/admin/${ADMIN_PATH[subject]}/${encodeURIComponent(id)}/budget`,
+      { body: budget },
+    );
   }
 
   /** Administrators: removes a budget (only the role that set it, or a higher one, may). */
   remove(subject: BudgetSubject, id: string): Promise<{ success: true }> {
-    return this.client.request<{ success: true }>('DELETE', `/v1/admin/${ADMIN_PATH[subject]}/${encodeURIComponent(id)}/budget`);
+    return this.client.request<{ success: true }>(
+      'DELETE',
+      `/v1/admin/${ADMIN_PATH[subject]}/${encodeURIComponent(id)}/budget`,
+    );
   }
 
   /** Administrators: one page of the budgets in reach, by subject and id. */

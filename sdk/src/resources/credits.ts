@@ -36,7 +36,9 @@ export class Credits {
 
   /** One page of your ledger, newest first; pass `next_cursor` as `cursor` for the next. */
   transactions(params: { limit?: number; cursor?: string } = {}): Promise<CreditTransactionListResponse> {
-    return this.client.request<CreditTransactionListResponse>('GET', '/v1/credits/transactions', { query: { ...params } });
+    return this.client.request<CreditTransactionListResponse>('GET', '/v1/credits/transactions', {
+      query: { ...params },
+    });
   }
 
   /** Every ledger entry, newest first: `for await (const t of client.credits.allTransactions())`. */
@@ -54,7 +56,10 @@ export class Credits {
    * given, reused by the client's own retries): the same key and body within
    * 24 h answer the first adjustment.
    */
-  adjust(request: CreditAdjustRequest, options: { idempotencyKey?: string; signal?: AbortSignal } = {}): Promise<CreditAdjustResponse> {
+  adjust(
+    request: CreditAdjustRequest,
+    options: { idempotencyKey?: string; signal?: AbortSignal } = {},
+  ): Promise<CreditAdjustResponse> {
     return this.client.request<CreditAdjustResponse>('POST', '/v1/admin/credits/adjust', { body: request, ...options });
   }
 
@@ -67,22 +72,32 @@ export class Credits {
    * call unless given, reused by the client's own retries): the same key and
    * body within 24 h answer the first grant.
    */
-  grant(request: CreditGrantRequest, options: { idempotencyKey?: string; signal?: AbortSignal } = {}): Promise<CreditGrantResponse> {
+  grant(
+    request: CreditGrantRequest,
+    options: { idempotencyKey?: string; signal?: AbortSignal } = {},
+  ): Promise<CreditGrantResponse> {
     return this.client.request<CreditGrantResponse>('POST', '/v1/admin/credits/grant', { body: request, ...options });
   }
 
   /** Administrators: a user's `{user_id, balance, reserved, available}` (`user`: id or email). */
   adminBalance(user: string, options: { signal?: AbortSignal } = {}): Promise<CreditBalanceResponse> {
-    return this.client.request<CreditBalanceResponse>('GET', '/v1/admin/credits/balance', { query: { user_id: user }, ...options });
+    return this.client.request<CreditBalanceResponse>('GET', '/v1/admin/credits/balance', {
+      query: { user_id: user },
+      ...options,
+    });
   }
 
   /** Administrators: one page of a user's ledger, newest first; pass `next_cursor` as `cursor` for the next. */
   adminTransactions(params: AdminTransactionsParams): Promise<CreditTransactionListResponse> {
-    return this.client.request<CreditTransactionListResponse>('GET', '/v1/admin/credits/transactions', { query: { ...params } });
+    return this.client.request<CreditTransactionListResponse>('GET', '/v1/admin/credits/transactions', {
+      query: { ...params },
+    });
   }
 
   /** Administrators: every entry of a user's ledger, newest first, page after page. */
-  allAdminTransactions(params: Omit<AdminTransactionsParams, 'cursor'>): AsyncGenerator<CreditTransaction, void, undefined> {
+  allAdminTransactions(
+    params: Omit<AdminTransactionsParams, 'cursor'>,
+  ): AsyncGenerator<CreditTransaction, void, undefined> {
     return paginate(async (cursor) => {
       const r = await this.adminTransactions({ ...params, ...(cursor ? { cursor } : {}) });
       return { items: r.transactions, next: r.next_cursor };

@@ -1,6 +1,13 @@
 import type { KeenClient } from '../client.js';
 import { paginate } from '../internal/paginate.js';
-import type { CreditRefundRequest, CreditRefundResponse, Session, SessionEventsResponse, SessionListResponse, SessionStatus } from '../types.js';
+import type {
+  CreditRefundRequest,
+  CreditRefundResponse,
+  Session,
+  SessionEventsResponse,
+  SessionListResponse,
+  SessionStatus,
+} from '../types.js';
 
 /** Parameters of `sessions.list()`. */
 export interface SessionListParams {
@@ -17,7 +24,10 @@ export interface AdminSessionListParams extends SessionListParams {
   user_id?: string;
 }
 
-/** Your sessions: list, read, cancel, and the stored events of one; for administrators, everyone's in reach (`admin*`) and refunds. */
+/**
+ * Your sessions: list, read, cancel, and the stored events of one; for administrators, everyone's in reach
+ * (`admin*`) and refunds.
+ */
 export class Sessions {
   constructor(private readonly client: KeenClient) {}
 
@@ -36,12 +46,17 @@ export class Sessions {
 
   /** One session: status, phase, cost so far, final cost, timings. */
   async get(id: string, options: { signal?: AbortSignal } = {}): Promise<Session> {
-    return (await this.client.request<{ session: Session }>('GET', `/v1/sessions/${encodeURIComponent(id)}`, options)).session;
+    return (await this.client.request<{ session: Session }>('GET', `/v1/sessions/${encodeURIComponent(id)}`, options))
+      .session;
   }
 
   /** Stops the agent; it is charged what it used and the rest of the reservation is released. */
   async cancel(id: string): Promise<Session> {
-    return (await this.client.request<{ session: Session }>('POST', `/v1/sessions/${encodeURIComponent(id)}/cancel`, { body: {} })).session;
+    return (
+      await this.client.request<{ session: Session }>('POST', `/v1/sessions/${encodeURIComponent(id)}/cancel`, {
+        body: {},
+      })
+    ).session;
   }
 
   /**
@@ -52,8 +67,15 @@ export class Sessions {
    * request carries an idempotency key (a new one per call unless given): the
    * same key and body within 24 h answer the first refund.
    */
-  refund(id: string, request: CreditRefundRequest, options: { idempotencyKey?: string; signal?: AbortSignal } = {}): Promise<CreditRefundResponse> {
-    return this.client.request<CreditRefundResponse>('POST', `/v1/admin/sessions/${encodeURIComponent(id)}/refund`, { body: request, ...options });
+  refund(
+    id: string,
+    request: CreditRefundRequest,
+    options: { idempotencyKey?: string; signal?: AbortSignal } = {},
+  ): Promise<CreditRefundResponse> {
+    return this.client.request<CreditRefundResponse>('POST', `/v1/admin/sessions/${encodeURIComponent(id)}/refund`, {
+      body: request,
+      ...options,
+    });
   }
 
   /**
@@ -74,12 +96,22 @@ export class Sessions {
 
   /** Administrators: stops any session in reach, as `cancel` does one of yours. */
   async adminCancel(id: string): Promise<Session> {
-    return (await this.client.request<{ session: Session }>('POST', `/v1/admin/sessions/${encodeURIComponent(id)}/cancel`, { body: {} })).session;
+    return (
+      await this.client.request<{ session: Session }>('POST', `/v1/admin/sessions/${encodeURIComponent(id)}/cancel`, {
+        body: {},
+      })
+    ).session;
   }
 
   /** Stored events after `after` (default 0), for replay; `client.stream()` follows them live. */
-  events(id: string, params: { after?: number; limit?: number; signal?: AbortSignal } = {}): Promise<SessionEventsResponse> {
+  events(
+    id: string,
+    params: { after?: number; limit?: number; signal?: AbortSignal } = {},
+  ): Promise<SessionEventsResponse> {
     const { signal, ...query } = params;
-    return this.client.request<SessionEventsResponse>('GET', `/v1/sessions/${encodeURIComponent(id)}/events`, { query, ...(signal ? { signal } : {}) });
+    return this.client.request<SessionEventsResponse>('GET', `/v1/sessions/${encodeURIComponent(id)}/events`, {
+      query,
+      ...(signal ? { signal } : {}),
+    });
   }
 }

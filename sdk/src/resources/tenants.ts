@@ -41,7 +41,11 @@ export class Tenants {
 
   /** A tenant's credit pool and one page of its ledger, newest first. */
   credits(tenantId: string, params: { limit?: number; cursor?: string } = {}): Promise<TenantCreditPoolResponse> {
-    return this.client.request<TenantCreditPoolResponse>('GET', `/v1/admin/tenants/${encodeURIComponent(tenantId)}/credits`, { query: { ...params } });
+    return this.client.request<TenantCreditPoolResponse>(
+      'GET',
+      `/v1/admin/tenants/${encodeURIComponent(tenantId)}/credits`,
+      { query: { ...params } },
+    );
   }
 
   /**
@@ -49,11 +53,22 @@ export class Tenants {
    * idempotency key (a new one per call unless given, reused by the client's own
    * retries): the same key and body within 24 h answer the first grant.
    */
-  grantCredits(tenantId: string, request: TenantCreditGrantRequest, options: { idempotencyKey?: string; signal?: AbortSignal } = {}): Promise<TenantCreditGrantResponse> {
-    return this.client.request<TenantCreditGrantResponse>('POST', `/v1/admin/tenants/${encodeURIComponent(tenantId)}/credits/grant`, { body: request, ...options });
+  grantCredits(
+    tenantId: string,
+    request: TenantCreditGrantRequest,
+    options: { idempotencyKey?: string; signal?: AbortSignal } = {},
+  ): Promise<TenantCreditGrantResponse> {
+    return this.client.request<TenantCreditGrantResponse>(
+      'POST',
+      `/v1/admin/tenants/${encodeURIComponent(tenantId)}/credits/grant`,
+      { body: request, ...options },
+    );
   }
 
-  /** One page of credit pools, by tenant id (a tenant admin gets its own). Tenants whose pool never held credits are absent. */
+  /**
+   * One page of credit pools, by tenant id (a tenant admin gets its own). Tenants whose pool never held credits
+   * are absent.
+   */
   pools(params: { limit?: number; cursor?: string } = {}): Promise<CreditPoolListResponse> {
     return this.client.request<CreditPoolListResponse>('GET', '/v1/admin/credits/pools', { query: { ...params } });
   }

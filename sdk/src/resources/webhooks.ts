@@ -20,10 +20,14 @@ import type {
 export type WebhookEventTypes = ReadonlyArray<WebhookEventType | '*'>;
 
 /** The body of `webhooks.create()`: `WebhookEndpointCreateRequest` with `event_types` as any array. */
-export type WebhookCreateParams = Omit<WebhookEndpointCreateRequest, 'event_types'> & { event_types: WebhookEventTypes };
+export type WebhookCreateParams = Omit<WebhookEndpointCreateRequest, 'event_types'> & {
+  event_types: WebhookEventTypes;
+};
 
 /** The body of `webhooks.update()`: what it leaves out stays as it is. */
-export type WebhookUpdateParams = Omit<WebhookEndpointUpdateRequest, 'event_types'> & { event_types?: WebhookEventTypes };
+export type WebhookUpdateParams = Omit<WebhookEndpointUpdateRequest, 'event_types'> & {
+  event_types?: WebhookEventTypes;
+};
 
 /** A page of endpoints. */
 export interface WebhookListParams {
@@ -112,16 +116,24 @@ export class Webhooks {
    */
   rotateSecret(id: string, options: { graceSeconds?: number } = {}): Promise<WebhookSecretRotatedResponse> {
     const body = options.graceSeconds === undefined ? {} : { grace_seconds: options.graceSeconds };
-    return this.client.request<WebhookSecretRotatedResponse>('POST', `${endpointPath(id)}/rotate-secret`, { body, retry: false });
+    return this.client.request<WebhookSecretRotatedResponse>('POST', `${endpointPath(id)}/rotate-secret`, {
+      body,
+      retry: false,
+    });
   }
 
   /** One page of an endpoint's deliveries, newest first, each with its `attempt_log` and `payload`. */
   deliveries(id: string, params: WebhookDeliveryListParams = {}): Promise<WebhookDeliveryListResponse> {
-    return this.client.request<WebhookDeliveryListResponse>('GET', `${endpointPath(id)}/deliveries`, { query: { ...params } });
+    return this.client.request<WebhookDeliveryListResponse>('GET', `${endpointPath(id)}/deliveries`, {
+      query: { ...params },
+    });
   }
 
   /** Every delivery of an endpoint (newest first), page after page. */
-  allDeliveries(id: string, params: Omit<WebhookDeliveryListParams, 'cursor'> = {}): AsyncGenerator<WebhookDelivery, void, undefined> {
+  allDeliveries(
+    id: string,
+    params: Omit<WebhookDeliveryListParams, 'cursor'> = {},
+  ): AsyncGenerator<WebhookDelivery, void, undefined> {
     return paginate(async (cursor) => {
       const r = await this.deliveries(id, { ...params, ...(cursor ? { cursor } : {}) });
       return { items: r.deliveries, next: r.next_cursor };
@@ -139,7 +151,8 @@ export class Webhooks {
    * delivered is a `ConflictError` (409 `INVALID_STATE`).
    */
   async resend(id: string, deliveryId: string): Promise<WebhookDelivery> {
-    return (await this.client.request<WebhookDeliveryResponse>('POST', `${deliveryPath(id, deliveryId)}/resend`)).delivery;
+    return (await this.client.request<WebhookDeliveryResponse>('POST', `${deliveryPath(id, deliveryId)}/resend`))
+      .delivery;
   }
 
   /** Sends a `ping` message to the endpoint; a disabled endpoint is a `ConflictError` (409 `INVALID_STATE`). */
@@ -149,7 +162,9 @@ export class Webhooks {
 
   /** Administrators: one page of the endpoints in reach (platform admins: all; tenant admins: their tenant's). */
   adminList(params: WebhookAdminListParams = {}): Promise<WebhookEndpointListResponse> {
-    return this.client.request<WebhookEndpointListResponse>('GET', '/v1/admin/webhooks/endpoints', { query: { ...params } });
+    return this.client.request<WebhookEndpointListResponse>('GET', '/v1/admin/webhooks/endpoints', {
+      query: { ...params },
+    });
   }
 }
 

@@ -60,7 +60,16 @@ describe('agents: orphans of a killed daemon (real processes)', function () {
   });
 
   const runner = () =>
-    new ProcessRunner({ command: ['true'], envPassthrough: [], timeoutMs: 10_000, killGraceMs: 200, logger, baseEnv: { PATH: process.env.PATH }, workspacesRoot: base, pidDir });
+    new ProcessRunner({
+      command: ['true'],
+      envPassthrough: [],
+      timeoutMs: 10_000,
+      killGraceMs: 200,
+      logger,
+      baseEnv: { PATH: process.env.PATH },
+      workspacesRoot: base,
+      pidDir,
+    });
 
   /** An "agent" in its own group, with a child in the group and a grandchild that left it (setsid). */
   async function leftBehind(): Promise<{ agent: number; family: number[] }> {
@@ -103,7 +112,11 @@ describe('agents: orphans of a killed daemon (real processes)', function () {
       workspacesRoot: base,
       pidDir,
     });
-    const run = r.start(sessionId, buildPureRequest({ vision: 'wait a little while', workingDirectory: workspace, options: {}, maxAgents: 1 }), { onEvent: () => undefined });
+    const run = r.start(
+      sessionId,
+      buildPureRequest({ vision: 'wait a little while', workingDirectory: workspace, options: {}, maxAgents: 1 }),
+      { onEvent: () => undefined },
+    );
     const record = JSON.parse(readFileSync(path.join(pidDir, `${sessionId}.json`), 'utf8'));
     expect(record).to.deep.equal({ pid: run.pid, start: processStart(run.pid!) });
     await run.done;

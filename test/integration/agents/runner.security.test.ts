@@ -62,10 +62,26 @@ describe('agents/ProcessRunner purity (security)', function () {
   function daemonLikeRunner(logLines: string[] = []): { runner: ProcessRunner; workspaces: WorkspaceManager } {
     const logger = createLogger('info', { write: (s: string) => void logLines.push(s) });
     const root = path.join(base, 'data', 'workspaces');
-    const baseEnv = { ...process.env, ...SECRETS, LANG: 'en_US.UTF-8', SAFE_SETTING: 'visible-to-agent', MODEL_API_KEY: 'listed-provider-key', NOT_LISTED: 'hidden-value', OTHER_API_KEY: 'unlisted-key' };
+    const baseEnv = {
+      ...process.env,
+      ...SECRETS,
+      LANG: 'en_US.UTF-8',
+      SAFE_SETTING: 'visible-to-agent',
+      MODEL_API_KEY: 'listed-provider-key',
+      NOT_LISTED: 'hidden-value',
+      OTHER_API_KEY: 'unlisted-key',
+    };
     const runner = new ProcessRunner({
       command: ['node', AGENT], // a bare name: found through the agent's own PATH
-      envPassthrough: ['SAFE_SETTING', 'MODEL_API_KEY', 'HOME', 'PATH', 'UNSET_VAR', ...Object.keys(SECRETS), 'jwt_secret'],
+      envPassthrough: [
+        'SAFE_SETTING',
+        'MODEL_API_KEY',
+        'HOME',
+        'PATH',
+        'UNSET_VAR',
+        ...Object.keys(SECRETS),
+        'jwt_secret',
+      ],
       timeoutMs: 30_000,
       killGraceMs: 1000,
       logger,
@@ -82,7 +98,13 @@ describe('agents/ProcessRunner purity (security)', function () {
     const workspace = await workspaces.create(sessionId);
 
     // The execute path knows a lot about the user; it hands a rich object to the builder...
-    const rich = { vision: 'Create a todo app [dump]', workingDirectory: workspace, options: { maxIterations: 5, costBudget: 25, ...USER }, maxAgents: 4, ...USER };
+    const rich = {
+      vision: 'Create a todo app [dump]',
+      workingDirectory: workspace,
+      options: { maxIterations: 5, costBudget: 25, ...USER },
+      maxAgents: 4,
+      ...USER,
+    };
     const request = buildPureRequest(rich as unknown as PureRequestInput);
     // ...and even a structurally wider object handed straight to the runner leaks nothing.
     const wider = { ...request, ...USER, options: { ...request.options, ...USER } } as PureAgentRequest;
@@ -106,25 +128,44 @@ describe('agents/ProcessRunner purity (security)', function () {
 
     // environment: built from nothing.
     // A name the operator listed passes (an LLM agent needs its provider's key); nothing else does.
-    expect(agentEnv(dump.env)).to.deep.equal({ PATH: process.env.PATH, HOME: workspace, LANG: 'en_US.UTF-8', SAFE_SETTING: 'visible-to-agent', MODEL_API_KEY: 'listed-provider-key' });
+    expect(agentEnv(dump.env)).to.deep.equal({
+      PATH: process.env.PATH,
+      HOME: workspace,
+      LANG: 'en_US.UTF-8',
+      SAFE_SETTING: 'visible-to-agent',
+      MODEL_API_KEY: 'listed-provider-key',
+    });
     expect(dump.cwd).to.equal(workspace);
     expect(dump.argv.slice(1)).to.deep.equal([AGENT]);
 
     // No secret and no user fact appears anywhere in what the agent saw.
-    for (const value of [...Object.values(SECRETS), ...Object.values(USER).map(String), 'hidden-value', 'costBudget', 'creditBalance']) {
+    for (const value of [
+      ...Object.values(SECRETS),
+      ...Object.values(USER).map(String),
+      'hidden-value',
+      'costBudget',
+      'creditBalance',
+    ]) {
       expect(dumpText, value).not.to.include(value);
     }
     // The workspace path holds the random session id only.
     expect(workspace).to.equal(path.join(base, 'data', 'workspaces', sessionId));
-    for (const fact of [USER.userId, USER.email, USER.tenantId, USER.tier, 'alice']) expect(workspace).not.to.include(fact);
+    for (const fact of [USER.userId, USER.email, USER.tenantId, USER.tier, 'alice'])
+      expect(workspace).not.to.include(fact);
 
     // The refused passthrough names were reported once, by name, never with their values.
     const warned = logLines.filter((l) => l.includes('never passed to agents'));
-    expect(warned.map((l) => (JSON.parse(l) as { name: string }).name).sort()).to.deep.equal([...Object.keys(SECRETS), 'jwt_secret'].sort());
+    expect(warned.map((l) => (JSON.parse(l) as { name: string }).name).sort()).to.deep.equal(
+      [...Object.keys(SECRETS), 'jwt_secret'].sort(),
+    );
     for (const value of Object.values(SECRETS)) expect(logLines.join('\n')).not.to.include(value);
     const before = warned.length;
     const second = await workspaces.create(newId('ses'));
-    await runner.start(path.basename(second), buildPureRequest({ vision: 'again', workingDirectory: second, options: {}, maxAgents: 1 }), { onEvent() {} }).done;
+    await runner.start(
+      path.basename(second),
+      buildPureRequest({ vision: 'again', workingDirectory: second, options: {}, maxAgents: 1 }),
+      { onEvent() {} },
+    ).done;
     expect(logLines.filter((l) => l.includes('never passed to agents'))).to.have.length(before);
   });
 
@@ -143,7 +184,11 @@ describe('agents/ProcessRunner purity (security)', function () {
     });
     const sessionId = newId('ses');
     const workspace = await workspaces.create(sessionId);
-    await runner.start(sessionId, buildPureRequest({ vision: 'x [dump]', workingDirectory: workspace, options: {}, maxAgents: 1 }), { onEvent() {} }).done;
+    await runner.start(
+      sessionId,
+      buildPureRequest({ vision: 'x [dump]', workingDirectory: workspace, options: {}, maxAgents: 1 }),
+      { onEvent() {} },
+    ).done;
     const dump = JSON.parse(readFileSync(path.join(workspace, 'dump.json'), 'utf8')) as { env: Record<string, string> };
     expect(agentEnv(dump.env)).to.deep.equal({ PATH: process.env.PATH, HOME: workspace, LANG: 'C.UTF-8' });
   });

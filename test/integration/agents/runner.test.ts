@@ -115,7 +115,9 @@ describe('agents/ProcessRunner (real processes)', function () {
     const exit = await done;
     expect(exit.reason).to.equal('exited');
     expect(maxInFlight).to.equal(1);
-    expect(events.map((e) => (e as { message: string }).message)).to.deep.equal(Array.from({ length: 300 }, (_, i) => String(i)));
+    expect(events.map((e) => (e as { message: string }).message)).to.deep.equal(
+      Array.from({ length: 300 }, (_, i) => String(i)),
+    );
   });
 
   it('counts garbage lines as invalid and never delivers them', async () => {
@@ -183,11 +185,15 @@ describe('agents/ProcessRunner (real processes)', function () {
   });
 
   it('stop() escalates to SIGKILL when the agent ignores SIGTERM', async () => {
-    let stopped: Promise<void[]> | undefined;
-    const { events, done } = await start(runner({ killGraceMs: 700 }), 'Todo [ignore-sigterm] [slow:500] [iterations:100]', (e, r) => {
-      // The agent installed its SIGTERM handler before its first line.
-      if (e.type === 'phase' && e.phase === 'EXPLORE') stopped = Promise.all([r.stop('cancelled'), r.stop('other')]);
-    });
+    let stopped: Promise<unknown[]> | undefined;
+    const { events, done } = await start(
+      runner({ killGraceMs: 700 }),
+      'Todo [ignore-sigterm] [slow:500] [iterations:100]',
+      (e, r) => {
+        // The agent installed its SIGTERM handler before its first line.
+        if (e.type === 'phase' && e.phase === 'EXPLORE') stopped = Promise.all([r.stop('cancelled'), r.stop('other')]);
+      },
+    );
     const exit = await done;
     await stopped;
     expect(exit.reason).to.equal('stopped');
@@ -238,9 +244,17 @@ describe('agents/ProcessRunner (real processes)', function () {
     await workspaces.create(sessionId);
     const other = await workspaces.create(newId('ses'));
     const r = runner();
-    const run = r.start(sessionId, buildPureRequest({ vision: 'x', workingDirectory: other, options: {}, maxAgents: 1 }), { onEvent() {} });
+    const run = r.start(
+      sessionId,
+      buildPureRequest({ vision: 'x', workingDirectory: other, options: {}, maxAgents: 1 }),
+      { onEvent() {} },
+    );
     expect((await run.done).reason).to.equal('spawn_failed');
-    const bad = r.start('../etc', buildPureRequest({ vision: 'x', workingDirectory: other, options: {}, maxAgents: 1 }), { onEvent() {} });
+    const bad = r.start(
+      '../etc',
+      buildPureRequest({ vision: 'x', workingDirectory: other, options: {}, maxAgents: 1 }),
+      { onEvent() {} },
+    );
     expect((await bad.done).reason).to.equal('spawn_failed');
   });
 

@@ -6,7 +6,16 @@
  */
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../../../daemon/paths.js';
@@ -55,7 +64,8 @@ async function runHostile(d: TestDaemon, u: TestUser, vision: string) {
 function skipWithoutSandbox(d: TestDaemon, ctx: Mocha.Context): void {
   // CI installs bubblewrap (.ci/run) and fails rather than skipping; a laptop without it skips, loudly.
   if (!d.container.sandbox.active) {
-    if (process.env.CI === 'true') throw new Error(`the sandbox does not work here: ${d.container.sandbox.probeResult.detail}`);
+    if (process.env.CI === 'true')
+      throw new Error(`the sandbox does not work here: ${d.container.sandbox.probeResult.detail}`);
     ctx.skip();
   }
 }
@@ -88,7 +98,7 @@ describeStorage('agent sandbox: a hostile agent reaches its workspace and nothin
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('cannot read the secrets, the database, the daemon\'s environment or a sibling workspace, write outside its workspace, or connect anywhere', async () => {
+  it("cannot read the secrets, the database, the daemon's environment or a sibling workspace, write outside its workspace, or connect anywhere", async () => {
     // A sibling session leaves a secret in its workspace.
     const sibling = await runHostile(d, u, 'a first harmless run');
     expect(sibling.end.status).to.equal('completed');
@@ -114,7 +124,12 @@ describeStorage('agent sandbox: a hostile agent reaches its workspace and nothin
       JSON.stringify({
         files,
         daemonPid: process.pid,
-        writes: { data_dir: path.join(dataDir, 'pwned'), usr: '/usr/pwned', etc: '/etc/pwned', sibling: path.join(sibling.workspace, 'pwned') },
+        writes: {
+          data_dir: path.join(dataDir, 'pwned'),
+          usr: '/usr/pwned',
+          etc: '/etc/pwned',
+          sibling: path.join(sibling.workspace, 'pwned'),
+        },
         ports: { daemon: port, postgres: 5432, redis: 6379 },
         sockets: { postgres: '/var/run/postgresql/.s.PGSQL.5432', proxy: path.join(dataDir, 'sandbox', 'proxy.sock') },
         tmpMarker: `keen-hostile-${path.basename(dataDir)}`,
@@ -188,7 +203,8 @@ describeStorage('agent sandbox: a hostile agent reaches its workspace and nothin
     expect(r.status, r.text).to.equal(200);
     const id = r.body.session.id;
     const workspace = path.join(d.config.workspaces.root, id);
-    for (let i = 0; i < 100 && !existsSync(path.join(workspace, 'report.json')); i++) await new Promise((res) => setTimeout(res, 50));
+    for (let i = 0; i < 100 && !existsSync(path.join(workspace, 'report.json')); i++)
+      await new Promise((res) => setTimeout(res, 50));
     const c = await d.api.post(`/v1/sessions/${id}/cancel`, {}, { token: u.token });
     expect(c.status, c.text).to.equal(200);
     const end = await waitForEnd(d, u, id);
@@ -259,14 +275,18 @@ describe('agent sandbox: limits that end the agent by signal, and network: allow
   });
 
   it('refuses processes past max_processes inside the agent', async function () {
-    const { end, stderr } = await runShell(this, 'i=0; while [ $i -lt 60 ]; do sleep 3 & i=$((i+1)); done; wait', { max_processes: 16 });
+    const { end, stderr } = await runShell(this, 'i=0; while [ $i -lt 60 ]; do sleep 3 & i=$((i+1)); done; wait', {
+      max_processes: 16,
+    });
     expect(end.status).to.equal('failed');
     expect(stderr).to.match(/[Cc]annot fork|Resource temporarily unavailable/);
   });
 
   it('names the file size limit when it kills the agent (SIGXFSZ): limit_file_size', async function () {
     const d = await startDaemon({
-      config: { agent: { command: ['/bin/sh', '-c', 'head -c 10000000 /dev/zero > big.bin'], limits: { max_file_size_mb: 1 } } },
+      config: {
+        agent: { command: ['/bin/sh', '-c', 'head -c 10000000 /dev/zero > big.bin'], limits: { max_file_size_mb: 1 } },
+      },
     });
     try {
       skipWithoutSandbox(d, this);
@@ -284,7 +304,11 @@ describe('agent sandbox: limits that end the agent by signal, and network: allow
 
   it('without a working bubblewrap (not production): starts, warns at start and at every execute, records sandboxed false', async () => {
     const bin = mkdtempSync(path.join(tmpdir(), 'keen-fake-bwrap-'));
-    writeFileSync(path.join(bin, 'bwrap'), '#!/bin/sh\necho "bwrap: setting up uid map: Permission denied" >&2\nexit 1\n', { mode: 0o755 });
+    writeFileSync(
+      path.join(bin, 'bwrap'),
+      '#!/bin/sh\necho "bwrap: setting up uid map: Permission denied" >&2\nexit 1\n',
+      { mode: 0o755 },
+    );
     const d = await startDaemon({ path: `${bin}:${process.env.PATH}` });
     try {
       expect(d.container.sandbox.active).to.equal(false);
@@ -327,7 +351,10 @@ describe('agent sandbox: limits that end the agent by signal, and network: allow
       const port = Number(new URL(d.url).port);
       writeFileSync(
         path.join(dir, 'targets.json'),
-        JSON.stringify({ ports: { daemon: port, postgres: 5432, redis: 6379 }, proxyTargets: ['not-listed.example.com:443', `localhost:${port}`, `127.0.0.1:${port}`] }),
+        JSON.stringify({
+          ports: { daemon: port, postgres: 5432, redis: 6379 },
+          proxyTargets: ['not-listed.example.com:443', `localhost:${port}`, `127.0.0.1:${port}`],
+        }),
       );
       const u = await buildUser(d, { tier: 'team' });
       await grant(d, u, 10);
@@ -339,7 +366,8 @@ describe('agent sandbox: limits that end the agent by signal, and network: allow
         expect(got, target).to.deep.equal({ ok: true, status: 403 });
       }
       // Direct connections still go nowhere.
-      for (const [name, got] of Object.entries(report.connects as Record<string, Attempt>)) expect(got.ok, name).to.equal(false);
+      for (const [name, got] of Object.entries(report.connects as Record<string, Attempt>))
+        expect(got.ok, name).to.equal(false);
       await expectLedgerClean(d);
     } finally {
       await d.stop();

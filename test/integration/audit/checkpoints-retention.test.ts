@@ -8,6 +8,7 @@ import { AuditRetention, archiveFileName } from '../../../daemon/audit/retention
 import { verifyChain } from '../../../daemon/audit/verify.js';
 import { ManualClock } from '../../../daemon/clock.js';
 import { describeStorage } from '../../helpers/backends.js';
+import { AuditRepository } from '../../../daemon/storage/repos/audit.js';
 import { openTestDatabase, type TestDatabase } from '../../helpers/database.js';
 import { appendMany, makeAuditLogger, rehashFrom, sampleEvent, silent } from './support.js';
 
@@ -20,7 +21,12 @@ describeStorage('audit checkpoints', (backend) => {
   beforeEach(async () => {
     t = await openTestDatabase(backend);
     clock = new ManualClock();
-    checkpointer = new AuditCheckpointer({ database: t.database, clock, logger: silent, dataDir: t.home.dataDir });
+    checkpointer = new AuditCheckpointer({
+      audits: new AuditRepository(t.database),
+      clock,
+      logger: silent,
+      dataDir: t.home.dataDir,
+    });
   });
   afterEach(async () => {
     checkpointer?.stop();
@@ -31,7 +37,12 @@ describeStorage('audit checkpoints', (backend) => {
     const file = path.join(t.home.dataDir, SIGNING_KEY_FILE);
     expect(statSync(file).mode & 0o777).to.equal(0o600);
     expect(readFileSync(file, 'utf8')).to.match(/^-----BEGIN PRIVATE KEY-----/);
-    const again = new AuditCheckpointer({ database: t.database, clock, logger: silent, dataDir: t.home.dataDir });
+    const again = new AuditCheckpointer({
+      audits: new AuditRepository(t.database),
+      clock,
+      logger: silent,
+      dataDir: t.home.dataDir,
+    });
     expect(keyId(again.publicKey)).to.equal(keyId(checkpointer.publicKey));
   });
 
@@ -54,7 +65,13 @@ describeStorage('audit checkpoints', (backend) => {
   });
 
   it('start() checkpoints on its interval only when the head moved', async () => {
-    const fast = new AuditCheckpointer({ database: t.database, clock, logger: silent, dataDir: t.home.dataDir, intervalMs: 20 });
+    const fast = new AuditCheckpointer({
+      audits: new AuditRepository(t.database),
+      clock,
+      logger: silent,
+      dataDir: t.home.dataDir,
+      intervalMs: 20,
+    });
     const { audit } = makeAuditLogger(t.database, clock);
     await appendMany(audit, 2);
     fast.start();
@@ -70,9 +87,17 @@ describeStorage('audit checkpoints', (backend) => {
     await appendMany(audit, 10);
     await checkpointer.checkpointNow();
     // The attacker deletes the last three entries and moves the head back, so the table looks whole.
-    const newLast = await t.database.db.selectFrom('audit_log').select(['seq', 'hash']).where('seq', '=', 7).executeTakeFirstOrThrow();
+    const newLast = await t.database.db
+      .selectFrom('audit_log')
+      .select(['seq', 'hash'])
+      .where('seq', '=', 7)
+      .executeTakeFirstOrThrow();
     await t.database.db.deleteFrom('audit_log').where('seq', '>', 7).execute();
-    await t.database.db.updateTable('audit_head').set({ seq: 7, hash: newLast.hash }).where('id', '=', 'chain').execute();
+    await t.database.db
+      .updateTable('audit_head')
+      .set({ seq: 7, hash: newLast.hash })
+      .where('id', '=', 'chain')
+      .execute();
     expect((await verifyChain(t.database)).ok).to.equal(true);
     const r = await checkpointer.verify();
     expect(r.ok).to.equal(false);
@@ -94,7 +119,7 @@ describeStorage('audit checkpoints', (backend) => {
     expect(r.checked).to.equal(1);
   });
 
-  it('refuses a forged or removed checkpoint, and another key\'s signature', async () => {
+  it("refuses a forged or removed checkpoint, and another key's signature", async () => {
     const { audit } = makeAuditLogger(t.database, clock);
     await appendMany(audit, 3);
     const a = await checkpointer.checkpointNow();
@@ -106,7 +131,7 @@ describeStorage('audit checkpoints', (backend) => {
     expect((await checkpointer.verify([a, forged, c])).failure).to.deep.include({ index: 1, reason: 'bad signature' });
     expect((await checkpointer.verify([a, c])).failure).to.deep.include({ index: 1, reason: 'checkpoint chain' });
     const other = new AuditCheckpointer({
-      database: t.database,
+      audits: new AuditRepository(t.database),
       clock,
       logger: silent,
       dataDir: t.home.dataDir,
@@ -130,7 +155,12 @@ describeStorage('audit retention', (backend) => {
 
   it('archives old entries to a JSON Lines file, deletes them, and the chain still verifies across the cut', async () => {
     const { audit } = makeAuditLogger(t.database, clock);
-    const checkpointer = new AuditCheckpointer({ database: t.database, clock, logger: silent, dataDir: t.home.dataDir });
+    const checkpointer = new AuditCheckpointer({
+      audits: new AuditRepository(t.database),
+      clock,
+      logger: silent,
+      dataDir: t.home.dataDir,
+    });
     await appendMany(audit, 20);
     await checkpointer.checkpointNow(); // seq 20: will be the last archived entry
     await appendMany(audit, 10);
@@ -139,7 +169,15 @@ describeStorage('audit retention', (backend) => {
     await appendMany(audit, 5);
     await checkpointer.checkpointNow(); // seq 35
 
-    const retention = new AuditRetention({ database: t.database, clock, logger: silent, archiveDir, maxAgeMs: 30 * DAY, maxEntriesPerRun: 20 });
+    const retention = new AuditRetention({
+      database: t.database,
+      audits: new AuditRepository(t.database),
+      clock,
+      logger: silent,
+      archiveDir,
+      maxAgeMs: 30 * DAY,
+      maxEntriesPerRun: 20,
+    });
     const first = await retention.runOnce();
     expect(first).to.deep.include({ firstSeq: 1, lastSeq: 20, entries: 20 });
     const second = await retention.runOnce();
@@ -147,13 +185,22 @@ describeStorage('audit retention', (backend) => {
     expect(await retention.runOnce()).to.equal(null);
 
     expect(readdirSync(archiveDir).sort()).to.deep.equal([archiveFileName(1, 20), archiveFileName(21, 30)]);
-    const lines = readFileSync(path.join(archiveDir, archiveFileName(1, 20)), 'utf8').trim().split('\n');
-    expect(lines.map((l) => (JSON.parse(l) as AuditRecord).seq)).to.deep.equal(Array.from({ length: 20 }, (_, i) => i + 1));
+    const lines = readFileSync(path.join(archiveDir, archiveFileName(1, 20)), 'utf8')
+      .trim()
+      .split('\n');
+    expect(lines.map((l) => (JSON.parse(l) as AuditRecord).seq)).to.deep.equal(
+      Array.from({ length: 20 }, (_, i) => i + 1),
+    );
     const kept = await t.database.db.selectFrom('audit_log').select('seq').orderBy('seq', 'asc').execute();
     expect(kept.map((r) => Number(r.seq))).to.deep.equal([31, 32, 33, 34, 35]);
 
     expect(await verifyChain(t.database)).to.deep.include({ ok: true, entries: 5, archivedEntries: 0, firstSeq: 31 });
-    expect(await verifyChain(t.database, { archiveDir })).to.deep.include({ ok: true, entries: 5, archivedEntries: 30, firstSeq: 1 });
+    expect(await verifyChain(t.database, { archiveDir })).to.deep.include({
+      ok: true,
+      entries: 5,
+      archivedEntries: 30,
+      firstSeq: 1,
+    });
     // Appends continue the chain after the cut.
     await audit.record(sampleEvent(99));
     expect((await verifyChain(t.database)).ok).to.equal(true);
@@ -167,7 +214,14 @@ describeStorage('audit retention', (backend) => {
     await appendMany(audit, 10);
     clock.advance(2 * DAY);
     await appendMany(audit, 2);
-    const retention = new AuditRetention({ database: t.database, clock, logger: silent, archiveDir, maxAgeMs: DAY });
+    const retention = new AuditRetention({
+      database: t.database,
+      audits: new AuditRepository(t.database),
+      clock,
+      logger: silent,
+      archiveDir,
+      maxAgeMs: DAY,
+    });
     await retention.runOnce();
     const file = path.join(archiveDir, archiveFileName(1, 10));
     const lines = readFileSync(file, 'utf8').trim().split('\n');
@@ -176,7 +230,10 @@ describeStorage('audit retention', (backend) => {
     lines[4] = JSON.stringify(forged);
     writeFileSync(file, `${lines.join('\n')}\n`);
     expect((await verifyChain(t.database)).ok).to.equal(true); // without the files, the cut record is trusted
-    expect((await verifyChain(t.database, { archiveDir })).failure).to.deep.include({ seq: 5, reason: 'hash mismatch' });
+    expect((await verifyChain(t.database, { archiveDir })).failure).to.deep.include({
+      seq: 5,
+      reason: 'hash mismatch',
+    });
 
     await t.database.db.deleteFrom('audit_archive').execute();
     expect((await verifyChain(t.database)).failure).to.deep.include({ seq: 11, reason: 'gap in seq' });

@@ -5,6 +5,7 @@ import type { AuditEvent } from '../../../daemon/audit/types.js';
 import { verifyEntries } from '../../../daemon/audit/verify.js';
 import { describeStorage } from '../../helpers/backends.js';
 import { startDaemon, type TestDaemon } from '../../helpers/daemon.js';
+import { AuditRepository } from '../../../daemon/storage/repos/audit.js';
 import { buildTenant, buildUser, mintToken, platformAdmin } from '../../helpers/factories.js';
 import { rehashFrom, silent } from './support.js';
 
@@ -23,7 +24,10 @@ interface Feed {
 
 async function openFeed(d: TestDaemon, token: string, query = ''): Promise<Feed> {
   const ac = new AbortController();
-  const res = await fetch(`${d.url}/v1/admin/audit/stream${query}`, { headers: { authorization: `Bearer ${token}` }, signal: ac.signal });
+  const res = await fetch(`${d.url}/v1/admin/audit/stream${query}`, {
+    headers: { authorization: `Bearer ${token}` },
+    signal: ac.signal,
+  });
   const lines: string[] = [];
   const waiters: Array<() => void> = [];
   let buf = '';
@@ -74,10 +78,19 @@ async function openFeed(d: TestDaemon, token: string, query = ''): Promise<Feed>
 }
 
 /** A JSON Lines response (the test Api would try to parse it as one JSON document). */
-async function getLines(d: TestDaemon, path: string, token: string): Promise<{ status: number; contentType: string | null; text: string; rows: AuditRecord[] }> {
+async function getLines(
+  d: TestDaemon,
+  path: string,
+  token: string,
+): Promise<{ status: number; contentType: string | null; text: string; rows: AuditRecord[] }> {
   const res = await fetch(d.url + path, { headers: { authorization: `Bearer ${token}` } });
   const text = await res.text();
-  const rows = res.ok ? text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as AuditRecord) : [];
+  const rows = res.ok
+    ? text
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => JSON.parse(l) as AuditRecord)
+    : [];
   return { status: res.status, contentType: res.headers.get('content-type'), text, rows };
 }
 
@@ -115,9 +128,25 @@ describeStorage('audit over HTTP: query, stream, verify, export', (backend) => {
     before(async () => {
       t0 = Date.now();
       const store = d.container.auditStore;
-      await store.record(event('auth.login', tenantA, { actor: { type: 'user', id: `usr_${marker}` }, target: { type: 'user', id: `usr_${marker}` } }));
-      await store.record(event('auth.login_failed', tenantA, { outcome: 'failure', actor: { type: 'anonymous', id: null }, target: { type: 'user', id: `usr_${marker}` } }));
-      await store.record(event('key.create', tenantA, { actor: { type: 'admin', id: `usr_${marker}_admin` }, target: { type: 'api_key', id: 'key_x' } }));
+      await store.record(
+        event('auth.login', tenantA, {
+          actor: { type: 'user', id: `usr_${marker}` },
+          target: { type: 'user', id: `usr_${marker}` },
+        }),
+      );
+      await store.record(
+        event('auth.login_failed', tenantA, {
+          outcome: 'failure',
+          actor: { type: 'anonymous', id: null },
+          target: { type: 'user', id: `usr_${marker}` },
+        }),
+      );
+      await store.record(
+        event('key.create', tenantA, {
+          actor: { type: 'admin', id: `usr_${marker}_admin` },
+          target: { type: 'api_key', id: 'key_x' },
+        }),
+      );
       await store.record(event('auth.logout', tenantB, { actor: { type: 'user', id: `usr_${marker}_b` } }));
       await store.record(event('authx.odd', tenantA, { actor: { type: 'user', id: `usr_${marker}` } }));
     });
@@ -128,17 +157,38 @@ describeStorage('audit over HTTP: query, stream, verify, export', (backend) => {
       expect(first.body.success).to.equal(true);
       expect(first.body.entries).to.have.length(2);
       expect(Object.keys(first.body.entries[0]).sort()).to.deep.equal(
-        ['seq', 'id', 'ts', 'actor_type', 'actor_id', 'tenant_id', 'action', 'target_type', 'target_id', 'outcome', 'ip', 'user_agent', 'request_id', 'details', 'prev_hash', 'hash'].sort(),
+        [
+          'seq',
+          'id',
+          'ts',
+          'actor_type',
+          'actor_id',
+          'tenant_id',
+          'action',
+          'target_type',
+          'target_id',
+          'outcome',
+          'ip',
+          'user_agent',
+          'request_id',
+          'details',
+          'prev_hash',
+          'hash',
+        ].sort(),
       );
       expect(first.body.entries[0].seq).to.be.greaterThan(first.body.entries[1].seq);
       const seen: number[] = [];
       let cursor: string | null = null;
       do {
-        const page: any = await d.api.get(`/v1/admin/audit?limit=3${cursor ? `&cursor=${cursor}` : ''}`, { token: root });
+        const page: any = await d.api.get(`/v1/admin/audit?limit=3${cursor ? `&cursor=${cursor}` : ''}`, {
+          token: root,
+        });
         seen.push(...page.body.entries.map((e: AuditRecord) => e.seq));
         cursor = page.body.next_cursor;
       } while (cursor);
-      const all = (await d.container.database.db.selectFrom('audit_log').select('seq').execute()).map((r) => Number(r.seq));
+      const all = (await d.container.database.db.selectFrom('audit_log').select('seq').execute()).map((r) =>
+        Number(r.seq),
+      );
       expect(seen).to.deep.equal([...all].sort((a, b) => b - a));
       const asc = await d.api.get('/v1/admin/audit?order=asc&limit=3', { token: root });
       expect(asc.body.entries.map((e: AuditRecord) => e.seq)).to.deep.equal([...all].sort((a, b) => a - b).slice(0, 3));
@@ -152,10 +202,22 @@ describeStorage('audit over HTTP: query, stream, verify, export', (backend) => {
       };
       const mine = (rows: AuditRecord[]) => rows.filter((e) => JSON.stringify(e).includes(marker));
       expect(mine(await get('action=auth.login')).map((e) => e.action)).to.deep.equal(['auth.login']);
-      expect(mine(await get('action=auth.*')).map((e) => e.action)).to.deep.equal(['auth.logout', 'auth.login_failed', 'auth.login']);
-      expect(mine(await get('action=auth')).map((e) => e.action)).to.deep.equal(['auth.logout', 'auth.login_failed', 'auth.login']);
+      expect(mine(await get('action=auth.*')).map((e) => e.action)).to.deep.equal([
+        'auth.logout',
+        'auth.login_failed',
+        'auth.login',
+      ]);
+      expect(mine(await get('action=auth')).map((e) => e.action)).to.deep.equal([
+        'auth.logout',
+        'auth.login_failed',
+        'auth.login',
+      ]);
       expect((await get(`actor_id=usr_${marker}_admin`)).map((e) => e.action)).to.deep.equal(['key.create']);
-      expect((await get(`user_id=usr_${marker}`)).map((e) => e.action)).to.deep.equal(['authx.odd', 'auth.login_failed', 'auth.login']);
+      expect((await get(`user_id=usr_${marker}`)).map((e) => e.action)).to.deep.equal([
+        'authx.odd',
+        'auth.login_failed',
+        'auth.login',
+      ]);
       const ofB = await get(`tenant_id=${tenantB}`);
       expect(ofB).to.not.be.empty;
       expect(ofB.every((e) => e.tenant_id === tenantB)).to.equal(true);
@@ -286,7 +348,8 @@ describeStorage('audit over HTTP: query, stream, verify, export', (backend) => {
         const token = mintToken(d3, await platformAdmin(d3));
         const feed = await openFeed(d3, token);
         await feed.next();
-        const subscribers = () => (d3.container.auditStore as unknown as { subscribers: Set<unknown> }).subscribers.size;
+        const subscribers = () =>
+          (d3.container.auditStore as unknown as { subscribers: Set<unknown> }).subscribers.size;
         expect(subscribers()).to.equal(1);
         feed.close();
         for (let i = 0; i < 50 && subscribers() > 0; i++) await new Promise((r) => setTimeout(r, 20));
@@ -309,7 +372,11 @@ describeStorage('audit over HTTP: query, stream, verify, export', (backend) => {
     it('streams JSON Lines of a time range; an unfiltered export verifies on its own', async () => {
       const before = Date.now();
       await d.container.auditStore.record(event('export.one', tenantA));
-      const r = await getLines(d, `/v1/admin/audit/export?since=${encodeURIComponent(new Date(before).toISOString())}`, root);
+      const r = await getLines(
+        d,
+        `/v1/admin/audit/export?since=${encodeURIComponent(new Date(before).toISOString())}`,
+        root,
+      );
       expect(r.status).to.equal(200);
       expect(r.contentType).to.match(/^application\/x-ndjson/);
       const rows = r.rows;
@@ -330,7 +397,8 @@ describeStorage('audit over HTTP: query, stream, verify, export', (backend) => {
       const t = await startDaemon({ backend });
       try {
         const token = mintToken(t, await platformAdmin(t));
-        for (let i = 0; i < 5; i++) await t.container.auditStore.record(event('verify.sample', null, { details: { i } }));
+        for (let i = 0; i < 5; i++)
+          await t.container.auditStore.record(event('verify.sample', null, { details: { i } }));
         const clean = await t.api.post('/v1/admin/audit/verify', {}, { token });
         expect(clean.status, clean.text).to.equal(200);
         expect(clean.body).to.include({ success: true, ok: true, first_bad: null });
@@ -338,11 +406,25 @@ describeStorage('audit over HTTP: query, stream, verify, export', (backend) => {
         expect(clean.body.checkpoints).to.include({ available: true, ok: true });
 
         // A checkpoint signed with the daemon's key, as its timer would write.
-        const checkpointer = new AuditCheckpointer({ database: t.container.database, clock: t.container.clock, logger: silent, dataDir: t.config.audit.archive_dir });
+        const checkpointer = new AuditCheckpointer({
+          audits: new AuditRepository(t.container.database),
+          clock: t.container.clock,
+          logger: silent,
+          dataDir: t.config.audit.archive_dir,
+        });
         await checkpointer.checkpointNow();
 
-        const victim = await t.container.database.db.selectFrom('audit_log').select(['seq', 'id']).where('action', '=', 'verify.sample').orderBy('seq', 'asc').executeTakeFirstOrThrow();
-        await t.container.database.db.updateTable('audit_log').set({ details: '{"i":999}' }).where('seq', '=', victim.seq).execute();
+        const victim = await t.container.database.db
+          .selectFrom('audit_log')
+          .select(['seq', 'id'])
+          .where('action', '=', 'verify.sample')
+          .orderBy('seq', 'asc')
+          .executeTakeFirstOrThrow();
+        await t.container.database.db
+          .updateTable('audit_log')
+          .set({ details: '{"i":999}' })
+          .where('seq', '=', victim.seq)
+          .execute();
         const broken = await t.api.post('/v1/admin/audit/verify', {}, { token });
         expect(broken.status).to.equal(200);
         expect(broken.body.ok).to.equal(false);

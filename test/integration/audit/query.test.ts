@@ -4,6 +4,7 @@ import { AuditQuery, AuditQueryError, MAX_PAGE_SIZE, type AuditFilters } from '.
 import { EVERYTHING, type Reach } from '../../../daemon/policies/index.js';
 import { verifyEntries } from '../../../daemon/audit/verify.js';
 import { describeStorage } from '../../helpers/backends.js';
+import { AuditRepository } from '../../../daemon/storage/repos/audit.js';
 import { openTestDatabase, type TestDatabase } from '../../helpers/database.js';
 import { makeAuditLogger } from './support.js';
 
@@ -15,7 +16,7 @@ describeStorage('audit log queries', (backend) => {
   let q: AuditQuery;
   before(async () => {
     t = await openTestDatabase(backend);
-    q = new AuditQuery({ database: t.database });
+    q = new AuditQuery({ audits: new AuditRepository(t.database) });
     const { audit, clock } = makeAuditLogger(t.database);
     clock.set(T0);
     // 30 entries, one a minute: tenants a, b and none; alice acts in a, bob in b, the admin acts on alice.
@@ -24,18 +25,30 @@ describeStorage('audit log queries', (backend) => {
       await audit.record({
         action: (['auth.login', 'key.create', 'auth.login_failed'] as const)[kind]!,
         outcome: kind === 2 ? 'failure' : 'success',
-        actor: kind === 2 ? { type: 'anonymous', id: null } : { type: 'user', id: i % 2 === 0 ? 'usr_alice' : 'usr_bob' },
+        actor:
+          kind === 2 ? { type: 'anonymous', id: null } : { type: 'user', id: i % 2 === 0 ? 'usr_alice' : 'usr_bob' },
         tenantId: kind === 2 ? null : i % 2 === 0 ? 'ten_a' : 'ten_b',
         target: kind === 1 ? { type: 'api_key', id: `key_${i}` } : { type: 'user', id: 'usr_alice' },
         details: { i },
       });
       clock.advance(MIN);
     }
-    await audit.record({ action: 'user.suspend', outcome: 'success', actor: { type: 'admin', id: 'usr_admin' }, tenantId: 'ten_a', target: { type: 'user', id: 'usr_alice' } });
+    await audit.record({
+      action: 'user.suspend',
+      outcome: 'success',
+      actor: { type: 'admin', id: 'usr_admin' },
+      tenantId: 'ten_a',
+      target: { type: 'user', id: 'usr_alice' },
+    });
   });
   after(async () => t?.close());
 
-  async function all(scope: Reach, filters: AuditFilters = {}, order: 'asc' | 'desc' = 'desc', limit = 4): Promise<AuditRecord[]> {
+  async function all(
+    scope: Reach,
+    filters: AuditFilters = {},
+    order: 'asc' | 'desc' = 'desc',
+    limit = 4,
+  ): Promise<AuditRecord[]> {
     const out: AuditRecord[] = [];
     let cursor: string | null = null;
     for (let pages = 0; pages < 100; pages++) {
@@ -60,14 +73,16 @@ describeStorage('audit log queries', (backend) => {
     expect(last.nextCursor).to.equal(null);
   });
 
-  it('scopes every read to the tenant in the query: another tenant\'s entries never come back', async () => {
+  it("scopes every read to the tenant in the query: another tenant's entries never come back", async () => {
     const a = await all({ tenantId: 'ten_a' });
     expect(a).to.have.length(11);
     expect(a.every((e) => e.tenant_id === 'ten_a')).to.equal(true);
     // A filter cannot widen the scope.
     expect(await all({ tenantId: 'ten_a' }, { tenantId: 'ten_b' })).to.deep.equal([]);
     expect(await all({ tenantId: 'ten_a' }, { actorId: 'usr_bob' })).to.deep.equal([]);
-    expect(await q.listAfter({ tenantId: 'ten_b' }, 0)).to.satisfy((es: AuditRecord[]) => es.length === 10 && es.every((e) => e.tenant_id === 'ten_b'));
+    expect(await q.listAfter({ tenantId: 'ten_b' }, 0)).to.satisfy(
+      (es: AuditRecord[]) => es.length === 10 && es.every((e) => e.tenant_id === 'ten_b'),
+    );
     const lines: string[] = [];
     for await (const l of q.exportJsonLines({ tenantId: 'ten_b' }, {}, { pageSize: 3 })) lines.push(l);
     expect(lines.map((l) => (JSON.parse(l) as AuditRecord).tenant_id)).to.deep.equal(Array(10).fill('ten_b'));
@@ -85,7 +100,9 @@ describeStorage('audit log queries', (backend) => {
     expect(await all(EVERYTHING, { actorId: 'usr_admin' })).to.have.length(1);
     const alice = await all(EVERYTHING, { userId: 'usr_alice' });
     // Alice's own actions, plus every entry targeting her (including anonymous failures and the admin's suspension).
-    expect(alice.every((e) => e.actor_id === 'usr_alice' || (e.target_type === 'user' && e.target_id === 'usr_alice'))).to.equal(true);
+    expect(
+      alice.every((e) => e.actor_id === 'usr_alice' || (e.target_type === 'user' && e.target_id === 'usr_alice')),
+    ).to.equal(true);
     expect(alice.some((e) => e.actor_id === 'usr_admin')).to.equal(true);
     expect(alice.some((e) => e.actor_id === 'usr_bob')).to.equal(true); // bob's logins target alice in this fixture
     expect(await all(EVERYTHING, { outcome: 'failure' })).to.have.length(10);

@@ -42,8 +42,12 @@ describeStorage('audit scenario: a day of sign-ins and administration, end to en
     secrets.wrongPassword = `${u.password}-but-wrong`;
 
     // A wrong password, an unknown email, then a good sign-in.
-    expect(track(await d.api.post('/v1/auth/login', { email: u.email, password: secrets.wrongPassword })).status).to.equal(401);
-    expect(track(await d.api.post('/v1/auth/login', { email: `nobody-${u.email}`, password: u.password })).status).to.equal(401);
+    expect(
+      track(await d.api.post('/v1/auth/login', { email: u.email, password: secrets.wrongPassword })).status,
+    ).to.equal(401);
+    expect(
+      track(await d.api.post('/v1/auth/login', { email: `nobody-${u.email}`, password: u.password })).status,
+    ).to.equal(401);
     const login = track(await d.api.post('/v1/auth/login', { email: u.email, password: u.password }));
     expect(login.status, login.text).to.equal(200);
     secrets.accessToken = login.body.tokens.access_token;
@@ -67,7 +71,11 @@ describeStorage('audit scenario: a day of sign-ins and administration, end to en
     secrets.totpSecret = setup.body.secret;
     secrets.otpauthUrl = setup.body.otpauth_url;
     const code = totpNow(setup.body.secret, Date.now());
-    expect(track(await d.api.post('/v1/auth/mfa/enable', { token: code === '000000' ? '111111' : '000000' }, { token: access })).status).to.equal(401);
+    expect(
+      track(
+        await d.api.post('/v1/auth/mfa/enable', { token: code === '000000' ? '111111' : '000000' }, { token: access }),
+      ).status,
+    ).to.equal(401);
     const enabled = track(await d.api.post('/v1/auth/mfa/enable', { token: code }, { token: access }));
     expect(enabled.status, enabled.text).to.equal(200);
     secrets.recoveryCode = enabled.body.recovery_codes[0];
@@ -80,22 +88,37 @@ describeStorage('audit scenario: a day of sign-ins and administration, end to en
     expect(track(await d.api.get('/v1/me', { apiKey: secrets.apiKey })).status).to.equal(200);
     expect(track(await d.api.delete(`/v1/api-keys/${keyId}`, { token: access })).status).to.equal(200);
     expect(track(await d.api.get('/v1/me', { apiKey: secrets.apiKey })).status).to.equal(401);
-    expect(track(await d.api.get('/v1/me', { headers: { authorization: `Token ${secrets.apiKey}` } })).status).to.equal(401);
+    expect(track(await d.api.get('/v1/me', { headers: { authorization: `Token ${secrets.apiKey}` } })).status).to.equal(
+      401,
+    );
     // Secrets in the wrong places of a request must not be echoed back.
-    track(await d.api.post('/v1/auth/login', { email: secrets.password, password: secrets.apiKey, extra: secrets.totpSecret }));
+    track(
+      await d.api.post('/v1/auth/login', {
+        email: secrets.password,
+        password: secrets.apiKey,
+        extra: secrets.totpSecret,
+      }),
+    );
     track(await d.api.post('/v1/auth/refresh', { refresh_token: `${secrets.refreshToken2}x` }));
 
     // The tenant admin suspends the user; the platform grants credits.
     expect(track(await d.api.post(`/v1/admin/users/${userId}/suspend`, {}, { token: admin })).status).to.equal(200);
     const root = await platformAdmin(d);
-    await d.container.ledger.grant({ userId, amount: 5_000_000 as Micros, reason: 'welcome', actor: { type: 'admin', id: root.id } });
+    await d.container.ledger.grant({
+      userId,
+      amount: 5_000_000 as Micros,
+      reason: 'welcome',
+      actor: { type: 'admin', id: root.id },
+    });
     await d.container.auditStore.flush();
   });
   after(async () => d?.stop());
 
   /** The user's entries, read back through the admin API as an operator would. */
   async function entriesOf(): Promise<AuditRecord[]> {
-    const r = await d.api.get(`/v1/admin/audit?order=asc&limit=500&tenant_id=${tenant}`, { token: mintToken(d, await platformAdmin(d)) });
+    const r = await d.api.get(`/v1/admin/audit?order=asc&limit=500&tenant_id=${tenant}`, {
+      token: mintToken(d, await platformAdmin(d)),
+    });
     expect(r.status, r.text).to.equal(200);
     return r.body.entries;
   }
@@ -129,11 +152,23 @@ describeStorage('audit scenario: a day of sign-ins and administration, end to en
     expect(find('user.suspend', 'success', 'admin')!.target_id).to.equal(userId);
     expect(find('credits.grant', 'success', 'admin')!.details).to.include({ amount: 5, reason: 'welcome' });
     // Recorded without the user's tenant (see the report): found platform-wide, by user.
-    const byUser = (await d.api.get(`/v1/admin/audit?user_id=${userId}&action=auth.refresh_reused&limit=500`, { token: mintToken(d, await platformAdmin(d)) })).body.entries as AuditRecord[];
+    const byUser = (
+      await d.api.get(`/v1/admin/audit?user_id=${userId}&action=auth.refresh_reused&limit=500`, {
+        token: mintToken(d, await platformAdmin(d)),
+      })
+    ).body.entries as AuditRecord[];
     expect(byUser.map((e) => `${e.actor_type}:${e.outcome}`)).to.deep.equal(['user:denied']);
     // The unknown email has no tenant: it is a platform-level anonymous failure.
-    const platformWide = (await d.api.get('/v1/admin/audit?action=auth.login_failed&outcome=failure&limit=500', { token: mintToken(d, await platformAdmin(d)) })).body.entries as AuditRecord[];
-    expect(platformWide.some((e) => e.actor_type === 'anonymous' && e.actor_id === null && e.details.reason === 'unknown_email')).to.equal(true);
+    const platformWide = (
+      await d.api.get('/v1/admin/audit?action=auth.login_failed&outcome=failure&limit=500', {
+        token: mintToken(d, await platformAdmin(d)),
+      })
+    ).body.entries as AuditRecord[];
+    expect(
+      platformWide.some(
+        (e) => e.actor_type === 'anonymous' && e.actor_id === null && e.details.reason === 'unknown_email',
+      ),
+    ).to.equal(true);
     // Every request-driven entry carries its request id and client address.
     for (const e of entries.filter((x) => x.action.startsWith('auth.'))) {
       expect(e.request_id, e.action).to.match(/^req_/);
@@ -150,7 +185,13 @@ describeStorage('audit scenario: a day of sign-ins and administration, end to en
       'error bodies': errorBodies.join('\n'),
     };
     expect(places.logs!.length).to.be.greaterThan(0);
-    expect(Object.keys(secrets)).to.include.members(['password', 'apiKey', 'refreshToken', 'totpSecret', 'recoveryCode']);
+    expect(Object.keys(secrets)).to.include.members([
+      'password',
+      'apiKey',
+      'refreshToken',
+      'totpSecret',
+      'recoveryCode',
+    ]);
     for (const [where, text] of Object.entries(places)) {
       for (const [name, secret] of Object.entries(secrets)) {
         expect(secret.length, name).to.be.greaterThan(5);
@@ -162,7 +203,11 @@ describeStorage('audit scenario: a day of sign-ins and administration, end to en
   it('stores hostile text (newline, JSON, terminal escapes) as given and the CLI prints each entry on one escaped line', async () => {
     // The API refuses C0 control characters in names and emails; C1 controls, bidi overrides and JSON get through.
     const name = 'ci {"role":"platform_admin"} \u202egnp.exe \u009b2J';
-    const key = await d.api.post('/v1/api-keys', { name }, { token: mintToken(d, (await buildUser(d, { tenantId: tenant })).user) });
+    const key = await d.api.post(
+      '/v1/api-keys',
+      { name },
+      { token: mintToken(d, (await buildUser(d, { tenantId: tenant })).user) },
+    );
     expect(key.status, key.text).to.equal(201);
     // A service may record text from elsewhere: a newline there must not forge a line either.
     const forged = `x@example.test\n2026-01-01T00:00:00.000Z #1 success auth.login user:usr_root {"role":"platform_admin"}\u001b[2J`;
@@ -186,7 +231,9 @@ describeStorage('audit scenario: a day of sign-ins and administration, end to en
       expect(line.endsWith('\n')).to.equal(true);
       expect(line.slice(0, -1)).to.not.match(/[\u0000-\u001f\u007f-\u009f\u202e]/);
     }
-    expect(formatEntry(failed! as never)).to.include('usr_evil\\u000aline').and.include('\\n2026-01-01');
+    expect(formatEntry(failed! as never))
+      .to.include('usr_evil\\u000aline')
+      .and.include('\\n2026-01-01');
     expect(formatEntry(created! as never)).to.include('\\u202egnp.exe \\u009b2J');
     expect(escapeText('a\nb\u009b\u202ec')).to.equal('a\\u000ab\\u009b\\u202ec');
   });

@@ -7,6 +7,7 @@ import { Metrics } from '../../../daemon/metrics.js';
 import { EVERYTHING } from '../../../daemon/policies/index.js';
 import { describeStorage } from '../../helpers/backends.js';
 import { openTestDatabase, type TestDatabase } from '../../helpers/database.js';
+import { AuditRepository } from '../../../daemon/storage/repos/audit.js';
 import { CANARY } from '../../unit/audit/canaries.js';
 import { appendMany, makeAuditLogger, rehashFrom, sampleEvent } from './support.js';
 
@@ -48,8 +49,16 @@ describeStorage('audit log store', (backend) => {
     expect(stored[1]!.prev_hash).to.equal(stored[0]!.hash);
     for (const e of stored) expect(entryHash(e)).to.equal(e.hash);
     expect(await audit.head()).to.deep.equal({ seq: 2, hash: stored[1]!.hash });
-    expect(await verifyChain(t.database)).to.deep.include({ ok: true, entries: 2, firstSeq: 1, lastSeq: 2, failure: null });
-    expect(await metrics.registry.getSingleMetricAsString('keen_audit_entries_total')).to.include('outcome="success"} 2');
+    expect(await verifyChain(t.database)).to.deep.include({
+      ok: true,
+      entries: 2,
+      firstSeq: 1,
+      lastSeq: 2,
+      failure: null,
+    });
+    expect(await metrics.registry.getSingleMetricAsString('keen_audit_entries_total')).to.include(
+      'outcome="success"} 2',
+    );
   });
 
   it('verifies an empty log', async () => {
@@ -75,7 +84,11 @@ describeStorage('audit log store', (backend) => {
     it('a changed column other than details, or details that are not JSON, fail too', async () => {
       await t.database.db.updateTable('audit_log').set({ outcome: 'failure' }).where('seq', '=', 2).execute();
       expect((await verifyChain(t.database)).failure).to.deep.include({ seq: 2, reason: 'hash mismatch' });
-      await t.database.db.updateTable('audit_log').set({ outcome: 'success', details: 'not json' }).where('seq', '=', 2).execute();
+      await t.database.db
+        .updateTable('audit_log')
+        .set({ outcome: 'success', details: 'not json' })
+        .where('seq', '=', 2)
+        .execute();
       expect((await verifyChain(t.database)).failure).to.deep.include({ seq: 2, reason: 'hash mismatch' });
     });
 
@@ -104,7 +117,11 @@ describeStorage('audit log store', (backend) => {
     it('a re-hashed change is caught at the next entry (prev_hash mismatch) when the rest is left alone', async () => {
       await t.database.db.updateTable('audit_log').set({ details: '{"n":999}' }).where('seq', '=', 5).execute();
       const row = rowToRecord((await rows())[4]!);
-      await t.database.db.updateTable('audit_log').set({ hash: entryHash(row) }).where('seq', '=', 5).execute();
+      await t.database.db
+        .updateTable('audit_log')
+        .set({ hash: entryHash(row) })
+        .where('seq', '=', 5)
+        .execute();
       const r = await verifyChain(t.database);
       expect(r.failure).to.deep.include({ seq: 6, reason: 'prev_hash mismatch' });
     });
@@ -124,7 +141,25 @@ describeStorage('audit log store', (backend) => {
 
   it('never stores a credential, whatever key or value it hides under', async () => {
     const { audit } = makeAuditLogger(t.database);
-    const secretKeys = ['password', 'newPassword', 'new_password', 'secret', 'totp_secret', 'token', 'refresh_token', 'refreshToken', 'apiKey', 'api_key', 'authorization', 'cookie', 'otp', 'mfa_token', 'recovery_codes', 'ticket', 'private_key'];
+    const secretKeys = [
+      'password',
+      'newPassword',
+      'new_password',
+      'secret',
+      'totp_secret',
+      'token',
+      'refresh_token',
+      'refreshToken',
+      'apiKey',
+      'api_key',
+      'authorization',
+      'cookie',
+      'otp',
+      'mfa_token',
+      'recovery_codes',
+      'ticket',
+      'private_key',
+    ];
     for (const [i, canary] of Object.values(CANARY).entries()) {
       const details: Record<string, unknown> = {};
       for (const k of secretKeys) details[k] = canary;
@@ -162,22 +197,29 @@ describeStorage('audit log store', (backend) => {
   it('stores a username with a newline and JSON in it escaped, and returns it unchanged', async () => {
     const { audit } = makeAuditLogger(t.database);
     const evil = 'mallory\n{"action":"auth.login","outcome":"success"}\r\n\u2028"';
-    await audit.record({ action: 'auth.login_failed', outcome: 'failure', actor: { type: 'anonymous', id: evil }, tenantId: null, details: { email: evil, reason: 'unknown_user' } });
+    await audit.record({
+      action: 'auth.login_failed',
+      outcome: 'failure',
+      actor: { type: 'anonymous', id: evil },
+      tenantId: null,
+      details: { email: evil, reason: 'unknown_user' },
+    });
     const raw = (await rows())[0]!;
     expect(raw.details).not.to.include('\n');
     expect(raw.details).to.include('\\n{\\"action\\"');
-    const page = await new AuditQuery({ database: t.database }).list(EVERYTHING);
+    const page = await new AuditQuery({ audits: new AuditRepository(t.database) }).list(EVERYTHING);
     expect(page.entries[0]!.actor_id).to.equal(evil);
     expect(page.entries[0]!.details).to.deep.equal({ email: evil, reason: 'unknown_user' });
     const lines: string[] = [];
-    for await (const line of new AuditQuery({ database: t.database }).exportJsonLines(EVERYTHING)) lines.push(line);
+    for await (const line of new AuditQuery({ audits: new AuditRepository(t.database) }).exportJsonLines(EVERYTHING))
+      lines.push(line);
     expect(lines).to.have.length(1);
     expect(lines[0]!.split('\n')).to.have.length(2); // one line, one trailing newline
     expect((JSON.parse(lines[0]!) as AuditRecord).details.email).to.equal(evil);
     expect((await verifyChain(t.database)).ok).to.equal(true);
   });
 
-  it('commits the entry with the caller\'s transaction and rolls it back with it', async () => {
+  it("commits the entry with the caller's transaction and rolls it back with it", async () => {
     const { audit } = makeAuditLogger(t.database);
     await audit.record(sampleEvent(1));
     const failed = await t.database
@@ -225,7 +267,11 @@ describeStorage('audit log store', (backend) => {
       ['key_b', 3],
       ['key_a', 1],
     ]);
-    expect(entries[0]!.details).to.deep.include({ limit: 1000, window: 'hour', window_start: '2026-01-01T12:00:00.000Z' });
+    expect(entries[0]!.details).to.deep.include({
+      limit: 1000,
+      window: 'hour',
+      window_start: '2026-01-01T12:00:00.000Z',
+    });
     expect(entries.every((e) => e.outcome === 'denied' && e.action === 'ratelimit.denied')).to.equal(true);
     await audit.close();
   });
@@ -233,7 +279,12 @@ describeStorage('audit log store', (backend) => {
   it('pools denials beyond the key bound into one overflow entry', async () => {
     const { audit } = makeAuditLogger(t.database, undefined, { maxDenialKeys: 5 });
     for (let i = 0; i < 100; i++) {
-      audit.recordDenialAggregated({ action: 'concurrency.denied', outcome: 'denied', actor: { type: 'user', id: `usr_${i}` }, tenantId: null });
+      audit.recordDenialAggregated({
+        action: 'concurrency.denied',
+        outcome: 'denied',
+        actor: { type: 'user', id: `usr_${i}` },
+        tenantId: null,
+      });
     }
     await audit.flush();
     const entries = (await rows()).map(rowToRecord);

@@ -4,6 +4,7 @@ import { entryHash, rowToRecord } from '../../../daemon/audit/entry.js';
 import { DatabaseAuditLogger, type DatabaseAuditLoggerOptions } from '../../../daemon/audit/store.js';
 import type { AuditEvent } from '../../../daemon/audit/types.js';
 import type { Database } from '../../../daemon/storage/database.js';
+import { AuditRepository } from '../../../daemon/storage/repos/audit.js';
 
 export const silent = createLogger('silent');
 
@@ -12,7 +13,16 @@ export function makeAuditLogger(
   clock = new ManualClock(),
   extra: Partial<DatabaseAuditLoggerOptions> = {},
 ): { audit: DatabaseAuditLogger; clock: ManualClock } {
-  return { audit: new DatabaseAuditLogger({ database, clock, logger: silent, ...extra }), clock: clock as ManualClock };
+  return {
+    audit: new DatabaseAuditLogger({
+      database,
+      audits: new AuditRepository(database),
+      clock,
+      logger: silent,
+      ...extra,
+    }),
+    clock: clock as ManualClock,
+  };
 }
 
 /** A plausible event; `n` varies it. */
@@ -31,7 +41,11 @@ export function sampleEvent(n: number, overrides: Partial<AuditEvent> = {}): Aud
   };
 }
 
-export async function appendMany(audit: DatabaseAuditLogger, count: number, overrides: Partial<AuditEvent> = {}): Promise<void> {
+export async function appendMany(
+  audit: DatabaseAuditLogger,
+  count: number,
+  overrides: Partial<AuditEvent> = {},
+): Promise<void> {
   for (let i = 1; i <= count; i++) await audit.record(sampleEvent(i, overrides));
 }
 
@@ -42,7 +56,11 @@ export async function appendMany(audit: DatabaseAuditLogger, count: number, over
  */
 export async function rehashFrom(database: Database, fromSeq: number): Promise<void> {
   const db = database.db;
-  const before = await db.selectFrom('audit_log').select('hash').where('seq', '=', fromSeq - 1).executeTakeFirst();
+  const before = await db
+    .selectFrom('audit_log')
+    .select('hash')
+    .where('seq', '=', fromSeq - 1)
+    .executeTakeFirst();
   let prev = before?.hash ?? '0'.repeat(64);
   const rows = await db.selectFrom('audit_log').selectAll().where('seq', '>=', fromSeq).orderBy('seq', 'asc').execute();
   for (const row of rows) {
@@ -52,5 +70,10 @@ export async function rehashFrom(database: Database, fromSeq: number): Promise<v
     prev = hash;
   }
   const last = rows[rows.length - 1];
-  if (last) await db.updateTable('audit_head').set({ seq: Number(last.seq), hash: prev }).where('id', '=', 'chain').execute();
+  if (last)
+    await db
+      .updateTable('audit_head')
+      .set({ seq: Number(last.seq), hash: prev })
+      .where('id', '=', 'chain')
+      .execute();
 }

@@ -3,7 +3,15 @@ import { ManualClock } from '../../../daemon/clock.js';
 import { hashSecret } from '../../../daemon/auth/api-key-format.js';
 import { describeStorage } from '../../helpers/backends.js';
 import { startDaemon, type TestDaemon } from '../../helpers/daemon.js';
-import { auditRows, buildApiKey, buildTenant, buildUser, mintToken, platformAdmin, type TestUser } from '../../helpers/factories.js';
+import {
+  auditRows,
+  buildApiKey,
+  buildTenant,
+  buildUser,
+  mintToken,
+  platformAdmin,
+  type TestUser,
+} from '../../helpers/factories.js';
 
 /**
  * API key lifecycle (docs/API.md, "API keys"): PATCH changes a key within the
@@ -46,28 +54,46 @@ describeStorage('API key lifecycle: update, roll, last use', (backend) => {
   after(async () => d?.stop());
 
   describe('attacks', () => {
-    it("a member cannot give its own key `admin`: 403 INSUFFICIENT_SCOPE, as at creation, and the key is unchanged", async () => {
+    it('a member cannot give its own key `admin`: 403 INSUFFICIENT_SCOPE, as at creation, and the key is unchanged', async () => {
       const k = await newKey(member, { scopes: ['sessions:read'] });
       const created = await d.api.post('/v1/api-keys', { name: 'x', scopes: ['admin'] }, { token: tok(member) });
-      const r = await d.api.patch(`/v1/api-keys/${k.id}`, { scopes: ['sessions:read', 'admin'] }, { token: tok(member) });
+      const r = await d.api.patch(
+        `/v1/api-keys/${k.id}`,
+        { scopes: ['sessions:read', 'admin'] },
+        { token: tok(member) },
+      );
       expect(r.status, r.text).to.equal(403);
       expect(r.body.error.code).to.equal('INSUFFICIENT_SCOPE').and.equal(created.body.error.code);
       expect((await me(k.key)).body.scopes).to.deep.equal(['sessions:read']);
-      const listed = (await d.api.get('/v1/api-keys', { token: tok(member) })).body.api_keys.find((x: { id: string }) => x.id === k.id);
+      const listed = (await d.api.get('/v1/api-keys', { token: tok(member) })).body.api_keys.find(
+        (x: { id: string }) => x.id === k.id,
+      );
       expect(listed.scopes).to.deep.equal(['sessions:read']);
     });
 
-    it('a key scoped only `admin` cannot widen any key beyond `admin` (its own or a member\'s)', async () => {
+    it("a key scoped only `admin` cannot widen any key beyond `admin` (its own or a member's)", async () => {
       const adminOnly = await newKey(root, { name: 'admin only', scopes: ['admin'] });
       const target = await newKey(member, { scopes: ['sessions:read'] });
-      const own = await d.api.patch(`/v1/admin/api-keys/${adminOnly.id}`, { scopes: ['admin', 'agents:execute'] }, { apiKey: adminOnly.key });
+      const own = await d.api.patch(
+        `/v1/admin/api-keys/${adminOnly.id}`,
+        { scopes: ['admin', 'agents:execute'] },
+        { apiKey: adminOnly.key },
+      );
       expect(own.status, own.text).to.equal(403);
       expect(own.body.error.code).to.equal('INSUFFICIENT_SCOPE');
-      const theirs = await d.api.patch(`/v1/admin/api-keys/${target.id}`, { scopes: ['sessions:read', 'credits:read'] }, { apiKey: adminOnly.key });
+      const theirs = await d.api.patch(
+        `/v1/admin/api-keys/${target.id}`,
+        { scopes: ['sessions:read', 'credits:read'] },
+        { apiKey: adminOnly.key },
+      );
       expect(theirs.status, theirs.text).to.equal(403);
       expect(theirs.body.error.code).to.equal('INSUFFICIENT_SCOPE');
       // Renaming is within its power; scopes it does not hold are not.
-      const renamed = await d.api.patch(`/v1/admin/api-keys/${target.id}`, { name: 'renamed by admin key' }, { apiKey: adminOnly.key });
+      const renamed = await d.api.patch(
+        `/v1/admin/api-keys/${target.id}`,
+        { name: 'renamed by admin key' },
+        { apiKey: adminOnly.key },
+      );
       expect(renamed.status, renamed.text).to.equal(200);
       expect(renamed.body.api_key).to.include({ name: 'renamed by admin key' });
       expect(renamed.body.api_key.scopes).to.deep.equal(['sessions:read']);
@@ -83,7 +109,11 @@ describeStorage('API key lifecycle: update, roll, last use', (backend) => {
 
     it("another user's key is 404 NOT_FOUND on the self routes (update and roll), exactly like a missing one", async () => {
       const k = await newKey(other);
-      const missing = await d.api.patch('/v1/api-keys/key_00000000000000000000000000', { name: 'x' }, { token: tok(member) });
+      const missing = await d.api.patch(
+        '/v1/api-keys/key_00000000000000000000000000',
+        { name: 'x' },
+        { token: tok(member) },
+      );
       const upd = await d.api.patch(`/v1/api-keys/${k.id}`, { name: 'mine now' }, { token: tok(member) });
       const roll = await d.api.post(`/v1/api-keys/${k.id}/roll`, { grace_seconds: 0 }, { token: tok(member) });
       expect(upd.status).to.equal(404);
@@ -91,14 +121,20 @@ describeStorage('API key lifecycle: update, roll, last use', (backend) => {
       expect(upd.body.error).to.deep.equal(missing.body.error);
       expect(roll.body.error.code).to.equal('NOT_FOUND');
       expect((await me(k.key)).status, 'the victim key still works').to.equal(200);
-      const row = await d.container.database.db.selectFrom('api_keys').selectAll().where('id', '=', k.id).executeTakeFirstOrThrow();
+      const row = await d.container.database.db
+        .selectFrom('api_keys')
+        .selectAll()
+        .where('id', '=', k.id)
+        .executeTakeFirstOrThrow();
       expect(row.name).to.equal('test key');
       expect(row.rolled_at).to.equal(null);
     });
 
     it("a member's access token is refused on the admin routes (403), and an API key on the self routes (bearer only)", async () => {
       const k = await newKey(member);
-      expect((await d.api.patch(`/v1/admin/api-keys/${k.id}`, { name: 'x' }, { token: tok(member) })).status).to.equal(403);
+      expect((await d.api.patch(`/v1/admin/api-keys/${k.id}`, { name: 'x' }, { token: tok(member) })).status).to.equal(
+        403,
+      );
       expect((await d.api.post(`/v1/admin/api-keys/${k.id}/roll`, {}, { token: tok(member) })).status).to.equal(403);
       const byKey = await d.api.post(`/v1/api-keys/${k.id}/roll`, { grace_seconds: 0 }, { apiKey: k.key });
       expect(byKey.status).to.equal(403);
@@ -142,7 +178,11 @@ describeStorage('API key lifecycle: update, roll, last use', (backend) => {
       expect(fresh.status).to.equal(200);
       expect(fresh.body.api_key_id).to.equal(k.id);
       expect(r.body.api_key.previous_expires_at).to.equal(null);
-      const row = await d.container.database.db.selectFrom('api_keys').selectAll().where('id', '=', k.id).executeTakeFirstOrThrow();
+      const row = await d.container.database.db
+        .selectFrom('api_keys')
+        .selectAll()
+        .where('id', '=', k.id)
+        .executeTakeFirstOrThrow();
       expect(row.previous_key_hash).to.equal(null);
     });
 
@@ -164,12 +204,27 @@ describeStorage('API key lifecycle: update, roll, last use', (backend) => {
 
   describe('update', () => {
     it('changes name, scopes, rate limit and expiry; a field left out stays; null clears the expiry; the key sees it at once', async () => {
-      const k = await newKey(member, { name: 'before', scopes: ['sessions:read', 'credits:read'], rate_limit_per_hour: 100, expires_at: new Date(clock.now() + 10 * 86_400_000).toISOString() });
+      const k = await newKey(member, {
+        name: 'before',
+        scopes: ['sessions:read', 'credits:read'],
+        rate_limit_per_hour: 100,
+        expires_at: new Date(clock.now() + 10 * 86_400_000).toISOString(),
+      });
       expect((await d.api.get('/v1/credits/balance', { apiKey: k.key })).status).to.equal(200);
       const newExpiry = new Date(clock.now() + 30 * 86_400_000).toISOString();
-      const r = await d.api.patch(`/v1/api-keys/${k.id}`, { name: 'after', scopes: ['sessions:read'], rate_limit_per_hour: 250, expires_at: newExpiry }, { token: tok(member) });
+      const r = await d.api.patch(
+        `/v1/api-keys/${k.id}`,
+        { name: 'after', scopes: ['sessions:read'], rate_limit_per_hour: 250, expires_at: newExpiry },
+        { token: tok(member) },
+      );
       expect(r.status, r.text).to.equal(200);
-      expect(r.body.api_key).to.include({ id: k.id, name: 'after', rate_limit_per_hour: 250, expires_at: newExpiry, status: 'active' });
+      expect(r.body.api_key).to.include({
+        id: k.id,
+        name: 'after',
+        rate_limit_per_hour: 250,
+        expires_at: newExpiry,
+        status: 'active',
+      });
       expect(r.body.api_key.scopes).to.deep.equal(['sessions:read']);
       // The narrowed key loses credits:read on its very next request.
       const denied = await d.api.get('/v1/credits/balance', { apiKey: k.key });
@@ -179,13 +234,24 @@ describeStorage('API key lifecycle: update, roll, last use', (backend) => {
       expect(partial.status, partial.text).to.equal(200);
       expect(partial.body.api_key).to.include({ name: 'after', rate_limit_per_hour: 250, expires_at: null });
       expect(partial.body.api_key.scopes).to.deep.equal(['sessions:read']);
-      const listed = (await d.api.get('/v1/api-keys', { token: tok(member) })).body.api_keys.find((x: { id: string }) => x.id === k.id);
+      const listed = (await d.api.get('/v1/api-keys', { token: tok(member) })).body.api_keys.find(
+        (x: { id: string }) => x.id === k.id,
+      );
       expect(listed).to.include({ name: 'after', rate_limit_per_hour: 250, expires_at: null });
     });
 
     it('an empty body, an unknown field, a bad value or a past expiry answer 400 in the error envelope', async () => {
       const k = await newKey(member);
-      for (const body of [{}, { nmae: 'typo' }, { name: 'ok', revoked_at: null }, { rate_limit_per_hour: 0 }, { scopes: ['root'] }, { name: '' }, { expires_at: new Date(clock.now() - 1000).toISOString() }, { expires_at: 'soon' }]) {
+      for (const body of [
+        {},
+        { nmae: 'typo' },
+        { name: 'ok', revoked_at: null },
+        { rate_limit_per_hour: 0 },
+        { scopes: ['root'] },
+        { name: '' },
+        { expires_at: new Date(clock.now() - 1000).toISOString() },
+        { expires_at: 'soon' },
+      ]) {
         const r = await d.api.patch(`/v1/api-keys/${k.id}`, body, { token: tok(member) });
         expect(r.status, JSON.stringify(body)).to.equal(400);
         expect(r.body.success).to.equal(false);
@@ -214,7 +280,11 @@ describeStorage('API key lifecycle: update, roll, last use', (backend) => {
 
     it('an administrator updates a key in reach through the admin route', async () => {
       const k = await newKey(member, { scopes: ['sessions:read'] });
-      const r = await d.api.patch(`/v1/admin/api-keys/${k.id}`, { scopes: ['sessions:read', 'agents:execute'], name: 'by root' }, { token: tok(root) });
+      const r = await d.api.patch(
+        `/v1/admin/api-keys/${k.id}`,
+        { scopes: ['sessions:read', 'agents:execute'], name: 'by root' },
+        { token: tok(root) },
+      );
       expect(r.status, r.text).to.equal(200);
       expect(r.body.api_key.scopes).to.deep.equal(['sessions:read', 'agents:execute']);
       expect((await me(k.key)).body.scopes).to.have.members(['sessions:read', 'agents:execute']);
@@ -228,9 +298,17 @@ describeStorage('API key lifecycle: update, roll, last use', (backend) => {
       const at = clock.now();
       const r = await d.api.post(`/v1/api-keys/${k.id}/roll`, { grace_seconds: 3600 }, { token: tok(member) });
       expect(r.status, r.text).to.equal(200);
-      expect(r.body.key).to.match(/^ak_live_/).and.not.equal(k.key);
+      expect(r.body.key)
+        .to.match(/^ak_live_/)
+        .and.not.equal(k.key);
       expect(r.body.previous_expires_at).to.equal(new Date(at + HOUR).toISOString());
-      expect(r.body.api_key).to.include({ id: k.id, name: 'ci', rate_limit_per_hour: 321, rolled_at: new Date(at).toISOString(), previous_expires_at: new Date(at + HOUR).toISOString() });
+      expect(r.body.api_key).to.include({
+        id: k.id,
+        name: 'ci',
+        rate_limit_per_hour: 321,
+        rolled_at: new Date(at).toISOString(),
+        previous_expires_at: new Date(at + HOUR).toISOString(),
+      });
       expect(r.body.api_key.prefix).to.equal(r.body.key.slice(0, 12));
       for (const key of [k.key, r.body.key]) {
         const res = await me(key);
@@ -245,8 +323,14 @@ describeStorage('API key lifecycle: update, roll, last use', (backend) => {
       expect(old.status).to.equal(401);
       expect(old.body.error.code).to.equal('INVALID_TOKEN');
       expect((await me(r.body.key)).status).to.equal(200);
-      const listed = (await d.api.get('/v1/api-keys', { token: tok(member) })).body.api_keys.find((x: { id: string }) => x.id === k.id);
-      expect(listed).to.include({ previous_expires_at: null, rolled_at: new Date(at).toISOString(), prefix: r.body.key.slice(0, 12) });
+      const listed = (await d.api.get('/v1/api-keys', { token: tok(member) })).body.api_keys.find(
+        (x: { id: string }) => x.id === k.id,
+      );
+      expect(listed).to.include({
+        previous_expires_at: null,
+        rolled_at: new Date(at).toISOString(),
+        prefix: r.body.key.slice(0, 12),
+      });
     });
 
     it('the default grace is 24 hours; more than 30 days or a negative one is 400', async () => {
@@ -260,7 +344,9 @@ describeStorage('API key lifecycle: update, roll, last use', (backend) => {
         expect(bad.status, String(grace_seconds)).to.equal(400);
         expect(bad.body.error.code).to.equal('INVALID_FIELD');
       }
-      expect((await d.api.post(`/v1/api-keys/${k.id}/roll`, { grace: 5 }, { token: tok(member) })).status).to.equal(400);
+      expect((await d.api.post(`/v1/api-keys/${k.id}/roll`, { grace: 5 }, { token: tok(member) })).status).to.equal(
+        400,
+      );
       expect((await me(r.body.key)).status, 'refused rolls changed nothing').to.equal(200);
       expect((await me(k.key)).status).to.equal(200);
     });
@@ -283,7 +369,9 @@ describeStorage('API key lifecycle: update, roll, last use', (backend) => {
     it('an administrator rolls a key in reach; per-key state (last_used_at) carries over', async () => {
       const k = await newKey(memberA);
       expect((await me(k.key)).status).to.equal(200);
-      const before = (await d.api.get(`/v1/admin/api-keys?user_id=${memberA.user.id}`, { token: tok(adminA) })).body.api_keys.find((x: { id: string }) => x.id === k.id);
+      const before = (
+        await d.api.get(`/v1/admin/api-keys?user_id=${memberA.user.id}`, { token: tok(adminA) })
+      ).body.api_keys.find((x: { id: string }) => x.id === k.id);
       expect(before.last_used_at).to.be.a('string');
       const r = await d.api.post(`/v1/admin/api-keys/${k.id}/roll`, { grace_seconds: 0 }, { token: tok(adminA) });
       expect(r.status, r.text).to.equal(200);
@@ -291,7 +379,9 @@ describeStorage('API key lifecycle: update, roll, last use', (backend) => {
       expect((await me(k.key)).status).to.equal(401);
       clock.advance(120_000);
       expect((await me(r.body.key)).status).to.equal(200);
-      const after = (await d.api.get(`/v1/admin/api-keys?user_id=${memberA.user.id}`, { token: tok(adminA) })).body.api_keys.find((x: { id: string }) => x.id === k.id);
+      const after = (
+        await d.api.get(`/v1/admin/api-keys?user_id=${memberA.user.id}`, { token: tok(adminA) })
+      ).body.api_keys.find((x: { id: string }) => x.id === k.id);
       expect(after.last_used_at).to.equal(new Date(clock.now()).toISOString());
     });
   });
@@ -303,8 +393,17 @@ describeStorage('API key lifecycle: update, roll, last use', (backend) => {
     const r2 = await d.api.post(`/v1/admin/api-keys/${k.id}/roll`, { grace_seconds: 0 }, { token: tok(root) });
     const rows = (await auditRows(d)).filter((row) => row.target_id === k.id);
     const update = rows.find((row) => row.action === 'key.update')!;
-    expect(update).to.include({ outcome: 'success', actor_type: 'user', actor_id: member.user.id, target_type: 'api_key' });
-    expect(JSON.parse(update.details)).to.deep.include({ owner_id: member.user.id, fields: ['name', 'scopes'], scopes: ['sessions:read'] });
+    expect(update).to.include({
+      outcome: 'success',
+      actor_type: 'user',
+      actor_id: member.user.id,
+      target_type: 'api_key',
+    });
+    expect(JSON.parse(update.details)).to.deep.include({
+      owner_id: member.user.id,
+      fields: ['name', 'scopes'],
+      scopes: ['sessions:read'],
+    });
     const rolls = rows.filter((row) => row.action === 'key.roll');
     expect(rolls.map((row) => [row.actor_type, JSON.parse(row.details).grace_seconds])).to.deep.equal([
       ['user', 60],
@@ -320,10 +419,14 @@ describeStorage('API key lifecycle: update, roll, last use', (backend) => {
 
   it('lists show last_used_at (GET /v1/api-keys and the admin list)', async () => {
     const k = await newKey(member);
-    const fresh = (await d.api.get('/v1/api-keys', { token: tok(member) })).body.api_keys.find((x: { id: string }) => x.id === k.id);
+    const fresh = (await d.api.get('/v1/api-keys', { token: tok(member) })).body.api_keys.find(
+      (x: { id: string }) => x.id === k.id,
+    );
     expect(fresh).to.have.property('last_used_at', null);
     await me(k.key);
-    const used = (await d.api.get(`/v1/admin/api-keys?user_id=${member.user.id}`, { token: tok(root) })).body.api_keys.find((x: { id: string }) => x.id === k.id);
+    const used = (
+      await d.api.get(`/v1/admin/api-keys?user_id=${member.user.id}`, { token: tok(root) })
+    ).body.api_keys.find((x: { id: string }) => x.id === k.id);
     expect(used.last_used_at).to.equal(new Date(clock.now()).toISOString());
   });
 });

@@ -15,7 +15,12 @@ const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url')
 describeStorage('authentication attacks', (backend) => {
   let d: TestDaemon;
   before(async () => {
-    d = await startDaemon({ backend, config: { auth: { login_throttle: { max_failures_per_email: 5, max_failures_per_ip: 1000, window_seconds: 900 } } } });
+    d = await startDaemon({
+      backend,
+      config: {
+        auth: { login_throttle: { max_failures_per_email: 5, max_failures_per_ip: 1000, window_seconds: 900 } },
+      },
+    });
   });
   after(async () => d?.stop());
 
@@ -37,7 +42,10 @@ describeStorage('authentication attacks', (backend) => {
     const [h, p, s] = u.token.split('.');
     const payload = JSON.parse(Buffer.from(p!, 'base64url').toString());
     const none = `${b64({ alg: 'none', typ: 'at+jwt' })}.${p}.`;
-    const otherSecret = jwt.sign(payload, 'another-secret-of-sufficient-length!!', { algorithm: 'HS256', header: { alg: 'HS256', typ: 'at+jwt' } });
+    const otherSecret = jwt.sign(payload, 'another-secret-of-sufficient-length!!', {
+      algorithm: 'HS256',
+      header: { alg: 'HS256', typ: 'at+jwt' },
+    });
     const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const rs256 = jwt.sign(payload, privateKey, { algorithm: 'RS256', header: { alg: 'RS256', typ: 'at+jwt' } });
     // HS256 signed with the RSA public key as the HMAC secret: the classic confusion.
@@ -83,7 +91,11 @@ describeStorage('authentication attacks', (backend) => {
   it('stops a suspended or deleted user at once', async () => {
     const u = await buildUser(d);
     expect((await meWith(u.token)).status).to.equal(200);
-    await d.container.database.db.updateTable('users').set({ status: 'suspended' }).where('id', '=', u.user.id).execute();
+    await d.container.database.db
+      .updateTable('users')
+      .set({ status: 'suspended' })
+      .where('id', '=', u.user.id)
+      .execute();
     const r = await meWith(u.token);
     expect(r.status).to.equal(401);
     expect(r.body.error.code).to.equal('ACCOUNT_SUSPENDED');
@@ -113,14 +125,19 @@ describeStorage('authentication attacks', (backend) => {
     let arrived = 0;
     let release!: () => void;
     const allRead = new Promise<void>((resolve) => (release = resolve));
-    const gate = sinon.stub(CredentialRepository.prototype, 'findRefreshToken').callsFake(async function (this: CredentialRepository, hash: string) {
+    const gate = sinon.stub(CredentialRepository.prototype, 'findRefreshToken').callsFake(async function (
+      this: CredentialRepository,
+      hash: string,
+    ) {
       const row = await original.call(this, hash);
       if (++arrived === RACERS) release();
       await Promise.race([allRead, new Promise((r) => setTimeout(r, 5_000))]);
       return row;
     });
     try {
-      const results = await Promise.all(Array.from({ length: RACERS }, () => d.api.post('/v1/auth/refresh', { refresh_token: t.refresh_token })));
+      const results = await Promise.all(
+        Array.from({ length: RACERS }, () => d.api.post('/v1/auth/refresh', { refresh_token: t.refresh_token })),
+      );
       expect(arrived).to.equal(RACERS);
       expect(results.filter((r) => r.status === 200)).to.have.length(1);
       const refused = results.filter((r) => r.status !== 200);
@@ -140,7 +157,11 @@ describeStorage('authentication attacks', (backend) => {
     const retryAfter: number[] = [];
     for (let i = 0; i < 50; i++) {
       // No trusted proxy: the header is ignored, every guess comes from the same address.
-      const r = await d.api.post('/v1/auth/login', { email: u.email, password: `guess-number-${i}` }, { headers: { 'x-forwarded-for': `10.9.${i}.1` } });
+      const r = await d.api.post(
+        '/v1/auth/login',
+        { email: u.email, password: `guess-number-${i}` },
+        { headers: { 'x-forwarded-for': `10.9.${i}.1` } },
+      );
       statuses.push(r.status);
       if (r.status === 429) {
         expect(r.body.error.code).to.equal('LOGIN_THROTTLED');
@@ -158,12 +179,22 @@ describeStorage('authentication attacks', (backend) => {
 
   it('counts a wrong or missing TOTP toward the throttle', async () => {
     const u = await buildUser(d, { withPassword: true });
-    await d.container.database.db.updateTable('users').set({ mfa_enabled: 1, mfa_secret_enc: null }).where('id', '=', u.user.id).execute();
+    await d.container.database.db
+      .updateTable('users')
+      .set({ mfa_enabled: 1, mfa_secret_enc: null })
+      .where('id', '=', u.user.id)
+      .execute();
     for (let i = 0; i < 5; i++) {
-      const r = await d.api.post('/v1/auth/login', { email: u.email, password: u.password, ...(i % 2 ? { mfa_token: '111111' } : {}) });
+      const r = await d.api.post('/v1/auth/login', {
+        email: u.email,
+        password: u.password,
+        ...(i % 2 ? { mfa_token: '111111' } : {}),
+      });
       expect(r.status).to.equal(401);
     }
-    expect((await d.api.post('/v1/auth/login', { email: u.email, password: u.password, mfa_token: '222222' })).status).to.equal(429);
+    expect(
+      (await d.api.post('/v1/auth/login', { email: u.email, password: u.password, mfa_token: '222222' })).status,
+    ).to.equal(429);
   });
 
   it('refuses an over-long password before hashing, and SQL or control characters in fields', async () => {
@@ -172,7 +203,10 @@ describeStorage('authentication attacks', (backend) => {
     expect(r.body.error.code).to.equal('INVALID_FIELD');
     const p = await d.api.post('/v1/auth/login', { email: uniqueEmail(), password: 'é'.repeat(600) });
     expect(p.status).to.equal(400);
-    const sqli = await d.api.post('/v1/auth/login', { email: "x'or'1'='1@x.com", password: "' OR 1=1; DROP TABLE users; --" });
+    const sqli = await d.api.post('/v1/auth/login', {
+      email: "x'or'1'='1@x.com",
+      password: "' OR 1=1; DROP TABLE users; --",
+    });
     expect(sqli.status).to.equal(401);
     const spaced = await d.api.post('/v1/auth/login', { email: "a' OR '1'='1@x.com", password: 'whatever-password' });
     expect(spaced.status).to.equal(400);
@@ -213,7 +247,11 @@ describeStorage('authentication attacks', (backend) => {
     expect((await d.api.delete(`/v1/api-keys/${revoked.id}`, { token: u.token })).status).to.equal(200);
     expect((await d.api.get('/v1/me', { apiKey: revoked.key })).body.error.code).to.equal('API_KEY_REVOKED');
     const expiring = await buildApiKey(d, u, { expires_at: new Date(Date.now() + 60_000).toISOString() });
-    await d.container.database.db.updateTable('api_keys').set({ expires_at: Date.now() - 1 }).where('id', '=', expiring.id).execute();
+    await d.container.database.db
+      .updateTable('api_keys')
+      .set({ expires_at: Date.now() - 1 })
+      .where('id', '=', expiring.id)
+      .execute();
     expect((await d.api.get('/v1/me', { apiKey: expiring.key })).body.error.code).to.equal('API_KEY_EXPIRED');
     const readOnly = await buildApiKey(d, u, { scopes: ['credits:read'] });
     const admin = await d.api.get('/v1/admin/users', { apiKey: readOnly.key });
@@ -225,7 +263,15 @@ describeStorage('authentication attacks', (backend) => {
   });
 
   it('caps concurrent argon2 work: a flood of logins gets 401/429/503, never a crash', async () => {
-    const flood = await startDaemon({ backend, config: { auth: { max_concurrent_hashes: 1, login_throttle: { max_failures_per_email: 1000, max_failures_per_ip: 1000, window_seconds: 60 } } } });
+    const flood = await startDaemon({
+      backend,
+      config: {
+        auth: {
+          max_concurrent_hashes: 1,
+          login_throttle: { max_failures_per_email: 1000, max_failures_per_ip: 1000, window_seconds: 60 },
+        },
+      },
+    });
     try {
       const email = uniqueEmail('flood');
       const results = await Promise.all(
@@ -267,7 +313,9 @@ describeStorage('authentication attacks', (backend) => {
     // Suspension also revokes every token issued so far; the key answers with the account's state.
     expect((await meWith(u.token)).body.error.code).to.equal('INVALID_TOKEN');
     expect((await d.api.get('/v1/me', { apiKey: key.key })).body.error.code).to.equal('ACCOUNT_SUSPENDED');
-    expect((await d.api.post(`/v1/admin/users/${u.user.id}/activate`, {}, { token: admin.token })).status).to.equal(200);
+    expect((await d.api.post(`/v1/admin/users/${u.user.id}/activate`, {}, { token: admin.token })).status).to.equal(
+      200,
+    );
     expect((await d.api.get('/v1/me', { apiKey: key.key })).status).to.equal(200);
     expect((await meWith(u.token)).body.error.code).to.equal('INVALID_TOKEN');
     await new Promise((r) => setTimeout(r, 5));
@@ -277,14 +325,24 @@ describeStorage('authentication attacks', (backend) => {
     expect((await meWith(fresh)).body.error.code).to.equal('INVALID_TOKEN');
     // An admin demoted to member loses the admin scope on the token it already holds.
     expect((await d.api.get('/v1/admin/users', { token: admin.token })).status).to.equal(200);
-    await d.container.database.db.updateTable('users').set({ role: 'member' }).where('id', '=', admin.user.id).execute();
+    await d.container.database.db
+      .updateTable('users')
+      .set({ role: 'member' })
+      .where('id', '=', admin.user.id)
+      .execute();
     expect((await d.api.get('/v1/admin/users', { token: admin.token })).body.error.code).to.equal('INSUFFICIENT_SCOPE');
   });
 
   it('sees a suspension written by another process within a second', async () => {
     const u = await buildUser(d);
     expect((await meWith(u.token)).status).to.equal(200);
-    const outside = new Database({ url: d.home.databaseUrl, poolMax: 1, connectTimeoutMs: 2000, busyTimeoutMs: 5000, logger: createLogger('silent') });
+    const outside = new Database({
+      url: d.home.databaseUrl,
+      poolMax: 1,
+      connectTimeoutMs: 2000,
+      busyTimeoutMs: 5000,
+      logger: createLogger('silent'),
+    });
     try {
       await outside.db.updateTable('users').set({ status: 'suspended' }).where('id', '=', u.user.id).execute();
       const started = Date.now();
@@ -295,7 +353,7 @@ describeStorage('authentication attacks', (backend) => {
         await new Promise((r) => setTimeout(r, 50));
       }
       expect(code).to.equal('ACCOUNT_SUSPENDED');
-      // SQLite keeps the row at most 1 s; Postgres, shared by several daemons, keeps nothing.
+      // SQLite keeps the row at most 1 s; on Postgres the write is announced (daemon/storage/invalidation.ts).
       expect(Date.now() - started).to.be.lessThan(backend === 'postgres' ? 500 : 2000);
     } finally {
       await outside.close();

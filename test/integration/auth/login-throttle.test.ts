@@ -39,7 +39,10 @@ describeStorage('sign-in throttling', (backend) => {
     const options = (throttle: Record<string, unknown> = {}, extra: Record<string, unknown> = {}): DaemonOptions => ({
       backend,
       shared,
-      config: { server: { trusted_proxies: ['127.0.0.1'] }, auth: { login_throttle: { ...THROTTLE, ...throttle }, ...extra } },
+      config: {
+        server: { trusted_proxies: ['127.0.0.1'] },
+        auth: { login_throttle: { ...THROTTLE, ...throttle }, ...extra },
+      },
     });
     let d: TestDaemon;
     before(async () => {
@@ -56,7 +59,9 @@ describeStorage('sign-in throttling', (backend) => {
       let results: ApiResponse[];
       try {
         results = await Promise.all(
-          Array.from({ length: 40 }, (_, i) => login(d, u.email, i === 39 ? u.password : `wrong-guess-${i}-of-40`, freshAddress())),
+          Array.from({ length: 40 }, (_, i) =>
+            login(d, u.email, i === 39 ? u.password : `wrong-guess-${i}-of-40`, freshAddress()),
+          ),
         );
         expect(verify.callCount, 'password checks').to.be.at.most(THROTTLE.max_failures_per_email);
       } finally {
@@ -65,7 +70,9 @@ describeStorage('sign-in throttling', (backend) => {
       expectThrottled(results[39]!);
       expect(results.filter((r) => r.status === 401).length).to.equal(THROTTLE.max_failures_per_email);
       for (const r of results.filter((x) => x.status !== 401)) expectThrottled(r);
-      const failures = (await auditRows(d)).filter((r) => r.action === 'auth.login_failed' && r.target_id === u.user.id);
+      const failures = (await auditRows(d)).filter(
+        (r) => r.action === 'auth.login_failed' && r.target_id === u.user.id,
+      );
       expect(failures.length).to.equal(THROTTLE.max_failures_per_email);
       expect((await auditRows(d)).some((r) => r.action === 'auth.login' && r.target_id === u.user.id)).to.equal(false);
     });
@@ -78,7 +85,8 @@ describeStorage('sign-in throttling', (backend) => {
         const sprayer = freshAddress();
         // Two wrong guesses for each of four emails: no email reaches its own limit (5), the address reaches 6.
         const statuses: number[] = [];
-        for (const v of victims) for (let g = 0; g < 2; g++) statuses.push((await login(t, v.email, `spray-${g}`, sprayer)).status);
+        for (const v of victims)
+          for (let g = 0; g < 2; g++) statuses.push((await login(t, v.email, `spray-${g}`, sprayer)).status);
         expect(statuses.slice(0, 6)).to.deep.equal([401, 401, 401, 401, 401, 401]);
         expect(statuses.slice(6)).to.deep.equal([429, 429]);
         // The address is throttled for a fifth email it never tried, even with the right password.
@@ -96,7 +104,9 @@ describeStorage('sign-in throttling', (backend) => {
       const ip = freshAddress();
       const verify = sinon.spy(d.container.hasher, 'verify');
       try {
-        const results = await Promise.all(Array.from({ length: 40 }, (_, i) => login(d, u.email, i === 39 ? u.password : `wrong-guess-${i}-of-40`, ip)));
+        const results = await Promise.all(
+          Array.from({ length: 40 }, (_, i) => login(d, u.email, i === 39 ? u.password : `wrong-guess-${i}-of-40`, ip)),
+        );
         expect(verify.callCount, 'password checks').to.be.at.most(THROTTLE.max_failures_per_email);
         expectThrottled(results[39]!);
       } finally {
@@ -110,7 +120,8 @@ describeStorage('sign-in throttling', (backend) => {
         const u = await buildUser(short, { withPassword: true });
         const attacker = freshAddress();
         const statuses: number[] = [];
-        for (let i = 0; i < 22; i++) statuses.push((await login(short, u.email, `wrong-guess-${i}-of-22`, attacker)).status);
+        for (let i = 0; i < 22; i++)
+          statuses.push((await login(short, u.email, `wrong-guess-${i}-of-22`, attacker)).status);
         expect(statuses.slice(0, 5)).to.deep.equal([401, 401, 401, 401, 401]);
         expect(statuses.slice(5).every((s) => s === 429)).to.equal(true);
 
@@ -164,7 +175,9 @@ describeStorage('sign-in throttling', (backend) => {
       const refused = await d.api.post(`/v1/admin/users/${u.user.id}/unlock`, {}, { token: member.token });
       expect(refused.status).to.equal(403);
       const root = mintToken(d, await platformAdmin(d));
-      expect((await d.api.post('/v1/admin/users/usr_00000000000000000000000000/unlock', {}, { token: root })).status).to.equal(404);
+      expect(
+        (await d.api.post('/v1/admin/users/usr_00000000000000000000000000/unlock', {}, { token: root })).status,
+      ).to.equal(404);
       const unlocked = await d.api.post(`/v1/admin/users/${u.user.id}/unlock`, {}, { token: root });
       expect(unlocked.status, unlocked.text).to.equal(200);
       expect(unlocked.body.user).to.include({ id: u.user.id, email: u.email });
@@ -176,14 +189,20 @@ describeStorage('sign-in throttling', (backend) => {
       expect(r.status, r.text).to.equal(200);
       expectThrottled(await login(d, u.email, u.password, attacker));
       // By email, too.
-      expect((await d.api.post(`/v1/admin/users/${encodeURIComponent(u.email)}/unlock`, {}, { token: root })).status).to.equal(200);
+      expect(
+        (await d.api.post(`/v1/admin/users/${encodeURIComponent(u.email)}/unlock`, {}, { token: root })).status,
+      ).to.equal(200);
     });
 
     it('POST /v1/auth/password: wrong current passwords are throttled, counted and audited; the right one is refused while throttled', async () => {
       const u = await buildUser(d, { withPassword: true });
       const ip = freshAddress();
       const change = (current: string) =>
-        d.api.post('/v1/auth/password', { current_password: current, new_password: 'a-brand-new-password-1' }, from(ip, { token: u.token }));
+        d.api.post(
+          '/v1/auth/password',
+          { current_password: current, new_password: 'a-brand-new-password-1' },
+          from(ip, { token: u.token }),
+        );
       for (let i = 0; i < THROTTLE.max_failures_per_email; i++) {
         const r = await change(`wrong-current-${i}-pw`);
         expect(r.status, r.text).to.equal(401);
@@ -193,9 +212,17 @@ describeStorage('sign-in throttling', (backend) => {
       expectThrottled(await change(u.password));
       // The password did not change, and signing in is throttled for this email too.
       const rows = await auditRows(d);
-      expect(rows.filter((r) => r.action === 'auth.password_change' && r.actor_id === u.user.id && r.outcome === 'failure').length).to.equal(THROTTLE.max_failures_per_email);
-      expect(rows.filter((r) => r.action === 'auth.password_change' && r.actor_id === u.user.id && r.outcome === 'denied').length).to.equal(2);
-      expect(rows.some((r) => r.action === 'auth.password_change' && r.actor_id === u.user.id && r.outcome === 'success')).to.equal(false);
+      expect(
+        rows.filter((r) => r.action === 'auth.password_change' && r.actor_id === u.user.id && r.outcome === 'failure')
+          .length,
+      ).to.equal(THROTTLE.max_failures_per_email);
+      expect(
+        rows.filter((r) => r.action === 'auth.password_change' && r.actor_id === u.user.id && r.outcome === 'denied')
+          .length,
+      ).to.equal(2);
+      expect(
+        rows.some((r) => r.action === 'auth.password_change' && r.actor_id === u.user.id && r.outcome === 'success'),
+      ).to.equal(false);
       expectThrottled(await login(d, u.email, u.password, freshAddress()));
     });
 
@@ -203,7 +230,11 @@ describeStorage('sign-in throttling', (backend) => {
       const u = await buildUser(d, { withPassword: true });
       const setup = await d.api.post('/v1/auth/mfa/setup', {}, { token: u.token });
       expect(setup.status, setup.text).to.equal(200);
-      const enable = await d.api.post('/v1/auth/mfa/enable', { token: totpNow(setup.body.secret, Date.now()) }, { token: u.token });
+      const enable = await d.api.post(
+        '/v1/auth/mfa/enable',
+        { token: totpNow(setup.body.secret, Date.now()) },
+        { token: u.token },
+      );
       expect(enable.status, enable.text).to.equal(200);
       const codes: string[] = enable.body.recovery_codes;
       const token = mintToken(d, u.user);
@@ -216,11 +247,21 @@ describeStorage('sign-in throttling', (backend) => {
       }
       expectThrottled(await disable('000000'));
       expectThrottled(await disable(codes[0]!));
-      const row = await d.container.database.db.selectFrom('users').select('mfa_enabled').where('id', '=', u.user.id).executeTakeFirstOrThrow();
+      const row = await d.container.database.db
+        .selectFrom('users')
+        .select('mfa_enabled')
+        .where('id', '=', u.user.id)
+        .executeTakeFirstOrThrow();
       expect(Number(row.mfa_enabled)).to.equal(1);
       const rows = await auditRows(d);
-      expect(rows.filter((r) => r.action === 'auth.mfa_disable' && r.actor_id === u.user.id && r.outcome === 'failure').length).to.equal(THROTTLE.max_failures_per_email);
-      expect(rows.filter((r) => r.action === 'auth.mfa_disable' && r.actor_id === u.user.id && r.outcome === 'denied').length).to.equal(2);
+      expect(
+        rows.filter((r) => r.action === 'auth.mfa_disable' && r.actor_id === u.user.id && r.outcome === 'failure')
+          .length,
+      ).to.equal(THROTTLE.max_failures_per_email);
+      expect(
+        rows.filter((r) => r.action === 'auth.mfa_disable' && r.actor_id === u.user.id && r.outcome === 'denied')
+          .length,
+      ).to.equal(2);
     });
 
     it('one account cannot starve sign-in: 120 concurrent password changes of one member, other users still sign in', async () => {
@@ -232,7 +273,11 @@ describeStorage('sign-in throttling', (backend) => {
         for (let i = 0; i < 8; i++) others.push(await buildUser(flood, { withPassword: true }));
         const memberIp = freshAddress();
         const changes = Array.from({ length: 120 }, (_, i) =>
-          flood.api.post('/v1/auth/password', { current_password: member.password, new_password: `new-password-${i}-of-120` }, from(memberIp, { token: member.token })),
+          flood.api.post(
+            '/v1/auth/password',
+            { current_password: member.password, new_password: `new-password-${i}-of-120` },
+            from(memberIp, { token: member.token }),
+          ),
         );
         await sleep(50);
         const logins = others.map((o) => login(flood, o.email, o.password, freshAddress()));
@@ -241,7 +286,10 @@ describeStorage('sign-in throttling', (backend) => {
         const excess = changed.filter((r) => r.status === 429 || r.status === 503);
         expect(excess.length).to.be.greaterThan(0);
         for (const r of excess) expect(retryAfter(r), r.text).to.be.at.least(1);
-        expect(changed.every((r) => [200, 401, 429, 503].includes(r.status)), JSON.stringify(changed.map((r) => r.status))).to.equal(true);
+        expect(
+          changed.every((r) => [200, 401, 429, 503].includes(r.status)),
+          JSON.stringify(changed.map((r) => r.status)),
+        ).to.equal(true);
       } finally {
         await flood.stop();
       }

@@ -38,13 +38,25 @@ describeStorage('MFA secrets that no longer open after a JWT_SECRET change', (ba
     await home?.cleanup();
   });
   async function daemon(jwtSecret: string, previousJwtSecrets?: string[]): Promise<TestDaemon> {
-    const d = await startDaemon({ backend, databaseUrl: home.databaseUrl, jwtSecret, ...(previousJwtSecrets ? { previousJwtSecrets } : {}) });
+    const d = await startDaemon({
+      backend,
+      databaseUrl: home.databaseUrl,
+      jwtSecret,
+      ...(previousJwtSecrets ? { previousJwtSecrets } : {}),
+    });
     daemons.push(d);
     return d;
   }
   async function doctor(d: TestDaemon, env: Record<string, string>) {
     const file = path.join(d.home.dataDir, `gateway-${randomBytes(4).toString('hex')}.yaml`);
-    writeFileSync(file, stringify({ data_dir: d.home.dataDir, database: { url: home.databaseUrl }, agent: { command: ['node', path.join(PROJECT_ROOT, 'examples/agent/agent.js')] } }));
+    writeFileSync(
+      file,
+      stringify({
+        data_dir: d.home.dataDir,
+        database: { url: home.databaseUrl },
+        agent: { command: ['node', path.join(PROJECT_ROOT, 'examples/agent/agent.js')] },
+      }),
+    );
     const checks = await runChecks({ file, env: { PATH: process.env.PATH, ...env }, daemonUrl: d.url });
     return checks.find((c) => c.name === 'mfa_secrets');
   }
@@ -56,7 +68,11 @@ describeStorage('MFA secrets that no longer open after a JWT_SECRET change', (ba
     const setup = await a.api.post('/v1/auth/mfa/setup', {}, { token: u.token });
     expect(setup.status, setup.text).to.equal(200);
     const totpSecret = setup.body.secret as string;
-    const enable = await a.api.post('/v1/auth/mfa/enable', { token: totpNow(totpSecret, Date.now()) }, { token: u.token });
+    const enable = await a.api.post(
+      '/v1/auth/mfa/enable',
+      { token: totpNow(totpSecret, Date.now()) },
+      { token: u.token },
+    );
     expect(enable.status, enable.text).to.equal(200);
     const recovery = enable.body.recovery_codes[0] as string;
     expect(logLines(a, 'MFA')).to.deep.equal([]);
@@ -71,7 +87,11 @@ describeStorage('MFA secrets that no longer open after a JWT_SECRET change', (ba
     expect(warnings[0]!.msg).to.include('JWT_PREVIOUS_SECRETS').and.include('reset-mfa');
 
     const before = b.logs.length;
-    const login = await b.api.post('/v1/auth/login', { email: u.email, password: u.password, mfa_token: totpNow(totpSecret, Date.now() + 30_000) });
+    const login = await b.api.post('/v1/auth/login', {
+      email: u.email,
+      password: u.password,
+      mfa_token: totpNow(totpSecret, Date.now() + 30_000),
+    });
     expect(login.status, login.text).to.equal(409);
     expect(login.body.error.type).to.equal('CONFLICT');
     expect(login.body.error.code).to.equal('MFA_UNAVAILABLE');
@@ -79,16 +99,32 @@ describeStorage('MFA secrets that no longer open after a JWT_SECRET change', (ba
     expect(b.logs.slice(before).filter((l) => /"level":"(error|fatal)"/.test(l))).to.deep.equal([]);
     const rows = (await auditRows(b)).filter((r) => r.action === 'auth.mfa_unreadable');
     expect(rows).to.have.length(1);
-    expect(rows[0]).to.include({ outcome: 'failure', actor_type: 'user', actor_id: u.user.id, target_type: 'user', target_id: u.user.id });
+    expect(rows[0]).to.include({
+      outcome: 'failure',
+      actor_type: 'user',
+      actor_id: u.user.id,
+      target_type: 'user',
+      target_id: u.user.id,
+    });
 
     // A recovery code is not sealed (only hashed): it still signs in.
-    const withRecovery = await b.api.post('/v1/auth/login', { email: u.email, password: u.password, mfa_token: recovery });
+    const withRecovery = await b.api.post('/v1/auth/login', {
+      email: u.email,
+      password: u.password,
+      mfa_token: recovery,
+    });
     expect(withRecovery.status, withRecovery.text).to.equal(200);
     // Turning MFA off with a TOTP code cannot be checked either: the same answer, audited.
-    const disable = await b.api.post('/v1/auth/mfa/disable', { token: totpNow(totpSecret, Date.now() + 60_000) }, { token: withRecovery.body.tokens.access_token });
+    const disable = await b.api.post(
+      '/v1/auth/mfa/disable',
+      { token: totpNow(totpSecret, Date.now() + 60_000) },
+      { token: withRecovery.body.tokens.access_token },
+    );
     expect(disable.status, disable.text).to.equal(409);
     expect(disable.body.error.code).to.equal('MFA_UNAVAILABLE');
-    const audited = (await auditRows(b)).filter((r) => r.action === 'auth.mfa_unreadable').map((r) => JSON.parse(String(r.details)).during);
+    const audited = (await auditRows(b))
+      .filter((r) => r.action === 'auth.mfa_unreadable')
+      .map((r) => JSON.parse(String(r.details)).during);
     expect(audited).to.deep.equal(['login', 'mfa_disable']);
 
     // doctor, run with the daemon's environment, names the problem; with the old secret as a previous one it is fine.

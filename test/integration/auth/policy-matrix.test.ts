@@ -1,7 +1,15 @@
 import { expect } from 'chai';
 import { describeStorage } from '../../helpers/backends.js';
 import { startDaemon, type TestDaemon } from '../../helpers/daemon.js';
-import { auditRows, buildTenant, buildUser, mintToken, platformAdmin, uniqueEmail, type TestUser } from '../../helpers/factories.js';
+import {
+  auditRows,
+  buildTenant,
+  buildUser,
+  mintToken,
+  platformAdmin,
+  uniqueEmail,
+  type TestUser,
+} from '../../helpers/factories.js';
 import type { ApiResponse } from '../../helpers/http.js';
 import { closeClients, connect, seedSession } from '../stream/support.js';
 
@@ -137,7 +145,8 @@ describeStorage('authorization policy: role x credential x action', (backend) =>
     ],
     [
       'POST /v1/admin/api-keys for oneself with all five scopes',
-      async (a) => outcome(await d.api.post('/v1/admin/api-keys', { user_id: a.user.user.id, name: 'k', scopes: ALL }, a.auth)),
+      async (a) =>
+        outcome(await d.api.post('/v1/admin/api-keys', { user_id: a.user.user.id, name: 'k', scopes: ALL }, a.auth)),
       [S, S, '201', '201', S, '201', '201', S],
     ],
     [
@@ -152,36 +161,41 @@ describeStorage('authorization policy: role x credential x action', (backend) =>
     ],
     [
       'POST /v1/admin/users/:id/activate of a member a tenant admin suspended',
-      async (a) => outcome(await d.api.post(`/v1/admin/users/${(await target(tenantAdmin.token)).user.id}/activate`, {}, a.auth)),
+      async (a) =>
+        outcome(await d.api.post(`/v1/admin/users/${(await target(tenantAdmin.token)).user.id}/activate`, {}, a.auth)),
       [S, S, '200', '200', S, '200', '200', S],
     ],
     [
-      'POST /v1/admin/users/:id/tier: one\'s own tier, to enterprise',
+      "POST /v1/admin/users/:id/tier: one's own tier, to enterprise",
       async (a) => outcome(await d.api.post(`/v1/admin/users/${a.user.user.id}/tier`, { tier: 'enterprise' }, a.auth)),
       [S, S, F, F, S, '200', '200', S],
     ],
     [
       "POST /v1/admin/users/:id/tier: a member's tier, up to the tenant admin's own (team)",
-      async (a) => outcome(await d.api.post(`/v1/admin/users/${(await target()).user.id}/tier`, { tier: 'team' }, a.auth)),
+      async (a) =>
+        outcome(await d.api.post(`/v1/admin/users/${(await target()).user.id}/tier`, { tier: 'team' }, a.auth)),
       [S, S, '200', '200', S, '200', '200', S],
     ],
     [
       "POST /v1/admin/users/:id/tier: a member's tier, above the tenant admin's own (enterprise)",
-      async (a) => outcome(await d.api.post(`/v1/admin/users/${(await target()).user.id}/tier`, { tier: 'enterprise' }, a.auth)),
+      async (a) =>
+        outcome(await d.api.post(`/v1/admin/users/${(await target()).user.id}/tier`, { tier: 'enterprise' }, a.auth)),
       [S, S, F, F, S, '200', '200', S],
     ],
     [
       "POST /v1/admin/users/:id/tier: another tenant admin's tier",
-      async (a) => outcome(await d.api.post(`/v1/admin/users/${peerAdmin.user.id}/tier`, { tier: 'individual' }, a.auth)),
+      async (a) =>
+        outcome(await d.api.post(`/v1/admin/users/${peerAdmin.user.id}/tier`, { tier: 'individual' }, a.auth)),
       [S, S, F, F, S, '200', '200', S],
     ],
     [
-      'POST /v1/admin/users: a member above the tenant admin\'s tier (enterprise)',
-      async (a) => outcome(await d.api.post('/v1/admin/users', { email: uniqueEmail('m'), tier: 'enterprise' }, a.auth)),
+      "POST /v1/admin/users: a member above the tenant admin's tier (enterprise)",
+      async (a) =>
+        outcome(await d.api.post('/v1/admin/users', { email: uniqueEmail('m'), tier: 'enterprise' }, a.auth)),
       [S, S, F, F, S, '201', '201', S],
     ],
     [
-      'POST /v1/admin/users: a member at the tenant admin\'s tier (team)',
+      "POST /v1/admin/users: a member at the tenant admin's tier (team)",
       async (a) => outcome(await d.api.post('/v1/admin/users', { email: uniqueEmail('m'), tier: 'team' }, a.auth)),
       [S, S, '201', '201', S, '201', '201', S],
     ],
@@ -212,7 +226,10 @@ describeStorage('authorization policy: role x credential x action', (backend) =>
     ],
     [
       'POST /v1/admin/credits/grant to oneself',
-      async (a) => outcome(await d.api.post('/v1/admin/credits/grant', { user_id: a.user.user.id, amount: 1, reason: 'matrix' }, a.auth)),
+      async (a) =>
+        outcome(
+          await d.api.post('/v1/admin/credits/grant', { user_id: a.user.user.id, amount: 1, reason: 'matrix' }, a.auth),
+        ),
       [S, S, F, F, S, '201', '201', S],
     ],
     [
@@ -236,18 +253,34 @@ describeStorage('authorization policy: role x credential x action', (backend) =>
   }
 
   describe('API keys mint no more than they hold', () => {
-    it("a key scoped only `admin` cannot mint a key with other scopes, for its owner or a member", async () => {
+    it('a key scoped only `admin` cannot mint a key with other scopes, for its owner or a member', async () => {
       const adminOnly = await key(tenantAdmin, ['admin']);
-      const five = await d.api.post('/v1/admin/api-keys', { user_id: tenantAdmin.user.id, name: 'escalate', scopes: ALL }, { apiKey: adminOnly });
+      const five = await d.api.post(
+        '/v1/admin/api-keys',
+        { user_id: tenantAdmin.user.id, name: 'escalate', scopes: ALL },
+        { apiKey: adminOnly },
+      );
       expect(five.status, five.text).to.equal(403);
       expect(five.body.error.code).to.equal('INSUFFICIENT_SCOPE');
-      const forMember = await d.api.post('/v1/admin/api-keys', { user_id: member.user.id, name: 'escalate', scopes: ['agents:execute'] }, { apiKey: adminOnly });
+      const forMember = await d.api.post(
+        '/v1/admin/api-keys',
+        { user_id: member.user.id, name: 'escalate', scopes: ['agents:execute'] },
+        { apiKey: adminOnly },
+      );
       expect(forMember.status, forMember.text).to.equal(403);
       // Without `scopes`, a key gets what both the owner holds and the minting key holds.
-      const dflt = await d.api.post('/v1/admin/api-keys', { user_id: tenantAdmin.user.id, name: 'default' }, { apiKey: adminOnly });
+      const dflt = await d.api.post(
+        '/v1/admin/api-keys',
+        { user_id: tenantAdmin.user.id, name: 'default' },
+        { apiKey: adminOnly },
+      );
       expect(dflt.status, dflt.text).to.equal(201);
       expect(dflt.body.api_key.scopes).to.deep.equal(['admin']);
-      const same = await d.api.post('/v1/admin/api-keys', { user_id: tenantAdmin.user.id, name: 'same', scopes: ['admin'] }, { apiKey: adminOnly });
+      const same = await d.api.post(
+        '/v1/admin/api-keys',
+        { user_id: tenantAdmin.user.id, name: 'same', scopes: ['admin'] },
+        { apiKey: adminOnly },
+      );
       expect(same.status, same.text).to.equal(201);
     });
 
@@ -255,7 +288,11 @@ describeStorage('authorization policy: role x credential x action', (backend) =>
       const memberAdmin = await d.api.post('/v1/api-keys', { name: 'x', scopes: ['admin'] }, { token: member.token });
       expect(outcome(memberAdmin)).to.equal(S);
       const full = actors.get('platform_admin/key+admin')!.auth;
-      const forMember = await d.api.post('/v1/admin/api-keys', { user_id: member.user.id, name: 'ci', scopes: ['sessions:read'] }, full);
+      const forMember = await d.api.post(
+        '/v1/admin/api-keys',
+        { user_id: member.user.id, name: 'ci', scopes: ['sessions:read'] },
+        full,
+      );
       expect(forMember.status, forMember.text).to.equal(201);
       expect(forMember.body.api_key.scopes).to.deep.equal(['sessions:read']);
     });
@@ -264,15 +301,27 @@ describeStorage('authorization policy: role x credential x action', (backend) =>
   describe('suspensions', () => {
     it("a tenant admin's suspend of a platform-suspended user does not make it liftable by the tenant", async () => {
       const u = await target(root);
-      expect((await d.api.post(`/v1/admin/users/${u.user.id}/suspend`, {}, { token: tenantAdmin.token })).status).to.equal(200);
-      expect(outcome(await d.api.post(`/v1/admin/users/${u.user.id}/activate`, {}, { token: tenantAdmin.token }))).to.equal(F);
+      expect(
+        (await d.api.post(`/v1/admin/users/${u.user.id}/suspend`, {}, { token: tenantAdmin.token })).status,
+      ).to.equal(200);
+      expect(
+        outcome(await d.api.post(`/v1/admin/users/${u.user.id}/activate`, {}, { token: tenantAdmin.token })),
+      ).to.equal(F);
       // The refusal is audited, with the tenant admin as the actor.
-      const denied = (await auditRows(d)).filter((e) => e.action === 'user.activate' && e.outcome === 'denied' && e.target_id === u.user.id);
+      const denied = (await auditRows(d)).filter(
+        (e) => e.action === 'user.activate' && e.outcome === 'denied' && e.target_id === u.user.id,
+      );
       expect(denied.map((e) => e.actor_id)).to.deep.equal([tenantAdmin.user.id]);
-      expect((await d.api.post(`/v1/admin/users/${u.user.id}/activate`, {}, { token: root })).body.user.status).to.equal('active');
+      expect(
+        (await d.api.post(`/v1/admin/users/${u.user.id}/activate`, {}, { token: root })).body.user.status,
+      ).to.equal('active');
       // Lifted by the platform, a later tenant suspension is the tenant's to lift.
-      expect((await d.api.post(`/v1/admin/users/${u.user.id}/suspend`, {}, { token: tenantAdmin.token })).status).to.equal(200);
-      expect((await d.api.post(`/v1/admin/users/${u.user.id}/activate`, {}, { token: tenantAdmin.token })).body.user.status).to.equal('active');
+      expect(
+        (await d.api.post(`/v1/admin/users/${u.user.id}/suspend`, {}, { token: tenantAdmin.token })).status,
+      ).to.equal(200);
+      expect(
+        (await d.api.post(`/v1/admin/users/${u.user.id}/activate`, {}, { token: tenantAdmin.token })).body.user.status,
+      ).to.equal('active');
     });
   });
 
@@ -280,13 +329,21 @@ describeStorage('authorization policy: role x credential x action', (backend) =>
     it("a tenant admin's key without `admin` cannot subscribe to another member's session; its JWT can", async () => {
       const withoutAdmin = await connect(d, actors.get('tenant_admin/key-admin')!.auth);
       withoutAdmin.send({ type: 'subscribe', session_id: finished, after: 0 });
-      await withoutAdmin.until((m) => m.some((x) => x.type === 'error' || typeof x.seq === 'number'), 10_000, 'an answer');
+      await withoutAdmin.until(
+        (m) => m.some((x) => x.type === 'error' || typeof x.seq === 'number'),
+        10_000,
+        'an answer',
+      );
       expect(withoutAdmin.errors().map((e) => e.error?.code)).to.deep.equal(['NOT_FOUND']);
       expect(withoutAdmin.events(finished)).to.deep.equal([]);
 
       const jwt = await connect(d, actors.get('tenant_admin/jwt')!.auth);
       jwt.send({ type: 'subscribe', session_id: finished, after: 0 });
-      await jwt.until((m) => m.filter((x) => x.session_id === finished && typeof x.seq === 'number').length === 3, 10_000, 'the replay');
+      await jwt.until(
+        (m) => m.filter((x) => x.session_id === finished && typeof x.seq === 'number').length === 3,
+        10_000,
+        'the replay',
+      );
       expect(jwt.errors()).to.deep.equal([]);
     });
   });

@@ -10,7 +10,8 @@ interface Tokens {
   refresh_token: string;
 }
 
-const claimsOf = (token: string) => JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
+const claimsOf = (token: string) =>
+  JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
 
 /**
  * Security events cut access at once: a revoked sign-in (refresh-token reuse,
@@ -28,7 +29,11 @@ describeStorage('security events cut access', (backend) => {
   after(async () => d?.stop());
 
   const signIn = async (u: TestUser, mfaToken?: string): Promise<Tokens> => {
-    const r = await d.api.post('/v1/auth/login', { email: u.email, password: u.password, ...(mfaToken ? { mfa_token: mfaToken } : {}) });
+    const r = await d.api.post('/v1/auth/login', {
+      email: u.email,
+      password: u.password,
+      ...(mfaToken ? { mfa_token: mfaToken } : {}),
+    });
     expect(r.status, r.text).to.equal(200);
     return r.body.tokens;
   };
@@ -75,13 +80,17 @@ describeStorage('security events cut access', (backend) => {
       const a = await signIn(u);
       const b = await signIn(u);
       await warm(a.access_token, b.access_token);
-      expect((await d.api.post('/v1/auth/logout', { refresh_token: a.refresh_token }, { token: a.access_token })).status).to.equal(200);
+      expect(
+        (await d.api.post('/v1/auth/logout', { refresh_token: a.refresh_token }, { token: a.access_token })).status,
+      ).to.equal(200);
       await expectRefused(a.access_token);
       expect((await me(b.access_token)).status).to.equal(200);
       // Logging out one sign-in from another works the same way.
       const c = await signIn(u);
       await warm(c.access_token);
-      expect((await d.api.post('/v1/auth/logout', { refresh_token: c.refresh_token }, { token: b.access_token })).status).to.equal(200);
+      expect(
+        (await d.api.post('/v1/auth/logout', { refresh_token: c.refresh_token }, { token: b.access_token })).status,
+      ).to.equal(200);
       await expectRefused(c.access_token);
       expect((await me(b.access_token)).status).to.equal(200);
     });
@@ -98,7 +107,9 @@ describeStorage('security events cut access', (backend) => {
         await expectRefused(a.access_token);
         if (refreshed.status === 200) {
           await expectRefused(refreshed.body.tokens.access_token);
-          expect((await d.api.post('/v1/auth/refresh', { refresh_token: refreshed.body.tokens.refresh_token })).status).to.equal(401);
+          expect(
+            (await d.api.post('/v1/auth/refresh', { refresh_token: refreshed.body.tokens.refresh_token })).status,
+          ).to.equal(401);
         }
       }
     });
@@ -109,7 +120,9 @@ describeStorage('security events cut access', (backend) => {
       const b = await signIn(u);
       const mine = await connect(d, { token: a.access_token });
       const kept = await connect(d, { token: b.access_token });
-      expect((await d.api.post('/v1/auth/logout', { refresh_token: a.refresh_token }, { token: a.access_token })).status).to.equal(200);
+      expect(
+        (await d.api.post('/v1/auth/logout', { refresh_token: a.refresh_token }, { token: a.access_token })).status,
+      ).to.equal(200);
       expect(await mine.closedWithin(10_000)).to.deep.equal({ code: 1008, reason: 'INVALID_TOKEN' });
       await new Promise((res) => setTimeout(res, 500));
       expect(kept.ws.readyState).to.equal(kept.ws.OPEN);
@@ -126,7 +139,11 @@ describeStorage('security events cut access', (backend) => {
     async function enrol(token: string): Promise<{ secret: string; body: Record<string, unknown> }> {
       const setup = await d.api.post('/v1/auth/mfa/setup', {}, { token });
       expect(setup.status, setup.text).to.equal(200);
-      const enable = await d.api.post('/v1/auth/mfa/enable', { token: totpNow(setup.body.secret, Date.now()) }, { token });
+      const enable = await d.api.post(
+        '/v1/auth/mfa/enable',
+        { token: totpNow(setup.body.secret, Date.now()) },
+        { token },
+      );
       expect(enable.status, enable.text).to.equal(200);
       return { secret: setup.body.secret, body: enable.body };
     }
@@ -149,9 +166,14 @@ describeStorage('security events cut access', (backend) => {
       expect((await me(caller.access_token)).status).to.equal(200);
       const next = await d.api.post('/v1/auth/refresh', { refresh_token: caller.refresh_token });
       expect(next.status, next.text).to.equal(200);
-      const audit = (await auditRows(d)).filter((row) => row.action === 'auth.mfa_enable' && row.outcome === 'success' && row.target_id === u.user.id);
+      const audit = (await auditRows(d)).filter(
+        (row) => row.action === 'auth.mfa_enable' && row.outcome === 'success' && row.target_id === u.user.id,
+      );
       expect(audit).to.have.length(1);
-      expect(JSON.parse(String(audit[0]!.details))).to.deep.include({ revoked_sign_ins: 2, kept_sign_in: claimsOf(caller.access_token).sid });
+      expect(JSON.parse(String(audit[0]!.details))).to.deep.include({
+        revoked_sign_ins: 2,
+        kept_sign_in: claimsOf(caller.access_token).sid,
+      });
     });
 
     it('leaves no other sign-in usable when refreshes race the enrolment', async () => {
@@ -161,14 +183,20 @@ describeStorage('security events cut access', (backend) => {
       for (let i = 0; i < 6; i++) others.push(await signIn(u));
       const setup = await d.api.post('/v1/auth/mfa/setup', {}, { token: caller.access_token });
       const [enable, ...refreshed] = await Promise.all([
-        d.api.post('/v1/auth/mfa/enable', { token: totpNow(setup.body.secret, Date.now()) }, { token: caller.access_token }),
+        d.api.post(
+          '/v1/auth/mfa/enable',
+          { token: totpNow(setup.body.secret, Date.now()) },
+          { token: caller.access_token },
+        ),
         ...others.map((t) => d.api.post('/v1/auth/refresh', { refresh_token: t.refresh_token })),
       ]);
       expect(enable!.status, enable!.text).to.equal(200);
       // Whatever won each race, what a refresh handed out is dead now.
       for (const r of refreshed.filter((x) => x.status === 200)) {
         await expectRefused(r.body.tokens.access_token);
-        expect((await d.api.post('/v1/auth/refresh', { refresh_token: r.body.tokens.refresh_token })).status).to.equal(401);
+        expect((await d.api.post('/v1/auth/refresh', { refresh_token: r.body.tokens.refresh_token })).status).to.equal(
+          401,
+        );
       }
       for (const t of others) await expectRefused(t.access_token);
       expect((await me(caller.access_token)).status).to.equal(200);
@@ -182,7 +210,9 @@ describeStorage('security events cut access', (backend) => {
       await expectRefused(signedIn.access_token);
       expect(body).to.include({ sign_in_again: true, revoked_sign_ins: 1 });
       // Signing in again needs the second factor.
-      expect((await d.api.post('/v1/auth/login', { email: u.email, password: u.password })).body.error.code).to.equal('MFA_REQUIRED');
+      expect((await d.api.post('/v1/auth/login', { email: u.email, password: u.password })).body.error.code).to.equal(
+        'MFA_REQUIRED',
+      );
       await signIn(u, totpNow(secret, Date.now() + 30_000));
     });
   });
@@ -190,7 +220,10 @@ describeStorage('security events cut access', (backend) => {
   describe('logout-all and password change list the live API keys, and can revoke them', () => {
     async function keysOf(u: TestUser) {
       const live = await buildApiKey(d, u, { name: 'ci deploy', scopes: ['credits:read'] });
-      const second = await buildApiKey(d, u, { name: 'laptop', expires_at: new Date(Date.now() + 86_400_000).toISOString() });
+      const second = await buildApiKey(d, u, {
+        name: 'laptop',
+        expires_at: new Date(Date.now() + 86_400_000).toISOString(),
+      });
       const revoked = await buildApiKey(d, u, { name: 'old' });
       expect((await d.api.delete(`/v1/api-keys/${revoked.id}`, { token: u.token })).status).to.equal(200);
       // Used once, so last_used_at is set.
@@ -230,7 +263,9 @@ describeStorage('security events cut access', (backend) => {
       const r = await d.api.post('/v1/auth/logout-all', { revoke_api_keys: true }, { token: t.access_token });
       expect(r.status, r.text).to.equal(200);
       expect(r.body.api_keys).to.deep.equal([]);
-      expect(r.body.revoked_api_keys.map((k: { id: string }) => k.id).sort()).to.deep.equal([live.id, second.id].sort());
+      expect(r.body.revoked_api_keys.map((k: { id: string }) => k.id).sort()).to.deep.equal(
+        [live.id, second.id].sort(),
+      );
       expect(r.body.revoked_api_keys.every((k: { status: string }) => k.status === 'revoked')).to.equal(true);
       for (const k of [live, second, revoked]) {
         const res = await d.api.get('/v1/me', { apiKey: k.key });
@@ -240,7 +275,9 @@ describeStorage('security events cut access', (backend) => {
       await expectRefused(t.access_token);
       expect((await d.api.get('/v1/me', { apiKey: theirs.key })).status).to.equal(200);
       const audit = await auditRows(d);
-      const revokes = audit.filter((row) => row.action === 'key.revoke' && [live.id, second.id].includes(String(row.target_id)));
+      const revokes = audit.filter(
+        (row) => row.action === 'key.revoke' && [live.id, second.id].includes(String(row.target_id)),
+      );
       expect(revokes).to.have.length(2);
       expect(JSON.parse(String(revokes[0]!.details))).to.include({ owner_id: u.user.id, reason: 'logout_all' });
       const logoutAll = audit.filter((row) => row.action === 'auth.logout_all' && row.target_id === u.user.id);
@@ -251,18 +288,29 @@ describeStorage('security events cut access', (backend) => {
       const u = await buildUser(d, { withPassword: true });
       const { live, second } = await keysOf(u);
       const t = await signIn(u);
-      const listed = await d.api.post('/v1/auth/password', { current_password: u.password, new_password: 'a-new-password-123' }, { token: t.access_token });
+      const listed = await d.api.post(
+        '/v1/auth/password',
+        { current_password: u.password, new_password: 'a-new-password-123' },
+        { token: t.access_token },
+      );
       expect(listed.status, listed.text).to.equal(200);
       expect(listed.body.api_keys.map((k: { id: string }) => k.id).sort()).to.deep.equal([live.id, second.id].sort());
       expect(listed.body.revoked_api_keys).to.deep.equal([]);
       expect((await d.api.get('/v1/me', { apiKey: live.key })).status).to.equal(200);
 
       const t2 = await signIn({ ...u, password: 'a-new-password-123' });
-      const r = await d.api.post('/v1/auth/password', { current_password: 'a-new-password-123', new_password: 'a-third-password-456', revoke_api_keys: true }, { token: t2.access_token });
+      const r = await d.api.post(
+        '/v1/auth/password',
+        { current_password: 'a-new-password-123', new_password: 'a-third-password-456', revoke_api_keys: true },
+        { token: t2.access_token },
+      );
       expect(r.status, r.text).to.equal(200);
       expect(r.body.api_keys).to.deep.equal([]);
-      expect(r.body.revoked_api_keys.map((k: { id: string }) => k.id).sort()).to.deep.equal([live.id, second.id].sort());
-      for (const k of [live, second]) expect((await d.api.get('/v1/me', { apiKey: k.key })).body.error.code).to.equal('API_KEY_REVOKED');
+      expect(r.body.revoked_api_keys.map((k: { id: string }) => k.id).sort()).to.deep.equal(
+        [live.id, second.id].sort(),
+      );
+      for (const k of [live, second])
+        expect((await d.api.get('/v1/me', { apiKey: k.key })).body.error.code).to.equal('API_KEY_REVOKED');
       const revokes = (await auditRows(d)).filter((row) => row.action === 'key.revoke' && row.target_id === live.id);
       expect(JSON.parse(String(revokes.at(-1)!.details))).to.include({ reason: 'password_change' });
     });
@@ -271,7 +319,11 @@ describeStorage('security events cut access', (backend) => {
       const u = await buildUser(d, { withPassword: true });
       const k = await buildApiKey(d, u);
       const t = await signIn(u);
-      const r = await d.api.post('/v1/auth/password', { current_password: 'wrong-password-xx', new_password: 'a-new-password-123', revoke_api_keys: true }, { token: t.access_token });
+      const r = await d.api.post(
+        '/v1/auth/password',
+        { current_password: 'wrong-password-xx', new_password: 'a-new-password-123', revoke_api_keys: true },
+        { token: t.access_token },
+      );
       expect(r.status).to.equal(401);
       expect((await d.api.get('/v1/me', { apiKey: k.key })).status).to.equal(200);
     });

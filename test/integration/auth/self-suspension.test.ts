@@ -20,7 +20,14 @@ describeStorage('an administrator cannot suspend itself by another spelling of i
   it('refuses upper case, surrounding spaces and fullwidth forms with 409 INVALID_STATE, and stays active', async () => {
     const admin = await buildUser(d, { role: 'admin', tier: 'enterprise', email: uniqueEmail('admina') });
     const [local, domain] = admin.email.split('@') as [string, string];
-    const spellings = [admin.email, admin.user.id, admin.email.toUpperCase(), `  ${admin.email}  `, `\t${admin.email.toUpperCase()} `, `${fullwidth(local)}@${domain}`];
+    const spellings = [
+      admin.email,
+      admin.user.id,
+      admin.email.toUpperCase(),
+      `  ${admin.email}  `,
+      `\t${admin.email.toUpperCase()} `,
+      `${fullwidth(local)}@${domain}`,
+    ];
     for (const spelling of spellings) {
       const r = await d.api.post(`/v1/admin/users/${encodeURIComponent(spelling)}/suspend`, {}, { token: admin.token });
       expect(r.status, `${JSON.stringify(spelling)}: ${r.text}`).to.equal(409);
@@ -29,7 +36,11 @@ describeStorage('an administrator cannot suspend itself by another spelling of i
     }
     const me = await d.api.get('/v1/me', { token: admin.token });
     expect(me.status, me.text).to.equal(200);
-    const row = await d.container.database.db.selectFrom('users').select('status').where('id', '=', admin.user.id).executeTakeFirstOrThrow();
+    const row = await d.container.database.db
+      .selectFrom('users')
+      .select('status')
+      .where('id', '=', admin.user.id)
+      .executeTakeFirstOrThrow();
     expect(row.status).to.equal('active');
   });
 
@@ -37,7 +48,11 @@ describeStorage('an administrator cannot suspend itself by another spelling of i
     const tenantId = await buildTenant(d);
     const tadmin = await buildUser(d, { role: 'admin', tier: 'team', tenantId });
     expect(tadmin.user.role).to.equal('tenant_admin');
-    const r = await d.api.post(`/v1/admin/users/${encodeURIComponent(` ${tadmin.email.toUpperCase()}`)}/suspend`, {}, { token: tadmin.token });
+    const r = await d.api.post(
+      `/v1/admin/users/${encodeURIComponent(` ${tadmin.email.toUpperCase()}`)}/suspend`,
+      {},
+      { token: tadmin.token },
+    );
     expect(r.status, r.text).to.equal(409);
     expect(r.body.error.code).to.equal('INVALID_STATE');
     expect((await d.api.get('/v1/me', { token: tadmin.token })).status).to.equal(200);
@@ -46,7 +61,11 @@ describeStorage('an administrator cannot suspend itself by another spelling of i
   it('still suspends another user named by any spelling of their email', async () => {
     const admin = await buildUser(d, { role: 'admin', tier: 'enterprise' });
     const other = await buildUser(d);
-    const r = await d.api.post(`/v1/admin/users/${encodeURIComponent(` ${other.email.toUpperCase()} `)}/suspend`, {}, { token: admin.token });
+    const r = await d.api.post(
+      `/v1/admin/users/${encodeURIComponent(` ${other.email.toUpperCase()} `)}/suspend`,
+      {},
+      { token: admin.token },
+    );
     expect(r.status, r.text).to.equal(200);
     expect(r.body.user.status).to.equal('suspended');
   });

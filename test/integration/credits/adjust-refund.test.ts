@@ -6,7 +6,15 @@ import { credits } from '../../../daemon/credits/money.js';
 import { createAjv } from '../../../daemon/schemas.js';
 import { describeStorage } from '../../helpers/backends.js';
 import { startDaemon, type TestDaemon } from '../../helpers/daemon.js';
-import { auditRows, buildApiKey, buildTenant, buildUser, mintToken, platformAdmin, type TestUser } from '../../helpers/factories.js';
+import {
+  auditRows,
+  buildApiKey,
+  buildTenant,
+  buildUser,
+  mintToken,
+  platformAdmin,
+  type TestUser,
+} from '../../helpers/factories.js';
 import type { ApiResponse } from '../../helpers/http.js';
 import { ConflictError, KeenClient } from '../../../sdk/src/index.js';
 import { execute, expectLedgerClean, grant, waitForEnd } from '../../helpers/sessions.js';
@@ -30,16 +38,32 @@ describeStorage('credit adjustments and session refunds over HTTP', (backend) =>
   let tenantMember: TestUser;
 
   const adjust = (body: unknown, options: { token?: string; key?: string } = {}) =>
-    d.api.post('/v1/admin/credits/adjust', body, { token: options.token ?? root, headers: options.key ? { 'idempotency-key': options.key } : {} });
+    d.api.post('/v1/admin/credits/adjust', body, {
+      token: options.token ?? root,
+      headers: options.key ? { 'idempotency-key': options.key } : {},
+    });
   const refund = (sessionId: string, body: unknown, options: { token?: string; key?: string } = {}) =>
-    d.api.post(`/v1/admin/sessions/${sessionId}/refund`, body, { token: options.token ?? root, headers: options.key ? { 'idempotency-key': options.key } : {} });
-  const entries = (userId: string) => d.container.database.db.selectFrom('credit_ledger').selectAll().where('user_id', '=', userId).orderBy('seq').execute();
+    d.api.post(`/v1/admin/sessions/${sessionId}/refund`, body, {
+      token: options.token ?? root,
+      headers: options.key ? { 'idempotency-key': options.key } : {},
+    });
+  const entries = (userId: string) =>
+    d.container.database.db
+      .selectFrom('credit_ledger')
+      .selectAll()
+      .where('user_id', '=', userId)
+      .orderBy('seq')
+      .execute();
   const idempotencyRows = () => d.container.database.db.selectFrom('idempotency_keys').selectAll().execute();
 
   /** A session of `u` that ended having been charged exactly 2 credits (the agent overspends its budget of 2). */
   async function chargedSession(u: TestUser, apiKey?: string): Promise<string> {
     const r = apiKey
-      ? await d.api.post('/v1/agents/execute', { vision: 'Spend a great deal of tokens [overspend]', options: { costBudget: 2 } }, { apiKey })
+      ? await d.api.post(
+          '/v1/agents/execute',
+          { vision: 'Spend a great deal of tokens [overspend]', options: { costBudget: 2 } },
+          { apiKey },
+        )
       : await execute(d, u, 'Spend a great deal of tokens [overspend]', { costBudget: 2 });
     expect(r.status, r.text).to.equal(200);
     const end = await waitForEnd(d, u, r.body.session.id);
@@ -65,7 +89,14 @@ describeStorage('credit adjustments and session refunds over HTTP', (backend) =>
       const up = await adjust({ user_id: u.email, amount: 2.5, reason: 'goodwill' });
       expect(up.status, up.text).to.equal(201);
       expectShape(up, 'CreditAdjustResponse');
-      expect(up.body.transaction).to.include({ kind: 'adjustment', amount: 2.5, reserved_delta: 0, balance_after: 12.5, reason: 'goodwill', session_id: null });
+      expect(up.body.transaction).to.include({
+        kind: 'adjustment',
+        amount: 2.5,
+        reserved_delta: 0,
+        balance_after: 12.5,
+        reason: 'goodwill',
+        session_id: null,
+      });
       expect(up.body.balance).to.deep.equal({ balance: 12.5, reserved: 0, available: 12.5 });
 
       const down = await adjust({ user_id: u.user.id, amount: -1.5, reason: 'double-billed run' });
@@ -74,7 +105,11 @@ describeStorage('credit adjustments and session refunds over HTTP', (backend) =>
       expect(down.body.balance).to.deep.equal({ balance: 11, reserved: 0, available: 11 });
 
       const list = await d.api.get('/v1/credits/transactions', { token: u.token });
-      expect(list.body.transactions.slice(0, 2).map((t: { kind: string; amount: number; reason: string }) => [t.kind, t.amount, t.reason])).to.deep.equal([
+      expect(
+        list.body.transactions
+          .slice(0, 2)
+          .map((t: { kind: string; amount: number; reason: string }) => [t.kind, t.amount, t.reason]),
+      ).to.deep.equal([
         ['adjustment', -1.5, 'double-billed run'],
         ['adjustment', 2.5, 'goodwill'],
       ]);
@@ -103,7 +138,12 @@ describeStorage('credit adjustments and session refunds over HTTP', (backend) =>
     it('never takes the balance below what is reserved: 402 INSUFFICIENT_CREDITS, nothing written (not even the key)', async () => {
       const u = await buildUser(d);
       await grant(d, u, 10);
-      const hold = await d.container.ledger.reserve({ userId: u.user.id, amount: credits(7), ttlMs: 60_000, actor: SYSTEM_ACTOR });
+      const hold = await d.container.ledger.reserve({
+        userId: u.user.id,
+        amount: credits(7),
+        ttlMs: 60_000,
+        actor: SYSTEM_ACTOR,
+      });
       const before = { entries: await entries(u.user.id), audit: (await auditRows(d)).length };
       const r = await adjust({ user_id: u.user.id, amount: -3.5, reason: 'too much' }, { key: 'below-reserved-1' });
       expect(r.status, r.text).to.equal(402);
@@ -153,10 +193,16 @@ describeStorage('credit adjustments and session refunds over HTTP', (backend) =>
     it('is for platform admins only: a tenant admin is 403 FORBIDDEN (even for its own member), a member 403, nothing written', async () => {
       await grant(d, tenantMember, 3);
       const before = await entries(tenantMember.user.id);
-      const byAdmin = await adjust({ user_id: tenantMember.user.id, amount: 1, reason: 'mint' }, { token: tenantAdmin.token });
+      const byAdmin = await adjust(
+        { user_id: tenantMember.user.id, amount: 1, reason: 'mint' },
+        { token: tenantAdmin.token },
+      );
       expect(byAdmin.status, byAdmin.text).to.equal(403);
       expect(byAdmin.body.error.code).to.equal('FORBIDDEN');
-      const byMember = await adjust({ user_id: tenantMember.user.id, amount: 1, reason: 'mint' }, { token: tenantMember.token });
+      const byMember = await adjust(
+        { user_id: tenantMember.user.id, amount: 1, reason: 'mint' },
+        { token: tenantMember.token },
+      );
       expect(byMember.status, byMember.text).to.equal(403);
       expect(byMember.body.error.code).to.be.oneOf(['FORBIDDEN', 'INSUFFICIENT_SCOPE']);
       expect(await entries(tenantMember.user.id)).to.deep.equal(before);
@@ -175,18 +221,36 @@ describeStorage('credit adjustments and session refunds over HTTP', (backend) =>
       await grant(d, u, 10);
       const key = await buildApiKey(d, u, { scopes: ['agents:execute', 'sessions:read'] });
       const sid = await chargedSession(u, key.key);
-      const reservation = await d.container.database.db.selectFrom('credit_reservations').selectAll().where('session_id', '=', sid).executeTakeFirstOrThrow();
+      const reservation = await d.container.database.db
+        .selectFrom('credit_reservations')
+        .selectAll()
+        .where('session_id', '=', sid)
+        .executeTakeFirstOrThrow();
       expect(reservation.api_key_id, 'the reservation names the key that spent').to.equal(key.id);
 
       const part = await refund(sid, { amount: 0.5, reason: 'partial outage' });
       expect(part.status, part.text).to.equal(201);
       expectShape(part, 'CreditRefundResponse');
       expect(part.body).to.include({ user_id: u.user.id, session_id: sid, charged: 2, refunded: 0.5, refundable: 1.5 });
-      expect(part.body.transaction).to.include({ kind: 'refund', amount: 0.5, reserved_delta: 0, balance_after: 8.5, reason: 'partial outage', session_id: sid, reservation_id: reservation.id });
+      expect(part.body.transaction).to.include({
+        kind: 'refund',
+        amount: 0.5,
+        reserved_delta: 0,
+        balance_after: 8.5,
+        reason: 'partial outage',
+        session_id: sid,
+        reservation_id: reservation.id,
+      });
       expect(part.body.balance).to.deep.equal({ balance: 8.5, reserved: 0, available: 8.5 });
 
       const [row] = (await entries(u.user.id)).filter((e) => e.kind === 'refund');
-      expect(row).to.include({ session_id: sid, reservation_id: reservation.id, reserved_delta: 0, api_key_id: reservation.api_key_id, actor_type: 'admin' });
+      expect(row).to.include({
+        session_id: sid,
+        reservation_id: reservation.id,
+        reserved_delta: 0,
+        api_key_id: reservation.api_key_id,
+        actor_type: 'admin',
+      });
 
       const tooMuch = await refund(sid, { amount: 1.6, reason: 'more than is left' });
       expect(tooMuch.status, tooMuch.text).to.equal(409);
@@ -203,14 +267,29 @@ describeStorage('credit adjustments and session refunds over HTTP', (backend) =>
       expect(third.body.error.code).to.equal('REFUND_EXCEEDS_CHARGE');
 
       const list = await d.api.get('/v1/credits/transactions', { token: u.token });
-      expect(list.body.transactions.slice(0, 2).map((t: { kind: string; amount: number; session_id: string; reason: string }) => [t.kind, t.amount, t.session_id, t.reason])).to.deep.equal([
+      expect(
+        list.body.transactions
+          .slice(0, 2)
+          .map((t: { kind: string; amount: number; session_id: string; reason: string }) => [
+            t.kind,
+            t.amount,
+            t.session_id,
+            t.reason,
+          ]),
+      ).to.deep.equal([
         ['refund', 1.5, sid, 'the rest'],
         ['refund', 0.5, sid, 'partial outage'],
       ]);
       const audit = (await auditRows(d)).filter((a) => a.action === 'credits.refund' && a.target_id === sid);
       expect(audit).to.have.length(2);
       expect(audit[0]).to.include({ outcome: 'success', actor_type: 'admin', target_type: 'session' });
-      expect(JSON.parse(String(audit[1]!.details))).to.include({ user_id: u.user.id, amount: 1.5, charged: 2, refunded: 2, reservation_id: reservation.id });
+      expect(JSON.parse(String(audit[1]!.details))).to.include({
+        user_id: u.user.id,
+        amount: 1.5,
+        charged: 2,
+        refunded: 2,
+        reservation_id: reservation.id,
+      });
       await expectLedgerClean(d);
     });
 
@@ -220,11 +299,16 @@ describeStorage('credit adjustments and session refunds over HTTP', (backend) =>
       await grant(d, u, 10);
       const sid = await chargedSession(u);
       const results = await Promise.all(
-        Array.from({ length: 10 }, (_, i) => refund(sid, { reason: 'parallel refund' }, i % 2 === 0 ? { key: `par-${sid}-${i}` } : {})),
+        Array.from({ length: 10 }, (_, i) =>
+          refund(sid, { reason: 'parallel refund' }, i % 2 === 0 ? { key: `par-${sid}-${i}` } : {}),
+        ),
       );
       const statuses = results.map((r) => r.status).sort();
-      expect(statuses, results.map((r) => r.text).join('\n')).to.deep.equal([201, 409, 409, 409, 409, 409, 409, 409, 409, 409]);
-      for (const r of results.filter((x) => x.status === 409)) expect(r.body.error.code).to.equal('REFUND_EXCEEDS_CHARGE');
+      expect(statuses, results.map((r) => r.text).join('\n')).to.deep.equal([
+        201, 409, 409, 409, 409, 409, 409, 409, 409, 409,
+      ]);
+      for (const r of results.filter((x) => x.status === 409))
+        expect(r.body.error.code).to.equal('REFUND_EXCEEDS_CHARGE');
       const refunds = (await entries(u.user.id)).filter((e) => e.kind === 'refund');
       expect(refunds.map((e) => Number(e.amount))).to.deep.equal([2_000_000]);
       expect((await d.container.ledger.balance(u.user.id)).balance).to.equal(10_000_000);
@@ -269,9 +353,19 @@ describeStorage('credit adjustments and session refunds over HTTP', (backend) =>
       await waitForEnd(d, u, rid);
 
       // A finished session whose reservation was released whole: final cost 0.
-      const model = await d.container.database.db.selectFrom('sessions').selectAll().where('id', '=', rid).executeTakeFirstOrThrow();
+      const model = await d.container.database.db
+        .selectFrom('sessions')
+        .selectAll()
+        .where('id', '=', rid)
+        .executeTakeFirstOrThrow();
       const zeroId = newId('ses');
-      const hold = await d.container.ledger.reserve({ userId: u.user.id, amount: credits(1), ttlMs: 60_000, sessionId: zeroId, actor: SYSTEM_ACTOR });
+      const hold = await d.container.ledger.reserve({
+        userId: u.user.id,
+        amount: credits(1),
+        ttlMs: 60_000,
+        sessionId: zeroId,
+        actor: SYSTEM_ACTOR,
+      });
       await d.container.database.db
         .insertInto('sessions')
         .values({ ...model, id: zeroId, reservation_id: hold.id, status: 'completed', final_cost: 0, cost_so_far: 0 })
@@ -289,7 +383,7 @@ describeStorage('credit adjustments and session refunds over HTTP', (backend) =>
       await expectLedgerClean(d);
     });
 
-    it('is for platform admins only: a tenant admin (its own member\'s session) and the member are 403, nothing written', async function () {
+    it("is for platform admins only: a tenant admin (its own member's session) and the member are 403, nothing written", async function () {
       this.timeout(30_000);
       await grant(d, tenantMember, 5);
       const sid = await chargedSession(tenantMember);
@@ -309,10 +403,16 @@ describeStorage('credit adjustments and session refunds over HTTP', (backend) =>
       await grant(d, u, 10);
       const sid = await chargedSession(u);
       const client = new KeenClient({ baseUrl: d.url, accessToken: root });
-      const a = await client.credits.adjust({ user_id: u.email, amount: -0.5, reason: 'sdk correction' }, { idempotencyKey: `sdk-adj-${sid}` });
+      const a = await client.credits.adjust(
+        { user_id: u.email, amount: -0.5, reason: 'sdk correction' },
+        { idempotencyKey: `sdk-adj-${sid}` },
+      );
       expect(a.transaction).to.include({ kind: 'adjustment', amount: -0.5 });
       expect(a.balance.balance).to.equal(7.5);
-      const again = await client.credits.adjust({ user_id: u.email, amount: -0.5, reason: 'sdk correction' }, { idempotencyKey: `sdk-adj-${sid}` });
+      const again = await client.credits.adjust(
+        { user_id: u.email, amount: -0.5, reason: 'sdk correction' },
+        { idempotencyKey: `sdk-adj-${sid}` },
+      );
       expect(again.transaction.id).to.equal(a.transaction.id);
       const r = await client.sessions.refund(sid, { reason: 'sdk refund' });
       expect(r).to.include({ session_id: sid, user_id: u.user.id, charged: 2, refunded: 2, refundable: 0 });
@@ -338,11 +438,19 @@ describeStorage('credit adjustments and session refunds over HTTP', (backend) =>
       await db.updateTable('credit_reservations').set({ charged: 1_000_000 }).where('session_id', '=', sid).execute();
       try {
         const mismatches = await d.container.ledger.verify();
-        expect(mismatches.map((m) => [m.userId, m.check, m.expected, m.actual])).to.deep.equal([[u.user.id, 'refund', 1_000_000, 1_500_000]]);
+        expect(mismatches.map((m) => [m.userId, m.check, m.expected, m.actual])).to.deep.equal([
+          [u.user.id, 'refund', 1_000_000, 1_500_000],
+        ]);
         const r = await d.api.post('/v1/admin/credits/verify', {}, { token: root });
         expect(r.body.ok).to.equal(false);
         expectShape(r, 'CreditVerifyResponse');
-        expect(r.body.mismatches[0]).to.include({ user_id: u.user.id, check: 'refund', expected: 1, actual: 1.5, unit: 'credits' });
+        expect(r.body.mismatches[0]).to.include({
+          user_id: u.user.id,
+          check: 'refund',
+          expected: 1,
+          actual: 1.5,
+          unit: 'credits',
+        });
       } finally {
         await db.updateTable('credit_reservations').set({ charged: 2_000_000 }).where('session_id', '=', sid).execute();
       }

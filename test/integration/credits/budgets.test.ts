@@ -8,6 +8,7 @@ import { ManualClock } from '../../../daemon/clock.js';
 import { describeStorage } from '../../helpers/backends.js';
 import { openTestDatabase, type TestDatabase } from '../../helpers/database.js';
 import { TEST_POSTGRES_URL } from '../../helpers/env.js';
+import { creditRepositories } from '../../../daemon/storage/repos/credits.js';
 import { RecordingAuditLogger, buildUser, expectInvariants, openSecondDatabase } from './helpers.js';
 
 const actor = { type: 'user' as const, id: 'usr_budget' };
@@ -31,7 +32,9 @@ describe('budgets/calendar', () => {
     expect(day.end! - day.start).to.equal(23 * HOUR);
     // Just before midnight in Berlin it is still the previous local day.
     expect(berlin.window('day', Date.UTC(2026, 2, 28, 22, 59)).start).to.equal(Date.UTC(2026, 2, 27, 23, 0));
-    expect(new BudgetCalendar('Asia/Kolkata').window('day', Date.UTC(2026, 0, 1, 20, 0)).start).to.equal(Date.UTC(2026, 0, 1, 18, 30));
+    expect(new BudgetCalendar('Asia/Kolkata').window('day', Date.UTC(2026, 0, 1, 20, 0)).start).to.equal(
+      Date.UTC(2026, 0, 1, 18, 30),
+    );
   });
 });
 
@@ -51,8 +54,10 @@ describeStorage('budgets/ledger', (backend) => {
     clock = new ManualClock(Date.UTC(2026, 5, 10, 9, 0));
     audit = new RecordingAuditLogger();
     crossings = [];
-    book = new BudgetBook({ dialect: tdb.database.dialect, calendar: new BudgetCalendar('UTC'), audit, onThreshold: (c) => crossings.push(c) });
-    ledger = new CreditLedger({ database: tdb.database, clock, audit, budgets: book });
+    const repositories = creditRepositories(tdb.database);
+    const calendar = new BudgetCalendar('UTC');
+    book = new BudgetBook({ repository: repositories.budgets, calendar, audit, onThreshold: (c) => crossings.push(c) });
+    ledger = new CreditLedger({ database: tdb.database, repositories, clock, audit, budgets: book });
   });
   afterEach(async () => {
     await ledger.reapExpired(Number.MAX_SAFE_INTEGER);
@@ -66,8 +71,16 @@ describeStorage('budgets/ledger', (backend) => {
     return userId;
   }
 
-  async function setBudget(subject: 'api_key' | 'user' | 'tenant', id: string, amount: number, period: 'day' | 'week' | 'month' | 'total', tenantId: string | null = null) {
-    await tdb.database.transaction((t) => book.set(t, { subject, subjectId: id, tenantId, amount: cr(amount), period, setBy: 'owner' }, clock.now()));
+  async function setBudget(
+    subject: 'api_key' | 'user' | 'tenant',
+    id: string,
+    amount: number,
+    period: 'day' | 'week' | 'month' | 'total',
+    tenantId: string | null = null,
+  ) {
+    await tdb.database.transaction((t) =>
+      book.set(t, { subject, subjectId: id, tenantId, amount: cr(amount), period, setBy: 'owner' }, clock.now()),
+    );
   }
 
   const reserve = (userId: string, amount: number, apiKeyId: string | null = null) =>
@@ -96,7 +109,14 @@ describeStorage('budgets/ledger', (backend) => {
       expect(e.status).to.equal(402);
       const details = e.details as { budget: Record<string, unknown>; required: number };
       expect(details.required).to.equal(1);
-      expect(details.budget).to.include({ subject: 'api_key', id: keyId, period: 'day', amount: 5, used: 5, remaining: 0 });
+      expect(details.budget).to.include({
+        subject: 'api_key',
+        id: keyId,
+        period: 'day',
+        amount: 5,
+        used: 5,
+        remaining: 0,
+      });
       expect(details.budget.resets_at).to.equal(new Date(Date.UTC(2026, 5, 11)).toISOString());
     }
     expect((await ledger.balance(userId)).reserved).to.equal(cr(5));
@@ -106,13 +126,19 @@ describeStorage('budgets/ledger', (backend) => {
 
   it('a key, its user and the tenant each cap; the tightest one refuses and nothing is held', async () => {
     const tenantId = newId('ten');
-    await tdb.database.db.insertInto('tenants').values({ id: tenantId, name: `t-${tenantId}`, created_at: clock.now() }).execute();
+    await tdb.database.db
+      .insertInto('tenants')
+      .values({ id: tenantId, name: `t-${tenantId}`, created_at: clock.now() })
+      .execute();
     const a = await funded(100, tenantId);
     const b = await funded(100, tenantId);
     await setBudget('tenant', tenantId, 3, 'month', tenantId);
     await setBudget('user', a, 10, 'week', tenantId);
     // Two members race for a tenant budget of 3: exactly 3 credits admitted in all.
-    const results = await Promise.allSettled([...Array.from({ length: 10 }, () => reserve(a, 1)), ...Array.from({ length: 10 }, () => reserve(b, 1))]);
+    const results = await Promise.allSettled([
+      ...Array.from({ length: 10 }, () => reserve(a, 1)),
+      ...Array.from({ length: 10 }, () => reserve(b, 1)),
+    ]);
     expect(results.filter((r) => r.status === 'fulfilled')).to.have.length(3);
     const e = (results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason as GatewayError;
     expect((e.details as { budget: { subject: string } }).budget.subject).to.equal('tenant');
@@ -139,7 +165,11 @@ describeStorage('budgets/ledger', (backend) => {
     const r = await reserve(userId, 5);
     clock.set(Date.UTC(2026, 5, 11, 0, 30));
     await ledger.settle(r.id, cr(1) as Micros);
-    const yesterday = await book.statusOf(tdb.database.db, [{ subject: 'user', id: userId }], Date.UTC(2026, 5, 10, 12));
+    const yesterday = await book.statusOf(
+      tdb.database.db,
+      [{ subject: 'user', id: userId }],
+      Date.UTC(2026, 5, 10, 12),
+    );
     expect(yesterday[0]).to.include({ used: cr(1) });
     // Today is untouched by yesterday's run: the whole budget is there.
     await reserve(userId, 5);
@@ -162,7 +192,10 @@ describeStorage('budgets/ledger', (backend) => {
     await reserve(userId, 1, keyId);
     // 2 + 2 + 1 of the total 5 used: nothing more, whatever the day.
     const e = await refusal(reserve(userId, 1, keyId));
-    expect((e.details as { budget: { subject: string; resets_at: unknown } }).budget).to.include({ subject: 'user', resets_at: null });
+    expect((e.details as { budget: { subject: string; resets_at: unknown } }).budget).to.include({
+      subject: 'user',
+      resets_at: null,
+    });
   });
 
   it('announces each threshold once per period: audit entry in the transaction, then the callback', async () => {
@@ -209,30 +242,50 @@ describeStorage('budgets/ledger', (backend) => {
 
   it('only the role that set a budget, or a higher one, changes or removes it', async () => {
     const userId = await funded(10);
-    await tdb.database.transaction((t) => book.set(t, { subject: 'user', subjectId: userId, tenantId: null, amount: cr(5), period: 'day', setBy: 'tenant_admin' }, clock.now()));
+    await tdb.database.transaction((t) =>
+      book.set(
+        t,
+        { subject: 'user', subjectId: userId, tenantId: null, amount: cr(5), period: 'day', setBy: 'tenant_admin' },
+        clock.now(),
+      ),
+    );
     const e = await refusal(tdb.database.transaction((t) => book.remove(t, 'user', userId, 'owner')));
     expect(e.code).to.equal('FORBIDDEN');
     expect(await book.get(tdb.database.db, 'user', userId)).to.include({ setBy: 'tenant_admin' });
-    await tdb.database.transaction((t) => book.set(t, { subject: 'user', subjectId: userId, tenantId: null, amount: cr(7), period: 'day', setBy: 'platform_admin' }, clock.now()));
-    expect((await refusal(tdb.database.transaction((t) => book.remove(t, 'user', userId, 'tenant_admin')))).code).to.equal('FORBIDDEN');
-    expect(await tdb.database.transaction((t) => book.remove(t, 'user', userId, 'platform_admin'))).to.include({ amount: cr(7) });
+    await tdb.database.transaction((t) =>
+      book.set(
+        t,
+        { subject: 'user', subjectId: userId, tenantId: null, amount: cr(7), period: 'day', setBy: 'platform_admin' },
+        clock.now(),
+      ),
+    );
+    expect(
+      (await refusal(tdb.database.transaction((t) => book.remove(t, 'user', userId, 'tenant_admin')))).code,
+    ).to.equal('FORBIDDEN');
+    expect(await tdb.database.transaction((t) => book.remove(t, 'user', userId, 'platform_admin'))).to.include({
+      amount: cr(7),
+    });
     expect(await book.get(tdb.database.db, 'user', userId)).to.equal(undefined);
   });
 
-  if (backend === 'postgres') it('two daemons (two pools) racing on one key budget admit exactly the budget', async () => {
-    const userId = await funded(100);
-    const keyId = newId('key');
-    await setBudget('api_key', keyId, 5, 'day');
-    const other = openSecondDatabase(TEST_POSTGRES_URL!, 10);
-    try {
-      const book2 = new BudgetBook({ dialect: 'postgres', calendar: new BudgetCalendar('UTC'), audit });
-      const ledger2 = new CreditLedger({ database: other, clock, audit, budgets: book2 });
-      const results = await Promise.allSettled(
-        Array.from({ length: 50 }, (_, i) => (i % 2 ? ledger2 : ledger).reserve({ userId, amount: cr(1), ttlMs: 60_000, actor, apiKeyId: keyId })),
-      );
-      expect(results.filter((r) => r.status === 'fulfilled')).to.have.length(5);
-    } finally {
-      await other.close();
-    }
-  });
+  if (backend === 'postgres')
+    it('two daemons (two pools) racing on one key budget admit exactly the budget', async () => {
+      const userId = await funded(100);
+      const keyId = newId('key');
+      await setBudget('api_key', keyId, 5, 'day');
+      const other = openSecondDatabase(TEST_POSTGRES_URL!, 10);
+      try {
+        const repos2 = creditRepositories(other);
+        const book2 = new BudgetBook({ repository: repos2.budgets, calendar: new BudgetCalendar('UTC'), audit });
+        const ledger2 = new CreditLedger({ database: other, repositories: repos2, clock, audit, budgets: book2 });
+        const results = await Promise.allSettled(
+          Array.from({ length: 50 }, (_, i) =>
+            (i % 2 ? ledger2 : ledger).reserve({ userId, amount: cr(1), ttlMs: 60_000, actor, apiKeyId: keyId }),
+          ),
+        );
+        expect(results.filter((r) => r.status === 'fulfilled')).to.have.length(5);
+      } finally {
+        await other.close();
+      }
+    });
 });

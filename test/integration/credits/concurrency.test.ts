@@ -5,6 +5,7 @@ import { GatewayError } from '../../../daemon/errors.js';
 import { hashRequest } from '../../../daemon/idempotency/key.js';
 import { IdempotencyStore } from '../../../daemon/idempotency/store.js';
 import type { Database } from '../../../daemon/storage/database.js';
+import { IdempotencyRepository } from '../../../daemon/storage/repos/idempotency.js';
 import { describeStorage } from '../../helpers/backends.js';
 import { openTestDatabase, type TestDatabase } from '../../helpers/database.js';
 import { buildLedger, buildUser, expectInvariants, openSecondDatabase } from './helpers.js';
@@ -18,7 +19,10 @@ function tally<T>(results: PromiseSettledResult<T>[]): { ok: T[]; codes: Record<
   for (const r of results) {
     if (r.status === 'fulfilled') ok.push(r.value);
     else {
-      const code = r.reason instanceof GatewayError ? r.reason.code : `unexpected: ${String((r.reason as Error)?.message ?? r.reason)}`;
+      const code =
+        r.reason instanceof GatewayError
+          ? r.reason.code
+          : `unexpected: ${String((r.reason as Error)?.message ?? r.reason)}`;
       codes[code] = (codes[code] ?? 0) + 1;
     }
   }
@@ -29,14 +33,23 @@ async function raceForFifty(ledgers: CreditLedger[], database: Database, userId:
   await ledgers[0]!.grant({ userId, amount: credits(50), reason: 'race', actor: admin });
   const results = await Promise.allSettled(
     Array.from({ length: 200 }, (_, i) =>
-      ledgers[i % ledgers.length]!.reserve({ userId, amount: credits(1), ttlMs: 60_000, actor: { type: 'user', id: userId } }),
+      ledgers[i % ledgers.length]!.reserve({
+        userId,
+        amount: credits(1),
+        ttlMs: 60_000,
+        actor: { type: 'user', id: userId },
+      }),
     ),
   );
   const { ok, codes } = tally(results);
   expect(codes).to.deep.equal({ INSUFFICIENT_CREDITS: 150 });
   expect(ok).to.have.length(50);
   expect(new Set(ok.map((r) => r.id)).size).to.equal(50);
-  expect(await ledgers[0]!.balance(userId)).to.deep.equal({ balance: credits(50), reserved: credits(50), available: 0 });
+  expect(await ledgers[0]!.balance(userId)).to.deep.equal({
+    balance: credits(50),
+    reserved: credits(50),
+    available: 0,
+  });
   await expectInvariants(database);
   expect(await ledgers[0]!.verify()).to.deep.equal([]);
 }
@@ -101,7 +114,11 @@ describeStorage('credits/concurrency', (backend) => {
     expect(ok.filter((r) => !r.replayed)).to.have.length(1);
     expect(new Set(ok.map((r) => r.entry.id)).size).to.equal(1);
     expect((await ledger.balance(userId)).balance).to.equal(credits(7));
-    const grants = await tdb.database.db.selectFrom('credit_ledger').select('id').where('user_id', '=', userId).execute();
+    const grants = await tdb.database.db
+      .selectFrom('credit_ledger')
+      .select('id')
+      .where('user_id', '=', userId)
+      .execute();
     expect(grants).to.have.length(1);
   });
 
@@ -109,12 +126,19 @@ describeStorage('credits/concurrency', (backend) => {
     const userId = await buildUser(tdb.database);
     const adminId = await buildUser(tdb.database);
     const { ledger, clock } = buildLedger(tdb.database);
-    const store = new IdempotencyStore({ database: tdb.database, clock });
+    const store = new IdempotencyStore({
+      database: tdb.database,
+      keys: new IdempotencyRepository(tdb.database),
+      clock,
+    });
     const body = { user_id: userId, amount: 3, reason: 'store retry' };
     const hash = hashRequest({ method: 'POST', path: '/v1/admin/credits/grant', body });
     const attempt = () =>
       store.run(adminId, 'req-key-1', hash, async (trx) => {
-        const r = await ledger.grant({ userId, amount: credits(3), reason: body.reason, actor: { type: 'admin', id: adminId } }, trx);
+        const r = await ledger.grant(
+          { userId, amount: credits(3), reason: body.reason, actor: { type: 'admin', id: adminId } },
+          trx,
+        );
         return { status: 201, body: { entry_id: r.entry.id } };
       });
     const { ok, codes } = tally(await Promise.allSettled(Array.from({ length: 10 }, attempt)));
@@ -132,7 +156,12 @@ describeStorage('credits/concurrency', (backend) => {
     const userId = await buildUser(tdb.database);
     const { ledger } = buildLedger(tdb.database);
     await ledger.grant({ userId, amount: credits(10), reason: 'x', actor: admin });
-    const res = await ledger.reserve({ userId, amount: credits(5), ttlMs: 60_000, actor: { type: 'user', id: userId } });
+    const res = await ledger.reserve({
+      userId,
+      amount: credits(5),
+      ttlMs: 60_000,
+      actor: { type: 'user', id: userId },
+    });
     const results = await Promise.allSettled(
       Array.from({ length: 10 }, (_, i) => (i % 2 ? ledger.settle(res.id, credits(2)) : ledger.release(res.id))),
     );

@@ -6,6 +6,7 @@ import { newId } from '../../../daemon/ids.js';
 import { createLogger } from '../../../daemon/logger.js';
 import { Metrics } from '../../../daemon/metrics.js';
 import { Database, type Queryable } from '../../../daemon/storage/database.js';
+import { creditRepositories } from '../../../daemon/storage/repos/credits.js';
 import { insertTestUser } from '../../helpers/users.js';
 
 /** An audit logger that remembers each event and whether it was given the action's transaction. */
@@ -24,7 +25,10 @@ export async function buildUser(database: Database, overrides: { tenantId?: stri
   let tenantId = overrides.tenantId ?? null;
   if (overrides.tenantId === undefined) {
     tenantId = newId('ten');
-    await database.db.insertInto('tenants').values({ id: tenantId, name: `tenant-${tenantId}`, created_at: Date.now() }).execute();
+    await database.db
+      .insertInto('tenants')
+      .values({ id: tenantId, name: `tenant-${tenantId}`, created_at: Date.now() })
+      .execute();
   }
   const user = await insertTestUser(database, { tenant_id: tenantId });
   return user.id;
@@ -37,11 +41,16 @@ export interface LedgerFixture {
   metrics: Metrics;
 }
 
-export function buildLedger(database: Database, options: { clock?: ManualClock; instanceId?: string } = {}): LedgerFixture {
+export function buildLedger(
+  database: Database,
+  options: { clock?: ManualClock; instanceId?: string } = {},
+): LedgerFixture {
   const clock = options.clock ?? new ManualClock();
   const audit = new RecordingAuditLogger();
   const metrics = new Metrics({ defaultMetrics: false });
-  const ledger = new CreditLedger({ database, clock, audit, metrics, ...(options.instanceId ? { instanceId: options.instanceId } : {}) });
+  const repositories = creditRepositories(database);
+  const instance = options.instanceId ? { instanceId: options.instanceId } : {};
+  const ledger = new CreditLedger({ database, repositories, clock, audit, metrics, ...instance });
   return { ledger, clock, audit, metrics };
 }
 
@@ -57,7 +66,11 @@ export function openSecondDatabase(url: string, poolMax = 10): Database {
 export async function expectInvariants(database: Database): Promise<void> {
   const accounts = await database.db.selectFrom('credit_accounts').selectAll().execute();
   for (const a of accounts) {
-    const entries = await database.db.selectFrom('credit_ledger').select(['amount']).where('user_id', '=', a.user_id).execute();
+    const entries = await database.db
+      .selectFrom('credit_ledger')
+      .select(['amount'])
+      .where('user_id', '=', a.user_id)
+      .execute();
     const open = await database.db
       .selectFrom('credit_reservations')
       .select(['amount'])
@@ -73,7 +86,10 @@ export async function expectInvariants(database: Database): Promise<void> {
 }
 
 /** Awaits a promise that must reject with a GatewayError of `code`; returns the error. */
-export async function expectCode(promise: Promise<unknown>, code: string): Promise<Error & { code: string; details: unknown; status: number }> {
+export async function expectCode(
+  promise: Promise<unknown>,
+  code: string,
+): Promise<Error & { code: string; details: unknown; status: number }> {
   try {
     await promise;
   } catch (err) {

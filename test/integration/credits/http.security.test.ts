@@ -1,7 +1,15 @@
 import { expect } from 'chai';
 import { describeStorage } from '../../helpers/backends.js';
 import { startDaemon, type TestDaemon } from '../../helpers/daemon.js';
-import { auditRows, buildApiKey, buildTenant, buildUser, mintToken, platformAdmin, type TestUser } from '../../helpers/factories.js';
+import {
+  auditRows,
+  buildApiKey,
+  buildTenant,
+  buildUser,
+  mintToken,
+  platformAdmin,
+  type TestUser,
+} from '../../helpers/factories.js';
 
 describeStorage('credits over HTTP: scopes and tenant isolation', (backend) => {
   let d: TestDaemon;
@@ -12,7 +20,8 @@ describeStorage('credits over HTTP: scopes and tenant isolation', (backend) => {
   let inA: TestUser;
   let inB: TestUser;
 
-  const ledgerRows = (userId: string) => d.container.database.db.selectFrom('credit_ledger').selectAll().where('user_id', '=', userId).execute();
+  const ledgerRows = (userId: string) =>
+    d.container.database.db.selectFrom('credit_ledger').selectAll().where('user_id', '=', userId).execute();
 
   before(async () => {
     d = await startDaemon({ backend });
@@ -23,7 +32,15 @@ describeStorage('credits over HTTP: scopes and tenant isolation', (backend) => {
     expect(adminA.user.role).to.equal('tenant_admin');
     inA = await buildUser(d, { tenantId: tenantA });
     inB = await buildUser(d, { tenantId: tenantB });
-    expect((await d.api.post('/v1/admin/credits/grant', { user_id: inB.user.id, amount: 5, reason: 'seed' }, { token: root })).status).to.equal(201);
+    expect(
+      (
+        await d.api.post(
+          '/v1/admin/credits/grant',
+          { user_id: inB.user.id, amount: 5, reason: 'seed' },
+          { token: root },
+        )
+      ).status,
+    ).to.equal(201);
   });
   after(async () => d?.stop());
 
@@ -46,10 +63,26 @@ describeStorage('credits over HTTP: scopes and tenant isolation', (backend) => {
   });
 
   it("a tenant admin grants to its tenant's users, from its tenant's credit pool", async () => {
-    const short = await d.api.post('/v1/admin/credits/grant', { user_id: inA.email, amount: 2, reason: 'tenant grant' }, { token: adminA.token });
+    const short = await d.api.post(
+      '/v1/admin/credits/grant',
+      { user_id: inA.email, amount: 2, reason: 'tenant grant' },
+      { token: adminA.token },
+    );
     expect(short.status, short.text).to.equal(402);
-    expect((await d.api.post(`/v1/admin/tenants/${tenantA}/credits/grant`, { amount: 3, reason: 'allotment' }, { token: root })).status).to.equal(201);
-    const r = await d.api.post('/v1/admin/credits/grant', { user_id: inA.email, amount: 2, reason: 'tenant grant' }, { token: adminA.token });
+    expect(
+      (
+        await d.api.post(
+          `/v1/admin/tenants/${tenantA}/credits/grant`,
+          { amount: 3, reason: 'allotment' },
+          { token: root },
+        )
+      ).status,
+    ).to.equal(201);
+    const r = await d.api.post(
+      '/v1/admin/credits/grant',
+      { user_id: inA.email, amount: 2, reason: 'tenant grant' },
+      { token: adminA.token },
+    );
     expect(r.status, r.text).to.equal(201);
     expect(r.body.balance.balance).to.equal(2);
     expect(r.body.pool).to.include({ tenant_id: tenantA, balance: 1 });
@@ -57,24 +90,50 @@ describeStorage('credits over HTTP: scopes and tenant isolation', (backend) => {
     expect(row).to.include({ actor_type: 'admin', actor_id: adminA.user.id, tenant_id: tenantA });
     const b = await d.api.get(`/v1/admin/credits/balance?user_id=${inA.user.id}`, { token: adminA.token });
     expect(b.body).to.include({ user_id: inA.user.id, balance: 2 });
-    expect((await d.api.get(`/v1/admin/credits/transactions?user_id=${inA.email}`, { token: adminA.token })).body.transactions).to.have.length(1);
+    expect(
+      (await d.api.get(`/v1/admin/credits/transactions?user_id=${inA.email}`, { token: adminA.token })).body
+        .transactions,
+    ).to.have.length(1);
   });
 
   it("another tenant's user answers 404 exactly like a missing one, and nothing is written", async () => {
-    const missing = await d.api.post('/v1/admin/credits/grant', { user_id: 'usr_00000000000000000000000000', amount: 1000, reason: 'probe' }, { token: adminA.token });
+    const missing = await d.api.post(
+      '/v1/admin/credits/grant',
+      { user_id: 'usr_00000000000000000000000000', amount: 1000, reason: 'probe' },
+      { token: adminA.token },
+    );
     expect(missing.status).to.equal(404);
     for (const who of [inB.user.id, inB.email]) {
-      const r = await d.api.post('/v1/admin/credits/grant', { user_id: who, amount: 1000, reason: 'cross-tenant' }, { token: adminA.token, headers: { 'idempotency-key': `x-${who}` } });
+      const r = await d.api.post(
+        '/v1/admin/credits/grant',
+        { user_id: who, amount: 1000, reason: 'cross-tenant' },
+        { token: adminA.token, headers: { 'idempotency-key': `x-${who}` } },
+      );
       expect(r.status, r.text).to.equal(404);
       expect(r.body.error).to.deep.equal(missing.body.error);
-      expect((await d.api.get(`/v1/admin/credits/balance?user_id=${encodeURIComponent(who)}`, { token: adminA.token })).status).to.equal(404);
-      expect((await d.api.get(`/v1/admin/credits/transactions?user_id=${encodeURIComponent(who)}`, { token: adminA.token })).status).to.equal(404);
+      expect(
+        (await d.api.get(`/v1/admin/credits/balance?user_id=${encodeURIComponent(who)}`, { token: adminA.token }))
+          .status,
+      ).to.equal(404);
+      expect(
+        (await d.api.get(`/v1/admin/credits/transactions?user_id=${encodeURIComponent(who)}`, { token: adminA.token }))
+          .status,
+      ).to.equal(404);
     }
     expect(await ledgerRows(inB.user.id)).to.have.length(1);
-    expect((await d.api.get(`/v1/admin/credits/balance?user_id=${inB.user.id}`, { token: root })).body.balance).to.equal(5);
-    expect((await auditRows(d)).filter((a) => a.action === 'access.not_found' && a.actor_id === adminA.user.id).length).to.be.at.least(2);
     expect(
-      await d.container.database.db.selectFrom('idempotency_keys').selectAll().where('user_id', '=', adminA.user.id).where('key', 'like', 'x-%').execute(),
+      (await d.api.get(`/v1/admin/credits/balance?user_id=${inB.user.id}`, { token: root })).body.balance,
+    ).to.equal(5);
+    expect(
+      (await auditRows(d)).filter((a) => a.action === 'access.not_found' && a.actor_id === adminA.user.id).length,
+    ).to.be.at.least(2);
+    expect(
+      await d.container.database.db
+        .selectFrom('idempotency_keys')
+        .selectAll()
+        .where('user_id', '=', adminA.user.id)
+        .where('key', 'like', 'x-%')
+        .execute(),
     ).to.deep.equal([]);
   });
 
@@ -89,7 +148,9 @@ describeStorage('credits over HTTP: scopes and tenant isolation', (backend) => {
     const t = await d.api.get('/v1/credits/transactions', { token: inA.token });
     expect(t.body.transactions.map((e: { reason: string }) => e.reason)).to.deep.equal(['tenant grant']);
     // A user id in the query is not a way in: the own endpoints read the credential's user.
-    expect((await d.api.get(`/v1/credits/balance?user_id=${inB.user.id}`, { token: inA.token })).body.balance).to.equal(2);
+    expect((await d.api.get(`/v1/credits/balance?user_id=${inB.user.id}`, { token: inA.token })).body.balance).to.equal(
+      2,
+    );
     expect((await d.api.get('/v1/credits/balance', { token: inB.token })).body.balance).to.equal(5);
   });
 });

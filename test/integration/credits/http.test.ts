@@ -25,7 +25,13 @@ describeStorage('credits over HTTP: balance, transactions, grants, idempotency, 
       token: options.token ?? root,
       headers: options.key ? { 'idempotency-key': options.key } : {},
     });
-  const ledgerRows = (userId: string) => d.container.database.db.selectFrom('credit_ledger').selectAll().where('user_id', '=', userId).orderBy('seq').execute();
+  const ledgerRows = (userId: string) =>
+    d.container.database.db
+      .selectFrom('credit_ledger')
+      .selectAll()
+      .where('user_id', '=', userId)
+      .orderBy('seq')
+      .execute();
 
   before(async () => {
     d = await startDaemon({ backend });
@@ -45,7 +51,12 @@ describeStorage('credits over HTTP: balance, transactions, grants, idempotency, 
       expect(empty.body).to.deep.equal({ success: true, balance: 0, reserved: 0, available: 0 });
       expect((await grant({ user_id: u.email, amount: 10, reason: 'welcome' })).status).to.equal(201);
       expect((await grant({ user_id: u.user.id, amount: 2.5, reason: 'bonus' })).status).to.equal(201);
-      await d.container.ledger.reserve({ userId: u.user.id, amount: credits(3), ttlMs: 60_000, actor: { type: 'user', id: u.user.id } });
+      await d.container.ledger.reserve({
+        userId: u.user.id,
+        amount: credits(3),
+        ttlMs: 60_000,
+        actor: { type: 'user', id: u.user.id },
+      });
       const b = await d.api.get('/v1/credits/balance', { token: u.token });
       expect(b.body).to.deep.equal({ success: true, balance: 12.5, reserved: 3, available: 9.5 });
       expectShape(b, 'CreditBalanceResponse');
@@ -57,7 +68,12 @@ describeStorage('credits over HTTP: balance, transactions, grants, idempotency, 
       expectShape(t, 'CreditTransactionListResponse');
       expect(t.body.next_cursor).to.equal(null);
       expect(t.body.transactions.map((e: { kind: string }) => e.kind)).to.deep.equal(['reserve', 'grant', 'grant']);
-      expect(t.body.transactions[0]).to.include({ amount: 0, reserved_delta: 3, balance_after: 12.5, reserved_after: 3 });
+      expect(t.body.transactions[0]).to.include({
+        amount: 0,
+        reserved_delta: 3,
+        balance_after: 12.5,
+        reserved_after: 3,
+      });
       expect(t.body.transactions[1]).to.include({ amount: 2.5, balance_after: 12.5, reason: 'bonus' });
       expect(t.body.transactions[2]).to.include({ amount: 10, balance_after: 10, reason: 'welcome' });
       expect(t.body.transactions[2].id).to.match(/^txn_/);
@@ -67,12 +83,16 @@ describeStorage('credits over HTTP: balance, transactions, grants, idempotency, 
 
     it('paginates with an opaque cursor, newest first, no entry twice', async () => {
       const v = await buildUser(d);
-      for (let i = 1; i <= 7; i++) expect((await grant({ user_id: v.user.id, amount: i, reason: `grant ${i}` })).status).to.equal(201);
+      for (let i = 1; i <= 7; i++)
+        expect((await grant({ user_id: v.user.id, amount: i, reason: `grant ${i}` })).status).to.equal(201);
       const seen: number[] = [];
       let cursor: string | null = null;
       const sizes: number[] = [];
       do {
-        const page: ApiResponse = await d.api.get(`/v1/credits/transactions?limit=3${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, { token: v.token });
+        const page: ApiResponse = await d.api.get(
+          `/v1/credits/transactions?limit=3${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`,
+          { token: v.token },
+        );
         expect(page.status, page.text).to.equal(200);
         sizes.push(page.body.transactions.length);
         seen.push(...page.body.transactions.map((e: { amount: number }) => e.amount));
@@ -85,7 +105,15 @@ describeStorage('credits over HTTP: balance, transactions, grants, idempotency, 
     });
 
     it('refuses a malformed cursor, a limit outside 1..100 and unknown parameters with 400 INVALID_FIELD', async () => {
-      for (const q of ['cursor=not-a-cursor', 'cursor=eyJ4IjoxfQ', 'limit=0', 'limit=101', 'limit=abc', 'limit=1.5', 'user_id=someone']) {
+      for (const q of [
+        'cursor=not-a-cursor',
+        'cursor=eyJ4IjoxfQ',
+        'limit=0',
+        'limit=101',
+        'limit=abc',
+        'limit=1.5',
+        'user_id=someone',
+      ]) {
         const r = await d.api.get(`/v1/credits/transactions?${q}`, { token: u.token });
         expect(r.status, q).to.equal(400);
         expect(r.body.error.code, q).to.equal('INVALID_FIELD');
@@ -114,11 +142,19 @@ describeStorage('credits over HTTP: balance, transactions, grants, idempotency, 
       expectShape(t, 'CreditTransactionListResponse');
       expect(t.body.transactions).to.have.length(2);
       expect(t.body.next_cursor).to.be.a('string');
-      const rest = await d.api.get(`/v1/admin/credits/transactions?user_id=${u.user.id}&cursor=${encodeURIComponent(t.body.next_cursor)}`, { token: root });
+      const rest = await d.api.get(
+        `/v1/admin/credits/transactions?user_id=${u.user.id}&cursor=${encodeURIComponent(t.body.next_cursor)}`,
+        { token: root },
+      );
       expect(rest.body.transactions.map((e: { reason: string }) => e.reason)).to.deep.equal(['welcome']);
       expect((await d.api.get('/v1/admin/credits/balance', { token: root })).status).to.equal(400);
-      expect((await d.api.get('/v1/admin/credits/balance?user_id=nobody@example.test', { token: root })).status).to.equal(404);
-      expect((await d.api.get('/v1/admin/credits/transactions?user_id=usr_00000000000000000000000000', { token: root })).status).to.equal(404);
+      expect(
+        (await d.api.get('/v1/admin/credits/balance?user_id=nobody@example.test', { token: root })).status,
+      ).to.equal(404);
+      expect(
+        (await d.api.get('/v1/admin/credits/transactions?user_id=usr_00000000000000000000000000', { token: root }))
+          .status,
+      ).to.equal(404);
     });
   });
 
@@ -128,7 +164,12 @@ describeStorage('credits over HTTP: balance, transactions, grants, idempotency, 
       const r = await grant({ user_id: u.email, amount: 0.000001, reason: 'smallest unit' });
       expect(r.status, r.text).to.equal(201);
       expectShape(r, 'CreditGrantResponse');
-      expect(r.body.transaction).to.include({ kind: 'grant', amount: 0.000001, balance_after: 0.000001, reason: 'smallest unit' });
+      expect(r.body.transaction).to.include({
+        kind: 'grant',
+        amount: 0.000001,
+        balance_after: 0.000001,
+        reason: 'smallest unit',
+      });
       expect(r.body.balance).to.deep.equal({ balance: 0.000001, reserved: 0, available: 0.000001 });
       expect(r.headers.get('idempotent-replayed')).to.equal(null);
       const big = await grant({ user_id: u.email, amount: 123456.789012, reason: 'exact decimals' });
@@ -166,10 +207,16 @@ describeStorage('credits over HTTP: balance, transactions, grants, idempotency, 
         expect(r.body.error.code, name).to.equal('INVALID_FIELD');
         expect(r.body.error.details, name).to.be.an('array').that.is.not.empty;
       }
-      const raw = await d.api.request('POST', '/v1/admin/credits/grant', { token: root, rawBody: '{"user_id":', headers: { 'content-type': 'application/json' } });
+      const raw = await d.api.request('POST', '/v1/admin/credits/grant', {
+        token: root,
+        rawBody: '{"user_id":',
+        headers: { 'content-type': 'application/json' },
+      });
       expect(raw.status).to.equal(400);
       expect(await ledgerRows(u.user.id)).to.deep.equal([]);
-      expect((await auditRows(d)).filter((a) => a.action === 'credits.grant' && a.target_id === u.user.id)).to.deep.equal([]);
+      expect(
+        (await auditRows(d)).filter((a) => a.action === 'credits.grant' && a.target_id === u.user.id),
+      ).to.deep.equal([]);
       // The refused requests did not claim the key: a valid grant with it goes through.
       const ok = await grant({ user_id: u.user.id, amount: 500, reason: 'x'.repeat(500) }, { key: 'validation-key' });
       expect(ok.status, ok.text).to.equal(201);
@@ -179,13 +226,19 @@ describeStorage('credits over HTTP: balance, transactions, grants, idempotency, 
     });
 
     it('answers 404 for an unknown user and writes nothing', async () => {
-      const before = await d.container.database.db.selectFrom('credit_ledger').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+      const before = await d.container.database.db
+        .selectFrom('credit_ledger')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .executeTakeFirstOrThrow();
       for (const who of ['nobody@example.test', 'usr_00000000000000000000000000', 'not-an-id']) {
         const r = await grant({ user_id: who, amount: 5, reason: 'x' }, { key: `unknown-${who}` });
         expect(r.status, who).to.equal(404);
         expect(r.body.error.code).to.equal('NOT_FOUND');
       }
-      const after = await d.container.database.db.selectFrom('credit_ledger').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+      const after = await d.container.database.db
+        .selectFrom('credit_ledger')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .executeTakeFirstOrThrow();
       expect(Number(after.n)).to.equal(Number(before.n));
     });
 
@@ -222,10 +275,15 @@ describeStorage('credits over HTTP: balance, transactions, grants, idempotency, 
       expect(rows).to.have.length(1);
       expect(Number(rows[0]!.amount)).to.equal(credits(7) + 250_000);
       expect((await d.api.get('/v1/credits/balance', { token: u.token })).body.balance).to.equal(7.25);
-      expect((await auditRows(d)).filter((a) => a.action === 'credits.grant' && a.target_id === u.user.id)).to.have.length(1);
+      expect(
+        (await auditRows(d)).filter((a) => a.action === 'credits.grant' && a.target_id === u.user.id),
+      ).to.have.length(1);
 
       // A later retry (keys in another order: the same request) replays too.
-      const later = await grant({ reason: 'retried grant', amount: 7.25, user_id: u.email }, { key: 'concurrent-grant-1' });
+      const later = await grant(
+        { reason: 'retried grant', amount: 7.25, user_id: u.email },
+        { key: 'concurrent-grant-1' },
+      );
       expect(later.status).to.equal(201);
       expect(later.headers.get('idempotent-replayed')).to.equal('true');
       expect(later.body).to.deep.equal(responses[0]!.body);
@@ -234,7 +292,9 @@ describeStorage('credits over HTTP: balance, transactions, grants, idempotency, 
     it('the same key with another amount or user is 409 IDEMPOTENCY_KEY_REUSED and changes nothing', async () => {
       const u = await buildUser(d);
       const v = await buildUser(d);
-      expect((await grant({ user_id: u.user.id, amount: 3, reason: 'first' }, { key: 'reused-key' })).status).to.equal(201);
+      expect((await grant({ user_id: u.user.id, amount: 3, reason: 'first' }, { key: 'reused-key' })).status).to.equal(
+        201,
+      );
       for (const body of [
         { user_id: u.user.id, amount: 4, reason: 'first' },
         { user_id: u.user.id, amount: 3, reason: 'second' },
@@ -284,7 +344,9 @@ describeStorage('credits over HTTP: balance, transactions, grants, idempotency, 
     it('reports a balance row changed behind the ledger, in credits', async () => {
       const u = await buildUser(d);
       await grant({ user_id: u.user.id, amount: 10, reason: 'before tampering' });
-      await sql`UPDATE credit_accounts SET balance = balance + 1500000 WHERE user_id = ${u.user.id}`.execute(d.container.database.db);
+      await sql`UPDATE credit_accounts SET balance = balance + 1500000 WHERE user_id = ${u.user.id}`.execute(
+        d.container.database.db,
+      );
       try {
         const r = await d.api.post('/v1/admin/credits/verify', {}, { token: root });
         expect(r.status).to.equal(200);
@@ -300,7 +362,9 @@ describeStorage('credits over HTTP: balance, transactions, grants, idempotency, 
           message: 'balance differs from the sum of ledger amounts',
         });
       } finally {
-        await sql`UPDATE credit_accounts SET balance = balance - 1500000 WHERE user_id = ${u.user.id}`.execute(d.container.database.db);
+        await sql`UPDATE credit_accounts SET balance = balance - 1500000 WHERE user_id = ${u.user.id}`.execute(
+          d.container.database.db,
+        );
       }
       expect((await d.api.post('/v1/admin/credits/verify', {}, { token: root })).body.ok).to.equal(true);
     });
@@ -308,8 +372,13 @@ describeStorage('credits over HTTP: balance, transactions, grants, idempotency, 
 
   it('/openapi.json documents every credit endpoint and shape', async () => {
     const doc = (await d.api.get('/openapi.json')).body;
-    expect(doc.paths['/v1/credits/balance'].get.responses['200'].content['application/json'].schema.$ref).to.equal('#/components/schemas/CreditBalanceResponse');
-    expect(doc.paths['/v1/credits/transactions'].get.parameters.map((p: { name: string }) => p.name)).to.deep.equal(['limit', 'cursor']);
+    expect(doc.paths['/v1/credits/balance'].get.responses['200'].content['application/json'].schema.$ref).to.equal(
+      '#/components/schemas/CreditBalanceResponse',
+    );
+    expect(doc.paths['/v1/credits/transactions'].get.parameters.map((p: { name: string }) => p.name)).to.deep.equal([
+      'limit',
+      'cursor',
+    ]);
     const g = doc.paths['/v1/admin/credits/grant'].post;
     expect(g.requestBody.content['application/json'].schema.$ref).to.equal('#/components/schemas/CreditGrantRequest');
     expect(g.responses['201']).to.exist;
@@ -317,7 +386,13 @@ describeStorage('credits over HTTP: balance, transactions, grants, idempotency, 
     expect(doc.paths['/v1/admin/credits/balance'].get).to.exist;
     expect(doc.paths['/v1/admin/credits/transactions'].get).to.exist;
     expect(doc.paths['/v1/admin/credits/verify'].post.responses['200']).to.exist;
-    for (const name of ['CreditBalance', 'CreditTransaction', 'CreditGrantResponse', 'CreditMismatch', 'CreditVerifyResponse']) {
+    for (const name of [
+      'CreditBalance',
+      'CreditTransaction',
+      'CreditGrantResponse',
+      'CreditMismatch',
+      'CreditVerifyResponse',
+    ]) {
       expect(doc.components.schemas[name], name).to.be.an('object');
     }
   });

@@ -3,6 +3,7 @@ import { ManualClock } from '../../../daemon/clock.js';
 import { GatewayError } from '../../../daemon/errors.js';
 import { canonicalJson, hashRequest, isIdempotencyKey } from '../../../daemon/idempotency/key.js';
 import { IdempotencyStore } from '../../../daemon/idempotency/store.js';
+import { IdempotencyRepository } from '../../../daemon/storage/repos/idempotency.js';
 import { describeStorage } from '../../helpers/backends.js';
 import { openTestDatabase, type TestDatabase } from '../../helpers/database.js';
 import { toMicros } from '../../../daemon/credits/money.js';
@@ -24,7 +25,9 @@ describe('idempotency/key', () => {
   });
 
   it('hashes requests independently of key order', () => {
-    expect(canonicalJson({ b: 1, a: { d: [1, { y: 2, x: 1 }], c: null } })).to.equal('{"a":{"c":null,"d":[1,{"x":1,"y":2}]},"b":1}');
+    expect(canonicalJson({ b: 1, a: { d: [1, { y: 2, x: 1 }], c: null } })).to.equal(
+      '{"a":{"c":null,"d":[1,{"x":1,"y":2}]},"b":1}',
+    );
     expect(hashRequest({ a: 1, b: 2 })).to.equal(hashRequest({ b: 2, a: 1 }));
     expect(hashRequest({ a: 1 })).not.to.equal(hashRequest({ a: '1' }));
     expect(H1).to.match(/^[0-9a-f]{64}$/);
@@ -43,7 +46,7 @@ describeStorage('idempotency/store', (backend) => {
   after(async () => tdb?.close());
   beforeEach(async () => {
     clock = new ManualClock();
-    store = new IdempotencyStore({ database: tdb.database, clock });
+    store = new IdempotencyStore({ database: tdb.database, keys: new IdempotencyRepository(tdb.database), clock });
     userId = await buildUser(tdb.database);
   });
 
@@ -68,7 +71,10 @@ describeStorage('idempotency/store', (backend) => {
 
   it('refuses the same key with another request', async () => {
     await store.run(userId, 'k1', H1, async () => ({ status: 200, body: {} }));
-    const e = await expectCode(store.run(userId, 'k1', H2, async () => ({ status: 200, body: {} })), 'IDEMPOTENCY_KEY_REUSED');
+    const e = await expectCode(
+      store.run(userId, 'k1', H2, async () => ({ status: 200, body: {} })),
+      'IDEMPOTENCY_KEY_REUSED',
+    );
     expect(e.status).to.equal(409);
   });
 
@@ -83,7 +89,9 @@ describeStorage('idempotency/store', (backend) => {
     });
     await new Promise((r) => setTimeout(r, 20));
     let retryDone = false;
-    const retry = store.run(userId, 'k1', H1, async () => ({ status: 500, body: { ran: 'twice' } })).finally(() => (retryDone = true));
+    const retry = store
+      .run(userId, 'k1', H1, async () => ({ status: 500, body: { ran: 'twice' } }))
+      .finally(() => (retryDone = true));
     await new Promise((r) => setTimeout(r, 50));
     expect(retryDone, 'the retry answered before the first request finished').to.equal(false);
     release();
@@ -93,18 +101,33 @@ describeStorage('idempotency/store', (backend) => {
   });
 
   it('keeps nothing of a request that fails mid-way: its claim and its writes roll back together', async () => {
-    const before = await tdb.database.db.selectFrom('credit_ledger').select('id').where('user_id', '=', userId).execute();
+    const before = await tdb.database.db
+      .selectFrom('credit_ledger')
+      .select('id')
+      .where('user_id', '=', userId)
+      .execute();
     const { ledger } = buildLedger(tdb.database, { clock });
     await expectCode(
       store.run(userId, 'k1', H1, async (trx) => {
-        await ledger.grant({ userId, amount: toMicros(1_000_000), reason: 'half', actor: { type: 'system', id: null } }, trx);
+        await ledger.grant(
+          { userId, amount: toMicros(1_000_000), reason: 'half', actor: { type: 'system', id: null } },
+          trx,
+        );
         throw new GatewayError('INVALID_STATE', 'the request fails after its first write');
       }),
       'INVALID_STATE',
     );
-    const after = await tdb.database.db.selectFrom('credit_ledger').select('id').where('user_id', '=', userId).execute();
+    const after = await tdb.database.db
+      .selectFrom('credit_ledger')
+      .select('id')
+      .where('user_id', '=', userId)
+      .execute();
     expect(after).to.deep.equal(before);
-    const keys = await tdb.database.db.selectFrom('idempotency_keys').select('key').where('user_id', '=', userId).execute();
+    const keys = await tdb.database.db
+      .selectFrom('idempotency_keys')
+      .select('key')
+      .where('user_id', '=', userId)
+      .execute();
     expect(keys).to.deep.equal([]);
   });
 
@@ -124,11 +147,25 @@ describeStorage('idempotency/store', (backend) => {
     const now = clock.now();
     await tdb.database.db
       .insertInto('idempotency_keys')
-      .values({ user_id: userId, key: 'legacy', request_hash: H1, status: 'in_flight', response_status: null, response_body: null, created_at: now, expires_at: now + 1000 })
+      .values({
+        user_id: userId,
+        key: 'legacy',
+        request_hash: H1,
+        status: 'in_flight',
+        response_status: null,
+        response_body: null,
+        created_at: now,
+        expires_at: now + 1000,
+      })
       .execute();
-    await expectCode(store.run(userId, 'legacy', H1, async () => ({ status: 200, body: {} })), 'IDEMPOTENCY_KEY_IN_USE');
+    await expectCode(
+      store.run(userId, 'legacy', H1, async () => ({ status: 200, body: {} })),
+      'IDEMPOTENCY_KEY_IN_USE',
+    );
     clock.advance(1000);
-    expect((await store.run(userId, 'legacy', H1, async () => ({ status: 200, body: { n: 1 } }))).replayed).to.equal(false);
+    expect((await store.run(userId, 'legacy', H1, async () => ({ status: 200, body: { n: 1 } }))).replayed).to.equal(
+      false,
+    );
   });
 
   it('scopes keys per user and validates them', async () => {
@@ -140,7 +177,10 @@ describeStorage('idempotency/store', (backend) => {
       replayed: false,
     });
     for (const key of ['', 'x'.repeat(256), 'ключ', 'a\nb']) {
-      await expectCode(store.run(userId, key, H1, async () => ({ status: 200, body: {} })), 'INVALID_FIELD');
+      await expectCode(
+        store.run(userId, key, H1, async () => ({ status: 200, body: {} })),
+        'INVALID_FIELD',
+      );
     }
   });
 
@@ -167,7 +207,11 @@ describeStorage('idempotency/store', (backend) => {
     clock.advance(DAY + 1);
     expect(await store.pruneExpired()).to.be.at.least(1);
     await store.run(userId, 'new', H1, async () => ({ status: 200, body: {} }));
-    const keys = await tdb.database.db.selectFrom('idempotency_keys').select('key').where('user_id', '=', userId).execute();
+    const keys = await tdb.database.db
+      .selectFrom('idempotency_keys')
+      .select('key')
+      .where('user_id', '=', userId)
+      .execute();
     expect(keys.map((k) => k.key)).to.deep.equal(['new']);
   });
 });

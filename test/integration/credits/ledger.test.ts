@@ -37,38 +37,90 @@ describeStorage('credits/ledger', (backend) => {
       expect(await f.ledger.balance(userId)).to.deep.equal({ balance: 0, reserved: 0, available: 0 });
       const r = await f.ledger.grant({ userId, amount: credits(50), reason: 'welcome', actor: admin });
       expect(r.replayed).to.equal(false);
-      expect(r.entry).to.include({ kind: 'grant', amount: 50_000_000, balanceAfter: 50_000_000, seq: 1, reason: 'welcome' });
+      expect(r.entry).to.include({
+        kind: 'grant',
+        amount: 50_000_000,
+        balanceAfter: 50_000_000,
+        seq: 1,
+        reason: 'welcome',
+      });
       expect(r.entry.id).to.match(/^txn_/);
       expect(presentBalance(await f.ledger.balance(userId))).to.deep.equal({ balance: 50, reserved: 0, available: 50 });
       expect(f.audit.events).to.have.length(1);
       expect(f.audit.events[0]).to.include({ action: 'credits.grant', outcome: 'success', withTrx: true });
       expect(f.audit.events[0]!.details).to.include({ amount: 50 });
-      const account = await tdb.database.db.selectFrom('credit_accounts').selectAll().where('user_id', '=', userId).executeTakeFirstOrThrow();
+      const account = await tdb.database.db
+        .selectFrom('credit_accounts')
+        .selectAll()
+        .where('user_id', '=', userId)
+        .executeTakeFirstOrThrow();
       expect(account.tenant_id).to.match(/^ten_/);
     });
 
     it('replays a keyed grant and refuses the key for another grant', async () => {
-      const first = await f.ledger.grant({ userId, amount: credits(5), reason: 'promo', actor: admin, idempotencyKey: 'grant-1' });
-      const again = await f.ledger.grant({ userId, amount: credits(5), reason: 'promo', actor: admin, idempotencyKey: 'grant-1' });
+      const first = await f.ledger.grant({
+        userId,
+        amount: credits(5),
+        reason: 'promo',
+        actor: admin,
+        idempotencyKey: 'grant-1',
+      });
+      const again = await f.ledger.grant({
+        userId,
+        amount: credits(5),
+        reason: 'promo',
+        actor: admin,
+        idempotencyKey: 'grant-1',
+      });
       expect(again.replayed).to.equal(true);
       expect(again.entry.id).to.equal(first.entry.id);
       expect((await f.ledger.balance(userId)).balance).to.equal(credits(5));
-      await expectCode(f.ledger.grant({ userId, amount: credits(6), reason: 'promo', actor: admin, idempotencyKey: 'grant-1' }), 'IDEMPOTENCY_KEY_REUSED');
+      await expectCode(
+        f.ledger.grant({ userId, amount: credits(6), reason: 'promo', actor: admin, idempotencyKey: 'grant-1' }),
+        'IDEMPOTENCY_KEY_REUSED',
+      );
       // Keys are per user: another user may use the same key.
       const other = await buildUser(tdb.database);
-      expect((await f.ledger.grant({ userId: other, amount: credits(6), reason: 'promo', actor: admin, idempotencyKey: 'grant-1' })).replayed).to.equal(false);
-      await expectCode(f.ledger.grant({ userId, amount: credits(1), reason: 'x', actor: admin, idempotencyKey: '' }), 'INVALID_FIELD');
-      await expectCode(f.ledger.grant({ userId, amount: credits(1), reason: 'x', actor: admin, idempotencyKey: 'é' }), 'INVALID_FIELD');
+      expect(
+        (
+          await f.ledger.grant({
+            userId: other,
+            amount: credits(6),
+            reason: 'promo',
+            actor: admin,
+            idempotencyKey: 'grant-1',
+          })
+        ).replayed,
+      ).to.equal(false);
+      await expectCode(
+        f.ledger.grant({ userId, amount: credits(1), reason: 'x', actor: admin, idempotencyKey: '' }),
+        'INVALID_FIELD',
+      );
+      await expectCode(
+        f.ledger.grant({ userId, amount: credits(1), reason: 'x', actor: admin, idempotencyKey: 'é' }),
+        'INVALID_FIELD',
+      );
     });
 
     it('refuses bad amounts and an unknown user, changing nothing', async () => {
       for (const amount of [-1, 0, Number.NaN, 1.5, 1e308, 2e15]) {
-        await expectCode(f.ledger.grant({ userId, amount: amount as Micros, reason: 'x', actor: admin }), 'INVALID_FIELD');
-        await expectCode(f.ledger.reserve({ userId, amount: amount as Micros, ttlMs: MIN, actor: admin }), 'INVALID_FIELD');
+        await expectCode(
+          f.ledger.grant({ userId, amount: amount as Micros, reason: 'x', actor: admin }),
+          'INVALID_FIELD',
+        );
+        await expectCode(
+          f.ledger.reserve({ userId, amount: amount as Micros, ttlMs: MIN, actor: admin }),
+          'INVALID_FIELD',
+        );
       }
       await expectCode(f.ledger.grant({ userId, amount: credits(1), reason: '  ', actor: admin }), 'INVALID_FIELD');
-      await expectCode(f.ledger.grant({ userId: newId('usr'), amount: credits(1), reason: 'x', actor: admin }), 'NOT_FOUND');
-      expect(await tdb.database.db.selectFrom('credit_ledger').selectAll().where('user_id', '=', userId).execute()).to.deep.equal([]);
+      await expectCode(
+        f.ledger.grant({ userId: newId('usr'), amount: credits(1), reason: 'x', actor: admin }),
+        'NOT_FOUND',
+      );
+      expect(
+        await tdb.database.db.selectFrom('credit_ledger').selectAll().where('user_id', '=', userId).execute(),
+      ).to.deep.equal([]);
       expect(f.audit.events).to.deep.equal([]);
     });
 
@@ -76,7 +128,10 @@ describeStorage('credits/ledger', (backend) => {
       await f.ledger.grant({ userId, amount: credits(10), reason: 'x', actor: admin });
       await f.ledger.reserve({ userId, amount: credits(6), ttlMs: MIN, actor: userActor(userId) });
       await f.ledger.adjust({ userId, amount: toMicros(-credits(4)), reason: 'correction', actor: admin });
-      const e = await expectCode(f.ledger.adjust({ userId, amount: toMicros(-1), reason: 'correction', actor: admin }), 'INSUFFICIENT_CREDITS');
+      const e = await expectCode(
+        f.ledger.adjust({ userId, amount: toMicros(-1), reason: 'correction', actor: admin }),
+        'INSUFFICIENT_CREDITS',
+      );
       expect(e.details).to.deep.equal({ required: 0.000001, available: 0, shortfall: 0.000001 });
       expect(await f.ledger.balance(userId)).to.deep.equal({ balance: credits(6), reserved: credits(6), available: 0 });
     });
@@ -85,22 +140,52 @@ describeStorage('credits/ledger', (backend) => {
   describe('reserve', () => {
     it('holds credits with a lease and refuses more than available with 402 details in credits', async () => {
       await f.ledger.grant({ userId, amount: credits(10), reason: 'x', actor: admin });
-      const res = await f.ledger.reserve({ userId, amount: credits(7), ttlMs: 5 * MIN, sessionId: 'ses_1', actor: userActor(userId) });
+      const res = await f.ledger.reserve({
+        userId,
+        amount: credits(7),
+        ttlMs: 5 * MIN,
+        sessionId: 'ses_1',
+        actor: userActor(userId),
+      });
       expect(res.id).to.match(/^res_/);
-      expect(res).to.include({ status: 'open', amount: credits(7), charged: 0, sessionId: 'ses_1', owner: f.ledger.instanceId });
+      expect(res).to.include({
+        status: 'open',
+        amount: credits(7),
+        charged: 0,
+        sessionId: 'ses_1',
+        owner: f.ledger.instanceId,
+      });
       expect(res.expiresAt).to.equal(f.clock.now() + 5 * MIN);
-      expect(await f.ledger.balance(userId)).to.deep.equal({ balance: credits(10), reserved: credits(7), available: credits(3) });
-      const err = await expectCode(f.ledger.reserve({ userId, amount: toMicros(3_500_000), ttlMs: MIN, actor: userActor(userId) }), 'INSUFFICIENT_CREDITS');
+      expect(await f.ledger.balance(userId)).to.deep.equal({
+        balance: credits(10),
+        reserved: credits(7),
+        available: credits(3),
+      });
+      const err = await expectCode(
+        f.ledger.reserve({ userId, amount: toMicros(3_500_000), ttlMs: MIN, actor: userActor(userId) }),
+        'INSUFFICIENT_CREDITS',
+      );
       expect(err.status).to.equal(402);
       expect(err.details).to.deep.equal({ required: 3.5, available: 3, shortfall: 0.5 });
       const entries = (await f.ledger.transactions(userId)).entries;
-      expect(entries[0]).to.include({ kind: 'reserve', amount: 0, reservedDelta: credits(7), reservedAfter: credits(7), balanceAfter: credits(10) });
+      expect(entries[0]).to.include({
+        kind: 'reserve',
+        amount: 0,
+        reservedDelta: credits(7),
+        reservedAfter: credits(7),
+        balanceAfter: credits(10),
+      });
       expect(f.audit.actions()).to.deep.equal(['credits.grant', 'credits.reserve']);
     });
 
     it('refuses a user without an account (and creates none)', async () => {
-      await expectCode(f.ledger.reserve({ userId, amount: toMicros(1), ttlMs: MIN, actor: userActor(userId) }), 'INSUFFICIENT_CREDITS');
-      expect(await tdb.database.db.selectFrom('credit_accounts').selectAll().where('user_id', '=', userId).execute()).to.have.length(0);
+      await expectCode(
+        f.ledger.reserve({ userId, amount: toMicros(1), ttlMs: MIN, actor: userActor(userId) }),
+        'INSUFFICIENT_CREDITS',
+      );
+      expect(
+        await tdb.database.db.selectFrom('credit_accounts').selectAll().where('user_id', '=', userId).execute(),
+      ).to.have.length(0);
     });
 
     it('reserves inside the caller transaction and rolls back with it', async () => {
@@ -116,13 +201,18 @@ describeStorage('credits/ledger', (backend) => {
         f.ledger.reserve({ userId, amount: credits(2), ttlMs: MIN, actor: userActor(userId) }, trx),
       );
       expect((await f.ledger.reservation(kept.id))?.status).to.equal('open');
-      expect(await tdb.database.db.selectFrom('credit_reservations').selectAll().where('user_id', '=', userId).execute()).to.have.length(1);
+      expect(
+        await tdb.database.db.selectFrom('credit_reservations').selectAll().where('user_id', '=', userId).execute(),
+      ).to.have.length(1);
     });
 
     it('refuses bad ttls', async () => {
       await f.ledger.grant({ userId, amount: credits(3), reason: 'x', actor: admin });
       for (const ttlMs of [0, -1, 1.5, 8 * 24 * 3600 * 1000]) {
-        await expectCode(f.ledger.reserve({ userId, amount: credits(1), ttlMs, actor: userActor(userId) }), 'INVALID_FIELD');
+        await expectCode(
+          f.ledger.reserve({ userId, amount: credits(1), ttlMs, actor: userActor(userId) }),
+          'INVALID_FIELD',
+        );
       }
     });
   });
@@ -167,19 +257,27 @@ describeStorage('credits/ledger', (backend) => {
     it('settles zero use as a release of everything', async () => {
       const r = await f.ledger.settle(resId, toMicros(0));
       expect(r).to.deep.include({ charged: 0, released: credits(4) });
-      expect((await f.ledger.transactions(userId)).entries.map((e) => e.kind)).to.deep.equal(['release', 'reserve', 'grant']);
+      expect((await f.ledger.transactions(userId)).entries.map((e) => e.kind)).to.deep.equal([
+        'release',
+        'reserve',
+        'grant',
+      ]);
     });
 
     it('releases everything', async () => {
       const r = await f.ledger.release(resId, { userId, actor: userActor(userId) });
       expect(r.reservation.status).to.equal('released');
       expect(r.released).to.equal(credits(4));
-      expect(await f.ledger.balance(userId)).to.deep.equal({ balance: credits(10), reserved: 0, available: credits(10) });
+      expect(await f.ledger.balance(userId)).to.deep.equal({
+        balance: credits(10),
+        reserved: 0,
+        available: credits(10),
+      });
       expect(f.audit.actions()).to.include('credits.release');
       await expectCode(f.ledger.settle(resId, toMicros(1)), 'INVALID_STATE');
     });
 
-    it('answers NOT_FOUND for an unknown id or another user\'s reservation', async () => {
+    it("answers NOT_FOUND for an unknown id or another user's reservation", async () => {
       const other = await buildUser(tdb.database);
       const before = await snapshot();
       await expectCode(f.ledger.settle(newId('res'), toMicros(1)), 'NOT_FOUND');
@@ -208,9 +306,23 @@ describeStorage('credits/ledger', (backend) => {
 
     async function snapshot(): Promise<unknown> {
       return {
-        account: await tdb.database.db.selectFrom('credit_accounts').selectAll().where('user_id', '=', userId).execute(),
-        ledger: await tdb.database.db.selectFrom('credit_ledger').selectAll().where('user_id', '=', userId).orderBy('seq').execute(),
-        reservations: await tdb.database.db.selectFrom('credit_reservations').selectAll().where('user_id', '=', userId).orderBy('id').execute(),
+        account: await tdb.database.db
+          .selectFrom('credit_accounts')
+          .selectAll()
+          .where('user_id', '=', userId)
+          .execute(),
+        ledger: await tdb.database.db
+          .selectFrom('credit_ledger')
+          .selectAll()
+          .where('user_id', '=', userId)
+          .orderBy('seq')
+          .execute(),
+        reservations: await tdb.database.db
+          .selectFrom('credit_reservations')
+          .selectAll()
+          .where('user_id', '=', userId)
+          .orderBy('id')
+          .execute(),
       };
     }
   });
@@ -219,7 +331,13 @@ describeStorage('credits/ledger', (backend) => {
     it('settles every expired open reservation, charging what was used, and holds nothing afterwards', async () => {
       await f.ledger.grant({ userId, amount: credits(20), reason: 'x', actor: admin });
       const a = await f.ledger.reserve({ userId, amount: credits(5), ttlMs: MIN, actor: userActor(userId) });
-      const b = await f.ledger.reserve({ userId, amount: credits(5), ttlMs: MIN, sessionId: 'ses_b', actor: userActor(userId) });
+      const b = await f.ledger.reserve({
+        userId,
+        amount: credits(5),
+        ttlMs: MIN,
+        sessionId: 'ses_b',
+        actor: userActor(userId),
+      });
       const c = await f.ledger.reserve({ userId, amount: credits(5), ttlMs: 10 * MIN, actor: userActor(userId) });
       const d = await f.ledger.reserve({ userId, amount: credits(1), ttlMs: MIN, actor: userActor(userId) });
       await f.ledger.settle(d.id, credits(1));
@@ -238,10 +356,14 @@ describeStorage('credits/ledger', (backend) => {
       });
       expect(n).to.equal(2);
       expect(seen.sort()).to.deep.equal([a.id, b.id].sort());
-      expect((await f.ledger.reservation(a.id))).to.include({ status: 'expired', charged: 0 });
-      expect((await f.ledger.reservation(b.id))).to.include({ status: 'expired', charged: credits(2) });
+      expect(await f.ledger.reservation(a.id)).to.include({ status: 'expired', charged: 0 });
+      expect(await f.ledger.reservation(b.id)).to.include({ status: 'expired', charged: credits(2) });
       expect((await f.ledger.reservation(c.id))?.status).to.equal('open');
-      expect(await f.ledger.balance(userId)).to.deep.equal({ balance: credits(17), reserved: credits(5), available: credits(12) });
+      expect(await f.ledger.balance(userId)).to.deep.equal({
+        balance: credits(17),
+        reserved: credits(5),
+        available: credits(12),
+      });
       expect(f.audit.actions().filter((x) => x === 'credits.expire')).to.have.length(2);
 
       // An extended lease is not reaped; the rest is, and then nothing is held.
@@ -251,15 +373,25 @@ describeStorage('credits/ledger', (backend) => {
       f.clock.advance(10 * MIN);
       expect(await f.ledger.reapExpired()).to.equal(1);
       expect(await f.ledger.reapExpired()).to.equal(0);
-      expect(await f.ledger.balance(userId)).to.deep.equal({ balance: credits(17), reserved: 0, available: credits(17) });
-      const open = await tdb.database.db.selectFrom('credit_reservations').select('id').where('status', '=', 'open').where('user_id', '=', userId).execute();
+      expect(await f.ledger.balance(userId)).to.deep.equal({
+        balance: credits(17),
+        reserved: 0,
+        available: credits(17),
+      });
+      const open = await tdb.database.db
+        .selectFrom('credit_reservations')
+        .select('id')
+        .where('status', '=', 'open')
+        .where('user_id', '=', userId)
+        .execute();
       expect(open).to.deep.equal([]);
       await expectCode(f.ledger.settle(a.id, toMicros(1)), 'INVALID_STATE');
     });
 
     it('two reapers racing settle each reservation once', async () => {
       await f.ledger.grant({ userId, amount: credits(20), reason: 'x', actor: admin });
-      for (let i = 0; i < 10; i++) await f.ledger.reserve({ userId, amount: credits(1), ttlMs: MIN, actor: userActor(userId) });
+      for (let i = 0; i < 10; i++)
+        await f.ledger.reserve({ userId, amount: credits(1), ttlMs: MIN, actor: userActor(userId) });
       f.clock.advance(MIN);
       const other = buildLedger(tdb.database, { clock: f.clock });
       const [x, y] = await Promise.all([f.ledger.reapExpired(), other.ledger.reapExpired()]);
@@ -287,7 +419,8 @@ describeStorage('credits/ledger', (backend) => {
       expect(exact.nextCursor).to.equal(null);
       expect((await f.ledger.transactions(userId)).entries).to.have.length(7);
 
-      for (const limit of [0, 101, -1, 2.5]) await expectCode(f.ledger.transactions(userId, { limit }), 'INVALID_FIELD');
+      for (const limit of [0, 101, -1, 2.5])
+        await expectCode(f.ledger.transactions(userId, { limit }), 'INVALID_FIELD');
       for (const cursor of ['garbage', Buffer.from('{"s":-1}').toString('base64url'), 'x'.repeat(200)]) {
         await expectCode(f.ledger.transactions(userId, { cursor }), 'INVALID_FIELD');
       }
@@ -304,7 +437,11 @@ describeStorage('credits/ledger', (backend) => {
     it('scopes balance, transactions and reservation reads by reach (daemon/policies) in the query', async () => {
       await f.ledger.grant({ userId, amount: credits(2), reason: 'x', actor: admin });
       const res = await f.ledger.reserve({ userId, amount: credits(1), ttlMs: MIN, actor: userActor(userId) });
-      const account = await tdb.database.db.selectFrom('credit_accounts').select('tenant_id').where('user_id', '=', userId).executeTakeFirstOrThrow();
+      const account = await tdb.database.db
+        .selectFrom('credit_accounts')
+        .select('tenant_id')
+        .where('user_id', '=', userId)
+        .executeTakeFirstOrThrow();
       const own = account.tenant_id!;
       expect((await f.ledger.balance(userId, { tenantId: own })).balance).to.equal(credits(2));
       expect((await f.ledger.balance(userId, { tenantId: 'ten_other' })).balance).to.equal(0);
@@ -326,14 +463,22 @@ describeStorage('credits/ledger', (backend) => {
   describe('verify', () => {
     it('detects a tampered balance', async () => {
       await f.ledger.grant({ userId, amount: credits(5), reason: 'x', actor: admin });
-      await tdb.database.db.updateTable('credit_accounts').set({ balance: credits(6) }).where('user_id', '=', userId).execute();
+      await tdb.database.db
+        .updateTable('credit_accounts')
+        .set({ balance: credits(6) })
+        .where('user_id', '=', userId)
+        .execute();
       const found = await f.ledger.verify();
       expect(found.map((m) => [m.userId, m.check])).to.deep.include.members([
         [userId, 'balance'],
         [userId, 'chain'],
       ]);
       expect(found.find((m) => m.check === 'balance')).to.include({ expected: credits(5), actual: credits(6) });
-      await tdb.database.db.updateTable('credit_accounts').set({ balance: credits(5) }).where('user_id', '=', userId).execute();
+      await tdb.database.db
+        .updateTable('credit_accounts')
+        .set({ balance: credits(5) })
+        .where('user_id', '=', userId)
+        .execute();
     });
 
     it('detects an extra ledger row and a reservation changed behind its back', async () => {
@@ -361,26 +506,42 @@ describeStorage('credits/ledger', (backend) => {
           created_at: f.clock.now(),
         })
         .execute();
-      await tdb.database.db.updateTable('credit_reservations').set({ status: 'released' }).where('id', '=', res.id).execute();
+      await tdb.database.db
+        .updateTable('credit_reservations')
+        .set({ status: 'released' })
+        .where('id', '=', res.id)
+        .execute();
       const found = await f.ledger.verify();
       const checks = found.filter((m) => m.userId === userId).map((m) => m.check);
       expect(checks).to.include.members(['balance', 'reserved', 'chain', 'version']);
       expect(found.find((m) => m.check === 'balance')).to.include({ expected: credits(105), actual: credits(5) });
       // Repair, so the suite's clean-verify check holds.
       await tdb.database.db.deleteFrom('credit_ledger').where('id', '=', extra).execute();
-      await tdb.database.db.updateTable('credit_reservations').set({ status: 'open' }).where('id', '=', res.id).execute();
+      await tdb.database.db
+        .updateTable('credit_reservations')
+        .set({ status: 'open' })
+        .where('id', '=', res.id)
+        .execute();
     });
 
     it('detects a broken chain even when the sums agree', async () => {
       await f.ledger.grant({ userId, amount: credits(5), reason: 'x', actor: admin });
       const g2 = await f.ledger.grant({ userId, amount: credits(5), reason: 'x', actor: admin });
-      await tdb.database.db.updateTable('credit_ledger').set({ balance_after: credits(7) }).where('id', '=', g2.entry.id).execute();
+      await tdb.database.db
+        .updateTable('credit_ledger')
+        .set({ balance_after: credits(7) })
+        .where('id', '=', g2.entry.id)
+        .execute();
       const found = await f.ledger.verify();
       expect(found.filter((m) => m.userId === userId).map((m) => [m.check, m.entryId ?? null])).to.deep.include([
         'chain',
         g2.entry.id,
       ]);
-      await tdb.database.db.updateTable('credit_ledger').set({ balance_after: credits(10) }).where('id', '=', g2.entry.id).execute();
+      await tdb.database.db
+        .updateTable('credit_ledger')
+        .set({ balance_after: credits(10) })
+        .where('id', '=', g2.entry.id)
+        .execute();
     });
   });
 
@@ -389,12 +550,18 @@ describeStorage('credits/ledger', (backend) => {
       await f.ledger.grant({ userId, amount: credits(1), reason: 'x', actor: admin });
       let failed = false;
       try {
-        await tdb.database.db.updateTable('credit_accounts').set({ reserved: credits(2) }).where('user_id', '=', userId).execute();
+        await tdb.database.db
+          .updateTable('credit_accounts')
+          .set({ reserved: credits(2) })
+          .where('user_id', '=', userId)
+          .execute();
       } catch {
         failed = true;
       }
       expect(failed, 'CHECK constraint').to.equal(true);
-      const r = await sql<{ n: number }>`select count(*) as n from credit_accounts where balance < reserved`.execute(tdb.database.db);
+      const r = await sql<{ n: number }>`select count(*) as n from credit_accounts where balance < reserved`.execute(
+        tdb.database.db,
+      );
       expect(Number(r.rows[0]!.n)).to.equal(0);
     });
   });

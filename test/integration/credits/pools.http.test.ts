@@ -5,7 +5,15 @@ import { newId } from '../../../daemon/ids.js';
 import { createAjv } from '../../../daemon/schemas.js';
 import { describeStorage } from '../../helpers/backends.js';
 import { startDaemon, type TestDaemon } from '../../helpers/daemon.js';
-import { auditRows, buildApiKey, buildTenant, buildUser, mintToken, platformAdmin, type TestUser } from '../../helpers/factories.js';
+import {
+  auditRows,
+  buildApiKey,
+  buildTenant,
+  buildUser,
+  mintToken,
+  platformAdmin,
+  type TestUser,
+} from '../../helpers/factories.js';
 import type { ApiResponse } from '../../helpers/http.js';
 
 const ajv = createAjv();
@@ -26,10 +34,26 @@ describeStorage('tenant credit pools over HTTP', (backend) => {
   let memberB: TestUser;
 
   const poolGrant = (tenantId: string, body: unknown, options: { token?: string; key?: string } = {}) =>
-    d.api.post(`/v1/admin/tenants/${tenantId}/credits/grant`, body, { token: options.token ?? root, headers: options.key ? { 'idempotency-key': options.key } : {} });
-  const grant = (body: unknown, token: string, key?: string) => d.api.post('/v1/admin/credits/grant', body, { token, headers: key ? { 'idempotency-key': key } : {} });
-  const poolRows = (tenantId: string) => d.container.database.db.selectFrom('credit_pool_ledger').selectAll().where('tenant_id', '=', tenantId).orderBy('seq').execute();
-  const memberRows = (userId: string) => d.container.database.db.selectFrom('credit_ledger').selectAll().where('user_id', '=', userId).orderBy('seq').execute();
+    d.api.post(`/v1/admin/tenants/${tenantId}/credits/grant`, body, {
+      token: options.token ?? root,
+      headers: options.key ? { 'idempotency-key': options.key } : {},
+    });
+  const grant = (body: unknown, token: string, key?: string) =>
+    d.api.post('/v1/admin/credits/grant', body, { token, headers: key ? { 'idempotency-key': key } : {} });
+  const poolRows = (tenantId: string) =>
+    d.container.database.db
+      .selectFrom('credit_pool_ledger')
+      .selectAll()
+      .where('tenant_id', '=', tenantId)
+      .orderBy('seq')
+      .execute();
+  const memberRows = (userId: string) =>
+    d.container.database.db
+      .selectFrom('credit_ledger')
+      .selectAll()
+      .where('user_id', '=', userId)
+      .orderBy('seq')
+      .execute();
 
   before(async () => {
     d = await startDaemon({ backend });
@@ -47,7 +71,14 @@ describeStorage('tenant credit pools over HTTP', (backend) => {
     const r = await poolGrant(tenantA, { amount: 10, reason: 'Q3 allotment' });
     expect(r.status, r.text).to.equal(201);
     expectShape(r, 'TenantCreditGrantResponse');
-    expect(r.body.transaction).to.include({ kind: 'grant', amount: 10, balance_after: 10, reason: 'Q3 allotment', user_id: null, transaction_id: null });
+    expect(r.body.transaction).to.include({
+      kind: 'grant',
+      amount: 10,
+      balance_after: 10,
+      reason: 'Q3 allotment',
+      user_id: null,
+      transaction_id: null,
+    });
     expect(r.body.pool).to.include({ tenant_id: tenantA, balance: 10 });
     const audit = (await auditRows(d)).find((a) => a.action === 'credits.pool_grant' && a.target_id === tenantA);
     expect(audit).to.include({ outcome: 'success', actor_type: 'admin', tenant_id: tenantA, target_type: 'tenant' });
@@ -70,27 +101,55 @@ describeStorage('tenant credit pools over HTTP', (backend) => {
     expect(r.body.pool).to.include({ tenant_id: tenantA, balance: 6 });
 
     const rows = await poolRows(tenantA);
-    expect(rows.map((e) => [e.kind, Number(e.amount), Number(e.balance_after)])).to.deep.equal([['grant', 10_000_000, 10_000_000], ['transfer', -4_000_000, 6_000_000]]);
+    expect(rows.map((e) => [e.kind, Number(e.amount), Number(e.balance_after)])).to.deep.equal([
+      ['grant', 10_000_000, 10_000_000],
+      ['transfer', -4_000_000, 6_000_000],
+    ]);
     const [memberEntry] = await memberRows(memberA.user.id);
     expect(memberEntry).to.include({ id: r.body.transaction.id, pool_entry_id: rows[1]!.id });
-    expect(rows[1]).to.include({ transfer_entry_id: memberEntry!.id, user_id: memberA.user.id, actor_id: adminA.user.id });
+    expect(rows[1]).to.include({
+      transfer_entry_id: memberEntry!.id,
+      user_id: memberA.user.id,
+      actor_id: adminA.user.id,
+    });
 
-    const audit = (await auditRows(d)).find((a) => a.action === 'credits.pool_transfer' && a.target_id === memberA.user.id);
+    const audit = (await auditRows(d)).find(
+      (a) => a.action === 'credits.pool_transfer' && a.target_id === memberA.user.id,
+    );
     expect(audit).to.include({ outcome: 'success', actor_type: 'admin', actor_id: adminA.user.id, tenant_id: tenantA });
-    expect(JSON.parse(String(audit!.details))).to.include({ amount: 4, entry_id: memberEntry!.id, pool_entry_id: rows[1]!.id, pool_balance: 6 });
+    expect(JSON.parse(String(audit!.details))).to.include({
+      amount: 4,
+      entry_id: memberEntry!.id,
+      pool_entry_id: rows[1]!.id,
+      pool_balance: 6,
+    });
     // Not a mint: no credits.grant for it.
-    expect((await auditRows(d)).filter((a) => a.action === 'credits.grant' && a.target_id === memberA.user.id)).to.deep.equal([]);
+    expect(
+      (await auditRows(d)).filter((a) => a.action === 'credits.grant' && a.target_id === memberA.user.id),
+    ).to.deep.equal([]);
 
     const g = await d.api.get(`/v1/admin/tenants/${tenantA}/credits?limit=1`, { token: adminA.token });
     expect(g.body.entries).to.have.length(1);
-    expect(g.body.entries[0]).to.include({ kind: 'transfer', amount: -4, balance_after: 6, user_id: memberA.user.id, transaction_id: memberEntry!.id });
+    expect(g.body.entries[0]).to.include({
+      kind: 'transfer',
+      amount: -4,
+      balance_after: 6,
+      user_id: memberA.user.id,
+      transaction_id: memberEntry!.id,
+    });
     expect(g.body.next_cursor).to.be.a('string');
-    const older = await d.api.get(`/v1/admin/tenants/${tenantA}/credits?cursor=${g.body.next_cursor}`, { token: adminA.token });
+    const older = await d.api.get(`/v1/admin/tenants/${tenantA}/credits?cursor=${g.body.next_cursor}`, {
+      token: adminA.token,
+    });
     expect(older.body.entries.map((e: { kind: string }) => e.kind)).to.deep.equal(['grant']);
   });
 
   it('a tenant admin granting 7 from a pool of 6 gets 402 naming the pool, and nothing is written (not even the key)', async () => {
-    const before = { pool: await poolRows(tenantA), member: await memberRows(memberA.user.id), audit: (await auditRows(d)).length };
+    const before = {
+      pool: await poolRows(tenantA),
+      member: await memberRows(memberA.user.id),
+      audit: (await auditRows(d)).length,
+    };
     const r = await grant({ user_id: memberA.user.id, amount: 7, reason: 'too much' }, adminA.token, 'pool-short-1');
     expect(r.status, r.text).to.equal(402);
     expect(r.body.error.code).to.equal('INSUFFICIENT_CREDITS');
@@ -99,7 +158,14 @@ describeStorage('tenant credit pools over HTTP', (backend) => {
     expect(await poolRows(tenantA)).to.deep.equal(before.pool);
     expect(await memberRows(memberA.user.id)).to.deep.equal(before.member);
     expect((await auditRows(d)).length).to.equal(before.audit);
-    expect(await d.container.database.db.selectFrom('idempotency_keys').selectAll().where('user_id', '=', adminA.user.id).where('key', '=', 'pool-short-1').execute()).to.deep.equal([]);
+    expect(
+      await d.container.database.db
+        .selectFrom('idempotency_keys')
+        .selectAll()
+        .where('user_id', '=', adminA.user.id)
+        .where('key', '=', 'pool-short-1')
+        .execute(),
+    ).to.deep.equal([]);
   });
 
   it('a tenant admin cannot grant to itself: 403 FORBIDDEN, nothing written', async () => {
@@ -148,11 +214,21 @@ describeStorage('tenant credit pools over HTTP', (backend) => {
     expect(list.status, list.text).to.equal(200);
     expect(list.body.pools.map((p: { tenant_id: string }) => p.tenant_id)).to.deep.equal([]);
     expect((await d.api.get(`/v1/admin/tenants/${tenantA}/credits`, { token: root })).body.pool.balance).to.equal(5);
-    expect((await auditRows(d)).filter((a) => a.action === 'access.not_found' && a.actor_id === adminB.user.id && a.target_type === 'tenant').length).to.be.at.least(2);
-    expect(await d.container.database.db.selectFrom('idempotency_keys').selectAll().where('user_id', '=', adminB.user.id).execute()).to.deep.equal([]);
+    expect(
+      (await auditRows(d)).filter(
+        (a) => a.action === 'access.not_found' && a.actor_id === adminB.user.id && a.target_type === 'tenant',
+      ).length,
+    ).to.be.at.least(2);
+    expect(
+      await d.container.database.db
+        .selectFrom('idempotency_keys')
+        .selectAll()
+        .where('user_id', '=', adminB.user.id)
+        .execute(),
+    ).to.deep.equal([]);
   });
 
-  it("a tenant admin cannot grant into its own pool (403), and members have no access (403 INSUFFICIENT_SCOPE)", async () => {
+  it('a tenant admin cannot grant into its own pool (403), and members have no access (403 INSUFFICIENT_SCOPE)', async () => {
     const own = await poolGrant(tenantA, { amount: 1000, reason: 'self-service' }, { token: adminA.token });
     expect(own.status, own.text).to.equal(403);
     expect(own.body.error.code).to.equal('FORBIDDEN');
@@ -169,7 +245,15 @@ describeStorage('tenant credit pools over HTTP', (backend) => {
     }
     // An admin's API key without the admin scope acts as a member.
     const narrow = await buildApiKey(d, adminA, { scopes: ['credits:read'] });
-    expect((await d.api.post('/v1/admin/credits/grant', { user_id: memberA.user.id, amount: 1, reason: 'x' }, { apiKey: narrow.key })).status).to.equal(403);
+    expect(
+      (
+        await d.api.post(
+          '/v1/admin/credits/grant',
+          { user_id: memberA.user.id, amount: 1, reason: 'x' },
+          { apiKey: narrow.key },
+        )
+      ).status,
+    ).to.equal(403);
     expect((await poolRows(tenantA)).length).to.equal(3);
   });
 
@@ -181,7 +265,9 @@ describeStorage('tenant credit pools over HTTP', (backend) => {
       expect(r.status, `${amount}: ${r.text}`).to.equal(400);
     }
     expect((await poolGrant(tenantB, { amount: 1, reason: 'x', user_id: memberB.user.id })).status).to.equal(400);
-    expect(await d.container.database.db.selectFrom('credit_pools').selectAll().where('tenant_id', '=', tenantB).execute()).to.deep.equal([]);
+    expect(
+      await d.container.database.db.selectFrom('credit_pools').selectAll().where('tenant_id', '=', tenantB).execute(),
+    ).to.deep.equal([]);
   });
 
   it('an idempotent pool grant: a retry answers the first (Idempotent-Replayed), another body is 409', async () => {
@@ -241,13 +327,19 @@ describeStorage('tenant credit pools over HTTP', (backend) => {
 
     it('reports a tampered pool entry by tenant, in credits', async () => {
       const [entry] = await poolRows(tenantA);
-      await sql`UPDATE credit_pool_ledger SET amount = amount + 500000 WHERE id = ${entry!.id}`.execute(d.container.database.db);
+      await sql`UPDATE credit_pool_ledger SET amount = amount + 500000 WHERE id = ${entry!.id}`.execute(
+        d.container.database.db,
+      );
       try {
         const r = await d.api.post('/v1/admin/credits/verify', {}, { token: root });
         expect(r.status).to.equal(200);
         expectShape(r, 'CreditVerifyResponse');
         expect(r.body.ok).to.equal(false);
-        expect(r.body.mismatches.every((m: { account?: string; tenant_id?: string }) => m.account === 'pool' && m.tenant_id === tenantA)).to.equal(true);
+        expect(
+          r.body.mismatches.every(
+            (m: { account?: string; tenant_id?: string }) => m.account === 'pool' && m.tenant_id === tenantA,
+          ),
+        ).to.equal(true);
         expect(r.body.mismatches).to.deep.include({
           account: 'pool',
           tenant_id: tenantA,
@@ -257,9 +349,13 @@ describeStorage('tenant credit pools over HTTP', (backend) => {
           unit: 'credits',
           message: 'pool balance differs from the sum of its entries',
         });
-        expect(r.body.mismatches.find((m: { check: string }) => m.check === 'chain')).to.include({ entry_id: entry!.id });
+        expect(r.body.mismatches.find((m: { check: string }) => m.check === 'chain')).to.include({
+          entry_id: entry!.id,
+        });
       } finally {
-        await sql`UPDATE credit_pool_ledger SET amount = amount - 500000 WHERE id = ${entry!.id}`.execute(d.container.database.db);
+        await sql`UPDATE credit_pool_ledger SET amount = amount - 500000 WHERE id = ${entry!.id}`.execute(
+          d.container.database.db,
+        );
       }
       expect((await d.api.post('/v1/admin/credits/verify', {}, { token: root })).body.ok).to.equal(true);
     });

@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { ManualClock } from '../../../daemon/clock.js';
 import { credits, toMicros, type Micros } from '../../../daemon/credits/money.js';
 import { UsageReports, type UsageQuery } from '../../../daemon/credits/usage.js';
+import { UsageRepository } from '../../../daemon/storage/repos/usage.js';
 import { schemaId } from '../../../daemon/http/validation.js';
 import { newId } from '../../../daemon/ids.js';
 import { EVERYTHING } from '../../../daemon/policies/index.js';
@@ -10,7 +11,14 @@ import { KeenClient, NotFoundError } from '../../../sdk/src/index.js';
 import { describeStorage } from '../../helpers/backends.js';
 import { openTestDatabase, type TestDatabase } from '../../helpers/database.js';
 import { startDaemon, type TestDaemon } from '../../helpers/daemon.js';
-import { buildApiKey, buildTenant, buildUser, mintToken, platformAdmin, type TestUser } from '../../helpers/factories.js';
+import {
+  buildApiKey,
+  buildTenant,
+  buildUser,
+  mintToken,
+  platformAdmin,
+  type TestUser,
+} from '../../helpers/factories.js';
 import type { ApiResponse } from '../../helpers/http.js';
 import { execute, waitForEnd } from '../../helpers/sessions.js';
 import { buildLedger, buildUser as buildLedgerUser, type LedgerFixture } from './helpers.js';
@@ -47,7 +55,14 @@ function parseCsv(text: string): string[][] {
 /** The CSV's rows as the JSON rows would read: numbers as numbers, empty cells as null. */
 function csvAsJson(text: string): Array<Record<string, string | number | null>> {
   const [header, ...lines] = parseCsv(text);
-  return lines.map((cells) => Object.fromEntries(header!.map((h, i) => [h, cells[i] === '' ? null : /^-?\d+(\.\d+)?$/.test(cells[i]!) ? Number(cells[i]) : cells[i]!])));
+  return lines.map((cells) =>
+    Object.fromEntries(
+      header!.map((h, i) => [
+        h,
+        cells[i] === '' ? null : /^-?\d+(\.\d+)?$/.test(cells[i]!) ? Number(cells[i]) : cells[i]!,
+      ]),
+    ),
+  );
 }
 
 describeStorage('usage reports', (backend) => {
@@ -62,16 +77,20 @@ describeStorage('usage reports', (backend) => {
     const T2 = Date.parse('2026-03-02T00:30:00Z');
     const T3 = Date.parse('2026-03-03T12:00:00Z');
     const range = { since: Date.parse('2026-02-28T00:00:00Z'), until: Date.parse('2026-03-05T00:00:00Z') };
-    const report = (q: Partial<UsageQuery>) => usage.report({ reach: EVERYTHING, groupBy: 'day', timeZone: 'UTC', ...range, ...q });
+    const report = (q: Partial<UsageQuery>) =>
+      usage.report({ reach: EVERYTHING, groupBy: 'day', timeZone: 'UTC', ...range, ...q });
     const days = async (q: Partial<UsageQuery>) =>
       (await report(q)).rows.map((r) => [r.group, r.granted / 1e6, r.charged / 1e6, r.adjusted / 1e6]);
 
     before(async () => {
       tdb = await openTestDatabase(backend);
       f = buildLedger(tdb.database, { clock: new ManualClock(T1) });
-      usage = new UsageReports(tdb.database);
+      usage = new UsageReports(new UsageRepository(tdb.database));
       tenantA = newId('ten');
-      await tdb.database.db.insertInto('tenants').values({ id: tenantA, name: 'Tenant A', created_at: Date.now() }).execute();
+      await tdb.database.db
+        .insertInto('tenants')
+        .values({ id: tenantA, name: 'Tenant A', created_at: Date.now() })
+        .execute();
       u1 = await buildLedgerUser(tdb.database, { tenantId: tenantA });
       u2 = await buildLedgerUser(tdb.database);
       // T1: u1 gets 10 and spends 1.5 of a 2-credit hold through key_k1.
@@ -128,7 +147,12 @@ describeStorage('usage reports', (backend) => {
       const byTenant = await report({ groupBy: 'tenant' });
       const a = byTenant.rows.find((r) => r.group === tenantA)!;
       expect(a).to.include({ label: 'Tenant A', granted: 11_000_000, charged: 1_500_000, adjusted: -1_000_000 });
-      expect(byTenant.totals).to.include({ granted: 16_000_000, charged: 1_500_000, adjusted: -1_000_000, refunded: 0 });
+      expect(byTenant.totals).to.include({
+        granted: 16_000_000,
+        charged: 1_500_000,
+        adjusted: -1_000_000,
+        refunded: 0,
+      });
     });
 
     it('a tenant reach sees its tenant only; filters narrow it further', async () => {
@@ -154,7 +178,8 @@ describeStorage('usage reports', (backend) => {
     const sessionIds: string[] = [];
     // A little in the future: everything written before the request is inside the range.
     const window = () => `since=1d&until=${encodeURIComponent(new Date(Date.now() + 60_000).toISOString())}`;
-    const get = (path: string, token: string, headers: Record<string, string> = {}) => d.api.get(path, { token, headers });
+    const get = (path: string, token: string, headers: Record<string, string> = {}) =>
+      d.api.get(path, { token, headers });
 
     async function run(u: TestUser, creds: { token?: string; apiKey?: string }, vision: string) {
       const r = await d.api.post('/v1/agents/execute', { vision, options: { costBudget: 1 } }, creds);
@@ -176,7 +201,11 @@ describeStorage('usage reports', (backend) => {
       carol = await buildUser(d, { tenantId: tenantB, tier: 'team' });
       aliceKey = await buildApiKey(d, alice, { name: 'ci key' });
       for (const u of [alice, bob, carol]) {
-        const g = await d.api.post('/v1/admin/credits/grant', { user_id: u.user.id, amount: 20, reason: 'usage test' }, { token: root });
+        const g = await d.api.post(
+          '/v1/admin/credits/grant',
+          { user_id: u.user.id, amount: 20, reason: 'usage test' },
+          { token: root },
+        );
         expect(g.status, g.text).to.equal(201);
       }
       const viaKey = await run(alice, { apiKey: aliceKey.key }, 'Build a usage report [iterations:3]');
@@ -184,9 +213,17 @@ describeStorage('usage reports', (backend) => {
       await run(bob, { token: bob.token }, 'Build something for bob [iterations:2]');
       await run(carol, { token: carol.token }, 'Build something for carol [iterations:4]');
       // A refund of part of the key's session, and an adjustment of bob's balance.
-      const refund = await d.api.post(`/v1/admin/sessions/${viaKey}/refund`, { amount: 0.01, reason: 'flaky run' }, { token: root });
+      const refund = await d.api.post(
+        `/v1/admin/sessions/${viaKey}/refund`,
+        { amount: 0.01, reason: 'flaky run' },
+        { token: root },
+      );
       expect(refund.status, refund.text).to.equal(201);
-      const adjust = await d.api.post('/v1/admin/credits/adjust', { user_id: bob.user.id, amount: -0.5, reason: 'correction' }, { token: root });
+      const adjust = await d.api.post(
+        '/v1/admin/credits/adjust',
+        { user_id: bob.user.id, amount: -0.5, reason: 'correction' },
+        { token: root },
+      );
       expect(adjust.status, adjust.text).to.equal(201);
     });
     after(async () => d?.stop());
@@ -200,8 +237,13 @@ describeStorage('usage reports', (backend) => {
         const row = r.body.rows.find((x: { user_id: string }) => x.user_id === u.user.id);
         expect(row, u.email).to.not.equal(undefined);
         expect(row.email).to.equal(u.email);
-        const entries = await db.selectFrom('credit_ledger').select(['kind', 'amount']).where('user_id', '=', u.user.id).execute();
-        const micros = (kind: string) => entries.filter((e) => e.kind === kind).reduce((s, e) => s + Number(e.amount), 0);
+        const entries = await db
+          .selectFrom('credit_ledger')
+          .select(['kind', 'amount'])
+          .where('user_id', '=', u.user.id)
+          .execute();
+        const micros = (kind: string) =>
+          entries.filter((e) => e.kind === kind).reduce((s, e) => s + Number(e.amount), 0);
         const total = entries.reduce((s, e) => s + Number(e.amount), 0);
         expect(Math.round(row.charged * 1e6)).to.equal(-micros('charge'));
         expect(Math.round(row.refunded * 1e6)).to.equal(micros('refund'));
@@ -218,7 +260,17 @@ describeStorage('usage reports', (backend) => {
       expect(r.body.rows.find((x: { user_id: string }) => x.user_id === alice.user.id).refunded).to.equal(0.01);
       expect(r.body.rows.find((x: { user_id: string }) => x.user_id === bob.user.id).adjusted).to.equal(-0.5);
       // Totals are the sum of the rows.
-      for (const k of ['charged', 'refunded', 'adjusted', 'granted', 'net', 'sessions', 'input_tokens', 'output_tokens', 'web_searches']) {
+      for (const k of [
+        'charged',
+        'refunded',
+        'adjusted',
+        'granted',
+        'net',
+        'sessions',
+        'input_tokens',
+        'output_tokens',
+        'web_searches',
+      ]) {
         const sum = r.body.rows.reduce((s: number, x: Record<string, number>) => s + Math.round(x[k]! * 1e6), 0);
         expect(Math.round(r.body.totals[k] * 1e6), k).to.equal(sum);
       }
@@ -251,8 +303,15 @@ describeStorage('usage reports', (backend) => {
       const keyRow = r.body.rows.find((x: { api_key_id: string | null }) => x.api_key_id === aliceKey.id);
       expect(keyRow).to.include({ api_key_name: 'ci key', sessions: 1, refunded: 0.01 });
       const db = d.container.database.db;
-      const keyCharges = await db.selectFrom('credit_ledger').select('amount').where('api_key_id', '=', aliceKey.id).where('kind', '=', 'charge').execute();
-      expect(Math.round(keyCharges.reduce((s, e) => s - Number(e.amount), 0))).to.equal(Math.round(keyRow.charged * 1e6));
+      const keyCharges = await db
+        .selectFrom('credit_ledger')
+        .select('amount')
+        .where('api_key_id', '=', aliceKey.id)
+        .where('kind', '=', 'charge')
+        .execute();
+      expect(Math.round(keyCharges.reduce((s, e) => s - Number(e.amount), 0))).to.equal(
+        Math.round(keyRow.charged * 1e6),
+      );
       expect(keyRow.charged).to.be.greaterThan(0);
       const unkeyed = r.body.rows.find((x: { api_key_id: string | null }) => x.api_key_id === null);
       expect(unkeyed).to.include({ api_key_name: null, sessions: 1, granted: 20 });
@@ -264,7 +323,9 @@ describeStorage('usage reports', (backend) => {
     it('group_by=tenant: platform admins see both tenants; a tenant admin only its own', async () => {
       const all = await get(`/v1/admin/usage?group_by=tenant&${window()}`, root);
       expect(all.status, all.text).to.equal(200);
-      const names = Object.fromEntries(all.body.rows.map((x: { tenant_id: string; tenant_name: string }) => [x.tenant_id, x.tenant_name]));
+      const names = Object.fromEntries(
+        all.body.rows.map((x: { tenant_id: string; tenant_name: string }) => [x.tenant_id, x.tenant_name]),
+      );
       expect(names).to.include({ [tenantA]: 'Acme', [tenantB]: 'Globex' });
       const mine = await get(`/v1/admin/usage?group_by=tenant&${window()}`, adminA.token);
       expect(mine.status, mine.text).to.equal(200);
@@ -272,17 +333,21 @@ describeStorage('usage reports', (backend) => {
       const aRow = all.body.rows.find((x: { tenant_id: string }) => x.tenant_id === tenantA);
       expect(mine.body.rows[0]).to.deep.equal(aRow);
       const users = await get(`/v1/admin/usage?group_by=user&${window()}`, adminA.token);
-      expect(users.body.rows.map((x: { user_id: string }) => x.user_id).sort()).to.deep.equal([alice.user.id, bob.user.id].sort());
+      expect(users.body.rows.map((x: { user_id: string }) => x.user_id).sort()).to.deep.equal(
+        [alice.user.id, bob.user.id].sort(),
+      );
     });
 
-    it("a tenant admin naming another tenant or its user gets 404 as for one that does not exist; members get 403", async () => {
+    it('a tenant admin naming another tenant or its user gets 404 as for one that does not exist; members get 403', async () => {
       const ghost = await get(`/v1/admin/usage?tenant_id=${newId('ten')}`, adminA.token);
       const other = await get(`/v1/admin/usage?tenant_id=${tenantB}`, adminA.token);
       expect(other.status, other.text).to.equal(404);
       expect(other.body.error).to.deep.equal(ghost.body.error);
       expect((await get(`/v1/admin/usage?tenant_id=${tenantA}`, adminA.token)).status).to.equal(200);
       expect((await get(`/v1/admin/usage?user_id=${carol.user.id}`, adminA.token)).status).to.equal(404);
-      expect((await get(`/v1/admin/usage?user_id=${encodeURIComponent(carol.email)}`, adminA.token)).status).to.equal(404);
+      expect((await get(`/v1/admin/usage?user_id=${encodeURIComponent(carol.email)}`, adminA.token)).status).to.equal(
+        404,
+      );
       expect((await get(`/v1/admin/usage?tenant_id=${newId('ten')}`, root)).status).to.equal(404);
       const member = await get('/v1/admin/usage', alice.token);
       expect(member.status, member.text).to.equal(403);
@@ -311,7 +376,11 @@ describeStorage('usage reports', (backend) => {
 
     it('the SDK: client.usage.get() (own) and client.usage.admin() answer the API documents', async () => {
       const until = new Date(Date.now() + 60_000).toISOString();
-      const own = await new KeenClient({ baseUrl: d.url, apiKey: aliceKey.key }).usage.get({ group_by: 'key', since: '1d', until });
+      const own = await new KeenClient({ baseUrl: d.url, apiKey: aliceKey.key }).usage.get({
+        group_by: 'key',
+        since: '1d',
+        until,
+      });
       const http = await get(`/v1/usage?group_by=key&since=1d&until=${encodeURIComponent(until)}`, alice.token);
       expect(own.rows).to.deep.equal(http.body.rows);
       const sdkAdmin = new KeenClient({ baseUrl: d.url, accessToken: adminA.token });
@@ -335,14 +404,20 @@ describeStorage('usage reports', (backend) => {
       const accepted = await get(`/v1/usage?${window()}`, alice.token, { accept: 'text/csv' });
       expect(accepted.status).to.equal(200);
       expect(accepted.headers.get('content-type')).to.match(/^text\/csv/);
-      expect(accepted.text.split('\n')[0]).to.equal('day,charged,refunded,adjusted,granted,net,sessions,input_tokens,output_tokens,web_searches');
+      expect(accepted.text.split('\n')[0]).to.equal(
+        'day,charged,refunded,adjusted,granted,net,sessions,input_tokens,output_tokens,web_searches',
+      );
       // format=json wins over the Accept header.
       const forced = await get(`/v1/usage?format=json&${window()}`, alice.token, { accept: 'text/csv' });
       expect(forced.headers.get('content-type')).to.match(/json/);
     });
 
     it('days are cut in credits.budget_time_zone unless the request names time_zone', async () => {
-      const tokyo = await startDaemon({ backend, logLevel: 'warn', config: { credits: { budget_time_zone: 'Asia/Tokyo' } } });
+      const tokyo = await startDaemon({
+        backend,
+        logLevel: 'warn',
+        config: { credits: { budget_time_zone: 'Asia/Tokyo' } },
+      });
       try {
         const token = mintToken(tokyo, await platformAdmin(tokyo));
         const r = await tokyo.api.get('/v1/admin/usage', { token });
@@ -376,7 +451,9 @@ describeStorage('usage reports', (backend) => {
         expect(r.body.request_id).to.be.a('string');
       }
       // 366 days is the longest range allowed.
-      expect((await get('/v1/admin/usage?since=2025-01-01T00:00:00Z&until=2026-01-02T00:00:00Z', root)).status).to.equal(200);
+      expect(
+        (await get('/v1/admin/usage?since=2025-01-01T00:00:00Z&until=2026-01-02T00:00:00Z', root)).status,
+      ).to.equal(200);
     });
   });
 });

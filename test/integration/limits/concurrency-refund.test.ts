@@ -7,7 +7,10 @@ import { execute, grant } from '../../helpers/sessions.js';
 describeShared('a concurrency denial does not spend request quota', (shared) => {
   let d: TestDaemon;
   before(async () => {
-    d = await startDaemon({ shared, config: { tiers: { individual: { requests_per_hour: 50, max_concurrent_sessions: 1 } } } });
+    d = await startDaemon({
+      shared,
+      config: { tiers: { individual: { requests_per_hour: 50, max_concurrent_sessions: 1 } } },
+    });
   });
   after(async () => d?.stop());
 

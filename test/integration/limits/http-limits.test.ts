@@ -10,7 +10,7 @@ describeShared('request rate limits over HTTP', (shared) => {
   });
   after(async () => d?.stop());
 
-  it("the documented 1000 requests per hour of an individual user: of 1001 rapid requests, the one past 1000 gets 429 with the headers", async () => {
+  it('the documented 1000 requests per hour of an individual user: of 1001 rapid requests, the one past 1000 gets 429 with the headers', async () => {
     const u = await buildUser(d, { tier: 'individual' });
     const statuses: number[] = [];
     const batch = 50;
@@ -55,7 +55,13 @@ describeShared('request rate limits over HTTP', (shared) => {
     try {
       const rs = [];
       for (let i = 0; i < 7; i++) {
-        rs.push(await fresh.api.post('/v1/auth/refresh', { refresh_token: 'rt_' + 'x'.repeat(43) }, { headers: { 'x-forwarded-for': `203.0.113.${i}` } }));
+        rs.push(
+          await fresh.api.post(
+            '/v1/auth/refresh',
+            { refresh_token: 'rt_' + 'x'.repeat(43) },
+            { headers: { 'x-forwarded-for': `203.0.113.${i}` } },
+          ),
+        );
       }
       expect(rs.map((r) => r.status)).to.deep.equal([401, 401, 401, 401, 401, 429, 429]);
       expect(rs.slice(5).every((r) => r.status === 429 && r.body.error.details.limit === 'ip')).to.equal(true);

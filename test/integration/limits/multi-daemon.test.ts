@@ -5,7 +5,15 @@ import { describeShared, describeStorage } from '../../helpers/backends.js';
 import { spawnDaemon, type ChildDaemon, type DaemonOptions } from '../../helpers/daemon.js';
 import { TEST_POSTGRES_URL, TEST_REDIS_URL } from '../../helpers/env.js';
 import { createTestSchema, type TestSchema } from '../../helpers/postgres.js';
-import { bootstrapAdmin, deleteKeys, hasRateLimitHeaders, ready, suitePrefix, testRedis, userWithKey } from './support.js';
+import {
+  bootstrapAdmin,
+  deleteKeys,
+  hasRateLimitHeaders,
+  ready,
+  suitePrefix,
+  testRedis,
+  userWithKey,
+} from './support.js';
 
 const TITLE = 'limits across two daemon processes on one Redis and one Postgres';
 
@@ -55,7 +63,10 @@ if (!TEST_REDIS_URL || !TEST_POSTGRES_URL) {
 
     it('300 concurrent requests of one user split over both daemons: exactly 100 allowed, 200 get 429 with Retry-After and the headers', async () => {
       const u = await userWithKey(a.api, adminKey, { tier: 'individual' });
-      const sent = Array.from({ length: 300 }, (_, i) => ({ daemon: i % 2 === 0 ? 'a' : 'b', p: (i % 2 === 0 ? a : b).api.get('/v1/me', { apiKey: u.key }) }));
+      const sent = Array.from({ length: 300 }, (_, i) => ({
+        daemon: i % 2 === 0 ? 'a' : 'b',
+        p: (i % 2 === 0 ? a : b).api.get('/v1/me', { apiKey: u.key }),
+      }));
       const rs = await Promise.all(sent.map(async (s) => ({ daemon: s.daemon, r: await s.p })));
       const ok = rs.filter((x) => x.r.status === 200);
       const denied = rs.filter((x) => x.r.status === 429);
@@ -68,7 +79,9 @@ if (!TEST_REDIS_URL || !TEST_POSTGRES_URL) {
       for (const { r } of ok) {
         expect(hasRateLimitHeaders(r), 'headers on a 200').to.equal(true);
         expect(r.headers.get('x-ratelimit-limit')).to.equal('100');
-        expect(r.headers.get('ratelimit-policy')).to.include('"user";q=100;w=3600').and.include('"api_key";q=1000;w=3600');
+        expect(r.headers.get('ratelimit-policy'))
+          .to.include('"user";q=100;w=3600')
+          .and.include('"api_key";q=1000;w=3600');
       }
       for (const { r } of denied) {
         expect(r.body.error).to.include({ type: 'RATE_LIMIT_ERROR', code: 'RATE_LIMITED' });
@@ -95,7 +108,10 @@ if (!TEST_REDIS_URL || !TEST_POSTGRES_URL) {
       const u = await userWithKey(a.api, adminKey, { password });
       const statuses: number[] = [];
       for (let i = 0; i < 5; i++) {
-        const r = await (i % 2 === 0 ? a : b).api.post('/v1/auth/login', { email: u.email, password: `wrong-${i}-${password}` });
+        const r = await (i % 2 === 0 ? a : b).api.post('/v1/auth/login', {
+          email: u.email,
+          password: `wrong-${i}-${password}`,
+        });
         expect(r.body.error?.code, r.text).to.equal('INVALID_CREDENTIALS');
         statuses.push(r.status);
       }

@@ -15,7 +15,8 @@ describeShared('a denial by one policy takes nothing from the others, over HTTP'
   });
   after(async () => d?.stop());
 
-  const decisions = async (policy: string, outcome: string) => metricValue((await d.api.get('/metrics')).text, 'keen_ratelimit_decisions_total', { policy, outcome });
+  const decisions = async (policy: string, outcome: string) =>
+    metricValue((await d.api.get('/metrics')).text, 'keen_ratelimit_decisions_total', { policy, outcome });
 
   async function sequence(n: number, send: () => Promise<ApiResponse>): Promise<ApiResponse[]> {
     const out: ApiResponse[] = [];
@@ -35,7 +36,10 @@ describeShared('a denial by one policy takes nothing from the others, over HTTP'
       expect(r.headers.get('ratelimit')).to.match(/^"api_key";r=0;t=\d+$/);
       expect(Number(r.headers.get('retry-after'))).to.be.at.least(1);
     }
-    expect((await decisions('user', 'skipped')) - skippedBefore, 'the user policy had room and was not charged').to.equal(5);
+    expect(
+      (await decisions('user', 'skipped')) - skippedBefore,
+      'the user policy had room and was not charged',
+    ).to.equal(5);
 
     // The user spent 3 (the key's allowed requests), not 8: 7 left for the JWT.
     const withJwt = await sequence(TIER_LIMIT - 3 + 1, () => d.api.get('/v1/me', { token: u.token }));
@@ -58,7 +62,7 @@ describeShared('a denial by one policy takes nothing from the others, over HTTP'
       expect(r.headers.get('ratelimit-policy')).to.equal(`"user";q=${TIER_LIMIT};w=3600, "api_key";q=5;w=3600`);
     }
     // The key's own budget is untouched: all 5 units left on the shared limiter.
-    const keyBudget = await d.container.limiter.peek(`api_key:${k.api_key.id}`, 5, HOUR_MS);
+    const keyBudget = await d.container.limiter.peek(`api_key:${k.row.id}`, 5, HOUR_MS);
     expect(keyBudget).to.include({ allowed: true, remaining: 5 });
   });
 
@@ -66,7 +70,9 @@ describeShared('a denial by one policy takes nothing from the others, over HTTP'
     const u = await buildUser(d, { tier: 'individual' });
     const a = await d.container.users.createApiKey(null, u.user, { name: 'a', rate_limit_per_hour: 2 });
     const b = await d.container.users.createApiKey(null, u.user, { name: 'b', rate_limit_per_hour: 4 });
-    expect((await sequence(5, () => d.api.get('/v1/me', { apiKey: a.key }))).map((r) => r.status)).to.deep.equal([200, 200, 429, 429, 429]);
+    expect((await sequence(5, () => d.api.get('/v1/me', { apiKey: a.key }))).map((r) => r.status)).to.deep.equal([
+      200, 200, 429, 429, 429,
+    ]);
     const first = await d.api.get('/v1/me', { apiKey: b.key });
     expect(first.status).to.equal(200);
     // b's budget (4) binds before the user's (10 - 3 = 7 left): r=3.

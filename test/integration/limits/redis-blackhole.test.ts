@@ -7,7 +7,16 @@ import { Metrics } from '../../../daemon/metrics.js';
 import { createRedis } from '../../../daemon/shared/redis.js';
 import { TEST_REDIS_URL } from '../../helpers/env.js';
 import { FaultProxy } from '../../helpers/fault-proxy.js';
-import { deleteKeys, describeRedis, eventually, freshPrefix, LogSpy, ready, RUN_PREFIX, testRedis } from '../../unit/limits/support.js';
+import {
+  deleteKeys,
+  describeRedis,
+  eventually,
+  freshPrefix,
+  LogSpy,
+  ready,
+  RUN_PREFIX,
+  testRedis,
+} from '../../unit/limits/support.js';
 
 const HOUR = 3_600_000;
 /** The limiter's client gives up on a command after this; the limiter's calls then fail open. */
@@ -36,7 +45,10 @@ describeRedis('rate-limit calls that failed open during a partition are not coun
   before(async () => {
     proxy = FaultProxy.for(TEST_REDIS_URL!);
     await proxy.start();
-    client = createRedis(proxy.url(TEST_REDIS_URL!), new LogSpy(), { commandTimeoutMs: COMMAND_TIMEOUT_MS, maxReconnectDelayMs: 100 });
+    client = createRedis(proxy.url(TEST_REDIS_URL!), new LogSpy(), {
+      commandTimeoutMs: COMMAND_TIMEOUT_MS,
+      maxReconnectDelayMs: 100,
+    });
     direct = testRedis();
     await Promise.all([ready(client), ready(direct)]);
   });
@@ -53,7 +65,11 @@ describeRedis('rate-limit calls that failed open during a partition are not coun
     const backend = new RedisRateLimiter({ redis: client, prefix });
     const metrics = new RateLimitMetrics(new Metrics({ defaultMetrics: false }));
     const open = new ResilientRateLimiter({ limiter: backend, metrics, mode: 'fail_open' });
-    const works = (): Promise<boolean> => backend.peek('probe', 1, HOUR).then(() => true, () => false);
+    const works = (): Promise<boolean> =>
+      backend.peek('probe', 1, HOUR).then(
+        () => true,
+        () => false,
+      );
     return { prefix, backend, open, works };
   }
 
@@ -125,7 +141,12 @@ describeRedis('rate-limit calls that failed open during a partition are not coun
     const { prefix, backend } = limiters();
     for (let i = 0; i < 3; i++) await backend.consume('k', 10, HOUR);
     expect(await units(direct, `${prefix}k`)).to.equal(3);
-    expect(await backend.consumeAll([{ key: 'k', limit: 10, windowMs: HOUR }, { key: 'k2', limit: 10, windowMs: HOUR, cost: 2 }])).to.deep.include({ allowed: true });
+    expect(
+      await backend.consumeAll([
+        { key: 'k', limit: 10, windowMs: HOUR },
+        { key: 'k2', limit: 10, windowMs: HOUR, cost: 2 },
+      ]),
+    ).to.deep.include({ allowed: true });
     expect(await units(direct, `${prefix}k2`)).to.equal(2);
     await backend.refund('k2', HOUR, 1);
     expect(await units(direct, `${prefix}k2`)).to.equal(1);

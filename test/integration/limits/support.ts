@@ -6,6 +6,8 @@ import { PasswordHasher } from '../../../daemon/auth/passwords.js';
 import { Database } from '../../../daemon/storage/database.js';
 import { migrateToLatest } from '../../../daemon/storage/migrator.js';
 import { UserAdminService } from '../../../daemon/users/user-admin.js';
+import { accountRepositories } from '../../../daemon/storage/repos/accounts.js';
+import { AuditRepository } from '../../../daemon/storage/repos/audit.js';
 import type { Api, ApiResponse } from '../../helpers/http.js';
 import { uniqueEmail } from '../../helpers/factories.js';
 
@@ -24,8 +26,14 @@ export async function bootstrapAdmin(databaseUrl: string): Promise<string> {
   let audit: DatabaseAuditLogger | undefined;
   try {
     await migrateToLatest(database);
-    audit = new DatabaseAuditLogger({ database, clock: systemClock, logger });
-    const service = new UserAdminService({ database, clock: systemClock, hasher: new PasswordHasher({ maxConcurrent: 1 }), audit });
+    audit = new DatabaseAuditLogger({ database, audits: new AuditRepository(database), clock: systemClock, logger });
+    const service = new UserAdminService({
+      database,
+      ...accountRepositories(database),
+      clock: systemClock,
+      hasher: new PasswordHasher({ maxConcurrent: 1 }),
+      audit,
+    });
     const r = await service.bootstrap({ email: uniqueEmail('ops') });
     return r.key;
   } finally {
@@ -53,7 +61,11 @@ export async function userWithKey(
   expectStatus(u, 201, 'create user');
   const k = await api.post(
     '/v1/admin/api-keys',
-    { user_id: u.body.user.id, name: 'limits test', ...(options.keyLimitPerHour ? { rate_limit_per_hour: options.keyLimitPerHour } : {}) },
+    {
+      user_id: u.body.user.id,
+      name: 'limits test',
+      ...(options.keyLimitPerHour ? { rate_limit_per_hour: options.keyLimitPerHour } : {}),
+    },
     { apiKey: adminKey },
   );
   expectStatus(k, 201, 'create api key');
@@ -82,5 +94,7 @@ export function metricValue(text: string, name: string, labels: Record<string, s
 
 /** Every response carries the RateLimit headers of the contract (section 4). */
 export function hasRateLimitHeaders(r: ApiResponse): boolean {
-  return ['ratelimit-policy', 'ratelimit', 'x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset'].every((h) => r.headers.get(h) !== null);
+  return ['ratelimit-policy', 'ratelimit', 'x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset'].every(
+    (h) => r.headers.get(h) !== null,
+  );
 }

@@ -76,8 +76,10 @@ describe('metrics catalogue (docs/METRICS.md against GET /metrics)', function ()
     const problems: string[] = [];
     for (const e of catalogue) {
       if (!scrape.type.has(e.name)) problems.push(`${e.name}: missing from /metrics`);
-      else if (scrape.type.get(e.name) !== e.type) problems.push(`${e.name}: type ${scrape.type.get(e.name)}, catalogue says ${e.type}`);
-      else if (scrape.help.get(e.name) !== e.help) problems.push(`${e.name}: help "${scrape.help.get(e.name)}", catalogue says "${e.help}"`);
+      else if (scrape.type.get(e.name) !== e.type)
+        problems.push(`${e.name}: type ${scrape.type.get(e.name)}, catalogue says ${e.type}`);
+      else if (scrape.help.get(e.name) !== e.help)
+        problems.push(`${e.name}: help "${scrape.help.get(e.name)}", catalogue says "${e.help}"`);
     }
     expect(problems).to.deep.equal([]);
   });
@@ -91,14 +93,17 @@ describe('metrics catalogue (docs/METRICS.md against GET /metrics)', function ()
       const names = Object.keys(s.labels)
         .filter((l) => !(e.type === 'histogram' && l === 'le'))
         .sort();
-      if (names.join(',') !== e.labels.join(',')) problems.add(`${s.family}: labels [${names}] but catalogue says [${e.labels}]`);
+      if (names.join(',') !== e.labels.join(','))
+        problems.add(`${s.family}: labels [${names}] but catalogue says [${e.labels}]`);
     }
     expect([...problems]).to.deep.equal([]);
   });
 
   it('every keen_ metric the daemon exports is in the catalogue (default process metrics aside)', () => {
     const listed = new Set(catalogue.map((e) => e.name));
-    const unlisted = [...scrape.type.keys()].filter((n) => n.startsWith('keen_') && !/^keen_(process|nodejs)_/.test(n) && !listed.has(n));
+    const unlisted = [...scrape.type.keys()].filter(
+      (n) => n.startsWith('keen_') && !/^keen_(process|nodejs)_/.test(n) && !listed.has(n),
+    );
     expect(unlisted, 'add these to docs/METRICS.md').to.deep.equal([]);
   });
 
@@ -129,7 +134,9 @@ describe('metrics catalogue (docs/METRICS.md against GET /metrics)', function ()
     expect(value('keen_auth_attempts_total', { method: 'password', outcome: 'success' })).to.equal(1);
     expect(value('keen_auth_attempts_total', { method: 'refresh', outcome: 'success' })).to.equal(1);
     const backend = d.container.database.dialect;
-    expect(value('keen_database_query_duration_seconds_count', { backend, operation: 'transaction' })).to.be.greaterThan(0);
+    expect(
+      value('keen_database_query_duration_seconds_count', { backend, operation: 'transaction' }),
+    ).to.be.greaterThan(0);
     expect(value('keen_database_query_duration_seconds_count', { backend, operation: 'ping' })).to.be.greaterThan(0);
     expect(value('keen_dependency_up', { dependency: 'database' })).to.equal(1);
     if (TEST_REDIS_URL) {
@@ -146,7 +153,9 @@ describe('metrics catalogue (docs/METRICS.md against GET /metrics)', function ()
     const listed = new Set(catalogue.map((e) => e.name));
     for (const file of ['deploy/prometheus/alerts.yml', 'deploy/grafana/keen-gateway.json']) {
       const text = readFileSync(path.join(PROJECT_ROOT, file), 'utf8');
-      const used = new Set([...text.matchAll(/\bkeen_[a-z0-9_]+/g)].map((m) => m[0].replace(/_(bucket|sum|count)$/, '')));
+      const used = new Set(
+        [...text.matchAll(/\bkeen_[a-z0-9_]+/g)].map((m) => m[0].replace(/_(bucket|sum|count)$/, '')),
+      );
       const unknown = [...used].filter((n) => !listed.has(n) && !/^keen_(process|nodejs)_/.test(n));
       expect(unknown, file).to.deep.equal([]);
       expect(used.size, file).to.be.greaterThan(8);

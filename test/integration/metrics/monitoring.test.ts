@@ -15,7 +15,9 @@ const silent = { info() {}, warn() {}, error() {}, debug() {} } as never;
 
 async function metricValue(d: TestDaemon, name: string, labels: Record<string, string> = {}): Promise<number> {
   const s = parseExposition(await d.container.metrics.registry.metrics());
-  return s.samples.filter((x) => x.name === name && Object.entries(labels).every(([k, v]) => x.labels[k] === v)).reduce((a, x) => a + x.value, 0);
+  return s.samples
+    .filter((x) => x.name === name && Object.entries(labels).every(([k, v]) => x.labels[k] === v))
+    .reduce((a, x) => a + x.value, 0);
 }
 
 describeStorage('monitoring jobs', (backend) => {
@@ -35,21 +37,37 @@ describeStorage('monitoring jobs', (backend) => {
     await grant(d, a, 10);
     await grant(d, b, 10);
     expect(await job.tick()).to.equal(0);
-    expect((await metrics.registry.getSingleMetricAsString('keen_ledger_drift_accounts')).split('\n').pop()).to.equal('keen_ledger_drift_accounts 0');
-    expect((await metrics.registry.getSingleMetricAsString('keen_ledger_verify_last_success_timestamp_seconds')).split('\n').pop()).to.equal(
-      `keen_ledger_verify_last_success_timestamp_seconds ${Math.floor(clock.now() / 1000)}`,
+    expect((await metrics.registry.getSingleMetricAsString('keen_ledger_drift_accounts')).split('\n').pop()).to.equal(
+      'keen_ledger_drift_accounts 0',
     );
+    expect(
+      (await metrics.registry.getSingleMetricAsString('keen_ledger_verify_last_success_timestamp_seconds'))
+        .split('\n')
+        .pop(),
+    ).to.equal(`keen_ledger_verify_last_success_timestamp_seconds ${Math.floor(clock.now() / 1000)}`);
 
     // Someone edits two balances behind the ledger's back.
     const db = d.container.database.db;
-    const saved = await db.selectFrom('credit_accounts').selectAll().where('user_id', 'in', [a.user.id, b.user.id]).execute();
-    for (const u of [a, b]) await db.updateTable('credit_accounts').set({ balance: toMicros(11) as number }).where('user_id', '=', u.user.id).execute();
+    const saved = await db
+      .selectFrom('credit_accounts')
+      .selectAll()
+      .where('user_id', 'in', [a.user.id, b.user.id])
+      .execute();
+    for (const u of [a, b])
+      await db
+        .updateTable('credit_accounts')
+        .set({ balance: toMicros(11) as number })
+        .where('user_id', '=', u.user.id)
+        .execute();
     expect(await job.tick()).to.equal(2);
-    expect(await metrics.registry.getSingleMetricAsString('keen_ledger_drift_accounts')).to.match(/keen_ledger_drift_accounts 2$/);
+    expect(await metrics.registry.getSingleMetricAsString('keen_ledger_drift_accounts')).to.match(
+      /keen_ledger_drift_accounts 2$/,
+    );
     // No user id reaches the series.
     expect(await metrics.registry.metrics()).to.not.include(a.user.id);
 
-    for (const row of saved) await db.updateTable('credit_accounts').set(row).where('user_id', '=', row.user_id).execute();
+    for (const row of saved)
+      await db.updateTable('credit_accounts').set(row).where('user_id', '=', row.user_id).execute();
     expect(await job.tick()).to.equal(0);
   });
 
@@ -63,7 +81,14 @@ describeStorage('monitoring jobs', (backend) => {
         return [{ userId: 'usr_x', check: 'balance' as const, expected: 1, actual: 2, message: 'm' }];
       },
     };
-    const job = new LedgerDriftMonitor({ ledger: failing, metrics, clock, logger: silent, firstDelayMs: 1, intervalMs: 10 });
+    const job = new LedgerDriftMonitor({
+      ledger: failing,
+      metrics,
+      clock,
+      logger: silent,
+      firstDelayMs: 1,
+      intervalMs: 10,
+    });
     expect(await job.tick()).to.equal(1);
     expect(await job.tick()).to.equal(null);
     expect(await metrics.registry.getSingleMetricAsString('keen_ledger_verify_failures_total')).to.match(/ 1$/);
@@ -80,7 +105,12 @@ describeStorage('monitoring jobs', (backend) => {
     ensureMonitoring(d);
     const u = await buildUser(d);
     await grant(d, u, 5);
-    await d.container.ledger.reserve({ userId: u.user.id, amount: toMicros(1), ttlMs: 30_000, actor: { type: 'system', id: null } });
+    await d.container.ledger.reserve({
+      userId: u.user.id,
+      amount: toMicros(1),
+      ttlMs: 30_000,
+      actor: { type: 'system', id: null },
+    });
     expect(await metricValue(d, 'keen_credit_reservations_expired_open')).to.equal(0);
     clock.advance(30_000 + 59_000);
     expect(await metricValue(d, 'keen_credit_reservations_expired_open')).to.equal(0);
@@ -93,11 +123,18 @@ describeStorage('monitoring jobs', (backend) => {
   it('database latency and errors: transactions and pings are timed; a business refusal is no database error', async () => {
     ensureMonitoring(d);
     const backend = d.container.database.dialect;
-    const before = await metricValue(d, 'keen_database_query_duration_seconds_count', { backend, operation: 'transaction' });
+    const before = await metricValue(d, 'keen_database_query_duration_seconds_count', {
+      backend,
+      operation: 'transaction',
+    });
     const errorsBefore = await metricValue(d, 'keen_database_errors_total', { backend });
     await d.container.database.transaction(async () => 1);
-    await d.container.database.transaction(async () => Promise.reject(new Error('INSUFFICIENT_CREDITS'))).catch(() => undefined);
-    expect(await metricValue(d, 'keen_database_query_duration_seconds_count', { backend, operation: 'transaction' })).to.equal(before + 2);
+    await d.container.database
+      .transaction(async () => Promise.reject(new Error('INSUFFICIENT_CREDITS')))
+      .catch(() => undefined);
+    expect(
+      await metricValue(d, 'keen_database_query_duration_seconds_count', { backend, operation: 'transaction' }),
+    ).to.equal(before + 2);
     expect(await metricValue(d, 'keen_database_errors_total', { backend })).to.equal(errorsBefore);
     const unavailable = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
     await d.container.database.transaction(async () => Promise.reject(unavailable)).catch(() => undefined);
@@ -112,7 +149,9 @@ describe('monitoring: Redis probe', () => {
     probe.start();
     await probe.tick();
     await probe.stop();
-    expect(await metrics.registry.getSingleMetricAsString('keen_redis_ping_duration_seconds')).to.include('keen_redis_ping_duration_seconds_count 0');
+    expect(await metrics.registry.getSingleMetricAsString('keen_redis_ping_duration_seconds')).to.include(
+      'keen_redis_ping_duration_seconds_count 0',
+    );
   });
 
   it('a Redis that does not answer: connection errors and failed pings are counted', async function () {

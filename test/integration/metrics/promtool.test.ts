@@ -29,7 +29,7 @@ describe('GET /metrics passes `promtool check metrics`', function () {
   before(async function () {
     if (!promtool) {
       // CI installs it and fails rather than skipping; a laptop without it skips, loudly.
-      if (IN_CI) throw new Error('promtool is missing: install Debian\'s prometheus package (.ci/run does)');
+      if (IN_CI) throw new Error("promtool is missing: install Debian's prometheus package (.ci/run does)");
       process.stderr.write('\n!! promtool is not on PATH: skipping the `promtool check metrics` suite\n');
       this.skip();
     }

@@ -40,18 +40,23 @@ describe('GET /openapi.json passes `redocly lint`', function () {
     writeFileSync(file, r.text);
     let stdout: string;
     try {
-      ({ stdout } = await run(process.execPath, [REDOCLY, 'lint', file, '--format=json', '--config', path.join(PROJECT_ROOT, 'redocly.yaml')], {
-        cwd: dir,
-        env: { ...process.env, REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true', NO_COLOR: '1' },
-        maxBuffer: 16 * 1024 * 1024,
-      }));
+      ({ stdout } = await run(
+        process.execPath,
+        [REDOCLY, 'lint', file, '--format=json', '--config', path.join(PROJECT_ROOT, 'redocly.yaml')],
+        {
+          cwd: dir,
+          env: { ...process.env, REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true', NO_COLOR: '1' },
+          maxBuffer: 16 * 1024 * 1024,
+        },
+      ));
     } catch (err) {
       // redocly exits 1 when it finds errors; the JSON report is still on stdout.
       stdout = (err as { stdout?: string }).stdout ?? '';
       if (!stdout.includes('"totals"')) throw err;
     }
     const report = JSON.parse(stdout.slice(stdout.indexOf('{'))) as LintReport;
-    const describe = (p: LintReport['problems'][number]) => `${p.severity} ${p.ruleId}: ${p.message} at ${p.location?.[0]?.pointer ?? '?'}`;
+    const describe = (p: LintReport['problems'][number]) =>
+      `${p.severity} ${p.ruleId}: ${p.message} at ${p.location?.[0]?.pointer ?? '?'}`;
     expect(report.problems.filter((p) => p.severity === 'error').map(describe)).to.deep.equal([]);
     expect(report.totals.errors).to.equal(0);
     // Warnings are not fatal for the CLI, but the document is clean today: keep it so.

@@ -15,7 +15,12 @@ type Operation = {
   requestBody?: { content: Record<string, { schema: { $ref: string } }> };
   responses: Record<string, Response>;
 };
-type Response = { $ref?: string; description: string; headers?: Record<string, { $ref?: string; required?: boolean }>; content?: Record<string, { schema: { $ref?: string } }> };
+type Response = {
+  $ref?: string;
+  description: string;
+  headers?: Record<string, { $ref?: string; required?: boolean }>;
+  content?: Record<string, { schema: { $ref?: string } }>;
+};
 
 const statusOf = (code: string): number => (ERROR_CODES as Record<string, readonly [string, number]>)[code]![1];
 
@@ -28,7 +33,11 @@ describe('GET /openapi.json documents every registered route', () => {
   let d: TestDaemon;
   let doc: {
     paths: Record<string, Record<string, Operation>>;
-    components: { schemas: Record<string, unknown>; responses: Record<string, Response>; securitySchemes: Record<string, unknown> };
+    components: {
+      schemas: Record<string, unknown>;
+      responses: Record<string, Response>;
+      securitySchemes: Record<string, unknown>;
+    };
     security: unknown;
   };
   let routes: RouteSpec[];
@@ -40,16 +49,20 @@ describe('GET /openapi.json documents every registered route', () => {
   });
   after(async () => d?.stop());
 
-  const opOf = (r: RouteSpec): Operation | undefined => doc.paths[r.path.replace(/:([A-Za-z_]+)/g, '{$1}')]?.[r.method.toLowerCase()];
+  const opOf = (r: RouteSpec): Operation | undefined =>
+    doc.paths[r.path.replace(/:([A-Za-z_]+)/g, '{$1}')]?.[r.method.toLowerCase()];
   /** A response, its $ref (a shared error response in components/responses) followed. */
-  const resolve = (res: Response | undefined): Response | undefined => (res?.$ref ? doc.components.responses[res.$ref.replace('#/components/responses/', '')] : res);
+  const resolve = (res: Response | undefined): Response | undefined =>
+    res?.$ref ? doc.components.responses[res.$ref.replace('#/components/responses/', '')] : res;
 
   it('is OpenAPI 3.1 with both credential schemes, and lists the same operations as the router', () => {
     expect((doc as unknown as { openapi: string }).openapi).to.equal('3.1.0');
     expect(Object.keys(doc.components.securitySchemes).sort()).to.deep.equal(['apiKeyAuth', 'bearerAuth']);
     expect(doc.security).to.deep.equal([{ bearerAuth: [] }, { apiKeyAuth: [] }]);
     expect(routes.length).to.be.greaterThan(35);
-    const documented = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`)).sort();
+    const documented = Object.entries(doc.paths)
+      .flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`))
+      .sort();
     const registered = routes.map((r) => `${r.method} ${r.path.replace(/:([A-Za-z_]+)/g, '{$1}')}`).sort();
     expect(documented).to.deep.equal(registered);
   });
@@ -60,7 +73,8 @@ describe('GET /openapi.json documents every registered route', () => {
       const op = opOf(r)!;
       const expected = r.auth === 'none' ? [] : r.auth === 'bearer' ? [{ bearerAuth: [] }] : undefined;
       // `undefined`: inherits the document's [{bearerAuth}, {apiKeyAuth}].
-      if (JSON.stringify(op.security) !== JSON.stringify(expected)) wrong.push(`${r.method} ${r.path}: ${JSON.stringify(op.security)}`);
+      if (JSON.stringify(op.security) !== JSON.stringify(expected))
+        wrong.push(`${r.method} ${r.path}: ${JSON.stringify(op.security)}`);
     }
     expect(wrong).to.deep.equal([]);
   });
@@ -69,10 +83,17 @@ describe('GET /openapi.json documents every registered route', () => {
     for (const r of routes) {
       const op = opOf(r)!;
       const pathParams = [...r.path.matchAll(/:([A-Za-z_]+)/g)].map((m) => m[1]);
-      expect((op.parameters ?? []).filter((p) => p.in === 'path').map((p) => p.name), `${r.method} ${r.path}`).to.deep.equal(pathParams);
-      if (r.body) expect(op.requestBody?.content['application/json']?.schema.$ref).to.equal(`#/components/schemas/${r.body}`);
+      expect(
+        (op.parameters ?? []).filter((p) => p.in === 'path').map((p) => p.name),
+        `${r.method} ${r.path}`,
+      ).to.deep.equal(pathParams);
+      if (r.body)
+        expect(op.requestBody?.content['application/json']?.schema.$ref).to.equal(`#/components/schemas/${r.body}`);
       else expect(op.requestBody, `${r.method} ${r.path}`).to.equal(undefined);
-      if (r.query) expect((op.parameters ?? []).filter((p) => p.in === 'query').length, `${r.method} ${r.path}`).to.be.greaterThan(0);
+      if (r.query)
+        expect((op.parameters ?? []).filter((p) => p.in === 'query').length, `${r.method} ${r.path}`).to.be.greaterThan(
+          0,
+        );
       expect(op.summary).to.equal(r.summary);
       expect(op.operationId).to.match(/^[a-z][A-Za-z0-9]+$/);
     }
@@ -100,7 +121,8 @@ describe('GET /openapi.json documents every registered route', () => {
       for (const s of statuses) {
         const res = resolve(op.responses[String(s)]);
         if (!res) problems.push(`${id}: no ${s} response`);
-        else if (res.content?.['application/json']?.schema.$ref !== '#/components/schemas/ErrorEnvelope') problems.push(`${id}: ${s} is not the error envelope`);
+        else if (res.content?.['application/json']?.schema.$ref !== '#/components/schemas/ErrorEnvelope')
+          problems.push(`${id}: ${s} is not the error envelope`);
       }
     }
     expect(problems).to.deep.equal([]);
@@ -109,7 +131,22 @@ describe('GET /openapi.json documents every registered route', () => {
   it('declares the headers the middleware sets: X-Request-Id and the security headers everywhere, RateLimit on limited routes, Retry-After, Idempotency', () => {
     const problems: string[] = [];
     const headers = (doc.components as unknown as { headers: Record<string, unknown> }).headers;
-    for (const name of ['X-Request-Id', 'X-Content-Type-Options', 'X-Frame-Options', 'Referrer-Policy', 'Content-Security-Policy', 'Cross-Origin-Resource-Policy', 'Cache-Control', 'RateLimit-Policy', 'RateLimit', 'X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset', 'Retry-After', 'Idempotent-Replayed']) {
+    for (const name of [
+      'X-Request-Id',
+      'X-Content-Type-Options',
+      'X-Frame-Options',
+      'Referrer-Policy',
+      'Content-Security-Policy',
+      'Cross-Origin-Resource-Policy',
+      'Cache-Control',
+      'RateLimit-Policy',
+      'RateLimit',
+      'X-RateLimit-Limit',
+      'X-RateLimit-Remaining',
+      'X-RateLimit-Reset',
+      'Retry-After',
+      'Idempotent-Replayed',
+    ]) {
       if (!headers[name]) problems.push(`components/headers/${name} missing`);
     }
     for (const r of routes) {
@@ -117,27 +154,42 @@ describe('GET /openapi.json documents every registered route', () => {
       const id = `${r.method} ${r.path}`;
       for (const [status, res] of Object.entries(op.responses)) {
         const h = resolve(res)?.headers ?? {};
-        if (h['X-Request-Id']?.$ref !== '#/components/headers/X-Request-Id') problems.push(`${id} ${status}: no X-Request-Id`);
+        if (h['X-Request-Id']?.$ref !== '#/components/headers/X-Request-Id')
+          problems.push(`${id} ${status}: no X-Request-Id`);
         if (!h['X-Content-Type-Options']) problems.push(`${id} ${status}: no security headers`);
-        if (isRateLimited(r) !== Boolean(h['RateLimit'])) problems.push(`${id} ${status}: RateLimit ${h['RateLimit'] ? 'declared on a route outside the limit' : 'missing'}`);
+        if (isRateLimited(r) !== Boolean(h.RateLimit))
+          problems.push(
+            `${id} ${status}: RateLimit ${h.RateLimit ? 'declared on a route outside the limit' : 'missing'}`,
+          );
         const always = status.startsWith('2') || status === '429';
-        if (isRateLimited(r) && always && h['RateLimit-Policy']?.$ref !== '#/components/headers/RateLimit-Policy') problems.push(`${id} ${status}: RateLimit-Policy not required`);
-        if (['429', '503', '507'].includes(status) && h['Retry-After']?.$ref !== '#/components/headers/Retry-After') problems.push(`${id} ${status}: no Retry-After`);
-        if (status.startsWith('2') && Boolean(r.idempotent) !== Boolean(h['Idempotent-Replayed'])) problems.push(`${id} ${status}: Idempotent-Replayed`);
+        if (isRateLimited(r) && always && h['RateLimit-Policy']?.$ref !== '#/components/headers/RateLimit-Policy')
+          problems.push(`${id} ${status}: RateLimit-Policy not required`);
+        if (['429', '503', '507'].includes(status) && h['Retry-After']?.$ref !== '#/components/headers/Retry-After')
+          problems.push(`${id} ${status}: no Retry-After`);
+        if (status.startsWith('2') && Boolean(r.idempotent) !== Boolean(h['Idempotent-Replayed']))
+          problems.push(`${id} ${status}: Idempotent-Replayed`);
       }
       const key = (op.parameters ?? []).find((p) => p.in === 'header' && p.name === 'Idempotency-Key');
-      if (Boolean(r.idempotent) !== Boolean(key)) problems.push(`${id}: Idempotency-Key parameter ${key ? 'declared but not honoured' : 'missing'}`);
+      if (Boolean(r.idempotent) !== Boolean(key))
+        problems.push(`${id}: Idempotency-Key parameter ${key ? 'declared but not honoured' : 'missing'}`);
     }
     // The routes that honour Idempotency-Key are the ones docs/API.md's "Idempotency" paragraph names.
     const md = readFileSync(path.join(PROJECT_ROOT, 'docs/API.md'), 'utf8');
-    const para = /\*\*Idempotency\.\*\*([^]*?)honor an/.exec(md)![1]!;
+    const para = /\*\*Idempotency\.\*\*([\s\S]*?)honor an/.exec(md)![1]!;
     const named = [...para.matchAll(/`(POST|PUT|PATCH|DELETE) ([^`]+)`/g)].map((m) => `${m[1]} ${m[2]}`).sort();
-    expect(routes.filter((r) => r.idempotent).map((r) => `${r.method} ${r.path}`).sort()).to.deep.equal(named);
+    expect(
+      routes
+        .filter((r) => r.idempotent)
+        .map((r) => `${r.method} ${r.path}`)
+        .sort(),
+    ).to.deep.equal(named);
     expect(problems).to.deep.equal([]);
   });
 
   it('every $ref points at a component that exists', () => {
-    const refs = [...JSON.stringify(doc).matchAll(/"#\/components\/(schemas|responses|headers)\/([A-Za-z0-9-]+)/g)].map((m) => [m[1]!, m[2]!] as const);
+    const refs = [...JSON.stringify(doc).matchAll(/"#\/components\/(schemas|responses|headers)\/([A-Za-z0-9-]+)/g)].map(
+      (m) => [m[1]!, m[2]!] as const,
+    );
     expect(refs.length).to.be.greaterThan(0);
     const components = doc.components as unknown as Record<string, Record<string, unknown>>;
     expect(refs.filter(([kind, n]) => !components[kind]?.[n]).map(([kind, n]) => `${kind}/${n}`)).to.deep.equal([]);
@@ -166,7 +218,8 @@ describe('GET /openapi.json documents every registered route', () => {
     for (const r of routes) {
       const at = md.indexOf(`#### \`${r.method} ${r.path}\``);
       if (at < 0) missing.push(`${r.method} ${r.path}: no section`);
-      else if (!md.slice(at, md.indexOf('\n#### ', at + 1) >>> 0).includes('curl ')) missing.push(`${r.method} ${r.path}: no curl example`);
+      else if (!md.slice(at, md.indexOf('\n#### ', at + 1) >>> 0).includes('curl '))
+        missing.push(`${r.method} ${r.path}: no curl example`);
     }
     for (const [code, [type, status]] of Object.entries(ERROR_CODES)) {
       if (!md.includes(`| ${type} | \`${code}\` | ${status} |`)) missing.push(`error table: ${type} ${code} ${status}`);

@@ -14,6 +14,7 @@ import { startDaemon, type TestDaemon } from '../../helpers/daemon.js';
 import { buildApiKey, buildUser, uniqueEmail, type TestUser } from '../../helpers/factories.js';
 import { grant, waitForEnd } from '../../helpers/sessions.js';
 import { scriptedServer, sdk } from './support.js';
+import * as generator from '../../../scripts/gen-types.js';
 
 /** The error a promise rejects with (fails the test when it resolves). */
 async function rejection(p: Promise<unknown>): Promise<KeenError> {
@@ -31,12 +32,6 @@ async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   for await (const x of it) out.push(x);
   return out;
 }
-
-/**
- * The generator is an ES module script: imported dynamically, as in types.test.ts,
- * so that mocha does not load this file as ESM.
- */
-const generator = () => import('../../../sdk/scripts/gen-types.mjs') as Promise<{ SDK_SCHEMAS: string[] }>;
 
 /** The admin endpoints the typed methods wrap, with the schemas their types come from. */
 const ADMIN_ENDPOINTS: Array<[method: string, path: string, request: string | null, response: string]> = [
@@ -93,15 +88,18 @@ describeStorage('SDK: the admin API through typed methods', (backend) => {
   after(async () => d?.stop());
 
   it('the daemon declares the schemas the admin methods are typed with, and the SDK generates them', async () => {
-    const { SDK_SCHEMAS } = await generator();
+    const { SDK_SCHEMAS } = generator;
     const spec = (await d.api.get('/openapi.json')).body;
     const ref = (s: { $ref?: string } | undefined) => s?.$ref?.replace('#/components/schemas/', '');
     for (const [method, path, request, response] of ADMIN_ENDPOINTS) {
       const op = spec.paths[path]?.[method];
       expect(op, `${method.toUpperCase()} ${path} is not in the daemon's API`).to.be.an('object');
-      const ok = Object.entries(op.responses as Record<string, { content?: Record<string, { schema?: { $ref?: string } }> }>).find(([status]) => status.startsWith('2'));
+      const ok = Object.entries(
+        op.responses as Record<string, { content?: Record<string, { schema?: { $ref?: string } }> }>,
+      ).find(([status]) => status.startsWith('2'));
       expect(ref(ok?.[1].content?.['application/json']?.schema), `${method} ${path} response`).to.equal(response);
-      if (request) expect(ref(op.requestBody?.content?.['application/json']?.schema), `${method} ${path} body`).to.equal(request);
+      if (request)
+        expect(ref(op.requestBody?.content?.['application/json']?.schema), `${method} ${path} body`).to.equal(request);
       for (const name of [request, response]) if (name) expect(SDK_SCHEMAS, name).to.include(name);
     }
   });
@@ -186,7 +184,12 @@ describeStorage('SDK: the admin API through typed methods', (backend) => {
   describe('adminKeys', () => {
     it('create for a user (by email) with a budget, list by user, update, roll, revoke', async () => {
       const u = await buildUser(d);
-      const created = await root.adminKeys.create({ user_id: u.email, name: 'ci', scopes: ['agents:execute', 'credits:read'], budget: { amount: 5, period: 'day' } });
+      const created = await root.adminKeys.create({
+        user_id: u.email,
+        name: 'ci',
+        scopes: ['agents:execute', 'credits:read'],
+        budget: { amount: 5, period: 'day' },
+      });
       expect(created.key).to.match(/^ak_live_/);
       expect(created.api_key).to.include({ user_id: u.user.id, name: 'ci' });
       expect(created.api_key.budget).to.include({ amount: 5, period: 'day' });
@@ -198,11 +201,18 @@ describeStorage('SDK: the admin API through typed methods', (backend) => {
       expect(JSON.stringify(listed)).not.to.include(created.key);
       expect((await root.adminKeys.list({ limit: 200 })).map((k) => k.id)).to.include(created.api_key.id);
 
-      const updated = await root.adminKeys.update(created.api_key.id, { name: 'ci-prod', rate_limit_per_hour: 500, expires_at: null, budget: null });
+      const updated = await root.adminKeys.update(created.api_key.id, {
+        name: 'ci-prod',
+        rate_limit_per_hour: 500,
+        expires_at: null,
+        budget: null,
+      });
       expect(updated).to.include({ name: 'ci-prod', rate_limit_per_hour: 500, expires_at: null, budget: null });
 
       const rolled = await root.adminKeys.roll(created.api_key.id, { graceSeconds: 0 });
-      expect(rolled.key).to.match(/^ak_live_/).and.not.equal(created.key);
+      expect(rolled.key)
+        .to.match(/^ak_live_/)
+        .and.not.equal(created.key);
       expect(rolled.api_key.id).to.equal(created.api_key.id);
       expect(rolled.previous_expires_at).to.be.a('string');
       expect(await rejection(asKey.me())).to.be.instanceOf(AuthenticationError);
@@ -217,7 +227,11 @@ describeStorage('SDK: the admin API through typed methods', (backend) => {
     });
 
     it("a tenant admin manages its members' keys; another tenant's key is NotFoundError", async () => {
-      const k = await tenantAdmin.adminKeys.create({ user_id: member.user.id, name: 'member ci', scopes: ['sessions:read'] });
+      const k = await tenantAdmin.adminKeys.create({
+        user_id: member.user.id,
+        name: 'member ci',
+        scopes: ['sessions:read'],
+      });
       expect((await tenantAdmin.adminKeys.list()).map((x) => x.id)).to.include(k.api_key.id);
       const outsiderKey = await buildApiKey(d, outsider, { name: 'outside' });
       expect((await tenantAdmin.adminKeys.list()).map((x) => x.id)).not.to.include(outsiderKey.id);
@@ -252,19 +266,32 @@ describeStorage('SDK: the admin API through typed methods', (backend) => {
     it('grant (idempotent with a key), adminBalance, adminTransactions, allAdminTransactions, verify', async () => {
       const u = await buildUser(d);
       const key = `sdk-grant-${randomBytes(4).toString('hex')}`;
-      const g = await root.credits.grant({ user_id: u.email, amount: 12.5, reason: 'welcome' }, { idempotencyKey: key });
+      const g = await root.credits.grant(
+        { user_id: u.email, amount: 12.5, reason: 'welcome' },
+        { idempotencyKey: key },
+      );
       expect(g.transaction).to.include({ kind: 'grant', amount: 12.5, reason: 'welcome' });
       expect(g.balance).to.include({ balance: 12.5, reserved: 0, available: 12.5 });
       expect(g.pool).to.equal(undefined);
-      const replay = await root.credits.grant({ user_id: u.email, amount: 12.5, reason: 'welcome' }, { idempotencyKey: key });
+      const replay = await root.credits.grant(
+        { user_id: u.email, amount: 12.5, reason: 'welcome' },
+        { idempotencyKey: key },
+      );
       expect(replay.transaction.id).to.equal(g.transaction.id);
-      const reused = await rejection(root.credits.grant({ user_id: u.email, amount: 1, reason: 'welcome' }, { idempotencyKey: key }));
+      const reused = await rejection(
+        root.credits.grant({ user_id: u.email, amount: 1, reason: 'welcome' }, { idempotencyKey: key }),
+      );
       expect(reused).to.be.instanceOf(ConflictError);
       expect(reused.code).to.equal('IDEMPOTENCY_KEY_REUSED');
       await root.credits.grant({ user_id: u.user.id, amount: 1, reason: 'second' });
       await root.credits.adjust({ user_id: u.email, amount: -0.5, reason: 'correction' });
 
-      expect(await root.credits.adminBalance(u.email)).to.include({ user_id: u.user.id, balance: 13, reserved: 0, available: 13 });
+      expect(await root.credits.adminBalance(u.email)).to.include({
+        user_id: u.user.id,
+        balance: 13,
+        reserved: 0,
+        available: 13,
+      });
       const page = await root.credits.adminTransactions({ user_id: u.email, limit: 2 });
       expect(page.user_id).to.equal(u.user.id);
       expect(page.transactions.map((t) => t.reason)).to.deep.equal(['correction', 'second']);
@@ -284,16 +311,27 @@ describeStorage('SDK: the admin API through typed methods', (backend) => {
       const g = await tenantAdmin.credits.grant({ user_id: member.email, amount: 2, reason: 'sprint' });
       expect(g.transaction.amount).to.equal(2);
       expect(g.pool).to.include({ tenant_id: tenantId });
-      const short = await rejection(tenantAdmin.credits.grant({ user_id: member.email, amount: 1_000, reason: 'too much' }));
+      const short = await rejection(
+        tenantAdmin.credits.grant({ user_id: member.email, amount: 1_000, reason: 'too much' }),
+      );
       expect(short).to.be.instanceOf(InsufficientCreditsError);
-      const self = await rejection(tenantAdmin.credits.grant({ user_id: tenantAdminUser.email, amount: 1, reason: 'me' }));
+      const self = await rejection(
+        tenantAdmin.credits.grant({ user_id: tenantAdminUser.email, amount: 1, reason: 'me' }),
+      );
       expect(self).to.be.instanceOf(AuthorizationError);
 
       expect((await tenantAdmin.credits.adminBalance(member.email)).user_id).to.equal(member.user.id);
-      expect((await tenantAdmin.credits.adminTransactions({ user_id: member.email })).transactions[0]!.reason).to.equal('sprint');
+      expect((await tenantAdmin.credits.adminTransactions({ user_id: member.email })).transactions[0]!.reason).to.equal(
+        'sprint',
+      );
       expect(await rejection(tenantAdmin.credits.adminBalance(outsider.email))).to.be.instanceOf(NotFoundError);
-      expect(await rejection(tenantAdmin.credits.adminTransactions({ user_id: outsider.user.id }))).to.be.instanceOf(NotFoundError);
-      for (const call of [() => tenantAdmin.credits.verify(), () => tenantAdmin.credits.adjust({ user_id: member.email, amount: 1, reason: 'no' })]) {
+      expect(await rejection(tenantAdmin.credits.adminTransactions({ user_id: outsider.user.id }))).to.be.instanceOf(
+        NotFoundError,
+      );
+      for (const call of [
+        () => tenantAdmin.credits.verify(),
+        () => tenantAdmin.credits.adjust({ user_id: member.email, amount: 1, reason: 'no' }),
+      ]) {
         const err = await rejection(call());
         expect(err).to.be.instanceOf(AuthorizationError);
         expect(err).to.include({ code: 'FORBIDDEN', status: 403 });
@@ -309,14 +347,21 @@ describeStorage('SDK: the admin API through typed methods', (backend) => {
       const runner = await buildUser(d, { tenantId, tier: 'team' });
       await grant(d, runner, 10);
       const asRunner = sdk(d, { accessToken: runner.token });
-      const run = await asRunner.execute({ vision: 'Take your time over this one [slow:3000]', options: { costBudget: 1 } });
+      const run = await asRunner.execute({
+        vision: 'Take your time over this one [slow:3000]',
+        options: { costBudget: 1 },
+      });
       const id = run.session.id;
 
       const page = await root.sessions.adminList({ user_id: runner.email, status: 'running' });
       expect(page.sessions.map((s) => s.id)).to.deep.equal([id]);
       expect((await collect(tenantAdmin.sessions.adminAll({ status: 'running' }))).map((s) => s.id)).to.include(id);
-      expect((await collect(root.sessions.adminAll({ user_id: runner.user.id, limit: 1 }))).map((s) => s.id)).to.deep.equal([id]);
-      expect(await rejection(tenantAdmin.sessions.adminList({ user_id: outsider.email }))).to.be.instanceOf(NotFoundError);
+      expect(
+        (await collect(root.sessions.adminAll({ user_id: runner.user.id, limit: 1 }))).map((s) => s.id),
+      ).to.deep.equal([id]);
+      expect(await rejection(tenantAdmin.sessions.adminList({ user_id: outsider.email }))).to.be.instanceOf(
+        NotFoundError,
+      );
 
       const cancelled = await tenantAdmin.sessions.adminCancel(id);
       expect(cancelled.id).to.equal(id);
@@ -331,7 +376,10 @@ describeStorage('SDK: the admin API through typed methods', (backend) => {
     it("a tenant admin cannot see or cancel another tenant's session", async function () {
       this.timeout(60_000);
       await grant(d, outsider, 10);
-      const run = await sdk(d, { accessToken: outsider.token }).execute({ vision: 'Outside the tenant [slow:3000]', options: { costBudget: 1 } });
+      const run = await sdk(d, { accessToken: outsider.token }).execute({
+        vision: 'Outside the tenant [slow:3000]',
+        options: { costBudget: 1 },
+      });
       const id = run.session.id;
       expect((await collect(tenantAdmin.sessions.adminAll())).map((s) => s.id)).not.to.include(id);
       expect(await rejection(tenantAdmin.sessions.adminCancel(id))).to.be.instanceOf(NotFoundError);
@@ -348,7 +396,9 @@ describeStorage('SDK: the admin API through typed methods', (backend) => {
       const latest = await root.audit.list({ user_id: u.user.id, action: 'user.*', limit: 1 });
       expect(latest.entries.map((e) => e.action)).to.deep.equal(['user.activate']);
       expect(latest.next_cursor).to.be.a('string');
-      const oldestFirst = (await collect(root.audit.all({ user_id: u.user.id, action: 'user.*', order: 'asc', limit: 1 }))).map((e) => e.action);
+      const oldestFirst = (
+        await collect(root.audit.all({ user_id: u.user.id, action: 'user.*', order: 'asc', limit: 1 }))
+      ).map((e) => e.action);
       expect(oldestFirst).to.include.members(['user.suspend', 'user.activate']);
       expect(oldestFirst.indexOf('user.suspend')).to.be.lessThan(oldestFirst.indexOf('user.activate'));
 

@@ -3,7 +3,17 @@ import { rowToRecord } from '../../../daemon/audit/entry.js';
 import { ManualClock } from '../../../daemon/clock.js';
 import type { AuditEvent } from '../../../daemon/audit/types.js';
 import type { AuditEntry } from '../../../schemas/types.gen.js';
-import { AuthenticationError, AuthorizationError, ConnectionError, KeenClient, KeenError, TimeoutError, type AuditHeartbeat, type FetchLike, type TokenPair } from '../../../sdk/src/index.js';
+import {
+  AuthenticationError,
+  AuthorizationError,
+  ConnectionError,
+  KeenClient,
+  KeenError,
+  TimeoutError,
+  type AuditHeartbeat,
+  type FetchLike,
+  type TokenPair,
+} from '../../../sdk/src/index.js';
 import { startDaemon, type TestDaemon } from '../../helpers/daemon.js';
 import { buildApiKey, buildUser } from '../../helpers/factories.js';
 import { scriptedServer, sdk, sleep } from './support.js';
@@ -45,19 +55,29 @@ describe('SDK audit JSON Lines (client.audit, client.requestLines)', () => {
     this.timeout(60_000);
     const action = `sdkexport${Date.now().toString(36)}`;
     // More than one export page (500 rows) and many TCP chunks, so lines are split across reads.
-    for (let i = 0; i < 520; i++) await d.container.auditStore.record(event(`${action}.write`, { i, note: 'x'.repeat(i % 50), nested: { list: [i, `é ${i} \u2028`] } }));
+    for (let i = 0; i < 520; i++)
+      await d.container.auditStore.record(
+        event(`${action}.write`, { i, note: 'x'.repeat(i % 50), nested: { list: [i, `é ${i} \u2028`] } }),
+      );
     const client = sdk(d, { apiKey: adminKey });
 
     const got: AuditEntry[] = [];
     for await (const e of client.audit.export<AuditEntry>({ action: `${action}.*` })) got.push(e);
 
-    const rows = await d.container.database.db.selectFrom('audit_log').selectAll().where('action', '=', `${action}.write`).orderBy('seq', 'asc').execute();
+    const rows = await d.container.database.db
+      .selectFrom('audit_log')
+      .selectAll()
+      .where('action', '=', `${action}.write`)
+      .orderBy('seq', 'asc')
+      .execute();
     expect(got).to.have.length(520);
     expect(got).to.deep.equal(rows.map(rowToRecord));
     expect(got.map((e) => (e.details as { i: number }).i)).to.deep.equal([...Array(520).keys()]);
 
     // Each entry re-serialized is the line the gateway sent (what `keen-admin audit export` prints).
-    const raw = await fetch(`${d.url}/v1/admin/audit/export?action=${action}.*`, { headers: { authorization: `ApiKey ${adminKey}` } });
+    const raw = await fetch(`${d.url}/v1/admin/audit/export?action=${action}.*`, {
+      headers: { authorization: `ApiKey ${adminKey}` },
+    });
     expect(got.map((e) => `${JSON.stringify(e)}\n`).join('')).to.equal(await raw.text());
   });
 
@@ -122,12 +142,18 @@ describe('SDK audit JSON Lines (client.audit, client.requestLines)', () => {
 
   it('a bad key is an AuthenticationError with the contract code, as the gateway answered it', async () => {
     const bad = sdk(d, { apiKey: 'ak_live_not-a-real-key' });
-    const answer = await fetch(`${d.url}/v1/admin/audit/export`, { headers: { authorization: 'ApiKey ak_live_not-a-real-key' } });
+    const answer = await fetch(`${d.url}/v1/admin/audit/export`, {
+      headers: { authorization: 'ApiKey ak_live_not-a-real-key' },
+    });
     const envelope = (await answer.json()) as { error: { type: string; code: string } };
     expect(answer.status).to.equal(401);
     expect(envelope.error).to.include({ type: 'AUTHENTICATION_ERROR', code: 'INVALID_TOKEN' });
 
-    for (const it of [bad.audit.export({ since: '2020-01-01T00:00:00Z' }), bad.audit.stream(), bad.requestLines('/v1/admin/audit/export')]) {
+    for (const it of [
+      bad.audit.export({ since: '2020-01-01T00:00:00Z' }),
+      bad.audit.stream(),
+      bad.requestLines('/v1/admin/audit/export'),
+    ]) {
       const err = await firstError(it);
       expect(err).to.be.instanceOf(AuthenticationError);
       expect(err).to.include({ type: 'AUTHENTICATION_ERROR', code: 'INVALID_TOKEN', status: 401 });
@@ -146,7 +172,9 @@ describe('SDK audit JSON Lines (client.audit, client.requestLines)', () => {
 
   it('sends the headers of every other request, asking for JSON Lines', async () => {
     const seen: Array<Record<string, string>> = [];
-    const recording: FetchLike = (url, init) => (seen.push({ ...(init.headers as Record<string, string>) }), fetch(url, init));
+    const recording: FetchLike = (url, init) => (
+      seen.push({ ...(init.headers as Record<string, string>) }), fetch(url, init)
+    );
     const client = sdk(d, { apiKey: adminKey }, { fetch: recording });
     await client.me();
     for await (const _ of client.audit.export({ action: 'nothing.here' })) expect.fail('no entry expected');
@@ -163,7 +191,7 @@ describe('SDK audit JSON Lines (client.audit, client.requestLines)', () => {
         let n = 0;
         const timer = setInterval(() => {
           res.write(`{"n":${++n}}\n`);
-          if (n === 5) (clearInterval(timer), res.end());
+          if (n === 5) clearInterval(timer), res.end();
         }, 100);
       });
       try {

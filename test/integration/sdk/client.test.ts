@@ -75,9 +75,16 @@ describe('SDK resources against a real daemon', () => {
     const u = await buildUser(d, { tier: 'team' });
     await grant(d, u, 10);
     const client = sdk(d, { accessToken: u.token });
-    const run = await client.execute({ vision: 'Take your time with this [slow:200] [iterations:50]', options: { costBudget: 3, maxIterations: 50 } });
+    const run = await client.execute({
+      vision: 'Take your time with this [slow:200] [iterations:50]',
+      options: { costBudget: 3, maxIterations: 50 },
+    });
     // Cancel once usage was reported: a cancelled session is charged what it used, never nothing.
-    for (const until = Date.now() + 15_000; (await client.sessions.get(run.session.id)).cost_so_far === 0; await new Promise((r) => setTimeout(r, 50))) {
+    for (
+      const until = Date.now() + 15_000;
+      (await client.sessions.get(run.session.id)).cost_so_far === 0;
+      await new Promise((r) => setTimeout(r, 50))
+    ) {
       if (Date.now() > until) throw new Error('the agent never reported usage');
     }
     const s = await client.sessions.cancel(run.session.id);
@@ -100,7 +107,10 @@ describe('SDK resources against a real daemon', () => {
     const withKey = sdk(d, { apiKey: created.key });
     expect((await withKey.me()).api_key_id).to.equal(created.api_key.id);
     expect((await client.apiKeys.revoke(created.api_key.id)).status).to.equal('revoked');
-    const err = await withKey.me().then(() => null, (e: unknown) => e);
+    const err = await withKey.me().then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(err).to.be.instanceOf(AuthenticationError);
     expect((err as AuthenticationError).code).to.equal('API_KEY_REVOKED');
   });
@@ -124,7 +134,9 @@ describeStorage('SDK retries of execute', (backend) => {
         keys.push((init.headers as Record<string, string>)['idempotency-key']!);
         if (keys.length === 1) {
           await res.text();
-          throw new TypeError('fetch failed', { cause: Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }) });
+          throw new TypeError('fetch failed', {
+            cause: Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }),
+          });
         }
       }
       return res;
@@ -211,7 +223,10 @@ describe('SDK token refresh', () => {
     const { tokens } = await login();
     const client = new KeenClient({ baseUrl: d.url, accessToken: tokens.access_token });
     clock.advance(16 * 60_000);
-    const err = await client.me().then(() => null, (e: unknown) => e);
+    const err = await client.me().then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(err).to.be.instanceOf(AuthenticationError);
     expect(err).to.include({ code: 'TOKEN_EXPIRED', status: 401 });
   });
@@ -231,7 +246,10 @@ describe('SDK token refresh', () => {
       },
     });
     clock.advance(16 * 60_000);
-    const err = await client.me().then(() => null, (e: unknown) => e);
+    const err = await client.me().then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(err).to.be.instanceOf(AuthenticationError);
     expect((err as AuthenticationError).code).to.equal('REFRESH_TOKEN_REUSED');
     expect(refreshes).to.equal(1);

@@ -1,6 +1,11 @@
 import { expect } from 'chai';
 import WebSocket from 'ws';
-import { AuthenticationError, NotFoundError, type StreamEvent, type WebSocketConstructor } from '../../../sdk/src/index.js';
+import {
+  AuthenticationError,
+  NotFoundError,
+  type StreamEvent,
+  type WebSocketConstructor,
+} from '../../../sdk/src/index.js';
 import { startDaemon, type TestDaemon } from '../../helpers/daemon.js';
 import { buildApiKey, buildUser, type TestUser } from '../../helpers/factories.js';
 import { grant, waitForEnd } from '../../helpers/sessions.js';
@@ -44,7 +49,10 @@ describe('SDK stream (GET /v1/stream)', () => {
 
   it('streams a whole run: every stored event once, in order, typed, ending with the final status', async () => {
     const { u, client } = await runner();
-    const run = await client.execute({ vision: 'Build a small todo application [slow:30] [iterations:4]', options: { costBudget: 5 } });
+    const run = await client.execute({
+      vision: 'Build a small todo application [slow:30] [iterations:4]',
+      options: { costBudget: 5 },
+    });
     const seen: StreamEvent[] = [];
     const phases: string[] = [];
     for await (const e of client.stream(run.session.id)) {
@@ -65,7 +73,10 @@ describe('SDK stream (GET /v1/stream)', () => {
     const proxy = await new CuttableProxy(d).up();
     try {
       const client = sdk(proxy.url, { accessToken: u.token });
-      const run = await client.execute({ vision: 'Take your time with this [slow:60] [iterations:30]', options: { costBudget: 10 } });
+      const run = await client.execute({
+        vision: 'Take your time with this [slow:60] [iterations:30]',
+        options: { costBudget: 10 },
+      });
       const seqs: number[] = [];
       let cuts = 0;
       for await (const e of client.stream(run.session.id)) {
@@ -102,7 +113,10 @@ describe('SDK stream (GET /v1/stream)', () => {
 
   it('stops quietly when its AbortSignal aborts', async () => {
     const { client } = await runner();
-    const run = await client.execute({ vision: 'Take your time with this [slow:200] [iterations:50]', options: { costBudget: 10 } });
+    const run = await client.execute({
+      vision: 'Take your time with this [slow:200] [iterations:50]',
+      options: { costBudget: 10 },
+    });
     const ac = new AbortController();
     const seen: StreamEvent[] = [];
     const started = Date.now();
@@ -118,7 +132,10 @@ describe('SDK stream (GET /v1/stream)', () => {
   it('works with a WHATWG-only WebSocket class (the global one of Node 22)', async () => {
     const { u } = await runner();
     const client = sdk(d, { accessToken: u.token }, { WebSocket: WhatwgWebSocket as unknown as WebSocketConstructor });
-    const run = await client.execute({ vision: 'Build a small todo application [iterations:2]', options: { costBudget: 2 } });
+    const run = await client.execute({
+      vision: 'Build a small todo application [iterations:2]',
+      options: { costBudget: 2 },
+    });
     const seqs: number[] = [];
     for await (const e of client.stream(run.session.id)) seqs.push(e.seq);
     expect(seqs).to.deep.equal((await storedEvents(d, u, run.session.id)).map((e) => e.seq));
@@ -141,6 +158,39 @@ describe('SDK stream (GET /v1/stream)', () => {
     })().catch((e: unknown) => e);
     expect(refused).to.be.instanceOf(AuthenticationError);
     expect(refused).to.include({ status: 401 });
+  });
+
+  it('on Node, opens with `ws` even beside a global WebSocket: a refused upgrade is thrown, not retried', async () => {
+    // Node 22+ has a global WebSocket (undici's): there a refused upgrade is an `error` event without the status,
+    // which the stream would retry as a network failure for a minute. A WHATWG-only global stands in for it.
+    const g = globalThis as { WebSocket?: unknown };
+    const had = Object.getOwnPropertyDescriptor(g, 'WebSocket');
+    let opened = 0;
+    class GlobalWebSocket extends WhatwgWebSocket {
+      constructor(url: string, init?: { headers?: Record<string, string> }) {
+        super(url, init);
+        opened += 1;
+      }
+    }
+    Object.defineProperty(g, 'WebSocket', { value: GlobalWebSocket, configurable: true, writable: true });
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), 5000);
+    try {
+      const bad = sdk(d, { apiKey: 'ak_live_not-a-real-key' });
+      const started = Date.now();
+      const refused = await (async () => {
+        for await (const _ of bad.streamAll({ signal: ac.signal })) return null;
+        return null;
+      })().catch((e: unknown) => e);
+      expect(refused).to.be.instanceOf(AuthenticationError);
+      expect(refused).to.include({ status: 401 });
+      expect(opened).to.equal(0);
+      expect(Date.now() - started).to.be.below(5000);
+    } finally {
+      clearTimeout(timer);
+      if (had) Object.defineProperty(g, 'WebSocket', had);
+      else delete g.WebSocket;
+    }
   });
 
   it('streamAll: the running sessions of the user, each in order, until aborted', async () => {
@@ -173,7 +223,12 @@ describe('SDK stream (GET /v1/stream)', () => {
     let target: string | null = null;
     const started = (async () => {
       await new Promise((r) => setTimeout(r, 300));
-      target = (await client.execute({ vision: 'Started once the stream is open [slow:50] [iterations:3]', options: { costBudget: 2 } })).session.id;
+      target = (
+        await client.execute({
+          vision: 'Started once the stream is open [slow:50] [iterations:3]',
+          options: { costBudget: 2 },
+        })
+      ).session.id;
     })();
     for await (const e of client.streamAll({ signal: ac.signal })) {
       // Its first events may arrive before execute has answered with its id.

@@ -4,7 +4,11 @@ import { KeenClient, type KeenClientOptions } from '../../../sdk/src/index.js';
 import type { TestDaemon } from '../../helpers/daemon.js';
 
 /** A client of `d` (or of `baseUrl`) with fast retries, as the tests want it. */
-export function sdk(d: { url: string } | string, auth: { apiKey: string } | { accessToken: string; refreshToken?: string }, extra: Partial<KeenClientOptions> = {}): KeenClient {
+export function sdk(
+  d: { url: string } | string,
+  auth: { apiKey: string } | { accessToken: string; refreshToken?: string },
+  extra: Partial<KeenClientOptions> = {},
+): KeenClient {
   return new KeenClient({ baseUrl: typeof d === 'string' ? d : d.url, ...auth, ...extra } as KeenClientOptions);
 }
 
@@ -18,7 +22,9 @@ export async function closedPort(): Promise<number> {
 }
 
 /** A local HTTP server with a scripted handler; `hits` counts requests. */
-export async function scriptedServer(handler: (req: http.IncomingMessage, res: http.ServerResponse, hit: number) => void) {
+export async function scriptedServer(
+  handler: (req: http.IncomingMessage, res: http.ServerResponse, hit: number) => void,
+) {
   let hits = 0;
   const sockets = new Set<net.Socket>();
   const server = http.createServer((req, res) => handler(req, res, ++hits));

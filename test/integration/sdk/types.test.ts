@@ -1,14 +1,7 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { startDaemon, type TestDaemon } from '../../helpers/daemon.js';
-
-/**
- * The generator is an ES module script (.mjs). A static import of it would make mocha load
- * this whole file as ESM, and with it a second copy of the daemon next to the one the other
- * test files share; a dynamic import of the script alone (it imports no project module) does not.
- */
-const generator = () =>
-  import('../../../sdk/scripts/gen-types.mjs') as Promise<{ SDK_SCHEMAS: string[]; TYPES_FILE: string; generateTypes(): Promise<string> }>;
+import * as generator from '../../../scripts/gen-types.js';
 
 /** Every endpoint the SDK wraps, with the schemas its types are generated from. */
 const ENDPOINTS: Array<[method: string, path: string, request: string | null, response: string]> = [
@@ -32,10 +25,14 @@ const ENDPOINTS: Array<[method: string, path: string, request: string | null, re
 ];
 
 describe('SDK types and the daemon cannot drift', () => {
-  it('sdk/src/types.gen.ts is what schemas/api generates now (run `node sdk/scripts/gen-types.mjs`)', async () => {
-    const { TYPES_FILE, generateTypes } = await generator();
-    const fresh = await generateTypes();
-    expect(readFileSync(TYPES_FILE, 'utf8') === fresh, 'sdk/src/types.gen.ts is stale: run `node sdk/scripts/gen-types.mjs`').to.equal(true);
+  it('sdk/src/types.gen.ts is what schemas/api generates now (run `npm run gen:types`)', async function () {
+    this.timeout(60_000);
+    const { SDK_TYPES_FILE, generateSdkTypes } = generator;
+    const fresh = await generateSdkTypes();
+    expect(
+      readFileSync(SDK_TYPES_FILE, 'utf8') === fresh,
+      'sdk/src/types.gen.ts is stale: run `npm run gen:types`',
+    ).to.equal(true);
   });
 
   describe('the OpenAPI document the daemon serves', () => {
@@ -46,15 +43,20 @@ describe('SDK types and the daemon cannot drift', () => {
     after(async () => d?.stop());
 
     it('declares the request and response schemas the SDK is generated from, for every endpoint it wraps', async () => {
-      const { SDK_SCHEMAS } = await generator();
+      const { SDK_SCHEMAS } = generator;
       const spec = (await d.api.get('/openapi.json')).body;
       const ref = (s: { $ref?: string } | undefined) => s?.$ref?.replace('#/components/schemas/', '');
       for (const [method, path, request, response] of ENDPOINTS) {
         const op = spec.paths[path]?.[method];
         expect(op, `${method.toUpperCase()} ${path} is not in the daemon's API`).to.be.an('object');
-        const ok = Object.entries(op.responses as Record<string, { content?: Record<string, { schema?: { $ref?: string } }> }>).find(([status]) => status.startsWith('2'));
+        const ok = Object.entries(
+          op.responses as Record<string, { content?: Record<string, { schema?: { $ref?: string } }> }>,
+        ).find(([status]) => status.startsWith('2'));
         expect(ref(ok?.[1].content?.['application/json']?.schema), `${method} ${path} response`).to.equal(response);
-        if (request) expect(ref(op.requestBody?.content?.['application/json']?.schema), `${method} ${path} body`).to.equal(request);
+        if (request)
+          expect(ref(op.requestBody?.content?.['application/json']?.schema), `${method} ${path} body`).to.equal(
+            request,
+          );
         for (const name of [request, response]) if (name) expect(SDK_SCHEMAS, name).to.include(name);
       }
     });

@@ -1,5 +1,12 @@
 import { expect } from 'chai';
-import { ConflictError, NotFoundError, ValidationError, verifyWebhook, WebhookVerificationError, type KeenClient } from '../../../sdk/src/index.js';
+import {
+  ConflictError,
+  NotFoundError,
+  ValidationError,
+  verifyWebhook,
+  WebhookVerificationError,
+  type KeenClient,
+} from '../../../sdk/src/index.js';
 import { describeStorage } from '../../helpers/backends.js';
 import { startDaemon, type TestDaemon } from '../../helpers/daemon.js';
 import { buildUser, mintToken, platformAdmin } from '../../helpers/factories.js';
@@ -47,12 +54,23 @@ describeStorage('SDK: registered webhook endpoints, verifyWebhook on what they r
   it('lists the event types with their schemas', async () => {
     const r = await client.webhooks.eventTypes();
     const types = r.event_types.map((t) => t.type);
-    expect(types).to.include.members(['session.started', 'session.completed', 'credits.low_balance', 'budget.threshold', 'api_key.expiring', 'ping']);
+    expect(types).to.include.members([
+      'session.started',
+      'session.completed',
+      'credits.low_balance',
+      'budget.threshold',
+      'api_key.expiring',
+      'ping',
+    ]);
     expect(r.event_types.find((t) => t.type === 'ping')!.schema).to.equal('WebhookPingEvent');
   });
 
   it('creates an endpoint, pings it, and the message verifies with the returned secret; deliveries, resend, rotation', async () => {
-    const created = await client.webhooks.create({ url: hook.url, event_types: ['session.completed'], description: 'sdk test' });
+    const created = await client.webhooks.create({
+      url: hook.url,
+      event_types: ['session.completed'],
+      description: 'sdk test',
+    });
     expect(created.secret).to.match(/^whsec_/);
     const ep = created.endpoint;
     expect(ep).to.include({ url: hook.url, enabled: true, description: 'sdk test', disabled_reason: null });
@@ -69,7 +87,9 @@ describeStorage('SDK: registered webhook endpoints, verifyWebhook on what they r
     expect(message.data).to.include({ endpoint_id: ep.id });
     // Another secret does not verify it.
     const other = await client.webhooks.create({ url: hook.url, event_types: ['*'] });
-    expect(await rejects(verifyWebhook(got.body, headersOf(got), other.secret))).to.be.instanceOf(WebhookVerificationError);
+    expect(await rejects(verifyWebhook(got.body, headersOf(got), other.secret))).to.be.instanceOf(
+      WebhookVerificationError,
+    );
     await client.webhooks.delete(other.endpoint.id);
 
     // The delivery log.
@@ -86,7 +106,9 @@ describeStorage('SDK: registered webhook endpoints, verifyWebhook on what they r
     // Resend: same id; refused while it is pending.
     const again = await client.webhooks.resend(ep.id, ping.id);
     expect(again).to.include({ id: ping.id, status: 'pending' });
-    expect(await rejects(client.webhooks.resend(ep.id, ping.id))).to.be.instanceOf(ConflictError).and.include({ code: 'INVALID_STATE' });
+    expect(await rejects(client.webhooks.resend(ep.id, ping.id)))
+      .to.be.instanceOf(ConflictError)
+      .and.include({ code: 'INVALID_STATE' });
     const resent = await received(2);
     expect(resent.headers['webhook-id']).to.equal(ping.id);
     expect(resent.body).to.equal(got.body);
@@ -95,7 +117,9 @@ describeStorage('SDK: registered webhook endpoints, verifyWebhook on what they r
 
     // Rotation with overlap: two signatures, each secret verifies alone.
     const rotated = await client.webhooks.rotateSecret(ep.id, { graceSeconds: 3600 });
-    expect(rotated.secret).to.match(/^whsec_/).and.not.equal(created.secret);
+    expect(rotated.secret)
+      .to.match(/^whsec_/)
+      .and.not.equal(created.secret);
     expect(rotated.endpoint.previous_secret_expires_at).to.be.a('string');
     const ping2 = await client.webhooks.ping(ep.id);
     const got2 = await received(3);
@@ -114,8 +138,14 @@ describeStorage('SDK: registered webhook endpoints, verifyWebhook on what they r
     const { endpoint } = await client.webhooks.create({ url: hook.url, event_types: ['*'] });
     const off = await client.webhooks.update(endpoint.id, { enabled: false });
     expect(off.enabled).to.equal(false);
-    expect(await rejects(client.webhooks.ping(endpoint.id))).to.be.instanceOf(ConflictError).and.include({ code: 'INVALID_STATE' });
-    const on = await client.webhooks.update(endpoint.id, { enabled: true, event_types: ['session.failed', 'credits.low_balance'], low_balance_threshold: 2.5 });
+    expect(await rejects(client.webhooks.ping(endpoint.id)))
+      .to.be.instanceOf(ConflictError)
+      .and.include({ code: 'INVALID_STATE' });
+    const on = await client.webhooks.update(endpoint.id, {
+      enabled: true,
+      event_types: ['session.failed', 'credits.low_balance'],
+      low_balance_threshold: 2.5,
+    });
     expect(on).to.include({ enabled: true, low_balance_threshold: 2.5, disabled_reason: null });
     const mine = [];
     for await (const e of client.webhooks.all({ limit: 1 })) mine.push(e.id);
@@ -137,8 +167,12 @@ describeStorage('SDK: registered webhook endpoints, verifyWebhook on what they r
   });
 
   it('a bad body is a ValidationError', async () => {
-    expect(await rejects(client.webhooks.create({ url: 'not a url', event_types: ['ping'] }))).to.be.instanceOf(ValidationError);
-    expect(await rejects(client.webhooks.create({ url: hook.url, event_types: ['no.such' as 'ping'] }))).to.be.instanceOf(ValidationError);
+    expect(await rejects(client.webhooks.create({ url: 'not a url', event_types: ['ping'] }))).to.be.instanceOf(
+      ValidationError,
+    );
+    expect(
+      await rejects(client.webhooks.create({ url: hook.url, event_types: ['no.such' as 'ping'] })),
+    ).to.be.instanceOf(ValidationError);
   });
 
   it('rotateSecret is sent once even when the answer is lost', async () => {

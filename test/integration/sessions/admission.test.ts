@@ -20,7 +20,11 @@ describeStorage('execute admission: credits, concurrency, validation, idempotenc
     const users = [await buildUser(d, { tier: 'enterprise' }), await buildUser(d, { tier: 'enterprise' })];
     for (const u of users) await grant(d, u, N);
     const results = await Promise.all(
-      users.flatMap((u) => Array.from({ length: 4 * N }, () => execute(d, u, 'Race for the last credit [slow:1000] [iterations:2]', { costBudget: 1 }))),
+      users.flatMap((u) =>
+        Array.from({ length: 4 * N }, () =>
+          execute(d, u, 'Race for the last credit [slow:1000] [iterations:2]', { costBudget: 1 }),
+        ),
+      ),
     );
     for (const u of users) {
       const mine = results.filter((r, i) => Math.floor(i / (4 * N)) === users.indexOf(u));
@@ -44,7 +48,11 @@ describeStorage('execute admission: credits, concurrency, validation, idempotenc
   it('N+5 concurrent executes for a tier allowing N sessions: exactly N run, the rest 429 CONCURRENCY_LIMIT', async () => {
     const u = await buildUser(d, { tier: 'individual' }); // 2 concurrent sessions
     await grant(d, u, 100);
-    const results = await Promise.all(Array.from({ length: 7 }, () => execute(d, u, 'Hold a slot for a while [slow:300] [iterations:4]', { costBudget: 1 })));
+    const results = await Promise.all(
+      Array.from({ length: 7 }, () =>
+        execute(d, u, 'Hold a slot for a while [slow:300] [iterations:4]', { costBudget: 1 }),
+      ),
+    );
     const ok = results.filter((r) => r.status === 200);
     expect(ok).to.have.length(2);
     for (const r of results.filter((x) => x.status !== 200)) {
@@ -85,7 +93,10 @@ describeStorage('execute admission: credits, concurrency, validation, idempotenc
       const r = await d.api.post('/v1/agents/execute', body, { token: u.token });
       expect(r.status, JSON.stringify(body).slice(0, 80)).to.equal(400);
       expect(r.body.error.type).to.equal('VALIDATION_ERROR');
-      expect(r.body.error.details.map((x: { field: string }) => x.field), JSON.stringify(body).slice(0, 80)).to.include(field);
+      expect(
+        r.body.error.details.map((x: { field: string }) => x.field),
+        JSON.stringify(body).slice(0, 80),
+      ).to.include(field);
     }
     expect(await sessionsOf(u.user.id)).to.have.length(0);
     expect((await d.container.ledger.balance(u.user.id)).reserved).to.equal(0);
@@ -102,21 +113,29 @@ describeStorage('execute admission: credits, concurrency, validation, idempotenc
     expect(again.status).to.equal(200);
     expect(again.body).to.deep.equal(first.body);
     expect(again.headers.get('idempotent-replayed')).to.equal('true');
-    const other = await d.api.post('/v1/agents/execute', { ...body, vision: 'Something else entirely' }, { token: u.token, headers: { 'Idempotency-Key': key } });
+    const other = await d.api.post(
+      '/v1/agents/execute',
+      { ...body, vision: 'Something else entirely' },
+      { token: u.token, headers: { 'Idempotency-Key': key } },
+    );
     expect(other.status).to.equal(409);
     expect(other.body.error.code).to.equal('IDEMPOTENCY_KEY_REUSED');
     expect(await sessionsOf(u.user.id)).to.have.length(1);
     // Another user's identical key is theirs alone.
     const v = await buildUser(d, { tier: 'team' });
     await grant(d, v, 2);
-    expect((await d.api.post('/v1/agents/execute', body, { token: v.token, headers: { 'Idempotency-Key': key } })).body.session.id).not.to.equal(first.body.session.id);
+    expect(
+      (await d.api.post('/v1/agents/execute', body, { token: v.token, headers: { 'Idempotency-Key': key } })).body
+        .session.id,
+    ).not.to.equal(first.body.session.id);
     await waitForEnd(d, u, first.body.session.id);
     await expectLedgerClean(d);
   });
 
   it('needs the agents:execute scope', async () => {
     const u = await buildUser(d);
-    const key = (await d.api.post('/v1/api-keys', { name: 'read only', scopes: ['sessions:read'] }, { token: u.token })).body.key;
+    const key = (await d.api.post('/v1/api-keys', { name: 'read only', scopes: ['sessions:read'] }, { token: u.token }))
+      .body.key;
     const r = await d.api.post('/v1/agents/execute', { vision: 'Not allowed to run this' }, { apiKey: key });
     expect(r.status).to.equal(403);
     expect(r.body.error.code).to.equal('INSUFFICIENT_SCOPE');

@@ -3,7 +3,14 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describeStorage } from '../../helpers/backends.js';
-import { makeHome, spawnDaemon, startDaemon, type ChildDaemon, type DaemonHome, type TestDaemon } from '../../helpers/daemon.js';
+import {
+  makeHome,
+  spawnDaemon,
+  startDaemon,
+  type ChildDaemon,
+  type DaemonHome,
+  type TestDaemon,
+} from '../../helpers/daemon.js';
 import { buildUser } from '../../helpers/factories.js';
 import { execute, expectLedgerClean, grant, waitForEnd } from '../../helpers/sessions.js';
 import { bootstrapAdmin, userWithKey } from '../limits/support.js';
@@ -61,7 +68,9 @@ describeStorage('agent.command checked at start', (backend) => {
   it('warns outside production, and a session of a missing agent ends failed saying why', async () => {
     const d = await startDaemon({ backend, config: { agent: { command: ['/nonexistent/keen-agent', '--x'] } } });
     try {
-      expect(d.logs.join('')).to.include('agent.command cannot run').and.include('/nonexistent/keen-agent does not exist or is not executable');
+      expect(d.logs.join(''))
+        .to.include('agent.command cannot run')
+        .and.include('/nonexistent/keen-agent does not exist or is not executable');
       const u = await buildUser(d, { tier: 'team' });
       await grant(d, u, 10);
       const r = await execute(d, u, 'Build a small todo application', { maxIterations: 1 });
@@ -79,7 +88,10 @@ describeStorage('agent.command checked at start', (backend) => {
   it('refuses to start in production, naming agent.command', async () => {
     let error: unknown;
     try {
-      const d = await startDaemon({ backend, config: { env: 'production', agent: { command: ['node', '/nonexistent/agent.js'] } } });
+      const d = await startDaemon({
+        backend,
+        config: { env: 'production', agent: { command: ['node', '/nonexistent/agent.js'] } },
+      });
       await d.stop();
     } catch (err) {
       error = err;
@@ -110,9 +122,17 @@ describe('a config file without agent.command, in another folder (keen-gateway s
     expect(configFile).not.to.include('command');
     expect(d.stdout.join('')).not.to.include('agent.command cannot run');
     const u = await userWithKey(d.api, adminKey, { tier: 'team' });
-    const g = await d.api.post('/v1/admin/credits/grant', { user_id: u.userId, amount: 10, reason: 'test' }, { apiKey: adminKey });
+    const g = await d.api.post(
+      '/v1/admin/credits/grant',
+      { user_id: u.userId, amount: 10, reason: 'test' },
+      { apiKey: adminKey },
+    );
     expect(g.status, g.text).to.be.oneOf([200, 201]);
-    const r = await d.api.post('/v1/agents/execute', { vision: 'Build a small todo application', options: { maxIterations: 1 } }, { apiKey: u.key });
+    const r = await d.api.post(
+      '/v1/agents/execute',
+      { vision: 'Build a small todo application', options: { maxIterations: 1 } },
+      { apiKey: u.key },
+    );
     expect(r.status, r.text).to.equal(200);
     const end = await waitForEnd(d, { apiKey: u.key }, r.body.session.id);
     expect(end, JSON.stringify(end)).to.include({ status: 'completed', end_reason: 'completed' });

@@ -41,7 +41,10 @@ describeRoot('sessions: the disk under SQLite full while an agent runs [sqlite, 
     const u = await buildUser(d, { tier: 'team' });
     await grant(d, u, 20);
     const steps = 20;
-    const r = await execute(d, u, `Work on while the disk fills up [slow:100] [iterations:${steps}]`, { maxIterations: steps, costBudget: 5 });
+    const r = await execute(d, u, `Work on while the disk fills up [slow:100] [iterations:${steps}]`, {
+      maxIterations: steps,
+      costBudget: 5,
+    });
     expect(r.status, r.text).to.equal(200);
     const id = r.body.session.id as string;
     for (let i = 0; i < 100; i++) {
@@ -57,7 +60,10 @@ describeRoot('sessions: the disk under SQLite full while an agent runs [sqlite, 
     unlinkSync(filler);
     const end = await waitForEnd(d, u, id, 30_000);
     expect(end.status).to.equal('completed');
-    const events = (await d.api.get(`/v1/sessions/${id}/events?limit=500`, { token: u.token })).body.events as Array<{ type: string; data: Record<string, unknown> }>;
+    const events = (await d.api.get(`/v1/sessions/${id}/events?limit=500`, { token: u.token })).body.events as Array<{
+      type: string;
+      data: Record<string, unknown>;
+    }>;
     const progress = events.filter((e) => e.type === 'agent.progress').map((e) => e.data.message);
     for (let i = 1; i <= steps; i++) expect(progress, `step ${i}`).to.include(`step ${i} of ${steps}`);
     expect(events.filter((e) => e.type === 'cost.update')).to.have.length(steps);

@@ -60,7 +60,10 @@ describeStorage('agent execution end to end', (backend) => {
   it('gives the agent only the vision, its workspace and the options: nothing about the user, money or secrets', async () => {
     const u = await buildUser(d, { tier: 'enterprise' });
     await grant(d, u, 10);
-    const r = await execute(d, u, 'Write everything you were given to a file [dump]', { maxIterations: 2, enableWebSearch: false });
+    const r = await execute(d, u, 'Write everything you were given to a file [dump]', {
+      maxIterations: 2,
+      enableWebSearch: false,
+    });
     expect(r.status, r.text).to.equal(200);
     const end = await waitForEnd(d, u, r.body.session.id);
     expect(end.status).to.equal('completed');
@@ -73,8 +76,26 @@ describeStorage('agent execution end to end', (backend) => {
     expect(end.sandboxed).to.equal(true);
     expect(stdin.workingDirectory).to.equal('/workspace');
     expect(parsed.cwd).to.equal('/workspace');
-    expect(stdin.options).to.deep.equal({ maxIterations: 2, maxAgents: 50, enableWebSearch: false, enableStreaming: true, showProgress: true });
-    for (const secret of [u.user.id, u.email, u.token, d.home.jwtSecret, d.home.databaseUrl, 'enterprise', 'credit', 'tier', 'KEEN_', 'JWT_SECRET', d.config.database.url]) {
+    expect(stdin.options).to.deep.equal({
+      maxIterations: 2,
+      maxAgents: 50,
+      enableWebSearch: false,
+      enableStreaming: true,
+      showProgress: true,
+    });
+    for (const secret of [
+      u.user.id,
+      u.email,
+      u.token,
+      d.home.jwtSecret,
+      d.home.databaseUrl,
+      'enterprise',
+      'credit',
+      'tier',
+      'KEEN_',
+      'JWT_SECRET',
+      d.config.database.url,
+    ]) {
       expect(dump, secret).not.to.include(secret);
     }
     // Node itself adds NODE_V8_COVERAGE to every child while coverage is being collected (c8); nothing else gets in.
@@ -105,12 +126,21 @@ describeStorage('agent execution end to end', (backend) => {
     const u = await buildUser(d, { tier: 'team' });
     await grant(d, u, 20);
     // Four steps: the agent reports the first step's usage, then crashes in the second.
-    const crashed = await waitForEnd(d, u, (await execute(d, u, 'Crash half way through [crash] [iterations:4]', { costBudget: 3, maxIterations: 4 })).body.session.id);
+    const crashed = await waitForEnd(
+      d,
+      u,
+      (await execute(d, u, 'Crash half way through [crash] [iterations:4]', { costBudget: 3, maxIterations: 4 })).body
+        .session.id,
+    );
     expect(crashed.status).to.equal('failed');
     expect(crashed.final_cost).to.be.greaterThan(0);
     expect(crashed.final_cost).to.equal(crashed.cost_so_far);
     expect(crashed.final_cost).to.be.below(3);
-    const failed = await waitForEnd(d, u, (await execute(d, u, 'Report a failure at the end [fail]', { costBudget: 3 })).body.session.id);
+    const failed = await waitForEnd(
+      d,
+      u,
+      (await execute(d, u, 'Report a failure at the end [fail]', { costBudget: 3 })).body.session.id,
+    );
     expect(failed.status).to.equal('failed');
     expect(failed.end_reason).to.equal('agent_reported_failure');
     const b = await d.container.ledger.balance(u.user.id);
@@ -122,7 +152,10 @@ describeStorage('agent execution end to end', (backend) => {
   it('cancels a running agent: charged what it used, the rest released', async () => {
     const u = await buildUser(d, { tier: 'team' });
     await grant(d, u, 10);
-    const r = await execute(d, u, 'Take your time with this [slow:200] [iterations:50]', { costBudget: 5, maxIterations: 50 });
+    const r = await execute(d, u, 'Take your time with this [slow:200] [iterations:50]', {
+      costBudget: 5,
+      maxIterations: 50,
+    });
     const id = r.body.session.id;
     // Cancel once the agent has reported usage: the cancelled session must be charged it.
     const until = Date.now() + 15_000;
@@ -136,7 +169,9 @@ describeStorage('agent execution end to end', (backend) => {
     expect(c.body.session.final_cost).to.be.greaterThan(0);
     expect(c.body.session.final_cost).to.equal(c.body.session.cost_so_far);
     expect(c.body.session.final_cost).to.be.below(5);
-    expect((await d.api.post(`/v1/sessions/${id}/cancel`, {}, { token: u.token })).body.error.code).to.equal('INVALID_STATE');
+    expect((await d.api.post(`/v1/sessions/${id}/cancel`, {}, { token: u.token })).body.error.code).to.equal(
+      'INVALID_STATE',
+    );
     const b = await d.container.ledger.balance(u.user.id);
     expect(b.reserved).to.equal(0);
     expect(b.balance).to.equal(10_000_000 - Math.round(c.body.session.final_cost * 1_000_000));
@@ -148,7 +183,11 @@ describeStorage('agent execution end to end', (backend) => {
     const other = await buildUser(d, { tier: 'team' });
     await grant(d, owner, 5);
     const id = (await execute(d, owner, 'A session that belongs to its owner', { costBudget: 1 })).body.session.id;
-    for (const [m, p] of [['GET', `/v1/sessions/${id}`], ['GET', `/v1/sessions/${id}/events`], ['POST', `/v1/sessions/${id}/cancel`]] as const) {
+    for (const [m, p] of [
+      ['GET', `/v1/sessions/${id}`],
+      ['GET', `/v1/sessions/${id}/events`],
+      ['POST', `/v1/sessions/${id}/cancel`],
+    ] as const) {
       const r = await d.api.request(m, p, { token: other.token, ...(m === 'POST' ? { body: {} } : {}) });
       expect(r.status, p).to.equal(404);
       expect(r.body.error.code).to.equal('NOT_FOUND');
@@ -160,11 +199,19 @@ describeStorage('agent execution end to end', (backend) => {
   it('quotes without side effects, and explains a refusal', async () => {
     const u = await buildUser(d, { tier: 'individual' });
     await grant(d, u, 1);
-    const ok = await d.api.post('/v1/agents/quote', { vision: 'Estimate this job please', options: { costBudget: 0.5 } }, { token: u.token });
+    const ok = await d.api.post(
+      '/v1/agents/quote',
+      { vision: 'Estimate this job please', options: { costBudget: 0.5 } },
+      { token: u.token },
+    );
     expect(ok.status, ok.text).to.equal(200);
     expect(ok.body).to.deep.include({ reservation: 0.5, admission: { allowed: true, reasons: [] } });
     expect(ok.body.estimated_cost).to.be.a('number');
-    const no = await d.api.post('/v1/agents/quote', { vision: 'Estimate this job please', options: { costBudget: 2 } }, { token: u.token });
+    const no = await d.api.post(
+      '/v1/agents/quote',
+      { vision: 'Estimate this job please', options: { costBudget: 2 } },
+      { token: u.token },
+    );
     expect(no.body.admission.allowed).to.equal(false);
     expect(no.body.admission.reasons).to.deep.equal([{ limit: 'credits', current: 1, max: 2 }]);
     expect((await d.api.get('/v1/sessions', { token: u.token })).body.sessions).to.have.length(0);

@@ -18,7 +18,11 @@ describeStorage('sessions: a lease taken over by another daemon', (backend) => {
   let other: TestDaemon;
   before(async () => {
     owner = await startDaemon({ backend, config: { credits: { reservation_ttl_seconds: 6 } } });
-    other = await startDaemon({ databaseUrl: owner.home.databaseUrl, jwtSecret: owner.home.jwtSecret, config: { credits: { reservation_ttl_seconds: 6 } } });
+    other = await startDaemon({
+      databaseUrl: owner.home.databaseUrl,
+      jwtSecret: owner.home.jwtSecret,
+      config: { credits: { reservation_ttl_seconds: 6 } },
+    });
   });
   after(async () => {
     await other?.stop();
@@ -29,7 +33,9 @@ describeStorage('sessions: a lease taken over by another daemon', (backend) => {
     this.timeout(30_000);
     const u = await buildUser(owner, { tier: 'team' });
     await grant(owner, u, 20);
-    const r = await execute(owner, u, 'A long job about to be taken over [slow:100] [iterations:300]', { costBudget: 5 });
+    const r = await execute(owner, u, 'A long job about to be taken over [slow:100] [iterations:300]', {
+      costBudget: 5,
+    });
     expect(r.status, r.text).to.equal(200);
     const id = r.body.session.id as string;
     for (let i = 0; i < 100; i++) {
@@ -39,10 +45,20 @@ describeStorage('sessions: a lease taken over by another daemon', (backend) => {
     }
     expect(descendantsOf(process.pid).length, 'the agent runs').to.be.greaterThan(0);
     // The other daemon's reaper: the lease looks run out to it (as after a partition of the owner).
-    const row = await other.container.database.db.selectFrom('sessions').select('reservation_id').where('id', '=', id).executeTakeFirstOrThrow();
-    await other.container.database.db.updateTable('credit_reservations').set({ expires_at: 1 }).where('id', '=', row.reservation_id).execute();
+    const row = await other.container.database.db
+      .selectFrom('sessions')
+      .select('reservation_id')
+      .where('id', '=', id)
+      .executeTakeFirstOrThrow();
+    await other.container.database.db
+      .updateTable('credit_reservations')
+      .set({ expires_at: 1 })
+      .where('id', '=', row.reservation_id)
+      .execute();
     const supervisor = other.container.supervisor;
-    const reaped = await other.container.ledger.reapExpired(Date.now(), { usedMicros: (res, trx) => supervisor.usedByExpired(res, trx) });
+    const reaped = await other.container.ledger.reapExpired(Date.now(), {
+      usedMicros: (res, trx) => supervisor.usedByExpired(res, trx),
+    });
     expect(reaped).to.equal(1);
     const end = await waitForEnd(other, u, id);
     expect(end).to.include({ status: 'interrupted', end_reason: 'lease_expired' });

@@ -50,7 +50,8 @@ describe('stream: abuse', () => {
     ];
     // Short headers (under Node's 16 KiB header limit, so our own check decides) and long ones.
     const short = [...base, ...Array.from({ length: 2000 }, (_, i) => `x${i}: 1`)].join('\r\n') + '\r\n\r\n';
-    const long = [...base, ...Array.from({ length: 2000 }, (_, i) => `x-header-${i}: some value`)].join('\r\n') + '\r\n\r\n';
+    const long =
+      [...base, ...Array.from({ length: 2000 }, (_, i) => `x-header-${i}: some value`)].join('\r\n') + '\r\n\r\n';
     for (const request of [short, long]) {
       const answer = await rawExchange(port, request);
       expect(answer).to.match(/^HTTP\/1\.1 4\d\d /);
@@ -86,7 +87,8 @@ describe('stream: abuse', () => {
     const u = await buildUser(d);
     const c = await connect(d, { token: u.token });
     for (let round = 0; round < 2; round++) {
-      for (let i = 0; i < 1000; i++) c.send({ type: 'subscribe', session_id: `ses_${String(round * 1000 + i).padStart(26, '0')}`, after: 0 });
+      for (let i = 0; i < 1000; i++)
+        c.send({ type: 'subscribe', session_id: `ses_${String(round * 1000 + i).padStart(26, '0')}`, after: 0 });
       await expectAlive(d);
       await new Promise((res) => setTimeout(res, 1000));
     }
@@ -128,7 +130,11 @@ describe('stream: abuse', () => {
       const heapBefore = process.memoryUsage().heapUsed;
       c.ws.pause();
       c.send({ type: 'subscribe', session_id: id, after: 0 });
-      await eventually(async () => (await metric(d, 'keen_stream_slow_consumer_closes_total')) >= 1, 15_000, 'a slow-consumer close');
+      await eventually(
+        async () => (await metric(d, 'keen_stream_slow_consumer_closes_total')) >= 1,
+        15_000,
+        'a slow-consumer close',
+      );
       const sent = (await metric(d, 'keen_stream_messages_sent_total', { kind: 'event' })) - sentBefore;
       // Stopped well before the whole history was queued.
       expect(sent).to.be.below(3000);
@@ -136,7 +142,11 @@ describe('stream: abuse', () => {
       c.ws.resume();
       expect((await c.closedWithin(15_000)).code).to.equal(1013);
       expect(c.events().length).to.be.below(3000);
-      await eventually(async () => (await metric(d, 'keen_stream_connections')) === 0, 10_000, 'the connection to be gone');
+      await eventually(
+        async () => (await metric(d, 'keen_stream_connections')) === 0,
+        10_000,
+        'the connection to be gone',
+      );
       await expectAlive(d);
     } finally {
       d.container.stream.tune({ slowCloseGraceMs: 5_000 });
@@ -150,7 +160,11 @@ describe('stream: abuse', () => {
       const c = await connect(d, { token: u.token });
       // A paused client neither reads pings nor answers them.
       c.ws.pause();
-      await eventually(async () => (await metric(d, 'keen_stream_connections')) === 0, 10_000, 'the dead peer to be dropped');
+      await eventually(
+        async () => (await metric(d, 'keen_stream_connections')) === 0,
+        10_000,
+        'the dead peer to be dropped',
+      );
       const alive = await connect(d, { token: u.token });
       await new Promise((res) => setTimeout(res, 800));
       // A client that answers stays.

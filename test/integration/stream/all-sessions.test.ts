@@ -19,7 +19,8 @@ describeShared('a stream connection without a sessions filter', (shared) => {
     await grant(d, u, 5);
     await grant(d, other, 5);
     const client = await connect(d, { token: u.token });
-    const mine = (await execute(d, u, 'A run to follow without naming it [slow:100]', { costBudget: 1 })).body.session.id;
+    const mine = (await execute(d, u, 'A run to follow without naming it [slow:100]', { costBudget: 1 })).body.session
+      .id;
     const theirs = (await execute(d, other, 'Somebody else entirely [slow:100]', { costBudget: 1 })).body.session.id;
     await client.untilEnd(mine);
     const events = client.events(mine);
@@ -37,7 +38,8 @@ describeShared('a stream connection without a sessions filter', (shared) => {
     const u = await buildUser(d, { tier: 'team' });
     await grant(d, u, 5);
     const client = await connect(d, { token: u.token });
-    const id = (await execute(d, u, 'Follow then resubscribe [slow:150] [iterations:6]', { costBudget: 1 })).body.session.id;
+    const id = (await execute(d, u, 'Follow then resubscribe [slow:150] [iterations:6]', { costBudget: 1 })).body
+      .session.id;
     await client.until((m) => m.some((x) => x.session_id === id && x.seq >= 3), 15_000, 'a few events');
     client.send({ type: 'subscribe', session_id: id, after: 0 });
     await client.untilEnd(id);

@@ -11,7 +11,8 @@ const ready = Boolean(TEST_POSTGRES_URL && TEST_REDIS_URL);
 /** Without Postgres and Redis these suites are skipped outside CI, and fail under CI=true (never a silent skip there). */
 const suite = ready || IN_CI ? describe : describe.skip;
 function needBackends(): void {
-  if (!ready) throw new Error('KEEN_TEST_POSTGRES_URL and KEEN_TEST_REDIS_URL must be set: .ci/run starts Postgres and Redis');
+  if (!ready)
+    throw new Error('KEEN_TEST_POSTGRES_URL and KEEN_TEST_REDIS_URL must be set: .ci/run starts Postgres and Redis');
 }
 
 suite('stream across daemons (Postgres + Redis)', () => {
@@ -19,9 +20,17 @@ suite('stream across daemons (Postgres + Redis)', () => {
   let b: TestDaemon;
   before(async () => {
     needBackends();
-    const shared = { redis: { key_prefix: `keen-test:stream-${randomBytes(4).toString('hex')}:` }, credits: { reservation_ttl_seconds: 30 } };
+    const shared = {
+      redis: { key_prefix: `keen-test:stream-${randomBytes(4).toString('hex')}:` },
+      credits: { reservation_ttl_seconds: 30 },
+    };
     a = await startDaemon({ backend: 'postgres', shared: 'redis', config: shared });
-    b = await startDaemon({ shared: 'redis', databaseUrl: a.home.databaseUrl, jwtSecret: a.home.jwtSecret, config: shared });
+    b = await startDaemon({
+      shared: 'redis',
+      databaseUrl: a.home.databaseUrl,
+      jwtSecret: a.home.jwtSecret,
+      config: shared,
+    });
   });
   afterEach(() => closeClients());
   after(async () => {
@@ -47,7 +56,8 @@ suite('stream across daemons (Postgres + Redis)', () => {
   it('a client that reconnects to the other daemon resumes with no gap and no duplicate', async () => {
     const u = await buildUser(a, { tier: 'team' });
     await grant(a, u, 20);
-    const id = (await execute(a, u, 'Resume across daemons [slow:250] [iterations:8]', { costBudget: 3 })).body.session.id as string;
+    const id = (await execute(a, u, 'Resume across daemons [slow:250] [iterations:8]', { costBudget: 3 })).body.session
+      .id as string;
     const onA = await connect(a, { token: u.token, query: `sessions=${id}&after=0` });
     await onA.until((m) => m.filter((x) => x.session_id === id).length >= 3, 15_000, 'a few events');
     onA.close();
@@ -75,9 +85,17 @@ suite('stream across daemons while Redis is cut off from one of them (Postgres +
     needBackends();
     proxy = FaultProxy.for(TEST_REDIS_URL!);
     await proxy.start();
-    const shared = { redis: { key_prefix: `keen-test:stream-cut-${randomBytes(4).toString('hex')}:` }, credits: { reservation_ttl_seconds: 30 } };
+    const shared = {
+      redis: { key_prefix: `keen-test:stream-cut-${randomBytes(4).toString('hex')}:` },
+      credits: { reservation_ttl_seconds: 30 },
+    };
     a = await startDaemon({ backend: 'postgres', shared: 'redis', config: shared });
-    b = await startDaemon({ shared: 'redis', databaseUrl: a.home.databaseUrl, jwtSecret: a.home.jwtSecret, config: { ...shared, redis: { ...shared.redis, url: proxy.url(TEST_REDIS_URL!) } } });
+    b = await startDaemon({
+      shared: 'redis',
+      databaseUrl: a.home.databaseUrl,
+      jwtSecret: a.home.jwtSecret,
+      config: { ...shared, redis: { ...shared.redis, url: proxy.url(TEST_REDIS_URL!) } },
+    });
     b.container.stream.tune({ reconcileIntervalMs: 300 });
   });
   afterEach(() => closeClients());

@@ -2,7 +2,14 @@ import { expect } from 'chai';
 import { AccessTokens } from '../../../daemon/auth/access-tokens.js';
 import { describeShared } from '../../helpers/backends.js';
 import { startDaemon, type TestDaemon } from '../../helpers/daemon.js';
-import { buildApiKey, buildTenant, buildUser, platformAdmin, principal, type TestUser } from '../../helpers/factories.js';
+import {
+  buildApiKey,
+  buildTenant,
+  buildUser,
+  platformAdmin,
+  principal,
+  type TestUser,
+} from '../../helpers/factories.js';
 import { closeClients, connect, eventually, metric, refused, seedSession } from './support.js';
 
 const ORIGIN = 'https://app.example.test';
@@ -15,7 +22,13 @@ function tokenFor(d: TestDaemon, u: TestUser, ttlSeconds: number, agoMs = 0): st
     ttlSeconds,
     clock: { now: () => Date.now() - agoMs },
   });
-  return signer.sign({ id: u.user.id, scopes: ['agents:execute', 'sessions:read', 'credits:read', 'keys:manage'], tier: u.user.tier, role: u.user.role, tenantId: u.user.tenant_id });
+  return signer.sign({
+    id: u.user.id,
+    scopes: ['agents:execute', 'sessions:read', 'credits:read', 'keys:manage'],
+    tier: u.user.tier,
+    role: u.user.role,
+    tenantId: u.user.tenant_id,
+  });
 }
 
 describeShared('stream: authentication and isolation', (shared) => {
@@ -37,7 +50,9 @@ describeShared('stream: authentication and isolation', (shared) => {
     expect(none.body.error).to.include({ type: 'AUTHENTICATION_ERROR', code: 'MISSING_TOKEN' });
     expect(none.body.request_id).to.match(/^req_/);
     expect((await refused(d, { token: 'not.a.jwt' })).body.error.code).to.equal('INVALID_TOKEN');
-    expect((await refused(d, { headers: { authorization: 'Basic abc' } })).body.error.code).to.equal('INVALID_TOKEN_FORMAT');
+    expect((await refused(d, { headers: { authorization: 'Basic abc' } })).body.error.code).to.equal(
+      'INVALID_TOKEN_FORMAT',
+    );
     expect((await refused(d, { query: 'token=garbage' })).status).to.equal(401);
     expect((await refused(d, { query: 'ticket=stk_nope' })).body.error.code).to.equal('INVALID_TOKEN');
     expect(await metric(d, 'keen_stream_connections')).to.equal(0);
@@ -58,7 +73,9 @@ describeShared('stream: authentication and isolation', (shared) => {
     const u = await buildUser(d);
     const ws = await import('ws');
     const res = await new Promise<number>((resolve, reject) => {
-      const c = new ws.default(`${d.url.replace('http', 'ws')}/v1/other`, { headers: { authorization: `Bearer ${u.token}` } });
+      const c = new ws.default(`${d.url.replace('http', 'ws')}/v1/other`, {
+        headers: { authorization: `Bearer ${u.token}` },
+      });
       c.once('unexpected-response', (_req, r) => resolve(r.statusCode ?? 0));
       c.once('open', () => reject(new Error('opened')));
       c.once('error', () => undefined);
@@ -115,7 +132,11 @@ describeShared('stream: authentication and isolation', (shared) => {
     const theirs = answer(ys);
     const none = answer('ses_00000000000000000000000000');
     const junk = answer('whatever');
-    expect(theirs).to.deep.equal({ type: 'error', error: { code: 'NOT_FOUND', message: 'session not found' }, session_id: ys });
+    expect(theirs).to.deep.equal({
+      type: 'error',
+      error: { code: 'NOT_FOUND', message: 'session not found' },
+      session_id: ys,
+    });
     expect({ ...none, session_id: ys }).to.deep.equal(theirs);
     expect({ ...junk, session_id: ys }).to.deep.equal(theirs);
     expect(c.events()).to.deep.equal([]);
@@ -141,7 +162,9 @@ describeShared('stream: authentication and isolation', (shared) => {
     await c.untilEnd(own);
     await c.until((m) => m.some((e) => e.type === 'error'), 5_000, 'an error');
     expect(c.events(own).map((e) => e.seq)).to.deep.equal([1, 2, 3, 4]);
-    expect(c.errors()).to.deep.equal([{ type: 'error', error: { code: 'NOT_FOUND', message: 'session not found' }, session_id: other }]);
+    expect(c.errors()).to.deep.equal([
+      { type: 'error', error: { code: 'NOT_FOUND', message: 'session not found' }, session_id: other },
+    ]);
     expect(c.events(other)).to.deep.equal([]);
     // A member of the same tenant sees only their own.
     const peer = await buildUser(d, { tenantId: t1 });

@@ -68,8 +68,10 @@ describeShared('stream: delivery and resume', (shared) => {
   it('subscribes to several sessions on one connection and follows each to its end', async () => {
     const u = await buildUser(d, { tier: 'team' });
     await grant(d, u, 20);
-    const a = (await execute(d, u, 'First of two parallel runs [slow:50] [iterations:3]', { costBudget: 2 })).body.session.id as string;
-    const b = (await execute(d, u, 'Second of two parallel runs [slow:50] [iterations:3]', { costBudget: 2 })).body.session.id as string;
+    const a = (await execute(d, u, 'First of two parallel runs [slow:50] [iterations:3]', { costBudget: 2 })).body
+      .session.id as string;
+    const b = (await execute(d, u, 'Second of two parallel runs [slow:50] [iterations:3]', { costBudget: 2 })).body
+      .session.id as string;
     const c = await connect(d, { token: u.token, query: `sessions=${a},${b}&after=0` });
     await c.untilEnd(a);
     await c.untilEnd(b);
@@ -139,7 +141,15 @@ describeShared('stream: delivery and resume', (shared) => {
     c.send({ type: 'subscribe', session_id: 'ses_x', extra: true });
     c.ws.send(Buffer.from('{"type":"subscribe"}'), { binary: true });
     await c.until((m) => m.filter((x) => x.type === 'error').length >= 7, 5_000, 'seven errors');
-    expect(c.errors().map((e) => e.error.code)).to.deep.equal(['INVALID_JSON', 'INVALID_FIELD', 'INVALID_FIELD', 'INVALID_FIELD', 'INVALID_FIELD', 'INVALID_FIELD', 'INVALID_JSON']);
+    expect(c.errors().map((e) => e.error.code)).to.deep.equal([
+      'INVALID_JSON',
+      'INVALID_FIELD',
+      'INVALID_FIELD',
+      'INVALID_FIELD',
+      'INVALID_FIELD',
+      'INVALID_FIELD',
+      'INVALID_JSON',
+    ]);
     for (const e of c.errors()) expect(e.error.message).to.be.a('string');
     const id = await seedSession(d, u, 3);
     c.send({ type: 'subscribe', session_id: id, after: 0 });

@@ -18,7 +18,8 @@ export interface Credentials {
   headers?: Record<string, string>;
 }
 
-export const streamUrl = (d: { url: string }, query = ''): string => `${d.url.replace(/^http/, 'ws')}/v1/stream${query ? `?${query}` : ''}`;
+export const streamUrl = (d: { url: string }, query = ''): string =>
+  `${d.url.replace(/^http/, 'ws')}/v1/stream${query ? `?${query}` : ''}`;
 
 function headersOf(creds: Credentials): Record<string, string> {
   const h: Record<string, string> = { ...creds.headers };
@@ -56,7 +57,9 @@ export class StreamClient {
 
   /** Stored events received, in arrival order. */
   events(sessionId?: string): SessionEvent[] {
-    return this.messages.filter((m) => typeof m.seq === 'number' && (!sessionId || m.session_id === sessionId)) as SessionEvent[];
+    return this.messages.filter(
+      (m) => typeof m.seq === 'number' && (!sessionId || m.session_id === sessionId),
+    ) as SessionEvent[];
   }
 
   errors(): StreamMessage[] {
@@ -68,12 +71,20 @@ export class StreamClient {
   }
 
   /** Waits (bounded) until `predicate` holds over the messages so far. */
-  async until(predicate: (messages: StreamMessage[]) => boolean, timeoutMs = 15_000, what = 'condition'): Promise<void> {
+  async until(
+    predicate: (messages: StreamMessage[]) => boolean,
+    timeoutMs = 15_000,
+    what = 'condition',
+  ): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!predicate(this.messages)) {
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.messages).slice(0, 2000)}`);
-      if (this.ws.readyState === WebSocket.CLOSED) throw new Error(`connection closed while waiting for ${what}; got ${JSON.stringify(this.messages).slice(0, 2000)}`);
+      if (left <= 0)
+        throw new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.messages).slice(0, 2000)}`);
+      if (this.ws.readyState === WebSocket.CLOSED)
+        throw new Error(
+          `connection closed while waiting for ${what}; got ${JSON.stringify(this.messages).slice(0, 2000)}`,
+        );
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, Math.min(left, 200));
         this.waiters.push(() => {
@@ -86,7 +97,11 @@ export class StreamClient {
 
   /** Waits for the final session.status event of a session. */
   untilEnd(sessionId: string, timeoutMs = 20_000): Promise<void> {
-    return this.until((m) => m.some((x) => x.session_id === sessionId && x.type === 'session.status' && x.data?.status !== 'running'), timeoutMs, `the end of ${sessionId}`);
+    return this.until(
+      (m) => m.some((x) => x.session_id === sessionId && x.type === 'session.status' && x.data?.status !== 'running'),
+      timeoutMs,
+      `the end of ${sessionId}`,
+    );
   }
 
   async closedWithin(timeoutMs: number): Promise<{ code: number; reason: string }> {
@@ -180,7 +195,12 @@ export async function refused(d: { url: string }, creds: Credentials): Promise<R
  * A finished session owned by `u` with `count` stored events (the last one its
  * final status), written straight into storage: deterministic and fast.
  */
-export async function seedSession(d: Daemon, u: TestUser, count: number, options: { dataBytes?: number; status?: 'running' | 'completed' } = {}): Promise<string> {
+export async function seedSession(
+  d: Daemon,
+  u: TestUser,
+  count: number,
+  options: { dataBytes?: number; status?: 'running' | 'completed' } = {},
+): Promise<string> {
   const db = d.container.database.db;
   const now = Date.now();
   const id = newId('ses', now);
@@ -216,7 +236,11 @@ export async function seedSession(d: Daemon, u: TestUser, count: number, options
       ended_at: status === 'running' ? null : now,
     })
     .execute();
-  const filler = options.dataBytes ? randomBytes(Math.ceil(options.dataBytes / 2)).toString('hex').slice(0, options.dataBytes) : 'x';
+  const filler = options.dataBytes
+    ? randomBytes(Math.ceil(options.dataBytes / 2))
+        .toString('hex')
+        .slice(0, options.dataBytes)
+    : 'x';
   const rows = Array.from({ length: count }, (_, i) => {
     const seq = i + 1;
     const last = seq === count && status !== 'running';
@@ -225,10 +249,20 @@ export async function seedSession(d: Daemon, u: TestUser, count: number, options
       seq,
       ts: now + seq,
       type: last ? 'session.status' : seq === 1 ? 'session.status' : 'agent.log',
-      data: JSON.stringify(last ? { status, final_cost: 0, reason: 'completed' } : seq === 1 ? { status: 'running' } : { level: 'info', message: `${seq} ${filler}` }),
+      data: JSON.stringify(
+        last
+          ? { status, final_cost: 0, reason: 'completed' }
+          : seq === 1
+            ? { status: 'running' }
+            : { level: 'info', message: `${seq} ${filler}` },
+      ),
     };
   });
-  for (let i = 0; i < rows.length; i += 100) await db.insertInto('session_events').values(rows.slice(i, i + 100)).execute();
+  for (let i = 0; i < rows.length; i += 100)
+    await db
+      .insertInto('session_events')
+      .values(rows.slice(i, i + 100))
+      .execute();
   return id;
 }
 
@@ -244,7 +278,11 @@ export async function metric(d: Daemon, name: string, labels: Record<string, str
 }
 
 /** Polls until `f` is true (bounded). */
-export async function eventually(f: () => Promise<boolean> | boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+export async function eventually(
+  f: () => Promise<boolean> | boolean,
+  timeoutMs = 10_000,
+  what = 'condition',
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await f())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -259,6 +297,7 @@ export function expectComplete(events: SessionEvent[]): string[] {
     if (e.seq !== i + 1) problems.push(`position ${i} has seq ${e.seq}`);
   });
   const last = events[events.length - 1];
-  if (!last || last.type !== 'session.status' || last.data.status === 'running') problems.push(`does not end with a final status: ${JSON.stringify(last)}`);
+  if (last?.type !== 'session.status' || last.data.status === 'running')
+    problems.push(`does not end with a final status: ${JSON.stringify(last)}`);
   return problems;
 }

@@ -6,8 +6,15 @@ import { ManualClock } from '../../../daemon/clock.js';
 import { createLogger } from '../../../daemon/logger.js';
 import { Metrics } from '../../../daemon/metrics.js';
 import type { Database, Queryable } from '../../../daemon/storage/database.js';
+import { WebhookOutbox } from '../../../daemon/storage/repos/webhook-deliveries.js';
+import { WebhookEndpointRepository } from '../../../daemon/storage/repos/webhook-endpoints.js';
 import { WebhookEndpoints } from '../../../daemon/webhooks/endpoints.js';
-import { BACKOFF_SCHEDULE_MS, defaultBackoffMs, WebhookService, type WebhookServiceOptions } from '../../../daemon/webhooks/service.js';
+import {
+  BACKOFF_SCHEDULE_MS,
+  defaultBackoffMs,
+  WebhookService,
+  type WebhookServiceOptions,
+} from '../../../daemon/webhooks/service.js';
 import { describeStorage } from '../../helpers/backends.js';
 import { openTestDatabase, type TestDatabase } from '../../helpers/database.js';
 import { principal } from '../../helpers/factories.js';
@@ -27,7 +34,11 @@ class Audit implements AuditLogger {
 
 /** Headers as the standardwebhooks package wants them. */
 function headersOf(got: { headers: Record<string, unknown> }): Record<string, string> {
-  return { 'webhook-id': String(got.headers['webhook-id']), 'webhook-timestamp': String(got.headers['webhook-timestamp']), 'webhook-signature': String(got.headers['webhook-signature']) };
+  return {
+    'webhook-id': String(got.headers['webhook-id']),
+    'webhook-timestamp': String(got.headers['webhook-timestamp']),
+    'webhook-signature': String(got.headers['webhook-signature']),
+  };
 }
 
 describe('webhooks/service defaultBackoffMs over a day', () => {
@@ -36,7 +47,8 @@ describe('webhooks/service defaultBackoffMs over a day', () => {
     expect(defaultBackoffMs(1, () => 0)).to.equal(4_000);
     expect(defaultBackoffMs(8, () => 1)).to.equal(50_400_000);
     expect(defaultBackoffMs(40, () => 1)).to.equal(50_400_000);
-    const total = (r: () => number) => Array.from({ length: 8 }, (_, i) => defaultBackoffMs(i + 1, r)).reduce((a, b) => a + b, 0);
+    const total = (r: () => number) =>
+      Array.from({ length: 8 }, (_, i) => defaultBackoffMs(i + 1, r)).reduce((a, b) => a + b, 0);
     expect(total(() => 0)).to.be.greaterThan(24 * HOUR);
     expect(total(() => 1)).to.equal(BACKOFF_SCHEDULE_MS.reduce((a, b) => a + b, 0));
   });
@@ -65,8 +77,10 @@ describeStorage('webhooks/endpoints: filters, signatures, retries, rotation, res
   });
 
   function build(database: Database = tdb.database, over: Partial<WebhookServiceOptions> = {}) {
+    const repos = { outbox: new WebhookOutbox(database), endpoints: new WebhookEndpointRepository(database) };
     const webhooks = new WebhookService({
       database,
+      ...repos,
       clock,
       logger: createLogger('silent'),
       metrics: new Metrics({ defaultMetrics: false }),
@@ -78,7 +92,15 @@ describeStorage('webhooks/endpoints: filters, signatures, retries, rotation, res
       ...over,
     });
     services.push(webhooks);
-    const endpoints = new WebhookEndpoints({ database, clock, audit, secretBox: box, webhooks, allowPrivateTargets: true });
+    const endpoints = new WebhookEndpoints({
+      database,
+      ...repos,
+      clock,
+      audit,
+      secretBox: box,
+      webhooks,
+      allowPrivateTargets: true,
+    });
     return { webhooks, endpoints };
   }
 
@@ -87,16 +109,25 @@ describeStorage('webhooks/endpoints: filters, signatures, retries, rotation, res
     return principal(user);
   }
 
-  const emit = (webhooks: WebhookService, userId: string, type: 'session.completed' | 'session.started' | 'credits.low_balance', data: unknown = { n: 1 }) =>
-    tdb.database.transaction((trx) => webhooks.emit(trx, { type, userIds: [userId], tenantId: null, data }));
+  const emit = (
+    webhooks: WebhookService,
+    userId: string,
+    type: 'session.completed' | 'session.started' | 'credits.low_balance',
+    data: unknown = { n: 1 },
+  ) => tdb.database.transaction((trx) => webhooks.emit(trx, { type, userIds: [userId], tenantId: null, data }));
 
   it('sends each event to the endpoints that want it, signed with each endpoint’s own secret (verified by standardwebhooks)', async () => {
     const { webhooks, endpoints } = build();
     const p = await owner();
-    const completed = await endpoints.create(p, { url: receiver.url('/completed'), event_types: ['session.completed'] });
+    const completed = await endpoints.create(p, {
+      url: receiver.url('/completed'),
+      event_types: ['session.completed'],
+    });
     const all = await endpoints.create(p, { url: receiver.url('/all'), event_types: ['*'] });
     const off = await endpoints.create(p, { url: receiver.url('/off'), event_types: ['*'], enabled: false });
-    expect(completed.secret).to.match(/^whsec_/).and.not.equal(all.secret);
+    expect(completed.secret)
+      .to.match(/^whsec_/)
+      .and.not.equal(all.secret);
     await emit(webhooks, p.userId, 'session.started');
     await emit(webhooks, p.userId, 'session.completed', { status: 'completed' });
     // Another user's event reaches none of these.
@@ -104,14 +135,23 @@ describeStorage('webhooks/endpoints: filters, signatures, retries, rotation, res
     await webhooks.deliverDueNow();
     const byPath = (path: string) => receiver.received.filter((r) => r.path === path);
     expect(byPath('/completed').map((r) => JSON.parse(r.body).type)).to.deep.equal(['session.completed']);
-    expect(byPath('/all').map((r) => JSON.parse(r.body).type).sort()).to.deep.equal(['session.completed', 'session.started']);
+    expect(
+      byPath('/all')
+        .map((r) => JSON.parse(r.body).type)
+        .sort(),
+    ).to.deep.equal(['session.completed', 'session.started']);
     expect(byPath('/off')).to.deep.equal([]);
     void off;
-    for (const [path, secret] of [['/completed', completed.secret], ['/all', all.secret]] as const) {
+    for (const [path, secret] of [
+      ['/completed', completed.secret],
+      ['/all', all.secret],
+    ] as const) {
       for (const got of byPath(path)) {
         const msg = new Webhook(secret).verify(got.body, headersOf(got)) as { id: string };
         expect(msg.id).to.equal(got.headers['webhook-id']);
-        expect(() => new Webhook(path === '/all' ? completed.secret : all.secret).verify(got.body, headersOf(got))).to.throw();
+        expect(() =>
+          new Webhook(path === '/all' ? completed.secret : all.secret).verify(got.body, headersOf(got)),
+        ).to.throw();
       }
     }
   });
@@ -243,13 +283,36 @@ describeStorage('webhooks/endpoints: filters, signatures, retries, rotation, res
 
   it('refuses URLs the SSRF policy refuses, and bad event types, writing nothing', async () => {
     const webhooks = build().webhooks;
-    const strict = new WebhookEndpoints({ database: tdb.database, clock, audit, secretBox: box, webhooks, allowPrivateTargets: false });
+    const strict = new WebhookEndpoints({
+      database: tdb.database,
+      outbox: new WebhookOutbox(tdb.database),
+      endpoints: new WebhookEndpointRepository(tdb.database),
+      clock,
+      audit,
+      secretBox: box,
+      webhooks,
+      allowPrivateTargets: false,
+    });
     const p = await owner();
-    for (const url of ['http://example.com/hook', 'https://127.0.0.1/hook', 'https://10.1.2.3/x', 'https://169.254.169.254/latest', 'https://[::1]/x', 'https://0x7f.1/x', 'https://user:pw@example.com/x']) {
+    for (const url of [
+      'http://example.com/hook',
+      'https://127.0.0.1/hook',
+      'https://10.1.2.3/x',
+      'https://169.254.169.254/latest',
+      'https://[::1]/x',
+      'https://0x7f.1/x',
+      'https://user:pw@example.com/x',
+    ]) {
       const err = await expectCode(strict.create(p, { url, event_types: ['*'] }), 'INVALID_FIELD');
-      expect((err.details as Array<{ field: string }>).map((x) => x.field), url).to.include('url');
+      expect(
+        (err.details as Array<{ field: string }>).map((x) => x.field),
+        url,
+      ).to.include('url');
     }
-    await expectCode(strict.create(p, { url: 'https://hooks.example.com/x', event_types: ['session.exploded'] }), 'INVALID_FIELD');
+    await expectCode(
+      strict.create(p, { url: 'https://hooks.example.com/x', event_types: ['session.exploded'] }),
+      'INVALID_FIELD',
+    );
     await expectCode(strict.create(p, { url: 'https://hooks.example.com/x', event_types: [] }), 'INVALID_FIELD');
     expect((await strict.list({ userId: p.userId }, { limit: 10 })).endpoints).to.deep.equal([]);
   });
@@ -264,7 +327,12 @@ describeStorage('webhooks/endpoints: filters, signatures, retries, rotation, res
         await a.endpoints.create(p, { url: receiver.url('/one'), event_types: ['*'] });
         await a.endpoints.create(p, { url: receiver.url('/two'), event_types: ['session.completed'] });
         for (let i = 0; i < 20; i++) await emit(a.webhooks, p.userId, 'session.completed', { i });
-        await Promise.all([a.webhooks.deliverDueNow(), b.webhooks.deliverDueNow(), a.webhooks.deliverDueNow(), b.webhooks.deliverDueNow()]);
+        await Promise.all([
+          a.webhooks.deliverDueNow(),
+          b.webhooks.deliverDueNow(),
+          a.webhooks.deliverDueNow(),
+          b.webhooks.deliverDueNow(),
+        ]);
         expect(receiver.received).to.have.length(40);
         expect(new Set(receiver.received.map((r) => `${r.path} ${r.headers['webhook-id']}`)).size).to.equal(40);
       } finally {

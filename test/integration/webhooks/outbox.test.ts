@@ -4,7 +4,8 @@ import { newId } from '../../../daemon/ids.js';
 import { createLogger } from '../../../daemon/logger.js';
 import { Metrics } from '../../../daemon/metrics.js';
 import { Database } from '../../../daemon/storage/database.js';
-import { WebhookOutbox } from '../../../daemon/webhooks/outbox.js';
+import { WebhookOutbox } from '../../../daemon/storage/repos/webhook-deliveries.js';
+import { WebhookEndpointRepository } from '../../../daemon/storage/repos/webhook-endpoints.js';
 import { WebhookService, type EnqueueWebhook, type WebhookServiceOptions } from '../../../daemon/webhooks/service.js';
 import { verifySignature } from '../../../daemon/webhooks/signing.js';
 import { describeStorage } from '../../helpers/backends.js';
@@ -38,6 +39,8 @@ describeStorage('webhooks/outbox and worker', (backend) => {
   function service(over: Partial<WebhookServiceOptions> = {}): WebhookService {
     const s = new WebhookService({
       database: tdb.database,
+      outbox: new WebhookOutbox(tdb.database),
+      endpoints: new WebhookEndpointRepository(tdb.database),
       clock,
       logger: createLogger('silent'),
       metrics,
@@ -62,7 +65,8 @@ describeStorage('webhooks/outbox and worker', (backend) => {
     };
   }
 
-  const row = (id: string) => tdb.database.db.selectFrom('webhook_deliveries').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+  const row = (id: string) =>
+    tdb.database.db.selectFrom('webhook_deliveries').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
 
   async function outcomes(): Promise<Record<string, number>> {
     const metric = (await metrics.registry.getSingleMetric('keen_webhook_deliveries_total')!.get()).values;
@@ -74,7 +78,13 @@ describeStorage('webhooks/outbox and worker', (backend) => {
     const input = event();
     const { id } = await svc.enqueue(input);
     expect(id).to.match(/^whk_/);
-    expect(await row(id)).to.include({ status: 'pending', attempts: 0, user_id: input.userId, session_id: input.sessionId, event_type: 'session.completed' });
+    expect(await row(id)).to.include({
+      status: 'pending',
+      attempts: 0,
+      user_id: input.userId,
+      session_id: input.sessionId,
+      event_type: 'session.completed',
+    });
 
     expect(await svc.deliverDueNow()).to.deep.equal({ delivered: 1, retry: 0, failed: 0, refused: 0 });
     expect(receiver.received).to.have.length(1);
@@ -83,7 +93,9 @@ describeStorage('webhooks/outbox and worker', (backend) => {
     expect(secret).to.match(/^whsec_/);
     expect(verifySignature(secret, got.headers, got.body, 300, clock.now())).to.equal(true);
     expect(verifySignature(secret, got.headers, got.body.replace('1.25', '0.01'), 300, clock.now())).to.equal(false);
-    expect(verifySignature(svc.signingSecretFor('usr_someone_else'), got.headers, got.body, 300, clock.now())).to.equal(false);
+    expect(verifySignature(svc.signingSecretFor('usr_someone_else'), got.headers, got.body, 300, clock.now())).to.equal(
+      false,
+    );
     expect(got.headers['webhook-id']).to.equal(id);
     expect(JSON.parse(got.body)).to.deep.equal({
       id,
@@ -93,12 +105,21 @@ describeStorage('webhooks/outbox and worker', (backend) => {
     });
 
     const done = await row(id);
-    expect(done).to.include({ status: 'delivered', attempts: 1, last_status_code: 200, last_error: null, delivered_at: clock.now() });
+    expect(done).to.include({
+      status: 'delivered',
+      attempts: 1,
+      last_status_code: 200,
+      last_error: null,
+      delivered_at: clock.now(),
+    });
     expect(await svc.deliverDueNow()).to.deep.equal({ delivered: 0, retry: 0, failed: 0, refused: 0 });
     expect(receiver.received).to.have.length(1);
     expect(await outcomes()).to.deep.equal({ delivered: 1 });
     const latency = (await metrics.registry.getSingleMetric('keen_webhook_delivery_duration_seconds')!.get()).values;
-    expect(latency.find((v) => (v as { metricName?: string }).metricName === 'keen_webhook_delivery_duration_seconds_count')?.value).to.equal(1);
+    expect(
+      latency.find((v) => (v as { metricName?: string }).metricName === 'keen_webhook_delivery_duration_seconds_count')
+        ?.value,
+    ).to.equal(1);
   });
 
   it('retries a 500 after the backoff with the same webhook-id, then delivers; attempts are counted', async () => {
@@ -107,7 +128,13 @@ describeStorage('webhooks/outbox and worker', (backend) => {
     const { id } = await svc.enqueue(event());
 
     expect(await svc.deliverDueNow()).to.include({ retry: 1 });
-    expect(await row(id)).to.include({ status: 'pending', attempts: 1, last_status_code: 500, last_error: 'HTTP 500', next_attempt_at: clock.now() + 1_000 });
+    expect(await row(id)).to.include({
+      status: 'pending',
+      attempts: 1,
+      last_status_code: 500,
+      last_error: 'HTTP 500',
+      next_attempt_at: clock.now() + 1_000,
+    });
     expect(await svc.deliverDueNow()).to.include({ retry: 0, delivered: 0 }); // not due yet
     clock.advance(1_000);
     expect(await svc.deliverDueNow()).to.include({ retry: 1 });
@@ -130,7 +157,13 @@ describeStorage('webhooks/outbox and worker', (backend) => {
     expect(await svc.deliverDueNow()).to.include({ retry: 1 });
     expect(await svc.deliverDueNow()).to.include({ retry: 1 });
     expect(await svc.deliverDueNow()).to.include({ failed: 1 });
-    expect(await row(id)).to.include({ status: 'failed', attempts: 3, last_status_code: 503, last_error: 'HTTP 503', delivered_at: null });
+    expect(await row(id)).to.include({
+      status: 'failed',
+      attempts: 3,
+      last_status_code: 503,
+      last_error: 'HTTP 503',
+      delivered_at: null,
+    });
     clock.advance(3_600_000);
     expect(await svc.deliverDueNow()).to.deep.equal({ delivered: 0, retry: 0, failed: 0, refused: 0 });
     expect(receiver.received).to.have.length(3);
@@ -213,7 +246,13 @@ describeStorage('webhooks/outbox and worker', (backend) => {
 
   it('two workers on one database never deliver the same delivery twice', async function () {
     this.timeout(60_000);
-    const secondDb = new Database({ url: tdb.home.databaseUrl, poolMax: 10, connectTimeoutMs: 5000, busyTimeoutMs: 10_000, logger: createLogger('silent') });
+    const secondDb = new Database({
+      url: tdb.home.databaseUrl,
+      poolMax: 10,
+      connectTimeoutMs: 5000,
+      busyTimeoutMs: 10_000,
+      logger: createLogger('silent'),
+    });
     try {
       receiver.respond = (_req, res) => setTimeout(() => res.end('ok'), 5);
       const a = service({ concurrency: 4 });
@@ -256,7 +295,8 @@ describeStorage('webhooks/outbox and worker', (backend) => {
       clock.advance(1);
     }
     const outbox = new WebhookOutbox(tdb.database);
-    const claim = (exclude: string[] = []) => outbox.claimDue({ now: clock.now(), limit: 4, leaseMs: 60_000, maxAttempts: 6, exclude });
+    const claim = (exclude: string[] = []) =>
+      outbox.claimDue({ now: clock.now(), limit: 4, leaseMs: 60_000, maxAttempts: 6, exclude });
     expect((await claim()).map((r) => r.id).sort()).to.deep.equal(ids.slice(0, 4));
     expect((await claim(ids.slice(4, 6))).map((r) => r.id).sort()).to.deep.equal(ids.slice(6, 10));
     expect((await claim()).map((r) => r.id).sort()).to.deep.equal(ids.slice(4, 6));
@@ -270,7 +310,13 @@ describeStorage('webhooks/outbox and worker', (backend) => {
       const svc = service({ leaseMs, maxAttempts: svcMaxAttempts });
       const { id } = await svc.enqueue(event());
       // What a claim does, without the attempt ever reporting back.
-      const claimed = await new WebhookOutbox(tdb.database).claimDue({ now: clock.now(), limit: 10, leaseMs, maxAttempts: svcMaxAttempts, exclude: [] });
+      const claimed = await new WebhookOutbox(tdb.database).claimDue({
+        now: clock.now(),
+        limit: 10,
+        leaseMs,
+        maxAttempts: svcMaxAttempts,
+        exclude: [],
+      });
       expect(claimed.map((c) => c.id)).to.deep.equal([id]);
       expect(await row(id)).to.include({ status: 'delivering', attempts: 1, next_attempt_at: clock.now() + leaseMs });
       return id;
@@ -291,7 +337,11 @@ describeStorage('webhooks/outbox and worker', (backend) => {
       const svc = service({ leaseMs, maxAttempts: 1 });
       clock.advance(leaseMs);
       expect(await svc.deliverDueNow()).to.include({ failed: 1 });
-      expect(await row(id)).to.include({ status: 'failed', attempts: 1, last_error: 'abandoned: the last attempt did not report an outcome' });
+      expect(await row(id)).to.include({
+        status: 'failed',
+        attempts: 1,
+        last_error: 'abandoned: the last attempt did not report an outcome',
+      });
       expect(receiver.received).to.have.length(0);
     });
 
@@ -301,8 +351,12 @@ describeStorage('webhooks/outbox and worker', (backend) => {
       clock.advance(leaseMs);
       const retaken = await outbox.claimDue({ now: clock.now(), limit: 10, leaseMs, maxAttempts: 6, exclude: [] });
       expect(retaken.map((r) => r.attempts)).to.deep.equal([2]);
-      expect(await outbox.record(id, 1, { status: 'failed', last_error: 'late', updated_at: clock.now() })).to.equal(false);
-      expect(await outbox.record(id, 2, { status: 'delivered', delivered_at: clock.now(), updated_at: clock.now() })).to.equal(true);
+      expect(await outbox.record(id, 1, { status: 'failed', last_error: 'late', updated_at: clock.now() })).to.equal(
+        false,
+      );
+      expect(
+        await outbox.record(id, 2, { status: 'delivered', delivered_at: clock.now(), updated_at: clock.now() }),
+      ).to.equal(true);
       expect(await row(id)).to.include({ status: 'delivered', last_error: null });
     });
   });

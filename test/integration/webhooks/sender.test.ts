@@ -11,7 +11,12 @@ function message(url: string, over: Partial<WebhookRequest> = {}): WebhookReques
     url,
     id: 'whk_01test',
     timestampSeconds: Math.floor(Date.now() / 1000),
-    body: JSON.stringify({ id: 'whk_01test', type: 'session.completed', timestamp: new Date().toISOString(), data: { n: 1 } }),
+    body: JSON.stringify({
+      id: 'whk_01test',
+      type: 'session.completed',
+      timestamp: new Date().toISOString(),
+      data: { n: 1 },
+    }),
     secret,
     ...over,
   };
@@ -67,7 +72,11 @@ describe('webhooks/sender (real loopback HTTP)', () => {
 
     it('reports a non-2xx answer as a failed attempt with its status', async () => {
       receiver.respond = statuses(500);
-      expect(await sender.send(message(receiver.url()))).to.include({ outcome: 'failed', statusCode: 500, error: 'HTTP 500' });
+      expect(await sender.send(message(receiver.url()))).to.include({
+        outcome: 'failed',
+        statusCode: 500,
+        error: 'HTTP 500',
+      });
     });
 
     it('does not follow a redirect, even to an allowed address', async () => {
@@ -119,7 +128,11 @@ describe('webhooks/sender (real loopback HTTP)', () => {
         };
         pump();
       };
-      const bounded = new WebhookSender({ allowPrivateTargets: true, maxResponseBytes: 64 * 1024, totalTimeoutMs: 5_000 });
+      const bounded = new WebhookSender({
+        allowPrivateTargets: true,
+        maxResponseBytes: 64 * 1024,
+        totalTimeoutMs: 5_000,
+      });
       const result = await bounded.send(message(receiver.url()));
       expect(result).to.include({ outcome: 'delivered', statusCode: 200 });
       expect(result.durationMs).to.be.below(2_000);
@@ -139,9 +152,15 @@ describe('webhooks/sender (real loopback HTTP)', () => {
       const port = receiver.port;
       await receiver.close();
       receiver = await Receiver.start();
-      expect(await sender.send(message(`http://127.0.0.1:${port}/`))).to.include({ outcome: 'failed', error: 'network: ECONNREFUSED' });
+      expect(await sender.send(message(`http://127.0.0.1:${port}/`))).to.include({
+        outcome: 'failed',
+        error: 'network: ECONNREFUSED',
+      });
       const dns = new WebhookSender({ allowPrivateTargets: true, resolver: fakeResolver({}) });
-      expect(await dns.send(message('http://nowhere.example.test/'))).to.include({ outcome: 'failed', error: 'dns: ENOTFOUND' });
+      expect(await dns.send(message('http://nowhere.example.test/'))).to.include({
+        outcome: 'failed',
+        error: 'dns: ENOTFOUND',
+      });
     });
 
     it('connects to the address its own lookup returned', async () => {
@@ -168,7 +187,10 @@ describe('webhooks/sender (real loopback HTTP)', () => {
 
     it('refuses plain http', async () => {
       const sender = new WebhookSender({ allowPrivateTargets: false });
-      expect(await sender.send(message('http://hooks.example.com/'))).to.include({ outcome: 'refused', error: 'refused: webhook_url must be an https URL' });
+      expect(await sender.send(message('http://hooks.example.com/'))).to.include({
+        outcome: 'refused',
+        error: 'refused: webhook_url must be an https URL',
+      });
     });
 
     it('refuses `localhost` at connect time (the name passes validation, the lookup refuses it)', async () => {
@@ -184,21 +206,31 @@ describe('webhooks/sender (real loopback HTTP)', () => {
       let calls = 0;
       const answers: LookupAddress[][] = [
         [{ address: '93.184.216.34', family: 4 }],
-        [{ address: '93.184.216.34', family: 4 }, { address: '127.0.0.1', family: 4 }],
+        [
+          { address: '93.184.216.34', family: 4 },
+          { address: '127.0.0.1', family: 4 },
+        ],
       ];
       const rebinding: Resolver = async () => answers[Math.min(calls++, answers.length - 1)]!;
       await rebinding('rebind.example.test'); // what a validate-then-connect design would have checked
       const sender = new WebhookSender({ allowPrivateTargets: false, resolver: rebinding });
       const result = await sender.send(message(`https://rebind.example.test:${receiver.port}/hook`));
       expect(calls).to.equal(2);
-      expect(result).to.include({ outcome: 'refused', error: 'refused: rebind.example.test resolves to 127.0.0.1, a private, loopback, link-local or reserved address' });
+      expect(result).to.include({
+        outcome: 'refused',
+        error:
+          'refused: rebind.example.test resolves to 127.0.0.1, a private, loopback, link-local or reserved address',
+      });
       expect(receiver.connections).to.equal(0);
     });
 
     for (const address of ['10.0.0.1', '169.254.169.254', '::1', '::ffff:127.0.0.1', 'fd00::1', '0.0.0.0']) {
       it(`refuses a name resolving to ${address}`, async () => {
         const family = address.includes(':') ? 6 : 4;
-        const sender = new WebhookSender({ allowPrivateTargets: false, resolver: fakeResolver({ 'inside.example.test': [{ address, family }] }) });
+        const sender = new WebhookSender({
+          allowPrivateTargets: false,
+          resolver: fakeResolver({ 'inside.example.test': [{ address, family }] }),
+        });
         const result = await sender.send(message(`https://inside.example.test:${receiver.port}/`));
         expect(result.outcome).to.equal('refused');
         expect(receiver.connections).to.equal(0);

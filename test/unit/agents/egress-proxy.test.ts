@@ -7,10 +7,18 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createLogger, type Logger } from '../../../daemon/logger.js';
-import { EGRESS_BRIDGE_SOURCE, EgressProxy, isAllowedHost, type EgressProxyOptions } from '../../../daemon/agents/egress-proxy.js';
+import {
+  EGRESS_BRIDGE_SOURCE,
+  EgressProxy,
+  isAllowedHost,
+  type EgressProxyOptions,
+} from '../../../daemon/agents/egress-proxy.js';
 
 /** A resolver that answers from a table and records every name it was asked. */
-function fakeResolver(table: Record<string, string[]>): { calls: string[]; resolve: (host: string) => Promise<LookupAddress[]> } {
+function fakeResolver(table: Record<string, string[]>): {
+  calls: string[];
+  resolve: (host: string) => Promise<LookupAddress[]>;
+} {
   const calls: string[] = [];
   return {
     calls,
@@ -48,7 +56,11 @@ function exchange(socketPath: string, request: string): Promise<Response> {
 }
 
 /** Opens a CONNECT tunnel; resolves once the proxy's answer head has arrived, with any bytes after it. */
-function openTunnel(socketPath: string, authority: string, head = ''): Promise<{ socket: net.Socket; status: number; rest: Buffer }> {
+function openTunnel(
+  socketPath: string,
+  authority: string,
+  head = '',
+): Promise<{ socket: net.Socket; status: number; rest: Buffer }> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(socketPath);
     let buf = Buffer.alloc(0);
@@ -58,7 +70,11 @@ function openTunnel(socketPath: string, authority: string, head = ''): Promise<{
       if (end < 0) return;
       socket.off('data', onData);
       socket.pause();
-      resolve({ socket, status: Number(/^HTTP\/1\.1 (\d{3}) /.exec(buf.toString('latin1'))?.[1] ?? 0), rest: buf.subarray(end + 4) });
+      resolve({
+        socket,
+        status: Number(/^HTTP\/1\.1 (\d{3}) /.exec(buf.toString('latin1'))?.[1] ?? 0),
+        rest: buf.subarray(end + 4),
+      });
     };
     socket.on('data', onData);
     socket.on('error', reject);
@@ -89,7 +105,9 @@ function readBytes(socket: net.Socket, n: number, already: Buffer = Buffer.alloc
 }
 
 function waitClose(socket: net.Socket): Promise<void> {
-  return new Promise((resolve) => (socket.destroyed && socket.closed ? resolve() : socket.once('close', () => resolve())));
+  return new Promise((resolve) =>
+    socket.destroyed && socket.closed ? resolve() : socket.once('close', () => resolve()),
+  );
 }
 
 /** A loopback port nobody listens on (at the time of asking). */
@@ -117,7 +135,12 @@ describe('agents/egress-proxy', () => {
   });
 
   async function startProxy(overrides: Partial<EgressProxyOptions> = {}): Promise<EgressProxy> {
-    const proxy = new EgressProxy({ socketPath, allowedHosts: ['api.test'], logger: createLogger('silent'), ...overrides });
+    const proxy = new EgressProxy({
+      socketPath,
+      allowedHosts: ['api.test'],
+      logger: createLogger('silent'),
+      ...overrides,
+    });
     await proxy.listen();
     cleanups.push(() => proxy.close());
     return proxy;
@@ -145,7 +168,9 @@ describe('agents/egress-proxy', () => {
   }
 
   /** An HTTP server on 127.0.0.1 that records the requests it sees and counts its connections. */
-  async function httpServer(handler: http.RequestListener): Promise<{ port: number; seen: http.IncomingMessage[]; connections: () => number }> {
+  async function httpServer(
+    handler: http.RequestListener,
+  ): Promise<{ port: number; seen: http.IncomingMessage[]; connections: () => number }> {
     const seen: http.IncomingMessage[] = [];
     let count = 0;
     const server = http.createServer((req, res) => {
@@ -218,8 +243,16 @@ describe('agents/egress-proxy', () => {
       const dns = fakeResolver({ 'evil.test': ['127.0.0.1'] });
       const { logger, lines } = capturingLogger();
       const proxy = await startProxy({ resolver: dns.resolve, allowPrivateTargets: true, logger });
-      for (const authority of [`evil.test:${echo.port}`, `127.0.0.1:${echo.port}`, `[::1]:${echo.port}`, `api.test.evil.test:${echo.port}`]) {
-        const res = await exchange(socketPath, `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\nProxy-Authorization: Basic c2VjcmV0LXRva2Vu\r\n\r\n`);
+      for (const authority of [
+        `evil.test:${echo.port}`,
+        `127.0.0.1:${echo.port}`,
+        `[::1]:${echo.port}`,
+        `api.test.evil.test:${echo.port}`,
+      ]) {
+        const res = await exchange(
+          socketPath,
+          `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\nProxy-Authorization: Basic c2VjcmV0LXRva2Vu\r\n\r\n`,
+        );
         expect(res.status, authority).to.equal(403);
         expect(res.text).to.include('not in agent.sandbox.allowed_hosts');
       }
@@ -227,7 +260,9 @@ describe('agents/egress-proxy', () => {
       expect(echo.connections()).to.equal(0);
       expect(proxy.stats).to.deep.equal({ allowed: 0, refused: 4 });
       // Each refusal is logged with host, port and decision, and no header value.
-      const refusals = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.decision === 'refused_host');
+      const refusals = lines
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((l) => l.decision === 'refused_host');
       expect(refusals.map((l) => [l.host, l.port, l.level])).to.deep.equal([
         ['evil.test', echo.port, 'info'],
         ['127.0.0.1', echo.port, 'info'],
@@ -263,7 +298,10 @@ describe('agents/egress-proxy', () => {
 
     it('refuses a host whose answer mixes a public and a private address, whichever comes first', async () => {
       const echo = await echoServer();
-      const dns = fakeResolver({ 'api.test': ['93.184.216.34', '127.0.0.1'], 'b.api.test': ['127.0.0.1', '2606:4700:4700::1111'] });
+      const dns = fakeResolver({
+        'api.test': ['93.184.216.34', '127.0.0.1'],
+        'b.api.test': ['127.0.0.1', '2606:4700:4700::1111'],
+      });
       const proxy = await startProxy({ resolver: dns.resolve, allowedHosts: ['api.test', '*.api.test'] });
       for (const host of ['api.test', 'b.api.test']) {
         const res = await exchange(socketPath, `CONNECT ${host}:${echo.port} HTTP/1.1\r\n\r\n`);
@@ -297,7 +335,17 @@ describe('agents/egress-proxy', () => {
     it('answers 400 to a malformed target or a port outside 1..65535, without resolving', async () => {
       const dns = fakeResolver({ 'api.test': ['127.0.0.1'] });
       const proxy = await startProxy({ resolver: dns.resolve, allowPrivateTargets: true });
-      const bad = ['api.test:0', 'api.test:65536', 'api.test:99999', 'api.test:-1', 'api.test:http', 'api.test', '::1:443', 'api.test:443/x', ':443'];
+      const bad = [
+        'api.test:0',
+        'api.test:65536',
+        'api.test:99999',
+        'api.test:-1',
+        'api.test:http',
+        'api.test',
+        '::1:443',
+        'api.test:443/x',
+        ':443',
+      ];
       for (const authority of bad) {
         const res = await exchange(socketPath, `CONNECT ${authority} HTTP/1.1\r\n\r\n`);
         expect(res.status, authority).to.equal(400);
@@ -372,7 +420,10 @@ describe('agents/egress-proxy', () => {
   });
 
   describe('plain HTTP', () => {
-    function proxyRequest(options: http.RequestOptions, body?: string): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+    function proxyRequest(
+      options: http.RequestOptions,
+      body?: string,
+    ): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
       return new Promise((resolve, reject) => {
         const req = http.request({ socketPath, agent: false, ...options }, (res) => {
           let text = '';
@@ -398,36 +449,38 @@ describe('agents/egress-proxy', () => {
       const dns = fakeResolver({ 'api.test': ['127.0.0.1'] });
       const proxy = await startProxy({ resolver: dns.resolve, allowPrivateTargets: true });
       const authority = `api.test:${upstream.port}`;
-      const answer = await new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }>((resolve, reject) => {
-        const req = http.request(
-          {
-            socketPath,
-            agent: false,
-            path: `http://${authority}/hello?x=1`,
-            headers: {
-              host: authority,
-              'proxy-authorization': 'Basic c2VjcmV0',
-              'proxy-connection': 'keep-alive',
-              connection: 'keep-alive, X-Private-Hop',
-              'keep-alive': 'timeout=5',
-              te: 'trailers',
-              'x-private-hop': 'drop me',
-              'x-keep': 'keep me',
+      const answer = await new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }>(
+        (resolve, reject) => {
+          const req = http.request(
+            {
+              socketPath,
+              agent: false,
+              path: `http://${authority}/hello?x=1`,
+              headers: {
+                host: authority,
+                'proxy-authorization': 'Basic c2VjcmV0',
+                'proxy-connection': 'keep-alive',
+                connection: 'keep-alive, X-Private-Hop',
+                'keep-alive': 'timeout=5',
+                te: 'trailers',
+                'x-private-hop': 'drop me',
+                'x-keep': 'keep me',
+              },
             },
-          },
-          (res) => {
-            let text = '';
-            res.setEncoding('utf8');
-            res.on('data', (d: string) => {
-              text += d;
-              release();
-            });
-            res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
-          },
-        );
-        req.on('error', reject);
-        req.end();
-      });
+            (res) => {
+              let text = '';
+              res.setEncoding('utf8');
+              res.on('data', (d: string) => {
+                text += d;
+                release();
+              });
+              res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+            },
+          );
+          req.on('error', reject);
+          req.end();
+        },
+      );
       expect(answer.status).to.equal(200);
       expect(answer.body).to.equal('first;second');
       expect(answer.headers['x-upstream']).to.equal('yes');
@@ -456,7 +509,10 @@ describe('agents/egress-proxy', () => {
       const url = `http://api.test:${upstream.port}/submit`;
       const plain = await proxyRequest({ method: 'POST', path: url, headers: { 'content-length': '5' } }, 'hello');
       expect(plain.body).to.equal('POST hello');
-      const chunked = await proxyRequest({ method: 'PUT', path: url, headers: { 'transfer-encoding': 'chunked' } }, 'streamed');
+      const chunked = await proxyRequest(
+        { method: 'PUT', path: url, headers: { 'transfer-encoding': 'chunked' } },
+        'streamed',
+      );
       expect(chunked.body).to.equal('PUT streamed');
     });
 
@@ -516,7 +572,10 @@ describe('agents/egress-proxy', () => {
   describe('listen and close', () => {
     it('replaces a stale socket file and makes the socket 0666', async () => {
       // A socket file left by a process that died without closing.
-      const child = spawn(process.execPath, ['-e', `require('node:net').createServer().listen(${JSON.stringify(socketPath)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+      const child = spawn(process.execPath, [
+        '-e',
+        `require('node:net').createServer().listen(${JSON.stringify(socketPath)}, () => process.kill(process.pid, 'SIGKILL'))`,
+      ]);
       await new Promise((resolve) => child.once('exit', resolve));
       expect(lstatSync(socketPath).isSocket()).to.equal(true);
       await startProxy();
@@ -546,7 +605,10 @@ describe('agents/egress-proxy', () => {
     it('close() ends open tunnels and returns within a second', async function () {
       this.timeout(5000);
       const echo = await echoServer();
-      const proxy = await startProxy({ resolver: fakeResolver({ 'api.test': ['127.0.0.1'] }).resolve, allowPrivateTargets: true });
+      const proxy = await startProxy({
+        resolver: fakeResolver({ 'api.test': ['127.0.0.1'] }).resolve,
+        allowPrivateTargets: true,
+      });
       const tunnel = await openTunnel(socketPath, `api.test:${echo.port}`);
       expect(tunnel.status).to.equal(200);
       tunnel.socket.on('error', () => {});
@@ -556,7 +618,10 @@ describe('agents/egress-proxy', () => {
       idle.on('error', () => {});
       await new Promise((resolve) => idle.once('connect', resolve));
       const started = Date.now();
-      const closed = await Promise.race([proxy.close().then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 1000))]);
+      const closed = await Promise.race([
+        proxy.close().then(() => true),
+        new Promise<false>((r) => setTimeout(() => r(false), 1000)),
+      ]);
       expect(closed, 'close() resolved within 1 s').to.equal(true);
       expect(Date.now() - started).to.be.lessThan(1000);
       await Promise.all([waitClose(tunnel.socket), waitClose(idle)]);
@@ -600,13 +665,18 @@ describe('agents/egress-proxy', () => {
       let err = '';
       child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
       child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
-      const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+      const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+        child.once('exit', (code, signal) => resolve({ code, signal })),
+      );
       return { child, stdout: () => out, stderr: () => err, exit };
     }
 
     it('carries the agent through the proxy to an allowed host, passes stdin through and exits with its code', async () => {
       const echo = await echoServer();
-      const proxy = await startProxy({ resolver: fakeResolver({ 'api.test': ['127.0.0.1'] }).resolve, allowPrivateTargets: true });
+      const proxy = await startProxy({
+        resolver: fakeResolver({ 'api.test': ['127.0.0.1'] }).resolve,
+        allowPrivateTargets: true,
+      });
       const port = await freePort();
       // The agent: read stdin, CONNECT through the bridge, send stdin through the tunnel, print the echo, exit 7.
       const agent = `
@@ -667,7 +737,13 @@ describe('agents/egress-proxy', () => {
 
     it('dies of the signal the agent died of', async () => {
       await startProxy();
-      const run = runBridge([socketPath, String(await freePort()), process.execPath, '-e', `process.kill(process.pid, 'SIGTERM'); setTimeout(() => {}, 5000);`]);
+      const run = runBridge([
+        socketPath,
+        String(await freePort()),
+        process.execPath,
+        '-e',
+        `process.kill(process.pid, 'SIGTERM'); setTimeout(() => {}, 5000);`,
+      ]);
       expect(await run.exit).to.deep.equal({ code: null, signal: 'SIGTERM' });
     });
 

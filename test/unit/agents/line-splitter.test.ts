@@ -4,7 +4,11 @@ import { LineSplitter } from '../../../daemon/agents/line-splitter.js';
 function split(chunks: Buffer[], max = 16): { lines: string[]; overflows: string[] } {
   const lines: string[] = [];
   const overflows: string[] = [];
-  const s = new LineSplitter(max, (l) => lines.push(l), (p) => overflows.push(p));
+  const s = new LineSplitter(
+    max,
+    (l) => lines.push(l),
+    (p) => overflows.push(p),
+  );
   for (const c of chunks) s.push(c);
   s.end();
   return { lines, overflows };
@@ -21,7 +25,10 @@ describe('agents/line-splitter', () => {
   });
 
   it('drops a line longer than the bound, reports it once, and resumes at the next line', () => {
-    const { lines, overflows } = split([Buffer.from('short\n' + 'x'.repeat(10)), Buffer.from('y'.repeat(10)), Buffer.from('z'.repeat(30) + '\nok\n')], 16);
+    const { lines, overflows } = split(
+      [Buffer.from('short\n' + 'x'.repeat(10)), Buffer.from('y'.repeat(10)), Buffer.from('z'.repeat(30) + '\nok\n')],
+      16,
+    );
     expect(lines).to.deep.equal(['short', 'ok']);
     expect(overflows).to.have.length(1);
     expect(overflows[0]).to.match(/^x+y+/);

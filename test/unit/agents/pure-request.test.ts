@@ -1,12 +1,23 @@
 import { expect } from 'chai';
-import { buildPureRequest, copyPureRequest, PURE_REQUEST_DEFAULTS, sanitizeVision, type PureRequestInput } from '../../../daemon/agents/pure-request.js';
+import {
+  buildPureRequest,
+  copyPureRequest,
+  PURE_REQUEST_DEFAULTS,
+  sanitizeVision,
+  type PureRequestInput,
+} from '../../../daemon/agents/pure-request.js';
 import { createAgentProtocol } from '../../../daemon/agents/protocol.js';
 
 describe('agents/pure-request', () => {
   const protocol = createAgentProtocol();
 
   it('builds exactly vision, workingDirectory and the five options, with the documented defaults (50 iterations, web search, streaming and progress on)', () => {
-    const req = buildPureRequest({ vision: 'Create a todo app', workingDirectory: '/w/ses_x', options: {}, maxAgents: 3 });
+    const req = buildPureRequest({
+      vision: 'Create a todo app',
+      workingDirectory: '/w/ses_x',
+      options: {},
+      maxAgents: 3,
+    });
     expect(req).to.deep.equal({
       vision: 'Create a todo app',
       workingDirectory: '/w/ses_x',
@@ -26,14 +37,33 @@ describe('agents/pure-request', () => {
       rateLimitRemaining: 245,
       tenant: { id: 'ten_1' },
       maxAgents: 10,
-      options: { maxIterations: 7, enableWebSearch: false, costBudget: 12, userEmail: 'a@b.c', __proto__: { polluted: true } },
+      options: {
+        maxIterations: 7,
+        enableWebSearch: false,
+        costBudget: 12,
+        userEmail: 'a@b.c',
+        __proto__: { polluted: true },
+      },
     };
     const req = buildPureRequest(rich as unknown as PureRequestInput);
     expect(Object.keys(req)).to.deep.equal(['vision', 'workingDirectory', 'options']);
-    expect(Object.keys(req.options).sort()).to.deep.equal(['enableStreaming', 'enableWebSearch', 'maxAgents', 'maxIterations', 'showProgress']);
-    expect(req.options).to.deep.equal({ maxIterations: 7, maxAgents: 10, enableWebSearch: false, enableStreaming: true, showProgress: true });
+    expect(Object.keys(req.options).sort()).to.deep.equal([
+      'enableStreaming',
+      'enableWebSearch',
+      'maxAgents',
+      'maxIterations',
+      'showProgress',
+    ]);
+    expect(req.options).to.deep.equal({
+      maxIterations: 7,
+      maxAgents: 10,
+      enableWebSearch: false,
+      enableStreaming: true,
+      showProgress: true,
+    });
     const json = JSON.stringify(req);
-    for (const leaked of ['user_123', '47.5', 'team', '245', 'ten_1', 'costBudget', 'a@b.c', 'polluted']) expect(json).not.to.include(leaked);
+    for (const leaked of ['user_123', '47.5', 'team', '245', 'ten_1', 'costBudget', 'a@b.c', 'polluted'])
+      expect(json).not.to.include(leaked);
     expect(req).not.to.equal(rich);
     expect(req.options).not.to.equal(rich.options);
   });
@@ -42,11 +72,23 @@ describe('agents/pure-request', () => {
     const req = buildPureRequest({
       vision: 'v',
       workingDirectory: '/w',
-      options: { maxIterations: { userId: 'u' } as unknown as number, enableWebSearch: 'yes' as unknown as boolean, showProgress: null as unknown as boolean },
+      options: {
+        maxIterations: { userId: 'u' } as unknown as number,
+        enableWebSearch: 'yes' as unknown as boolean,
+        showProgress: null as unknown as boolean,
+      },
       maxAgents: 2.5,
     });
-    expect(req.options).to.deep.equal({ maxIterations: 50, maxAgents: 1, enableWebSearch: true, enableStreaming: true, showProgress: true });
-    expect(buildPureRequest({ vision: 'v', workingDirectory: '/w', options: null, maxAgents: 1 }).options.maxIterations).to.equal(50);
+    expect(req.options).to.deep.equal({
+      maxIterations: 50,
+      maxAgents: 1,
+      enableWebSearch: true,
+      enableStreaming: true,
+      showProgress: true,
+    });
+    expect(
+      buildPureRequest({ vision: 'v', workingDirectory: '/w', options: null, maxAgents: 1 }).options.maxIterations,
+    ).to.equal(50);
   });
 
   it('copyPureRequest re-copies a structurally wider request', () => {
@@ -54,7 +96,14 @@ describe('agents/pure-request', () => {
       vision: 'v',
       workingDirectory: '/w',
       userId: 'usr_1',
-      options: { maxIterations: 3, maxAgents: 2, enableWebSearch: false, enableStreaming: false, showProgress: false, tier: 'team' },
+      options: {
+        maxIterations: 3,
+        maxAgents: 2,
+        enableWebSearch: false,
+        enableStreaming: false,
+        showProgress: false,
+        tier: 'team',
+      },
     };
     expect(copyPureRequest(wide)).to.deep.equal({
       vision: 'v',

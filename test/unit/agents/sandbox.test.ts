@@ -7,7 +7,15 @@ import { directoryBytes, processTree, treeMemoryBytes } from '../../../daemon/ag
 import { Sandbox, type SandboxSettings } from '../../../daemon/agents/sandbox.js';
 import { createLogger } from '../../../daemon/logger.js';
 
-const SETTINGS: SandboxSettings = { mode: 'bubblewrap', network: 'none', allowed_hosts: [], workdir: '/workspace', read_only_paths: [], uid: 65534, gid: 65534 };
+const SETTINGS: SandboxSettings = {
+  mode: 'bubblewrap',
+  network: 'none',
+  allowed_hosts: [],
+  workdir: '/workspace',
+  read_only_paths: [],
+  uid: 65534,
+  gid: 65534,
+};
 const LIMITS = { memory_mb: 256, max_processes: 64, max_file_size_mb: 8, cpu_seconds: 60, workspace_mb: 16 };
 
 describe('agents/sandbox', () => {
@@ -29,7 +37,11 @@ describe('agents/sandbox', () => {
     });
 
   it('hands bwrap its options on fd 3 (no host path on the command line) and the agent the fixed workdir', () => {
-    const w = make({ read_only_paths: ['/opt/tool'] }).wrap('/var/lib/keen/workspaces/ses_x', ['node', '/opt/agent/main.js'], true);
+    const w = make({ read_only_paths: ['/opt/tool'] }).wrap(
+      '/var/lib/keen/workspaces/ses_x',
+      ['node', '/opt/agent/main.js'],
+      true,
+    );
     expect(w.sandboxed).to.equal(true);
     expect(w.args.slice(0, 3)).to.deep.equal(['--args', '3', '--']);
     expect(w.args.join(' ')).not.to.include('/var/lib/keen');
@@ -44,30 +56,51 @@ describe('agents/sandbox', () => {
     expect(w.env.HOME).to.equal('/workspace');
     // The limits are set inside, right before the agent.
     const prlimit = w.args.indexOf('prlimit');
-    expect(w.args.slice(prlimit)).to.include.members([`--data=${256 * 1024 * 1024}`, '--nproc=64', `--fsize=${8 * 1024 * 1024}`, '--cpu=60:61']);
+    expect(w.args.slice(prlimit)).to.include.members([
+      `--data=${256 * 1024 * 1024}`,
+      '--nproc=64',
+      `--fsize=${8 * 1024 * 1024}`,
+      '--cpu=60:61',
+    ]);
     expect(w.args.slice(-2)).to.deep.equal(['node', '/opt/agent/main.js']);
   });
 
   it('as root drops to the configured uid with setpriv; unprivileged it maps the uid in a user namespace', () => {
     const root = make({ uid: 1234, gid: 4321 }, { isRoot: true }).wrap('/w', ['a'], true);
-    expect(root.args.join(' ')).to.include('setpriv --reuid 1234 --regid 4321 --clear-groups --inh-caps=-all --bounding-set=-all --');
+    expect(root.args.join(' ')).to.include(
+      'setpriv --reuid 1234 --regid 4321 --clear-groups --inh-caps=-all --bounding-set=-all --',
+    );
     expect(root.fdArgs).not.to.include('--unshare-user');
     const user = make({ uid: 1234, gid: 4321 }, { isRoot: false }).wrap('/w', ['a'], true);
     expect(user.args).not.to.include('setpriv');
-    expect(user.fdArgs!.split('\0').join(' ')).to.include('--unshare-user --uid 1234 --gid 4321 --disable-userns --cap-drop ALL');
+    expect(user.fdArgs!.split('\0').join(' ')).to.include(
+      '--unshare-user --uid 1234 --gid 4321 --disable-userns --cap-drop ALL',
+    );
   });
 
   it('network allow runs the bridge with the proxy in the environment; host shares the network', () => {
     const allow = make({ network: 'allow' }, { nodePath: '/usr/bin/node' }).wrap('/w', ['agent'], true);
     expect(allow.env.HTTPS_PROXY).to.equal('http://127.0.0.1:3128');
-    expect(allow.args.slice(-6)).to.deep.equal(['--', '/run/keen/node', '/run/keen/bridge.mjs', '/run/keen/proxy.sock', '3128', 'agent']);
+    expect(allow.args.slice(-6)).to.deep.equal([
+      '--',
+      '/run/keen/node',
+      '/run/keen/bridge.mjs',
+      '/run/keen/proxy.sock',
+      '3128',
+      'agent',
+    ]);
     const host = make({ network: 'host' }).wrap('/w', ['agent'], true);
     expect(host.fdArgs).not.to.include('--unshare-net');
   });
 
   it('without an active sandbox only the limits wrap the agent, in the host workspace', () => {
     const w = make({ mode: 'none' }, { setprivPath: null }).wrap('/var/lib/keen/workspaces/ses_x', ['agent', '--flag']);
-    expect(w).to.deep.include({ program: 'prlimit', fdArgs: null, workingDirectory: '/var/lib/keen/workspaces/ses_x', sandboxed: false });
+    expect(w).to.deep.include({
+      program: 'prlimit',
+      fdArgs: null,
+      workingDirectory: '/var/lib/keen/workspaces/ses_x',
+      sandboxed: false,
+    });
     expect(w.args.slice(-3)).to.deep.equal(['--', 'agent', '--flag']);
   });
 
@@ -87,18 +120,34 @@ describe('agents/sandbox', () => {
     expect(missing.active).to.equal(false);
   });
 
-  it('probe: an agent file the agent\'s user cannot read fails with the file named', async function () {
+  it("probe: an agent file the agent's user cannot read fails with the file named", async function () {
     const real = make({}, {});
     // Needs a working bwrap (CI has one), and root: unprivileged, the agent's uid maps onto the file's owner.
     if (!(await real.probe()).ok || process.getuid?.() !== 0) this.skip();
     const agentDir = path.join(dir, 'agent');
     mkdirSync(agentDir);
     writeFileSync(path.join(agentDir, 'main.js'), '', { mode: 0o600 });
-    const sb = new Sandbox({ settings: SETTINGS, limits: LIMITS, command: ['/bin/sh', path.join(agentDir, 'main.js')], runtimeDir: path.join(dir, 'rt2'), logger: createLogger('silent'), hostPath: '/usr/bin:/bin' });
+    const sb = new Sandbox({
+      settings: SETTINGS,
+      limits: LIMITS,
+      command: ['/bin/sh', path.join(agentDir, 'main.js')],
+      runtimeDir: path.join(dir, 'rt2'),
+      logger: createLogger('silent'),
+      hostPath: '/usr/bin:/bin',
+    });
     const p = await sb.probe();
     expect(p.ok).to.equal(false);
-    expect(p.detail).to.include(`agent file ${path.join(agentDir, 'main.js')} not readable inside the sandbox`).and.include('read_only_paths');
-    const missing = new Sandbox({ settings: SETTINGS, limits: LIMITS, command: ['no-such-agent-xyz'], runtimeDir: path.join(dir, 'rt3'), logger: createLogger('silent'), hostPath: '/usr/bin:/bin' });
+    expect(p.detail)
+      .to.include(`agent file ${path.join(agentDir, 'main.js')} not readable inside the sandbox`)
+      .and.include('read_only_paths');
+    const missing = new Sandbox({
+      settings: SETTINGS,
+      limits: LIMITS,
+      command: ['no-such-agent-xyz'],
+      runtimeDir: path.join(dir, 'rt3'),
+      logger: createLogger('silent'),
+      hostPath: '/usr/bin:/bin',
+    });
     expect((await missing.probe()).detail).to.include('agent program no-such-agent-xyz not found inside the sandbox');
   });
 });

@@ -1,5 +1,17 @@
 import { expect } from 'chai';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, statSync, symlinkSync, lstatSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  lstatSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ManualClock } from '../../../daemon/clock.js';
@@ -13,7 +25,8 @@ describe('agents/workspaces', () => {
   let base: string;
   let clock: ManualClock;
   const logger = createLogger('silent');
-  const manager = (root: string, retentionDays = 7): WorkspaceManager => new WorkspaceManager({ root, retentionDays, clock, logger });
+  const manager = (root: string, retentionDays = 7): WorkspaceManager =>
+    new WorkspaceManager({ root, retentionDays, clock, logger });
 
   beforeEach(() => {
     base = realpathSync(mkdtempSync(path.join(tmpdir(), 'keen-ws-')));
@@ -37,7 +50,17 @@ describe('agents/workspaces', () => {
 
   it('refuses ids that are not session ids before touching the file system', async () => {
     const wm = manager(path.join(base, 'ws'));
-    for (const bad of ['../x', 'ses_../../etc', `ses_${'a'.repeat(25)}/`, `ses_${'A'.repeat(26)}`, `ses_${'a'.repeat(25)}\0`, `usr_${'a'.repeat(26)}`, '', '.', '..']) {
+    for (const bad of [
+      '../x',
+      'ses_../../etc',
+      `ses_${'a'.repeat(25)}/`,
+      `ses_${'A'.repeat(26)}`,
+      `ses_${'a'.repeat(25)}\0`,
+      `usr_${'a'.repeat(26)}`,
+      '',
+      '.',
+      '..',
+    ]) {
       let err: unknown;
       try {
         await wm.create(bad);
@@ -125,7 +148,9 @@ describe('agents/workspaces', () => {
   });
 
   describe('sweep', () => {
-    async function setup(retentionDays: number): Promise<{ wm: WorkspaceManager; oldDone: string; oldRunning: string; recent: string; root: string }> {
+    async function setup(
+      retentionDays: number,
+    ): Promise<{ wm: WorkspaceManager; oldDone: string; oldRunning: string; recent: string; root: string }> {
       const root = path.join(base, 'ws');
       const wm = manager(root, retentionDays);
       const [oldDone, oldRunning, recent] = [newId('ses'), newId('ses'), newId('ses')];

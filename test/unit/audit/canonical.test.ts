@@ -3,7 +3,9 @@ import { canonicalJson } from '../../../daemon/audit/canonical.js';
 
 describe('audit canonical JSON', () => {
   it('sorts keys, drops whitespace and undefined members, at every depth', () => {
-    expect(canonicalJson({ b: 1, a: [3, { d: true, c: null }], e: undefined })).to.equal('{"a":[3,{"c":null,"d":true}],"b":1}');
+    expect(canonicalJson({ b: 1, a: [3, { d: true, c: null }], e: undefined })).to.equal(
+      '{"a":[3,{"c":null,"d":true}],"b":1}',
+    );
   });
 
   it('sorts keys by UTF-16 code units (RFC 8785 3.2.3)', () => {

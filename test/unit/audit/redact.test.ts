@@ -12,10 +12,36 @@ function leaks(value: unknown): string[] {
 describe('audit redaction', () => {
   it('redacts secret-named keys at any depth and in any case', () => {
     const keys = [
-      'password', 'newPassword', 'new_password', 'currentPassword', 'passwd', 'PASSWORD', 'secret', 'client_secret', 'totp_secret',
-      'token', 'access_token', 'refresh_token', 'refreshToken', 'mfa_token', 'apiKey', 'api_key', 'x-api-key', 'API-KEY',
-      'authorization', 'Authorization', 'cookie', 'Set-Cookie', 'recovery_code', 'recoveryCodes', 'otp', 'totp', 'ticket',
-      'privateKey', 'private_key', 'key',
+      'password',
+      'newPassword',
+      'new_password',
+      'currentPassword',
+      'passwd',
+      'PASSWORD',
+      'secret',
+      'client_secret',
+      'totp_secret',
+      'token',
+      'access_token',
+      'refresh_token',
+      'refreshToken',
+      'mfa_token',
+      'apiKey',
+      'api_key',
+      'x-api-key',
+      'API-KEY',
+      'authorization',
+      'Authorization',
+      'cookie',
+      'Set-Cookie',
+      'recovery_code',
+      'recoveryCodes',
+      'otp',
+      'totp',
+      'ticket',
+      'privateKey',
+      'private_key',
+      'key',
     ];
     const details: Record<string, unknown> = {};
     keys.forEach((k, i) => (details[k] = ALL[i % ALL.length]));
@@ -45,10 +71,21 @@ describe('audit redaction', () => {
   });
 
   it('keeps ordinary values, including usage token counts', () => {
-    const details = { email: 'bob@example.com', reason: 'wrong_password', input_tokens: 1200, output_tokens: 30, amount_micros: 5_000_000, ok: true, none: null };
+    const details = {
+      email: 'bob@example.com',
+      reason: 'wrong_password',
+      input_tokens: 1200,
+      output_tokens: 30,
+      amount_micros: 5_000_000,
+      ok: true,
+      none: null,
+    };
     expect(redactDetails(details)).to.deep.equal(details);
     // A count is kept only when it is a number under a counter name.
-    expect(redactDetails({ input_tokens: 'abc', tokens: 5 })).to.deep.equal({ input_tokens: REDACTED, tokens: REDACTED });
+    expect(redactDetails({ input_tokens: 'abc', tokens: 5 })).to.deep.equal({
+      input_tokens: REDACTED,
+      tokens: REDACTED,
+    });
   });
 
   it('bounds strings, depth, width and the total size', () => {

@@ -35,7 +35,9 @@ describeShared('LoginThrottle', (backend) => {
   afterEach(() => limiter.close());
 
   it('reserves atomically: of 40 concurrent reservations for one email, max_failures_per_email pass', async () => {
-    const results = await Promise.allSettled(Array.from({ length: 40 }, (_, i) => throttle.reserve('a@x.test', `10.0.0.${i}`)));
+    const results = await Promise.allSettled(
+      Array.from({ length: 40 }, (_, i) => throttle.reserve('a@x.test', `10.0.0.${i}`)),
+    );
     expect(results.filter((r) => r.status === 'fulfilled').length).to.equal(5);
   });
 
@@ -67,7 +69,7 @@ describeShared('LoginThrottle', (backend) => {
     }
     // The first wait is the narrowest level (an eighth of the cap, rounded up to a sub-bucket).
     expect(waits[0]!).to.be.at.most(OPTIONS.maxBackoffSeconds / 8 + 3);
-    expect(Math.max(...waits), waits.join(",")).to.be.greaterThan(OPTIONS.maxBackoffSeconds / 4);
+    expect(Math.max(...waits), waits.join(',')).to.be.greaterThan(OPTIONS.maxBackoffSeconds / 4);
     // The owner, on a new address, after the cap: in, whatever happened before.
     clock.advance(OPTIONS.maxBackoffSeconds * 1000);
     await (await throttle.reserve('a@x.test', '10.2.0.1')).succeeded();

@@ -18,11 +18,15 @@ async function outcome(p: Promise<unknown>): Promise<string> {
 describe('PasswordHasher: argon2 slots shared fairly', () => {
   it('one client holds at most maxPerClient hashes, running or waiting; others still get in', async () => {
     const hasher = new PasswordHasher({ maxConcurrent: 2, maxQueue: 32, maxPerClient: 4 });
-    const flood = Array.from({ length: 30 }, () => outcome(hasher.hash(PASSWORD, { clients: ['user:a', 'ip:10.0.0.1'] })));
+    const flood = Array.from({ length: 30 }, () =>
+      outcome(hasher.hash(PASSWORD, { clients: ['user:a', 'ip:10.0.0.1'] })),
+    );
     expect(hasher.pending).to.equal(4);
     // The same address under another user is the same client.
     const sameIp = outcome(hasher.hash(PASSWORD, { clients: ['user:b', 'ip:10.0.0.1'] }));
-    const others = Array.from({ length: 6 }, (_, i) => outcome(hasher.hash(PASSWORD, { clients: [`ip:10.0.1.${i}`], signIn: true })));
+    const others = Array.from({ length: 6 }, (_, i) =>
+      outcome(hasher.hash(PASSWORD, { clients: [`ip:10.0.1.${i}`], signIn: true })),
+    );
     const results = await Promise.all(flood);
     expect(results.filter((r) => r === 'ok').length).to.equal(4);
     expect(results.filter((r) => r === 'UNAVAILABLE:1').length).to.equal(26);
@@ -38,7 +42,9 @@ describe('PasswordHasher: argon2 slots shared fairly', () => {
     const hasher = new PasswordHasher({ maxConcurrent: 1, maxQueue: 7, maxPerClient: 8 });
     const changes = Array.from({ length: 8 }, (_, i) => outcome(hasher.hash(PASSWORD, { clients: [`user:${i}`] })));
     expect(hasher.pending).to.equal(4);
-    const signIns = Array.from({ length: 4 }, (_, i) => outcome(hasher.hash(PASSWORD, { clients: [`ip:10.0.0.${i}`], signIn: true })));
+    const signIns = Array.from({ length: 4 }, (_, i) =>
+      outcome(hasher.hash(PASSWORD, { clients: [`ip:10.0.0.${i}`], signIn: true })),
+    );
     expect(hasher.pending).to.equal(8);
     const overflow = outcome(hasher.hash(PASSWORD, { clients: ['ip:10.9.9.9'], signIn: true }));
     expect((await Promise.all(changes)).filter((r) => r === 'ok').length).to.equal(4);

@@ -24,7 +24,8 @@ describe('keen-admin completion fish', () => {
       const cond = parent ? `-n '__keen_admin_at ${parent}'` : `-n '__keen_admin_at'`;
       expect(script, p).to.include(`complete -c keen-admin ${cond} -f -a '${name}'`);
     }
-    for (const n of completionTree(program)) for (const o of n.options) expect(script, `${n.path} ${o.name}`).to.include(`-l ${o.name.slice(2)}`);
+    for (const n of completionTree(program))
+      for (const o of n.options) expect(script, `${n.path} ${o.name}`).to.include(`-l ${o.name.slice(2)}`);
     expect(script).to.include("-l tier -x -a \"'individual' 'team' 'enterprise'\"");
     // The deprecated audit --type is hidden: not offered.
     expect(script).not.to.match(/__keen_admin_at audit\/tail' -l type/);
@@ -37,7 +38,10 @@ describe('keen-admin completion fish', () => {
 
   it('is accepted by fish and completes from the tree (fish installed; required under CI=true)', function () {
     if (!hasFish) {
-      if (IN_CI) throw new Error('fish is not installed: .ci/run installs it (apt-get install fish); the fish completion script cannot be checked');
+      if (IN_CI)
+        throw new Error(
+          'fish is not installed: .ci/run installs it (apt-get install fish); the fish completion script cannot be checked',
+        );
       process.stderr.write('\n!! fish is not installed: the fish completion script was not run through fish\n');
       this.skip();
     }
@@ -46,15 +50,26 @@ describe('keen-admin completion fish', () => {
     try {
       const script = path.join(dir, 'keen-admin.fish');
       writeFileSync(script, fishCompletion(buildProgram()));
-      const env = { ...process.env, HOME: dir, XDG_CONFIG_HOME: path.join(dir, 'config'), XDG_DATA_HOME: path.join(dir, 'data') };
+      const env = {
+        ...process.env,
+        HOME: dir,
+        XDG_CONFIG_HOME: path.join(dir, 'config'),
+        XDG_DATA_HOME: path.join(dir, 'data'),
+      };
       const syntax = spawnSync('fish', ['--no-execute', script], { encoding: 'utf8', env });
       expect(syntax.status, syntax.stderr).to.equal(0);
       // `complete -C` prints what fish would offer for a command line: one "word<TAB>description" per line.
       const complete = (line: string): string[] => {
-        const r = spawnSync('fish', ['--no-config', '-c', 'source $argv[1]; complete -C $argv[2]', script, line], { encoding: 'utf8', env });
+        const r = spawnSync('fish', ['--no-config', '-c', 'source $argv[1]; complete -C $argv[2]', script, line], {
+          encoding: 'utf8',
+          env,
+        });
         expect(r.status, r.stderr).to.equal(0);
         expect(r.stderr, line).to.equal('');
-        return r.stdout.split('\n').filter(Boolean).map((l) => l.split('\t')[0]!);
+        return r.stdout
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => l.split('\t')[0]!);
       };
       expect(complete('keen-admin us')).to.include.members(['users', 'usage']);
       expect(complete('keen-admin users ')).to.include.members(['create', 'list']);

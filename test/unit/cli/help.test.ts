@@ -11,7 +11,8 @@ function leaves(cmd: Command, trail: string[] = []): Array<{ path: string; cmd: 
 /** The whole --help text of a command, including what addHelpText adds. */
 function helpOf(cmd: Command): string {
   let text = '';
-  for (let c: Command | null = cmd; c; c = c.parent) c.configureOutput({ writeOut: (s) => (text += s), writeErr: (s) => (text += s) });
+  for (let c: Command | null = cmd; c; c = c.parent)
+    c.configureOutput({ writeOut: (s) => (text += s), writeErr: (s) => (text += s) });
   cmd.outputHelp();
   return text;
 }
@@ -44,10 +45,37 @@ describe('keen-admin command tree', () => {
     const program = buildProgram();
     const tree = completionTree(program);
     const root = tree.find((n) => n.path === '')!;
-    expect(root.commands.map((c) => c.name)).to.include.members(['users', 'keys', 'credits', 'usage', 'audit', 'sessions', 'tenants', 'budgets', 'webhooks', 'init', 'login', 'logout', 'doctor', 'completion']);
+    expect(root.commands.map((c) => c.name)).to.include.members([
+      'users',
+      'keys',
+      'credits',
+      'usage',
+      'audit',
+      'sessions',
+      'tenants',
+      'budgets',
+      'webhooks',
+      'init',
+      'login',
+      'logout',
+      'doctor',
+      'completion',
+    ]);
     const create = tree.find((n) => n.path === 'users/create')!;
-    expect(create.options.map((o) => o.name)).to.include.members(['--email', '--tier', '--password', '--password-stdin', '--profile', '--json', '--help']);
-    expect(create.options.find((o) => o.name === '--tier')!.choices).to.deep.equal(['individual', 'team', 'enterprise']);
+    expect(create.options.map((o) => o.name)).to.include.members([
+      '--email',
+      '--tier',
+      '--password',
+      '--password-stdin',
+      '--profile',
+      '--json',
+      '--help',
+    ]);
+    expect(create.options.find((o) => o.name === '--tier')!.choices).to.deep.equal([
+      'individual',
+      'team',
+      'enterprise',
+    ]);
     // A command added later completes without touching the script generator.
     program.command('widgets').description('a new group').command('spin').option('--fast', 'quickly');
     expect(bashCompletion(program)).to.include("'widgets/spin') echo '--fast");

@@ -3,7 +3,15 @@ import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, wr
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CliError } from '../../../cli/core/output.js';
-import { DEFAULT_URL, profilePath, readProfiles, resolveConnection, shownUrl, writeProfiles, type ProfileFile } from '../../../cli/core/profile.js';
+import {
+  DEFAULT_URL,
+  profilePath,
+  readProfiles,
+  resolveConnection,
+  shownUrl,
+  writeProfiles,
+  type ProfileFile,
+} from '../../../cli/core/profile.js';
 
 const FILE: ProfileFile = {
   default: 'prod',
@@ -22,7 +30,12 @@ describe('keen-admin connection resolution (flags, env, default profile, built-i
   });
 
   it('uses the default profile when neither flags nor environment say anything', () => {
-    expect(resolveConnection({}, {}, load)).to.include({ url: 'https://prod.example.com', apiKey: 'ak_prod', profile: 'prod', urlSource: 'profile' });
+    expect(resolveConnection({}, {}, load)).to.include({
+      url: 'https://prod.example.com',
+      apiKey: 'ak_prod',
+      profile: 'prod',
+      urlSource: 'profile',
+    });
   });
 
   it('environment beats the default profile, setting by setting', () => {
@@ -33,31 +46,54 @@ describe('keen-admin connection resolution (flags, env, default profile, built-i
   });
 
   it('flags beat the environment', () => {
-    const c = resolveConnection({ url: 'http://flag:1', apiKey: 'ak_flag' }, { KEEN_URL: 'http://env:1', KEEN_API_KEY: 'ak_env' }, load);
+    const c = resolveConnection(
+      { url: 'http://flag:1', apiKey: 'ak_flag' },
+      { KEEN_URL: 'http://env:1', KEEN_API_KEY: 'ak_env' },
+      load,
+    );
     expect(c).to.include({ url: 'http://flag:1', apiKey: 'ak_flag', urlSource: 'flag', apiKeySource: 'flag' });
   });
 
   it('KEEN_PROFILE picks a profile instead of the default; --profile beats KEEN_PROFILE and the environment', () => {
-    expect(resolveConnection({}, { KEEN_PROFILE: 'staging' }, load)).to.include({ url: 'https://staging.example.com', apiKey: 'ak_staging', profile: 'staging' });
-    const f = resolveConnection({ profile: 'staging' }, { KEEN_PROFILE: 'prod', KEEN_URL: 'http://env:1', KEEN_API_KEY: 'ak_env' }, load);
+    expect(resolveConnection({}, { KEEN_PROFILE: 'staging' }, load)).to.include({
+      url: 'https://staging.example.com',
+      apiKey: 'ak_staging',
+      profile: 'staging',
+    });
+    const f = resolveConnection(
+      { profile: 'staging' },
+      { KEEN_PROFILE: 'prod', KEEN_URL: 'http://env:1', KEEN_API_KEY: 'ak_env' },
+      load,
+    );
     expect(f).to.include({ url: 'https://staging.example.com', apiKey: 'ak_staging', profile: 'staging' });
     // An explicit --url still beats the profile's URL.
-    expect(resolveConnection({ profile: 'staging', url: 'http://flag:1' }, {}, load)).to.include({ url: 'http://flag:1', apiKey: 'ak_staging' });
+    expect(resolveConnection({ profile: 'staging', url: 'http://flag:1' }, {}, load)).to.include({
+      url: 'http://flag:1',
+      apiKey: 'ak_staging',
+    });
   });
 
   it('an empty variable counts as unset', () => {
-    expect(resolveConnection({}, { KEEN_URL: '', KEEN_API_KEY: '', KEEN_PROFILE: '' }, load)).to.include({ url: 'https://prod.example.com', apiKey: 'ak_prod' });
+    expect(resolveConnection({}, { KEEN_URL: '', KEEN_API_KEY: '', KEEN_PROFILE: '' }, load)).to.include({
+      url: 'https://prod.example.com',
+      apiKey: 'ak_prod',
+    });
   });
 
   it('a named profile that does not exist is a usage error (exit 2)', () => {
-    for (const [flags, env] of [[{ profile: 'nope' }, {}], [{}, { KEEN_PROFILE: 'nope' }]] as const) {
+    for (const [flags, env] of [
+      [{ profile: 'nope' }, {}],
+      [{}, { KEEN_PROFILE: 'nope' }],
+    ] as const) {
       try {
         resolveConnection(flags, env, load, '/x/admin.json');
         expect.fail('resolved');
       } catch (err) {
         expect(err).to.be.instanceOf(CliError);
         expect((err as CliError).exitCode).to.equal(2);
-        expect((err as CliError).message).to.include('no profile "nope"').and.include('keen-admin login --profile nope');
+        expect((err as CliError).message)
+          .to.include('no profile "nope"')
+          .and.include('keen-admin login --profile nope');
       }
     }
     expect(() => resolveConnection({ profile: 'x' }, {}, none)).to.throw(CliError);
@@ -118,7 +154,9 @@ describe('keen-admin profile file', () => {
       readProfiles(file);
       expect.fail('read');
     } catch (err) {
-      expect((err as Error).message).to.include('not valid JSON').and.not.include('ak_live_secret');
+      expect((err as Error).message)
+        .to.include('not valid JSON')
+        .and.not.include('ak_live_secret');
     }
   });
 

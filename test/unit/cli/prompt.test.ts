@@ -54,14 +54,20 @@ describe('keen-admin hidden prompt', () => {
     const tty = new FakeTty();
     const answer = readHidden('? ', tty, output());
     tty.type('abc\u0003');
-    const err = await answer.then(() => null, (e: unknown) => e);
+    const err = await answer.then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(err).to.be.instanceOf(CliError);
     expect(tty.raw).to.deep.equal([true, false]);
   });
 
   it('refuses to prompt when the input is not a terminal', async () => {
     const notTty = Object.assign(new EventEmitter(), { isTTY: false, resume() {}, pause() {} });
-    const err = await readHidden('? ', notTty, output()).then(() => null, (e: unknown) => e);
+    const err = await readHidden('? ', notTty, output()).then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect((err as CliError).exitCode).to.equal(2);
   });
 
@@ -80,12 +86,18 @@ describe('keen-admin hidden prompt', () => {
     tty2.type('one password\r');
     await new Promise((r) => setImmediate(r));
     tty2.type('another one\r');
-    const err = await q.then(() => null, (e: unknown) => e);
+    const err = await q.then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect((err as CliError).message).to.include('do not match');
   });
 
   it('--password and --password-stdin together are a usage error; --password-stdin reads stdin', async () => {
-    const both = await passwordFromOptions({ password: true, passwordStdin: true }, async () => 'x').then(() => null, (e: unknown) => e);
+    const both = await passwordFromOptions({ password: true, passwordStdin: true }, async () => 'x').then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect((both as CliError).exitCode).to.equal(2);
     expect(await passwordFromOptions({ passwordStdin: true }, async () => 'from-stdin')).to.equal('from-stdin');
     expect(await passwordFromOptions({}, async () => 'unused')).to.equal(undefined);

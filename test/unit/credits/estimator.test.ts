@@ -14,7 +14,9 @@ describe('credits/estimator', () => {
     // 1 input token = 3 micros exactly; 1 output token = 15 micros.
     expect(est.priceUsage({ input_tokens: 1, output_tokens: 1, web_searches: 0 })).to.equal(18);
     expect(est.priceUsage({ input_tokens: 0, output_tokens: 0, web_searches: 3 })).to.equal(30_000);
-    expect(est.priceUsage({ input_tokens: 12_345, output_tokens: 678, web_searches: 2 })).to.equal(37_035 + 10_170 + 20_000);
+    expect(est.priceUsage({ input_tokens: 12_345, output_tokens: 678, web_searches: 2 })).to.equal(
+      37_035 + 10_170 + 20_000,
+    );
   });
 
   it('rounds a fraction of a micro up', () => {
@@ -26,13 +28,20 @@ describe('credits/estimator', () => {
 
   it('refuses bad usage counts', () => {
     for (const bad of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
-      expect(() => est.priceUsage({ input_tokens: bad, output_tokens: 0, web_searches: 0 })).to.throw(GatewayError, /input_tokens/);
+      expect(() => est.priceUsage({ input_tokens: bad, output_tokens: 0, web_searches: 0 })).to.throw(
+        GatewayError,
+        /input_tokens/,
+      );
     }
   });
 
   it('estimates with the documented formula (the worked example of docs/credits.md)', () => {
     const vision = 'x'.repeat(400);
-    expect(est.estimateUsage({ vision })).to.deep.equal({ input_tokens: 205_000, output_tokens: 50_000, web_searches: 50 });
+    expect(est.estimateUsage({ vision })).to.deep.equal({
+      input_tokens: 205_000,
+      output_tokens: 50_000,
+      web_searches: 50,
+    });
     // 205 * 3000 + 50 * 15000 + 50 * 10000 = 615000 + 750000 + 500000
     expect(est.estimate({ vision })).to.equal(1_865_000);
   });
@@ -42,7 +51,9 @@ describe('credits/estimator', () => {
   });
 
   it('follows maxIterations, enableWebSearch and the vision length', () => {
-    expect(est.estimateUsage({ vision: 'x'.repeat(401), options: { maxIterations: 2, enableWebSearch: false } })).to.deep.equal({
+    expect(
+      est.estimateUsage({ vision: 'x'.repeat(401), options: { maxIterations: 2, enableWebSearch: false } }),
+    ).to.deep.equal({
       input_tokens: 2 * (101 + 4000),
       output_tokens: 2000,
       web_searches: 0,
@@ -58,7 +69,10 @@ describe('credits/estimator', () => {
   it('reserves the costBudget when given, the estimate otherwise', () => {
     expect(est.reservationFor({ vision: 'x'.repeat(400), options: { costBudget: 2.5 } })).to.equal(2_500_000);
     expect(est.reservationFor({ vision: 'x'.repeat(400) })).to.equal(1_865_000);
-    expect(() => est.reservationFor({ vision: 'x', options: { costBudget: 0.0000001 } })).to.throw(GatewayError, /costBudget/);
+    expect(() => est.reservationFor({ vision: 'x', options: { costBudget: 0.0000001 } })).to.throw(
+      GatewayError,
+      /costBudget/,
+    );
     const free = new CostEstimator({ per_1k_input_tokens: 0, per_1k_output_tokens: 0, per_web_search: 0 });
     expect(free.reservationFor({ vision: 'x' })).to.equal(1);
   });

@@ -88,7 +88,7 @@ describe('credits/money', () => {
       [10n, /number/],
     ];
     for (const [value, message] of refusedValues) {
-      it(`refuses ${typeof value === 'bigint' ? `${value}n` : JSON.stringify(value) ?? String(value)}`, () => {
+      it(`refuses ${typeof value === 'bigint' ? `${value}n` : (JSON.stringify(value) ?? String(value))}`, () => {
         expect(refused(value).message).to.match(message);
       });
     }

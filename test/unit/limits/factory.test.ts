@@ -10,7 +10,11 @@ import { LogSpy } from './support.js';
 describe('createRateLimiter', () => {
   it('builds the in-process limiter behind the failure policy when no Redis is configured', async () => {
     const metrics = new Metrics({ defaultMetrics: false });
-    const limiter = createRateLimiter({ redis: null, metrics: new RateLimitMetrics(metrics), clock: new ManualClock() });
+    const limiter = createRateLimiter({
+      redis: null,
+      metrics: new RateLimitMetrics(metrics),
+      clock: new ManualClock(),
+    });
     expect(limiter).to.be.instanceOf(ResilientRateLimiter);
     expect(limiter.mode).to.equal('fail_closed');
     expect(await limiter.consume('k', 2, 1000)).to.include({ allowed: true, remaining: 1 });

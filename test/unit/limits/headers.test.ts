@@ -35,7 +35,10 @@ describe('rate limit headers', () => {
   });
 
   it('pick the policy with fewer units left, whatever its limit', () => {
-    const results = [result('user', 5000, { remaining: 4000, resetMs: 1000 }), result('api_key', 60, { remaining: 12, resetMs: 500 })];
+    const results = [
+      result('user', 5000, { remaining: 4000, resetMs: 1000 }),
+      result('api_key', 60, { remaining: 12, resetMs: 500 }),
+    ];
     expect(mostRestrictive(results)!.policy.name).to.equal('api_key');
     expect(rateLimitHeaders(results)).to.include({ RateLimit: '"api_key";r=12;t=1', 'X-RateLimit-Limit': '60' });
     expect(mostRestrictive([])).to.equal(null);

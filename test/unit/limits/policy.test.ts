@@ -63,12 +63,18 @@ describe('rate limit policy selection', () => {
     expect(policiesFor({ tiers, principal: null, ip: '::1', anonymousLimitPerHour: 30 })).to.deep.equal([
       { name: 'ip', key: 'ip:::1', limit: 30, windowMs: HOUR_MS },
     ]);
-    expect(policiesFor({ tiers, principal: principal(), ip: '::1', anonymousLimitPerHour: 30 })[0]!.name).to.equal('user');
+    expect(policiesFor({ tiers, principal: principal(), ip: '::1', anonymousLimitPerHour: 30 })[0]!.name).to.equal(
+      'user',
+    );
   });
 
   it('fail_closed wins when policies disagree on the failure mode', () => {
     const p = (failureMode?: 'fail_open' | 'fail_closed'): RateLimitPolicy => ({
-      name: 'user', key: 'k', limit: 1, windowMs: 1, failureMode,
+      name: 'user',
+      key: 'k',
+      limit: 1,
+      windowMs: 1,
+      failureMode,
     });
     expect(failureModeOf([p('fail_open'), p('fail_closed')], 'fail_open')).to.equal('fail_closed');
     expect(failureModeOf([p('fail_open'), p()], 'fail_closed')).to.equal('fail_closed');
@@ -93,7 +99,10 @@ describeShared('checkAll', (backend) => {
     const check = await checkAll(limiter, policies);
     expect(check.allowed).to.equal(true);
     expect(check.degraded).to.equal(false);
-    expect(check.results.map((r) => [r.policy.name, r.decision.remaining])).to.deep.equal([['user', 9], ['api_key', 2]]);
+    expect(check.results.map((r) => [r.policy.name, r.decision.remaining])).to.deep.equal([
+      ['user', 9],
+      ['api_key', 2],
+    ]);
     expect(decisionRecords(check)).to.deep.equal([
       { policy: 'user', outcome: 'allowed' },
       { policy: 'api_key', outcome: 'allowed' },

@@ -10,7 +10,17 @@ import { ResilientRateLimiter } from '../../../daemon/limits/resilient.js';
 import { Metrics } from '../../../daemon/metrics.js';
 import { createRedis, isRedisUnavailableError, reconnectDelay } from '../../../daemon/shared/redis.js';
 import { TEST_REDIS_URL } from '../../helpers/env.js';
-import { describeRedis, eventually, freshPrefix, LogSpy, RUN_PREFIX, deleteKeys, ready, TcpProxy, testRedis } from './support.js';
+import {
+  describeRedis,
+  eventually,
+  freshPrefix,
+  LogSpy,
+  RUN_PREFIX,
+  deleteKeys,
+  ready,
+  TcpProxy,
+  testRedis,
+} from './support.js';
 
 const HOUR = 3_600_000;
 
@@ -31,7 +41,9 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
 
 describe('redis client', () => {
   it('reconnects forever with a capped backoff', () => {
-    expect([1, 2, 5, 19, 20, 21, 10_000].map((n) => reconnectDelay(n))).to.deep.equal([100, 200, 500, 1900, 2000, 2000, 2000]);
+    expect([1, 2, 5, 19, 20, 21, 10_000].map((n) => reconnectDelay(n))).to.deep.equal([
+      100, 200, 500, 1900, 2000, 2000, 2000,
+    ]);
     expect(reconnectDelay(50, 300)).to.equal(300);
   });
 
@@ -96,7 +108,12 @@ describe('resilient limiter on an unreachable Redis', () => {
   });
 
   it('fail_closed answers 503 UNAVAILABLE with Retry-After and counts the failure', async () => {
-    const limiter = new ResilientRateLimiter({ limiter: backend, metrics: rlMetrics, mode: 'fail_closed', retryAfterSeconds: 2 });
+    const limiter = new ResilientRateLimiter({
+      limiter: backend,
+      metrics: rlMetrics,
+      mode: 'fail_closed',
+      retryAfterSeconds: 2,
+    });
     const err = await rejection(limiter.consume('k', 10, HOUR));
     expect(err).to.be.instanceOf(GatewayError);
     const g = err as GatewayError;
@@ -129,7 +146,9 @@ describe('resilient limiter on an unreachable Redis', () => {
     expect(check).to.include({ allowed: true, degraded: true });
     expect(check.results.map((r) => r.decision.degraded)).to.deep.equal([true, true]);
     rlMetrics.recordDecisions(decisionRecords(check));
-    expect(await metricValue(metrics, 'keen_ratelimit_decisions_total', { policy: 'user', outcome: 'degraded' })).to.equal(1);
+    expect(
+      await metricValue(metrics, 'keen_ratelimit_decisions_total', { policy: 'user', outcome: 'degraded' }),
+    ).to.equal(1);
 
     const closed = [open[0]!, { ...open[1]!, failureMode: 'fail_closed' as const }];
     const err = await rejection(checkAll(limiter, closed));
@@ -187,7 +206,11 @@ describeRedis('limiter recovery after a Redis outage, without a restart', () => 
 
     await proxy.stop();
     // The client notices the cut connection; from then on every call fails fast.
-    const works = (): Promise<boolean> => backend.peek('k', 3, HOUR).then(() => true, () => false);
+    const works = (): Promise<boolean> =>
+      backend.peek('k', 3, HOUR).then(
+        () => true,
+        () => false,
+      );
     await eventually(async () => !(await works()));
     expect(await rejection(backend.consume('k', 3, HOUR))).to.be.instanceOf(RateLimitBackendError);
     expect(await rejection(closed.consume('k', 3, HOUR))).to.be.instanceOf(GatewayError);

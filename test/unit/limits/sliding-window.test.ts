@@ -138,14 +138,23 @@ describeShared('sliding-window limiter', (backend) => {
   });
 
   it('rejects arguments no policy produces, before touching the backend', async () => {
-    for (const [limit, windowMs, cost] of [[-1, MINUTE, 1], [1.5, MINUTE, 1], [5, 0, 1], [5, MINUTE, 0], [5, MINUTE, 1.5]]) {
+    for (const [limit, windowMs, cost] of [
+      [-1, MINUTE, 1],
+      [1.5, MINUTE, 1],
+      [5, 0, 1],
+      [5, MINUTE, 0],
+      [5, MINUTE, 1.5],
+    ]) {
       let caught: unknown = null;
       await limiter.consume('k', limit!, windowMs!, cost!).catch((err: unknown) => (caught = err));
       expect(caught, `${limit}/${windowMs}/${cost}`).to.be.instanceOf(RangeError);
     }
     let dup: unknown = null;
     await limiter
-      .consumeAll([{ key: 'k', limit: 1, windowMs: 1 }, { key: 'k', limit: 1, windowMs: 1 }])
+      .consumeAll([
+        { key: 'k', limit: 1, windowMs: 1 },
+        { key: 'k', limit: 1, windowMs: 1 },
+      ])
       .catch((err: unknown) => (dup = err));
     expect(dup).to.be.instanceOf(RangeError);
   });
@@ -160,7 +169,9 @@ describeShared('sliding-window limiter', (backend) => {
     for (let i = 0; i < 1500; i++) {
       // Mostly bursts near window edges, sometimes long pauses.
       const r = random();
-      clock.advance(r < 0.6 ? Math.floor(random() * 20) : r < 0.95 ? Math.floor(random() * 900) : Math.floor(random() * 12_000));
+      clock.advance(
+        r < 0.6 ? Math.floor(random() * 20) : r < 0.95 ? Math.floor(random() * 900) : Math.floor(random() * 12_000),
+      );
       const cost = 1 + Math.floor(random() * 3);
       const d = await limiter.consume('burst', limit, windowMs, cost);
       if (d.allowed) accepted.push([clock.now(), cost]);
@@ -184,7 +195,10 @@ describeShared('sliding-window limiter', (backend) => {
     const real = make({ clock: null });
     const decisions = await Promise.all(Array.from({ length: 500 }, () => real.consume('hot', 100, 3_600_000)));
     expect(decisions.filter((d) => d.allowed)).to.have.length(100);
-    const remaining = decisions.filter((d) => d.allowed).map((d) => d.remaining).sort((a, b) => a - b);
+    const remaining = decisions
+      .filter((d) => d.allowed)
+      .map((d) => d.remaining)
+      .sort((a, b) => a - b);
     expect(remaining).to.deep.equal(Array.from({ length: 100 }, (_, i) => i));
     await real.close();
   });

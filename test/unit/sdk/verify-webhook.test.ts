@@ -23,12 +23,21 @@ async function rejection(p: Promise<unknown>): Promise<WebhookVerificationError>
 }
 
 describe('sdk verifyWebhook', () => {
-  const message = { id: 'whk_01TEST', type: 'ping', timestamp: '2026-01-01T00:00:00.000Z', data: { endpoint_id: 'whe_1', message: 'hello' } };
+  const message = {
+    id: 'whk_01TEST',
+    type: 'ping',
+    timestamp: '2026-01-01T00:00:00.000Z',
+    data: { endpoint_id: 'whe_1', message: 'hello' },
+  };
   const body = JSON.stringify(message);
 
   function headersFor(secret: string, id = message.id, date = new Date(), payload = body): Record<string, string> {
     const signature = new Webhook(secret).sign(id, date, payload);
-    return { 'webhook-id': id, 'webhook-timestamp': String(Math.floor(date.getTime() / 1000)), 'webhook-signature': signature };
+    return {
+      'webhook-id': id,
+      'webhook-timestamp': String(Math.floor(date.getTime() / 1000)),
+      'webhook-signature': signature,
+    };
   }
 
   it('accepts a message signed by the standardwebhooks package and returns it parsed', async () => {
@@ -46,14 +55,24 @@ describe('sdk verifyWebhook', () => {
 
   it('accepts the reference vector of the Standard Webhooks libraries', async () => {
     const secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
-    const headers = { 'webhook-id': 'msg_p5jXN8AQM9LWM0D4loKWxJek', 'webhook-timestamp': '1614265330', 'webhook-signature': 'v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=' };
-    expect(await verifyWebhook('{"test": 2432232314}', headers, secret, { now: 1614265330 * 1000 })).to.deep.equal({ test: 2432232314 });
+    const headers = {
+      'webhook-id': 'msg_p5jXN8AQM9LWM0D4loKWxJek',
+      'webhook-timestamp': '1614265330',
+      'webhook-signature': 'v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=',
+    };
+    expect(await verifyWebhook('{"test": 2432232314}', headers, secret, { now: 1614265330 * 1000 })).to.deep.equal({
+      test: 2432232314,
+    });
   });
 
   it('hand-signed per docs/webhooks.md verifies with both the standardwebhooks package and verifyWebhook', async () => {
     const secret = newSecret();
     const ts = Math.floor(Date.now() / 1000);
-    const headers = { 'webhook-id': message.id, 'webhook-timestamp': String(ts), 'webhook-signature': handSign(secret, message.id, ts, body) };
+    const headers = {
+      'webhook-id': message.id,
+      'webhook-timestamp': String(ts),
+      'webhook-signature': handSign(secret, message.id, ts, body),
+    };
     expect(new Webhook(secret).verify(body, headers)).to.deep.equal(message);
     expect(await verifyWebhook(body, headers, secret)).to.deep.equal(message);
   });
@@ -69,7 +88,9 @@ describe('sdk verifyWebhook', () => {
     const secret = newSecret();
     const h = headersFor(secret);
     await rejection(verifyWebhook(body, { ...h, 'webhook-id': 'whk_other' }, secret));
-    await rejection(verifyWebhook(body, { ...h, 'webhook-timestamp': String(Number(h['webhook-timestamp']) - 1) }, secret));
+    await rejection(
+      verifyWebhook(body, { ...h, 'webhook-timestamp': String(Number(h['webhook-timestamp']) - 1) }, secret),
+    );
   });
 
   it('refuses the wrong secret', async () => {
@@ -119,7 +140,9 @@ describe('sdk verifyWebhook', () => {
 
   it('refuses a body that is not JSON even when correctly signed', async () => {
     const secret = newSecret();
-    const e = await rejection(verifyWebhook('not json', headersFor(secret, message.id, new Date(), 'not json'), secret));
+    const e = await rejection(
+      verifyWebhook('not json', headersFor(secret, message.id, new Date(), 'not json'), secret),
+    );
     expect(e.message).to.match(/not JSON/);
   });
 

@@ -31,20 +31,34 @@ describe('webhooks/url validateWebhookUrl', () => {
   });
 
   it('refuses http unless private targets are allowed (the test/dev switch)', () => {
-    expect(refusal('http://example.com/').details).to.deep.equal([{ field: 'webhook_url', message: 'must be an https URL' }]);
+    expect(refusal('http://example.com/').details).to.deep.equal([
+      { field: 'webhook_url', message: 'must be an https URL' },
+    ]);
     expect(validateWebhookUrl('http://example.com/', lax).protocol).to.equal('http:');
     expect(refusal('ftp://example.com/', lax).code).to.equal('INVALID_FIELD');
   });
 
   it('refuses relative and malformed URLs, credentials, a missing host and overlong URLs', () => {
-    for (const raw of ['', '/hook', 'example.com/hook', 'https://', 'https://exa mple.com/', 'javascript:alert(1)', 'file:///etc/passwd']) {
+    for (const raw of [
+      '',
+      '/hook',
+      'example.com/hook',
+      'https://',
+      'https://exa mple.com/',
+      'javascript:alert(1)',
+      'file:///etc/passwd',
+    ]) {
       expect(refusal(raw).code, raw).to.equal('INVALID_FIELD');
     }
-    expect(refusal('https://user:pass@example.com/').details).to.deep.equal([{ field: 'webhook_url', message: 'must not contain credentials' }]);
+    expect(refusal('https://user:pass@example.com/').details).to.deep.equal([
+      { field: 'webhook_url', message: 'must not contain credentials' },
+    ]);
     expect(refusal('https://user@example.com/').code).to.equal('INVALID_FIELD');
     expect(refusal('https://user:pass@example.com/', lax).code).to.equal('INVALID_FIELD');
     const long = `https://example.com/${'a'.repeat(MAX_WEBHOOK_URL_LENGTH)}`;
-    expect(refusal(long).details).to.deep.equal([{ field: 'webhook_url', message: `must be at most ${MAX_WEBHOOK_URL_LENGTH} characters` }]);
+    expect(refusal(long).details).to.deep.equal([
+      { field: 'webhook_url', message: `must be at most ${MAX_WEBHOOK_URL_LENGTH} characters` },
+    ]);
     const exact = `https://example.com/${'a'.repeat(MAX_WEBHOOK_URL_LENGTH - 'https://example.com/'.length)}`;
     expect(validateWebhookUrl(exact, strict).href).to.equal(exact);
   });

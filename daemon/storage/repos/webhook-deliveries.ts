@@ -1,9 +1,13 @@
-import type { Selectable } from 'kysely';
-import type { Database, Queryable } from '../storage/database.js';
-import type { WebhookTables } from '../storage/tables/webhooks.js';
+import type { Insertable, Selectable } from 'kysely';
+import type { Database, Queryable } from '../database.js';
+import type { WebhookTables } from '../tables/webhooks.js';
 
 export type DeliveryRow = Selectable<WebhookTables['webhook_deliveries']>;
-export type NewDelivery = Omit<DeliveryRow, 'status' | 'attempts' | 'last_status_code' | 'last_error' | 'delivered_at' | 'resends' | 'endpoint_id'> & {
+export type AttemptRow = Selectable<WebhookTables['webhook_attempts']>;
+export type NewDelivery = Omit<
+  DeliveryRow,
+  'status' | 'attempts' | 'last_status_code' | 'last_error' | 'delivered_at' | 'resends' | 'endpoint_id'
+> & {
   endpoint_id?: string | null;
 };
 
@@ -22,9 +26,12 @@ export type DeliveryUpdate = Partial<
 >;
 
 /**
- * The `webhook_deliveries` table: insert, claim, record. Claims are atomic on
+ * The `webhook_deliveries` table (the outbox) and its `webhook_attempts` log:
+ * insert, claim, record, and the reads of the delivery log. Claims are atomic on
  * both dialects and fenced by the attempt number, so two workers never run the
  * same attempt and a worker whose claim lapsed cannot overwrite its successor.
+ * On Postgres a claim is two statements in a transaction of its own (see
+ * `claimPostgres`): the one place a repository opens a transaction itself.
  */
 export class WebhookOutbox {
   constructor(private readonly database: Database) {}
@@ -33,7 +40,16 @@ export class WebhookOutbox {
   async insert(row: NewDelivery, trx?: Queryable): Promise<void> {
     await (trx ?? this.database.db)
       .insertInto('webhook_deliveries')
-      .values({ endpoint_id: null, ...row, status: 'pending', attempts: 0, resends: 0, last_status_code: null, last_error: null, delivered_at: null })
+      .values({
+        endpoint_id: null,
+        ...row,
+        status: 'pending',
+        attempts: 0,
+        resends: 0,
+        last_status_code: null,
+        last_error: null,
+        delivered_at: null,
+      })
       .execute();
   }
 
@@ -131,6 +147,72 @@ export class WebhookOutbox {
       .where('id', '=', id)
       .where('status', '=', 'delivering')
       .where('attempts', '=', attempt)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  /** Logs an attempt (once: a second record of the same attempt is ignored). */
+  async insertAttempt(trx: Queryable, row: Insertable<WebhookTables['webhook_attempts']>): Promise<void> {
+    await trx
+      .insertInto('webhook_attempts')
+      .values(row)
+      .onConflict((oc) => oc.columns(['delivery_id', 'attempt']).doNothing())
+      .execute();
+  }
+
+  /** An endpoint's deliveries, newest first: `limit` rows before `cursor`, of one `status` when given. */
+  async listForEndpoint(
+    endpointId: string,
+    options: { limit: number; cursor?: string | null; status?: DeliveryRow['status'] },
+  ): Promise<DeliveryRow[]> {
+    let q = this.database.db.selectFrom('webhook_deliveries').selectAll().where('endpoint_id', '=', endpointId);
+    if (options.status) q = q.where('status', '=', options.status);
+    if (options.cursor) q = q.where('id', '<', options.cursor);
+    return q.orderBy('id', 'desc').limit(options.limit).execute();
+  }
+
+  async findForEndpoint(id: string, endpointId: string): Promise<DeliveryRow | undefined> {
+    return this.database.db
+      .selectFrom('webhook_deliveries')
+      .selectAll()
+      .where('id', '=', id)
+      .where('endpoint_id', '=', endpointId)
+      .executeTakeFirst();
+  }
+
+  /** The attempts of these deliveries, by delivery and attempt. */
+  async attemptsOf(deliveryIds: string[]): Promise<AttemptRow[]> {
+    return this.database.db
+      .selectFrom('webhook_attempts')
+      .selectAll()
+      .where('delivery_id', 'in', deliveryIds)
+      .orderBy('delivery_id')
+      .orderBy('attempt')
+      .execute();
+  }
+
+  /** Fails the pending deliveries of an endpoint being deleted. */
+  async failPendingOf(trx: Queryable, endpointId: string, now: number): Promise<void> {
+    await trx
+      .updateTable('webhook_deliveries')
+      .set({ status: 'failed', last_error: 'endpoint deleted', updated_at: now })
+      .where('endpoint_id', '=', endpointId)
+      .where('status', '=', 'pending')
+      .execute();
+  }
+
+  /** Queues a finished (delivered or failed) delivery again, with one more attempt; false when it is not finished. */
+  async resend(trx: Queryable, id: string, now: number): Promise<boolean> {
+    const r = await trx
+      .updateTable('webhook_deliveries')
+      .set((eb) => ({
+        status: 'pending' as const,
+        next_attempt_at: now,
+        resends: eb('resends', '+', 1),
+        updated_at: now,
+      }))
+      .where('id', '=', id)
+      .where('status', 'in', ['delivered', 'failed'])
       .executeTakeFirst();
     return Number(r.numUpdatedRows) === 1;
   }
