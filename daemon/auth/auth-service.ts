@@ -539,28 +539,36 @@ export class AuthService {
     client: ClientInfo,
     options: { revokeApiKeys?: boolean } = {},
   ): Promise<ApiKeysAfterSignOut> {
+    return this.signOutEverywhere(principal.userId, principal.tenantId, 'logout_all', {}, options, client);
+  }
+
+  /**
+   * Ends every sign-in of a user in one transaction: `change` written to the user row with
+   * `tokens_not_before` (so every access token issued so far is refused), every refresh token
+   * revoked, the API keys listed or revoked; then audited as `auth.<reason>`.
+   */
+  private async signOutEverywhere(
+    userId: string,
+    tenantId: string | null,
+    reason: 'logout_all' | 'password_change',
+    change: { password_hash?: string },
+    options: { revokeApiKeys?: boolean },
+    client: ClientInfo,
+  ): Promise<ApiKeysAfterSignOut> {
     const now = this.deps.clock.now();
     const keys = await this.deps.database.transaction(async (trx) => {
       // The user row first, then the tokens: the order every transaction touching both takes (see rotate).
-      await this.users.with(trx).update(principal.userId, { tokens_not_before: now + 1, updated_at: now });
-      await this.creds.with(trx).revokeAllForUser(principal.userId);
-      return this.settleApiKeys(
-        trx,
-        principal.userId,
-        principal.tenantId,
-        options.revokeApiKeys === true,
-        'logout_all',
-        now,
-        client,
-      );
+      await this.users.with(trx).update(userId, { ...change, tokens_not_before: now + 1, updated_at: now });
+      await this.creds.with(trx).revokeAllForUser(userId);
+      return this.settleApiKeys(trx, userId, tenantId, options.revokeApiKeys === true, reason, now, client);
     });
     await this.audit(
       {
-        action: 'auth.logout_all',
+        action: `auth.${reason}`,
         outcome: 'success',
-        actor: { type: 'user', id: principal.userId },
-        tenantId: principal.tenantId,
-        target: { type: 'user', id: principal.userId },
+        actor: { type: 'user', id: userId },
+        tenantId,
+        target: { type: 'user', id: userId },
         details: { keys_revoked: keys.revoked.length, keys_live: keys.live.length },
       },
       client,
@@ -657,32 +665,7 @@ export class AuthService {
       throw new GatewayError('INVALID_CREDENTIALS', 'current password is incorrect');
     }
     const hash = await this.deps.hasher.hash(next, claim);
-    const now = this.deps.clock.now();
-    const keys = await this.deps.database.transaction(async (trx) => {
-      await this.users.with(trx).update(user.id, { password_hash: hash, tokens_not_before: now + 1, updated_at: now });
-      await this.creds.with(trx).revokeAllForUser(user.id);
-      return this.settleApiKeys(
-        trx,
-        user.id,
-        user.tenant_id,
-        options.revokeApiKeys === true,
-        'password_change',
-        now,
-        client,
-      );
-    });
-    await this.audit(
-      {
-        action: 'auth.password_change',
-        outcome: 'success',
-        actor: { type: 'user', id: user.id },
-        tenantId: user.tenant_id,
-        target: { type: 'user', id: user.id },
-        details: { keys_revoked: keys.revoked.length, keys_live: keys.live.length },
-      },
-      client,
-    );
-    return keys;
+    return this.signOutEverywhere(user.id, user.tenant_id, 'password_change', { password_hash: hash }, options, client);
   }
 
   /** POST /v1/auth/mfa/setup: a new secret, pending until enabled with a valid code. */
