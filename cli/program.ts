@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { VERSION } from '../daemon/version.js';
+import { VERSION } from '../daemon/cli-shared.js';
 import { initCommand } from './commands/init.js';
 import { keysCommand } from './commands/keys.js';
 import { tenantsCommand } from './commands/tenants.js';
@@ -19,10 +19,14 @@ import { warnIfKeyInArguments } from './core/context.js';
 /** A value glued to a secret option (`--password=...`): commander would echo it in its error. */
 const SECRET_VALUE = /(--[\w-]*(?:password|api-key|secret)[\w-]*=)[^\s']*/gi;
 
+/** Commander's "too many arguments" error, up to the list of the arguments it got. */
+const EXCESS_ARGUMENTS = /(too many arguments.*? but got \d+): .*$/m;
+
 /** Commander's usage errors, without secrets, and with a hint where a password was given as an argument. */
 function usageError(cmd: Command) {
   return (message: string, write: (text: string) => void) => {
-    let m = message.replace(SECRET_VALUE, '$1***');
+    // Commander 15 lists the excess arguments themselves: one may be a password typed after --password.
+    let m = message.replace(SECRET_VALUE, '$1***').replace(EXCESS_ARGUMENTS, '$1 (not shown: one may be a secret).');
     if (/too many arguments/.test(m) && cmd.options.some((o) => o.long === '--password')) {
       m +=
         '--password takes no value (arguments show in ps and shell history): it asks at a hidden prompt; or pipe the password with --password-stdin\n';

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { BackupError, createBackup } from '../../daemon/backup/snapshot.js';
+import { BackupError, createBackup } from '../../daemon/operator.js';
 import { daemonConfig, globals } from '../core/context.js';
 import { CliError, printResult } from '../core/output.js';
 

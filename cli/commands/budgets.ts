@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { formatCredits, parseCredits } from '../../daemon/credits/money.js';
+import { formatCredits, parseCredits } from '../../daemon/cli-shared.js';
 import type { Budget, BudgetSubject, KeenClient } from '../../sdk/src/index.js';
 import { clientFor, globals } from '../core/context.js';
 import { CliError, printResult } from '../core/output.js';

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Command } from 'commander';
-import { formatCredits, parseCredits } from '../../daemon/credits/money.js';
-import { isIdempotencyKey } from '../../daemon/idempotency/key.js';
+import { formatCredits, isIdempotencyKey, parseCredits } from '../../daemon/cli-shared.js';
 import {
   ConnectionError,
   TimeoutError,

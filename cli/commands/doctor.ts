@@ -4,14 +4,18 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
 import { sql } from 'kysely';
-import { Sandbox } from '../../daemon/agents/sandbox.js';
-import { MIN_SECRET_BYTES } from '../../daemon/auth/jwt-secret.js';
-import { inspectMfaSecrets } from '../../daemon/auth/mfa-secrets.js';
-import { loadConfig, secretList, type ResolvedConfig } from '../../daemon/config/load.js';
-import { createLogger } from '../../daemon/logger.js';
-import { databaseFromConfig, type Database } from '../../daemon/storage/database.js';
-import { pendingMigrations } from '../../daemon/storage/migrator.js';
-import { UserRepository } from '../../daemon/storage/repos/users.js';
+import { loadConfig, type ResolvedConfig, secretList } from '../../daemon/cli-shared.js';
+import {
+  createLogger,
+  type Database,
+  databaseFromConfig,
+  inspectMfaSecrets,
+  loadRedis,
+  MIN_SECRET_BYTES,
+  pendingMigrations,
+  Sandbox,
+  UserRepository,
+} from '../../daemon/operator.js';
 import { connectionFor, globals } from '../core/context.js';
 import { CliError } from '../core/output.js';
 import { daemonAddress, DEFAULT_URL, shownUrl, sourceName } from '../core/profile.js';
@@ -261,7 +265,7 @@ async function checkRedis(config: ResolvedConfig): Promise<Check> {
   const shown = shownUrl(url);
   let lastError: string | null = null;
   // Loaded here: ioredis would add to the start-up time of every other command.
-  const { createRedis } = await import('../../daemon/shared/redis.js');
+  const { createRedis } = await loadRedis();
   const client = createRedis(
     url,
     {

@@ -1,18 +1,20 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
-import { DatabaseAuditLogger } from '../../daemon/audit/store.js';
-import { PasswordHasher } from '../../daemon/auth/passwords.js';
-import { systemClock } from '../../daemon/clock.js';
-import { createLogger } from '../../daemon/logger.js';
-import { databaseFromConfig } from '../../daemon/storage/database.js';
-import { accountRepositories } from '../../daemon/storage/repos/accounts.js';
-import { AuditRepository } from '../../daemon/storage/repos/audit.js';
-import { readDatabaseId } from '../../daemon/storage/database-id.js';
-import { migrateToLatest } from '../../daemon/storage/migrator.js';
-import { UserAdminService } from '../../daemon/users/user-admin.js';
-import { presentBootstrap } from '../../daemon/http/presenters/users.js';
-import { GatewayError } from '../../daemon/errors.js';
+import {
+  AuditRepository,
+  accountRepositories,
+  createLogger,
+  DatabaseAuditLogger,
+  databaseFromConfig,
+  GatewayError,
+  migrateToLatest,
+  PasswordHasher,
+  presentBootstrap,
+  readDatabaseId,
+  systemClock,
+  UserAdminService,
+} from '../../daemon/operator.js';
 import { connectionFor, daemonConfig, globals, readStdinSecret } from '../core/context.js';
 import { CliError, printSecretOnce } from '../core/output.js';
 import { daemonAddress, DEFAULT_URL, shownUrl, sourceName } from '../core/profile.js';

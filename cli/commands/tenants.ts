@@ -1,8 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Command } from 'commander';
-import { formatCredits, parseCredits } from '../../daemon/credits/money.js';
-import { isIdempotencyKey } from '../../daemon/idempotency/key.js';
-import { isId } from '../../daemon/ids.js';
+import { formatCredits, isId, isIdempotencyKey, parseCredits } from '../../daemon/cli-shared.js';
 import { ConnectionError, NotFoundError, TimeoutError, type KeenClient } from '../../sdk/src/index.js';
 import { clientFor, globals } from '../core/context.js';
 import { CliError, printResult } from '../core/output.js';

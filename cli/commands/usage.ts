@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { GROUP_COLUMNS, usageCsv, type UsageJson } from '../../daemon/credits/usage-present.js';
+import { GROUP_COLUMNS, usageCsv, type UsageJson } from '../../daemon/cli-shared.js';
 import { clientFor, globals } from '../core/context.js';
 import { CliError, table } from '../core/output.js';
 

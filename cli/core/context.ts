@@ -1,7 +1,5 @@
 import type { Command } from 'commander';
-import { SCOPES } from '../../daemon/auth/principal.js';
-import { ConfigError } from '../../daemon/config/errors.js';
-import { loadConfig, type ResolvedConfig } from '../../daemon/config/load.js';
+import { ConfigError, loadConfig, type ResolvedConfig, SCOPES } from '../../daemon/cli-shared.js';
 import { KeenClient } from '../../sdk/src/index.js';
 import { CliError } from './output.js';
 import { daemonAddress, profilePath, readProfiles, resolveConnection, type Connection } from './profile.js';

@@ -14,7 +14,7 @@ import {
 } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
-import { loadConfig, redactUrl } from '../../daemon/config/load.js';
+import { loadConfig, redactUrl } from '../../daemon/cli-shared.js';
 import { CliError } from './output.js';
 
 /** Where keen-admin talks to when nothing else says so (README.md, "Operating"). */

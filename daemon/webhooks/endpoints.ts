@@ -10,8 +10,8 @@ import type { AuditLogger } from '../audit/types.js';
 import type { ClientInfo } from '../auth/auth-service.js';
 import type { Principal } from '../auth/principal.js';
 import type { SecretBox } from '../auth/secret-box.js';
-import { iso, type Clock } from '../clock.js';
-import { formatCredits, parseCredits } from '../credits/money.js';
+import type { Clock } from '../clock.js';
+import { parseCredits } from '../credits/money.js';
 import { GatewayError, invalidField, notFound } from '../errors.js';
 import { isId, newId } from '../ids.js';
 import { effectiveRole, reachFor, type Reach } from '../policies/index.js';
@@ -34,6 +34,35 @@ export const DEFAULT_SECRET_GRACE_SECONDS = 86_400;
 export const MAX_SECRET_GRACE_SECONDS = 7 * 86_400;
 const MAX_ENDPOINTS_PER_USER = 50;
 
+/** An endpoint as read or written at `at`: whether its previous secret still signs depends on it. */
+export interface EndpointView {
+  row: EndpointRow;
+  at: number;
+}
+
+/** An endpoint whose signing secret was made just now (create, rotate): the secret, in this answer only. */
+export interface EndpointWithSecret extends EndpointView {
+  secret: string;
+}
+
+/** Endpoints by id; `nextCursor` continues the page. */
+export interface EndpointPage {
+  endpoints: EndpointView[];
+  nextCursor: string | null;
+}
+
+/** A delivery with every attempt made of it. */
+export interface DeliveryView {
+  row: DeliveryRow;
+  attempts: AttemptRow[];
+}
+
+/** Deliveries, newest first; `nextCursor` continues the page. */
+export interface DeliveryPage {
+  deliveries: DeliveryView[];
+  nextCursor: string | null;
+}
+
 export class WebhookEndpoints {
   constructor(
     private readonly deps: {
@@ -49,11 +78,7 @@ export class WebhookEndpoints {
     },
   ) {}
 
-  async create(
-    p: Principal,
-    input: EndpointInput,
-    client?: ClientInfo,
-  ): Promise<{ endpoint: ReturnType<typeof presentEndpoint>; secret: string }> {
+  async create(p: Principal, input: EndpointInput, client?: ClientInfo): Promise<EndpointWithSecret> {
     const url = this.url(input.url);
     const eventTypes = eventTypesOf(input.event_types);
     const now = this.deps.clock.now();
@@ -90,28 +115,25 @@ export class WebhookEndpoints {
         event_types: eventTypes,
       });
     });
-    return { endpoint: presentEndpoint(row, now), secret };
+    return { row, at: now, secret };
   }
 
   /** Endpoints in `reach`, by id, cursor-paginated. */
-  async list(
-    reach: Reach,
-    options: { limit: number; cursor?: string | null },
-  ): Promise<{ endpoints: Array<ReturnType<typeof presentEndpoint>>; next: string | null }> {
+  async list(reach: Reach, options: { limit: number; cursor?: string | null }): Promise<EndpointPage> {
     const rows = await this.deps.endpoints.list(reach, { limit: options.limit + 1, cursor: options.cursor ?? null });
     const page = rows.slice(0, options.limit);
     const now = this.deps.clock.now();
     return {
-      endpoints: page.map((r) => presentEndpoint(r, now)),
-      next: rows.length > options.limit ? page[page.length - 1]!.id : null,
+      endpoints: page.map((row) => ({ row, at: now })),
+      nextCursor: rows.length > options.limit ? page[page.length - 1]!.id : null,
     };
   }
 
-  async get(p: Principal, id: string) {
-    return presentEndpoint(await this.find(p, id), this.deps.clock.now());
+  async get(p: Principal, id: string): Promise<EndpointView> {
+    return { row: await this.find(p, id), at: this.deps.clock.now() };
   }
 
-  async update(p: Principal, id: string, input: EndpointInput, client?: ClientInfo) {
+  async update(p: Principal, id: string, input: EndpointInput, client?: ClientInfo): Promise<EndpointView> {
     const row = await this.find(p, id);
     const now = this.deps.clock.now();
     const patch: Partial<EndpointRow> = {};
@@ -140,7 +162,7 @@ export class WebhookEndpoints {
         ...(patch.url ? { url_host: hostOf(patch.url) } : {}),
       });
     });
-    return presentEndpoint({ ...row, ...patch }, now);
+    return { row: { ...row, ...patch }, at: now };
   }
 
   /** Deletes an endpoint; its deliveries not yet sent are dropped (failed, "endpoint deleted"). */
@@ -160,7 +182,12 @@ export class WebhookEndpoints {
    * at all), so receivers can switch without missing a message. Only the secret
    * just replaced is kept.
    */
-  async rotateSecret(p: Principal, id: string, graceSeconds: unknown, client?: ClientInfo) {
+  async rotateSecret(
+    p: Principal,
+    id: string,
+    graceSeconds: unknown,
+    client?: ClientInfo,
+  ): Promise<EndpointWithSecret> {
     const grace = graceSeconds === undefined ? DEFAULT_SECRET_GRACE_SECONDS : graceSeconds;
     if (typeof grace !== 'number' || !Number.isInteger(grace) || grace < 0 || grace > MAX_SECRET_GRACE_SECONDS) {
       throw invalidField(`grace_seconds must be an integer from 0 to ${MAX_SECRET_GRACE_SECONDS}`, [
@@ -184,11 +211,15 @@ export class WebhookEndpoints {
       }
       await this.audit(trx, p, 'webhook.secret_rotate', row, client, { grace_seconds: grace });
     });
-    return { endpoint: presentEndpoint({ ...row, ...patch }, now), secret };
+    return { row: { ...row, ...patch }, at: now, secret };
   }
 
   /** One page of an endpoint's deliveries, newest first, each with its attempts. */
-  async deliveries(p: Principal, id: string, options: { limit: number; cursor?: string | null; status?: string }) {
+  async deliveries(
+    p: Principal,
+    id: string,
+    options: { limit: number; cursor?: string | null; status?: string },
+  ): Promise<DeliveryPage> {
     const ep = await this.find(p, id);
     const rows = await this.deps.outbox.listForEndpoint(ep.id, {
       limit: options.limit + 1,
@@ -198,14 +229,14 @@ export class WebhookEndpoints {
     const page = rows.slice(0, options.limit);
     const attempts = await this.attemptsOf(page.map((r) => r.id));
     return {
-      deliveries: page.map((r) => presentDelivery(r, attempts.get(r.id) ?? [])),
-      next: rows.length > options.limit ? page[page.length - 1]!.id : null,
+      deliveries: page.map((row) => ({ row, attempts: attempts.get(row.id) ?? [] })),
+      nextCursor: rows.length > options.limit ? page[page.length - 1]!.id : null,
     };
   }
 
-  async delivery(p: Principal, id: string, deliveryId: string) {
+  async delivery(p: Principal, id: string, deliveryId: string): Promise<DeliveryView> {
     const row = await this.findDelivery(p, id, deliveryId);
-    return presentDelivery(row, (await this.attemptsOf([row.id])).get(row.id) ?? []);
+    return { row, attempts: (await this.attemptsOf([row.id])).get(row.id) ?? [] };
   }
 
   /**
@@ -213,7 +244,7 @@ export class WebhookEndpoints {
    * now, with one more attempt allowed. Refused while it is still pending or
    * being delivered, and when its endpoint is disabled.
    */
-  async resend(p: Principal, id: string, deliveryId: string, client?: ClientInfo) {
+  async resend(p: Principal, id: string, deliveryId: string, client?: ClientInfo): Promise<DeliveryView> {
     const ep = await this.find(p, id);
     if (ep.enabled !== 1) throw new GatewayError('INVALID_STATE', 'the endpoint is disabled; enable it first');
     const row = await this.findDelivery(p, id, deliveryId);
@@ -227,7 +258,7 @@ export class WebhookEndpoints {
   }
 
   /** Queues a `ping` message to the endpoint (whatever event types it wants). */
-  async ping(p: Principal, id: string) {
+  async ping(p: Principal, id: string): Promise<DeliveryView> {
     const ep = await this.find(p, id);
     if (ep.enabled !== 1) throw new GatewayError('INVALID_STATE', 'the endpoint is disabled; enable it first');
     const { id: deliveryId } = await this.deps.webhooks.enqueue({
@@ -315,54 +346,6 @@ export class WebhookEndpoints {
 /** Members: their own endpoints. Administrators (admin scope): every endpoint in their reach. */
 export function endpointReach(p: Principal): Reach {
   return effectiveRole(p) === 'member' ? reachFor(p, 'self') : reachFor(p, 'admin');
-}
-
-export function presentEndpoint(r: EndpointRow, now: number) {
-  const previousLive =
-    r.previous_secret_enc !== null &&
-    r.previous_secret_expires_at !== null &&
-    Number(r.previous_secret_expires_at) > now;
-  return {
-    id: r.id,
-    user_id: r.user_id,
-    url: r.url,
-    description: r.description,
-    event_types: JSON.parse(r.event_types) as string[],
-    enabled: r.enabled === 1,
-    disabled_reason: r.disabled_reason,
-    disabled_at: r.disabled_at === null ? null : iso(Number(r.disabled_at)),
-    failing_since: r.failing_since === null ? null : iso(Number(r.failing_since)),
-    low_balance_threshold: r.low_balance_threshold === null ? null : formatCredits(Number(r.low_balance_threshold)),
-    previous_secret_expires_at: previousLive ? iso(Number(r.previous_secret_expires_at)) : null,
-    created_at: iso(Number(r.created_at)),
-    updated_at: iso(Number(r.updated_at)),
-  };
-}
-
-export function presentDelivery(r: DeliveryRow, attempts: AttemptRow[]) {
-  return {
-    id: r.id,
-    endpoint_id: r.endpoint_id,
-    event_type: r.event_type,
-    session_id: r.session_id,
-    status: r.status,
-    attempts: Number(r.attempts),
-    next_attempt_at: r.status === 'pending' || r.status === 'delivering' ? iso(Number(r.next_attempt_at)) : null,
-    last_status_code: r.last_status_code,
-    last_error: r.last_error,
-    created_at: iso(Number(r.created_at)),
-    delivered_at: r.delivered_at === null ? null : iso(Number(r.delivered_at)),
-    payload: JSON.parse(r.payload) as Record<string, unknown>,
-    attempt_log: attempts.map((a) => ({
-      attempt: Number(a.attempt),
-      started_at: iso(Number(a.started_at)),
-      duration_ms: Number(a.duration_ms),
-      status_code: a.status_code,
-      outcome: a.outcome,
-      error: a.error,
-      response_excerpt: a.response_excerpt,
-    })),
-  };
 }
 
 function newSecret(): string {

@@ -94,22 +94,60 @@ describe('lint: layer rules in biome.json', function () {
     expect(restricted(found)).to.deep.equal(['daemon/http/routes/bad.ts:1', 'daemon/http/routes/bad.ts:2']);
   });
 
-  it('keen-admin imports only the shared daemon modules; init, doctor and backup may reach further', () => {
-    const body = [
-      "import { Database } from '../../daemon/storage/database.js';",
-      "import { formatCredits } from '../../daemon/credits/money.js';",
-      "import { loadConfig } from '../../daemon/config/load.js';",
-      "import { isId } from '../../daemon/ids.js';",
-      'export const c = [Database, formatCredits, loadConfig, isId];',
-      '',
-    ].join('\n');
+  it('keen-admin imports from daemon/ only cli-shared.js; init, doctor and backup also operator.js', () => {
+    const shared = "import { formatCredits, loadConfig, isId } from '../../daemon/cli-shared.js';\n";
+    const operator = "import { databaseFromConfig } from '../../daemon/operator.js';\n";
     const found = lint({
-      'cli/commands/users.ts': body,
+      'cli/commands/credits.ts': [
+        "import { CreditLedger } from '../../daemon/credits/ledger.js';",
+        "import { formatCredits } from '../../daemon/credits/money.js';",
+        "import { loadConfig } from '../../daemon/config/load.js';",
+        "import { VERSION } from '../../daemon/version.js';",
+        "import type { Database } from '../../daemon/storage/database.js';",
+        "export { isId } from '../../daemon/ids.js';",
+        "import { SCOPES } from '../../daemon/cli-shared.js';",
+        'export const c = [CreditLedger, formatCredits, loadConfig, VERSION, SCOPES, (d: Database) => d];',
+        '',
+      ].join('\n'),
       'cli/core/context.ts': `export const s = import(${Q}../../daemon/auth/passwords.js${Q});\n`,
-      'cli/commands/init.ts': body,
-      'cli/commands/doctor.ts': body,
+      'cli/program.ts': "import { VERSION } from '../daemon/version.js';\nexport const v = VERSION;\n",
+      'cli/commands/users.ts': `${operator}export const u = databaseFromConfig;\n`,
+      'cli/commands/tenants.ts': `${shared}export const t = [formatCredits, loadConfig, isId];\n`,
+      'cli/commands/init.ts': `${shared}${operator}export const i = [formatCredits, loadConfig, isId, databaseFromConfig];\n`,
+      'cli/commands/doctor.ts': `${shared}${operator}export const d = [formatCredits, loadConfig, isId, databaseFromConfig];\n`,
+      'cli/commands/backup.ts': [
+        "import { createBackup } from '../../daemon/operator.js';",
+        "import { createBackup as direct } from '../../daemon/backup/snapshot.js';",
+        "import { CreditLedger } from '../../daemon/credits/ledger.js';",
+        'export const b = [createBackup, direct, CreditLedger];',
+        '',
+      ].join('\n'),
     });
-    expect(restricted(found)).to.deep.equal(['cli/commands/users.ts:1', 'cli/core/context.ts:1']);
+    expect(restricted(found)).to.deep.equal([
+      'cli/commands/backup.ts:2',
+      'cli/commands/backup.ts:3',
+      'cli/commands/credits.ts:1',
+      'cli/commands/credits.ts:2',
+      'cli/commands/credits.ts:3',
+      'cli/commands/credits.ts:4',
+      'cli/commands/credits.ts:5',
+      'cli/commands/credits.ts:6',
+      'cli/commands/users.ts:1',
+      'cli/core/context.ts:1',
+      'cli/program.ts:1',
+    ]);
+  });
+
+  it('daemon/operator.ts is domain code: only its marked presenter re-export reaches daemon/http', () => {
+    const operator = readFileSync(path.join(PROJECT_ROOT, 'daemon', 'operator.ts'), 'utf8');
+    const found = lint({
+      'daemon/operator.ts': operator,
+      'daemon/cli-shared.ts': "export { answerOnce } from './http/answer-once.js';\n",
+    });
+    expect(restricted(found)).to.deep.equal(['daemon/cli-shared.ts:1']);
+    const unmarked = operator.replace(/^\/\/ biome-ignore lint\/style\/noRestrictedImports:.*\n/m, '');
+    expect(unmarked).to.not.equal(operator);
+    expect(restricted(lint({ 'daemon/operator.ts': unmarked })).length).to.equal(1);
   });
 
   it('a focused test (.only) under test/ fails the lint; a function named fit elsewhere does not', () => {

@@ -5,6 +5,13 @@ import { ofUser, reachFor } from '../../policies/index.js';
 import type { UserAdminService } from '../../users/user-admin.js';
 import { clientOf, principalOf } from '../middleware/authenticate.js';
 import { cursorOf, limitOf, type AppContext } from '../context.js';
+import {
+  presentDelivery,
+  presentDeliveryPage,
+  presentEndpoint,
+  presentEndpointPage,
+  presentEndpointWithSecret,
+} from '../presenters/webhooks.js';
 import { defineRoute, defineRoutes } from '../routes.js';
 
 const ENDPOINT = '/v1/webhooks/endpoints/:id';
@@ -65,7 +72,7 @@ export function webhookRoutes(deps: {
       errors: ['INVALID_STATE'],
       handler: async (ctx) => {
         ctx.status = 201;
-        return endpoints.create(principalOf(ctx), ctx.request.body, clientOf(ctx));
+        return presentEndpointWithSecret(await endpoints.create(principalOf(ctx), ctx.request.body, clientOf(ctx)));
       },
     }),
     defineRoute({
@@ -82,7 +89,7 @@ export function webhookRoutes(deps: {
           limit: limitOf(ctx, 50),
           cursor: cursorOf(ctx),
         });
-        return { endpoints: page.endpoints, next_cursor: page.next };
+        return presentEndpointPage(page);
       },
     }),
     defineRoute({
@@ -95,7 +102,7 @@ export function webhookRoutes(deps: {
       response: { status: 200, schema: 'WebhookEndpointResponse' },
       errors: ['NOT_FOUND'],
       handler: async (ctx) => {
-        return { endpoint: await endpoints.get(principalOf(ctx), id(ctx)) };
+        return { endpoint: presentEndpoint(await endpoints.get(principalOf(ctx), id(ctx))) };
       },
     }),
     defineRoute({
@@ -110,7 +117,8 @@ export function webhookRoutes(deps: {
       response: { status: 200, schema: 'WebhookEndpointResponse' },
       errors: ['NOT_FOUND'],
       handler: async (ctx) => {
-        return { endpoint: await endpoints.update(principalOf(ctx), id(ctx), ctx.request.body, clientOf(ctx)) };
+        const updated = await endpoints.update(principalOf(ctx), id(ctx), ctx.request.body, clientOf(ctx));
+        return { endpoint: presentEndpoint(updated) };
       },
     }),
     defineRoute({
@@ -141,7 +149,9 @@ export function webhookRoutes(deps: {
       errors: ['NOT_FOUND', 'INVALID_STATE'],
       handler: async (ctx) => {
         const body = ctx.request.body ?? {};
-        return endpoints.rotateSecret(principalOf(ctx), id(ctx), body.grace_seconds, clientOf(ctx));
+        return presentEndpointWithSecret(
+          await endpoints.rotateSecret(principalOf(ctx), id(ctx), body.grace_seconds, clientOf(ctx)),
+        );
       },
     }),
     defineRoute({
@@ -162,7 +172,7 @@ export function webhookRoutes(deps: {
           cursor: cursorOf(ctx),
           ...(status ? { status } : {}),
         });
-        return { deliveries: page.deliveries, next_cursor: page.next };
+        return presentDeliveryPage(page);
       },
     }),
     defineRoute({
@@ -175,7 +185,8 @@ export function webhookRoutes(deps: {
       response: { status: 200, schema: 'WebhookDeliveryResponse' },
       errors: ['NOT_FOUND'],
       handler: async (ctx) => {
-        return { delivery: await endpoints.delivery(principalOf(ctx), id(ctx), String(ctx.params.delivery_id)) };
+        const delivery = await endpoints.delivery(principalOf(ctx), id(ctx), String(ctx.params.delivery_id));
+        return { delivery: presentDelivery(delivery) };
       },
     }),
     defineRoute({
@@ -191,9 +202,8 @@ export function webhookRoutes(deps: {
       errors: ['NOT_FOUND', 'INVALID_STATE'],
       handler: async (ctx) => {
         ctx.status = 202;
-        return {
-          delivery: await endpoints.resend(principalOf(ctx), id(ctx), String(ctx.params.delivery_id), clientOf(ctx)),
-        };
+        const resent = await endpoints.resend(principalOf(ctx), id(ctx), String(ctx.params.delivery_id), clientOf(ctx));
+        return { delivery: presentDelivery(resent) };
       },
     }),
     defineRoute({
@@ -208,7 +218,7 @@ export function webhookRoutes(deps: {
       errors: ['NOT_FOUND', 'INVALID_STATE'],
       handler: async (ctx) => {
         ctx.status = 202;
-        return { delivery: await endpoints.ping(principalOf(ctx), id(ctx)) };
+        return { delivery: presentDelivery(await endpoints.ping(principalOf(ctx), id(ctx))) };
       },
     }),
     defineRoute({
@@ -231,7 +241,7 @@ export function webhookRoutes(deps: {
           limit: limitOf(ctx, 50),
           cursor: cursorOf(ctx),
         });
-        return { endpoints: page.endpoints, next_cursor: page.next };
+        return presentEndpointPage(page);
       },
     }),
   ]);

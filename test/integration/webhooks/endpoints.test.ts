@@ -4,10 +4,15 @@ import type { AuditEvent, AuditLogger } from '../../../daemon/audit/types.js';
 import { SecretBox } from '../../../daemon/auth/secret-box.js';
 import { ManualClock } from '../../../daemon/clock.js';
 import { createLogger } from '../../../daemon/logger.js';
+import {
+  presentDelivery,
+  presentEndpoint,
+  presentEndpointWithSecret,
+} from '../../../daemon/http/presenters/webhooks.js';
 import { Metrics } from '../../../daemon/metrics.js';
 import type { Database, Queryable } from '../../../daemon/storage/database.js';
-import { WebhookOutbox } from '../../../daemon/storage/repos/webhook-deliveries.js';
-import { WebhookEndpointRepository } from '../../../daemon/storage/repos/webhook-endpoints.js';
+import { type AttemptRow, type DeliveryRow, WebhookOutbox } from '../../../daemon/storage/repos/webhook-deliveries.js';
+import { type EndpointRow, WebhookEndpointRepository } from '../../../daemon/storage/repos/webhook-endpoints.js';
 import { WebhookEndpoints } from '../../../daemon/webhooks/endpoints.js';
 import {
   BACKOFF_SCHEDULE_MS,
@@ -51,6 +56,118 @@ describe('webhooks/service defaultBackoffMs over a day', () => {
       Array.from({ length: 8 }, (_, i) => defaultBackoffMs(i + 1, r)).reduce((a, b) => a + b, 0);
     expect(total(() => 0)).to.be.greaterThan(24 * HOUR);
     expect(total(() => 1)).to.equal(BACKOFF_SCHEDULE_MS.reduce((a, b) => a + b, 0));
+  });
+});
+
+describe('webhooks presenters: what WebhookEndpoints returns, as the API shows it', () => {
+  const at = Date.UTC(2026, 0, 2, 3, 4, 5);
+  const t = (ms: number) => new Date(ms).toISOString();
+  const endpoint: EndpointRow = {
+    id: 'wep_1',
+    user_id: 'usr_1',
+    tenant_id: 'ten_1',
+    url: 'https://hooks.example.com/in',
+    description: 'ci',
+    event_types: '["session.completed","credits.low_balance"]',
+    enabled: 0,
+    disabled_reason: 'every delivery failed',
+    disabled_at: at - 1_000,
+    failing_since: at - 2_000,
+    low_balance_threshold: 2_500_000,
+    secret_enc: 'sealed-now',
+    previous_secret_enc: 'sealed-before',
+    previous_secret_expires_at: at + 60_000,
+    created_at: at - 9_000,
+    updated_at: at - 1_000,
+  };
+
+  it('an endpoint: every field in order, never a sealed secret; the old secret’s expiry only while it signs', () => {
+    const wire = {
+      id: 'wep_1',
+      user_id: 'usr_1',
+      url: 'https://hooks.example.com/in',
+      description: 'ci',
+      event_types: ['session.completed', 'credits.low_balance'],
+      enabled: false,
+      disabled_reason: 'every delivery failed',
+      disabled_at: t(at - 1_000),
+      failing_since: t(at - 2_000),
+      low_balance_threshold: 2.5,
+      previous_secret_expires_at: t(at + 60_000),
+      created_at: t(at - 9_000),
+      updated_at: t(at - 1_000),
+    };
+    expect(JSON.stringify(presentEndpoint({ row: endpoint, at }))).to.equal(JSON.stringify(wire));
+    const expired = presentEndpoint({ row: endpoint, at: at + 60_000 });
+    expect(expired.previous_secret_expires_at).to.equal(null);
+    const created = presentEndpointWithSecret({ row: { ...endpoint, enabled: 1 }, at, secret: 'whsec_x' });
+    expect(Object.keys(created)).to.deep.equal(['endpoint', 'secret']);
+    expect(created).to.deep.include({ secret: 'whsec_x' });
+    expect(created.endpoint.enabled).to.equal(true);
+  });
+
+  it('a delivery: next_attempt_at only while one is due, the payload as sent, every attempt in order', () => {
+    const row: DeliveryRow = {
+      id: 'whk_1',
+      user_id: 'usr_1',
+      tenant_id: null,
+      session_id: 'ses_1',
+      url: 'https://hooks.example.com/in',
+      event_type: 'session.completed',
+      payload: '{"type":"session.completed","data":{"n":1}}',
+      status: 'delivered',
+      attempts: 2,
+      next_attempt_at: at + 5_000,
+      last_status_code: 200,
+      last_error: null,
+      created_at: at - 3_000,
+      updated_at: at,
+      delivered_at: at,
+      endpoint_id: 'wep_1',
+      resends: 0,
+    };
+    const attempts: AttemptRow[] = [
+      {
+        delivery_id: 'whk_1',
+        attempt: 1,
+        endpoint_id: 'wep_1',
+        started_at: at - 2_000,
+        duration_ms: 12,
+        status_code: 503,
+        outcome: 'failed',
+        error: 'HTTP 503',
+        response_excerpt: 'down',
+      },
+    ];
+    const wire = {
+      id: 'whk_1',
+      endpoint_id: 'wep_1',
+      event_type: 'session.completed',
+      session_id: 'ses_1',
+      status: 'delivered',
+      attempts: 2,
+      next_attempt_at: null,
+      last_status_code: 200,
+      last_error: null,
+      created_at: t(at - 3_000),
+      delivered_at: t(at),
+      payload: { type: 'session.completed', data: { n: 1 } },
+      attempt_log: [
+        {
+          attempt: 1,
+          started_at: t(at - 2_000),
+          duration_ms: 12,
+          status_code: 503,
+          outcome: 'failed',
+          error: 'HTTP 503',
+          response_excerpt: 'down',
+        },
+      ],
+    };
+    expect(JSON.stringify(presentDelivery({ row, attempts }))).to.equal(JSON.stringify(wire));
+    const pending = presentDelivery({ row: { ...row, status: 'pending', delivered_at: null }, attempts: [] });
+    expect(pending).to.include({ next_attempt_at: t(at + 5_000), delivered_at: null });
+    expect(pending.attempt_log).to.deep.equal([]);
   });
 });
 
@@ -172,9 +289,12 @@ describeStorage('webhooks/endpoints: filters, signatures, retries, rotation, res
     expect(receiver.received).to.have.length(4);
     expect(new Set(receiver.received.map((r) => r.headers['webhook-id'])).size).to.equal(1);
     expect(new Set(receiver.received.map((r) => r.body)).size).to.equal(1);
-    const page = await endpoints.deliveries(p, ep.endpoint.id, { limit: 10 });
+    const page = await endpoints.deliveries(p, ep.row.id, { limit: 10 });
     expect(page.deliveries).to.have.length(1);
-    const d = page.deliveries[0]!;
+    expect(page.nextCursor).to.equal(null);
+    // The service returns the rows; the log as the API shows it is their presentation.
+    const d = presentDelivery(page.deliveries[0]!);
+    expect(page.deliveries[0]!.attempts).to.have.length(4);
     expect(d).to.include({ status: 'delivered', attempts: 4, last_status_code: 200 });
     expect(d.attempt_log.map((a) => [a.attempt, a.status_code, a.outcome])).to.deep.equal([
       [1, 503, 'failed'],
@@ -185,7 +305,7 @@ describeStorage('webhooks/endpoints: filters, signatures, retries, rotation, res
     expect(d.attempt_log[0]!.response_excerpt).to.equal('down for maintenance 0');
     expect(d.attempt_log[0]!.duration_ms).to.be.a('number');
     // The endpoint delivers again: not failing.
-    expect((await endpoints.get(p, ep.endpoint.id)).failing_since).to.equal(null);
+    expect((await endpoints.get(p, ep.row.id)).row.failing_since).to.equal(null);
   });
 
   it('a daemon restart mid-retry loses nothing: the next daemon delivers it, once', async () => {
@@ -208,9 +328,13 @@ describeStorage('webhooks/endpoints: filters, signatures, retries, rotation, res
     const { webhooks, endpoints } = build();
     const p = await owner();
     const ep = await endpoints.create(p, { url: receiver.url(), event_types: ['*'] });
-    const rotated = await endpoints.rotateSecret(p, ep.endpoint.id, 60);
+    const rotated = await endpoints.rotateSecret(p, ep.row.id, 60);
     expect(rotated.secret).to.not.equal(ep.secret);
-    expect(rotated.endpoint.previous_secret_expires_at).to.be.a('string');
+    expect(rotated.row.previous_secret_enc).to.equal(ep.row.secret_enc);
+    expect(Number(rotated.row.previous_secret_expires_at)).to.equal(rotated.at + 60_000);
+    expect(presentEndpointWithSecret(rotated).endpoint.previous_secret_expires_at).to.equal(
+      new Date(rotated.at + 60_000).toISOString(),
+    );
     await emit(webhooks, p.userId, 'session.completed');
     await webhooks.deliverDueNow();
     const during = receiver.received[0]!;
@@ -225,8 +349,9 @@ describeStorage('webhooks/endpoints: filters, signatures, retries, rotation, res
     expect(() => new Webhook(ep.secret).verify(after.body, headersOf(after))).to.throw();
     expect(() => new Webhook(rotated.secret).verify(after.body, headersOf(after))).not.to.throw();
     // Grace 0: the old secret stops signing at once.
-    const again = await endpoints.rotateSecret(p, ep.endpoint.id, 0);
-    expect(again.endpoint.previous_secret_expires_at).to.equal(null);
+    const again = await endpoints.rotateSecret(p, ep.row.id, 0);
+    expect(again.row.previous_secret_enc).to.equal(null);
+    expect(presentEndpointWithSecret(again).endpoint.previous_secret_expires_at).to.equal(null);
     expect(audit.events.filter((e) => e.action === 'webhook.secret_rotate')).to.have.length(2);
     expect(JSON.stringify(audit.events)).not.to.include(rotated.secret.slice(6));
   });
@@ -236,23 +361,23 @@ describeStorage('webhooks/endpoints: filters, signatures, retries, rotation, res
     const p = await owner();
     const ep = await endpoints.create(p, { url: receiver.url(), event_types: ['session.completed'] });
     await emit(webhooks, p.userId, 'session.completed');
-    const [pending] = (await endpoints.deliveries(p, ep.endpoint.id, { limit: 5 })).deliveries;
-    await expectCode(endpoints.resend(p, ep.endpoint.id, pending!.id), 'INVALID_STATE');
+    const [pending] = (await endpoints.deliveries(p, ep.row.id, { limit: 5 })).deliveries;
+    await expectCode(endpoints.resend(p, ep.row.id, pending!.row.id), 'INVALID_STATE');
     await webhooks.deliverDueNow();
-    const resent = await endpoints.resend(p, ep.endpoint.id, pending!.id);
-    expect(resent.status).to.equal('pending');
+    const resent = await endpoints.resend(p, ep.row.id, pending!.row.id);
+    expect(resent.row.status).to.equal('pending');
     await webhooks.deliverDueNow();
     expect(receiver.received).to.have.length(2);
     expect(receiver.received[1]!.body).to.equal(receiver.received[0]!.body);
-    expect(receiver.received[1]!.headers['webhook-id']).to.equal(pending!.id);
-    const ping = await endpoints.ping(p, ep.endpoint.id);
-    expect(ping.event_type).to.equal('ping');
+    expect(receiver.received[1]!.headers['webhook-id']).to.equal(pending!.row.id);
+    const ping = await endpoints.ping(p, ep.row.id);
+    expect(ping.row.event_type).to.equal('ping');
     await webhooks.deliverDueNow();
     expect(JSON.parse(receiver.received[2]!.body)).to.include({ type: 'ping' });
     // Someone else's endpoint and delivery are not found.
     const stranger = await owner();
-    await expectCode(endpoints.resend(stranger, ep.endpoint.id, pending!.id), 'NOT_FOUND');
-    await expectCode(endpoints.deliveries(stranger, ep.endpoint.id, { limit: 5 }), 'NOT_FOUND');
+    await expectCode(endpoints.resend(stranger, ep.row.id, pending!.row.id), 'NOT_FOUND');
+    await expectCode(endpoints.deliveries(stranger, ep.row.id, { limit: 5 }), 'NOT_FOUND');
   });
 
   it('an endpoint failing for the configured time is disabled, audited, says why; its deliveries stop', async () => {
@@ -265,19 +390,19 @@ describeStorage('webhooks/endpoints: filters, signatures, retries, rotation, res
       await webhooks.deliverDueNow();
       clock.advance(4 * HOUR);
     }
-    const now = await endpoints.get(p, ep.endpoint.id);
+    const now = presentEndpoint(await endpoints.get(p, ep.row.id));
     expect(now.enabled).to.equal(false);
     expect(now.disabled_reason).to.match(/every delivery failed since .* HTTP 500/);
     const disabled = audit.events.filter((e) => e.action === 'webhook.endpoint_disabled');
     expect(disabled).to.have.length(1);
-    expect(disabled[0]!.target).to.deep.equal({ type: 'webhook_endpoint', id: ep.endpoint.id });
+    expect(disabled[0]!.target).to.deep.equal({ type: 'webhook_endpoint', id: ep.row.id });
     const before = receiver.received.length;
     await emit(webhooks, p.userId, 'session.completed');
     await webhooks.deliverDueNow();
     expect(receiver.received.length).to.equal(before);
-    await expectCode(endpoints.ping(p, ep.endpoint.id), 'INVALID_STATE');
+    await expectCode(endpoints.ping(p, ep.row.id), 'INVALID_STATE');
     // Enabled again by its owner: clean slate.
-    const back = await endpoints.update(p, ep.endpoint.id, { enabled: true });
+    const back = presentEndpoint(await endpoints.update(p, ep.row.id, { enabled: true }));
     expect(back).to.include({ enabled: true, disabled_reason: null, failing_since: null });
   });
 
