@@ -126,7 +126,7 @@ const TAIL_BYTES = 2048;
  */
 export function stderrTail(raw: Buffer | string): string | null {
   let text = (typeof raw === 'string' ? raw : raw.toString('utf8'))
-    .replace(/\x1b\[[0-9;?]*[ -\/]*[@-~]/g, '')
+    .replace(/\x1b\[[0-9;?]*[ -/]*[@-~]/g, '')
     .replace(/\r\n?/g, '\n')
     .replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\ufffd]/g, '');
   text = text

@@ -8,7 +8,7 @@ import { isKept, keep, type Database, type Kept, type Queryable } from '../stora
 import type { AuthReads, AuthSubject } from '../storage/repos/auth-reads.js';
 import type { ApiKeyRow, CredentialRepository } from '../storage/repos/credentials.js';
 import type { UserRepository, UserRow } from '../storage/repos/users.js';
-import { AccessTokens, generateRefreshToken } from './access-tokens.js';
+import { type AccessTokens, generateRefreshToken } from './access-tokens.js';
 import { hashSecret, isWellFormedApiKey } from './api-key-format.js';
 import { normalizeEmail } from './email.js';
 import type { LoginThrottle, ThrottledAttempt } from './login-throttle.js';

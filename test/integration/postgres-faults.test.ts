@@ -118,7 +118,7 @@ const UNLIMITED = { tiers: { individual: { requests_per_hour: 10_000_000 } } };
       let outside: OutsideSetup;
       let child: ChildDaemon;
 
-      before(async function () {
+      before(async () => {
         if (!TEST_POSTGRES_URL) throw new Error('KEEN_TEST_POSTGRES_URL is not set');
         proxy = FaultProxy.for(TEST_POSTGRES_URL);
         await proxy.start();
@@ -209,7 +209,7 @@ const UNLIMITED = { tiers: { individual: { requests_per_hour: 10_000_000 } } };
       let d: TestDaemon;
       let api: Api;
 
-      before(async function () {
+      before(async () => {
         if (!TEST_POSTGRES_URL) throw new Error('KEEN_TEST_POSTGRES_URL is not set');
         proxy = FaultProxy.for(TEST_POSTGRES_URL);
         await proxy.start();

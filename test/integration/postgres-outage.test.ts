@@ -42,7 +42,7 @@ class CuttableProxy {
     let proxy: CuttableProxy;
     let schema: TestSchema;
 
-    before(async function () {
+    before(async () => {
       if (!TEST_POSTGRES_URL) throw new Error('KEEN_TEST_POSTGRES_URL is not set');
       const target = new URL(TEST_POSTGRES_URL);
       proxy = new CuttableProxy({ host: target.hostname, port: Number(target.port || 5432) });

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { sql } from 'kysely';
 import { Database, type PreparedRead } from '../../daemon/storage/database.js';
-import { WriteGenerations } from '../../daemon/storage/write-generations.js';
+import type { WriteGenerations } from '../../daemon/storage/write-generations.js';
 import { createLogger } from '../../daemon/logger.js';
 import { describeStorage } from '../helpers/backends.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';

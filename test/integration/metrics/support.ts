@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../../../daemon/paths.js';
-import { Monitoring } from '../../../daemon/monitoring/index.js';
+import type { Monitoring } from '../../../daemon/monitoring/index.js';
 import type { TestDaemon } from '../../helpers/daemon.js';
 
 /** One row of docs/METRICS.md. */

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { PasswordHasher } from '../../../daemon/auth/passwords.js';
-import { GatewayError } from '../../../daemon/errors.js';
+import type { GatewayError } from '../../../daemon/errors.js';
 
 const PASSWORD = 'a-password-of-enough-length';
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import type { Redis } from 'ioredis';
-import { ManualClock } from '../../../daemon/clock.js';
+import type { ManualClock } from '../../../daemon/clock.js';
 import { MemoryRateLimiter } from '../../../daemon/limits/memory.js';
 import { RedisRateLimiter } from '../../../daemon/limits/redis.js';
 import type { BatchRateLimiter } from '../../../daemon/limits/types.js';
