@@ -564,7 +564,7 @@ export class AuthService {
     });
     await this.audit(
       {
-        action: `auth.${reason}`,
+        action: reason === 'logout_all' ? 'auth.logout_all' : 'auth.password_change',
         outcome: 'success',
         actor: { type: 'user', id: userId },
         tenantId,
