@@ -34,7 +34,7 @@ import { authRoutes } from './http/routes/auth.js';
 import { createRateLimiter } from './limits/factory.js';
 import { RateLimitMetrics } from './limits/metrics.js';
 import type { RateLimiter } from './limits/types.js';
-import { createRedis } from './shared/redis.js';
+import { createRedis } from './redis.js';
 import type { Redis } from 'ioredis';
 import { rateLimit } from './http/middleware/rate-limit.js';
 import { DatabaseAuditLogger } from './audit/store.js';

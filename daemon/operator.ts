@@ -23,4 +23,4 @@ export { UserRepository } from './storage/repos/users.js';
 export { UserAdminService } from './users/user-admin.js';
 
 /** The Redis client factory, loaded when called: ioredis would add to the start-up time of every other command. */
-export const loadRedis = () => import('./shared/redis.js');
+export const loadRedis = () => import('./redis.js');

@@ -1,4 +1,4 @@
-import { isRedisUnavailableError } from '../shared/redis.js';
+import { isRedisUnavailableError } from '../redis.js';
 
 /**
  * The limiter's backend (Redis) failed, so no decision was made. Thrown by

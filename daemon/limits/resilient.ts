@@ -1,5 +1,5 @@
 import { GatewayError } from '../errors.js';
-import { isRedisUnavailableError } from '../shared/redis.js';
+import { isRedisUnavailableError } from '../redis.js';
 import { consumeBatch } from './batch.js';
 import { RateLimitBackendError } from './errors.js';
 import type { RateLimitMetrics } from './metrics.js';

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
-import { createRedis, type RedisLogger } from '../shared/redis.js';
+import { createRedis, type RedisLogger } from '../redis.js';
 import type { BusEnvelope, EventBus } from './bus.js';
 
 export interface RedisEventBusDeps {

@@ -17,7 +17,7 @@ import { newId } from '../ids.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { BusEnvelope, EventBus } from '../sessions/bus.js';
-import { createRedis } from '../shared/redis.js';
+import { createRedis } from '../redis.js';
 import type { SessionRepository } from '../storage/repos/sessions.js';
 import { grantKey, type StreamGrant } from './grants.js';
 import { StreamMetrics } from './metrics.js';

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Clock } from '../clock.js';
 import { unavailable } from '../errors.js';
-import { isRedisUnavailableError } from '../shared/redis.js';
+import { isRedisUnavailableError } from '../redis.js';
 import type { StreamGrant } from './grants.js';
 
 /** How long a ticket lives (docs/stream.md; single use, 30 s). */

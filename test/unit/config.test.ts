@@ -31,7 +31,7 @@ function problemsOf(fn: () => unknown): string[] {
 }
 
 describe('config loading', () => {
-  it('gives the contract defaults with no file and no environment', () => {
+  it('gives the documented defaults (config.example.yaml) with no file and no environment', () => {
     const cwd = tmp();
     const c = loadConfig({ env: {}, cwd });
     expect(c.server.host).to.equal('127.0.0.1');

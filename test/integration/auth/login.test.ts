@@ -11,7 +11,7 @@ describeStorage('authentication: login, tokens, MFA', (backend) => {
   });
   after(async () => d?.stop());
 
-  it('logs in with email and password and returns the contract shape', async () => {
+  it('logs in with email and password and returns the documented shape (docs/API.md)', async () => {
     const u = await buildUser(d, { withPassword: true });
     const r = await d.api.post('/v1/auth/login', { email: u.email, password: u.password });
     expect(r.status, r.text).to.equal(200);

@@ -4,7 +4,7 @@ import { RateLimitMetrics } from '../../../daemon/limits/metrics.js';
 import { RedisRateLimiter } from '../../../daemon/limits/redis.js';
 import { ResilientRateLimiter } from '../../../daemon/limits/resilient.js';
 import { Metrics } from '../../../daemon/metrics.js';
-import { createRedis } from '../../../daemon/shared/redis.js';
+import { createRedis } from '../../../daemon/redis.js';
 import { TEST_REDIS_URL } from '../../helpers/env.js';
 import { FaultProxy } from '../../helpers/fault-proxy.js';
 import {

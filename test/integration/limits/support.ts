@@ -92,7 +92,7 @@ export function metricValue(text: string, name: string, labels: Record<string, s
   return 0;
 }
 
-/** Every response carries the RateLimit headers of the contract (section 4). */
+/** Every response carries the RateLimit headers documented in docs/rate-limits.md. */
 export function hasRateLimitHeaders(r: ApiResponse): boolean {
   return ['ratelimit-policy', 'ratelimit', 'x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset'].every(
     (h) => r.headers.get(h) !== null,

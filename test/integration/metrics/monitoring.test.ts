@@ -4,7 +4,7 @@ import { toMicros } from '../../../daemon/credits/money.js';
 import { Metrics } from '../../../daemon/metrics.js';
 import { LedgerDriftMonitor } from '../../../daemon/monitoring/ledger-drift.js';
 import { RedisProbe } from '../../../daemon/monitoring/redis.js';
-import { createRedis } from '../../../daemon/shared/redis.js';
+import { createRedis } from '../../../daemon/redis.js';
 import { describeStorage } from '../../helpers/backends.js';
 import { startDaemon, type TestDaemon } from '../../helpers/daemon.js';
 import { buildUser } from '../../helpers/factories.js';

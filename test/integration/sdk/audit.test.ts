@@ -140,7 +140,7 @@ describe('SDK audit JSON Lines (client.audit, client.requestLines)', () => {
     expect(subscribers()).to.equal(0);
   });
 
-  it('a bad key is an AuthenticationError with the contract code, as the gateway answered it', async () => {
+  it('a bad key is an AuthenticationError with the documented code, as the gateway answered it', async () => {
     const bad = sdk(d, { apiKey: 'ak_live_not-a-real-key' });
     const answer = await fetch(`${d.url}/v1/admin/audit/export`, {
       headers: { authorization: 'ApiKey ak_live_not-a-real-key' },

@@ -4,7 +4,7 @@ import { createAgentProtocol } from '../../../daemon/agents/protocol.js';
 describe('agents/protocol (schemas/agent-protocol.schema.json)', () => {
   const { parseEventLine, isPureRequest } = createAgentProtocol();
 
-  it('accepts each event shape of the contract', () => {
+  it('accepts each event shape of docs/agent-protocol.md', () => {
     const lines = [
       { type: 'phase', phase: 'EXPLORE' },
       { type: 'progress', message: 'half way', percent: 40 },

@@ -4,7 +4,7 @@ import { createRateLimiter } from '../../../daemon/limits/factory.js';
 import { RateLimitMetrics } from '../../../daemon/limits/metrics.js';
 import { ResilientRateLimiter } from '../../../daemon/limits/resilient.js';
 import { Metrics } from '../../../daemon/metrics.js';
-import { createRedis } from '../../../daemon/shared/redis.js';
+import { createRedis } from '../../../daemon/redis.js';
 import { LogSpy } from './support.js';
 
 describe('createRateLimiter', () => {

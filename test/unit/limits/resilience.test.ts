@@ -8,7 +8,7 @@ import { checkAll, decisionRecords, type RateLimitPolicy } from '../../../daemon
 import { RedisRateLimiter } from '../../../daemon/limits/redis.js';
 import { ResilientRateLimiter } from '../../../daemon/limits/resilient.js';
 import { Metrics } from '../../../daemon/metrics.js';
-import { createRedis, isRedisUnavailableError, reconnectDelay } from '../../../daemon/shared/redis.js';
+import { createRedis, isRedisUnavailableError, reconnectDelay } from '../../../daemon/redis.js';
 import { TEST_REDIS_URL } from '../../helpers/env.js';
 import {
   describeRedis,

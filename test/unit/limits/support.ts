@@ -5,7 +5,7 @@ import type { ManualClock } from '../../../daemon/clock.js';
 import { MemoryRateLimiter } from '../../../daemon/limits/memory.js';
 import { RedisRateLimiter } from '../../../daemon/limits/redis.js';
 import type { BatchRateLimiter } from '../../../daemon/limits/types.js';
-import { createRedis, type RedisLogger } from '../../../daemon/shared/redis.js';
+import { createRedis, type RedisLogger } from '../../../daemon/redis.js';
 import { describeShared, type SharedBackend } from '../../helpers/backends.js';
 import { TEST_REDIS_URL } from '../../helpers/env.js';
 
