@@ -27,7 +27,6 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
@@ -40,6 +39,7 @@ import { ADMIN, MAIN, NODE_ARGS, makeHome, startDaemon, type TestDaemon } from '
 import { TEST_POSTGRES_URL } from '../test/helpers/env.js';
 import { buildApiKey, buildUser, mintToken } from '../test/helpers/factories.js';
 import { fill, HEAVY_EMAIL, isFilled, sizeAt } from './big-fill.js';
+import { freePort } from '../test/helpers/ports.js';
 
 type Options = Parameters<typeof autocannon>[0];
 
@@ -215,17 +215,6 @@ async function deepCursors(
     transactionsCursor: Buffer.from(JSON.stringify({ s: Number(deepEntry?.seq ?? 2) })).toString('base64url'),
     auditQuery: new URLSearchParams({ actor_id: userId, action: 'auth.*', since, until, limit: '10' }).toString(),
   };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 interface Daemon {

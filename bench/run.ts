@@ -50,7 +50,6 @@ import os from 'node:os';
 import path from 'node:path';
 import autocannon, { type Result } from 'autocannon';
 import { PROJECT_ROOT } from '../daemon/paths.js';
-import net from 'node:net';
 import { stringify as toYaml } from 'yaml';
 import { makeHome, MAIN, NODE_ARGS, startDaemon, type DaemonHome } from '../test/helpers/daemon.js';
 import { TEST_POSTGRES_URL } from '../test/helpers/env.js';
@@ -58,6 +57,7 @@ import { buildUser, type TestUser } from '../test/helpers/factories.js';
 import { grant } from '../test/helpers/sessions.js';
 import type { StorageBackend } from '../test/helpers/backends.js';
 import { baselineToken, seedBaseline } from './baseline.js';
+import { freePort } from '../test/helpers/ports.js';
 import { alternate, FirstEventProbe, spread, type FirstEventSample, type Spread } from './sandbox.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -185,18 +185,6 @@ async function prepare(backend: StorageBackend, agent: string[]): Promise<Fixtur
   } finally {
     await setup.stop();
   }
-}
-
-/** A free loopback port (the daemon logs at warn, so it cannot tell its ephemeral port). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 interface Daemon {

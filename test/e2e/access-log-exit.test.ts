@@ -1,11 +1,11 @@
 import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { PROJECT_ROOT } from '../../daemon/paths.js';
 import { makeHome, MAIN, NODE_ARGS, type DaemonHome } from '../helpers/daemon.js';
+import { freePort } from '../helpers/ports.js';
 
 /**
  * Loaded with `--import` into the daemon: every asynchronous fs.write waits 150 ms before it runs
@@ -20,17 +20,6 @@ fs.write = function (...args) { setTimeout(() => write.apply(fs, args), 150); };
 syncBuiltinESMExports();
 process.on('SIGUSR2', () => setImmediate(() => { throw new Error('crash-canary'); }));
 `;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 interface Service {
   url: string;

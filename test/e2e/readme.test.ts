@@ -38,10 +38,10 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../../daemon/paths.js';
+import { freePort } from '../helpers/ports.js';
 
 const BLOCK_TIMEOUT_MS = 90_000;
 const MARKER = '<!-- runnable -->';
@@ -96,17 +96,6 @@ export function runnableBlocks(markdown: string): RunnableBlock[] {
 /** A block's code for the test daemon: the README's port 8080 becomes `port`. */
 export function onPort(code: string, port: number): string {
   return code.replace(/\b(localhost|127\.0\.0\.1):8080\b/g, `$1:${port}`);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** The working tree's files (tracked and untracked, not ignored), relative to the root. */

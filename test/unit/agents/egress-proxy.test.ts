@@ -13,6 +13,7 @@ import {
   isAllowedHost,
   type EgressProxyOptions,
 } from '../../../daemon/agents/egress-proxy.js';
+import { freePort } from '../../helpers/ports.js';
 
 /** A resolver that answers from a table and records every name it was asked. */
 function fakeResolver(table: Record<string, string[]>): {
@@ -108,15 +109,6 @@ function waitClose(socket: net.Socket): Promise<void> {
   return new Promise((resolve) =>
     socket.destroyed && socket.closed ? resolve() : socket.once('close', () => resolve()),
   );
-}
-
-/** A loopback port nobody listens on (at the time of asking). */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 describe('agents/egress-proxy', () => {
